@@ -1,0 +1,105 @@
+/**
+ * Boot events: what the appliance did for each machine (DHCP offer, TFTP file, script served,
+ * kernel/initrd fetched, cloud-config served, facts reported). Every server records into one
+ * EventLog; the HTTP API lists them per MAC (`GET /api/events?mac=`) and answers lookups with
+ * the address a machine was last seen at.
+ */
+
+/** Kinds of boot event, in the order a machine usually produces them. */
+export type BootEventType =
+  | 'dhcp-offer'
+  | 'dhcp-ack'
+  | 'dhcp-nak'
+  | 'dhcp-release'
+  | 'dhcp-decline'
+  | 'tftp-file'
+  | 'tftp-error'
+  | 'http-script'
+  | 'http-asset'
+  | 'http-cloud-config'
+  | 'facts'
+  | 'discovered';
+
+/** One thing the appliance did for one machine. */
+export interface BootEvent {
+  /** ISO 8601 time the event was recorded. */
+  at: string;
+  /** Lowercase colon-separated MAC (`52:54:00:12:34:56`), or '' when unknown (TFTP by IP only). */
+  mac: string;
+  type: BootEventType;
+  /** Client IPv4 address when known. */
+  ip?: string;
+  /** Small structured detail: arch, file, profile, bytes ... never a whole packet. */
+  detail?: Record<string, unknown>;
+}
+
+/** Where servers put boot events and where the API reads them. */
+export interface EventLog {
+  record(event: Omit<BootEvent, 'at'> & { at?: string }): BootEvent;
+  /** Events for one MAC, oldest first; all events (newest `limit`) when mac is undefined. */
+  list(filter?: { mac?: string; limit?: number }): BootEvent[];
+  /** The MAC last seen at an IPv4 address (learned from DHCP), if any. */
+  macForIp(ip: string): string | undefined;
+  /** The IPv4 address a MAC was last seen at, if any. */
+  lastIp(mac: string): string | undefined;
+}
+
+/** Normalise a MAC to lowercase colon-separated form; undefined when it is not a MAC. */
+export function normalizeMac(input: string): string | undefined {
+  const hex = input.trim().toLowerCase().replace(/[:\-.]/g, '');
+  if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
+  return hex.match(/../g)!.join(':');
+}
+
+/**
+ * An in-memory EventLog bounded per machine and in the number of machines, so a flood of
+ * spoofed MACs cannot grow memory without limit.
+ */
+export function createEventLog(options: { perMachine?: number; machines?: number; now?: () => Date } = {}): EventLog {
+  const perMachine = options.perMachine ?? 200;
+  const maxMachines = options.machines ?? 10_000;
+  const now = options.now ?? (() => new Date());
+  const byMac = new Map<string, BootEvent[]>();
+  const ipToMac = new Map<string, string>();
+  const macToIp = new Map<string, string>();
+  let seq: BootEvent[] = [];
+
+  return {
+    record(input) {
+      const event: BootEvent = { ...input, at: input.at ?? now().toISOString() };
+      const key = event.mac;
+      let list = byMac.get(key);
+      if (!list) {
+        if (byMac.size >= maxMachines) {
+          const oldest = byMac.keys().next().value as string;
+          byMac.delete(oldest);
+        }
+        list = [];
+        byMac.set(key, list);
+      }
+      list.push(event);
+      if (list.length > perMachine) list.shift();
+      seq.push(event);
+      if (seq.length > perMachine * 10) seq = seq.slice(-perMachine * 5);
+      if (event.mac && event.ip && event.ip !== '0.0.0.0') {
+        ipToMac.set(event.ip, event.mac);
+        macToIp.set(event.mac, event.ip);
+      }
+      return event;
+    },
+    list(filter = {}) {
+      const limit = filter.limit ?? perMachine;
+      if (filter.mac !== undefined) {
+        const mac = normalizeMac(filter.mac) ?? filter.mac;
+        return (byMac.get(mac) ?? []).slice(-limit);
+      }
+      return seq.slice(-limit);
+    },
+    macForIp(ip) {
+      return ipToMac.get(ip);
+    },
+    lastIp(mac) {
+      return macToIp.get(normalizeMac(mac) ?? mac);
+    },
+  };
+}
