@@ -1,0 +1,317 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isIPv4 } from 'node:net';
+import { ConfigError } from './errors.js';
+import { LOG_LEVELS } from './log.js';
+
+/**
+ * The appliance's home: the package root, where the default directories live. Found by walking up
+ * from this module, which sits in `src/` under tsx and in `dist/src/` when compiled.
+ */
+export const APPLIANCE_HOME = findHome(dirname(fileURLToPath(import.meta.url)));
+
+function findHome(start: string): string {
+  let dir = start;
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = dirname(dir);
+  }
+  return resolve(start, '..');
+}
+
+/** DHCP modes: `proxy` answers PXE clients beside another DHCP server; `off` runs no DHCP. */
+export const DHCP_MODES = ['proxy', 'off'] as const;
+export type DhcpMode = (typeof DHCP_MODES)[number];
+
+/** The validated, frozen settings every part of the appliance reads. */
+export interface Config {
+  /** IPv4 address advertised to clients in DHCP replies and URLs. */
+  readonly address: string;
+  /** Interface the lab is attached to (its address is the default `address`). */
+  readonly interface: string | undefined;
+  readonly httpPort: number;
+  readonly tftpPort: number;
+  readonly dhcpPort: number;
+  readonly proxyPort: number;
+  readonly dhcpMode: DhcpMode;
+  readonly tftpRoot: string;
+  readonly assets: string;
+  readonly templates: string;
+  readonly db: string;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly apiToken: string | undefined;
+  readonly tftpBlksizeMax: number;
+  /** Where each setting came from, for the start-up log. */
+  readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
+}
+
+type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'enum' | 'int';
+
+/** One setting: its flag, environment variable, config-file key, type, default and help. */
+export interface OptionSpec {
+  key: keyof Omit<Config, 'sources'>;
+  flag: string;
+  kind: Kind;
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+  /** Default value; paths are relative to the appliance home. undefined = none / detected. */
+  default?: string | number;
+  help: string;
+  /** Do not print the value in logs (secrets). */
+  secret?: boolean;
+}
+
+/** Every setting, in the order `--help` lists them. Flags, env names and file keys derive from it. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'address', flag: 'address', kind: 'ipv4', help: 'IPv4 address advertised to clients (default: the address of --interface, or the only non-loopback IPv4 address)' },
+  { key: 'interface', flag: 'interface', kind: 'string', help: 'network interface the lab is attached to, e.g. br0' },
+  { key: 'httpPort', flag: 'http-port', kind: 'port', default: 8080, help: 'HTTP port for iPXE scripts, assets, cloud-config and the API (0 = ephemeral)' },
+  { key: 'tftpPort', flag: 'tftp-port', kind: 'port', default: 69, help: 'TFTP port (0 = ephemeral; 69 needs root or cap_net_bind_service)' },
+  { key: 'dhcpPort', flag: 'dhcp-port', kind: 'port', default: 67, help: 'DHCP port (67 needs root or cap_net_bind_service)' },
+  { key: 'proxyPort', flag: 'proxy-port', kind: 'port', default: 4011, help: 'PXE boot-server (ProxyDHCP) port' },
+  { key: 'dhcpMode', flag: 'dhcp-mode', kind: 'enum', values: DHCP_MODES, default: 'proxy', help: 'proxy: answer PXE clients beside an existing DHCP server; off: no DHCP' },
+  { key: 'tftpRoot', flag: 'tftp-root', kind: 'dir', default: 'tftpboot', help: 'directory served by TFTP (iPXE binaries; falls back to /usr/lib/ipxe)' },
+  { key: 'assets', flag: 'assets', kind: 'dir', default: 'assets', help: 'directory served under /assets (kernels, initrds, images)' },
+  { key: 'templates', flag: 'templates', kind: 'dir', default: 'templates', help: 'directory of nunjucks templates (iPXE scripts, cloud-configs)' },
+  { key: 'db', flag: 'db', kind: 'path', default: 'config/db.json', help: 'JSON file holding profiles, machines and groups (created if missing)' },
+  { key: 'logLevel', flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', help: 'log level' },
+  { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for API writes (default: generated once and stored beside --db)' },
+  { key: 'tftpBlksizeMax', flag: 'tftp-blksize-max', kind: 'int', min: 512, max: 65464, default: 1468, help: 'largest TFTP blksize granted (some firmware fails above the MTU)' },
+];
+
+/** `APPLIANCE_HTTP_PORT` for `http-port`. */
+export function envName(spec: OptionSpec): string {
+  return 'APPLIANCE_' + spec.flag.toUpperCase().replace(/-/g, '_');
+}
+
+/** Inputs of loadConfig, injectable for tests. */
+export interface ConfigInputs {
+  /** Option flags already split from argv: flag name (without --) -> string value. */
+  flags?: Record<string, string | undefined>;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  home?: string;
+  /** Config file path; default `<home>/config/appliance.json` (optional unless given). */
+  configFile?: string;
+  interfaces?: NodeJS.Dict<NetworkInterfaceInfo[]>;
+  /** Commands that advertise nothing (fetch) do not need an address: 0.0.0.0 when none is found. */
+  addressOptional?: boolean;
+}
+
+type Source = 'default' | 'file' | 'env' | 'flag' | 'detected';
+
+/**
+ * Read settings from defaults, `config/appliance.json`, `APPLIANCE_*` variables and flags (flags
+ * win over env, env over file, file over defaults), validate them once and freeze the result.
+ * Throws ConfigError naming the setting and where it came from; binds nothing.
+ */
+export function loadConfig(inputs: ConfigInputs = {}): Config {
+  const env = inputs.env ?? process.env;
+  const cwd = inputs.cwd ?? process.cwd();
+  const home = inputs.home ?? APPLIANCE_HOME;
+  const flags = inputs.flags ?? {};
+  const specsByFlag = new Map(OPTIONS.map((s) => [s.flag, s]));
+  const specsByKey = new Map(OPTIONS.map((s) => [s.key as string, s]));
+  const specsByEnv = new Map(OPTIONS.map((s) => [envName(s), s]));
+
+  const raw = new Map<string, { value: unknown; source: Source; where: string; base: string }>();
+  for (const spec of OPTIONS) {
+    if (spec.default !== undefined) raw.set(spec.key, { value: spec.default, source: 'default', where: 'default', base: home });
+  }
+
+  const explicitFile = inputs.configFile ?? env.APPLIANCE_CONFIG;
+  const configFile = explicitFile !== undefined ? resolve(cwd, explicitFile) : join(home, 'config', 'appliance.json');
+  if (existsSync(configFile)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(configFile, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`${configFile} is not valid JSON: ${(err as Error).message}`, { file: configFile });
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new ConfigError(`${configFile} must hold a JSON object of settings`, { file: configFile });
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      const spec = specsByKey.get(key);
+      if (!spec) {
+        const known = OPTIONS.map((s) => s.key).join(', ');
+        throw new ConfigError(`${configFile}: unknown setting "${key}"; known settings: ${known}`, { setting: key, file: configFile });
+      }
+      // Relative paths in the file are relative to the appliance home, wherever it is started from.
+      raw.set(key, { value, source: 'file', where: `${configFile}: ${key}`, base: home });
+    }
+  } else if (explicitFile !== undefined) {
+    throw new ConfigError(`config file ${configFile} does not exist; create it or pass another`, { setting: 'config' });
+  }
+
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('APPLIANCE_') || name === 'APPLIANCE_CONFIG' || value === undefined) continue;
+    const spec = specsByEnv.get(name);
+    if (!spec) {
+      throw new ConfigError(`unknown environment variable ${name}; known: ${[...specsByEnv.keys()].join(', ')}, APPLIANCE_CONFIG`, { setting: name });
+    }
+    raw.set(spec.key, { value, source: 'env', where: name, base: cwd });
+  }
+
+  for (const [flag, value] of Object.entries(flags)) {
+    if (value === undefined) continue;
+    const spec = specsByFlag.get(flag);
+    if (!spec) throw new ConfigError(`unknown option --${flag}; see --help`, { setting: flag });
+    raw.set(spec.key, { value, source: 'flag', where: `--${flag}`, base: cwd });
+  }
+
+  const out: Record<string, unknown> = {};
+  const sources: Record<string, Source> = {};
+  for (const spec of OPTIONS) {
+    const entry = raw.get(spec.key);
+    if (!entry) continue;
+    out[spec.key] = coerce(spec, entry.value, entry.where, entry.base);
+    sources[spec.key] = entry.source;
+  }
+
+  if (out.address === undefined) {
+    try {
+      out.address = detectAddress(out.interface as string | undefined, inputs.interfaces ?? networkInterfaces());
+      sources.address = 'detected';
+    } catch (err) {
+      if (!inputs.addressOptional) throw err;
+      out.address = '0.0.0.0';
+      sources.address = 'default';
+    }
+  } else if (out.interface !== undefined) {
+    // An explicit address with an interface: the interface must exist (typos bind nothing useful).
+    interfaceAddresses(out.interface as string, inputs.interfaces ?? networkInterfaces());
+  }
+
+  const dbDir = dirname(out.db as string);
+  if (!isDirectory(dbDir)) {
+    throw new ConfigError(`${where(raw, 'db')}: directory ${dbDir} for the database does not exist; create it or pass another --db`, { setting: 'db' });
+  }
+
+  return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), interface: out.interface as string | undefined, apiToken: out.apiToken as string | undefined, sources: Object.freeze(sources) });
+}
+
+function where(raw: Map<string, { where: string }>, key: string): string {
+  return raw.get(key)?.where ?? key;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function coerce(spec: OptionSpec, value: unknown, where: string, base: string): unknown {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string') {
+    throw new ConfigError(`${where}: expected ${describeKind(spec)}, got ${JSON.stringify(value)}`, { setting: spec.key });
+  }
+  switch (spec.kind) {
+    case 'port':
+    case 'int': {
+      const min = spec.kind === 'port' ? 0 : (spec.min ?? 0);
+      const max = spec.kind === 'port' ? 65535 : (spec.max ?? Number.MAX_SAFE_INTEGER);
+      if (!/^\d+$/.test(text.trim()) || Number(text) < min || Number(text) > max) {
+        throw new ConfigError(`${where}: "${text}" is not ${describeKind(spec)}`, { setting: spec.key });
+      }
+      return Number(text);
+    }
+    case 'enum':
+      if (!spec.values!.includes(text)) {
+        throw new ConfigError(`${where}: "${text}" is not one of ${spec.values!.join(', ')}`, { setting: spec.key });
+      }
+      return text;
+    case 'ipv4':
+      if (!isIPv4(text)) throw new ConfigError(`${where}: "${text}" is not an IPv4 address`, { setting: spec.key });
+      return text;
+    case 'string':
+      if (text.length === 0) throw new ConfigError(`${where}: must not be empty`, { setting: spec.key });
+      return text;
+    case 'path':
+    case 'dir': {
+      if (text.length === 0 || text.includes('\0')) throw new ConfigError(`${where}: "${text}" is not a path`, { setting: spec.key });
+      const path = isAbsolute(text) ? text : resolve(base, text);
+      if (spec.kind === 'dir' && !isDirectory(path)) {
+        throw new ConfigError(`${where}: directory ${path} does not exist; create it or pass another --${spec.flag}`, { setting: spec.key });
+      }
+      return path;
+    }
+  }
+}
+
+function describeKind(spec: OptionSpec): string {
+  switch (spec.kind) {
+    case 'port':
+      return 'a port (0-65535)';
+    case 'int':
+      return `a whole number from ${spec.min ?? 0} to ${spec.max ?? 'any'}`;
+    case 'enum':
+      return `one of ${spec.values!.join(', ')}`;
+    case 'ipv4':
+      return 'an IPv4 address';
+    default:
+      return 'a string';
+  }
+}
+
+function interfaceAddresses(name: string, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string[] {
+  const infos = interfaces[name];
+  if (!infos) {
+    throw new ConfigError(`--interface ${name} does not exist; interfaces here: ${Object.keys(interfaces).join(', ')}`, { setting: 'interface' });
+  }
+  return infos.filter((i) => i.family === 'IPv4').map((i) => i.address);
+}
+
+/**
+ * The address to advertise when none is given: the IPv4 address of `iface`, or the only
+ * non-loopback IPv4 address of the host. Several candidates are refused and listed, because
+ * guessing wrong sends firmware to an address it cannot reach.
+ */
+export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string {
+  if (iface !== undefined) {
+    const addrs = interfaceAddresses(iface, interfaces);
+    if (addrs.length === 0) throw new ConfigError(`--interface ${iface} has no IPv4 address; assign one or pass --address`, { setting: 'interface' });
+    if (addrs.length > 1) throw new ConfigError(`--interface ${iface} has several IPv4 addresses (${addrs.join(', ')}); pass --address to choose one`, { setting: 'address' });
+    return addrs[0]!;
+  }
+  const candidates: string[] = [];
+  for (const [name, infos] of Object.entries(interfaces)) {
+    for (const info of infos ?? []) {
+      if (info.family === 'IPv4' && !info.internal) candidates.push(`${info.address} (${name})`);
+    }
+  }
+  if (candidates.length === 1) return candidates[0]!.split(' ')[0]!;
+  if (candidates.length === 0) {
+    throw new ConfigError('no non-loopback IPv4 address found to advertise; pass --address (e.g. --address 127.0.0.1 for a local test) or --interface', { setting: 'address' });
+  }
+  throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, { setting: 'address' });
+}
+
+/** The `--help` text, generated from OPTIONS so it never drifts from what is accepted. */
+export function helpText(): string {
+  const lines = [
+    'usage: node bin/appliance [options]            start the appliance',
+    '       node bin/appliance fetch ipxe [--download] [--mirror URL] [--tftp-root DIR]',
+    '       node bin/appliance fetch rancheros [--version v1.5.8] [--mirror URL] [--assets DIR]',
+    '',
+    'options (each also as APPLIANCE_<NAME> in the environment and as a key in config/appliance.json;',
+    'flags win over environment, environment over file, file over defaults):',
+    '',
+  ];
+  for (const spec of OPTIONS) {
+    const arg = spec.kind === 'enum' ? spec.values!.join('|') : spec.kind === 'port' || spec.kind === 'int' ? 'N' : spec.kind === 'ipv4' ? 'IP' : spec.kind === 'string' ? 'VALUE' : 'PATH';
+    const def = spec.default !== undefined ? ` [default: ${spec.default}]` : '';
+    lines.push(`  --${spec.flag} ${arg}`.padEnd(34) + spec.help + def);
+    lines.push(' '.repeat(34) + `env ${envName(spec)}, file key "${spec.key}"`);
+  }
+  lines.push('  --config PATH'.padEnd(34) + 'settings file [default: config/appliance.json]; env APPLIANCE_CONFIG');
+  lines.push('  -h, --help'.padEnd(34) + 'show this help');
+  lines.push('');
+  lines.push('exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a port cannot be bound), 2 invalid configuration');
+  return lines.join('\n');
+}
