@@ -1,0 +1,208 @@
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ApplianceError } from '../errors.js';
+import { createSilentLogger, type Logger } from '../log.js';
+import type { Lab } from './netns.js';
+import type { ManagedProcess, ProcessExit } from './process.js';
+
+/** Firmware of a lab VM. */
+export type Firmware = 'bios' | 'uefi';
+
+/** OVMF images (Debian `ovmf`): 4M CODE read-only, VARS copied per VM. */
+export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+/** Template of the per-VM UEFI variable store. */
+export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+/** The QEMU system emulator. */
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+/** Options for {@link startVm}. */
+export interface VmOptions {
+  firmware: Firmware;
+  /** NIC MAC address; random locally administered 52:54:00:xx:xx:xx when omitted. */
+  mac?: string;
+  /** SMBIOS UUID (`-uuid`): EDK2 sends it as DHCP option 97. */
+  uuid?: string;
+  /** Guest memory in MiB (default 512). */
+  memoryMiB?: number;
+  /** Hard limit: the VM is killed after this long (default 4 minutes). */
+  timeoutMs?: number;
+  /** Name used in file names and logs (default `vm-MAC`). */
+  name?: string;
+  /** Extra QEMU arguments appended last. */
+  extraArgs?: readonly string[];
+  /** Called with every chunk of serial output (e.g. to show the console live). */
+  onSerial?: (chunk: Buffer) => void;
+  log?: Logger;
+}
+
+/** Result of {@link Vm.waitFor}. */
+export interface WaitResult {
+  /** The regex match against the whole serial log so far. */
+  match: RegExpExecArray;
+  /** Milliseconds from VM start until the matching output arrived. */
+  elapsedMs: number;
+}
+
+/** A running lab VM. */
+export interface Vm {
+  readonly name: string;
+  readonly mac: string;
+  readonly firmware: Firmware;
+  readonly tap: string;
+  /** The serial console, appended as it arrives. */
+  readonly serialLogPath: string;
+  /** QEMU's own stderr. */
+  readonly qemuLogPath: string;
+  /** performance.now() when QEMU was spawned. */
+  readonly startedAt: number;
+  /** Resolves when QEMU exits (poweroff, -no-reboot on reset, kill or hard timeout). */
+  readonly exited: Promise<ProcessExit>;
+  /** The serial output so far (control characters kept). */
+  serial(): string;
+  /**
+   * Wait until the serial log matches `pattern`. Rejects with `ERR_LAB_TIMEOUT` after
+   * `timeoutMs`, or `ERR_LAB_VM_EXITED` if QEMU exits first; both carry the log tail.
+   */
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<WaitResult>;
+  /** Kill QEMU (idempotent); resolves when it is gone. */
+  kill(): Promise<void>;
+}
+
+/** A random MAC in QEMU's locally administered 52:54:00 range. */
+export function randomMac(): string {
+  const b = randomBytes(3);
+  return ['52', '54', '00', ...[...b].map((x) => x.toString(16).padStart(2, '0'))].join(':');
+}
+
+function tail(text: string, lines = 25): string {
+  return text.split(/\r?\n/).slice(-lines).join('\n');
+}
+
+/**
+ * Build the QEMU argument list. BIOS: SeaBIOS runs QEMU's iPXE option ROM for virtio-net
+ * (the client is iPXE from the first DHCP packet). UEFI: OVMF with `romfile=` empty so EDK2's
+ * own PXE (arch 7) boots, as on most real UEFI machines (NETBOOT-FACTS section 5).
+ */
+export function buildQemuArgs(o: { firmware: Firmware; tap: string; mac: string; memoryMiB: number; uuid?: string; varsPath?: string; extraArgs?: readonly string[] }): string[] {
+  const nic = [`virtio-net-pci`, `netdev=n0`, `mac=${o.mac}`, `bootindex=1`];
+  const args = [
+    '-accel', 'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
+    '-m', String(o.memoryMiB),
+    '-smp', '1',
+    // -nographic makes SeaBIOS mirror its and iPXE's text console onto the serial port (sercon).
+    '-nographic',
+    '-monitor', 'none',
+    '-serial', 'stdio',
+    '-no-reboot',
+    '-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,
+  ];
+  if (o.firmware === 'uefi') {
+    if (!o.varsPath) throw new ApplianceError('ERR_LAB_CONFIG', 'uefi vm needs a VARS copy');
+    args.push(
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive', `if=pflash,format=raw,unit=1,file=${o.varsPath}`,
+    );
+    nic.push('romfile=');
+  }
+  args.push('-device', nic.join(','));
+  if (o.uuid) args.push('-uuid', o.uuid);
+  args.push(...(o.extraArgs ?? []));
+  return args;
+}
+
+/**
+ * Start a VM on a new tap of `lab`, inside the lab namespace. The VM is killed when it
+ * exceeds `timeoutMs` and when the lab is destroyed.
+ */
+export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
+  const log = (options.log ?? createSilentLogger()).child({ subsystem: 'lab-vm' });
+  const mac = (options.mac ?? randomMac()).toLowerCase();
+  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) {
+    throw new ApplianceError('ERR_LAB_CONFIG', `mac ${mac} is not of the form 52:54:00:12:34:56`);
+  }
+  const name = options.name ?? `vm-${mac.replace(/:/g, '')}`;
+  const memoryMiB = options.memoryMiB ?? 512;
+  const timeoutMs = options.timeoutMs ?? 240_000;
+  let varsPath: string | undefined;
+  if (options.firmware === 'uefi') {
+    for (const f of [OVMF_CODE, OVMF_VARS]) {
+      if (!existsSync(f)) throw new ApplianceError('ERR_LAB_PREREQ', `${f} is missing; install ovmf`);
+    }
+    varsPath = join(lab.workDir, `${name}-OVMF_VARS.fd`);
+    copyFileSync(OVMF_VARS, varsPath);
+  }
+  const tap = await lab.addTap();
+  const serialLogPath = join(lab.workDir, `${name}.serial.log`);
+  const qemuLogPath = join(lab.workDir, `${name}.qemu.log`);
+  writeFileSync(serialLogPath, '');
+  const args = buildQemuArgs({ firmware: options.firmware, tap, mac, memoryMiB, ...(options.uuid ? { uuid: options.uuid } : {}), ...(varsPath ? { varsPath } : {}), ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}) });
+
+  let text = '';
+  const waiters = new Set<() => void>();
+  const startedAt = performance.now();
+  const proc: ManagedProcess = lab.spawn(QEMU_BINARY, args, { stdoutPath: serialLogPath, stderrPath: qemuLogPath, label: `qemu ${name}` });
+  proc.onStdout((chunk) => {
+    text += chunk.toString('latin1');
+    options.onSerial?.(chunk);
+    for (const w of [...waiters]) w();
+  });
+  const hardTimer = setTimeout(() => {
+    log.warn({ name, mac, timeoutMs }, 'vm exceeded its hard timeout; killing it');
+    void proc.stop(1000);
+  }, timeoutMs);
+  hardTimer.unref();
+  let exitedFlag = false;
+  const exited = proc.exited.then((status) => {
+    clearTimeout(hardTimer);
+    exitedFlag = true;
+    for (const w of [...waiters]) w();
+    return status;
+  });
+  log.info({ name, mac, firmware: options.firmware, tap, netns: lab.netns }, 'vm started');
+
+  const waitFor = (pattern: RegExp, waitMs: number): Promise<WaitResult> =>
+    new Promise((resolve, reject) => {
+      const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+      let timer: NodeJS.Timeout | undefined;
+      const check = () => {
+        const match = re.exec(text);
+        if (match) {
+          done();
+          resolve({ match, elapsedMs: performance.now() - startedAt });
+          return;
+        }
+        if (exitedFlag) {
+          done();
+          reject(new ApplianceError('ERR_LAB_VM_EXITED', `vm ${name} exited before its console matched ${re}; last lines:\n${tail(text)}`, { name, serialLogPath, qemuLogPath }));
+        }
+      };
+      const done = () => {
+        waiters.delete(check);
+        if (timer) clearTimeout(timer);
+      };
+      timer = setTimeout(() => {
+        done();
+        reject(new ApplianceError('ERR_LAB_TIMEOUT', `vm ${name} console did not match ${re} within ${waitMs} ms; last lines:\n${tail(text)}`, { name, serialLogPath, qemuLogPath }));
+      }, waitMs);
+      waiters.add(check);
+      check();
+    });
+
+  return {
+    name,
+    mac,
+    firmware: options.firmware,
+    tap,
+    serialLogPath,
+    qemuLogPath,
+    startedAt,
+    exited,
+    serial: () => text,
+    waitFor,
+    kill: async () => {
+      await proc.stop(1000);
+    },
+  };
+}
