@@ -1,0 +1,199 @@
+/**
+ * The lowdb-backed file store: one hand-editable JSON file. Writes go through the core's queue
+ * and the durable adapter; hand edits are picked up without a restart (fs.watch on the
+ * directory, so editors that write a new file and rename it over the old one are seen, plus a
+ * slow mtime poll for filesystems where inotify says nothing, e.g. some bind mounts). A file that
+ * fails to parse or validate is refused with a log line naming the field, and the last good
+ * state keeps serving; API writes are refused (ERR_STORE_FILE_INVALID) until the file is fixed,
+ * so they never overwrite the operator's unfinished edit.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import { ApplianceError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { createDefaultDb } from './defaults.js';
+import { DurableJsonFile, parseDbText, type WriteTempFile } from './durable-json-file.js';
+import type { Db } from './schema.js';
+import { createStoreCore, type Store, type StoreStatus } from './store.js';
+
+/** Options for {@link openFileStore}. */
+export interface FileStoreOptions {
+  /** Path of the JSON database; created with defaults when missing. */
+  path: string;
+  log: Logger;
+  /** Initial content when the file does not exist (default: createDefaultDb()). */
+  defaults?: Db;
+  /** Watch the file for hand edits (default true). */
+  watch?: boolean;
+  /** Quiet time after the last change event before reloading, ms (default 100). */
+  debounceMs?: number;
+  /** Use fs.watch events (default true); false leaves only the poll (tests, odd filesystems). */
+  fsEvents?: boolean;
+  /** mtime/size poll interval as a fallback for missing fs events, ms; 0 disables (default 2000). */
+  pollMs?: number;
+  /** Test seam: replaces the temp-file writer (simulate a failed or torn write). */
+  writeTemp?: WriteTempFile;
+}
+
+/** What a reload did. */
+export type ReloadOutcome = 'unchanged' | 'reloaded' | 'refused' | 'missing';
+
+/** A Store backed by a JSON file, with explicit reload for SIGHUP and tests. */
+export interface FileStore extends Store {
+  readonly path: string;
+  /** Re-read the file now (serialized with writes). */
+  reload(): Promise<ReloadOutcome>;
+}
+
+/**
+ * Open (or create) the database file and return a store over it. Rejects with
+ * ERR_STORE_BAD_JSON / ERR_VALIDATION when the file exists but is invalid at start: there is
+ * no last good state to serve yet.
+ */
+export async function openFileStore(options: FileStoreOptions): Promise<FileStore> {
+  const file = path.resolve(options.path);
+  const log = options.log.child({ subsystem: 'store' });
+  const debounceMs = options.debounceMs ?? 100;
+  const pollMs = options.pollMs ?? 2000;
+  await mkdir(path.dirname(file), { recursive: true });
+
+  const adapter = new DurableJsonFile(file, options.writeTemp ? { writeTemp: options.writeTemp } : {});
+  // One Low instance per file (lowdb keeps no cross-instance lock). Constructed directly: the
+  // JSONFilePreset helper silently switches to an in-memory adapter when NODE_ENV=test.
+  const low = new Low<Db>(adapter, options.defaults ?? createDefaultDb());
+  try {
+    await low.read();
+  } catch (err) {
+    if (err instanceof ApplianceError) {
+      throw new ApplianceError(err.code, `${file}: ${err.message}`, { ...err.detail, file }, { cause: err });
+    }
+    throw err;
+  }
+  if (adapter.lastText === undefined) {
+    await low.write();
+    log.info({ file }, 'database file did not exist; created it with defaults');
+  }
+
+  let fileError: string | undefined;
+  let refusedText: string | undefined;
+  let closed = false;
+
+  const core = createStoreCore(low.data, {
+    persist: async (next) => {
+      const previous = low.data;
+      low.data = next;
+      try {
+        await low.write();
+      } catch (err) {
+        low.data = previous;
+        throw err;
+      }
+    },
+    beforeWrite: async () => {
+      // A hand edit that the watcher has not delivered yet must not be overwritten.
+      const outcome = await reloadNow();
+      if (outcome === 'refused') {
+        throw new ApplianceError('ERR_STORE_FILE_INVALID', `${file} was edited by hand and is invalid (${fileError}); fix the file before writing through the API`, { file });
+      }
+    },
+    status: () => ({ ok: fileError === undefined, ...(fileError !== undefined ? { error: fileError } : {}), loadedAt }),
+  });
+  let loadedAt = new Date().toISOString();
+
+  /** Read the file; swap in a valid edit, refuse an invalid one. Call inside the queue. */
+  async function reloadNow(): Promise<ReloadOutcome> {
+    const text = await adapter.readText();
+    if (text === null) {
+      // Editors that rename briefly leave no file; a deleted file is recreated on the next write.
+      return 'missing';
+    }
+    if (text === adapter.lastText) {
+      fileError = undefined;
+      return 'unchanged';
+    }
+    try {
+      const db = parseDbText(text, file);
+      adapter.lastText = text;
+      low.data = db;
+      core.replace(db);
+      fileError = undefined;
+      refusedText = undefined;
+      loadedAt = new Date().toISOString();
+      log.info({ file, profiles: db.profiles.length, machines: db.machines.length, groups: db.groups.length }, 'database file changed; reloaded');
+      return 'reloaded';
+    } catch (err) {
+      const e = err as ApplianceError;
+      fileError = e.message;
+      if (refusedText !== text) {
+        refusedText = text;
+        log.warn({ file, field: e.detail?.field, code: e.code, err: e.message }, 'database file refused; keeping the last good state');
+      }
+      return 'refused';
+    }
+  }
+
+  const reload = (): Promise<ReloadOutcome> => core.exclusive(reloadNow);
+
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (): void => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      reload().catch((err: unknown) => log.warn({ file, err: (err as Error).message }, 'database reload failed'));
+    }, debounceMs);
+    timer.unref();
+  };
+
+  let watcher: FSWatcher | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  if (options.watch ?? true) {
+    const base = path.basename(file);
+    if (options.fsEvents ?? true) try {
+      // Watch the directory, not the file: an editor's rename replaces the inode a file watch
+      // would be attached to.
+      watcher = watch(path.dirname(file), { persistent: false }, (_event, name) => {
+        if (name === null || name === base) schedule();
+      });
+      watcher.on('error', (err) => log.warn({ file, err: err.message }, 'database watch failed; relying on polling'));
+    } catch (err) {
+      log.warn({ file, err: (err as Error).message }, 'cannot watch the database directory; relying on polling');
+    }
+    if (pollMs > 0) {
+      const signature = async (): Promise<string> => {
+        try {
+          const st = await stat(file);
+          return `${st.ino}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          return 'missing';
+        }
+      };
+      let last = await signature();
+      poller = setInterval(() => {
+        void signature().then((sig) => {
+          if (sig !== last) schedule();
+          last = sig;
+        });
+      }, pollMs);
+      poller.unref();
+    }
+  }
+
+  return {
+    ...core,
+    path: file,
+    reload,
+    status(): StoreStatus {
+      return core.status();
+    },
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      if (poller) clearInterval(poller);
+      watcher?.close();
+      await core.close();
+    },
+  };
+}

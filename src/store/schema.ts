@@ -1,0 +1,236 @@
+/**
+ * The shape of the appliance database (one JSON file, hand-editable): profiles, machines,
+ * groups and the default profile. These zod schemas are the single source of truth: the file
+ * store validates every read and every write with them, the API answers 422 naming the first
+ * failing field, and the published JSON Schema (`schema/appliance-db.schema.json`,
+ * `GET /api/schema`) is generated from them.
+ */
+import { z } from 'zod';
+import { ApplianceError } from '../errors.js';
+import { normalizeMac } from '../events.js';
+
+/**
+ * Characters allowed in any value that ends up in an iPXE script token. iPXE splits a line on
+ * whitespace, expands `${...}`, starts a comment at a token beginning with `#` and treats
+ * `||`, `&&` and `;` tokens as command separators (ipxe src/core/exec.c), so whitespace, `$`,
+ * `#`, `|`, `&`, `;`, quotes and backslashes are refused outright.
+ */
+export const IPXE_SAFE = /^[A-Za-z0-9._~:/?=,+@%\-[\]()!*^]+$/;
+
+/** Profile and group ids: short, lowercase, safe in URLs, file names and iPXE scripts. */
+export const IdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 . _ - starting with a letter or digit');
+
+/** A MAC address, any case, `:` or `-` separated; stored lowercase colon-separated. */
+export const MacSchema = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, 'must be a MAC address like 52:54:00:12:34:56');
+
+/** An SMBIOS UUID in the 8-4-4-4-12 form iPXE prints for `${uuid}`. */
+export const UuidSchema = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/, 'must be a UUID like 8-4-4-4-12 hex digits');
+
+/** RFC 1123 host name (labels of letters, digits and hyphens, dot-separated). */
+export const HostnameSchema = z
+  .string()
+  .max(253)
+  .regex(
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    'must be an RFC 1123 host name (letters, digits, hyphens, dots)',
+  );
+
+/** A template file name inside the operator's templates directory (no directories). */
+export const TemplateNameSchema = z
+  .string()
+  .regex(/^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a file name in the templates directory (no slashes, no "..")');
+
+/** Label keys and values: Kubernetes-like, safe anywhere. */
+const LabelKey = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})$/, 'label keys are 1-63 chars of A-Z a-z 0-9 . _ / -');
+const LabelValue = z.string().regex(/^[A-Za-z0-9._-]{0,63}$/, 'label values are up to 63 chars of A-Z a-z 0-9 . _ -');
+/** Machine labels, matched by group selectors. */
+export const LabelsSchema = z.record(LabelKey, LabelValue);
+
+/** A string that carries no control character, line break or Unicode line separator. */
+const SafeString = z
+  .string()
+  .max(16_384)
+  .regex(/^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]*$/, 'must not contain control characters or line breaks');
+
+/** A JSON value usable as a template variable: strings carry no control characters. */
+export type VarValue = string | number | boolean | null | VarValue[] | { [key: string]: VarValue };
+export const VarValueSchema: z.ZodType<VarValue> = z.lazy(() =>
+  z.union([SafeString, z.number(), z.boolean(), z.null(), z.array(VarValueSchema), z.record(VarKey, VarValueSchema)]),
+);
+const VarKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'variable names are identifiers (A-Z a-z 0-9 _)');
+/** Template variables (profile vars, machine vars). */
+export const VarsSchema = z.record(VarKey, VarValueSchema);
+
+/**
+ * Where a kernel or initrd comes from: `/assets/...` (served by this appliance from
+ * `--assets`) or an absolute `http(s)://` URL. Both end up verbatim in an iPXE script.
+ */
+const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
+export const BootFileSchema = z
+  .string()
+  .max(2048)
+  .regex(
+    new RegExp(
+      `^(/assets/(?!\\.{1,2}(/|$))(?!.*/\\.{1,2}(/|$))[${TOKEN_CHARS}]+|https?://[A-Za-z0-9.\\-]+(:[0-9]{1,5})?(/[${TOKEN_CHARS}?]*)?)$`,
+    ),
+    'must be /assets/<path> (no . or .. segments) or an http(s):// URL, without spaces, quotes, $, #, |, &, ;',
+  );
+
+/**
+ * One kernel argument value: a string (may use `{{ address }}` style placeholders), number or
+ * boolean; a list repeats the key (`console: ["tty0", "ttyS0,115200n8"]`).
+ */
+const CmdlineScalar = z.union([z.string().max(4096), z.number(), z.boolean()]);
+const CmdlineValue = z.union([CmdlineScalar, z.array(CmdlineScalar).max(16)]);
+/** The kernel command line: `{ key: value | "" }` ("" means a bare flag) or one string. */
+export const CmdlineSchema = z.union([
+  z.string().max(8192),
+  z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - [ ]'), CmdlineValue),
+]);
+
+/** A boot profile: what a machine boots. */
+export const ProfileSchema = z
+  .object({
+    id: IdSchema,
+    name: SafeString.optional(),
+    kernel: BootFileSchema,
+    initrd: z.array(BootFileSchema).max(16).default([]),
+    cmdline: CmdlineSchema.default(''),
+    ipxe: TemplateNameSchema.optional().describe('iPXE template in the templates directory (default profile.ipxe.njk)'),
+    cloudConfig: TemplateNameSchema.optional().describe('cloud-config template in the templates directory (default cloud-config.yaml.njk)'),
+    vars: VarsSchema.optional(),
+  })
+  .strict();
+
+/** Lifecycle states of a machine. */
+export const MACHINE_STATES = ['discovered', 'ready', 'provisioning', 'provisioned', 'failed', 'retired'] as const;
+
+/** A known machine, keyed by MAC. */
+export const MachineSchema = z
+  .object({
+    mac: MacSchema,
+    uuid: UuidSchema.optional(),
+    hostname: HostnameSchema.optional(),
+    profile: IdSchema.optional(),
+    labels: LabelsSchema.optional(),
+    vars: VarsSchema.optional(),
+    ip: z.ipv4().optional().describe('static address reservation (used by the DHCP server mode)'),
+    state: z.enum(MACHINE_STATES).optional(),
+    facts: z.record(z.string(), z.unknown()).optional().describe('facts reported by the machine; never placed in templates'),
+  })
+  .strict();
+
+/** A group: machines matching the selector boot `profile`. */
+export const GroupSchema = z
+  .object({
+    id: IdSchema,
+    name: SafeString.optional(),
+    profile: IdSchema,
+    selector: z
+      .object({
+        mac: MacSchema.optional(),
+        uuid: UuidSchema.optional(),
+        arch: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'arch is an iPXE ${buildarch} such as x86_64, i386, arm64').optional(),
+        labels: LabelsSchema.optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+/** The whole database file. */
+export const DbSchema = z
+  .object({
+    $schema: z.string().optional(),
+    defaultProfile: IdSchema.optional().describe('profile booted by machines that match nothing else'),
+    profiles: z.array(ProfileSchema).default([]),
+    machines: z.array(MachineSchema).default([]),
+    groups: z.array(GroupSchema).default([]),
+  })
+  .strict()
+  .superRefine((db, ctx) => {
+    const dup = (list: string[], path: (i: number) => (string | number)[], what: string): void => {
+      const seen = new Set<string>();
+      list.forEach((key, i) => {
+        if (seen.has(key)) ctx.addIssue({ code: 'custom', path: path(i), message: `duplicate ${what} ${key}` });
+        seen.add(key);
+      });
+    };
+    dup(db.profiles.map((p) => p.id), (i) => ['profiles', i, 'id'], 'profile id');
+    dup(db.groups.map((g) => g.id), (i) => ['groups', i, 'id'], 'group id');
+    dup(db.machines.map((m) => normalizeMac(m.mac) ?? m.mac), (i) => ['machines', i, 'mac'], 'machine mac');
+    dup(
+      db.machines.map((m, i) => (m.uuid ? m.uuid.toLowerCase() : `#${i}`)),
+      (i) => ['machines', i, 'uuid'],
+      'machine uuid',
+    );
+  });
+
+export type Profile = z.output<typeof ProfileSchema>;
+export type Machine = z.output<typeof MachineSchema>;
+export type Group = z.output<typeof GroupSchema>;
+export type Db = z.output<typeof DbSchema>;
+/** Input shapes (defaults not yet applied), as accepted by the API and the file. */
+export type ProfileInput = z.input<typeof ProfileSchema>;
+export type MachineInput = z.input<typeof MachineSchema>;
+export type GroupInput = z.input<typeof GroupSchema>;
+
+/** Render a zod path as `machines.3.mac` (empty path is the document root). */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(root)' : path.map((p) => String(p)).join('.');
+}
+
+/**
+ * Validate `value` against `schema`; on failure throw ERR_VALIDATION naming the first failing
+ * field (zod path, prefixed by `prefix`), e.g. `profiles.0.kernel: must be /assets/...`.
+ */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix: (string | number)[] = []): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = [...prefix, ...issue.path];
+  const field = formatPath(path);
+  const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : issue.message;
+  throw new ApplianceError('ERR_VALIDATION', `${field}: ${message}`, {
+    field,
+    issues: result.error.issues.slice(0, 10).map((i) => ({ field: formatPath([...prefix, ...i.path]), message: i.message })),
+  });
+}
+
+/** Put MACs and UUIDs into their canonical lowercase forms (after validation). */
+export function canonicalizeMachine(m: Machine): Machine {
+  return { ...m, mac: normalizeMac(m.mac) ?? m.mac, ...(m.uuid ? { uuid: m.uuid.toLowerCase() } : {}) };
+}
+
+/** Canonical group: selector MAC/UUID lowercase. */
+export function canonicalizeGroup(g: Group): Group {
+  const sel = { ...g.selector };
+  if (sel.mac) sel.mac = normalizeMac(sel.mac) ?? sel.mac;
+  if (sel.uuid) sel.uuid = sel.uuid.toLowerCase();
+  return { ...g, selector: sel };
+}
+
+/** Validate a whole database document and canonicalize it; throws ERR_VALIDATION naming the field. */
+export function parseDb(value: unknown): Db {
+  const db = parseOrThrow(DbSchema, value);
+  return { ...db, machines: db.machines.map(canonicalizeMachine), groups: db.groups.map(canonicalizeGroup) };
+}
+
+/**
+ * The JSON Schema (draft 2020-12) of the database file, generated from the zod schemas. Input
+ * mode: fields with defaults are optional, as they are for people editing the file.
+ */
+export function dbJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(DbSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return {
+    ...schema,
+    $id: 'https://netboot-appliance.invalid/schema/appliance-db.schema.json',
+    title: 'netboot-appliance database',
+  };
+}
