@@ -11,7 +11,8 @@ import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promi
 import { dirname, join } from 'node:path';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { downloadFile, normalizeMirror, sha256File, type ProgressListener } from './download.js';
+import { createProgressReporter, type ProgressReporter } from './progress.js';
+import { downloadFile, normalizeMirror, sha256File, type DownloadResult, type ProgressListener } from './download.js';
 
 /** Which firmware a boot file is for; decides how it is checked. */
 export type IpxeArch = 'bios' | 'x86_64-efi' | 'arm64-efi';
@@ -67,6 +68,7 @@ export interface FetchIpxeOptions {
   /** Allow downloading files the system lacks from `mirror`. */
   download: boolean;
   log: Logger;
+  /** Progress sink; default: a bar when stderr is a TTY, else periodic log lines. */
   onProgress?: ProgressListener;
   signal?: AbortSignal;
   /** Automatic resumes per download after a network error (default 2). */
@@ -163,21 +165,28 @@ export async function fetchIpxe(options: FetchIpxeOptions): Promise<IpxeFileResu
       log.warn({ mirror }, 'the iPXE site publishes no checksums; downloaded files are only checked for the right format');
       warnedNoChecksums = true;
     }
-    const result = await downloadFile({
-      url,
-      dest,
-      log,
-      retries: options.retries ?? 2,
-      check: async (path) => {
-        const reason = checkIpxeImage(await readFile(path), spec.arch);
-        if (reason !== undefined) {
-          throw new ApplianceError('ERR_FETCH_IPXE_INVALID', `downloaded ${url} does not look like ${spec.name}: ${reason}`, { url, file: spec.name });
-        }
-      },
-      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
-      ...(options.signal !== undefined ? { signal: options.signal } : {}),
-      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
-    });
+    const reporter = progressFor(options.onProgress, log);
+    let result: DownloadResult;
+    try {
+      result = await downloadFile({
+        url,
+        dest,
+        log,
+        retries: options.retries ?? 2,
+        check: async (path) => {
+          const reason = checkIpxeImage(await readFile(path), spec.arch);
+          if (reason !== undefined) {
+            throw new ApplianceError('ERR_FETCH_IPXE_INVALID', `downloaded ${url} does not look like ${spec.name}: ${reason}`, { url, file: spec.name });
+          }
+        },
+        onProgress: reporter.onProgress,
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+        ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      });
+    } finally {
+      // A bar left open by an error would garble the next line on the terminal.
+      reporter.stop();
+    }
     log.info({ file: spec.name, url, sha256: result.sha256, bytes: result.bytes }, 'downloaded boot file (format checked, no published checksum)');
     results.push({ name: spec.name, arch: spec.arch, source: 'download', from: result.finalUrl, path: dest, sha256: result.sha256, bytes: result.bytes, changed: true });
   }
@@ -266,4 +275,9 @@ async function hashIfFile(path: string): Promise<string | undefined> {
     return undefined;
   }
   return sha256File(path);
+}
+
+/** The caller's listener, or the default terminal/log reporter. */
+function progressFor(onProgress: ProgressListener | undefined, log: Logger): ProgressReporter {
+  return onProgress !== undefined ? { onProgress, stop: () => undefined } : createProgressReporter({ log });
 }

@@ -10,7 +10,8 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { downloadFile, fetchText, normalizeMirror, sha256File, type ProgressListener } from './download.js';
+import { createProgressReporter, type ProgressReporter } from './progress.js';
+import { downloadFile, fetchText, normalizeMirror, sha256File, type DownloadResult, type ProgressListener } from './download.js';
 
 /** RancherOS v1.5.8 is the last 1.x release (Docker 19.03.15, Linux 4.14). */
 export const DEFAULT_RANCHEROS_VERSION = 'v1.5.8';
@@ -31,6 +32,7 @@ export interface FetchRancherOSOptions {
   /** The appliance's assets directory; files land in `<assetsDir>/rancheros/<version>/`. */
   assetsDir: string;
   log: Logger;
+  /** Progress sink; default: a bar when stderr is a TTY, else periodic log lines. */
   onProgress?: ProgressListener;
   signal?: AbortSignal;
   /** Automatic resumes per file after a network error within this call (default 2). */
@@ -143,15 +145,22 @@ export async function fetchRancherOS(options: FetchRancherOSOptions): Promise<Fe
       }
       log.warn({ file: name, path, expected, actual }, 'existing file does not match the release checksum; downloading again');
     }
-    const result = await downloadFile({
-      url,
-      dest: path,
-      expectedSha256: expected,
-      retries: options.retries ?? 2,
-      ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
-      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
-      ...common,
-    });
+    const reporter = progressFor(options.onProgress, log);
+    let result: DownloadResult;
+    try {
+      result = await downloadFile({
+        url,
+        dest: path,
+        expectedSha256: expected,
+        retries: options.retries ?? 2,
+        ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+        onProgress: reporter.onProgress,
+        ...common,
+      });
+    } finally {
+      // A bar left open by an error would garble the next line on the terminal.
+      reporter.stop();
+    }
     files.push({ name, path, sha256: result.sha256, bytes: result.bytes, action: 'downloaded', resumedFrom: result.resumedFrom, url });
   }
   log.info({ dir, files: files.map((f) => `${f.name}:${f.action}`) }, 'rancheros ready');
@@ -165,4 +174,9 @@ async function isFile(path: string): Promise<boolean> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
+}
+
+/** The caller's listener, or the default terminal/log reporter. */
+function progressFor(onProgress: ProgressListener | undefined, log: Logger): ProgressReporter {
+  return onProgress !== undefined ? { onProgress, stop: () => undefined } : createProgressReporter({ log });
 }

@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplianceError } from '../../src/errors.js';
-import { createSilentLogger } from '../../src/log.js';
+import { createLogger, createSilentLogger } from '../../src/log.js';
+import { PassThrough } from 'node:stream';
 import { fetchRancherOS, normalizeRancherOSVersion, parseChecksums } from '../../src/fetch/rancheros.js';
 import { makeFakeRelease, sha256, startMirror, type Mirror } from './_mirror.js';
 
@@ -165,4 +166,20 @@ test('parseChecksums: sha256 lines in RancherOS and sha256sum layouts; md5 ignor
   t.is(parseChecksums(`sha256: ${'a'.repeat(64)}  initrd\nsha256: ${'A'.repeat(64)} initrd\n`).get('initrd'), 'a'.repeat(64));
   t.is(parseChecksums('').size, 0);
   t.is(parseChecksums(`sha256: ${'a'.repeat(63)}  initrd\nsha512: ${'a'.repeat(128)}  initrd\n`).size, 0);
+});
+
+test('without an onProgress listener, progress goes to log lines (stderr is not a TTY here)', async (t) => {
+  const s = await setup();
+  t.teardown(s.cleanup);
+  const chunks: string[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (b: Buffer) => chunks.push(b.toString()));
+  await fetchRancherOS({ mirror: s.mirror.base, assetsDir: s.assetsDir, log: createLogger({ destination: sink }) });
+  await new Promise((r) => setImmediate(r));
+  const entries = chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; file?: string; received?: number });
+  const ended = entries.filter((e) => e.msg === 'transfer ended');
+  t.deepEqual(ended.map((e) => [e.file, e.received]), [
+    ['vmlinuz', s.release.vmlinuz.length],
+    ['initrd', s.release.initrd.length],
+  ]);
 });
