@@ -21,6 +21,8 @@ export interface BootAssets {
 export interface BootServer {
   /** Short name for reports, e.g. `dnsmasq-proxy+busybox-httpd`. */
   readonly name: string;
+  /** Log files worth reading after a boot (assertions, diagnostics), by short name. */
+  readonly logPaths?: Readonly<Record<string, string>>;
   stop(): Promise<void>;
 }
 
@@ -173,5 +175,13 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
     await stop();
     throw err;
   }
-  return { name: 'dnsmasq-proxy+busybox-httpd', dnsmasqLogPath, httpLogPath, bootScriptUrl, cloudConfigUrl, stop };
+  return {
+    name: 'dnsmasq-proxy+busybox-httpd',
+    logPaths: { dnsmasq: dnsmasqLogPath, httpd: httpLogPath },
+    dnsmasqLogPath,
+    httpLogPath,
+    bootScriptUrl,
+    cloudConfigUrl,
+    stop,
+  };
 }

@@ -59,8 +59,11 @@ export interface Lab {
   spawn(cmd: string, args: readonly string[], options?: SpawnManagedOptions): ManagedProcess;
   /** Run a short command inside `netns`. */
   exec(cmd: string, args: readonly string[]): Promise<CommandResult>;
-  /** Stop every process, delete both namespaces (taps, bridge and veth go with them). */
-  destroy(): Promise<void>;
+  /**
+   * Stop every process, delete both namespaces (taps, bridge and veth go with them) and the
+   * work directory (unless kept). Idempotent.
+   */
+  destroy(options?: { keepWorkDir?: boolean }): Promise<void>;
 }
 
 const STATE_DIR = join(tmpdir(), 'netboot-lab-state');
@@ -194,13 +197,13 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     rmSync(statePath, { force: true });
   });
 
-  const destroy = async (): Promise<void> => {
+  const destroy = async (destroyOptions: { keepWorkDir?: boolean } = {}): Promise<void> => {
     if (destroyed) return;
     destroyed = true;
     await Promise.all([...processes].map((p) => p.stop(2000)));
     await deleteNamespace(netns);
     await deleteNamespace(upstreamNetns);
-    if (!options.keepWorkDir) rmSync(workDir, { recursive: true, force: true });
+    if (!(destroyOptions.keepWorkDir ?? options.keepWorkDir)) rmSync(workDir, { recursive: true, force: true });
     rmSync(statePath, { force: true });
     unregister();
     log.debug({ netns, upstreamNetns }, 'lab destroyed');

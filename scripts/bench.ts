@@ -1,0 +1,62 @@
+/**
+ * Boot-time bench: time from VM start to cloud-config fetched, per boot server and firmware.
+ *
+ *   node --import=tsx scripts/bench.ts [--firmware bios|uefi|both] [--runs N] [--json]
+ *
+ * Needs root and the VM lab packages (see src/lab/prereqs.ts). The first variant is the
+ * baseline; every other variant is reported with its ratio to it. To measure the appliance,
+ * add a variant whose startBootServer runs it in the lab namespace (see the README).
+ */
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DNSMASQ_BASELINE, formatBenchSummary, runBench, summarizeBench, type BenchVariant } from '../src/lab/bench.js';
+import { checkLabPrerequisites } from '../src/lab/prereqs.js';
+import type { Firmware } from '../src/lab/qemu.js';
+
+/** Run the bench with `variants` (baseline first) and print the report; returns the exit code. */
+export async function main(argv: readonly string[], variants: readonly BenchVariant[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      firmware: { type: 'string', default: 'both' },
+      runs: { type: 'string', default: '1' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const fw = values.firmware;
+  if (fw !== 'bios' && fw !== 'uefi' && fw !== 'both') {
+    process.stderr.write(`bench: --firmware must be bios, uefi or both, not ${fw}\n`);
+    return 2;
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
+    process.stderr.write(`bench: --runs must be an integer 1..20, not ${values.runs}\n`);
+    return 2;
+  }
+  const missing = checkLabPrerequisites(fw);
+  if (missing.length > 0) {
+    for (const m of missing) process.stderr.write(`bench: missing ${m.what} (${m.fix})\n`);
+    return 2;
+  }
+  const firmwares: Firmware[] = fw === 'both' ? ['bios', 'uefi'] : [fw];
+  const rows = await runBench({
+    variants,
+    firmwares,
+    runs,
+    onResult: (r) => {
+      const what = r.seconds === null ? `FAILED: ${r.error ?? ''}` : `${r.seconds.toFixed(1)} s`;
+      process.stderr.write(`${r.firmware} ${r.variant} run ${r.run}: ${what}\n`);
+    },
+  });
+  const summary = summarizeBench(rows, variants.map((v) => v.name));
+  if (values.json) process.stdout.write(`${JSON.stringify({ rows, summary }, null, 2)}\n`);
+  else process.stdout.write(`${formatBenchSummary(summary)}\n`);
+  return rows.some((r) => r.seconds === null) ? 1 : 0;
+}
+
+// Variants, baseline first. The appliance variant is added here once it serves in the lab.
+const VARIANTS: BenchVariant[] = [DNSMASQ_BASELINE];
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2), VARIANTS);
+}

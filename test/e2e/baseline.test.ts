@@ -1,0 +1,106 @@
+/**
+ * Real firmware through the reference boot server (dnsmasq ProxyDHCP + TFTP, busybox httpd),
+ * next to a plain DHCP server, in namespaces this file creates and removes. This proves the
+ * lab machinery itself; the appliance cases run through the same runBootScenario().
+ */
+import test from 'ava';
+import { startDnsmasqBaseline, DEFAULT_CLOUD_CONFIG, type BaselineServer } from '../../src/lab/baseline.js';
+import { MARKERS } from '../../src/lab/initrd.js';
+import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
+import type { Lab } from '../../src/lab/netns.js';
+import { runBootScenario, type BootScenarioResult } from '../../src/lab/scenario.js';
+
+// A missing qemu/OVMF/iPXE/kernel/root fails every test here, loudly: never a silent skip.
+test.before(() => {
+  assertLabPrerequisites('both');
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Index of `needle` in `text` at or after `from`, failing with the marker's name. */
+function assertInOrder(t: import('ava').ExecutionContext, text: string, needles: readonly (string | RegExp)[]): void {
+  let from = 0;
+  for (const needle of needles) {
+    const rest = text.slice(from);
+    const m = typeof needle === 'string' ? { index: rest.indexOf(needle), length: needle.length } : (() => {
+      const r = needle.exec(rest);
+      return r ? { index: r.index, length: r[0].length } : { index: -1, length: 0 };
+    })();
+    t.true(m.index >= 0, `serial console lacks ${String(needle)} after offset ${from}`);
+    if (m.index < 0) return;
+    from += m.index + m.length;
+  }
+}
+
+async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
+  let lab: Lab | undefined;
+  let server: BaselineServer | undefined;
+  const r = await runBootScenario({
+    firmware,
+    vm: { mac },
+    timeoutMs: 240_000,
+    onLab: (l) => {
+      lab = l;
+      t.teardown(() => l.destroy());
+    },
+    startBootServer: async (l, assets) => {
+      server = await startDnsmasqBaseline(l, assets);
+      return server;
+    },
+  });
+  if (!lab || !server) throw new Error('scenario did not create a lab and a server');
+  t.log(`${firmware}: VM start to cloud-config fetched in ${r.secondsToCloudConfig.toFixed(1)} s`);
+  return { r, lab, server };
+}
+
+function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResult, lab: Lab, server: BaselineServer): void {
+  const { serial } = r;
+  // The test OS got its address from the plain upstream server, never from the proxy.
+  t.regex(serial, new RegExp(`${escape(MARKERS.dhcpBound)} 10\\.99\\.\\d+\\.\\d+ from ${escape(lab.upstreamAddress)}`));
+  t.regex(r.upstreamLog, new RegExp(`DHCPACK\\(vdhcp\\) \\S+ ${escape(r.mac)}`));
+  // The cloud-config came through byte for byte between the markers.
+  const begin = serial.indexOf(MARKERS.cloudConfigBegin);
+  const end = serial.indexOf(MARKERS.cloudConfigEnd);
+  t.true(begin >= 0 && end > begin, 'cloud-config markers missing');
+  const body = serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
+  t.is(body, DEFAULT_CLOUD_CONFIG.trim());
+  t.true(serial.includes(`rancher.cloud_init.datasources=[url:${server.cloudConfigUrl}]`), 'kernel command line lacks the datasource');
+  // The static baseline has no facts API: the report is refused, and the OS still finishes.
+  t.true(serial.includes(MARKERS.factsFailed));
+  t.true(r.poweredOff, 'test OS did not power off cleanly');
+  const http = r.serverLogs['httpd'] ?? '';
+  for (const path of ['/boot.ipxe', '/vmlinuz', '/initrd.img', '/cloud-config']) {
+    t.regex(http, new RegExp(`10\\.99\\.\\d+\\.(1\\d\\d):\\d+: url:${escape(path)}`), `httpd did not serve ${path} to the VM`);
+  }
+  // dnsmasq proxy answered the iPXE client with the script URL (loop broken by user class).
+  const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
+  t.regex(dnsmasq, new RegExp(`PXE\\(br0\\) \\S+ ${escape(r.mac)} ${escape(server.bootScriptUrl)}`));
+}
+
+test.serial('BIOS: SeaBIOS + iPXE ROM boots the test OS through dnsmasq proxy and static HTTP', async (t) => {
+  t.timeout(300_000);
+  const mac = '52:54:00:b1:05:01';
+  const { r, lab, server } = await bootThroughBaseline(t, 'bios', mac);
+  assertInOrder(t, r.serial, ['SeaBIOS', 'iPXE', `Filename: ${server.bootScriptUrl}`, '=== BOOT.IPXE', 'Linux version', MARKERS.initStarted, MARKERS.dhcpBound, MARKERS.cloudConfigFetched, MARKERS.done]);
+  // The ROM is iPXE from its first packet: user class iPXE, arch 0, never TFTP.
+  const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
+  t.regex(dnsmasq, /vendor class: PXEClient:Arch:00000/);
+  t.notRegex(dnsmasq, /dnsmasq-tftp.*sent/);
+  commonAssertions(t, r, lab, server);
+});
+
+test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE boots the test OS', async (t) => {
+  t.timeout(300_000);
+  const mac = '52:54:00:0e:f1:01';
+  const { r, lab, server } = await bootThroughBaseline(t, 'uefi', mac);
+  assertInOrder(t, r.serial, ['Start PXE over IPv4', 'NBP file downloaded successfully', 'iPXE', '=== BOOT.IPXE', MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.done]);
+  const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
+  // EDK2's native PXE (arch 7, no iPXE user class) got snponly.efi by TFTP ...
+  t.regex(dnsmasq, /vendor class: PXEClient:Arch:00007/);
+  t.regex(dnsmasq, new RegExp(`dnsmasq-tftp\\[\\d+\\]: sent \\S+/snponly\\.efi to 10\\.99\\.`));
+  // ... and iPXE, now arch 7 with user class iPXE, got the script URL.
+  t.regex(dnsmasq, /user class: iPXE/);
+  commonAssertions(t, r, lab, server);
+});
