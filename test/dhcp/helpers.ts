@@ -1,0 +1,57 @@
+/** Shared helpers for the dhcp tests: fixtures and raw packet construction. */
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dhcp');
+
+/** Bytes of test/fixtures/dhcp/NAME.bin. */
+export function fixture(name: string): Buffer {
+  return readFileSync(path.join(FIXTURES, `${name}.bin`));
+}
+
+/** Names (without .bin) of every captured fixture. */
+export function fixtureNames(): string[] {
+  return readdirSync(FIXTURES)
+    .filter((f) => f.endsWith('.bin'))
+    .map((f) => f.slice(0, -4))
+    .sort();
+}
+
+/**
+ * A raw BOOTREQUEST: 240-byte header with cookie, then `options` verbatim (caller adds END).
+ * `edit` may change header bytes.
+ */
+export function rawPacket(options: number[], edit?: (header: Buffer) => void): Buffer {
+  const header = Buffer.alloc(240);
+  header[0] = 1;
+  header[1] = 1;
+  header[2] = 6;
+  header.writeUInt32BE(0x01020304, 4);
+  Buffer.from([0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc]).copy(header, 28);
+  header.writeUInt32BE(0x63825363, 236);
+  edit?.(header);
+  return Buffer.concat([header, Buffer.from(options)]);
+}
+
+/** Option bytes `code len data...` for text. */
+export function textOpt(code: number, text: string): number[] {
+  const b = Buffer.from(text, 'latin1');
+  return [code, b.length, ...b];
+}
+
+/**
+ * The `dhcp` npm package's codec (an independent reader written by someone else), taught the
+ * options it does not know (77, 93, 94, 97, 175) through its `addOption` API.
+ */
+export function independentDhcpCodec(): { parse(buf: Buffer): Record<string, unknown> & { options: Record<number, unknown> } } {
+  const require = createRequire(import.meta.url);
+  const lib = require('dhcp') as { addOption(code: number, opt: { name: string; type: string; attr?: string }): void };
+  lib.addOption(77, { name: 'User Class', type: 'ASCII', attr: 'userClass' });
+  lib.addOption(93, { name: 'Client System Architecture', type: 'UInt16s', attr: 'clientArch' });
+  lib.addOption(94, { name: 'Client Network Device Interface', type: 'UInt8s', attr: 'clientNdi' });
+  lib.addOption(97, { name: 'UUID/GUID-based Client Identifier', type: 'UInt8s', attr: 'clientUuid' });
+  lib.addOption(175, { name: 'iPXE encapsulated options', type: 'UInt8s', attr: 'ipxeEncap' });
+  return require('dhcp/lib/protocol.js') as { parse(buf: Buffer): Record<string, unknown> & { options: Record<number, unknown> } };
+}
