@@ -108,8 +108,8 @@ for (const row of table) {
       }
     } else {
       const b = boot(t, c);
-      t.is<string>(b.client, row.expect.client);
-      t.is<string>(b.firmware, row.expect.firmware);
+      t.is<string, string>(b.client, row.expect.client);
+      t.is<string, string>(b.firmware, row.expect.firmware);
       t.is(b.archCode, row.expect.archCode);
       t.is(b.mac, '52:54:00:' + b.mac.slice(9));
     }
