@@ -1,0 +1,68 @@
+/**
+ * The HTTP boot service as a value: `createHttpApp(deps)` returns a Koa app that never listens
+ * (tests drive `app.callback()`; server.ts binds it). Routes: boot scripts, cloud-config,
+ * assets, the REST API, health and metrics. Errors are coded and mapped to statuses only in
+ * errors.ts.
+ */
+import Router from '@koa/router';
+import Koa from 'koa';
+import { isIPv4 } from 'node:net';
+import { ConfigError } from '../errors.js';
+import type { HttpDeps, RouteEnv } from './context.js';
+import { errorMiddleware } from './errors.js';
+import { createHttpMetrics } from './metrics.js';
+import { createRenderer } from './render.js';
+import { assetsMiddleware } from './routes/assets.js';
+import { registerApiRoutes } from './routes/api.js';
+import { registerBootRoutes } from './routes/boot.js';
+import { registerHealthRoutes } from './routes/health.js';
+
+export type { HttpDeps } from './context.js';
+
+/** Create the Koa app for `deps`. Throws ConfigError when `deps.address` cannot go into a script. */
+export function createHttpApp(deps: HttpDeps): Koa {
+  if (!isIPv4(deps.address) && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(deps.address)) {
+    throw new ConfigError(`advertised address ${JSON.stringify(deps.address)} is not an IPv4 address or host name`);
+  }
+  if (deps.apiToken.length === 0) throw new ConfigError('api token is empty; pass --api-token or let the appliance generate one');
+  const log = deps.log.child({ subsystem: 'http' });
+  const metrics = createHttpMetrics(deps.registry);
+  const env: RouteEnv = {
+    deps,
+    log,
+    renderer: createRenderer(deps.templatesDir),
+    metrics,
+    server: () => ({ address: deps.address, port: deps.httpPort() }),
+    record(type, mac, ip, detail) {
+      deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });
+      metrics.bootEvents.inc({ type });
+    },
+  };
+
+  const app = new Koa();
+  // Metrics outermost so they see the final status, including error responses.
+  app.use(async (ctx, next) => {
+    const end = metrics.duration.startTimer();
+    try {
+      await next();
+    } finally {
+      const matched = (ctx as unknown as { _matchedRoute?: unknown })._matchedRoute;
+      const route = typeof ctx.state.route === 'string' ? ctx.state.route : typeof matched === 'string' ? matched : 'unmatched';
+      const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
+      metrics.requests.inc({ method: ctx.method, route, status: String(status) });
+      end({ route });
+    }
+  });
+  app.use(errorMiddleware(log));
+  app.use(assetsMiddleware(env));
+
+  const router = new Router();
+  registerBootRoutes(router, env);
+  registerApiRoutes(router, env);
+  registerHealthRoutes(router, env);
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  // Koa would print its own errors to stderr; ours are logged by errorMiddleware.
+  app.silent = true;
+  return app;
+}

@@ -1,0 +1,105 @@
+/**
+ * What every route needs: the app's dependencies plus the renderer, metrics and helpers for
+ * reading a booting machine's identity from a request.
+ */
+import type Koa from 'koa';
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Registry } from 'prom-client';
+import { normalizeMac, type BootEventType, type EventLog } from '../events.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import { normalizeUuid } from '../store/select.js';
+import type { HttpMetrics } from './metrics.js';
+import type { BootRequest, Renderer, ServerAddress } from './render.js';
+
+/** Dependencies of the HTTP app (injected; the app never reads config or binds a port). */
+export interface HttpDeps {
+  store: Store;
+  events: EventLog;
+  log: Logger;
+  /** The IPv4 address (or host name) machines reach this appliance at; goes into scripts. */
+  address: string;
+  /** The real HTTP port, known only after listen (port 0 in tests). */
+  httpPort: () => number;
+  /** Operator templates (profile.ipxe.njk, cloud-config.yaml.njk ...). */
+  templatesDir: string;
+  /** Files served under /assets/. */
+  assetsDir: string;
+  /** Bearer token required for API writes. */
+  apiToken: string;
+  /** Registry for /metrics (default: a new one per app). */
+  registry?: Registry;
+}
+
+/** Shared state handed to every route module. */
+export interface RouteEnv {
+  deps: HttpDeps;
+  log: Logger;
+  renderer: Renderer;
+  metrics: HttpMetrics;
+  server(): ServerAddress;
+  /** Record a boot event and count it in the metrics. */
+  record(type: BootEventType, mac: string, ip: string | undefined, detail?: Record<string, unknown>): void;
+}
+
+/** The client's IPv4 address without the IPv4-mapped IPv6 prefix. */
+export function clientIp(ctx: Koa.Context): string {
+  const ip = ctx.request.ip || ctx.req.socket.remoteAddress || '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+function queryString(ctx: Koa.Context, name: string): string | undefined {
+  const v = ctx.query[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return typeof s === 'string' && s !== '' ? s : undefined;
+}
+
+/**
+ * A booting machine's identity from the query (`mac`, `uuid`, `arch`, `platform`), falling back
+ * to the MAC last seen at the client's address (learned from DHCP). Values that fail
+ * validation are dropped, never passed on: a hostile query string cannot reach a template.
+ */
+export function bootRequestFrom(ctx: Koa.Context, events: EventLog): BootRequest | undefined {
+  const rawMac = queryString(ctx, 'mac');
+  const mac = (rawMac !== undefined ? normalizeMac(rawMac) : undefined) ?? events.macForIp(clientIp(ctx));
+  if (mac === undefined) return undefined;
+  const word = (s: string | undefined): string | undefined => (s !== undefined && /^[A-Za-z0-9_-]{1,32}$/.test(s) ? s : undefined);
+  return {
+    mac,
+    uuid: normalizeUuid(queryString(ctx, 'uuid')),
+    arch: word(queryString(ctx, 'arch')),
+    platform: word(queryString(ctx, 'platform')),
+  };
+}
+
+/**
+ * Resolve a URL path below /assets/ to a file inside `assetsDir`, following symlinks and
+ * refusing anything whose real path leaves the directory (`..`, `%2e%2e`, NUL, symlinks out).
+ * Returns the real path and its path relative to the real root, or undefined.
+ */
+export async function resolveAsset(assetsDir: string, urlPath: string): Promise<{ file: string; root: string; rel: string } | undefined> {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return undefined;
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) return undefined;
+  const segments = decoded.split('/').filter((s) => s !== '');
+  if (segments.length === 0 || segments.some((s) => s === '..' || s === '.')) return undefined;
+  let root: string;
+  try {
+    root = await realpath(path.resolve(assetsDir));
+  } catch {
+    return undefined;
+  }
+  try {
+    const file = await realpath(path.join(root, ...segments));
+    if (!file.startsWith(root + path.sep)) return undefined;
+    if (!(await stat(file)).isFile()) return undefined;
+    return { file, root, rel: path.relative(root, file) };
+  } catch {
+    return undefined;
+  }
+}

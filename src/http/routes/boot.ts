@@ -1,0 +1,94 @@
+/**
+ * Boot endpoints: `/boot.ipxe` (fixed entry script), `/ipxe` (the machine's profile as an iPXE
+ * script) and `/cloud-config`. /ipxe never answers 500: anything that prevents booting (no
+ * profile, missing assets, a broken template, an unsafe value) becomes a script that prints
+ * the reason on the machine's console and retries.
+ */
+import type Router from '@koa/router';
+import { parse as parseYaml } from 'yaml';
+import { ApplianceError } from '../../errors.js';
+import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
+import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript } from '../render.js';
+
+/** Default template names (operators may point a profile at others in the templates dir). */
+export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
+export const DEFAULT_CLOUD_CONFIG_TEMPLATE = 'cloud-config.yaml.njk';
+
+const SCRIPT_TYPE = 'text/plain; charset=utf-8';
+
+/** Register the boot routes on `router`. */
+export function registerBootRoutes(router: Router, env: RouteEnv): void {
+  const { deps } = env;
+
+  router.get('/boot.ipxe', (ctx) => {
+    ctx.type = SCRIPT_TYPE;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = renderBootScript(env.server());
+  });
+
+  router.get('/ipxe', async (ctx) => {
+    ctx.type = SCRIPT_TYPE;
+    ctx.set('Cache-Control', 'no-store');
+    const ip = clientIp(ctx);
+    const server = env.server();
+    const req = bootRequestFrom(ctx, deps.events);
+    if (!req) {
+      env.log.warn({ ip }, 'ipxe script requested without a usable mac');
+      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address (chain /boot.ipxe)');
+      return;
+    }
+    const fail = (reason: string, detail: Record<string, unknown>): void => {
+      env.log.info({ mac: req.mac, ip, reason, ...detail }, 'machine cannot boot yet; sent retry script');
+      env.record('http-script', req.mac, ip, { outcome: 'retry', reason, ...detail });
+      ctx.body = renderRetryScript(server, req, reason);
+    };
+    try {
+      const selection = await deps.store.selectProfile(req);
+      if (selection.kind === 'none') return fail(selection.reason, {});
+      const { profile, machine, via } = selection;
+      for (const source of [profile.kernel, ...profile.initrd]) {
+        if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length)))) {
+          return fail(`profile ${profile.id}: ${source} is missing on the appliance (put it under the assets directory)`, { profile: profile.id, asset: source });
+        }
+      }
+      const template = profile.ipxe ?? DEFAULT_IPXE_TEMPLATE;
+      const script = env.renderer.render(template, { ...buildIpxeContext(server, req, profile, machine, via) });
+      if (!script.startsWith('#!ipxe')) {
+        return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
+      }
+      env.log.info({ mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform }, 'sent ipxe script');
+      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}) });
+      ctx.body = script;
+    } catch (err) {
+      const reason = err instanceof ApplianceError ? err.message : 'internal error while building the boot script';
+      if (!(err instanceof ApplianceError)) env.log.error({ mac: req.mac, err }, 'ipxe script failed');
+      fail(reason, { code: err instanceof ApplianceError ? err.code : 'ERR_INTERNAL' });
+    }
+  });
+
+  router.get('/cloud-config', async (ctx) => {
+    const ip = clientIp(ctx);
+    const req = bootRequestFrom(ctx, deps.events);
+    if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
+    const selection = await deps.store.selectProfile(req);
+    if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
+    const { profile, machine } = selection;
+    const template = profile.cloudConfig ?? DEFAULT_CLOUD_CONFIG_TEMPLATE;
+    const text = env.renderer.render(template, { ...buildCloudConfigContext(env.server(), req, profile, machine) });
+    // cloud-init and RancherOS only accept user data whose first line is #cloud-config.
+    if (!text.startsWith('#cloud-config\n')) {
+      throw new ApplianceError('ERR_CLOUD_CONFIG_INVALID', `template ${template} must start with a "#cloud-config" line`, { template });
+    }
+    try {
+      const doc: unknown = parseYaml(text);
+      if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new Error('top level is not a mapping');
+    } catch (err) {
+      throw new ApplianceError('ERR_CLOUD_CONFIG_INVALID', `template ${template} rendered invalid YAML for ${req.mac}: ${(err as Error).message.split('\n')[0]}`, { template });
+    }
+    env.log.info({ mac: req.mac, ip, profile: profile.id, template }, 'sent cloud-config');
+    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template });
+    ctx.type = 'text/cloud-config; charset=utf-8';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = text;
+  });
+}
