@@ -60,7 +60,8 @@ export function createRenderer(templatesDir: string): Renderer {
       } catch (err) {
         const e = err as Error;
         if (e instanceof ApplianceError) throw e;
-        const msg = e.message.replace(/\s+/g, ' ').trim();
+        // nunjucks prefixes "(/full/path/name.njk)"; the name is enough (and the client sees it).
+        const msg = e.message.replace(/\s+/g, ' ').replace(/^\([^)]*\)\s*/, '').trim();
         throw new ApplianceError('ERR_TEMPLATE', `template ${name}: ${msg}`, { template: name }, { cause: err });
       }
     },

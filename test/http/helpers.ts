@@ -35,7 +35,7 @@ export interface Harness {
 }
 
 /** Start the app with a memory store seeded with the default db and a temp assets dir. */
-export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger } = {}): Promise<Harness> {
+export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger; fixedPort?: number } = {}): Promise<Harness> {
   const assetsDir = await mkdtemp(path.join(tmpdir(), 'netboot-assets-'));
   const store = overrides.store ?? createMemoryStore(createDefaultDb());
   const events = overrides.events ?? createEventLog();
@@ -45,7 +45,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     events,
     log: overrides.log ?? createSilentLogger(),
     address: overrides.address ?? '10.0.0.1',
-    httpPort: () => port,
+    httpPort: () => overrides.fixedPort ?? port,
     templatesDir: overrides.templatesDir ?? TEMPLATES,
     assetsDir: overrides.assetsDir ?? assetsDir,
     apiToken: overrides.apiToken ?? TOKEN,
@@ -65,6 +65,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
       return new Promise((resolve, reject) => {
         const body = opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined);
         const headers: Record<string, string> = { ...(body !== undefined && opts.raw === undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers };
+        if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
         // Raw path (no URL normalization), so traversal attempts reach the server as written.
         const r = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false }, (res) => {
           const chunks: Buffer[] = [];
