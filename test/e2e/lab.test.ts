@@ -11,6 +11,10 @@ import { buildTestInitrd, encodeCpioNewc, VIRTIO_NET_MODULES } from '../../src/l
 import { createLab, reapStaleLabs } from '../../src/lab/netns.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import { renderBootScript } from '../../src/lab/baseline.js';
+import { startProcessBootServer } from '../../src/lab/process-server.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 test.before(() => {
   assertLabPrerequisites('both');
@@ -130,4 +134,26 @@ test('a lab whose owner was SIGKILLed is reaped by the next createLab/reapStaleL
   // The process inside the namespace was killed with it.
   await new Promise((r) => setTimeout(r, 200));
   t.false(alive(info.pid));
+});
+
+test('startProcessBootServer resolves once the program serves inside the lab, and reports one that dies', async (t) => {
+  const lab = await createLab({ upstreamDhcp: false });
+  t.teardown(() => lab.destroy());
+  const dir = mkdtempSync(join(tmpdir(), 'lab-www-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'boot.ipxe'), '#!ipxe\n');
+  const url = `http://${lab.serverAddress}:8080/boot.ipxe`;
+  const server = await startProcessBootServer(lab, {
+    name: 'static',
+    cmd: 'busybox',
+    args: ['httpd', '-f', '-vv', '-p', `${lab.serverAddress}:8080`, '-h', dir],
+    readyUrl: url,
+  });
+  t.is((await lab.exec('busybox', ['wget', '-q', '-O', '-', url])).stdout, '#!ipxe\n');
+  await server.stop();
+  await t.throwsAsync(lab.exec('busybox', ['wget', '-q', '-O', '-', url]), { code: 'ERR_LAB_COMMAND' });
+  await t.throwsAsync(
+    startProcessBootServer(lab, { name: 'broken', cmd: 'sh', args: ['-c', 'echo cannot bind port 67 >&2; exit 3'], readyUrl: url }),
+    { code: 'ERR_LAB_SERVER', message: /cannot bind port 67/ },
+  );
 });
