@@ -8,7 +8,7 @@
  * (RFC 9110 §14.2); a checksum mismatch deletes the part so the next call starts clean.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
@@ -276,18 +276,19 @@ async function downloadOnce(url: URL, expected: string | undefined, options: Dow
       options.onProgress?.({ file, url: finalUrl.href, received, total, resumedFrom, done });
     };
     report(false);
+    // Each chunk is awaited onto disk before the next is read, so whatever arrived before a
+    // connection drop is in the part file and the next run resumes after it.
     try {
-      await pipeline(
-        res,
-        async function* count(source: AsyncIterable<Buffer>) {
-          for await (const chunk of source) {
-            received += chunk.length;
-            report(false);
-            yield chunk;
-          }
-        },
-        createWriteStream(part, { flags: append ? 'a' : 'w' }),
-      );
+      const handle = await open(part, append ? 'a' : 'w');
+      try {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          await handle.write(chunk);
+          received += chunk.length;
+          report(false);
+        }
+      } finally {
+        await handle.close();
+      }
     } catch (err) {
       report(true);
       const mapped = mapTransferError(err, finalUrl, options.signal);

@@ -17,7 +17,7 @@ export interface MirrorFaults {
   cutOnce: Map<string, number>;
   /** Answer every request with 200 and the whole file, as if Range were unsupported. */
   ignoreRange: boolean;
-  /** Answer range requests with 206 and a Content-Range that starts at 0. */
+  /** Answer range requests with 206 carrying the whole file (Content-Range starts at 0). */
   badContentRange: boolean;
   /** path -> ms to wait after sending headers before sending the body (never, if huge). */
   stall: Map<string, number>;
@@ -37,6 +37,11 @@ export interface Mirror {
 
 export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** The strong ETag the mirror gives `body`. */
+export function etagFor(body: Buffer): string {
+  return `"${sha256(body).slice(0, 16)}"`;
 }
 
 export function md5(data: Buffer | string): string {
@@ -68,7 +73,7 @@ export async function startMirror(files: Map<string, Buffer> = new Map()): Promi
       res.end('not found');
       return;
     }
-    const etag = `"${sha256(body).slice(0, 16)}"`;
+    const etag = etagFor(body);
     let start = 0;
     let status = 200;
     const headers: Record<string, string> = { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
@@ -82,9 +87,10 @@ export async function startMirror(files: Map<string, Buffer> = new Map()): Promi
         return;
       }
       status = 206;
-      headers['content-range'] = faults.badContentRange
-        ? `bytes 0-${body.length - 1}/${body.length}`
-        : `bytes ${start}-${body.length - 1}/${body.length}`;
+      // The bogus variant is self-consistent (length matches) but starts at 0, not at the
+      // requested offset: only the client's start check can catch it.
+      if (faults.badContentRange) start = 0;
+      headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
     }
     const slice = body.subarray(start);
     headers['content-length'] = String(slice.length);
@@ -94,7 +100,7 @@ export async function startMirror(files: Map<string, Buffer> = new Map()): Promi
       faults.cutOnce.delete(path);
       res.write(slice.subarray(0, cut), () => {
         // Give the bytes time to reach the client, then drop the connection mid-body.
-        setTimeout(() => res.destroy(), 50);
+        setTimeout(() => res.destroy(), 200);
       });
       return;
     }
