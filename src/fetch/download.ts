@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplianceError } from '../errors.js';
@@ -200,7 +200,7 @@ export function normalizeMirror(mirror: string): string {
 async function downloadOnce(url: URL, expected: string | undefined, options: DownloadOptions): Promise<DownloadResult> {
   const part = `${options.dest}.part`;
   const metaPath = `${options.dest}.part.json`;
-  const file = options.dest.split('/').pop() ?? options.dest;
+  const file = basename(options.dest);
   const log = options.log;
 
   // At most two passes: one trying to resume, one from zero if the server cannot continue.
@@ -258,7 +258,8 @@ async function downloadOnce(url: URL, expected: string | undefined, options: Dow
       if (err instanceof RestartFromZero) {
         await discardPart(part, metaPath);
         if (pass === 0) continue;
-        throw new ApplianceError('ERR_FETCH_HTTP', `${finalUrl.href} answered a fresh request with an unusable range reply (status ${status})`, { url: finalUrl.href, status });
+        // Unreachable in practice: a fresh request sends no Range, so nothing can restart it.
+        throw new ApplianceError('ERR_FETCH_HTTP', `${finalUrl.href} kept answering with an unusable range reply (status ${status})`, { url: finalUrl.href, status });
       }
       throw err;
     }

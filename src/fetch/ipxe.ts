@@ -91,9 +91,9 @@ export interface IpxeFileResult {
   changed: boolean;
 }
 
-/** Size bounds for undionly.kpxe: the real one is ~70 KiB; an HTML error page or a truncated
- *  file falls outside, a plausible future build stays inside. */
+/** Smallest plausible undionly.kpxe: the real one is ~70 KiB; error pages and truncated files are smaller. */
 export const KPXE_MIN_BYTES = 16 * 1024;
+/** Largest plausible undionly.kpxe: it must fit in base memory, so a bigger file is not one. */
 export const KPXE_MAX_BYTES = 2 * 1024 * 1024;
 
 /** PE/COFF machine types (PE format spec, "Machine Types"). */
