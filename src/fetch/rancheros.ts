@@ -2,9 +2,9 @@
  * `appliance fetch rancheros`: download a RancherOS release's `vmlinuz` and `initrd` into
  * `<assets>/rancheros/<version>/`, each verified against the release's `checksums.txt`.
  *
- * The mirror layout is `${mirror}/${version}/{checksums.txt,vmlinuz,initrd}`, which both the
- * official location (https://releases.rancher.com/os) and GitHub release assets
- * (https://github.com/rancher/os/releases/download) follow (NETBOOT-FACTS §6).
+ * The mirror layout is `${mirror}/${version}/{checksums.txt,vmlinuz,initrd}`, as at the official
+ * location https://releases.rancher.com/os (NETBOOT-FACTS §6); GitHub release assets
+ * (https://github.com/rancher/os/releases/download) use the same `<version>/<file>` shape.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
