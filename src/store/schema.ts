@@ -180,6 +180,7 @@ export type Db = z.output<typeof DbSchema>;
 export type ProfileInput = z.input<typeof ProfileSchema>;
 export type MachineInput = z.input<typeof MachineSchema>;
 export type GroupInput = z.input<typeof GroupSchema>;
+export type DbInput = z.input<typeof DbSchema>;
 
 /** Render a zod path as `machines.3.mac` (empty path is the document root). */
 export function formatPath(path: readonly PropertyKey[]): string {

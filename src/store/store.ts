@@ -16,6 +16,7 @@ import {
   parseDb,
   parseOrThrow,
   type Db,
+  type DbInput,
   type Group,
   type Machine,
   type Profile,
@@ -96,7 +97,7 @@ function notFound(kind: 'profile' | 'machine' | 'group', key: string): Appliance
 }
 
 /** Build a store around an initial state; `hooks.persist` makes it durable. */
-export function createStoreCore(initial: Db, hooks: StoreCoreHooks = {}): StoreCore {
+export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): StoreCore {
   let db = parseDb(initial);
   let loadedAt = new Date().toISOString();
   let queue: Promise<unknown> = Promise.resolve();
@@ -246,6 +247,6 @@ export function createStoreCore(initial: Db, hooks: StoreCoreHooks = {}): StoreC
 }
 
 /** An in-memory Store (tests, and a fake for the HTTP app); same validation as the file store. */
-export function createMemoryStore(initial: Partial<Db> = {}): Store {
+export function createMemoryStore(initial: Partial<DbInput> = {}): Store {
   return createStoreCore({ profiles: [], machines: [], groups: [], ...initial });
 }

@@ -61,7 +61,7 @@ test('writes need the bearer token (401) and change nothing without it', async (
     ['PUT', '/api/default-profile'],
   ];
   for (const [method, p] of cases) {
-    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: 'Basic Zm9vOmJhcg==' }]) {
+    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: 'Basic Zm9vOmJhcg==' }] as Record<string, string>[]) {
       const r = await h.req(method, p, { body: { ...profile, profile: 'rancheros' }, headers });
       t.is(r.status, 401, `${method} ${p} ${JSON.stringify(headers)}`);
       t.is(r.json.error.code, 'ERR_UNAUTHORIZED');

@@ -33,21 +33,20 @@ export function assetsMiddleware(env: RouteEnv): Koa.Middleware {
 
     await new Promise<void>((resolve, reject) => {
       stream.on('error', (err: { status?: number; headers?: Record<string, string> }) => {
+        // send may have set file headers before deciding on an error (416 comes after ETag).
+        for (const h of ['ETag', 'Last-Modified', 'Accept-Ranges', 'Cache-Control', 'Content-Range']) ctx.res.removeHeader(h);
         const status = err.status ?? 500;
         const code = SEND_ERRORS[status] ?? (status === 404 ? 'ERR_ASSET_NOT_FOUND' : 'ERR_INTERNAL');
         reject(new ApplianceError(code, status === 416 ? 'requested range is not satisfiable' : `cannot send asset ${ctx.path} (${status})`, err.headers ? { headers: err.headers } : {}));
       });
       stream.on('directory', () => reject(new ApplianceError('ERR_ASSET_NOT_FOUND', `asset ${ctx.path} is a directory`)));
-      // From here on send writes the response itself (200/206/304/HEAD).
-      stream.on('headers', () => {
-        ctx.respond = false;
-      });
       // Koa starts every response at 404; send only sets non-200 statuses itself.
       ctx.res.statusCode = 200;
       ctx.res.once('finish', () => resolve());
       ctx.res.once('close', () => resolve());
       stream.pipe(ctx.res);
     });
+    // send wrote the whole response itself (200/206/304/HEAD); Koa must not touch it.
     ctx.respond = false;
 
     const status = ctx.res.statusCode;

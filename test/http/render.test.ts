@@ -1,0 +1,39 @@
+import test from 'ava';
+import { parse as parseYaml } from 'yaml';
+import { buildCmdline, initrdNames, interpolate, ipxeEchoText, yamlQuote } from '../../src/http/render.js';
+import { ProfileSchema } from '../../src/store/schema.js';
+
+test('yamlQuote: every hostile string round-trips through YAML as the same string', (t) => {
+  const hostile = ['a\nb: c', 'x: y', '- z', '# c', '"q"', "'s'", '\\', '{a: 1}', '[1]', '\u2028', '\u0085', '\ufeff', 'null', 'true', '0x10', '1e3', '~', '', ' lead', '&anchor', '*alias', '!tag', '%dir', '@at', '`tick`', '|', '>'];
+  for (const s of hostile) {
+    t.is(parseYaml(`k: ${yamlQuote(s)}\n`).k, s, JSON.stringify(s));
+    t.false(yamlQuote(s).includes('\n'));
+  }
+  t.deepEqual(parseYaml(`k: ${yamlQuote(['a', 1, { b: 'c\nd' }])}\n`).k, ['a', 1, { b: 'c\nd' }]);
+});
+
+test('interpolate: only known names, no code', (t) => {
+  t.is(interpolate('http://{{ address }}:{{port}}/x', { address: '10.0.0.1', port: '80' }, 'w'), 'http://10.0.0.1:80/x');
+  t.is(interpolate('{{ range.constructor("return process")() }}', {}, 'w'), '{{ range.constructor("return process")() }}', 'not a placeholder: left as text, then refused by the token check');
+  t.throws(() => interpolate('{{ nope }}', { address: 'x' }, 'w'), { code: 'ERR_TEMPLATE' });
+});
+
+test('buildCmdline: object and string forms, flags, repeated keys, unsafe tokens refused', (t) => {
+  const p = (cmdline: unknown) => ProfileSchema.parse({ id: 'p', kernel: '/assets/k', cmdline });
+  t.deepEqual(buildCmdline(p({ quiet: '', console: ['tty0', 'ttyS0,115200n8'], n: 3 }), {}), ['quiet', 'console=tty0', 'console=ttyS0,115200n8', 'n=3']);
+  t.deepEqual(buildCmdline(p('a=1   b  {{ mac }}'), { mac: '52:54:00:00:00:01' }), ['a=1', 'b', '52:54:00:00:00:01']);
+  for (const bad of [{ a: 'x y' }, { a: 'x\nshell' }, { a: '${ip}' }, { a: 'x;y' }, { a: '#c' }, { a: 'a&&b' }]) {
+    t.throws(() => buildCmdline(p(bad), {}), { code: 'ERR_UNSAFE_VALUE' }, JSON.stringify(bad));
+  }
+  t.throws(() => buildCmdline(p('a\nshell'), {}), { code: 'ERR_UNSAFE_VALUE' });
+  t.throws(() => buildCmdline(p('x || shell'), {}), { code: 'ERR_UNSAFE_VALUE' });
+});
+
+test('initrdNames: file names, de-duplicated', (t) => {
+  t.deepEqual(initrdNames(['/assets/a/initrd', '/assets/b/initrd', 'http://x/y/fw.cpio', '/assets/weird/x~y']), ['initrd', '1-initrd', 'fw.cpio', 'initrd3']);
+});
+
+test('ipxeEchoText strips everything iPXE would interpret', (t) => {
+  const s = ipxeEchoText('a ${x} || b && c ; #d\ne\\f');
+  t.notRegex(s, /[$|&;#\\\n]/);
+});
