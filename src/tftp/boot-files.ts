@@ -1,0 +1,62 @@
+/**
+ * The iPXE binaries the appliance hands to PXE firmware, and where they are found: the TFTP
+ * root first, then the system directories of Debian's `ipxe` package.
+ */
+import { realpathSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_FALLBACK_DIRS, isInside } from './files.js';
+
+/**
+ * Boot file per firmware kind. All three ship in Debian's `ipxe` package (/usr/lib/ipxe).
+ * - bios: `undionly.kpxe` chainloads through the PXE ROM's UNDI driver, so it works with any
+ *   NIC the BIOS can PXE boot from (option 93 = 0).
+ * - efi64: `snponly.efi` drives the NIC through the firmware's SNP protocol: works with any
+ *   NIC UEFI can PXE boot from (option 93 = 7 or 9); proven under OVMF.
+ * - efi64Full: `ipxe.efi` carries iPXE's own NIC drivers, for firmware whose SNP is broken.
+ */
+export const BOOT_FILES = {
+  bios: 'undionly.kpxe',
+  efi64: 'snponly.efi',
+  efi64Full: 'ipxe.efi',
+} as const;
+
+/** A firmware kind from BOOT_FILES. */
+export type BootFirmware = keyof typeof BOOT_FILES;
+
+/** Where one boot file was found; `path` is the real path when found. */
+export interface BootFileStatus {
+  firmware: BootFirmware;
+  name: string;
+  path?: string;
+  source: 'tftp-root' | 'system' | 'missing';
+}
+
+/** The real path of `dir/name` when it is a regular file inside `dir`, else undefined. */
+function findIn(dir: string, name: string): string | undefined {
+  try {
+    const dirReal = realpathSync(dir);
+    const real = realpathSync(path.join(dirReal, name));
+    // Same containment rule as serving: a symlink out of the directory does not count.
+    if (!isInside(dirReal, real)) return undefined;
+    return statSync(real).isFile() ? real : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Look every BOOT_FILES entry up in the TFTP root, then in `fallbackDirs` (the directories
+ * the TFTP server falls back to). The appliance logs the result at start and warns on 'missing'.
+ */
+export function findBootFiles(root: string, fallbackDirs: readonly string[] = DEFAULT_FALLBACK_DIRS): BootFileStatus[] {
+  return (Object.keys(BOOT_FILES) as BootFirmware[]).map((firmware) => {
+    const name = BOOT_FILES[firmware];
+    const inRoot = findIn(root, name);
+    if (inRoot) return { firmware, name, path: inRoot, source: 'tftp-root' };
+    for (const dir of fallbackDirs) {
+      const found = findIn(dir, name);
+      if (found) return { firmware, name, path: found, source: 'system' };
+    }
+    return { firmware, name, source: 'missing' };
+  });
+}

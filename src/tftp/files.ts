@@ -1,0 +1,273 @@
+/**
+ * What a requested TFTP name resolves to: name normalisation and containment (no way out of the
+ * served directories), disk lookup in the root and the fallback directories, and the sequential
+ * block readers a transfer pulls its data from (file handle, in-memory/virtual content, netascii).
+ */
+import { constants as fsConstants } from 'node:fs';
+import { open, realpath, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { TFTP_ERROR } from './packet.js';
+
+/**
+ * Where names not found under the TFTP root are looked up. The appliance ships no iPXE binaries;
+ * Debian's `ipxe` package installs them in /usr/lib/ipxe (older releases: /usr/share/ipxe).
+ */
+export const DEFAULT_FALLBACK_DIRS: readonly string[] = ['/usr/lib/ipxe', '/usr/share/ipxe'];
+
+/**
+ * Content served instead of (or before) a disk file, e.g. a per-client iPXE script.
+ * Either the whole content in memory, or a factory opened once per transfer. `size` is what the
+ * `tsize` option reports (RFC 2349); leave it undefined when unknown and `tsize` is not answered.
+ */
+export type TftpSource =
+  | Uint8Array
+  | {
+      size?: number;
+      open(): AsyncIterable<Uint8Array | string>;
+    };
+
+/** Why a request name was refused, as TFTP error code plus a short machine-readable reason. */
+export interface Refusal {
+  kind: 'refused';
+  code: typeof TFTP_ERROR.FILE_NOT_FOUND | typeof TFTP_ERROR.ACCESS_VIOLATION;
+  reason: string;
+}
+
+/** The outcome of normalising a requested name. */
+export type NameCheck = { kind: 'ok'; name: string } | Refusal;
+
+/**
+ * Normalise a requested file name into a relative POSIX path, or refuse it.
+ *
+ * - Backslashes become slashes: Windows-derived PXE clients (and WDS-style configs) send
+ *   `boot\x64\file`; tftp-hpa setups usually add a remap rule `rg \\ /` for exactly this.
+ * - Leading slashes are stripped, so `/undionly.kpxe` is the file in the root, like tftpd-hpa `-s`.
+ * - Empty and `.` segments are dropped; any `..` segment refuses the name (access violation),
+ *   even one that would stay inside the root: no legitimate boot client needs it.
+ * - A NUL byte refuses the name (it cannot come from a decoded packet, but virtual names might).
+ */
+export function normalizeRequestName(raw: string): NameCheck {
+  if (raw.includes('\0')) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'nul-in-name' };
+  const segments = raw.replace(/\\/g, '/').split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'parent-segment' };
+  if (segments.length === 0) return { kind: 'refused', code: TFTP_ERROR.FILE_NOT_FOUND, reason: 'empty-name' };
+  return { kind: 'ok', name: segments.join('/') };
+}
+
+/** True when `child` is `parent` or lies below it (both absolute, already resolved). */
+export function isInside(parent: string, child: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/** A disk file that may be served, opened and checked. */
+export interface FoundFile {
+  kind: 'found';
+  /** The real path (symlinks resolved) that was opened. */
+  path: string;
+  /** The served directory it was found in (as configured). */
+  dir: string;
+  size: number;
+  handle: FileHandle;
+}
+
+/** The outcome of looking a normalised name up on disk. */
+export type Resolution = FoundFile | Refusal;
+
+function errCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+/**
+ * Look a normalised name up in `dirs` in order (root first, then fallbacks). The first directory
+ * holding the name decides: a name found there that escapes it through a symlink is refused
+ * (access violation), not looked up further. Directories that do not exist are skipped.
+ * The opened file is checked again with fstat (regular file) to close most of the race between
+ * the realpath check and open; O_NOFOLLOW refuses a symlink swapped in at the last component and
+ * O_NONBLOCK keeps a FIFO from blocking the server.
+ */
+export async function resolveFile(name: string, dirs: readonly string[]): Promise<Resolution> {
+  for (const dir of dirs) {
+    let dirReal: string;
+    try {
+      dirReal = await realpath(dir);
+    } catch {
+      continue;
+    }
+    let real: string;
+    try {
+      real = await realpath(path.join(dirReal, name));
+    } catch (err) {
+      const code = errCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      // ELOOP (symlink loop), EACCES and the like: the name exists but cannot be served.
+      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `resolve-${(code ?? 'error').toLowerCase()}` };
+    }
+    if (!isInside(dirReal, real)) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'symlink-escapes-root' };
+    let handle: FileHandle;
+    try {
+      handle = await open(real, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    } catch (err) {
+      const code = errCode(err);
+      if (code === 'ENOENT') continue;
+      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `open-${(code ?? 'error').toLowerCase()}` };
+    }
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) {
+        await handle.close();
+        return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'not-a-regular-file' };
+      }
+      return { kind: 'found', path: real, dir, size: stat.size, handle };
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `stat-${(errCode(err) ?? 'error').toLowerCase()}` };
+    }
+  }
+  return { kind: 'refused', code: TFTP_ERROR.FILE_NOT_FOUND, reason: 'not-found' };
+}
+
+/**
+ * A sequential source of bytes a transfer cuts into blocks. `read(n)` returns exactly n bytes
+ * unless the content ends first (then fewer, and 0 bytes at the end). Only the current window
+ * is ever held by the transfer; readers hold at most one chunk.
+ */
+export interface BlockReader {
+  read(size: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/**
+ * Read a file handle sequentially with positional reads, `chunkSize` bytes at a time (one
+ * syscall per chunk instead of per block). Closing the reader closes the handle.
+ */
+export function createFileReader(handle: FileHandle, chunkSize = 64 * 1024): BlockReader {
+  let position = 0;
+  let chunk: Buffer = Buffer.alloc(0);
+  let eof = false;
+  let closed = false;
+  return {
+    async read(size) {
+      const parts: Buffer[] = [];
+      let have = 0;
+      while (have < size) {
+        if (chunk.length === 0) {
+          if (eof) break;
+          // A fresh buffer per chunk: blocks handed out earlier are views into old chunks and
+          // must stay intact while they wait in the retransmission window.
+          const buf = Buffer.allocUnsafe(Math.max(chunkSize, size));
+          const { bytesRead } = await handle.read(buf, 0, buf.length, position);
+          position += bytesRead;
+          if (bytesRead === 0) {
+            eof = true;
+            break;
+          }
+          chunk = buf.subarray(0, bytesRead);
+        }
+        const take = Math.min(size - have, chunk.length);
+        parts.push(chunk.subarray(0, take));
+        chunk = chunk.subarray(take);
+        have += take;
+      }
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await handle.close();
+    },
+  };
+}
+
+/** Read an async iterable (a virtual file, a stream) sequentially; close() ends the iterator. */
+export function createIterableReader(iterable: AsyncIterable<Uint8Array | string>): BlockReader {
+  const iterator = iterable[Symbol.asyncIterator]();
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let done = false;
+  let closed = false;
+  return {
+    async read(size) {
+      while (pendingBytes < size && !done) {
+        const next = await iterator.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        const value = next.value;
+        const buf = typeof value === 'string' ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+        if (buf.length === 0) continue;
+        pending.push(buf);
+        pendingBytes += buf.length;
+      }
+      const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      const out = all.subarray(0, Math.min(size, all.length));
+      const rest = all.subarray(out.length);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      return out;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (!done) await iterator.return?.();
+    },
+  };
+}
+
+/** A reader over content held in memory. */
+export function createBufferReader(content: Uint8Array): BlockReader {
+  const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  let position = 0;
+  return {
+    async read(size) {
+      const out = buf.subarray(position, Math.min(buf.length, position + size));
+      position += out.length;
+      return out;
+    },
+    async close() {},
+  };
+}
+
+/**
+ * Convert a Unix file to netascii on the fly (RFC 764 as referenced by RFC 1350): LF becomes
+ * CR LF and a bare CR becomes CR NUL, like tftp-hpa does. The size of the converted content is
+ * not known in advance, so netascii transfers do not answer `tsize`.
+ */
+export function createNetasciiReader(inner: BlockReader, chunkSize = 16 * 1024): BlockReader {
+  let pending: Buffer = Buffer.alloc(0);
+  let innerDone = false;
+  return {
+    async read(size) {
+      while (pending.length < size && !innerDone) {
+        const raw = await inner.read(chunkSize);
+        if (raw.length < chunkSize) innerDone = true;
+        if (raw.length === 0) break;
+        const out = Buffer.allocUnsafe(raw.length * 2);
+        let o = 0;
+        for (const byte of raw) {
+          if (byte === 0x0a) {
+            out[o++] = 0x0d;
+            out[o++] = 0x0a;
+          } else if (byte === 0x0d) {
+            out[o++] = 0x0d;
+            out[o++] = 0x00;
+          } else {
+            out[o++] = byte;
+          }
+        }
+        pending = pending.length > 0 ? Buffer.concat([pending, out.subarray(0, o)]) : out.subarray(0, o);
+      }
+      const result = pending.subarray(0, Math.min(size, pending.length));
+      pending = pending.subarray(result.length);
+      return result;
+    },
+    close: () => inner.close(),
+  };
+}
+
+/** Open a reader for a virtual source; `size` is its declared size (undefined when unknown). */
+export function openSource(source: TftpSource): { reader: BlockReader; size: number | undefined } {
+  if (source instanceof Uint8Array) return { reader: createBufferReader(source), size: source.length };
+  return { reader: createIterableReader(source.open()), size: source.size };
+}
