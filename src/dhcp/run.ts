@@ -6,6 +6,11 @@
  * Defaults to the real ports 67 and 4011 (root or cap_net_bind_service). Logs are pino JSON
  * lines on stdout; the line with msg "proxydhcp listening" carries the bound ports. SIGTERM or
  * SIGINT stops it. The appliance itself wires the server through src/appliance.ts, not this.
+ *
+ * Strict interface mode: `--dhcp-fd 3 --proxy-fd 4` take UDP sockets opened by the parent with
+ * SO_BINDTODEVICE (systemd: a .socket unit with `ListenDatagram=0.0.0.0:67`, `BindToDevice=eth1`,
+ * `Broadcast=yes`, `ReuseAddress=yes`; or perl-base, which Debian always has, as in
+ * test/dhcp/netns.test.ts). Such sockets hear only that interface's broadcasts.
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -32,6 +37,8 @@ export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log
       'uefi-on-67': { type: 'string' },
       'answer-request-on-67': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
+      'dhcp-fd': { type: 'string' },
+      'proxy-fd': { type: 'string' },
     },
     strict: true,
   });
@@ -56,6 +63,14 @@ export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log
   }
   const logLevel = values['log-level'];
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level ${logLevel}: use one of ${LOG_LEVELS.join(', ')}`);
+  const fd = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 3) throw new Error(`--${name} ${v} is not an inherited descriptor (3 or more)`);
+    return n;
+  };
+  const dhcpFd = fd('dhcp-fd', values['dhcp-fd']);
+  const proxyFd = fd('proxy-fd', values['proxy-fd']);
   const bios = style('bios-on-67', values['bios-on-67']);
   const uefi = style('uefi-on-67', values['uefi-on-67']);
   return {
@@ -70,6 +85,9 @@ export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log
     bootFiles,
     pxeOn67: { ...(bios ? { bios } : {}), ...(uefi ? { uefi } : {}) },
     answerRequestOn67: values['answer-request-on-67'],
+    ...(dhcpFd !== undefined || proxyFd !== undefined
+      ? { fds: { ...(dhcpFd !== undefined ? { dhcp: dhcpFd } : {}), ...(proxyFd !== undefined ? { proxy: proxyFd } : {}) } }
+      : {}),
     logLevel: logLevel as (typeof LOG_LEVELS)[number],
   };
 }

@@ -8,7 +8,7 @@
  * leave by B (measured). The server runs with --address 10.99.0.1 on the real ports 67/4011
  * through src/dhcp/run.ts, as the VM lab will run it.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -17,23 +17,8 @@ import { decodePacket, encodePacket } from '../../src/dhcp/packet.js';
 import { fixture } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const suffix = randomBytes(3).toString('hex');
-const SRV = `nbsrv${suffix}`;
-const CLA = `nbcla${suffix}`;
-const CLB = `nbclb${suffix}`;
-
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function deleteNamespaces(): void {
-  for (const ns of [SRV, CLA, CLB]) {
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {
-      // not created (or already gone)
-    }
-  }
 }
 
 interface ClientResult {
@@ -67,14 +52,36 @@ function hexWithXid(name: string, xid: number, ciaddr?: string): string {
   return encodePacket({ ...p, xid, ...(ciaddr !== undefined ? { ciaddr } : {}) }).toString('hex');
 }
 
-test.serial('two interfaces: a client on the configured subnet is answered through it; a client on the other interface gets nothing', async (t) => {
+interface Lab {
+  SRV: string;
+  CLA: string;
+  CLB: string;
+  logs: Array<Record<string, unknown>>;
+  ready: Record<string, unknown>;
+  server: ChildProcess;
+}
+
+/**
+ * Build the topology (deleted in teardown, also on failure) and start src/dhcp/run.ts in SRV,
+ * optionally through a wrapper command (e.g. perl opening device-bound sockets).
+ */
+async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => string[]): Promise<Lab> {
   t.is(process.getuid?.(), 0, 'namespace tests need root (ip netns)');
-  t.teardown(deleteNamespaces);
+  const suffix = randomBytes(3).toString('hex');
+  const SRV = `nbsrv${suffix}`;
+  const CLA = `nbcla${suffix}`;
+  const CLB = `nbclb${suffix}`;
   let server: ChildProcess | undefined;
   t.teardown(() => {
     server?.kill('SIGKILL');
+    for (const ns of [SRV, CLA, CLB]) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // not created (or already gone)
+      }
+    }
   });
-
   for (const ns of [SRV, CLA, CLB]) ip('netns', 'add', ns);
   ip('link', 'add', 'a0', 'netns', SRV, 'type', 'veth', 'peer', 'name', 'a1', 'netns', CLA);
   ip('link', 'add', 'b0', 'netns', SRV, 'type', 'veth', 'peer', 'name', 'b1', 'netns', CLB);
@@ -96,16 +103,14 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
   }
 
   const logs: Array<Record<string, unknown>> = [];
-  server = spawn(
-    'ip',
-    ['netns', 'exec', SRV, process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--address', '10.99.0.1', '--http-port', '8080', '--log-level', 'debug'],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const runArgs = [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--address', '10.99.0.1', '--http-port', '8080', '--log-level', 'debug'];
+  server = spawn('ip', ['netns', 'exec', SRV, ...(wrap ? wrap(runArgs) : runArgs)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = server;
   let stderr = '';
-  server.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const listening = new Promise<Record<string, unknown>>((resolve, reject) => {
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
-    server!.stdout?.on('data', (d: Buffer) => {
+    child.stdout?.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
@@ -120,11 +125,23 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
         }
       }
     });
-    server!.on('exit', (code) => reject(new Error(`server exited ${code}: ${stderr.slice(0, 800)}`)));
+    child.on('exit', (code) => reject(new Error(`server exited ${code}: ${stderr.slice(0, 800)}`)));
     setTimeout(() => reject(new Error(`server not listening after 20 s: ${stderr.slice(0, 800)}`)), 20_000);
   });
-  const ready = await listening;
-  t.like(ready, { dhcpPort: 67, proxyPort: 4011, interface: 'a0', subnet: '10.99.0.0/24' });
+  return { SRV, CLA, CLB, logs, ready, server: child };
+}
+
+async function stopLab(t: ExecutionContext, lab: Lab): Promise<void> {
+  const exited = new Promise((resolve) => lab.server.once('exit', resolve));
+  lab.server.kill('SIGTERM');
+  await exited;
+  t.truthy(lab.logs.find((l) => l['msg'] === 'proxydhcp stopped'), 'SIGTERM stops the server cleanly');
+}
+
+test.serial('two interfaces: a client on the configured subnet is answered through it; a client on the other interface gets nothing', async (t) => {
+  const lab = await startLab(t);
+  const { CLA, CLB, logs } = lab;
+  t.like(lab.ready, { dhcpPort: 67, proxyPort: 4011, interface: 'a0', subnet: '10.99.0.0/24' });
 
   // Phase 1: both clients broadcast a DISCOVER from 0.0.0.0:68 at the same time.
   const xidA = 0x0a0a0a0a;
@@ -139,13 +156,11 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
   t.truthy(offerA, `client A got its offer: ${JSON.stringify(a.received)}`);
   t.like(offerA, { from: '10.99.0.1', fromPort: 67, type: 2, siaddr: '10.99.0.1' });
   t.deepEqual(b.received, [], 'nothing at all reaches the interface that is not configured');
-  // A broadcast DISCOVER from 0.0.0.0 cannot be placed (no IP_PKTINFO), so B's DISCOVER was
-  // answered too, and that reply left by A (where no client has that xid), never by B even
-  // though the default route points there.
-  t.true(
-    a.received.every((r) => r.from === '10.99.0.1'),
-    'every reply seen on A came from the configured address',
-  );
+  // A broadcast DISCOVER from 0.0.0.0 cannot be placed by a 0.0.0.0 socket (no IP_PKTINFO), so
+  // B's DISCOVER is answered too; that reply leaves by A (where no client has that xid), never
+  // by B, although the default route points there.
+  t.true(a.received.every((r) => r.from === '10.99.0.1'), 'every reply seen on A came from the configured address');
+  t.truthy(logs.find((l) => String(l['msg']).startsWith('proxydhcp offer') && l['xid'] === xidB), 'documented limitation: B discover was answered (through A)');
 
   // Phase 2: clients with addresses talk to 4011 by unicast.
   ip('-n', CLA, 'addr', 'add', '10.99.0.2/24', 'dev', 'a1');
@@ -161,8 +176,45 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
   t.deepEqual(b2.received, []);
   t.truthy(logs.find((l) => l['xid'] === 0x0b0b0b0c && /(ciaddr|source) 10.98.0.2 is outside 10.99.0.0\/24/.test(String(l['reason']))), 'B request refused by admission');
   t.truthy(logs.find((l) => l['msg'] === 'proxydhcp ack' && l['xid'] === 0x0a0a0a0b && l['mac'] === '52:54:00:12:34:63'));
+  await stopLab(t, lab);
+});
 
-  server.kill('SIGTERM');
-  await new Promise((resolve) => server!.once('exit', resolve));
-  t.truthy(logs.find((l) => l['msg'] === 'proxydhcp stopped'), 'SIGTERM stops the server cleanly');
+/**
+ * perl-base (Essential in Debian) opens 0.0.0.0:67 and 0.0.0.0:4011 with SO_BINDTODEVICE a0
+ * and execs the server with them as fds 3 and 4: what a systemd .socket unit with
+ * BindToDevice= does.
+ */
+const PERL_BIND_DEVICE = `
+use Socket; use Fcntl;
+my @fds;
+for my $port (67, 4011) {
+  socket(my $s, PF_INET, SOCK_DGRAM, 0) or die "socket: $!";
+  setsockopt($s, SOL_SOCKET, Socket::SO_BINDTODEVICE(), "a0") or die "bindtodevice: $!";
+  setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die;
+  setsockopt($s, SOL_SOCKET, SO_BROADCAST, 1) or die;
+  bind($s, sockaddr_in($port, INADDR_ANY)) or die "bind $port: $!";
+  fcntl($s, F_SETFD, 0) or die;
+  push @fds, $s;
+}
+exec @ARGV, "--dhcp-fd", fileno($fds[0]), "--proxy-fd", fileno($fds[1]) or die "exec: $!";
+`;
+
+test.serial('strict mode: sockets bound to the interface (SO_BINDTODEVICE descriptors) do not even hear the other interface', async (t) => {
+  const lab = await startLab(t, (runArgs) => ['perl', '-e', PERL_BIND_DEVICE, ...runArgs]);
+  const { CLA, CLB, logs } = lab;
+  t.like(lab.ready, { dhcpPort: 67, proxyPort: 4011, subnet: '10.99.0.0/24' });
+  const xidA = 0x1a1a1a1a;
+  const xidB = 0x1b1b1b1b;
+  const [a, b] = await Promise.all([
+    runClient(CLA, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidA)]),
+    runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]),
+  ]);
+  t.like(a.received.find((r) => r.xid === xidA), { from: '10.99.0.1', fromPort: 67, type: 2 });
+  t.deepEqual(b.received, []);
+  t.false(a.received.some((r) => r.xid === xidB), 'no reply for B anywhere');
+  t.false(logs.some((l) => l['xid'] === xidB), 'B discover never reached the server');
+  ip('-n', CLA, 'addr', 'add', '10.99.0.2/24', 'dev', 'a1');
+  const a2 = await runClient(CLA, ['10.99.0.2', '4011', '10.99.0.1', '4011', '2000', hexWithXid('edk2-ovmf-x64-request-4011', 0x1a1a1a1b, '10.99.0.2')]);
+  t.like(a2.received.find((r) => r.xid === 0x1a1a1a1b), { from: '10.99.0.1', fromPort: 4011, type: 5, file: 'snponly.efi' });
+  await stopLab(t, lab);
 });
