@@ -52,6 +52,11 @@ export interface BaselineOptions {
   extraCmdline?: string;
   /** How long to wait for both servers to serve (default 10 s). */
   readyTimeoutMs?: number;
+  /**
+   * Run dnsmasq's ProxyDHCP (default true). With false, dnsmasq serves only TFTP, so another
+   * ProxyDHCP (the appliance's, alone) can be tried against real firmware piece by piece.
+   */
+  proxyDhcp?: boolean;
 }
 
 /** The cloud-config served by the baseline (and a sensible default for tests). */
@@ -135,13 +140,7 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
     await Promise.all(procs.map((p) => p.stop(2000)));
   };
   try {
-    const dnsmasq = lab.spawn('dnsmasq', [
-      '--no-daemon',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--user=root',
-      `--interface=${lab.bridge}`,
-      '--bind-interfaces',
+    const proxyArgs = [
       `--dhcp-range=${lab.network},proxy`,
       // iPXE announces itself with user class "iPXE" (option 77): hand it the script URL, not
       // the binary again, or it chainloads itself forever.
@@ -150,6 +149,15 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
       '--pxe-service=tag:!ipxe,X86-64_EFI,Network boot,snponly.efi',
       `--pxe-service=tag:ipxe,x86PC,iPXE boot script,${bootScriptUrl}`,
       `--pxe-service=tag:ipxe,X86-64_EFI,iPXE boot script,${bootScriptUrl}`,
+    ];
+    const dnsmasq = lab.spawn('dnsmasq', [
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--user=root',
+      `--interface=${lab.bridge}`,
+      '--bind-interfaces',
+      ...((options.proxyDhcp ?? true) ? proxyArgs : []),
       '--enable-tftp',
       `--tftp-root=${tftpRoot}`,
       `--pid-file=${join(root, 'dnsmasq.pid')}`,
