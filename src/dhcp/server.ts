@@ -300,8 +300,11 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
         }
         const dhcp = await openPort('dhcp', options.dhcpPort, options.fds?.dhcp);
         ports.push(dhcp);
+        // stop() may run while we await a bind: then give back what we opened.
+        if ((state as string) !== 'starting') throw bindError('dhcp server was stopped while starting');
         const proxy = await openPort('proxy', options.proxyPort, options.fds?.proxy);
         ports.push(proxy);
+        if ((state as string) !== 'starting') throw bindError('dhcp server was stopped while starting');
         for (const group of ports) attach(group);
         state = 'running';
         log.info({ address: options.address, interface: found?.name, subnet: subnet?.cidr, dhcpPort: dhcp.port, proxyPort: proxy.port }, 'proxydhcp listening');
@@ -314,7 +317,8 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
       }
     },
     async stop() {
-      if (state === 'stopped' || state === 'new') {
+      if (state === 'stopped' || state === 'new' || state === 'starting') {
+        // A start() in progress sees this and closes its own sockets.
         state = 'stopped';
         return;
       }

@@ -265,3 +265,11 @@ test('stop() frees the ports, is idempotent, and a stopped server cannot restart
   await again.stop();
   await t.throwsAsync(server.start(), { code: 'ERR_DHCP_BIND', message: /stopped/ });
 });
+
+test('stop() during start(): start rejects instead of leaving sockets open', async (t) => {
+  const log = createLogger({ level: 'silent' });
+  const server = createProxyDhcpServer({ address: '127.0.0.1', host: '127.0.0.1', dhcpPort: 0, proxyPort: 0, httpPort: 80, log });
+  const starting = server.start();
+  await server.stop();
+  await t.throwsAsync(starting, { code: 'ERR_DHCP_BIND', message: /stopped while starting/ });
+});
