@@ -1,0 +1,178 @@
+import { dirname } from 'node:path';
+import type { Config } from './config.js';
+import { ApplianceError } from './errors.js';
+import { createEventLog, type EventLog } from './events.js';
+import type { Logger } from './log.js';
+import { createProxyDhcpServer, type ProxyDhcpServer } from './dhcp/server.js';
+import { DEFAULT_BOOT_FILES } from './dhcp/pxe.js';
+import { createHttpServer, type HttpServer } from './http/server.js';
+import { loadOrCreateApiToken } from './http/token.js';
+import { openFileStore, type FileStore } from './store/file-store.js';
+import { findBootFiles } from './tftp/boot-files.js';
+import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
+import { createTftpServer, type TftpServer } from './tftp/server.js';
+
+/** The ports actually bound (0 for a service that is off). */
+export interface AppliancePorts {
+  http: number;
+  tftp: number;
+  dhcp: number;
+  proxy: number;
+}
+
+/** The whole appliance: store, HTTP, TFTP and DHCP wired together. */
+export interface Appliance {
+  /** Bind everything, or close what was opened and reject with the first error. */
+  start(): Promise<AppliancePorts>;
+  /** Close every socket and watcher; safe to call twice. */
+  stop(): Promise<void>;
+  readonly events: EventLog;
+}
+
+/** Seams for tests: a shared event log, other fallback directories for iPXE binaries. */
+export interface ApplianceDeps {
+  log: Logger;
+  events?: EventLog;
+  fallbackDirs?: readonly string[];
+}
+
+/** A bind error with the fix in its message (ports below 1024 need privileges). */
+function bindError(service: string, port: number, err: unknown): ApplianceError {
+  // Servers that already explain their bind failure (with the fix) are passed through as they are.
+  if (err instanceof ApplianceError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
+  const hint =
+    code === 'EACCES'
+      ? '; run as root or grant node cap_net_bind_service (see README), or pass another port'
+      : code === 'EADDRINUSE'
+        ? '; another program (dnsmasq? tftpd?) holds it: stop it or pass another port'
+        : '';
+  return new ApplianceError('ERR_BIND', `cannot bind ${service} port ${port}: ${(err as Error).message}${hint}`, { service, port }, { cause: err });
+}
+
+/**
+ * Wire the servers from a validated config. The constructor binds nothing; start() opens the
+ * store, then HTTP (whose real port the DHCP replies and scripts carry), TFTP and DHCP.
+ */
+export function createAppliance(config: Config, deps: ApplianceDeps): Appliance {
+  const log = deps.log;
+  const events = deps.events ?? createEventLog();
+  const fallbackDirs = deps.fallbackDirs ?? DEFAULT_FALLBACK_DIRS;
+  const stops: Array<() => Promise<void>> = [];
+  let started = false;
+
+  async function stopAll(): Promise<void> {
+    const pending = stops.splice(0).reverse();
+    for (const stop of pending) {
+      try {
+        await stop();
+      } catch (err) {
+        log.warn({ err }, 'error while closing');
+      }
+    }
+  }
+
+  async function startAll(): Promise<AppliancePorts> {
+    log.info(
+      { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
+      'starting netboot appliance',
+    );
+    logBootFiles();
+
+    const store: FileStore = await openFileStore({ path: config.db, log });
+    stops.push(() => store.close());
+    const apiToken = config.apiToken ?? (await loadOrCreateApiToken(dirname(config.db), log));
+
+    let http: HttpServer | undefined;
+    http = createHttpServer({
+      port: config.httpPort,
+      log,
+      deps: {
+        store,
+        events,
+        log: log.child({ subsystem: 'http' }),
+        address: config.address,
+        httpPort: () => http?.port() ?? config.httpPort,
+        templatesDir: config.templates,
+        assetsDir: config.assets,
+        apiToken,
+      },
+    });
+    const httpPort = await http.start().then(
+      (r) => r.port,
+      (err: unknown) => {
+        throw bindError('http', config.httpPort, err);
+      },
+    );
+    stops.push(() => http.stop());
+
+    const tftp: TftpServer = createTftpServer({
+      root: config.tftpRoot,
+      port: config.tftpPort,
+      fallbackDirs,
+      blksizeMax: config.tftpBlksizeMax,
+      log: log.child({ subsystem: 'tftp' }),
+      events,
+    });
+    const tftpPort = await tftp.start().then(
+      (r) => r.port,
+      (err: unknown) => {
+        throw bindError('tftp', config.tftpPort, err);
+      },
+    );
+    stops.push(() => tftp.stop());
+
+    let dhcpPort = 0;
+    let proxyPort = 0;
+    if (config.dhcpMode === 'proxy') {
+      const dhcp: ProxyDhcpServer = createProxyDhcpServer({
+        address: config.address,
+        ...(config.interface !== undefined ? { interface: config.interface } : {}),
+        dhcpPort: config.dhcpPort,
+        proxyPort: config.proxyPort,
+        httpPort,
+        log: log.child({ subsystem: 'dhcp' }),
+        events,
+      });
+      ({ dhcpPort, proxyPort } = await dhcp.start().catch((err: unknown) => {
+        throw bindError('dhcp', config.dhcpPort, err);
+      }));
+      stops.push(() => dhcp.stop());
+    }
+
+    const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort };
+    log.info({ ports, address: config.address, bootScript: `http://${config.address}:${httpPort}/boot.ipxe` }, 'netboot appliance ready');
+    return ports;
+  }
+
+  function logBootFiles(): void {
+    const found = findBootFiles(config.tftpRoot, fallbackDirs);
+    for (const f of found) {
+      if (f.source === 'missing') {
+        log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, `boot file ${f.name} for ${f.firmware} not found; install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
+      } else {
+        log.info({ firmware: f.firmware, file: f.name, path: f.path, source: f.source }, 'boot file');
+      }
+    }
+    log.debug({ bootFiles: DEFAULT_BOOT_FILES }, 'boot file per DHCP architecture');
+  }
+
+  return {
+    events,
+    async start() {
+      if (started) throw new ApplianceError('ERR_STARTED', 'appliance already started');
+      started = true;
+      try {
+        return await startAll();
+      } catch (err) {
+        await stopAll();
+        started = false;
+        throw err;
+      }
+    },
+    async stop() {
+      await stopAll();
+      started = false;
+    },
+  };
+}
