@@ -4,7 +4,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_FALLBACK_DIRS, isInside } from './files.js';
+import { DEFAULT_FALLBACK_DIRS, isInside, isTrustedSystemDir } from './files.js';
 
 /**
  * Boot file per firmware kind. All three ship in Debian's `ipxe` package (/usr/lib/ipxe).
@@ -23,7 +23,7 @@ export const BOOT_FILES = {
 /** A firmware kind from BOOT_FILES. */
 export type BootFirmware = keyof typeof BOOT_FILES;
 
-/** Where one boot file was found; `path` is the real path when found. */
+/** Where one boot file was found; `path` is `dir/name` (as configured, symlinks not resolved). */
 export interface BootFileStatus {
   firmware: BootFirmware;
   name: string;
@@ -31,14 +31,19 @@ export interface BootFileStatus {
   source: 'tftp-root' | 'system' | 'missing';
 }
 
-/** The real path of `dir/name` when it is a regular file inside `dir`, else undefined. */
-function findIn(dir: string, name: string): string | undefined {
+/**
+ * `dir/name` when it is a regular file the TFTP server would serve from `dir`
+ * (same containment rule as resolveFile: strict for the root, package symlinks allowed in a
+ * trusted system directory), else undefined.
+ */
+function findIn(dir: string, name: string, isRoot: boolean): string | undefined {
   try {
     const dirReal = realpathSync(dir);
     const real = realpathSync(path.join(dirReal, name));
-    // Same containment rule as serving: a symlink out of the directory does not count.
-    if (!isInside(dirReal, real)) return undefined;
-    return statSync(real).isFile() ? real : undefined;
+    const info = statSync(dirReal);
+    const trusted = !isRoot && isTrustedSystemDir(info.mode, info.uid);
+    if (!trusted && !isInside(dirReal, real)) return undefined;
+    return statSync(real).isFile() ? path.join(dir, name) : undefined;
   } catch {
     return undefined;
   }
@@ -51,10 +56,10 @@ function findIn(dir: string, name: string): string | undefined {
 export function findBootFiles(root: string, fallbackDirs: readonly string[] = DEFAULT_FALLBACK_DIRS): BootFileStatus[] {
   return (Object.keys(BOOT_FILES) as BootFirmware[]).map((firmware) => {
     const name = BOOT_FILES[firmware];
-    const inRoot = findIn(root, name);
+    const inRoot = findIn(root, name, true);
     if (inRoot) return { firmware, name, path: inRoot, source: 'tftp-root' };
     for (const dir of fallbackDirs) {
-      const found = findIn(dir, name);
+      const found = findIn(dir, name, false);
       if (found) return { firmware, name, path: found, source: 'system' };
     }
     return { firmware, name, source: 'missing' };

@@ -4,7 +4,7 @@
  * block readers a transfer pulls its data from (file handle, in-memory/virtual content, netascii).
  */
 import { constants as fsConstants } from 'node:fs';
-import { open, realpath, type FileHandle } from 'node:fs/promises';
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TFTP_ERROR } from './packet.js';
 
@@ -79,18 +79,35 @@ function errCode(err: unknown): string | undefined {
 }
 
 /**
+ * A fallback (system) directory whose symlinks are trusted: owned by root or by this process and
+ * not writable by group or others, i.e. laid out by the package manager. Debian's `ipxe` package
+ * ships /usr/lib/ipxe/ipxe.efi as a symlink to /boot/ipxe.efi, so strict containment there would
+ * refuse a file the appliance relies on. The TFTP root never gets this trust.
+ */
+export function isTrustedSystemDir(mode: number, uid: number): boolean {
+  const ownUid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  return (uid === 0 || uid === ownUid) && (mode & 0o022) === 0;
+}
+
+/**
  * Look a normalised name up in `dirs` in order (root first, then fallbacks). The first directory
  * holding the name decides: a name found there that escapes it through a symlink is refused
  * (access violation), not looked up further. Directories that do not exist are skipped.
+ * The first directory (the TFTP root) always gets the strict realpath containment check; later
+ * (fallback) directories get it unless isTrustedSystemDir says their symlinks are the package's.
  * The opened file is checked again with fstat (regular file) to close most of the race between
- * the realpath check and open; O_NOFOLLOW refuses a symlink swapped in at the last component and
- * O_NONBLOCK keeps a FIFO from blocking the server.
+ * the realpath check and open; O_NONBLOCK keeps a FIFO from blocking the server.
  */
 export async function resolveFile(name: string, dirs: readonly string[]): Promise<Resolution> {
-  for (const dir of dirs) {
+  for (const [index, dir] of dirs.entries()) {
     let dirReal: string;
+    let trusted = false;
     try {
       dirReal = await realpath(dir);
+      if (index > 0) {
+        const info = await stat(dirReal);
+        trusted = isTrustedSystemDir(info.mode, info.uid);
+      }
     } catch {
       continue;
     }
@@ -103,9 +120,10 @@ export async function resolveFile(name: string, dirs: readonly string[]): Promis
       // ELOOP (symlink loop), EACCES and the like: the name exists but cannot be served.
       return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `resolve-${(code ?? 'error').toLowerCase()}` };
     }
-    if (!isInside(dirReal, real)) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'symlink-escapes-root' };
+    if (!trusted && !isInside(dirReal, real)) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'symlink-escapes-root' };
     let handle: FileHandle;
     try {
+      // O_NOFOLLOW: refuse a symlink swapped in at the last component after the realpath check.
       handle = await open(real, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     } catch (err) {
       const code = errCode(err);
