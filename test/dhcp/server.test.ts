@@ -273,3 +273,15 @@ test('stop() during start(): start rejects instead of leaving sockets open', asy
   await server.stop();
   await t.throwsAsync(starting, { code: 'ERR_DHCP_BIND', message: /stopped while starting/ });
 });
+
+test('a subnet override must be a cidr; a valid one widens admission', async (t) => {
+  const log = createLogger({ level: 'silent' });
+  const bad = createProxyDhcpServer({ address: '127.0.0.1', host: '127.0.0.1', subnet: '10.0.0.0/40', dhcpPort: 0, proxyPort: 0, httpPort: 80, log });
+  await t.throwsAsync(bad.start(), { code: 'ERR_DHCP_BIND', message: /subnet "10.0.0.0\/40" is not a cidr/ });
+  const source = await udpClient();
+  t.teardown(() => source.close());
+  const { ports } = await startServer(t, { clientPort: source.port, subnet: '0.0.0.0/0' });
+  // ciaddr 10.77.0.170 is outside 127/8 but inside 0.0.0.0/0: answered, back to the source port.
+  await source.send(fixture('edk2-ovmf-x64-request-4011'), ports.proxyPort);
+  t.is(decodePacket((await source.next()).msg).file, 'snponly.efi');
+});
