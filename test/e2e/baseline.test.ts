@@ -34,12 +34,12 @@ function assertInOrder(t: import('ava').ExecutionContext, text: string, needles:
   }
 }
 
-async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
+async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string, uuid?: string): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
   let lab: Lab | undefined;
   let server: BaselineServer | undefined;
   const r = await runBootScenario({
     firmware,
-    vm: { mac },
+    vm: { mac, ...(uuid ? { uuid } : {}) },
     timeoutMs: 240_000,
     onLab: (l) => {
       lab = l;
@@ -95,7 +95,7 @@ test.serial('BIOS: SeaBIOS + iPXE ROM boots the test OS through dnsmasq proxy an
 test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE boots the test OS', async (t) => {
   t.timeout(300_000);
   const mac = '52:54:00:0e:f1:01';
-  const { r, lab, server } = await bootThroughBaseline(t, 'uefi', mac);
+  const { r, lab, server } = await bootThroughBaseline(t, 'uefi', mac, '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b');
   assertInOrder(t, r.serial, ['Start PXE over IPv4', 'NBP file downloaded successfully', 'iPXE', '=== BOOT.IPXE', MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.done]);
   const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
   // EDK2's native PXE (arch 7, no iPXE user class) got snponly.efi by TFTP ...
@@ -103,5 +103,8 @@ test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE
   t.regex(dnsmasq, new RegExp(`dnsmasq-tftp\\[\\d+\\]: sent \\S+/snponly\\.efi to 10\\.99\\.`));
   // ... and iPXE, now arch 7 with user class iPXE, got the script URL.
   t.regex(dnsmasq, /user class: iPXE/);
+  // `-uuid` reaches DHCP as option 97: type 0, then the SMBIOS GUID with its first three
+  // fields little-endian (dnsmasq echoes it, and logs only the first 14 bytes).
+  t.true(dnsmasq.includes('option: 97 client-machine-id  00:3c:2b:9a:8f:2e:1d:50:4f:8a:6b:7c:8d:9e'), 'option 97 does not carry the VM uuid');
   commonAssertions(t, r, lab, server);
 });
