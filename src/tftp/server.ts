@@ -199,14 +199,16 @@ function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
   );
 }
 
-function safeSend(socket: dgram.Socket, buf: Buffer, to: { address: string; port: number }, log: Logger): void {
+function safeSend(socket: dgram.Socket, buf: Buffer, to: { address: string; port: number }, log: Logger, done?: () => void): void {
   try {
     socket.send(buf, to.port, to.address, (err) => {
       if (err) log.debug({ err: err.message, client: `${to.address}:${to.port}` }, 'tftp send failed');
+      done?.();
     });
   } catch (err) {
     // The socket was closed under us (transfer ended or server stopping).
     log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
+    done?.();
   }
 }
 
@@ -243,6 +245,8 @@ class Transfer {
   private pumpAgain = false;
   private duplicateAcks = 0;
   private retransmits = 0;
+  private pendingSends = 0;
+  private closeWhenFlushed = false;
 
   constructor(ctx: ServerContext, request: RequestPacket, client: { address: string; port: number }) {
     this.ctx = ctx;
@@ -396,7 +400,29 @@ class Transfer {
   }
 
   private send(packet: TftpPacket): void {
-    if (this.socket) safeSend(this.socket, encodePacket(packet), this.client, this.log);
+    const socket = this.socket;
+    if (!socket) return;
+    this.pendingSends += 1;
+    safeSend(socket, encodePacket(packet), this.client, this.log, () => {
+      this.pendingSends -= 1;
+      if (this.pendingSends === 0 && this.closeWhenFlushed) this.closeSocket();
+    });
+  }
+
+  /** Close the transfer socket; a datagram still queued (the final ERROR) is sent first. */
+  private closeSocket(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    if (this.pendingSends > 0) {
+      this.closeWhenFlushed = true;
+      return;
+    }
+    this.socket = undefined;
+    try {
+      socket.close();
+    } catch {
+      // already closed
+    }
   }
 
   private sendOack(): void {
@@ -617,15 +643,7 @@ class Transfer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.window = [];
-    if (this.socket) {
-      const socket = this.socket;
-      this.socket = undefined;
-      try {
-        socket.close();
-      } catch {
-        // already closed
-      }
-    }
+    this.closeSocket();
     if (this.reader) {
       const reader = this.reader;
       this.reader = undefined;
