@@ -55,3 +55,44 @@ export function independentDhcpCodec(): { parse(buf: Buffer): Record<string, unk
   lib.addOption(175, { name: 'iPXE encapsulated options', type: 'UInt8s', attr: 'ipxeEncap' });
   return require('dhcp/lib/protocol.js') as { parse(buf: Buffer): Record<string, unknown> & { options: Record<number, unknown> } };
 }
+
+/** One UDP datagram from a capture. */
+export interface CapturedDatagram {
+  src: string;
+  dst: string;
+  srcPort: number;
+  dstPort: number;
+  payload: Buffer;
+}
+
+/**
+ * UDP datagrams of a little-endian classic pcap with Ethernet link type (what tcpdump wrote in
+ * the lab). Only IPv4/UDP without fragmentation is returned; anything else is skipped.
+ */
+export function pcapUdpDatagrams(file: string): CapturedDatagram[] {
+  const buf = readFileSync(path.join(FIXTURES, file));
+  if (buf.readUInt32LE(0) !== 0xa1b2c3d4) throw new Error(`${file}: not a little-endian pcap`);
+  if (buf.readUInt32LE(20) !== 1) throw new Error(`${file}: link type is not ethernet`);
+  const out: CapturedDatagram[] = [];
+  let off = 24;
+  while (off + 16 <= buf.length) {
+    const caplen = buf.readUInt32LE(off + 8);
+    const frame = buf.subarray(off + 16, off + 16 + caplen);
+    off += 16 + caplen;
+    if (frame.length < 14 || frame.readUInt16BE(12) !== 0x0800) continue;
+    const ipStart = 14;
+    const ihl = (frame[ipStart]! & 0x0f) * 4;
+    if (frame[ipStart + 9] !== 17) continue;
+    const ipv4 = (o: number): string => [...frame.subarray(o, o + 4)].join('.');
+    const udp = ipStart + ihl;
+    const udpLen = frame.readUInt16BE(udp + 4);
+    out.push({
+      src: ipv4(ipStart + 12),
+      dst: ipv4(ipStart + 16),
+      srcPort: frame.readUInt16BE(udp),
+      dstPort: frame.readUInt16BE(udp + 2),
+      payload: Buffer.from(frame.subarray(udp + 8, udp + udpLen)),
+    });
+  }
+  return out;
+}

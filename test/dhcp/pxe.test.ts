@@ -335,3 +335,37 @@ test('the dhcp npm package reads our replies as we meant them', (t) => {
     t.deepEqual(theirs.options[97], [...getOption(req, 97)!], name);
   }
 });
+
+test('replaying both lab captures: we answer exactly the requests dnsmasq answered, to the same destination', async (t) => {
+  const { pcapUdpDatagrams } = await import('./helpers.js');
+  const DHCP_PORTS = new Set([67, 68, 4011]);
+  let compared = 0;
+  for (const file of ['ovmf-pxe-proxy-boot.pcap', 'seabios-ipxe-proxy-boot.pcap']) {
+    const datagrams = pcapUdpDatagrams(file).filter((d) => DHCP_PORTS.has(d.srcPort) && DHCP_PORTS.has(d.dstPort));
+    t.true(datagrams.length >= 10, `${file}: ${datagrams.length} dhcp datagrams`);
+    datagrams.forEach((d, i) => {
+      const packet = decodePacket(d.payload); // every captured datagram decodes
+      if (packet.op !== 1) return;
+      const port: PortRole = d.dstPort === 4011 ? 'proxy' : 'dhcp';
+      // dnsmasq's answer: the first later datagram from it with this xid, before the client
+      // sends its next request with the same xid (iPXE reuses the xid on 4011).
+      const next = datagrams.slice(i + 1).find((r) => {
+        const p = decodePacket(r.payload);
+        return p.xid === packet.xid && (p.op === 1 || r.src === SERVER);
+      });
+      const theirs = next && decodePacket(next.payload).op === 2 ? next : undefined;
+      const c = classify(packet, { port, serverAddress: SERVER });
+      const label = `${file} #${i} ${d.src}:${d.srcPort}>${d.dst}:${d.dstPort}`;
+      if (!theirs) {
+        t.is(c.kind, 'ignore', `${label}: dnsmasq did not answer, neither do we`);
+        return;
+      }
+      const b = boot(t, c);
+      const reply = buildProxyReply(packet, b, config);
+      t.is(reply.type, readOptions(decodePacket(theirs.payload)).messageType === 2 ? 'offer' : 'ack', label);
+      t.deepEqual(replyDestination(packet, port, { address: d.src, port: d.srcPort }), { address: theirs.dst, port: theirs.dstPort, broadcast: theirs.dst === '255.255.255.255' }, label);
+      compared += 1;
+    });
+  }
+  t.true(compared >= 6, `compared ${compared} exchanges`);
+});
