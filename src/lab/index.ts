@@ -19,3 +19,4 @@ export { startProcessBootServer, type ProcessBootServerOptions } from './process
 export { runBootScenario, type BootScenarioOptions, type BootScenarioResult } from './scenario.js';
 export { runBench, summarizeBench, formatBenchSummary, DNSMASQ_BASELINE, type BenchVariant, type BenchRow, type BenchSummary } from './bench.js';
 export { checkLabPrerequisites, assertLabPrerequisites, type MissingPrerequisite } from './prereqs.js';
+export { startLabSession, type LabSession, type LabSessionOptions, type SessionVmSpec } from './session.js';

@@ -9,6 +9,8 @@ import { MARKERS } from '../../src/lab/initrd.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import type { Lab } from '../../src/lab/netns.js';
 import { runBootScenario, type BootScenarioResult } from '../../src/lab/scenario.js';
+import { startLabSession } from '../../src/lab/session.js';
+import { existsSync } from 'node:fs';
 
 // A missing qemu/OVMF/iPXE/kernel/root fails every test here, loudly: never a silent skip.
 test.before(() => {
@@ -107,4 +109,28 @@ test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE
   // fields little-endian (dnsmasq echoes it, and logs only the first 14 bytes).
   t.true(dnsmasq.includes('option: 97 client-machine-id  00:3c:2b:9a:8f:2e:1d:50:4f:8a:6b:7c:8d:9e'), 'option 97 does not carry the VM uuid');
   commonAssertions(t, r, lab, server);
+});
+
+test.serial('two VMs on one lab bridge boot side by side through one boot server (startLabSession)', async (t) => {
+  t.timeout(300_000);
+  const macs = ['52:54:00:5e:55:01', '52:54:00:5e:55:02'];
+  const session = await startLabSession({
+    startBootServer: (lab, assets) => startDnsmasqBaseline(lab, assets),
+    vms: macs.map((mac) => ({ firmware: 'bios' as const, mac })),
+    vmTimeoutMs: 240_000,
+  });
+  t.teardown(() => session.stop());
+  t.is(session.vms.length, 2);
+  const bound = await Promise.all(session.vms.map(async (vm) => {
+    await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched), 240_000);
+    const m = new RegExp(`${escape(MARKERS.dhcpBound)} (\\S+) `).exec(vm.serial());
+    return m?.[1];
+  }));
+  t.truthy(bound[0]);
+  t.truthy(bound[1]);
+  t.not(bound[0], bound[1], 'both VMs got the same address');
+  const leases = session.lab.upstreamLogPath;
+  await session.stop();
+  // stop() removed the lab; the log file went with its work directory.
+  t.false(existsSync(leases));
 });

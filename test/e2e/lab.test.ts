@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { buildQemuArgs } from '../../src/lab/qemu.js';
 import { buildTestInitrd, encodeCpioNewc, VIRTIO_NET_MODULES } from '../../src/lab/initrd.js';
 import { createLab, reapStaleLabs } from '../../src/lab/netns.js';
-import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
+import { assertLabPrerequisites, checkLabPrerequisites } from '../../src/lab/prereqs.js';
 import { renderBootScript } from '../../src/lab/baseline.js';
 import { startProcessBootServer } from '../../src/lab/process-server.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -156,4 +156,19 @@ test('startProcessBootServer resolves once the program serves inside the lab, an
     startProcessBootServer(lab, { name: 'broken', cmd: 'sh', args: ['-c', 'echo cannot bind port 67 >&2; exit 3'], readyUrl: url }),
     { code: 'ERR_LAB_SERVER', message: /cannot bind port 67/ },
   );
+});
+
+test('missing programs are named with the Debian package that provides them', (t) => {
+  // Synchronous, so no other test of this file runs while PATH is emptied.
+  const saved = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  let missing: ReturnType<typeof checkLabPrerequisites>;
+  try {
+    missing = checkLabPrerequisites('bios');
+    t.throws(() => assertLabPrerequisites('uefi'), { code: 'ERR_LAB_PREREQ', message: /qemu-system-x86_64 \(apt-get install qemu-system-x86\)/ });
+  } finally {
+    process.env.PATH = saved;
+  }
+  t.deepEqual(missing.map((m) => m.fix).sort(), ['apt-get install dnsmasq-base', 'apt-get install iproute2', 'apt-get install qemu-system-x86']);
+  t.deepEqual(checkLabPrerequisites('both'), []);
 });
