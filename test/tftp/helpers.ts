@@ -157,6 +157,8 @@ export interface GetOptions {
   timeoutMs?: number;
   /** Overall bound; default 60 s. */
   deadlineMs?: number;
+  /** After the last block, stay this long to re-ACK a repeated final block (RFC 1350 dally). */
+  dallyMs?: number;
   /** Drop incoming datagrams (simulated loss on the client side). */
   dropIncoming?: (packet: TftpPacket, index: number) => boolean;
 }
@@ -208,9 +210,13 @@ export async function tftpGet(port: number, file: string, opts: GetOptions = {})
           arm();
         }, timeoutMs);
       };
+      let finished = false;
       const finish = (): void => {
         if (timer) clearTimeout(timer);
-        resolve({ data: Buffer.concat(chunks), oack, blocks: received, serverPort: serverPort! });
+        finished = true;
+        const result = { data: Buffer.concat(chunks), oack, blocks: received, serverPort: serverPort! };
+        if (opts.dallyMs) setTimeout(() => resolve(result), opts.dallyMs);
+        else resolve(result);
       };
       socket.on('message', (raw, rinfo) => {
         let packet: TftpPacket;
@@ -239,13 +245,17 @@ export async function tftpGet(port: number, file: string, opts: GetOptions = {})
           return;
         }
         if (packet.op !== 'data') return;
+        if (finished) {
+          // Dallying: the server did not get our final ACK and repeated the last block.
+          if (packet.block === (received & 0xffff)) ack(received);
+          return;
+        }
         if (packet.block === ((received + 1) & 0xffff)) {
           received += 1;
           chunks.push(packet.data);
           inWindow += 1;
           if (packet.data.length < blksize) {
             ack(received);
-            // Dally briefly so a lost final ACK could be repeated; then done.
             finish();
             return;
           }
