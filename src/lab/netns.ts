@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplianceError } from '../errors.js';
@@ -138,8 +138,7 @@ export async function reapStaleLabs(): Promise<string[]> {
     try {
       state = JSON.parse(readFileSync(path, 'utf8')) as LabState;
     } catch {
-      rmSync(path, { force: true });
-      continue;
+      continue; // Unreadable: not ours to judge (files are written by rename, so never partial).
     }
     if (isAlive(state.ownerPid)) continue;
     for (const ns of state.namespaces) {
@@ -186,7 +185,9 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
   mkdirSync(STATE_DIR, { recursive: true });
   const statePath = join(STATE_DIR, `${id}.json`);
   const state: LabState = { ownerPid: process.pid, namespaces: [netns, upstreamNetns], workDir };
-  writeFileSync(statePath, JSON.stringify(state));
+  // Write then rename: a concurrent reapStaleLabs() never reads a half-written file.
+  writeFileSync(`${statePath}.tmp`, JSON.stringify(state));
+  renameSync(`${statePath}.tmp`, statePath);
 
   const processes = new Set<ManagedProcess>();
   let destroyed = false;

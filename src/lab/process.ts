@@ -109,6 +109,8 @@ export function spawnManaged(cmd: string, args: readonly string[], options: Spaw
   installExitHook();
   const child = spawn(cmd, [...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const label = options.label ?? cmd;
+  // Without a listener a spawn failure (ENOENT) would be an uncaught 'error' event.
+  child.on('error', () => undefined);
   if (child.pid === undefined) {
     throw new ApplianceError('ERR_LAB_SPAWN', `could not start ${label}: ${cmd} was not found or not executable`, { cmd });
   }

@@ -12,6 +12,7 @@ import { createLab, reapStaleLabs } from '../../src/lab/netns.js';
 import { assertLabPrerequisites, checkLabPrerequisites } from '../../src/lab/prereqs.js';
 import { renderBootScript } from '../../src/lab/baseline.js';
 import { startProcessBootServer } from '../../src/lab/process-server.js';
+import { spawnManaged } from '../../src/lab/process.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -171,4 +172,11 @@ test('missing programs are named with the Debian package that provides them', (t
   }
   t.deepEqual(missing.map((m) => m.fix).sort(), ['apt-get install dnsmasq-base', 'apt-get install iproute2', 'apt-get install qemu-system-x86']);
   t.deepEqual(checkLabPrerequisites('both'), []);
+});
+
+test('a program that cannot be started is a coded error, not an uncaught event', async (t) => {
+  t.throws(() => spawnManaged('/nonexistent/program', []), { code: 'ERR_LAB_SPAWN' });
+  // The child's asynchronous 'error' event must not crash the worker afterwards.
+  await new Promise((r) => setTimeout(r, 200));
+  t.pass();
 });
