@@ -1,0 +1,95 @@
+/**
+ * Real firmware against the HTTP app: QEMU's iPXE (BIOS option ROM) and Debian's ipxe.efi under
+ * OVMF run /boot.ipxe, fetch /ipxe, the kernel and the initrd, and the kernel reports the
+ * command line it received. Networking is QEMU user mode with restrict=on (the guest reaches
+ * nothing but a guestfwd to our server on 127.0.0.1); the DHCP "bootfile" is our /boot.ipxe.
+ */
+import test from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createEventLog } from '../../src/events.js';
+import { createSilentLogger } from '../../src/log.js';
+import { createHttpServer } from '../../src/http/server.js';
+import { createDefaultDb } from '../../src/store/defaults.js';
+import { createMemoryStore } from '../../src/store/store.js';
+import { TEMPLATES, TOKEN } from './helpers.js';
+
+const run = promisify(execFile);
+const MAC = '52:54:00:12:34:56';
+const GUEST_ADDR = '10.0.2.100';
+
+async function buildAssets(root: string): Promise<string> {
+  const assets = path.join(root, 'assets');
+  const dest = path.join(assets, 'rancheros', 'v1.5.8');
+  await mkdir(dest, { recursive: true });
+  const kernel = (await readdir('/boot')).find((f) => /^vmlinuz-.*-amd64$/.test(f));
+  if (!kernel) throw new Error('no /boot/vmlinuz-*-amd64 (install linux-image-cloud-amd64)');
+  await cp(path.join('/boot', kernel), path.join(dest, 'vmlinuz'));
+  // Tiny initrd: static busybox and an /init that prints the kernel command line and powers off.
+  const initroot = path.join(root, 'initroot');
+  await mkdir(path.join(initroot, 'bin'), { recursive: true });
+  await mkdir(path.join(initroot, 'proc'), { recursive: true });
+  await cp('/bin/busybox', path.join(initroot, 'bin', 'busybox'));
+  await writeFile(path.join(initroot, 'init'), '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho "NETBOOT-CMDLINE: $(/bin/busybox cat /proc/cmdline)"\n/bin/busybox poweroff -f\n');
+  await chmod(path.join(initroot, 'init'), 0o755);
+  await run('sh', ['-c', `cd '${initroot}' && find . | cpio -o -H newc --quiet > '${path.join(dest, 'initrd')}'`]);
+  return assets;
+}
+
+async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi'): Promise<void> {
+  const root = await mkdtemp(path.join(tmpdir(), 'netboot-vm-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const assetsDir = await buildAssets(root);
+  const events = createEventLog();
+  const server = createHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    log: createSilentLogger(),
+    // The guest sees us at 10.0.2.100:80 through guestfwd, so that is what scripts advertise.
+    deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN },
+  });
+  const { port } = await server.start();
+  t.teardown(() => server.stop());
+
+  const netdev = `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_ADDR}:80-tcp:127.0.0.1:${port},bootfile=http://${GUEST_ADDR}/boot.ipxe`;
+  const args = ['-accel', 'tcg', '-m', '512', '-nographic', '-no-reboot', '-netdev', netdev];
+  if (mode === 'bios') {
+    args.push('-device', `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`);
+  } else {
+    const esp = path.join(root, 'esp', 'EFI', 'BOOT');
+    await mkdir(esp, { recursive: true });
+    await cp('/usr/lib/ipxe/ipxe.efi', path.join(esp, 'BOOTX64.EFI'));
+    args.push('-device', `virtio-net-pci,netdev=n0,mac=${MAC}`, '-bios', '/usr/share/qemu/OVMF.fd', '-drive', `id=d0,if=none,format=raw,file=fat:rw:${path.join(root, 'esp')}`, '-device', 'ide-hd,drive=d0,bootindex=0');
+  }
+  const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let console = '';
+  const done = new Promise<void>((resolve) => {
+    const limit = setTimeout(() => qemu.kill('SIGKILL'), 120_000);
+    const onData = (c: Buffer): void => {
+      console += c.toString('utf8');
+      if (/NETBOOT-CMDLINE: .*\n/.test(console)) qemu.kill('SIGKILL');
+    };
+    qemu.stdout.on('data', onData);
+    qemu.stderr.on('data', onData);
+    qemu.on('exit', () => {
+      clearTimeout(limit);
+      resolve();
+    });
+  });
+  t.teardown(() => {
+    qemu.kill('SIGKILL');
+  });
+  await done;
+  const line = /NETBOOT-CMDLINE: (.*)\r?\n/.exec(console)?.[1];
+  t.truthy(line, `kernel never printed its command line; console tail:\n${console.slice(-2000)}`);
+  t.regex(line ?? '', new RegExp(`rancher\\.cloud_init\\.datasources=\\[url:http://${GUEST_ADDR.replace(/\./g, '\\.')}:80/cloud-config\\?mac=${MAC}\\]`));
+  t.regex(line ?? '', /(^| )initrd=initrd( |$)/);
+  const types = events.list({ mac: MAC }).map((e) => `${e.type}:${String(e.detail?.file ?? e.detail?.platform ?? '')}`);
+  t.deepEqual(types, [`http-script:${mode === 'bios' ? 'pcbios' : 'efi'}`, 'http-asset:/assets/rancheros/v1.5.8/vmlinuz', 'http-asset:/assets/rancheros/v1.5.8/initrd']);
+}
+
+test.serial('real iPXE, BIOS (SeaBIOS + QEMU iPXE ROM): boot.ipxe -> /ipxe -> kernel + initrd', (t) => bootVm(t, 'bios'));
+test.serial('real iPXE, UEFI (OVMF + ipxe.efi): initrd= on the kernel line reaches the EFI stub', (t) => bootVm(t, 'efi'));
