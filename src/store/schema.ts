@@ -58,20 +58,23 @@ const SafeString = z
   .max(16_384)
   .regex(/^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]*$/, 'must not contain control characters or line breaks');
 
+/** Variable names: identifiers, so templates can write `vars.name`. */
+const VarKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'variable names are identifiers (A-Z a-z 0-9 _)');
 /** A JSON value usable as a template variable: strings carry no control characters. */
 export type VarValue = string | number | boolean | null | VarValue[] | { [key: string]: VarValue };
+/** Schema of one template variable value (recursive JSON). */
 export const VarValueSchema: z.ZodType<VarValue> = z.lazy(() =>
   z.union([SafeString, z.number(), z.boolean(), z.null(), z.array(VarValueSchema), z.record(VarKey, VarValueSchema)]),
 );
-const VarKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'variable names are identifiers (A-Z a-z 0-9 _)');
 /** Template variables (profile vars, machine vars). */
 export const VarsSchema = z.record(VarKey, VarValueSchema);
 
+/** IPXE_SAFE's characters, for building path/URL patterns. */
+const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
 /**
  * Where a kernel or initrd comes from: `/assets/...` (served by this appliance from
  * `--assets`) or an absolute `http(s)://` URL. Both end up verbatim in an iPXE script.
  */
-const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
 export const BootFileSchema = z
   .string()
   .max(2048)
@@ -172,14 +175,21 @@ export const DbSchema = z
     );
   });
 
+/** A validated profile (defaults applied: `initrd` [], `cmdline` ''). */
 export type Profile = z.output<typeof ProfileSchema>;
+/** A validated machine record. */
 export type Machine = z.output<typeof MachineSchema>;
+/** A validated group. */
 export type Group = z.output<typeof GroupSchema>;
+/** The validated database document. */
 export type Db = z.output<typeof DbSchema>;
-/** Input shapes (defaults not yet applied), as accepted by the API and the file. */
+/** Profile as accepted by the API and the file (defaults not yet applied). */
 export type ProfileInput = z.input<typeof ProfileSchema>;
+/** Machine as accepted by the API and the file. */
 export type MachineInput = z.input<typeof MachineSchema>;
+/** Group as accepted by the API and the file. */
 export type GroupInput = z.input<typeof GroupSchema>;
+/** Database document as written by people (defaults not yet applied). */
 export type DbInput = z.input<typeof DbSchema>;
 
 /** Render a zod path as `machines.3.mac` (empty path is the document root). */

@@ -10,8 +10,9 @@ import { ApplianceError } from '../../errors.js';
 import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript } from '../render.js';
 
-/** Default template names (operators may point a profile at others in the templates dir). */
+/** iPXE template used when a profile names none (operators may point a profile at others). */
 export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
+/** cloud-config template used when a profile names none. */
 export const DEFAULT_CLOUD_CONFIG_TEMPLATE = 'cloud-config.yaml.njk';
 
 const SCRIPT_TYPE = 'text/plain; charset=utf-8';
