@@ -207,7 +207,8 @@ export interface BootConfig {
    * {6: 8} "skip discovery" + TFTP file, one round trip less); UEFI `defer` (dnsmasq and
    * Pixiecore: no 43 and no file, so EDK2 asks on 4011 — the fixtures are what booted OVMF here;
    * several UEFI firmwares ignore proxy offers that skip discovery). `boot-file` for UEFI is
-   * smee's behaviour.
+   * smee's behaviour. Measured by hand with OVMF (EDK2, arch 7) under QEMU: both styles reach
+   * boot.ipxe; SeaBIOS's iPXE ROM takes the script URL straight from the offer on 67.
    */
   pxeOn67?: { bios?: On67Style; uefi?: On67Style };
 }
