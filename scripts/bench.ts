@@ -15,14 +15,20 @@ import type { Firmware } from '../src/lab/qemu.js';
 
 /** Run the bench with `variants` (baseline first) and print the report; returns the exit code. */
 export async function main(argv: readonly string[], variants: readonly BenchVariant[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      firmware: { type: 'string', default: 'both' },
-      runs: { type: 'string', default: '1' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+  let values: { firmware: string; runs: string; json: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        firmware: { type: 'string', default: 'both' },
+        runs: { type: 'string', default: '1' },
+        json: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--firmware bios|uefi|both] [--runs N] [--json]\n`);
+    return 2;
+  }
   const fw = values.firmware;
   if (fw !== 'bios' && fw !== 'uefi' && fw !== 'both') {
     process.stderr.write(`bench: --firmware must be bios, uefi or both, not ${fw}\n`);
