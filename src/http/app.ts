@@ -10,7 +10,7 @@ import { isIPv4 } from 'node:net';
 import { ConfigError } from '../errors.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
-import { createHttpMetrics } from './metrics.js';
+import { createHttpMetrics, isInstrumented } from './metrics.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
@@ -27,6 +27,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (deps.apiToken.length === 0) throw new ConfigError('api token is empty; pass --api-token or let the appliance generate one');
   const log = deps.log.child({ subsystem: 'http' });
   const metrics = createHttpMetrics(deps.registry);
+  const countEvents = !isInstrumented(deps.events);
   const env: RouteEnv = {
     deps,
     log,
@@ -35,7 +36,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     server: () => ({ address: deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });
-      metrics.bootEvents.inc({ type });
+      if (countEvents) metrics.bootEvents.inc({ type });
     },
   };
 

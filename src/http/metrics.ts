@@ -3,6 +3,9 @@
  * two apps in one process, as in tests, do not collide).
  */
 import { Counter, Histogram, Registry } from 'prom-client';
+import type { EventLog } from '../events.js';
+
+const BOOT_EVENTS = 'netboot_boot_events_total';
 
 /** The metrics an app records. */
 export interface HttpMetrics {
@@ -12,12 +15,45 @@ export interface HttpMetrics {
   bootEvents: Counter<'type'>;
 }
 
+function bootEventsCounter(registry: Registry): Counter<'type'> {
+  const existing = registry.getSingleMetric(BOOT_EVENTS);
+  if (existing) return existing as Counter<'type'>;
+  return new Counter({ name: BOOT_EVENTS, help: 'Boot events recorded, by type', labelNames: ['type'], registers: [registry] });
+}
+
 /** Create the app's metrics in `registry` (a new Registry by default). */
 export function createHttpMetrics(registry: Registry = new Registry()): HttpMetrics {
   return {
     registry,
     requests: new Counter({ name: 'netboot_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
     duration: new Histogram({ name: 'netboot_http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['route'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [registry] }),
-    bootEvents: new Counter({ name: 'netboot_boot_events_total', help: 'Boot events recorded by the HTTP service, by type', labelNames: ['type'], registers: [registry] }),
+    bootEvents: bootEventsCounter(registry),
   };
+}
+
+const INSTRUMENTED = Symbol('netboot.instrumentedEventLog');
+
+/** True when `events` already counts its records (see instrumentEventLog). */
+export function isInstrumented(events: EventLog): boolean {
+  return (events as { [INSTRUMENTED]?: boolean })[INSTRUMENTED] === true;
+}
+
+/**
+ * Wrap the process's EventLog so every boot event, from DHCP and TFTP as well as HTTP, is
+ * counted in `netboot_boot_events_total` in `registry`. Pass the wrapper to every server and
+ * the same `registry` to createHttpApp; the app then does not count its own events twice.
+ */
+export function instrumentEventLog(events: EventLog, registry: Registry): EventLog {
+  const counter = bootEventsCounter(registry);
+  return {
+    [INSTRUMENTED]: true,
+    record(event) {
+      const recorded = events.record(event);
+      counter.inc({ type: recorded.type });
+      return recorded;
+    },
+    list: (filter) => events.list(filter),
+    macForIp: (ip) => events.macForIp(ip),
+    lastIp: (mac) => events.lastIp(mac),
+  } as EventLog;
 }

@@ -247,3 +247,22 @@ test('a refused hand edit answers 409 on writes and is visible in /healthz', asy
   // Still serving the last good state.
   t.is((await h.req('GET', '/api/profiles/rancheros')).status, 200);
 });
+
+test('instrumentEventLog counts events from every subsystem once, in the shared registry', async (t) => {
+  const { Registry } = await import('prom-client');
+  const { createEventLog } = await import('../../src/events.js');
+  const { instrumentEventLog } = await import('../../src/http/metrics.js');
+  const registry = new Registry();
+  const events = instrumentEventLog(createEventLog(), registry);
+  const h = await startHarness({ events, registry });
+  t.teardown(() => h.close());
+  events.record({ mac: '52:54:00:00:00:01', type: 'dhcp-offer', ip: '127.0.0.1' });
+  events.record({ mac: '52:54:00:00:00:01', type: 'tftp-file', ip: '127.0.0.1' });
+  await h.req('GET', '/boot.ipxe');
+  await h.req('GET', '/ipxe?mac=52:54:00:00:00:01');
+  const m = (await h.req('GET', '/metrics')).text;
+  t.regex(m, /netboot_boot_events_total\{type="dhcp-offer"\} 1/);
+  t.regex(m, /netboot_boot_events_total\{type="tftp-file"\} 1/);
+  t.regex(m, /netboot_boot_events_total\{type="http-script"\} 2/);
+  t.deepEqual(h.events.list({ mac: '52:54:00:00:00:01' }).map((e) => e.type), ['dhcp-offer', 'tftp-file', 'http-script', 'http-script']);
+});

@@ -22,6 +22,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
   const { deps } = env;
 
   router.get('/boot.ipxe', (ctx) => {
+    // The MAC is known here only if DHCP already saw this address; record it for the timeline.
+    const ip = clientIp(ctx);
+    const mac = deps.events.macForIp(ip);
+    if (mac !== undefined) env.record('http-script', mac, ip, { script: 'boot.ipxe' });
     ctx.type = SCRIPT_TYPE;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = renderBootScript(env.server());
