@@ -17,7 +17,7 @@ import {
   type On67Style,
   type PortRole,
 } from './pxe.js';
-import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets } from './sockets.js';
+import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
 import { admissionRefusal, type Subnet } from './subnet.js';
 
 /** Options of `createProxyDhcpServer`. Ports may be 0 (tests); the bound ports are reported by `start()`. */
@@ -101,7 +101,7 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
   let subnet: Subnet | undefined;
   let state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
 
-  function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo, send: SendFunction): void {
     counters.received += 1;
     const from = `${rinfo.address}:${rinfo.port}`;
     let packet: DhcpPacket;
@@ -152,9 +152,7 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
       ...(packet.ciaddr !== '0.0.0.0' ? { ip: packet.ciaddr } : {}),
       detail: { arch: decision.firmware, file: reply.file, port },
     });
-    const open = sockets;
-    if (!open) return;
-    open.send(role, bytes, to.address, to.port).then(
+    send(bytes, to.address, to.port).then(
       () => {
         counters.answered += 1;
       },

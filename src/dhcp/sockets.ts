@@ -41,8 +41,11 @@ export interface PortSpec {
   fd?: number;
 }
 
+/** Sends from the role's sending socket; rejects when it is not (or no longer) open. */
+export type SendFunction = (bytes: Buffer, address: string, port: number) => Promise<void>;
+
 /** Called for every datagram; must not throw (a throw is caught and reported to `onError`). */
-export type DatagramHandler = (role: SocketRole, port: number, msg: Buffer, from: dgram.RemoteInfo) => void;
+export type DatagramHandler = (role: SocketRole, port: number, msg: Buffer, from: dgram.RemoteInfo, send: SendFunction) => void;
 
 /** Opened DHCP sockets. */
 export interface DhcpSockets {
@@ -154,10 +157,17 @@ export async function openDhcpSockets(
   const senders = new Map<SocketRole, dgram.Socket>();
   const ports: Partial<Record<SocketRole, number>> = {};
 
+  let closed = false;
+  const sendFrom = (role: SocketRole): SendFunction => (bytes, address, port) => {
+    const socket = senders.get(role);
+    if (!socket || closed) return Promise.reject(bindError(`no open ${role} socket to send from`));
+    return new Promise((resolve, reject) => socket.send(bytes, port, address, (err) => (err ? reject(err) : resolve())));
+  };
   const listen = (socket: dgram.Socket, role: SocketRole, port: number): void => {
+    const send = sendFrom(role);
     socket.on('message', (msg, from) => {
       try {
-        onMessage(role, port, msg, from);
+        onMessage(role, port, msg, from, send);
       } catch (err) {
         // Defence in depth: no datagram may take the process down.
         onError(err, role, port);
@@ -204,13 +214,10 @@ export async function openDhcpSockets(
     throw err;
   }
 
-  let closed = false;
   return {
     ports,
     send(role, bytes, address, port) {
-      const socket = senders.get(role);
-      if (!socket || closed) return Promise.reject(bindError(`no open ${role} socket to send from`));
-      return new Promise((resolve, reject) => socket.send(bytes, port, address, (err) => (err ? reject(err) : resolve())));
+      return sendFrom(role)(bytes, address, port);
     },
     async close() {
       if (closed) return;
