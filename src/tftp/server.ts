@@ -6,6 +6,17 @@
  * One listening socket takes requests; every transfer gets its own socket on an ephemeral port
  * (its TID, RFC 1350 section 4). Data is read from disk block by block with positional reads;
  * a transfer holds at most one window of blocks in memory.
+ *
+ * Decisions a lab engineer may look for (tftpd-hpa is the reference):
+ * - Names: `\` is translated to `/`, leading `/` stripped (like `-s`), any `..` segment refused
+ *   (error 2), symlinks leaving the root refused (error 2); see files.ts normalizeRequestName.
+ * - netascii is converted (LF -> CR LF, CR -> CR NUL) like tftp-hpa; tsize is then not answered.
+ * - WRQ: error 2. Unknown opcode / malformed request on port 69: error 4. Too-short datagrams,
+ *   stray ACK/ERROR on port 69: dropped (debug log). Errors answering a request come from the
+ *   listening socket; everything of a transfer from its own socket.
+ * - A duplicate ACK never causes a resend (Sorcerer's Apprentice); loss is repaired by the
+ *   retransmission timer (`timeoutMs` or the client's `timeout` option, `retries` times).
+ * - IPv4 only (udp4), as PXE.
  */
 import dgram from 'node:dgram';
 import { ApplianceError, ConfigError } from '../errors.js';
@@ -326,7 +337,9 @@ class Transfer {
         this.refuse(found.code, found.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', found.reason, level);
         return;
       }
-      reader = createFileReader(found.handle);
+      // Read ahead one window's worth (16..64 KiB): few syscalls, bounded memory per transfer.
+      const windowBytes = this.requestedWindowBytes();
+      reader = createFileReader(found.handle, Math.min(64 * 1024, Math.max(16 * 1024, windowBytes)));
       size = found.size;
       this.sourceLabel = found.dir;
     }
@@ -354,6 +367,12 @@ class Transfer {
       this.state = 'sending';
       void this.pump();
     }
+  }
+
+  /** blksize x windowsize this request will get (options are negotiated again once size is known). */
+  private requestedWindowBytes(): number {
+    const n = negotiateOptions(this.request.options, this.ctx.limits, undefined);
+    return n.blksize * n.windowsize;
   }
 
   private openSocket(): Promise<void> {
