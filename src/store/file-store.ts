@@ -8,7 +8,7 @@
  * so they never overwrite the operator's unfinished edit.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { ApplianceError } from '../errors.js';
@@ -58,6 +58,15 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   const debounceMs = options.debounceMs ?? 100;
   const pollMs = options.pollMs ?? 2000;
   await mkdir(path.dirname(file), { recursive: true });
+  // Temp files left by a crash between writing and renaming are garbage: the rename never
+  // happened, so the database file itself is the previous, intact version.
+  const base = path.basename(file);
+  for (const name of await readdir(path.dirname(file))) {
+    if (name.startsWith(`.${base}.`) && /\.\d+\.[0-9a-f]{8}\.tmp$/.test(name)) {
+      await rm(path.join(path.dirname(file), name), { force: true });
+      log.warn({ file, temp: name }, 'removed a temp file left by an interrupted write');
+    }
+  }
 
   const adapter = new DurableJsonFile(file, options.writeTemp ? { writeTemp: options.writeTemp } : {});
   // One Low instance per file (lowdb keeps no cross-instance lock). Constructed directly: the
@@ -150,7 +159,6 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   let watcher: FSWatcher | undefined;
   let poller: NodeJS.Timeout | undefined;
   if (options.watch ?? true) {
-    const base = path.basename(file);
     if (options.fsEvents ?? true) try {
       // Watch the directory, not the file: an editor's rename replaces the inode a file watch
       // would be attached to.

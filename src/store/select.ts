@@ -6,7 +6,8 @@
  *  1. a machine record found by UUID, then by MAC, that names a profile;
  *  2. the most specific matching group: a group matches when every key of its selector matches
  *     (mac, uuid, arch, and each label against the machine record's labels); specificity is
- *     the number of keys it matched (each label counts as one key). Ties go to the group whose
+ *     the number of keys it matched (each label counts as one key); an empty selector matches
+ *     every machine with specificity 0 (a catch-all that wins over the default). Ties go to the group whose
  *     id sorts first (plain string comparison), so the answer never depends on file order;
  *  3. the default profile.
  * A profile named by the winning rule that does not exist is reported as `kind: 'none'`

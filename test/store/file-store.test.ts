@@ -166,3 +166,20 @@ test('file mode is preserved across writes', async (t) => {
   await store.putProfile(profile('x'));
   t.is((await stat(file)).mode & 0o777, 0o600);
 });
+
+test('temp files left by an interrupted write are removed at open; the db file is untouched', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const file = path.join(dir, 'db.json');
+  const first = await openFileStore({ path: file, log: createSilentLogger(), watch: false });
+  await first.close();
+  const before = await readFile(file, 'utf8');
+  await writeFile(path.join(dir, '.db.json.4242.deadbeef.tmp'), '{"half": ');
+  await writeFile(path.join(dir, 'unrelated.tmp'), 'keep');
+  const { log, lines } = captureLogger();
+  const store = await openFileStore({ path: file, log, watch: false });
+  t.teardown(() => store.close());
+  t.deepEqual((await readdir(dir)).sort(), ['db.json', 'unrelated.tmp']);
+  t.is(await readFile(file, 'utf8'), before);
+  t.true(lines.some((l) => l.temp === '.db.json.4242.deadbeef.tmp'));
+});

@@ -68,6 +68,14 @@ test('selectProfile: the order of groups in the file does not change the answer'
   for (const c of cases) t.deepEqual(selectProfile(reversed, c.query), selectProfile(db, c.query), c.name);
 });
 
+test('selectProfile: an empty selector is a catch-all that beats the default but loses to any specific group', (t) => {
+  const withCatchAll = parseDb({ ...db, groups: [...db.groups, { id: 'all', profile: 'g-b', selector: {} }] });
+  const a = selectProfile(withCatchAll, { mac: '52:54:00:99:99:99' });
+  t.true(a.kind === 'profile' && a.profile.id === 'g-b' && a.via === 'group');
+  const b = selectProfile(withCatchAll, { mac: '52:54:00:99:99:99', arch: 'arm64' });
+  t.true(b.kind === 'profile' && b.profile.id === 'g-arch');
+});
+
 test('normalizeUuid rejects placeholders and junk', (t) => {
   t.is(normalizeUuid('FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF'), undefined);
   t.is(normalizeUuid('not-a-uuid'), undefined);
