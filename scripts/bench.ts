@@ -50,7 +50,8 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
     firmwares,
     runs,
     onResult: (r) => {
-      const what = r.seconds === null ? `FAILED: ${r.error ?? ''}` : `${r.seconds.toFixed(1)} s`;
+      const phases = Object.entries(r.phases ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+      const what = r.seconds === null ? `FAILED: ${r.error ?? ''}` : `${r.seconds.toFixed(1)} s (${phases})`;
       process.stderr.write(`${r.firmware} ${r.variant} run ${r.run}: ${what}\n`);
     },
   });

@@ -1,7 +1,7 @@
 import { createSilentLogger, type Logger } from '../log.js';
 import { startDnsmasqBaseline, type StartBootServer } from './baseline.js';
 import type { Firmware } from './qemu.js';
-import { runBootScenario } from './scenario.js';
+import { runBootScenario, type BootPhase } from './scenario.js';
 
 /** A boot server to measure. */
 export interface BenchVariant {
@@ -37,6 +37,8 @@ export interface BenchRow {
   run: number;
   /** Seconds from VM start to cloud-config fetched, or null when the boot failed. */
   seconds: number | null;
+  /** Seconds to each console milestone (see runBootScenario), for finding where time goes. */
+  phases?: Partial<Record<BootPhase, number>>;
   error?: string;
 }
 
@@ -60,7 +62,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRow[]> {
             log,
             ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
           });
-          row = { variant: variant.name, firmware, run, seconds: r.secondsToCloudConfig };
+          row = { variant: variant.name, firmware, run, seconds: r.secondsToCloudConfig, phases: r.phases };
         } catch (err) {
           row = { variant: variant.name, firmware, run, seconds: null, error: err instanceof Error ? err.message : String(err) };
         }

@@ -16,7 +16,7 @@ export {
   type BaselineServer,
 } from './baseline.js';
 export { startProcessBootServer, type ProcessBootServerOptions } from './process-server.js';
-export { runBootScenario, type BootScenarioOptions, type BootScenarioResult } from './scenario.js';
+export { runBootScenario, bootPhases, type BootPhase, type BootScenarioOptions, type BootScenarioResult } from './scenario.js';
 export { runBench, summarizeBench, formatBenchSummary, DNSMASQ_BASELINE, type BenchVariant, type BenchRow, type BenchSummary } from './bench.js';
 export { checkLabPrerequisites, assertLabPrerequisites, type MissingPrerequisite } from './prereqs.js';
 export { startLabSession, type LabSession, type LabSessionOptions, type SessionVmSpec } from './session.js';

@@ -62,6 +62,11 @@ export interface Vm {
   /** The serial output so far (control characters kept). */
   serial(): string;
   /**
+   * Milliseconds from VM start until the serial output that first matched `pattern` arrived
+   * (to the chunk), or undefined when it has not appeared. Used to split a boot into phases.
+   */
+  timeOf(pattern: RegExp): number | undefined;
+  /**
    * Wait until the serial log matches `pattern`. Rejects with `ERR_LAB_TIMEOUT` after
    * `timeoutMs`, or `ERR_LAB_VM_EXITED` if QEMU exits first; both carry the log tail.
    */
@@ -143,8 +148,11 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
   const waiters = new Set<() => void>();
   const startedAt = performance.now();
   const proc: ManagedProcess = lab.spawn(QEMU_BINARY, args, { stdoutPath: serialLogPath, stderrPath: qemuLogPath, label: `qemu ${name}` });
+  // Arrival time of each chunk, by the offset in `text` where it ends.
+  const arrivals: Array<{ end: number; ms: number }> = [];
   proc.onStdout((chunk) => {
     text += chunk.toString('latin1');
+    arrivals.push({ end: text.length, ms: performance.now() - startedAt });
     options.onSerial?.(chunk);
     for (const w of [...waiters]) w();
   });
@@ -200,6 +208,12 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
     startedAt,
     exited,
     serial: () => text,
+    timeOf: (pattern) => {
+      const m = new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(text);
+      if (!m) return undefined;
+      const last = m.index + m[0].length;
+      return arrivals.find((a) => a.end >= last)?.ms;
+    },
     waitFor,
     kill: async () => {
       await proc.stop(1000);

@@ -23,6 +23,29 @@ export interface BootScenarioOptions {
   log?: Logger;
 }
 
+/** Console milestones of a boot, in order. */
+export type BootPhase = 'ipxe' | 'bootScript' | 'kernel' | 'init' | 'dhcp' | 'cloudConfig';
+
+const PHASE_PATTERNS: ReadonlyArray<[BootPhase, RegExp]> = [
+  ['ipxe', /iPXE initialising devices/],
+  // boot.ipxe is an operator template: the first thing iPXE fetches after it is the kernel.
+  ['bootScript', /\[script\]/],
+  ['kernel', /Linux version \d/],
+  ['init', new RegExp(MARKERS.initStarted)],
+  ['dhcp', new RegExp(MARKERS.dhcpBound)],
+  ['cloudConfig', new RegExp(MARKERS.cloudConfigFetched)],
+];
+
+/** Seconds to every milestone the VM's console has shown so far. */
+export function bootPhases(vm: Vm): Partial<Record<BootPhase, number>> {
+  const out: Partial<Record<BootPhase, number>> = {};
+  for (const [phase, re] of PHASE_PATTERNS) {
+    const ms = vm.timeOf(re);
+    if (ms !== undefined) out[phase] = ms / 1000;
+  }
+  return out;
+}
+
 /** What one boot through one boot server produced. */
 export interface BootScenarioResult {
   firmware: Firmware;
@@ -31,6 +54,12 @@ export interface BootScenarioResult {
   mac: string;
   /** Seconds from QEMU start until the cloud-config was printed on the console. */
   secondsToCloudConfig: number;
+  /**
+   * Seconds from QEMU start to each milestone seen on the console (absent when not seen):
+   * `ipxe` iPXE starts, `bootScript` boot.ipxe runs, `kernel` Linux starts, `init` /init runs,
+   * `dhcp` the OS has its address, `cloudConfig` as above.
+   */
+  phases: Partial<Record<BootPhase, number>>;
   /** True when `/init` reached its final marker and QEMU exited with status 0 (poweroff). */
   poweredOff: boolean;
   /** The whole serial console. */
@@ -85,6 +114,7 @@ export async function runBootScenario(options: BootScenarioOptions): Promise<Boo
       server: server.name,
       mac: vm.mac,
       secondsToCloudConfig: fetched.elapsedMs / 1000,
+      phases: bootPhases(vm),
       poweredOff,
       serial: vm.serial(),
       upstreamLog: readFileSync(lab.upstreamLogPath, 'utf8'),

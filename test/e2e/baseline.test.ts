@@ -59,6 +59,13 @@ async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 
 
 function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResult, lab: Lab, server: BaselineServer): void {
   const { serial } = r;
+  // Every milestone was seen, in boot order, and the last one is the measured figure.
+  const order = ['ipxe', 'bootScript', 'kernel', 'init', 'dhcp', 'cloudConfig'] as const;
+  const times = order.map((p) => r.phases[p]);
+  t.true(times.every((x) => x !== undefined), `missing phases: ${JSON.stringify(r.phases)}`);
+  t.deepEqual([...times].sort((a, b) => (a ?? 0) - (b ?? 0)), times, `phases out of order: ${JSON.stringify(r.phases)}`);
+  t.is(r.phases.cloudConfig !== undefined && Math.abs(r.phases.cloudConfig - r.secondsToCloudConfig) < 0.5, true);
+  t.log(`${r.firmware} phases (s): ${order.map((p) => `${p} ${r.phases[p]?.toFixed(1)}`).join(', ')}`);
   // The test OS got its address from the plain upstream server, never from the proxy.
   t.regex(serial, new RegExp(`${escape(MARKERS.dhcpBound)} 10\\.99\\.\\d+\\.\\d+ from ${escape(lab.upstreamAddress)}`));
   t.regex(r.upstreamLog, new RegExp(`DHCPACK\\(vdhcp\\) \\S+ ${escape(r.mac)}`));
