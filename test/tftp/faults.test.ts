@@ -12,11 +12,12 @@ function prng(seed: number): () => number {
   };
 }
 
-test('packet loss and duplication both ways: retransmission still delivers sha256-identical files', async (t) => {
+test('packet loss, duplication and reordering: retransmission still delivers sha256-identical files', async (t) => {
   const random = prng(42);
   const { factory, stats } = lossySocketFactory({
     dropOut: () => random() < 0.1,
     duplicateOut: () => random() < 0.05,
+    delayOut: () => (random() < 0.05 ? 5 : 0),
     dropIn: () => random() < 0.1,
   });
   const s = await startServer({ socketFactory: factory, timeoutMs: 50, retries: 20 });
@@ -29,6 +30,7 @@ test('packet loss and duplication both ways: retransmission still delivers sha25
   t.true(stats.droppedOut > 10, `dropped out ${stats.droppedOut}`);
   t.true(stats.droppedIn > 10, `dropped in ${stats.droppedIn}`);
   t.true(stats.duplicatedOut > 5, `duplicated ${stats.duplicatedOut}`);
+  t.true(stats.delayedOut > 5, `delayed ${stats.delayedOut}`);
   t.true(await waitFor(() => s.logs.filter((l) => l.msg === 'tftp transfer complete').length === 4));
   const completes = s.logs.filter((l) => l.msg === 'tftp transfer complete');
   t.true(completes.some((l) => Number(l.retransmits) > 0));

@@ -285,6 +285,8 @@ export interface LossPlan {
   dropOut?: (buf: Buffer, n: number) => boolean;
   /** Send an outgoing datagram twice. */
   duplicateOut?: (buf: Buffer, n: number) => boolean;
+  /** Hold an outgoing datagram back this many ms (later ones overtake it: reordering). */
+  delayOut?: (buf: Buffer, n: number) => number;
   /** Drop an incoming datagram (client → server). */
   dropIn?: (buf: Buffer, n: number) => boolean;
 }
@@ -294,6 +296,7 @@ export interface LossStats {
   droppedOut: number;
   duplicatedOut: number;
   droppedIn: number;
+  delayedOut: number;
   sentOut: number;
 }
 
@@ -302,7 +305,7 @@ export interface LossStats {
  * createTftpServer. Only transfer sockets are made lossy unless `listenToo` is set.
  */
 export function lossySocketFactory(plan: LossPlan, listenToo = false): { factory: (role: 'listen' | 'transfer') => dgram.Socket; stats: LossStats } {
-  const stats: LossStats = { droppedOut: 0, duplicatedOut: 0, droppedIn: 0, sentOut: 0 };
+  const stats: LossStats = { droppedOut: 0, duplicatedOut: 0, droppedIn: 0, delayedOut: 0, sentOut: 0 };
   const factory = (role: 'listen' | 'transfer'): dgram.Socket => {
     const socket = dgram.createSocket('udp4');
     if (role === 'listen' && !listenToo) return socket;
@@ -322,6 +325,21 @@ export function lossySocketFactory(plan: LossPlan, listenToo = false): { factory
       if (plan.duplicateOut?.(buf, n)) {
         stats.duplicatedOut += 1;
         originalSend(Buffer.from(buf), args[1], args[2]);
+      }
+      const hold = plan.delayOut?.(buf, n) ?? 0;
+      if (hold > 0) {
+        stats.delayedOut += 1;
+        const copy = Buffer.from(buf);
+        setTimeout(() => {
+          try {
+            originalSend(copy, args[1], args[2]);
+          } catch {
+            // the transfer closed its socket meanwhile: the datagram is lost, as on a network
+          }
+        }, hold);
+        const cb = args.find((a) => typeof a === 'function') as ((err: Error | null) => void) | undefined;
+        cb?.(null);
+        return;
       }
       originalSend(...args);
     };
