@@ -24,6 +24,9 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (!isIPv4(deps.address) && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(deps.address)) {
     throw new ConfigError(`advertised address ${JSON.stringify(deps.address)} is not an IPv4 address or host name`);
   }
+  if (deps.retrySeconds !== undefined && !(Number.isInteger(deps.retrySeconds) && deps.retrySeconds >= 1 && deps.retrySeconds <= 3600)) {
+    throw new ConfigError(`retry delay ${deps.retrySeconds} must be a whole number of seconds from 1 to 3600`);
+  }
   if (deps.apiToken.length === 0) throw new ConfigError('api token is empty; pass --api-token or let the appliance generate one');
   const log = deps.log.child({ subsystem: 'http' });
   const metrics = createHttpMetrics(deps.registry);

@@ -30,6 +30,8 @@ export interface HttpDeps {
   apiToken: string;
   /** Registry for /metrics (default: a new one per app). */
   registry?: Registry;
+  /** Seconds a machine that cannot boot yet waits before asking again (default 20). */
+  retrySeconds?: number;
 }
 
 /** Shared state handed to every route module. */

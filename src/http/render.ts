@@ -204,12 +204,14 @@ export interface IpxeContext {
   kernel_args: string;
   /** URL that re-runs selection for this machine (for retry loops). */
   retry_url: string;
+  /** Seconds to wait before retrying after a failure. */
+  retry_seconds: number;
   /** Profile and machine vars whose values are iPXE-safe scalars; others are left out. */
   vars: Record<string, string>;
 }
 
 /** Build the iPXE template context; throws ERR_UNSAFE_VALUE / ERR_TEMPLATE naming the value. */
-export function buildIpxeContext(server: ServerAddress, req: BootRequest, profile: Profile, machine: Machine | undefined, via: SelectedVia): IpxeContext {
+export function buildIpxeContext(server: ServerAddress, req: BootRequest, profile: Profile, machine: Machine | undefined, via: SelectedVia, retrySeconds = 20): IpxeContext {
   const values = placeholderValues(server, req, profile, machine);
   const names = initrdNames(profile.initrd);
   const initrds = profile.initrd.map((s, i) => bootFile(server, s, names[i]!));
@@ -236,6 +238,7 @@ export function buildIpxeContext(server: ServerAddress, req: BootRequest, profil
     initrd_args: initrdArgs,
     kernel_args: [initrdArgs, cmdline].filter((s) => s !== '').join(' '),
     retry_url: ipxeUrl(server, req),
+    retry_seconds: retrySeconds,
     vars,
   };
 }

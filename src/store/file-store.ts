@@ -88,6 +88,7 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   let fileError: string | undefined;
   let refusedText: string | undefined;
   let closed = false;
+  let loadedAt = new Date().toISOString();
 
   const core = createStoreCore(low.data, {
     persist: async (next) => {
@@ -109,7 +110,6 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
     },
     status: () => ({ ok: fileError === undefined, ...(fileError !== undefined ? { error: fileError } : {}), loadedAt }),
   });
-  let loadedAt = new Date().toISOString();
 
   /** Read the file; swap in a valid edit, refuse an invalid one. Call inside the queue. */
   async function reloadNow(): Promise<ReloadOutcome> {

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -39,17 +39,31 @@ async function buildAssets(root: string): Promise<string> {
   return assets;
 }
 
-async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi'): Promise<void> {
+async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', options: { initrdLate?: boolean } = {}): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'netboot-vm-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const assetsDir = await buildAssets(root);
+  const initrd = path.join(assetsDir, 'rancheros', 'v1.5.8', 'initrd');
   const events = createEventLog();
+  let watcher: NodeJS.Timeout | undefined;
+  if (options.initrdLate) {
+    // The initrd is "still downloading": the first /ipxe gets the retry script; once that has
+    // been served, the file appears and the machine's retry must boot it.
+    await rename(initrd, `${initrd}.later`);
+    watcher = setInterval(() => {
+      if (events.list({ mac: MAC }).some((e) => e.detail?.outcome === 'retry')) {
+        clearInterval(watcher);
+        void rename(`${initrd}.later`, initrd);
+      }
+    }, 50);
+    t.teardown(() => clearInterval(watcher));
+  }
   const server = createHttpServer({
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
     // The guest sees us at 10.0.2.100:80 through guestfwd, so that is what scripts advertise.
-    deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN },
+    deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN, retrySeconds: 1 },
   });
   const { port } = await server.start();
   t.teardown(() => server.stop());
@@ -88,8 +102,17 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi'): 
   t.regex(line ?? '', new RegExp(`rancher\\.cloud_init\\.datasources=\\[url:http://${GUEST_ADDR.replace(/\./g, '\\.')}:80/cloud-config\\?mac=${MAC}\\]`));
   t.regex(line ?? '', /(^| )initrd=initrd( |$)/);
   const types = events.list({ mac: MAC }).map((e) => `${e.type}:${String(e.detail?.file ?? e.detail?.platform ?? '')}`);
-  t.deepEqual(types, [`http-script:${mode === 'bios' ? 'pcbios' : 'efi'}`, 'http-asset:/assets/rancheros/v1.5.8/vmlinuz', 'http-asset:/assets/rancheros/v1.5.8/initrd']);
+  const boot = [`http-script:${mode === 'bios' ? 'pcbios' : 'efi'}`, 'http-asset:/assets/rancheros/v1.5.8/vmlinuz', 'http-asset:/assets/rancheros/v1.5.8/initrd'];
+  if (options.initrdLate) {
+    t.deepEqual(types, ['http-script:', ...boot]);
+    // iPXE wraps the console at 80 columns, so match the start of the message.
+    t.regex(console, /netboot-appliance: profile rancheros: \/assets\/rancheros\/v1\.5\.8\/initrd is missing/);
+    t.regex(console, /netboot-appliance: retrying in 1 seconds/);
+  } else {
+    t.deepEqual(types, boot);
+  }
 }
 
 test.serial('real iPXE, BIOS (SeaBIOS + QEMU iPXE ROM): boot.ipxe -> /ipxe -> kernel + initrd', (t) => bootVm(t, 'bios'));
+test.serial('real iPXE, BIOS: a missing asset prints the reason on the console, sleeps, and the retry boots', (t) => bootVm(t, 'bios', { initrdLate: true }));
 test.serial('real iPXE, UEFI (OVMF + ipxe.efi): initrd= on the kernel line reaches the EFI stub', (t) => bootVm(t, 'efi'));

@@ -39,13 +39,13 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     const req = bootRequestFrom(ctx, deps.events);
     if (!req) {
       env.log.warn({ ip }, 'ipxe script requested without a usable mac');
-      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address (chain /boot.ipxe)');
+      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address (chain /boot.ipxe)', deps.retrySeconds);
       return;
     }
     const fail = (reason: string, detail: Record<string, unknown>): void => {
       env.log.info({ mac: req.mac, ip, reason, ...detail }, 'machine cannot boot yet; sent retry script');
       env.record('http-script', req.mac, ip, { outcome: 'retry', reason, ...detail });
-      ctx.body = renderRetryScript(server, req, reason);
+      ctx.body = renderRetryScript(server, req, reason, deps.retrySeconds);
     };
     try {
       const selection = await deps.store.selectProfile(req);
@@ -57,7 +57,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         }
       }
       const template = profile.ipxe ?? DEFAULT_IPXE_TEMPLATE;
-      const script = env.renderer.render(template, { ...buildIpxeContext(server, req, profile, machine, via) });
+      const script = env.renderer.render(template, { ...buildIpxeContext(server, req, profile, machine, via, deps.retrySeconds) });
       if (!script.startsWith('#!ipxe')) {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
       }
