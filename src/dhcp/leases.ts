@@ -1,0 +1,356 @@
+/**
+ * Address allocation for the DHCP server mode: which address a client gets, which request is
+ * acceptable, what RELEASE and DECLINE do. No sockets, no clock, no files: the caller passes
+ * `now` (ms since the epoch) and persists `snapshot()` (lease-file.ts). Table-tested.
+ *
+ * Invariants:
+ *  - at most one lease record per client key and at most one record per address, so an address
+ *    is never bound to two clients;
+ *  - an address is handed out only when it is inside the request's subnet, not its network or
+ *    broadcast address, not one of ours, not declined, not reserved for another MAC, and not held
+ *    by another client's unexpired lease (or offer);
+ *  - expired and released records are kept as "previous address" hints: a returning client gets
+ *    its old address back while it is free, and other clients get those addresses only when no
+ *    never-used address is left (longest-expired first), as dnsmasq and ISC dhcpd do.
+ */
+import { ApplianceError } from '../errors.js';
+import { normalizeMac } from '../events.js';
+import { broadcastOf, inSubnet, ipToNumber, numberToIp, type Subnet } from './subnet.js';
+
+/** Error code of a bad `--dhcp-range`. */
+export const ERR_DHCP_RANGE = 'ERR_DHCP_RANGE';
+
+/** Largest dynamic range accepted (a /16): bounds the free-address scan per DISCOVER. */
+export const MAX_RANGE_SIZE = 65_536;
+
+/** An inclusive dynamic address range. */
+export interface DhcpRange {
+  start: string;
+  end: string;
+}
+
+/**
+ * Parse `--dhcp-range START-END` (e.g. `10.99.0.100-10.99.0.200`). Throws ApplianceError
+ * `ERR_DHCP_RANGE` naming what is wrong.
+ */
+export function parseDhcpRange(text: string): DhcpRange {
+  const m = /^\s*([0-9.]+)\s*-\s*([0-9.]+)\s*$/.exec(text);
+  if (!m) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${JSON.stringify(text)} is not START-END, e.g. 10.99.0.100-10.99.0.200`, { range: text });
+  const range = { start: m[1]!, end: m[2]! };
+  validateRange(range);
+  return range;
+}
+
+/** Check a range: two addresses, start <= end, at most MAX_RANGE_SIZE. Throws `ERR_DHCP_RANGE`. */
+export function validateRange(range: DhcpRange, subnet?: Subnet): void {
+  const s = ipToNumber(range.start);
+  const e = ipToNumber(range.end);
+  const text = `${range.start}-${range.end}`;
+  if (s === undefined) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range start ${JSON.stringify(range.start)} is not an ipv4 address`, { range: text });
+  if (e === undefined) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range end ${JSON.stringify(range.end)} is not an ipv4 address`, { range: text });
+  if (s > e) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} ends before it starts; write the lower address first`, { range: text });
+  if (e - s + 1 > MAX_RANGE_SIZE) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} holds ${e - s + 1} addresses, at most ${MAX_RANGE_SIZE} are supported`, { range: text });
+  if (subnet && !(inSubnet(range.start, subnet) && inSubnet(range.end, subnet))) {
+    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} is not inside the served subnet ${subnet.cidr}; pass a range on that network or --subnet`, { range: text, subnet: subnet.cidr });
+  }
+}
+
+/** Who a lease belongs to: `key` is `mac:..` or `id:<hex of option 61>`; `mac` is chaddr. */
+export interface ClientRef {
+  key: string;
+  mac: string;
+}
+
+/**
+ * The lease key of a client (RFC 2131 section 4.2: client identifier if given, else chaddr).
+ * Option 61 of type 1 holding the same MAC as chaddr is keyed by the MAC, so a machine whose
+ * PXE firmware sends no 61 (EDK2) and whose iPXE sends 61 = 01+MAC gets the same lease
+ * (dnsmasq treats them alike too).
+ */
+export function clientRef(mac: string, clientId?: Buffer): ClientRef {
+  const m = normalizeMac(mac) ?? mac.toLowerCase();
+  if (clientId === undefined || clientId.length === 0) return { key: `mac:${m}`, mac: m };
+  if (clientId[0] === 1 && clientId.length === 7 && normalizeMac(clientId.subarray(1).toString('hex')) === m) return { key: `mac:${m}`, mac: m };
+  return { key: `id:${clientId.toString('hex')}`, mac: m };
+}
+
+/** A static reservation (from machine records): this MAC always gets this address. */
+export interface Reservation {
+  mac: string;
+  ip: string;
+  hostname?: string;
+}
+
+/** States of a lease record. */
+export type LeaseState = 'offered' | 'bound' | 'released';
+
+/** One lease record. */
+export interface Lease {
+  key: string;
+  mac: string;
+  ip: string;
+  state: LeaseState;
+  /** ms since the epoch; an offer's hold time, a binding's end, or the release time. */
+  expiresAt: number;
+  /** True once the address was ever bound to this client (ACKed). */
+  bound: boolean;
+}
+
+/** An address a client declined (RFC 2131 section 4.3.3): not offered until `until`. */
+export interface DeclinedAddress {
+  ip: string;
+  until: number;
+  mac?: string;
+}
+
+/** What lease-file.ts stores. */
+export interface LeaseSnapshot {
+  leases: Lease[];
+  declined: DeclinedAddress[];
+}
+
+/** Result of `offer`. */
+export type OfferResult =
+  | { ok: true; ip: string; reservation?: Reservation; lease: Lease; reused: 'reservation' | 'current' | 'requested' | 'new' | 'expired' }
+  | { ok: false; reason: string; exhausted: boolean };
+
+/** Result of `request`. */
+export type RequestResult = { ok: true; lease: Lease; reservation?: Reservation } | { ok: false; reason: string };
+
+/** Options of `LeasePool`. */
+export interface LeasePoolOptions {
+  /** Dynamic ranges, each inside one served subnet. */
+  ranges: Array<DhcpRange & { subnet: Subnet }>;
+  /** Our own addresses: never handed out. */
+  exclude?: string[];
+  /** Static reservations, read on every decision so store edits apply at once. */
+  reservations?: () => Reservation[];
+  /** How long an offered address is held for the client, default 60 s. */
+  offerHoldMs?: number;
+  /** How long a declined address is kept out of use, default 10 min. */
+  declineMs?: number;
+}
+
+/**
+ * The lease table and allocator. Mutates only itself; `now` is always passed in.
+ */
+export class LeasePool {
+  readonly #ranges: Array<{ start: number; end: number; subnet: Subnet }>;
+  readonly #exclude: Set<string>;
+  readonly #reservations: () => Reservation[];
+  readonly #offerHoldMs: number;
+  readonly #declineMs: number;
+  readonly #byKey = new Map<string, Lease>();
+  readonly #byIp = new Map<string, Lease>();
+  readonly #declined = new Map<string, DeclinedAddress>();
+
+  constructor(options: LeasePoolOptions) {
+    this.#ranges = options.ranges.map((r) => {
+      validateRange(r, r.subnet);
+      return { start: ipToNumber(r.start)!, end: ipToNumber(r.end)!, subnet: r.subnet };
+    });
+    this.#exclude = new Set(options.exclude ?? []);
+    this.#reservations = options.reservations ?? (() => []);
+    this.#offerHoldMs = options.offerHoldMs ?? 60_000;
+    this.#declineMs = options.declineMs ?? 600_000;
+  }
+
+  /** Load records (from the lease file), replacing the table. Inconsistent duplicates keep the later expiry. */
+  load(snapshot: LeaseSnapshot): void {
+    this.#byKey.clear();
+    this.#byIp.clear();
+    this.#declined.clear();
+    const sorted = [...snapshot.leases].sort((a, b) => a.expiresAt - b.expiresAt);
+    for (const lease of sorted) this.#put({ ...lease });
+    for (const d of snapshot.declined) this.#declined.set(d.ip, { ...d });
+  }
+
+  /** All records and declined addresses, for persistence. */
+  snapshot(): LeaseSnapshot {
+    return {
+      leases: [...this.#byKey.values()].map((l) => ({ ...l })).sort((a, b) => (ipToNumber(a.ip)! - ipToNumber(b.ip)!)),
+      declined: [...this.#declined.values()].map((d) => ({ ...d })),
+    };
+  }
+
+  /** The record of a client key, if any (expired ones included). */
+  leaseOf(key: string): Lease | undefined {
+    const l = this.#byKey.get(key);
+    return l ? { ...l } : undefined;
+  }
+
+  /** The record holding an address, if any. */
+  leaseAt(ip: string): Lease | undefined {
+    const l = this.#byIp.get(ip);
+    return l ? { ...l } : undefined;
+  }
+
+  /** Counts for stats and metrics. */
+  usage(now: number): { size: number; bound: number; offered: number; declined: number; reserved: number } {
+    let bound = 0;
+    let offered = 0;
+    for (const l of this.#byKey.values()) {
+      if (l.expiresAt <= now) continue;
+      if (l.state === 'bound') bound += 1;
+      else if (l.state === 'offered') offered += 1;
+    }
+    const declined = [...this.#declined.values()].filter((d) => d.until > now).length;
+    const size = this.#ranges.reduce((n, r) => n + (r.end - r.start + 1), 0);
+    return { size, bound, offered, declined, reserved: this.#reservations().length };
+  }
+
+  /** The reservation of a MAC inside `subnet`, if any. */
+  reservationFor(mac: string, subnet: Subnet): Reservation | undefined {
+    const m = normalizeMac(mac) ?? mac;
+    return this.#reservations().find((r) => (normalizeMac(r.mac) ?? r.mac) === m && inSubnet(r.ip, subnet));
+  }
+
+  /**
+   * Why `ip` may not be given to `client` on `subnet` at `now`; undefined when it may. A
+   * client's own reservation may lie outside the dynamic range.
+   */
+  unavailable(ip: string, client: ClientRef, subnet: Subnet, now: number): string | undefined {
+    const n = ipToNumber(ip);
+    if (n === undefined) return `${JSON.stringify(ip)} is not an ipv4 address`;
+    if (!inSubnet(ip, subnet)) return `${ip} is not on ${subnet.cidr}`;
+    if (n === subnet.network && subnet.prefix < 31) return `${ip} is the network address of ${subnet.cidr}`;
+    if (ip === broadcastOf(subnet) && subnet.prefix < 31) return `${ip} is the broadcast address of ${subnet.cidr}`;
+    if (this.#exclude.has(ip)) return `${ip} is the server's own address`;
+    const declined = this.#declined.get(ip);
+    if (declined && declined.until > now) return `${ip} was declined (in use on the network) until ${new Date(declined.until).toISOString()}`;
+    const reservations = this.#reservations();
+    const reservedFor = reservations.find((r) => r.ip === ip);
+    const mine = this.reservationFor(client.mac, subnet);
+    if (reservedFor && (normalizeMac(reservedFor.mac) ?? reservedFor.mac) !== client.mac) return `${ip} is reserved for ${reservedFor.mac}`;
+    if (mine && mine.ip !== ip) return `${client.mac} has the reservation ${mine.ip}`;
+    const holder = this.#byIp.get(ip);
+    if (holder && holder.key !== client.key && holder.expiresAt > now) {
+      return `${ip} is ${holder.state === 'offered' ? 'offered' : 'leased'} to ${holder.key} until ${new Date(holder.expiresAt).toISOString()}`;
+    }
+    if (!mine && !this.#ranges.some((r) => r.subnet.network === subnet.network && n >= r.start && n <= r.end)) return `${ip} is outside the dynamic range`;
+    return undefined;
+  }
+
+  /**
+   * Choose an address for a DISCOVER and hold it for the offer time. Order: the client's
+   * reservation; its current or previous address; the address it asked for (option 50); the
+   * lowest never-used address; the longest-expired address of another client. No free address
+   * gives `{ ok: false, exhausted: true }`, never a duplicate.
+   */
+  offer(client: ClientRef, subnet: Subnet, now: number, requestedIp?: string): OfferResult {
+    const reservation = this.reservationFor(client.mac, subnet);
+    if (reservation) {
+      const why = this.unavailable(reservation.ip, client, subnet, now);
+      if (why) return { ok: false, reason: `reserved address unavailable: ${why}`, exhausted: false };
+      return { ok: true, ip: reservation.ip, reservation, lease: this.#hold(client, reservation.ip, now), reused: 'reservation' };
+    }
+    const current = this.#byKey.get(client.key);
+    if (current && this.unavailable(current.ip, client, subnet, now) === undefined) {
+      return { ok: true, ip: current.ip, lease: this.#hold(client, current.ip, now), reused: 'current' };
+    }
+    if (requestedIp !== undefined && this.unavailable(requestedIp, client, subnet, now) === undefined) {
+      return { ok: true, ip: requestedIp, lease: this.#hold(client, requestedIp, now), reused: 'requested' };
+    }
+    let oldest: Lease | undefined;
+    for (const r of this.#ranges) {
+      if (r.subnet.network !== subnet.network || r.subnet.prefix !== subnet.prefix) continue;
+      for (let n = r.start; n <= r.end; n++) {
+        const ip = numberToIp(n);
+        const holder = this.#byIp.get(ip);
+        if (holder) {
+          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.unavailable(ip, client, subnet, now) === undefined) oldest = holder;
+          continue;
+        }
+        if (this.unavailable(ip, client, subnet, now) === undefined) return { ok: true, ip, lease: this.#hold(client, ip, now), reused: 'new' };
+      }
+    }
+    if (oldest) return { ok: true, ip: oldest.ip, lease: this.#hold(client, oldest.ip, now), reused: 'expired' };
+    return { ok: false, reason: `no free address on ${subnet.cidr}: every address is leased, offered, reserved or declined`, exhausted: true };
+  }
+
+  /**
+   * Bind `ip` to the client for `leaseMs` (REQUEST in any state, RFC 2131 section 4.3.2) when it
+   * is acceptable; otherwise the reason (the caller sends a NAK).
+   */
+  request(client: ClientRef, ip: string, subnet: Subnet, now: number, leaseMs: number): RequestResult {
+    const why = this.unavailable(ip, client, subnet, now);
+    if (why) return { ok: false, reason: why };
+    const lease = this.#assign(client, ip, { state: 'bound', expiresAt: now + leaseMs, bound: true });
+    const reservation = this.reservationFor(client.mac, subnet);
+    return reservation ? { ok: true, lease, reservation } : { ok: true, lease };
+  }
+
+  /** DHCPRELEASE: the client's lease on `ip` ends now (its record stays as a previous-address hint). */
+  release(client: ClientRef, ip: string, now: number): boolean {
+    const lease = this.#byKey.get(client.key);
+    if (!lease || lease.ip !== ip) return false;
+    lease.state = 'released';
+    lease.expiresAt = Math.min(lease.expiresAt, now);
+    return true;
+  }
+
+  /**
+   * DHCPDECLINE (RFC 2131 section 4.3.3): the client found `ip` in use. The address is kept out of
+   * use for the decline time and the client's record is dropped so it gets another address.
+   */
+  decline(client: ClientRef, ip: string, now: number): boolean {
+    const lease = this.#byKey.get(client.key);
+    if (!lease || lease.ip !== ip) return false;
+    this.#byKey.delete(lease.key);
+    this.#byIp.delete(lease.ip);
+    this.#declined.set(ip, { ip, until: now + this.#declineMs, mac: client.mac });
+    return true;
+  }
+
+  /**
+   * The client took another server's offer (REQUEST naming another server id): drop a hold that
+   * was never bound, so the address is free again at once.
+   */
+  abandonOffer(client: ClientRef, now: number): boolean {
+    const lease = this.#byKey.get(client.key);
+    if (!lease || lease.state !== 'offered' || lease.expiresAt <= now) return false;
+    if (lease.bound) {
+      lease.state = 'released';
+      lease.expiresAt = now;
+    } else {
+      this.#byKey.delete(lease.key);
+      this.#byIp.delete(lease.ip);
+    }
+    return true;
+  }
+
+  /** Forget declines that have run out; returns how many. */
+  pruneDeclined(now: number): number {
+    let n = 0;
+    for (const [ip, d] of this.#declined) {
+      if (d.until <= now) {
+        this.#declined.delete(ip);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  #hold(client: ClientRef, ip: string, now: number): Lease {
+    const current = this.#byKey.get(client.key);
+    // Re-offering a live binding keeps the binding (a client that rebooted before its lease
+    // ended keeps its lease; the offer does not shorten it).
+    if (current && current.ip === ip && current.state === 'bound' && current.expiresAt > now) return { ...current };
+    return this.#assign(client, ip, { state: 'offered', expiresAt: now + this.#offerHoldMs, bound: current?.ip === ip ? current.bound : false });
+  }
+
+  #assign(client: ClientRef, ip: string, fields: Pick<Lease, 'state' | 'expiresAt' | 'bound'>): Lease {
+    const lease: Lease = { key: client.key, mac: client.mac, ip, ...fields };
+    this.#put(lease);
+    return { ...lease };
+  }
+
+  #put(lease: Lease): void {
+    const previousOfKey = this.#byKey.get(lease.key);
+    if (previousOfKey) this.#byIp.delete(previousOfKey.ip);
+    const previousAtIp = this.#byIp.get(lease.ip);
+    if (previousAtIp) this.#byKey.delete(previousAtIp.key);
+    this.#byKey.set(lease.key, lease);
+    this.#byIp.set(lease.ip, lease);
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Is another DHCP server on this segment? Broadcast one DISCOVER from port 68 and listen for an
+ * OFFER (used by `--dhcp-mode auto` to choose proxy or server, and by server mode to refuse to
+ * start beside another server: two servers on one segment break labs).
+ *
+ * How other tools probe: nmap's broadcast-dhcp-discover and dhcp_probe send a DISCOVER with the
+ * broadcast flag from port 68 with a random xid; dhcp_probe uses the interface's own MAC, nmap a
+ * fixed or random one. We use the interface's MAC (a server that answers reserves an address for
+ * a MAC that really is on the segment and never asks for it; nothing else is disturbed), or a
+ * random locally administered MAC when the interface has none. We never send a REQUEST, so no
+ * lease is taken.
+ *
+ * Sockets: the same technique as sockets.ts. 0.0.0.0:68 hears the broadcast OFFER; a socket bound
+ * to our address and port 68 sends the DISCOVER, so the limited broadcast leaves by the
+ * interface that owns the address (Linux routes 255.255.255.255 by source address). Port 68
+ * needs root or cap_net_bind_service; a dhclient on the same host shares it (SO_REUSEADDR).
+ */
+import dgram from 'node:dgram';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ApplianceError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { BROADCAST_FLAG, BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, u8Option, type DhcpPacket } from './packet.js';
+import { findLocalAddress } from './sockets.js';
+
+/** Error code of a probe that could not run (bind failure, bad address). */
+export const ERR_DHCP_PROBE = 'ERR_DHCP_PROBE';
+
+/** One server that answered the probe. */
+export interface ProbeAnswer {
+  /** Option 54, or the datagram's source when the server omitted it. */
+  serverId: string;
+  /** Source address of the reply. */
+  from: string;
+  /** Address it offered (yiaddr). */
+  offered: string;
+  /** OFFER, ACK or NAK. */
+  messageType: number;
+}
+
+/** Result of `probeForDhcpServer`. */
+export interface ProbeResult {
+  found: boolean;
+  /** Servers that answered, first answer first. */
+  servers: ProbeAnswer[];
+  /** The MAC the probe used. */
+  mac: string;
+  xid: number;
+  elapsedMs: number;
+}
+
+/** Options of `probeForDhcpServer`. */
+export interface ProbeOptions {
+  /** Our address on the segment to probe (the DISCOVER leaves by its interface). */
+  address: string;
+  /** Interface owning `address`; checked when given, and its MAC is used. */
+  interface?: string;
+  /** How long to listen, default 3000 ms. */
+  timeoutMs?: number;
+  /** DISCOVERs to send, spread over the timeout (default 3: UDP may be lost). */
+  attempts?: number;
+  /** After the first answer, listen this long for more (default 300 ms). */
+  settleMs?: number;
+  /** MAC to put in chaddr; default the interface's, else a random locally administered one. */
+  mac?: string;
+  /** Client and server ports (68/67); seams for tests. */
+  clientPort?: number;
+  serverPort?: number;
+  /** Destination of the DISCOVER (255.255.255.255); a seam for tests. */
+  broadcastAddress?: string;
+  /** Replies from these addresses are ignored (our own server, if running). */
+  ignoreServers?: string[];
+  log: Logger;
+}
+
+function probeError(message: string, detail?: Record<string, unknown>, cause?: unknown): ApplianceError {
+  return new ApplianceError(ERR_DHCP_PROBE, message, detail, cause === undefined ? undefined : { cause });
+}
+
+/** The MAC of the interface owning `address`, when it has a real one. */
+function interfaceMac(address: string): string | undefined {
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const e of list ?? []) {
+      if (e.family === 'IPv4' && e.address === address && e.mac && e.mac !== '00:00:00:00:00:00') return e.mac;
+    }
+  }
+  return undefined;
+}
+
+/** A random unicast, locally administered MAC (first octet x2/x6/xa/xe). */
+export function randomLocalMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The probe DISCOVER: broadcast flag, our MAC, asks for the usual parameters. */
+export function buildProbeDiscover(mac: string, xid: number): DhcpPacket {
+  const chaddr = Buffer.alloc(16);
+  Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+  return {
+    op: BootOp.REQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    // Broadcast flag: we do not configure the offered address, so the reply must be broadcast.
+    flags: BROADCAST_FLAG,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    options: [u8Option(Opt.MESSAGE_TYPE, MessageType.DISCOVER), { code: Opt.PARAMETER_LIST, data: Buffer.from([1, 3, 6, 15, 51, 54]) }],
+  };
+}
+
+function bind(port: number, address: string): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    socket.once('error', (err) => {
+      try {
+        socket.close();
+      } catch {
+        // not open
+      }
+      reject(err);
+    });
+    socket.bind({ port, address }, () => {
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+      socket.setBroadcast(true);
+      resolve(socket);
+    });
+  });
+}
+
+/**
+ * Broadcast a DISCOVER on the segment of `address` and report which DHCP servers answer within
+ * `timeoutMs`. Resolves `found: false` when none does. Rejects with `ERR_DHCP_PROBE` when the
+ * sockets cannot be opened (port 68 needs root) or `address` is not ours.
+ */
+export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeResult> {
+  const log = options.log.child({ subsystem: 'dhcp-probe' });
+  const timeoutMs = options.timeoutMs ?? 3000;
+  const attempts = Math.max(1, Math.min(options.attempts ?? 3, 10));
+  const settleMs = options.settleMs ?? 300;
+  const clientPort = options.clientPort ?? 68;
+  const serverPort = options.serverPort ?? 67;
+  const broadcast = options.broadcastAddress ?? '255.255.255.255';
+  const local = findLocalAddress(options.address);
+  if (!local) throw probeError(`address ${options.address} is not assigned to any interface of this host; cannot probe its network`, { address: options.address });
+  if (options.interface !== undefined && local.name !== options.interface) {
+    throw probeError(`address ${options.address} is on interface ${local.name}, not ${options.interface}`, { address: options.address, interface: options.interface });
+  }
+  const mac = options.mac ?? interfaceMac(options.address) ?? randomLocalMac();
+  const xid = randomBytes(4).readUInt32BE(0);
+  const ignore = new Set([options.address, ...(options.ignoreServers ?? [])]);
+  const bytes = encodePacket(buildProbeDiscover(mac, xid));
+
+  const sockets: dgram.Socket[] = [];
+  try {
+    sockets.push(await bind(clientPort, '0.0.0.0'));
+    const port = sockets[0]!.address().port;
+    if (options.address !== '0.0.0.0') sockets.push(await bind(port, options.address));
+  } catch (err) {
+    await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const code = (err as NodeJS.ErrnoException).code;
+    throw probeError(`cannot open the dhcp probe socket on port ${clientPort}: ${code ?? (err as Error).message}${code === 'EACCES' ? '; port 68 needs root or cap_net_bind_service' : ''}`, { port: clientPort, code }, err);
+  }
+  const sender = sockets[sockets.length - 1]!;
+  const started = Date.now();
+  const servers: ProbeAnswer[] = [];
+  log.info({ address: options.address, interface: local.name, mac, xid, timeoutMs }, 'probing for another dhcp server');
+
+  return new Promise<ProbeResult>((resolve) => {
+    const timers: NodeJS.Timeout[] = [];
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      timers.forEach(clearTimeout);
+      let open = sockets.length;
+      const result: ProbeResult = { found: servers.length > 0, servers, mac, xid, elapsedMs: Date.now() - started };
+      for (const s of sockets) {
+        s.close(() => {
+          open -= 1;
+          if (open === 0) resolve(result);
+        });
+      }
+    };
+    const onMessage = (msg: Buffer, from: dgram.RemoteInfo): void => {
+      if (done) return;
+      let p: DhcpPacket;
+      let type: number | undefined;
+      let serverId: string | undefined;
+      try {
+        p = decodePacket(msg);
+        const t = readOptions(p);
+        type = t.messageType;
+        serverId = t.serverId;
+      } catch {
+        return; // not a dhcp reply
+      }
+      if (p.op !== BootOp.REPLY || p.xid !== xid) return;
+      if (type !== MessageType.OFFER && type !== MessageType.ACK && type !== MessageType.NAK) return;
+      const id = serverId ?? from.address;
+      if (ignore.has(id) || ignore.has(from.address)) return;
+      if (servers.some((s) => s.serverId === id)) return;
+      servers.push({ serverId: id, from: from.address, offered: p.yiaddr, messageType: type });
+      log.info({ serverId: id, from: from.address, offered: p.yiaddr, xid }, 'another dhcp server answered');
+      if (servers.length === 1) timers.push(setTimeout(finish, settleMs));
+    };
+    for (const s of sockets) s.on('message', onMessage);
+    for (let i = 0; i < attempts; i++) {
+      timers.push(
+        setTimeout(() => {
+          if (done) return;
+          sender.send(bytes, serverPort, broadcast, (err) => {
+            if (err) log.warn({ code: (err as NodeJS.ErrnoException).code, xid }, 'dhcp probe send failed');
+          });
+        }, Math.floor((timeoutMs * i) / (attempts + 1))),
+      );
+    }
+    timers.push(setTimeout(finish, timeoutMs));
+  });
+}
