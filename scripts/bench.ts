@@ -1,11 +1,13 @@
 /**
  * Boot-time bench: time from VM start to cloud-config fetched, per boot server and firmware.
  *
- *   node --import=tsx scripts/bench.ts [--firmware bios|uefi|both] [--runs N] [--json]
+ *   node --import=tsx scripts/bench.ts [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]
  *
  * Needs root and the VM lab packages (see src/lab/prereqs.ts). The first variant is the
  * baseline; every other variant is reported with its ratio to it. To measure the appliance,
  * add a variant whose startBootServer runs it in the lab namespace (see the README).
+ * `--ipv6-router` puts an IPv6 router on the lab network: iPXE then stops waiting ~16 s for a
+ * Router Advertisement, which otherwise dominates every variant's figure.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -15,7 +17,7 @@ import type { Firmware } from '../src/lab/qemu.js';
 
 /** Run the bench with `variants` (baseline first) and print the report; returns the exit code. */
 export async function main(argv: readonly string[], variants: readonly BenchVariant[]): Promise<number> {
-  let values: { firmware: string; runs: string; json: boolean };
+  let values: { firmware: string; runs: string; json: boolean; 'ipv6-router': boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -23,10 +25,11 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
         firmware: { type: 'string', default: 'both' },
         runs: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
+        'ipv6-router': { type: 'boolean', default: false },
       },
     }));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--firmware bios|uefi|both] [--runs N] [--json]\n`);
+    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]\n`);
     return 2;
   }
   const fw = values.firmware;
@@ -49,6 +52,7 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
     variants,
     firmwares,
     runs,
+    ipv6Router: values['ipv6-router'],
     onResult: (r) => {
       const phases = Object.entries(r.phases ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
       const what = r.seconds === null ? `FAILED: ${r.error ?? ''}` : `${r.seconds.toFixed(1)} s (${phases})`;

@@ -25,6 +25,8 @@ export interface BenchOptions {
   runs?: number;
   /** Per-boot limit (default 4 minutes). */
   timeoutMs?: number;
+  /** Run an IPv6 router on the lab network (see LabOptions.ipv6Router). Default false. */
+  ipv6Router?: boolean;
   /** Called after every boot (progress output). */
   onResult?: (row: BenchRow) => void;
   log?: Logger;
@@ -61,6 +63,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRow[]> {
             startBootServer: variant.startBootServer,
             log,
             ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+            ...(options.ipv6Router !== undefined ? { ipv6Router: options.ipv6Router } : {}),
           });
           row = { variant: variant.name, firmware, run, seconds: r.secondsToCloudConfig, phases: r.phases };
         } catch (err) {

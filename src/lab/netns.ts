@@ -25,6 +25,13 @@ export interface LabOptions {
   subnetOctet?: number;
   /** Start the plain upstream DHCP server (dnsmasq, no boot options). Default true. */
   upstreamDhcp?: boolean;
+  /**
+   * Also make the upstream server an IPv6 router (dnsmasq `--enable-ra`, prefix fd99:X::/64,
+   * no DHCPv6). Default false. iPXE autoconfigures IPv6 alongside DHCPv4 and, on a network
+   * without a router, waits ~16 s for a Router Advertisement before it boots: measured here,
+   * BIOS VM start to cloud-config 25 s without, 9 s with. Default off matches NETBOOT-FACTS.
+   */
+  ipv6Router?: boolean;
   /** Keep the work directory (logs, leases) after `destroy()`. Default false. */
   keepWorkDir?: boolean;
 }
@@ -235,6 +242,11 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     await ipn(netns, 'link', 'set', 'vup', 'master', 'br0', 'up');
     await ipn(upstreamNetns, 'addr', 'add', `${upstreamAddress}/24`, 'dev', 'vdhcp');
     await ipn(upstreamNetns, 'link', 'set', 'vdhcp', 'up');
+    const ipv6Prefix = `fd99:${octet.toString(16)}::`;
+    if (options.ipv6Router) {
+      // nodad: the address must be usable at once, or dnsmasq's first RAs have no source.
+      await ipn(upstreamNetns, 'addr', 'add', `${ipv6Prefix}2/64`, 'dev', 'vdhcp', 'nodad');
+    }
     if (options.upstreamDhcp ?? true) {
       spawnIn(upstreamNetns, 'dnsmasq', [
         '--no-daemon',
@@ -251,6 +263,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
         `--pid-file=${join(workDir, 'upstream.pid')}`,
         '--log-dhcp',
         `--log-facility=${upstreamLogPath}`,
+        ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
       ], { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') });
     }
   } catch (err) {

@@ -16,6 +16,8 @@ export interface BootScenarioOptions {
   vm?: Omit<VmOptions, 'firmware' | 'timeoutMs' | 'log'>;
   /** How long the VM may take to fetch its cloud-config (default 4 minutes). */
   timeoutMs?: number;
+  /** Run an IPv6 router on the lab network (see LabOptions.ipv6Router). Default false. */
+  ipv6Router?: boolean;
   /** Keep the lab's work directory (serial and server logs) after the run. */
   keepWorkDir?: boolean;
   /** Called as soon as the lab exists, e.g. `(lab) => t.teardown(() => lab.destroy())`. */
@@ -87,7 +89,11 @@ export async function runBootScenario(options: BootScenarioOptions): Promise<Boo
   const log = options.log ?? createSilentLogger();
   const timeoutMs = options.timeoutMs ?? 240_000;
   const initrd = buildTestInitrd();
-  const lab = await createLab({ log, ...(options.keepWorkDir !== undefined ? { keepWorkDir: options.keepWorkDir } : {}) });
+  const lab = await createLab({
+    log,
+    ...(options.keepWorkDir !== undefined ? { keepWorkDir: options.keepWorkDir } : {}),
+    ...(options.ipv6Router !== undefined ? { ipv6Router: options.ipv6Router } : {}),
+  });
   options.onLab?.(lab);
   let server: BootServer | undefined;
   let failed = true;

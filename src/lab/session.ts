@@ -25,6 +25,8 @@ export interface LabSessionOptions {
   /** Serial output of every VM, tagged with its name (to show consoles live). */
   onSerial?: (vmName: string, chunk: Buffer) => void;
   keepWorkDir?: boolean;
+  /** Run an IPv6 router on the lab network (see LabOptions.ipv6Router). Default false. */
+  ipv6Router?: boolean;
   log?: Logger;
 }
 
@@ -45,7 +47,11 @@ export interface LabSession {
 export async function startLabSession(options: LabSessionOptions): Promise<LabSession> {
   const log = options.log ?? createSilentLogger();
   const initrd = buildTestInitrd();
-  const lab = await createLab({ log, ...(options.keepWorkDir !== undefined ? { keepWorkDir: options.keepWorkDir } : {}) });
+  const lab = await createLab({
+    log,
+    ...(options.keepWorkDir !== undefined ? { keepWorkDir: options.keepWorkDir } : {}),
+    ...(options.ipv6Router !== undefined ? { ipv6Router: options.ipv6Router } : {}),
+  });
   const vms: Vm[] = [];
   let server: BootServer | undefined;
   let stopped = false;
