@@ -248,7 +248,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       await ipn(upstreamNetns, 'addr', 'add', `${ipv6Prefix}2/64`, 'dev', 'vdhcp', 'nodad');
     }
     if (options.upstreamDhcp ?? true) {
-      spawnIn(upstreamNetns, 'dnsmasq', [
+      const upstream = spawnIn(upstreamNetns, 'dnsmasq', [
         '--no-daemon',
         '--conf-file=/dev/null',
         '--port=0',
@@ -265,6 +265,20 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
         `--log-facility=${upstreamLogPath}`,
         ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
       ], { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') });
+      // dnsmasq logs its range once its DHCP socket is bound: only then is the lab usable.
+      const deadline = Date.now() + 10_000;
+      while (!/DHCP, IP range/.test(readFileSync(upstreamLogPath, 'utf8'))) {
+        if (upstream.exitStatus() || Date.now() > deadline) {
+          let why = '';
+          try {
+            why = readFileSync(join(workDir, 'upstream-dnsmasq.stderr'), 'utf8').trim();
+          } catch {
+            // No stderr file yet: nothing more to say than the timeout.
+          }
+          throw new ApplianceError('ERR_LAB_SERVER', `the upstream dhcp server (dnsmasq) did not start: ${why || 'no output within 10 s'}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   } catch (err) {
     await destroy();
