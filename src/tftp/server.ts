@@ -197,7 +197,9 @@ interface ServerContext {
   /** Send from the listening socket (errors for requests). */
   sendFromMain(packet: TftpPacket, to: { address: string; port: number }): void;
   record(type: 'tftp-file' | 'tftp-error', address: string, detail: Record<string, unknown>): void;
-  finished(transfer: Transfer, retry: RequestPacket | undefined): void;
+  finished(transfer: Transfer, client: { address: string; port: number }, retry: RequestPacket | undefined): void;
+  /** True when `address` asked for `name` again after `since` (ms epoch). */
+  requestedAgain(address: string, name: string, since: number): boolean;
 }
 
 type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
@@ -458,6 +460,13 @@ class Transfer {
     this.timer = undefined;
     if (this.state === 'done') return;
     if (this.retriesLeft <= 0) {
+      if (this.state === 'negotiating' && !this.gotAck && this.ctx.requestedAgain(this.client.address, this.request.filename, this.startedAt)) {
+        // Some PXE firmware never answers the OACK of its size probe and simply asks again
+        // from a new port: the probe was abandoned, nothing failed.
+        this.log.debug({ file: this.name, mac: this.mac }, 'tftp option negotiation abandoned by client (size probe)');
+        this.end();
+        return;
+      }
       const lastAckLost = this.lastBlock !== undefined && this.highestSent === this.lastBlock;
       this.fail(lastAckLost ? 'timeout-final-ack' : 'timeout', TFTP_ERROR.NOT_DEFINED, 'transfer timed out');
       return;
@@ -573,7 +582,7 @@ class Transfer {
         this.log.info(detail, 'tftp client refused the option acknowledgement');
         this.ctx.record('tftp-error', this.client.address, { file: this.name, error: code, reason: 'client-error', message: detail.clientMessage });
       }
-      this.end();
+      this.end(this.retryRequest);
       return;
     }
     this.log.info({ ...detail, bytes: this.bytesSentAcked() }, 'tftp client aborted the transfer');
@@ -655,9 +664,9 @@ class Transfer {
     this.end();
   }
 
-  private end(): void {
+  /** Close everything; `retry` is a repeated request to serve now (see noteRepeatedRequest). */
+  private end(retry?: RequestPacket): void {
     if (this.state === 'done') return;
-    const wasNegotiating = this.state === 'negotiating' && !this.gotAck;
     this.state = 'done';
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -668,7 +677,7 @@ class Transfer {
       this.reader = undefined;
       reader.close().catch((err: Error) => this.log.debug({ err: err.message }, 'tftp reader close failed'));
     }
-    this.ctx.finished(this, wasNegotiating ? this.retryRequest : undefined);
+    this.ctx.finished(this, this.client, retry);
   }
 }
 
@@ -713,18 +722,23 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
         log.warn({ err: (err as Error).message }, 'tftp event record failed');
       }
     },
-    finished(transfer, retry) {
+    finished(transfer, client, retry) {
       if (transfers.get(transfer.key) === transfer) transfers.delete(transfer.key);
-      if (retry && main) {
-        const [address, port] = splitKey(transfer.key);
-        startTransfer(retry, { address, port });
-      }
+      if (retry && main) startTransfer(retry, client);
+    },
+    requestedAgain(address, name, since) {
+      return (recentRequests.get(`${address}\0${name}`) ?? 0) > since;
     },
   };
 
-  function splitKey(key: string): [string, number] {
-    const at = key.lastIndexOf(':');
-    return [key.slice(0, at), Number(key.slice(at + 1))];
+  // When each client address last asked for each name: tells an abandoned size probe from a
+  // failed transfer. Bounded; the oldest entries go first.
+  const recentRequests = new Map<string, number>();
+  function noteRequest(address: string, name: string): void {
+    const key = `${address}\0${name}`;
+    recentRequests.delete(key);
+    recentRequests.set(key, Date.now());
+    if (recentRequests.size > 4096) recentRequests.delete(recentRequests.keys().next().value as string);
   }
 
   function startTransfer(request: RequestPacket, client: { address: string; port: number }): void {
@@ -739,6 +753,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       // Same client port, different (or later) request: the client has moved on.
       existing.abort('superseded by a new request');
     }
+    noteRequest(client.address, request.filename);
     if (transfers.size >= maxTransfers) {
       log.warn({ client: key, file: request.filename, transfers: transfers.size }, 'tftp request refused: too many transfers');
       ctx.sendFromMain({ op: 'error', code: TFTP_ERROR.NOT_DEFINED, message: 'server busy' }, client);
@@ -752,6 +767,11 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
   function onMainMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const client = { address: rinfo.address, port: rinfo.port };
     const from = `${rinfo.address}:${rinfo.port}`;
+    if (rinfo.port === 0) {
+      // Nothing can be sent back to port 0 (spoofed or broken sender).
+      log.debug({ from, bytes: msg.length }, 'tftp datagram from port 0 dropped');
+      return;
+    }
     let packet: TftpPacket;
     try {
       packet = decodePacket(msg);

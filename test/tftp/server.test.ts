@@ -242,6 +242,59 @@ test('tsize probe racing its re-request from the same port: the repeated request
   t.not(second?.from, oack?.from);
 });
 
+test('abandoned size probe (OACK never answered, new request from a new port) is not a failure', async (t) => {
+  const s = await startServer({ timeoutMs: 100, retries: 2 });
+  t.teardown(() => s.close());
+  const content = await s.put('snponly.efi', 3000);
+  const probe = await rawPeer();
+  t.teardown(() => probe.close());
+  probe.send({ op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468']] }, s.port);
+  t.is((await probe.next())?.packet.op, 'oack');
+  const got = await tftpGet(s.port, 'snponly.efi', { options: [['blksize', '1468']] });
+  t.is(sha256(got.data), sha256(content));
+  t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp option negotiation abandoned by client (size probe)'), 3000));
+  t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
+  t.deepEqual(s.events.list().map((e) => e.type), ['tftp-file']);
+});
+
+test('an OACK nobody answers, with no new request, is a failed transfer (warn + tftp-error)', async (t) => {
+  const s = await startServer({ timeoutMs: 100, retries: 1 });
+  t.teardown(() => s.close());
+  await s.put('f', 3000);
+  const peer = await rawPeer();
+  t.teardown(() => peer.close());
+  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  // Repeating the identical request from the same port does not count as a new request.
+  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp transfer failed' && l.level === 40), 3000));
+  t.like(s.events.list().at(-1), { type: 'tftp-error' });
+});
+
+test('a different request from the same client port supersedes the old transfer without leaving it running', async (t) => {
+  const s = await startServer({ timeoutMs: 150, retries: 1 });
+  t.teardown(() => s.close());
+  await s.put('a', 3000);
+  const b = await s.put('b', 700);
+  const peer = await rawPeer();
+  t.teardown(() => peer.close());
+  peer.send({ op: 'rrq', filename: 'a', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  const oack = await peer.next();
+  t.is(oack?.packet.op, 'oack');
+  peer.send({ op: 'rrq', filename: 'b', mode: 'octet', options: [] }, s.port);
+  const d1 = await peer.next();
+  t.like(d1?.packet, { op: 'data', block: 1 });
+  t.not(d1?.from, oack?.from);
+  peer.send({ op: 'ack', block: 1 }, d1!.from);
+  const d2 = await peer.next();
+  t.like(d2?.packet, { op: 'data', block: 2 });
+  peer.send({ op: 'ack', block: 2 }, d1!.from);
+  t.is(sha256(Buffer.concat([d1!.packet, d2!.packet].map((p) => (p.op === 'data' ? p.data : Buffer.alloc(0))))), sha256(b));
+  // Nothing more from either socket: the superseded transfer is gone, not retransmitting.
+  t.deepEqual(await peer.collect(600), []);
+  t.true(s.logs.some((l) => l.msg === 'tftp transfer aborted' && l.reason === 'superseded by a new request'));
+  t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
+});
+
 test('client timeout option (RFC 2349) sets the retransmission interval', async (t) => {
   const s = await startServer({ timeoutMs: 10_000, retries: 1 });
   t.teardown(() => s.close());
