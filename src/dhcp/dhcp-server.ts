@@ -179,8 +179,9 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
     const base = { mac: action.mac, xid: action.xid };
     if (action.kind === 'ignore') {
       counters.ignored += 1;
-      if (/no free address/.test(action.reason)) counters.exhausted += 1;
-      log[action.level]({ ...base, from: `${rinfo.address}:${rinfo.port}`, reason: action.reason }, action.level === 'warn' ? 'dhcp request not answered' : 'ignored dhcp request');
+      if (action.exhausted === true) counters.exhausted += 1;
+      const msg = action.exhausted === true ? 'dhcp pool exhausted: no offer' : action.level === 'warn' ? 'dhcp request not answered' : 'ignored dhcp request';
+      log[action.level]({ ...base, from: `${rinfo.address}:${rinfo.port}`, reason: action.reason }, msg);
       return;
     }
     if (action.kind === 'silent') {

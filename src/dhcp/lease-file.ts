@@ -117,7 +117,7 @@ export async function saveLeaseFile(file: string, snapshot: LeaseSnapshot): Prom
     }
     await rename(tmp, file);
   } catch (err) {
-    await rm(tmp, { force: true });
+    await rm(tmp, { force: true }).catch(() => undefined);
     throw new ApplianceError(ERR_LEASE_FILE, `cannot write lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; the previous file is unchanged`, { file }, { cause: err });
   }
   try {

@@ -64,7 +64,7 @@ export interface ServerModeConfig {
 
 /** What happened, for logs, events and persistence. */
 export type ServerAction =
-  | { kind: 'ignore'; reason: string; level: 'debug' | 'warn'; mac: string; xid: number }
+  | { kind: 'ignore'; reason: string; level: 'debug' | 'warn'; mac: string; xid: number; exhausted?: boolean }
   | {
       kind: 'reply';
       type: 'offer' | 'ack' | 'nak' | 'inform';
@@ -310,7 +310,7 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
   switch (type) {
     case MessageType.DISCOVER: {
       const result = pool.offer(client, network.subnet, now, requestedAddress(packet));
-      if (!result.ok) return ignore(result.reason, 'warn');
+      if (!result.ok) return { kind: 'ignore', reason: result.reason, level: 'warn', mac, xid, ...(result.exhausted ? { exhausted: true } : {}) };
       const boot = bootFor();
       return reply({ type: 'offer', yiaddr: result.ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) }, { ip: result.ip, persist: false });
     }
