@@ -68,7 +68,7 @@ export interface ProbeOptions {
   serverPort?: number;
   /** Destination of the DISCOVER (255.255.255.255); a seam for tests. */
   broadcastAddress?: string;
-  /** Replies from these addresses are ignored (our own server, if running). */
+  /** Replies from these server ids/addresses are ignored; default `[address]` (ourselves). */
   ignoreServers?: string[];
   log: Logger;
 }
@@ -158,7 +158,7 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   }
   const mac = options.mac ?? interfaceMac(options.address) ?? randomLocalMac();
   const xid = randomBytes(4).readUInt32BE(0);
-  const ignore = new Set([options.address, ...(options.ignoreServers ?? [])]);
+  const ignore = new Set(options.ignoreServers ?? [options.address]);
   const bytes = encodePacket(buildProbeDiscover(mac, xid));
 
   const sockets: dgram.Socket[] = [];

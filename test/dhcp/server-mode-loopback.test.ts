@@ -1,0 +1,244 @@
+/**
+ * createDhcpServer and probeForDhcpServer on 127.0.0.1 with ephemeral ports: the socket
+ * layer, persistence before ACK, restarts, the 4011 port, the safety probe and start errors.
+ */
+import test from 'ava';
+import dgram from 'node:dgram';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { createEventLog } from '../../src/events.js';
+import { createLogger, createSilentLogger } from '../../src/log.js';
+import { BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { createDhcpServer, type DhcpServerOptions } from '../../src/dhcp/dhcp-server.js';
+import { probeForDhcpServer } from '../../src/dhcp/probe.js';
+import { fixture } from './helpers.js';
+
+function captureLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { log: createLogger({ level: 'debug', destination }), lines };
+}
+
+async function udpClient() {
+  const socket = dgram.createSocket('udp4');
+  const queue: DhcpPacket[] = [];
+  const waiters: Array<() => void> = [];
+  socket.on('message', (msg) => {
+    try {
+      queue.push(decodePacket(msg));
+    } catch {
+      return;
+    }
+    waiters.splice(0).forEach((w) => w());
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  return {
+    port: socket.address().port,
+    send: (msg: Buffer, port: number) => new Promise<void>((resolve, reject) => socket.send(msg, port, '127.0.0.1', (err) => (err ? reject(err) : resolve()))),
+    async next(xid: number, timeoutMs = 3000): Promise<DhcpPacket> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const i = queue.findIndex((p) => p.xid === xid);
+        if (i >= 0) return queue.splice(i, 1)[0]!;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`no reply for xid ${xid.toString(16)} within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    },
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  };
+}
+
+function request(type: number, mac: string, xid: number, extra: Partial<DhcpPacket> = {}, options: DhcpPacket['options'] = []): Buffer {
+  const chaddr = Buffer.alloc(16);
+  Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+  return encodePacket({
+    op: BootOp.REQUEST,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: 0x8000,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr,
+    sname: '',
+    file: '',
+    options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([type]) }, ...options],
+    ...extra,
+  });
+}
+const ip4 = (ip: string) => Buffer.from(ip.split('.').map(Number));
+
+async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'dhcpsrv-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const client = await udpClient();
+  t.teardown(() => client.close());
+  const leaseFile = path.join(dir, 'leases.json');
+  const base = (extra: Partial<DhcpServerOptions> = {}): DhcpServerOptions => ({
+    address: '127.0.0.1',
+    host: '127.0.0.1',
+    dhcpPort: 0,
+    proxyPort: 0,
+    httpPort: 8080,
+    range: { start: '127.0.0.100', end: '127.0.0.102' },
+    leaseFile,
+    clientPort: client.port,
+    broadcastAddress: '127.0.0.1',
+    probe: async () => ({ found: false, servers: [], mac: '', xid: 0, elapsedMs: 0 }),
+    log: createSilentLogger(),
+    ...extra,
+  });
+  return { client, leaseFile, base };
+}
+
+async function lease(client: Awaited<ReturnType<typeof udpClient>>, port: number, mac: string, xid: number): Promise<{ offer: DhcpPacket; ack: DhcpPacket }> {
+  await client.send(request(MessageType.DISCOVER, mac, xid), port);
+  const offer = await client.next(xid);
+  await client.send(request(MessageType.REQUEST, mac, xid + 1, {}, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }, { code: Opt.REQUESTED_IP, data: ip4(offer.yiaddr) }]), port);
+  const ack = await client.next(xid + 1);
+  return { offer, ack };
+}
+
+test('DISCOVER/REQUEST over UDP: OFFER then ACK; the lease is on disk before the ACK; events and logs carry mac and ip', async (t) => {
+  const { client, leaseFile, base } = await setup(t);
+  const { log, lines } = captureLogger();
+  const events = createEventLog();
+  const server = createDhcpServer(base({ log, events, reservations: () => [{ mac: '52:54:00:00:00:0b', ip: '127.0.0.50', hostname: 'node-b' }] }));
+  const { dhcpPort, proxyPort } = await server.start();
+  t.teardown(() => server.stop());
+  t.true(dhcpPort > 0 && proxyPort > 0);
+  const { offer, ack } = await lease(client, dhcpPort, '52:54:00:00:00:0a', 0x1000);
+  t.is(offer.yiaddr, '127.0.0.100');
+  t.is(readOptions(offer).messageType, MessageType.OFFER);
+  t.is(ack.yiaddr, '127.0.0.100');
+  t.is(readOptions(ack).messageType, MessageType.ACK);
+  const onDisk = JSON.parse(await readFile(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string; mac: string }> };
+  t.like(onDisk.leases[0], { ip: '127.0.0.100', state: 'bound', mac: '52:54:00:00:00:0a' });
+  t.deepEqual(events.list({ mac: '52:54:00:00:00:0a' }).map((e) => [e.type, e.ip]), [
+    ['dhcp-offer', '127.0.0.100'],
+    ['dhcp-ack', '127.0.0.100'],
+  ]);
+  t.truthy(lines.find((l) => l['msg'] === 'dhcp ack' && l['mac'] === '52:54:00:00:00:0a' && l['ip'] === '127.0.0.100' && l['xid'] === 0x1001 && l['level'] === 30));
+  const b = await lease(client, dhcpPort, '52:54:00:00:00:0b', 0x2000);
+  t.is(b.ack.yiaddr, '127.0.0.50', 'reservation');
+  t.like(server.stats(), { offers: 2, acks: 2, leases: { bound: 2 } });
+  // Release then decline are silent but recorded.
+  await client.send(request(MessageType.RELEASE, '52:54:00:00:00:0b', 0x2002, { ciaddr: '127.0.0.50', flags: 0 }, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }]), dhcpPort);
+  await client.send(request(MessageType.DECLINE, '52:54:00:00:00:0a', 0x2003, {}, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }, { code: Opt.REQUESTED_IP, data: ip4('127.0.0.100') }]), dhcpPort);
+  for (let i = 0; i < 50 && server.stats().declines < 1; i++) await new Promise((r) => setTimeout(r, 20));
+  t.like(server.stats(), { releases: 1, declines: 1 });
+  t.deepEqual(events.list({ mac: '52:54:00:00:00:0b' }).map((e) => e.type).slice(-1), ['dhcp-release']);
+  t.deepEqual(events.list({ mac: '52:54:00:00:00:0a' }).map((e) => e.type).slice(-1), ['dhcp-decline']);
+});
+
+test('a restart keeps leases: the same client gets the same address, another client does not', async (t) => {
+  const { client, base } = await setup(t);
+  const first = createDhcpServer(base());
+  const p1 = await first.start();
+  const a = await lease(client, p1.dhcpPort, '52:54:00:00:00:0a', 0x3000);
+  const b = await lease(client, p1.dhcpPort, '52:54:00:00:00:0b', 0x3100);
+  await first.stop();
+  const second = createDhcpServer(base());
+  const p2 = await second.start();
+  t.teardown(() => second.stop());
+  t.like(second.stats(), { leases: { bound: 2 } });
+  // A new client first, so it would take the lowest address if the leases were lost.
+  const c = await lease(client, p2.dhcpPort, '52:54:00:00:00:0c', 0x3200);
+  t.is(c.ack.yiaddr, '127.0.0.102');
+  await client.send(request(MessageType.DISCOVER, '52:54:00:00:00:0b', 0x3300), p2.dhcpPort);
+  t.is((await client.next(0x3300)).yiaddr, b.ack.yiaddr);
+  await client.send(request(MessageType.DISCOVER, '52:54:00:00:00:0a', 0x3400), p2.dhcpPort);
+  t.is((await client.next(0x3400)).yiaddr, a.ack.yiaddr);
+  // The pool is full now: a fourth client gets nothing, never a duplicate.
+  await client.send(request(MessageType.DISCOVER, '52:54:00:00:00:0d', 0x3500), p2.dhcpPort);
+  await t.throwsAsync(client.next(0x3500, 500));
+  t.like(second.stats(), { exhausted: 1 });
+});
+
+test('port 4011 is answered as the ProxyDHCP does', async (t) => {
+  const { client, base } = await setup(t);
+  const server = createDhcpServer(base());
+  const { proxyPort } = await server.start();
+  t.teardown(() => server.stop());
+  const req = decodePacket(fixture('edk2-ovmf-x64-request-4011'));
+  await client.send(encodePacket({ ...req, xid: 0x4011, ciaddr: '127.0.0.100' }), proxyPort);
+  const ack = await client.next(0x4011);
+  t.like(ack, { file: 'snponly.efi', siaddr: '127.0.0.1', yiaddr: '0.0.0.0' });
+  t.is(readOptions(ack).messageType, MessageType.ACK);
+});
+
+test('the server keeps answering after 2000 broken datagrams', async (t) => {
+  const { client, base } = await setup(t);
+  // Mutated copies that still decode are real DISCOVERs from random MACs: give them room.
+  const { log, lines } = captureLogger();
+  const server = createDhcpServer(base({ log, range: { start: '127.0.0.100', end: '127.0.3.200' } }));
+  const { dhcpPort } = await server.start();
+  t.teardown(() => server.stop());
+  const good = fixture('busybox-udhcpc-discover');
+  for (let i = 0; i < 2000; i++) {
+    const b = Buffer.from(good.subarray(0, (i * 7) % good.length));
+    if (b.length > 10) b[i % b.length] = i & 0xff;
+    await client.send(b, dhcpPort);
+    // Flow control: the server shares this process; never overflow its receive buffer.
+    if (i % 100 === 99) {
+      const until = Date.now() + 2000;
+      while (server.stats().received < i - 20 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+  await client.send(request(MessageType.DISCOVER, '52:54:00:00:00:0e', 0x5000), dhcpPort);
+  const offer = await client.next(0x5000);
+  t.regex(offer.yiaddr, /^127\.0\.[0-3]\.\d+$/);
+  t.true(server.stats().malformed > 1000, JSON.stringify(server.stats()));
+  t.false(lines.some((l) => (l['level'] as number) >= 50), 'no handler failure');
+});
+
+test('start refuses when another server answers the probe, unless force; bad options reject before binding', async (t) => {
+  const { base } = await setup(t);
+  const other = { found: true, servers: [{ serverId: '127.0.0.9', from: '127.0.0.9', offered: '127.0.0.150', messageType: 2 }], mac: '', xid: 1, elapsedMs: 5 };
+  await t.throwsAsync(createDhcpServer(base({ probe: async () => other })).start(), { code: 'ERR_DHCP_OTHER_SERVER', message: /another dhcp server \(127.0.0.9\).*--force/ } as never);
+  const forced = createDhcpServer(base({ probe: async () => other, force: true }));
+  await forced.start();
+  await forced.stop();
+  await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
+  await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
+  await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
+});
+
+test('probeForDhcpServer: reports a server that answers, and none when nobody does', async (t) => {
+  // Our own server plays "the other server": its replies go to the probe's port.
+  const probeSocket = dgram.createSocket('udp4');
+  await new Promise<void>((r) => probeSocket.bind(0, '127.0.0.1', r));
+  const probePort = probeSocket.address().port;
+  await new Promise<void>((r) => probeSocket.close(() => r()));
+  const { base } = await setup(t);
+  const server = createDhcpServer(base({ clientPort: probePort }));
+  const { dhcpPort } = await server.start();
+  t.teardown(() => server.stop());
+  const log = createSilentLogger();
+  // On loopback the other server's id is our own address, which the probe ignores by default.
+  const found = await probeForDhcpServer({ address: '127.0.0.1', clientPort: probePort, serverPort: dhcpPort, broadcastAddress: '127.0.0.1', timeoutMs: 2000, log, ignoreServers: [], mac: '02:00:00:00:00:01' });
+  t.true(found.found);
+  t.like(found.servers[0], { from: '127.0.0.1', offered: '127.0.0.100', messageType: MessageType.OFFER });
+  t.true(found.elapsedMs < 2000);
+  const none = await probeForDhcpServer({ address: '127.0.0.1', clientPort: 0, serverPort: dhcpPort + 0, broadcastAddress: '127.0.0.2', timeoutMs: 600, log });
+  t.false(none.found);
+  t.true(none.elapsedMs >= 550);
+});
