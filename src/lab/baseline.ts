@@ -42,6 +42,10 @@ export interface BaselineServer extends BootServer {
   readonly bootScriptUrl: string;
   /** URL the test OS fetches its cloud-config from. */
   readonly cloudConfigUrl: string;
+  /** A URL that accepts facts reports (pass as `netboot.facts_url=`); see `factsLogPath`. */
+  readonly factsUrl: string;
+  /** Each report POSTed to `factsUrl`, one JSON document per line (also `logPaths.facts`). */
+  readonly factsLogPath: string;
 }
 
 /** Options for {@link startDnsmasqBaseline}. */
@@ -131,6 +135,16 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
   writeFileSync(join(httpRoot, 'boot.ipxe'), renderBootScript({ baseUrl, cloudConfigUrl, ...(options.extraCmdline ? { extraCmdline: options.extraCmdline } : {}) }));
   const httpConf = join(root, 'httpd.conf');
   writeFileSync(httpConf, '');
+  // A CGI that stores each POSTed facts report, so tests can check the test OS's report end
+  // to end (`netboot.facts_url=.../cgi-bin/facts`); the static server has no API otherwise.
+  const factsLogPath = join(root, 'facts.jsonl');
+  writeFileSync(factsLogPath, '');
+  mkdirSync(join(httpRoot, 'cgi-bin'), { recursive: true });
+  writeFileSync(
+    join(httpRoot, 'cgi-bin', 'facts'),
+    `#!/bin/sh\n{ head -c "\${CONTENT_LENGTH:-0}"; echo; } >> "${factsLogPath}"\nprintf 'Status: 200 OK\\r\\nContent-Type: application/json\\r\\n\\r\\n{"ok":true}\\n'\n`,
+    { mode: 0o755 },
+  );
 
   const dnsmasqLogPath = join(root, 'dnsmasq.log');
   const httpLogPath = join(root, 'httpd.log');
@@ -185,11 +199,13 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
   }
   return {
     name: 'dnsmasq-proxy+busybox-httpd',
-    logPaths: { dnsmasq: dnsmasqLogPath, httpd: httpLogPath },
+    logPaths: { dnsmasq: dnsmasqLogPath, httpd: httpLogPath, facts: factsLogPath },
     dnsmasqLogPath,
     httpLogPath,
     bootScriptUrl,
     cloudConfigUrl,
+    factsUrl: `${baseUrl}/cgi-bin/facts`,
+    factsLogPath,
     stop,
   };
 }

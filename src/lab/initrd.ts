@@ -136,7 +136,9 @@ export function encodeCpioNewc(entries: readonly CpioEntry[]): Buffer {
  * The `/init` of the test OS. It behaves like RancherOS where the appliance can see it: takes
  * its network config by DHCP, reads `rancher.cloud_init.datasources=[url:URL]` from the kernel
  * command line, fetches URL over HTTP, then reports facts back to the same server with
- * `POST /api/machines/MAC/facts` and powers off.
+ * `POST /api/machines/MAC/facts` (JSON: mac, hostname, kernel, cpus, memoryKiB, ip, source;
+ * `netboot.facts_url=` / `netboot.facts_token=` on the command line override the URL / add a
+ * bearer token) and powers off.
  */
 export function renderInitScript(modules: readonly string[]): string {
   return `#!/bin/busybox sh
@@ -151,6 +153,9 @@ echo "kernel $(uname -r) cmdline: $(cat /proc/cmdline)"
 for m in ${modules.join(' ')}; do
   insmod /lib/modules/$m.ko || echo "insmod $m failed"
 done
+# From here on kernel messages stay off the console: they would land inside the
+# cloud-config block the tests compare byte for byte.
+dmesg -n 1
 ip link set lo up
 # virtio_net probes asynchronously: wait (bounded) for eth0 to appear.
 i=0
@@ -177,8 +182,18 @@ if [ -n "$url" ]; then
   mem=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo)
   addr=$(ip -4 -o addr show dev eth0 | sed -n 's#.* inet \\([0-9.]*\\)/.*#\\1#p' | head -n 1)
   body="{\\"mac\\":\\"$mac\\",\\"hostname\\":\\"$(hostname)\\",\\"kernel\\":\\"$(uname -r)\\",\\"cpus\\":$cpus,\\"memoryKiB\\":$mem,\\"ip\\":\\"$addr\\",\\"source\\":\\"netboot-test-os\\"}"
-  echo "facts: $body"
-  if timeout 30 wget -q -O /tmp/facts-reply --header 'Content-Type: application/json' --post-data "$body" "http://$server/api/machines/$mac/facts"; then
+  # netboot.facts_url=URL overrides where the report goes; netboot.facts_token=T sends
+  # "Authorization: Bearer T" (the boot server may put a per-machine token on the cmdline).
+  facts_url=$(sed -n 's/.*netboot\\.facts_url=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+  token=$(sed -n 's/.*netboot\\.facts_token=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+  [ -n "$facts_url" ] || facts_url="http://$server/api/machines/$mac/facts"
+  echo "facts: POST $facts_url $body"
+  if [ -n "$token" ]; then
+    timeout 30 wget -q -O /tmp/facts-reply --header 'Content-Type: application/json' --header "Authorization: Bearer $token" --post-data "$body" "$facts_url"
+  else
+    timeout 30 wget -q -O /tmp/facts-reply --header 'Content-Type: application/json' --post-data "$body" "$facts_url"
+  fi
+  if [ $? -eq 0 ]; then
     echo '${MARKERS.factsPosted}'
   else
     echo '${MARKERS.factsFailed}'

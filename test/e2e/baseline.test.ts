@@ -36,7 +36,8 @@ function assertInOrder(t: import('ava').ExecutionContext, text: string, needles:
   }
 }
 
-async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string, uuid?: string): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
+async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string, o: { uuid?: string; postFacts?: boolean } = {}): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
+  const uuid = o.uuid;
   let lab: Lab | undefined;
   let server: BaselineServer | undefined;
   const r = await runBootScenario({
@@ -48,7 +49,9 @@ async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 
       t.teardown(() => l.destroy());
     },
     startBootServer: async (l, assets) => {
-      server = await startDnsmasqBaseline(l, assets);
+      // With postFacts the report goes to the baseline's facts CGI (same URL the server
+      // reports as factsUrl); without, to /api/machines/MAC/facts, which it does not have.
+      server = await startDnsmasqBaseline(l, assets, o.postFacts ? { extraCmdline: `netboot.facts_url=http://${l.serverAddress}:8080/cgi-bin/facts` } : {});
       return server;
     },
   });
@@ -76,8 +79,6 @@ function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResu
   const body = serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
   t.is(body, DEFAULT_CLOUD_CONFIG.trim());
   t.true(serial.includes(`rancher.cloud_init.datasources=[url:${server.cloudConfigUrl}]`), 'kernel command line lacks the datasource');
-  // The static baseline has no facts API: the report is refused, and the OS still finishes.
-  t.true(serial.includes(MARKERS.factsFailed));
   t.true(r.poweredOff, 'test OS did not power off cleanly');
   const http = r.serverLogs['httpd'] ?? '';
   for (const path of ['/boot.ipxe', '/vmlinuz', '/initrd.img', '/cloud-config']) {
@@ -92,19 +93,31 @@ function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResu
 test.serial('BIOS: SeaBIOS + iPXE ROM boots the test OS through dnsmasq proxy and static HTTP', async (t) => {
   t.timeout(300_000);
   const mac = '52:54:00:b1:05:01';
-  const { r, lab, server } = await bootThroughBaseline(t, 'bios', mac);
+  const { r, lab, server } = await bootThroughBaseline(t, 'bios', mac, { postFacts: true });
   assertInOrder(t, r.serial, ['SeaBIOS', 'iPXE', `Filename: ${server.bootScriptUrl}`, '=== BOOT.IPXE', 'Linux version', MARKERS.initStarted, MARKERS.dhcpBound, MARKERS.cloudConfigFetched, MARKERS.done]);
   // The ROM is iPXE from its first packet: user class iPXE, arch 0, never TFTP.
   const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
   t.regex(dnsmasq, /vendor class: PXEClient:Arch:00000/);
   t.notRegex(dnsmasq, /dnsmasq-tftp.*sent/);
   commonAssertions(t, r, lab, server);
+  // The test OS reported its facts by HTTP POST from inside the VM, as JSON.
+  t.true(r.serial.includes(MARKERS.factsPosted), 'facts report was not accepted');
+  t.is(server.factsUrl, `http://${lab.serverAddress}:8080/cgi-bin/facts`);
+  const reports = (r.serverLogs['facts'] ?? '').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.is(reports.length, 1);
+  t.like(reports[0], { mac, kernel: r.serial.match(/kernel (\S+) cmdline/)?.[1], cpus: 1, source: 'netboot-test-os', hostname: `netboot-test-${mac.replace(/:/g, '')}` });
+  t.regex(String(reports[0]?.['ip']), /^10\.99\.\d+\.1\d\d$/);
+  t.true(Number(reports[0]?.['memoryKiB']) > 400_000, 'memoryKiB should reflect -m 512');
 });
 
 test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE boots the test OS', async (t) => {
   t.timeout(300_000);
   const mac = '52:54:00:0e:f1:01';
-  const { r, lab, server } = await bootThroughBaseline(t, 'uefi', mac, '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b');
+  const { r, lab, server } = await bootThroughBaseline(t, 'uefi', mac, { uuid: '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b' });
+  // The static baseline has no /api/machines/MAC/facts: the report is refused, yet the OS
+  // still finishes (the appliance's API answers this same default URL).
+  t.true(r.serial.includes(`facts: POST http://${lab.serverAddress}:8080/api/machines/${mac}/facts`));
+  t.true(r.serial.includes(MARKERS.factsFailed));
   assertInOrder(t, r.serial, ['Start PXE over IPv4', 'NBP file downloaded successfully', 'iPXE', '=== BOOT.IPXE', MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.done]);
   const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
   // EDK2's native PXE (arch 7, no iPXE user class) got snponly.efi by TFTP ...
