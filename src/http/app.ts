@@ -8,9 +8,11 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { isIPv4 } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { createDiscovery } from '../store/discovery.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
 import { createHttpMetrics, isInstrumented } from './metrics.js';
+import { createDigestCache } from './microkernel.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
@@ -36,6 +38,8 @@ export function createHttpApp(deps: HttpDeps): Koa {
     log,
     renderer: createRenderer(deps.templatesDir),
     metrics,
+    discovery: deps.discovery ?? createDiscovery({ store: deps.store, log }),
+    digests: createDigestCache(),
     server: () => ({ address: deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });

@@ -8,9 +8,11 @@ import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { normalizeMac, type BootEventType, type EventLog } from '../events.js';
 import type { Logger } from '../log.js';
+import type { Discovery } from '../store/discovery.js';
 import type { Store } from '../store/store.js';
 import { normalizeUuid } from '../store/select.js';
 import type { HttpMetrics } from './metrics.js';
+import type { DigestCache } from './microkernel.js';
 import type { BootRequest, Renderer, ServerAddress } from './render.js';
 
 /** Dependencies of the HTTP app (injected; the app never reads config or binds a port). */
@@ -32,6 +34,8 @@ export interface HttpDeps {
   registry?: Registry;
   /** Seconds a machine that cannot boot yet waits before asking again (default 20). */
   retrySeconds?: number;
+  /** Registers first boots and stores facts (default: createDiscovery over `store`, cap 4096). */
+  discovery?: Discovery;
 }
 
 /** Shared state handed to every route module. */
@@ -41,6 +45,9 @@ export interface RouteEnv {
   renderer: Renderer;
   metrics: HttpMetrics;
   server(): ServerAddress;
+  discovery: Discovery;
+  /** sha256 of microkernel tarballs, cached by path, size and mtime. */
+  digests: DigestCache;
   /** Record a boot event and count it in the metrics. */
   record(type: BootEventType, mac: string, ip: string | undefined, detail?: Record<string, unknown>): void;
 }

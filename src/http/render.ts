@@ -28,6 +28,14 @@ export function yamlQuote(value: unknown): string {
   return json.replace(/[\u007f-\u009f\u2028\u2029\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * Text for the rest of a YAML comment line: every character YAML 1.1 or 1.2 could read as a
+ * line break (CR, LF, NEL, U+2028/U+2029) and every other control character becomes a space.
+ */
+export function yamlComment(value: unknown): string {
+  return String(value).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]/g, ' ');
+}
+
 /** Throw ERR_UNSAFE_VALUE unless `value` can be one iPXE script token. */
 export function assertIpxeSafe(value: string, what: string): string {
   if (!IPXE_SAFE.test(value)) {
@@ -46,6 +54,7 @@ export function createRenderer(templatesDir: string): Renderer {
   });
   env.addFilter('yaml', yamlQuote);
   env.addFilter('ipxe', (v: unknown) => assertIpxeSafe(String(v), 'value'));
+  env.addFilter('comment', yamlComment);
   return {
     render(name, context) {
       if (!/^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) {
@@ -102,19 +111,33 @@ export function mergeVars(profile: Profile, machine: Machine | undefined): Recor
   return { ...(profile.vars ?? {}), ...(machine?.vars ?? {}) };
 }
 
+/** Stands in for an unset optional placeholder; never part of a real value (NUL). */
+const UNSET = '\u0000';
+
 /**
  * Replace `{{ name }}` placeholders in a profile's cmdline with request values. Deliberately
  * not nunjucks: cmdline strings come from the database (writable through the API), and
  * nunjucks would let them run code. Known names: address, port, mac, uuid, hostname, arch,
- * platform, profile, base_url and vars.NAME (scalars).
+ * platform, profile, base_url and vars.NAME (scalars). `{{ name? }}` is optional: when it has
+ * no value (unset, null or "") the whole kernel argument is left out (see buildCmdline), so
+ * `"rancher.password": "{{ vars.password? }}"` appears only for machines with a password.
+ * Returns undefined when an optional placeholder is unset.
  */
-export function interpolate(text: string, values: Record<string, string | undefined>, what: string): string {
-  return text.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}/g, (_m, name: string) => {
+export function interpolate(text: string, values: Record<string, string | undefined>, what: string): string | undefined {
+  const out = substitute(text, values, what);
+  return out.includes(UNSET) ? undefined : out;
+}
+
+/** interpolate, leaving UNSET where an optional placeholder had no value. */
+function substitute(text: string, values: Record<string, string | undefined>, what: string): string {
+  return text.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(\?)?\s*\}\}/g, (_m, name: string, optional: string | undefined) => {
     const v = values[name];
+    if (optional && (v === undefined || v === '')) return UNSET;
     if (v === undefined) {
       throw new ApplianceError('ERR_TEMPLATE', `${what}: {{ ${name} }} is not known here (known: ${Object.keys(values).filter((k) => values[k] !== undefined).join(', ')})`, { field: what });
     }
-    return v;
+    // A NUL inside a value would be mistaken for UNSET; it is refused as unsafe later anyway.
+    return v.replace(/\u0000/g, '');
   });
 }
 
@@ -142,11 +165,13 @@ export function buildCmdline(profile: Profile, values: Record<string, string | u
   const where = `profile ${profile.id} cmdline`;
   const tokens: string[] = [];
   if (typeof profile.cmdline === 'string') {
-    for (const t of interpolate(profile.cmdline, values, where).split(/[ \t]+/)) if (t) tokens.push(t);
+    // An unset optional placeholder drops only the argument (space-separated token) it is in.
+    for (const t of substitute(profile.cmdline, values, where).split(/[ \t]+/)) if (t && !t.includes(UNSET)) tokens.push(t);
   } else {
     for (const [key, raw] of Object.entries(profile.cmdline)) {
       for (const v of Array.isArray(raw) ? raw : [raw]) {
         const value = interpolate(String(v), values, `${where}.${key}`);
+        if (value === undefined) continue;
         tokens.push(value === '' ? key : `${key}=${value}`);
       }
     }
@@ -254,6 +279,11 @@ export interface CloudConfigContext {
   profile: { id: string; name: string };
   labels: Record<string, string>;
   vars: Record<string, VarValue>;
+  /**
+   * One-line warnings for YAML comments (e.g. a missing microkernel image); no line breaks.
+   * The route adds `microkernel` (MicrokernelPlan plus `script`, the rc.local text) or null.
+   */
+  warnings: string[];
 }
 
 /** Build the cloud-config template context. */
@@ -268,6 +298,7 @@ export function buildCloudConfigContext(server: ServerAddress, req: BootRequest,
     profile: { id: profile.id, name: profile.name ?? profile.id },
     labels: machine?.labels ?? {},
     vars: mergeVars(profile, machine),
+    warnings: [],
   };
 }
 

@@ -14,13 +14,24 @@ export const RANCHEROS_PROFILE: Profile = {
   cmdline: {
     // Both consoles: tty0 for a monitor, ttyS0 for serial/IPMI SOL; autologin needs ttyS0.
     console: ['tty0', 'ttyS0,115200n8'],
-    'rancher.autologin': 'ttyS0',
+    // Optional placeholders ("?"): left out when the var is unset or null, so a machine's
+    // `"vars": { "autologin": null }` switches autologin off and rancher.password= appears
+    // only when a password var is set (profile or machine).
+    'rancher.autologin': '{{ vars.autologin? }}',
+    'rancher.password': '{{ vars.password? }}',
     // IP literal on purpose: RancherOS ignores DHCP DNS during cloud-init (NETBOOT-FACTS §6).
+    // The appliance's --address is always an IPv4 address (config.ts).
     'rancher.cloud_init.datasources': '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]',
+    // No partition carries this label on a fresh machine, so RancherOS runs from RAM.
     'rancher.state.dev': 'LABEL=RANCHER_STATE',
+    // Userspace may write to /dev/kmsg without rate limits: the microkernel's rc.local logs
+    // its progress there, so it shows on the serial console.
     'printk.devkmsg': 'on',
   },
   cloudConfig: 'rancheros.cloud-config.yaml.njk',
+  vars: {
+    autologin: 'ttyS0',
+  },
 };
 
 /** A fresh database: the RancherOS profile, set as default. */

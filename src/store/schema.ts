@@ -66,8 +66,131 @@ export type VarValue = string | number | boolean | null | VarValue[] | { [key: s
 export const VarValueSchema: z.ZodType<VarValue> = z.lazy(() =>
   z.union([SafeString, z.number(), z.boolean(), z.null(), z.array(VarValueSchema), z.record(VarKey, VarValueSchema)]),
 );
-/** Template variables (profile vars, machine vars). */
-export const VarsSchema = z.record(VarKey, VarValueSchema);
+/** Environment variable names the microkernel container gets from the appliance itself. */
+export const RESERVED_MICROKERNEL_ENV = ['APPLIANCE_URL', 'MACHINE_MAC'] as const;
+
+/** A path below `/assets/` without `.`/`..` segments (the file is served by this appliance). */
+const AssetPath = z
+  .string()
+  .max(1024)
+  .regex(/^\/assets\/(?!\.{1,2}(\/|$))(?!.*\/\.{1,2}(\/|$))[A-Za-z0-9._~:\/=,+@%-]+$/, 'must be /assets/<path> of letters, digits and . _ ~ : / = , + @ % - (no . or .. segments)');
+
+/**
+ * `vars.microkernel`: a docker image tarball (from `docker save`) under `/assets/` that the
+ * RancherOS cloud-config fetches, checks (sha256 computed by the appliance), loads and runs
+ * privileged with the host's /proc, /dev and /sys mounted read-only (NETBOOT-FACTS §6).
+ * `null` in a machine's vars switches off a profile's microkernel for that machine.
+ */
+export const MicrokernelSchema = z
+  .object({
+    image: AssetPath.describe('image tarball under /assets/ (docker save output, optionally gzip/xz/bzip2-compressed)'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'container names are 1-63 chars of A-Z a-z 0-9 _ . - starting with a letter or digit')
+      .optional()
+      .describe('container name (default "microkernel")'),
+    ref: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/, 'must be a docker image reference like netboot/discovery:1')
+      .optional()
+      .describe('image to run after docker load (default: the image the tarball says it loaded)'),
+    env: z
+      .record(
+        z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are A-Z a-z 0-9 _ not starting with a digit'),
+        SafeString.max(4096),
+      )
+      .superRefine((env, ctx) => {
+        for (const k of RESERVED_MICROKERNEL_ENV) {
+          if (k in env) ctx.addIssue({ code: 'custom', path: [k], message: `${k} is set by the appliance; choose another name` });
+        }
+        if (Object.keys(env).length > 64) ctx.addIssue({ code: 'custom', path: [], message: 'at most 64 environment variables' });
+      })
+      .optional()
+      .describe('extra environment for the container (APPLIANCE_URL and MACHINE_MAC are always set)'),
+  })
+  .strict();
+
+/**
+ * Template variables (profile vars, machine vars; machine wins). Any identifier may hold any
+ * JSON value; the names the shipped RancherOS templates use are checked here so mistakes are
+ * refused at write time rather than at boot.
+ */
+export const VarsSchema = z
+  .object({
+    microkernel: MicrokernelSchema.nullable().optional(),
+    ssh_authorized_keys: z.array(SafeString).max(256).optional().describe('public keys for the rancher user'),
+    password: z
+      .string()
+      .max(256)
+      .regex(IPXE_SAFE, 'goes on the kernel command line (rancher.password=): no whitespace, quotes, $, #, |, &, ;')
+      .optional()
+      .describe('rancher user password (kernel command line, visible in /proc/cmdline)'),
+    autologin: z
+      .string()
+      .regex(/^tty[A-Za-z0-9]{1,16}$/, 'must be a console name like ttyS0 or tty1')
+      .nullable()
+      .optional()
+      .describe('console with automatic login (rancher.autologin=); null switches it off'),
+  })
+  .catchall(VarValueSchema)
+  .superRefine((vars, ctx) => {
+    for (const key of Object.keys(vars)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'variable names are identifiers (A-Z a-z 0-9 _)' });
+    }
+  });
+/** Validated `vars.microkernel`. */
+export type Microkernel = z.output<typeof MicrokernelSchema>;
+
+/** Limits on what a machine may report about itself (POST /api/machines/:mac/facts). */
+export const FACTS_LIMITS = { depth: 8, nodes: 4096, keysPerObject: 256, arrayItems: 512, stringLength: 4096 } as const;
+
+const FactKey = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}$/, 'fact names are 1-64 chars of A-Z a-z 0-9 _ . : @ -');
+/** One reported fact value (recursive JSON, bounded by FACTS_LIMITS). */
+export type FactValue = string | number | boolean | null | FactValue[] | { [key: string]: FactValue };
+const FactValueSchema: z.ZodType<FactValue> = z.lazy(() =>
+  z.union([
+    z.string().max(FACTS_LIMITS.stringLength),
+    z.number(),
+    z.boolean(),
+    z.null(),
+    z.array(FactValueSchema).max(FACTS_LIMITS.arrayItems),
+    z.record(FactKey, FactValueSchema),
+  ]),
+);
+
+/** Walk a JSON value and report where it exceeds the depth, node or key limits. */
+function checkFactsShape(value: unknown, ctx: z.RefinementCtx): void {
+  let nodes = 0;
+  const walk = (v: unknown, path: (string | number)[]): boolean => {
+    if (++nodes > FACTS_LIMITS.nodes) {
+      ctx.addIssue({ code: 'custom', path, message: `facts hold more than ${FACTS_LIMITS.nodes} values` });
+      return false;
+    }
+    if (v === null || typeof v !== 'object') return true;
+    if (path.length >= FACTS_LIMITS.depth) {
+      ctx.addIssue({ code: 'custom', path, message: `facts nest deeper than ${FACTS_LIMITS.depth} levels` });
+      return false;
+    }
+    const entries = Array.isArray(v) ? v.map((x, i) => [i, x] as const) : Object.entries(v);
+    if (!Array.isArray(v) && entries.length > FACTS_LIMITS.keysPerObject) {
+      ctx.addIssue({ code: 'custom', path, message: `an object in the facts has more than ${FACTS_LIMITS.keysPerObject} keys` });
+      return false;
+    }
+    for (const [k, x] of entries) if (!walk(x, [...path, k])) return false;
+    return true;
+  };
+  walk(value, []);
+}
+
+/**
+ * Facts a machine reported (the reference agent's shape is in agent/README.md, but any JSON
+ * object within FACTS_LIMITS is accepted). Stored as reported; never placed in templates.
+ */
+export const FactsSchema = z.record(FactKey, FactValueSchema).superRefine(checkFactsShape);
+/** Validated facts. */
+export type Facts = z.output<typeof FactsSchema>;
 
 /** IPXE_SAFE's characters, for building path/URL patterns. */
 const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
@@ -125,7 +248,10 @@ export const MachineSchema = z
     vars: VarsSchema.optional(),
     ip: z.ipv4().optional().describe('static address reservation (used by the DHCP server mode)'),
     state: z.enum(MACHINE_STATES).optional(),
-    facts: z.record(z.string(), z.unknown()).optional().describe('facts reported by the machine; never placed in templates'),
+    facts: FactsSchema.optional().describe('facts reported by the machine (POST /api/machines/:mac/facts); never placed in templates'),
+    factsAt: z.iso.datetime().optional().describe('when the facts were reported'),
+    lastSeenIp: z.ipv4().optional().describe('address the machine last reported facts or was discovered from'),
+    discoveredAt: z.iso.datetime().optional().describe('when the appliance first saw this machine boot'),
   })
   .strict();
 
@@ -207,7 +333,10 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
   const issue = result.error.issues[0]!;
   const path = [...prefix, ...issue.path];
   const field = formatPath(path);
-  const message = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : issue.message;
+  // A record key that fails its pattern carries the useful message one level down.
+  const keyIssue = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
+  const message =
+    issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : keyIssue ? `invalid name: ${keyIssue.message}` : issue.message;
   throw new ApplianceError('ERR_VALIDATION', `${field}: ${message}`, {
     field,
     issues: result.error.issues.slice(0, 10).map((i) => ({ field: formatPath([...prefix, ...i.path]), message: i.message })),

@@ -7,6 +7,7 @@
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import {
+  FactsSchema,
   GroupSchema,
   IdSchema,
   MachineSchema,
@@ -17,11 +18,32 @@ import {
   parseOrThrow,
   type Db,
   type DbInput,
+  type Facts,
   type Group,
   type Machine,
   type Profile,
 } from './schema.js';
 import { selectProfile as selectFromDb, type SelectQuery, type Selection } from './select.js';
+
+/**
+ * One thing the discovery loop learned about a machine: it booted (a sighting, from the first
+ * `/ipxe` request) or it reported facts. Applied in batches by {@link Store.recordDiscoveries}.
+ */
+export interface DiscoveryUpdate {
+  /** MAC in any common notation. */
+  mac: string;
+  /** ISO time of the sighting or report. */
+  at: string;
+  /** SMBIOS UUID reported by firmware or the agent; kept only on registration and when unique. */
+  uuid?: string | undefined;
+  /** Client address the machine talked to us from. */
+  ip?: string | undefined;
+  /** Reported facts (already validated or validated here). */
+  facts?: Facts | undefined;
+}
+
+/** What a discovery update did: `capped` means the machine was new but the cap was reached. */
+export type DiscoveryOutcome = 'registered' | 'updated' | 'known' | 'capped';
 
 /** Result of a put: the stored value and whether it was new (201) or replaced (200). */
 export interface PutResult<T> {
@@ -50,6 +72,13 @@ export interface Store {
   getGroup(id: string): Promise<Group | undefined>;
   putGroup(input: unknown): Promise<PutResult<Group>>;
   deleteGroup(id: string): Promise<void>;
+  /**
+   * Apply discovery updates in one write (one fsync for a burst of boots). An unknown MAC is
+   * registered with `state: "discovered"` unless `cap` machines in that state already exist; a
+   * known machine gets only `facts`, `factsAt` and `lastSeenIp` from a report, and nothing from
+   * a sighting (no write at all when nothing changed). Outcomes are in input order.
+   */
+  recordDiscoveries(updates: DiscoveryUpdate[], options: { cap: number }): Promise<DiscoveryOutcome[]>;
   getDefaultProfileId(): Promise<string | undefined>;
   /** Set (or clear with undefined) the default profile; the profile must exist. */
   setDefaultProfileId(id: string | undefined): Promise<void>;
@@ -92,6 +121,11 @@ export interface StoreCore extends Store {
   exclusive<T>(task: () => Promise<T>): Promise<T>;
 }
 
+/** Marks a write that changed nothing (not persisted); carries the write's result. */
+class Unchanged<T> {
+  constructor(readonly value: T) {}
+}
+
 function notFound(kind: 'profile' | 'machine' | 'group', key: string): ApplianceError {
   return new ApplianceError(`ERR_${kind.toUpperCase()}_NOT_FOUND`, `${kind} ${JSON.stringify(key)} does not exist`, { [kind === 'machine' ? 'mac' : 'id']: key });
 }
@@ -108,12 +142,17 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
     return run;
   };
 
-  /** Apply `change` to a copy, validate the whole document, persist, then publish. */
-  const write = <T>(change: (draft: Db) => T): Promise<T> =>
+  /**
+   * Apply `change` to a copy, validate the whole document, persist, then publish. A change may
+   * return NO_CHANGE (with its result) to skip persisting when it changed nothing.
+   */
+  const write = <T>(change: (draft: Db) => T): Promise<T> => writeIfChanged<T>(change);
+  const writeIfChanged = <T>(change: (draft: Db) => T | Unchanged<T>): Promise<T> =>
     exclusive(async () => {
       await hooks.beforeWrite?.();
       const draft = structuredClone(db);
       const result = change(draft);
+      if (result instanceof Unchanged) return result.value as T;
       const next = parseDb(draft);
       await hooks.persist?.(next);
       db = next;
@@ -214,6 +253,44 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
         const i = d.groups.findIndex((g) => g.id === id);
         if (i < 0) throw notFound('group', id);
         d.groups.splice(i, 1);
+      });
+    },
+    async recordDiscoveries(updates, options) {
+      // Validate each update before entering the queue, so one bad report cannot fail a batch.
+      const clean = updates.map((u) => {
+        const mac = normalizeMac(u.mac);
+        if (!mac) throw new ApplianceError('ERR_VALIDATION', `mac: ${JSON.stringify(u.mac)} is not a MAC address`, { field: 'mac' });
+        return { ...u, mac, facts: u.facts === undefined ? undefined : parseOrThrow(FactsSchema, u.facts, ['facts']) };
+      });
+      return writeIfChanged<DiscoveryOutcome[]>((d) => {
+        let changed = false;
+        let discovered = d.machines.filter((m) => m.state === 'discovered').length;
+        const outcomes = clean.map((u): DiscoveryOutcome => {
+          const existing = d.machines.find((m) => m.mac === u.mac);
+          if (existing) {
+            if (u.facts === undefined) return 'known';
+            existing.facts = u.facts;
+            existing.factsAt = u.at;
+            if (u.ip !== undefined) existing.lastSeenIp = u.ip;
+            changed = true;
+            return 'updated';
+          }
+          if (discovered >= options.cap) return 'capped';
+          const uuid = u.uuid?.toLowerCase();
+          const uuidFree = uuid !== undefined && !d.machines.some((m) => m.uuid === uuid);
+          d.machines.push({
+            mac: u.mac,
+            ...(uuidFree ? { uuid } : {}),
+            state: 'discovered',
+            discoveredAt: u.at,
+            ...(u.ip !== undefined ? { lastSeenIp: u.ip } : {}),
+            ...(u.facts !== undefined ? { facts: u.facts, factsAt: u.at } : {}),
+          });
+          discovered++;
+          changed = true;
+          return 'registered';
+        });
+        return changed ? outcomes : new Unchanged(outcomes);
       });
     },
     async getDefaultProfileId() {

@@ -5,8 +5,11 @@
  * the reason on the machine's console and retries.
  */
 import type Router from '@koa/router';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ApplianceError } from '../../errors.js';
+import { DEFAULT_RANCHEROS_VERSION } from '../../fetch/rancheros.js';
+import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
 import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript } from '../render.js';
 
@@ -16,6 +19,21 @@ export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
 export const DEFAULT_CLOUD_CONFIG_TEMPLATE = 'cloud-config.yaml.njk';
 
 const SCRIPT_TYPE = 'text/plain; charset=utf-8';
+
+/**
+ * What the machine's console says when a profile's local boot file is missing. Files of the
+ * RancherOS layout (`/assets/rancheros/<version>/...`, written by `fetch rancheros`) name the
+ * exact command that fetches them, with --version / --assets only when they differ from the
+ * command's defaults.
+ */
+export function missingAssetMessage(profileId: string, source: string, assetsDir: string): string {
+  const m = /^\/assets\/rancheros\/([^/]+)\/[^/]+$/.exec(source);
+  if (!m) return `profile ${profileId}: ${source} is missing on the appliance (put it under the assets directory)`;
+  const version = m[1]!;
+  const assets = path.resolve(assetsDir);
+  const flags = `${version === DEFAULT_RANCHEROS_VERSION ? '' : ` --version ${version}`}${assets === path.resolve('assets') ? '' : ` --assets ${assets}`}`;
+  return `profile ${profileId}: ${source} is missing on the appliance; run: node bin/appliance fetch rancheros${flags}`;
+}
 
 /** Register the boot routes on `router`. */
 export function registerBootRoutes(router: Router, env: RouteEnv): void {
@@ -49,11 +67,17 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     };
     try {
       const selection = await deps.store.selectProfile(req);
+      // First boot: no machine record by UUID or MAC. Registration is queued (batched and
+      // capped in discovery.ts) and never delays the script. Detected here rather than from
+      // DHCP: in proxy mode DHCP sees every device on the segment, while /ipxe is reached
+      // only by machines that really netboot from this appliance, with the MAC of the NIC
+      // that booted and the SMBIOS UUID.
+      if (selection.machine === undefined) void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip });
       if (selection.kind === 'none') return fail(selection.reason, {});
       const { profile, machine, via } = selection;
       for (const source of [profile.kernel, ...profile.initrd]) {
         if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length)))) {
-          return fail(`profile ${profile.id}: ${source} is missing on the appliance (put it under the assets directory)`, { profile: profile.id, asset: source });
+          return fail(missingAssetMessage(profile.id, source, deps.assetsDir), { profile: profile.id, asset: source });
         }
       }
       const template = profile.ipxe ?? DEFAULT_IPXE_TEMPLATE;
@@ -79,7 +103,15 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     const { profile, machine } = selection;
     const template = profile.cloudConfig ?? DEFAULT_CLOUD_CONFIG_TEMPLATE;
-    const text = env.renderer.render(template, { ...buildCloudConfigContext(env.server(), req, profile, machine) });
+    const server = env.server();
+    const context = buildCloudConfigContext(server, req, profile, machine);
+    const mk = await resolveMicrokernel({ vars: context.vars, server, mac: req.mac, assetsDir: deps.assetsDir, digests: env.digests });
+    if (mk.kind === 'missing') {
+      env.log.warn({ mac: req.mac, profile: profile.id, image: mk.image }, 'microkernel image missing; cloud-config rendered without it');
+      context.warnings.push(mk.warning);
+    }
+    const microkernel = mk.kind === 'ready' ? { ...mk.plan, script: renderMicrokernelScript(mk.plan) } : null;
+    const text = env.renderer.render(template, { ...context, microkernel });
     // cloud-init and RancherOS only accept user data whose first line is #cloud-config.
     if (!text.startsWith('#cloud-config\n')) {
       throw new ApplianceError('ERR_CLOUD_CONFIG_INVALID', `template ${template} must start with a "#cloud-config" line`, { template });
@@ -90,8 +122,9 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     } catch (err) {
       throw new ApplianceError('ERR_CLOUD_CONFIG_INVALID', `template ${template} rendered invalid YAML for ${req.mac}: ${(err as Error).message.split('\n')[0]}`, { template });
     }
-    env.log.info({ mac: req.mac, ip, profile: profile.id, template }, 'sent cloud-config');
-    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template });
+    const mkDetail = mk.kind === 'off' ? {} : { microkernel: mk.kind === 'ready' ? mk.plan.image : `missing ${mk.image}` };
+    env.log.info({ mac: req.mac, ip, profile: profile.id, template, ...mkDetail }, 'sent cloud-config');
+    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, ...mkDetail });
     ctx.type = 'text/cloud-config; charset=utf-8';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = text;
