@@ -16,7 +16,8 @@ export const DEFAULT_FALLBACK_DIRS: readonly string[] = ['/usr/lib/ipxe', '/usr/
 
 /**
  * Content served instead of (or before) a disk file, e.g. a per-client iPXE script.
- * Either the whole content in memory, or a factory opened once per transfer. `size` is what the
+ * Either the whole content in memory, or a factory opened once per transfer (a Node Readable
+ * fits: it is an AsyncIterable; it is ended early when the transfer aborts). `size` is what the
  * `tsize` option reports (RFC 2349); leave it undefined when unknown and `tsize` is not answered.
  */
 export type TftpSource =

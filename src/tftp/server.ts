@@ -123,7 +123,7 @@ export interface Negotiated {
 
 /** RFC 2348: "Valid values range between 8 and 65464 octets, inclusive." */
 export const BLKSIZE_MIN = 8;
-/** RFC 2348 upper bound (65535 - 20 IP - 8 UDP - 4 TFTP header - 39 rounding in the RFC). */
+/** RFC 2348 upper bound for blksize. */
 export const BLKSIZE_MAX = 65464;
 
 function parseUint(value: string): number | undefined {
@@ -228,12 +228,11 @@ function safeSend(socket: dgram.Socket, buf: Buffer, to: { address: string; port
 /** One read transfer from request to last ACK (or failure). */
 class Transfer {
   readonly key: string;
-  state: TransferState = 'resolving';
+  private state: TransferState = 'resolving';
   private readonly ctx: ServerContext;
   /** The request this transfer serves (for duplicate detection). */
   readonly request: RequestPacket;
   private readonly client: { address: string; port: number };
-  private readonly clientLabel: string;
   private readonly log: Logger;
   private socket: dgram.Socket | undefined;
   private reader: BlockReader | undefined;
@@ -266,7 +265,6 @@ class Transfer {
     this.request = request;
     this.client = client;
     this.key = `${client.address}:${client.port}`;
-    this.clientLabel = this.key;
     this.log = ctx.log.child({ client: this.key });
     this.retriesLeft = ctx.retries;
   }
@@ -278,7 +276,7 @@ class Transfer {
 
   /** True while the client has not yet acknowledged anything of this transfer. */
   get awaitingFirstReply(): boolean {
-    return this.state === 'resolving' || (this.state === 'negotiating' && !this.gotAck) || (this.state === 'sending' && !this.gotAck);
+    return this.state !== 'done' && !this.gotAck;
   }
 
   /**
@@ -840,6 +838,13 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
             socket.on('error', (err: Error) => log.error({ err: err.message }, 'tftp socket error'));
             main = socket;
             boundPort = socket.address().port;
+            try {
+              // A lab full of machines powering on at once sends a burst of requests; a larger
+              // receive buffer (capped by net.core.rmem_max) keeps the kernel from dropping them.
+              socket.setRecvBufferSize(1024 * 1024);
+            } catch (err) {
+              log.debug({ err: (err as Error).message }, 'tftp receive buffer left at the default');
+            }
             log.info({ host, port: boundPort, root: options.root, blksizeMax: limits.blksizeMax, windowsizeMax: limits.windowsizeMax }, 'tftp listening');
             resolve({ port: boundPort });
           });
