@@ -19,7 +19,7 @@ import { admissionRefusal, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
 import { handleServerRequest, type ServedNetwork, type ServerModeConfig } from './server-mode.js';
-import { probeForDhcpServer, type ProbeResult } from './probe.js';
+import { DEFAULT_PROBE_TIMEOUT_MS, probeForDhcpServer, type ProbeResult } from './probe.js';
 
 /** Error code: another DHCP server answers on the segment and `force` is off. */
 export const ERR_DHCP_OTHER_SERVER = 'ERR_DHCP_OTHER_SERVER';
@@ -62,7 +62,7 @@ export interface DhcpServerOptions {
   dns?: string[];
   /** Option 15. */
   domain?: string;
-  /** Lease time in seconds, default 3600. */
+  /** Lease time in seconds (10 or more), default 3600. */
   leaseTime?: number;
   /** Networks served through relays. */
   relayedNetworks?: RelayedNetworkOptions[];
@@ -82,7 +82,7 @@ export interface DhcpServerOptions {
   pxeOn67?: { bios?: On67Style; uefi?: On67Style };
   /** Start even when another DHCP server answers the probe. */
   force?: boolean;
-  /** Probe timeout, default 3000 ms. */
+  /** Probe timeout, default 5000 ms (DEFAULT_PROBE_TIMEOUT_MS). */
   probeTimeoutMs?: number;
   /** Replaces the probe (tests, or when the caller probed already). */
   probe?: () => Promise<ProbeResult>;
@@ -299,8 +299,9 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
       if (state !== 'new') throw bindError(`dhcp server cannot start: it is ${state}`);
       state = 'starting';
       try {
-        if (!Number.isInteger(leaseTime) || leaseTime < 60 || leaseTime > 0xfffffffe) {
-          throw configError(`lease time ${leaseTime} s is out of range; use 60 s or more`, { leaseTime });
+        // Short leases are allowed (tests watch renewals at T1 = lease/2); dnsmasq's floor is 120 s.
+        if (!Number.isInteger(leaseTime) || leaseTime < 10 || leaseTime > 0xfffffffe) {
+          throw configError(`lease time ${leaseTime} s is out of range; use 10 s or more (3600 is usual)`, { leaseTime });
         }
         const served = resolveServedNetwork(options.address, options.interface, options.subnet, true);
         if (!served.subnet) throw configError(`cannot tell the subnet of ${options.address}; pass --subnet`);
@@ -308,7 +309,7 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
         const { networks, ranges } = buildNetworks(served.subnet);
 
         // Two servers on one segment hand out conflicting leases: refuse unless forced.
-        const probe = options.probe ?? (() => probeForDhcpServer({ address: options.address, interface: options.interface, timeoutMs: options.probeTimeoutMs ?? 3000, log: options.log }));
+        const probe = options.probe ?? (() => probeForDhcpServer({ address: options.address, interface: options.interface, timeoutMs: options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS, log: options.log }));
         const found = await probe();
         if (found.found) {
           const ids = found.servers.map((s) => s.serverId).join(', ');

@@ -26,6 +26,9 @@ import { findLocalAddress } from './sockets.js';
 /** Error code of a probe that could not run (bind failure, bad address). */
 export const ERR_DHCP_PROBE = 'ERR_DHCP_PROBE';
 
+/** Default probe time: longer than dnsmasq's 3 s ping check before a first OFFER. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 5000;
+
 /** One server that answered the probe. */
 export interface ProbeAnswer {
   /** Option 54, or the datagram's source when the server omitted it. */
@@ -55,7 +58,10 @@ export interface ProbeOptions {
   address: string;
   /** Interface owning `address`; checked when given, and its MAC is used. */
   interface?: string;
-  /** How long to listen, default 3000 ms. */
+  /**
+   * How long to listen, default 5000 ms. Measured: dnsmasq pings an address for 3 s before its
+   * first OFFER of it to a new client (ICMP check, `--no-ping` turns it off), so 3 s misses it.
+   */
   timeoutMs?: number;
   /** DISCOVERs to send, spread over the timeout (default 3: UDP may be lost). */
   attempts?: number;
@@ -145,7 +151,7 @@ function bind(port: number, address: string): Promise<dgram.Socket> {
  */
 export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeResult> {
   const log = options.log.child({ subsystem: 'dhcp-probe' });
-  const timeoutMs = options.timeoutMs ?? 3000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const attempts = Math.max(1, Math.min(options.attempts ?? 3, 10));
   const settleMs = options.settleMs ?? 300;
   const clientPort = options.clientPort ?? 68;
@@ -227,4 +233,15 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
     }
     timers.push(setTimeout(finish, timeoutMs));
   });
+}
+
+/**
+ * `--dhcp-mode auto`: another server answered -> run as ProxyDHCP beside it; nobody answered ->
+ * run as the DHCP server. The reason is meant for the log line.
+ */
+export function decideAutoMode(result: ProbeResult): { mode: 'proxy' | 'server'; reason: string } {
+  if (result.found) {
+    return { mode: 'proxy', reason: `dhcp server ${result.servers.map((s) => s.serverId).join(', ')} answered the probe: answering pxe clients beside it` };
+  }
+  return { mode: 'server', reason: `no dhcp server answered within ${result.elapsedMs} ms: serving addresses ourselves` };
 }

@@ -1,0 +1,316 @@
+/**
+ * The DHCP server mode against real clients nobody here wrote (busybox udhcpc, ISC dhclient) and
+ * a real other server (dnsmasq), in network namespaces this test creates and deletes. Needs root,
+ * iproute2, busybox or udhcpc, isc-dhcp-client and dnsmasq-base. Topology per test:
+ *
+ *   netns SRV: bridge br0 10.99.0.1/24  --veth--  netns C1 (eth0)
+ *                                       --veth--  netns C2 (eth0)  ...
+ *
+ * The server runs on the real ports 67/4011 through src/dhcp/run-server.ts.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const UDHCPC = existsSync('/usr/sbin/udhcpc') ? ['/usr/sbin/udhcpc'] : ['busybox', 'udhcpc'];
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A child process whose output lines are kept and can be awaited. */
+class Proc {
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  #waiters: Array<() => void> = [];
+  constructor(readonly child: ChildProcess) {
+    const take = (d: Buffer): void => {
+      this.#buf += d.toString();
+      let nl: number;
+      while ((nl = this.#buf.indexOf('\n')) >= 0) {
+        this.lines.push(this.#buf.slice(0, nl));
+        this.#buf = this.#buf.slice(nl + 1);
+      }
+      this.#waiters.splice(0).forEach((w) => w());
+    };
+    child.stdout?.on('data', take);
+    child.stderr?.on('data', take);
+    this.exited = new Promise((resolve) => child.on('exit', (code) => {
+      this.#waiters.splice(0).forEach((w) => w());
+      resolve(code);
+    }));
+  }
+  #buf = '';
+  /** JSON log lines (pino). */
+  get logs(): Array<Record<string, unknown>> {
+    return this.lines.flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  }
+  /** Wait for a line (from index `from`) matching `re`; resolves with its match. */
+  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = from; i < this.lines.length; i++) {
+        const m = re.exec(this.lines[i]!);
+        if (m) return m;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || this.child.exitCode !== null) throw new Error(`no line matching ${re} within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+  /** Wait for a pino log entry satisfying `pred`. */
+  async waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.logs.find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`no matching log entry within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  signal(sig: NodeJS.Signals): void {
+    this.child.kill(sig);
+  }
+}
+
+interface Lab {
+  srv: string;
+  clients: string[];
+  dir: string;
+  spawn(ns: string, argv: string[]): Proc;
+  server(args: string[]): Proc;
+}
+
+/** Build SRV with br0 and `n` client namespaces; everything is removed in teardown. */
+function makeLab(t: ExecutionContext, n: number): Lab {
+  t.is(process.getuid?.(), 0, 'namespace tests need root (ip netns)');
+  const suffix = randomBytes(3).toString('hex');
+  const srv = `nbdsrv${suffix}`;
+  const clients = Array.from({ length: n }, (_, i) => `nbdc${i}${suffix}`);
+  const procs: Proc[] = [];
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dhcp-netns-'));
+  t.teardown(async () => {
+    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.signal('SIGKILL');
+    await Promise.all(procs.map((p) => Promise.race([p.exited, new Promise((r) => setTimeout(r, 3000))])));
+    for (const ns of [srv, ...clients]) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // not created
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  ip('netns', 'add', srv);
+  ip('-n', srv, 'link', 'set', 'lo', 'up');
+  ip('-n', srv, 'link', 'add', 'br0', 'type', 'bridge');
+  ip('-n', srv, 'addr', 'add', '10.99.0.1/24', 'dev', 'br0');
+  ip('-n', srv, 'link', 'set', 'br0', 'up');
+  clients.forEach((ns, i) => {
+    ip('netns', 'add', ns);
+    ip('link', 'add', `v${i}`, 'netns', srv, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    ip('-n', srv, 'link', 'set', `v${i}`, 'master', 'br0', 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+  });
+  const spawnIn = (ns: string, argv: string[]): Proc => {
+    const p = new Proc(spawn('ip', ['netns', 'exec', ns, ...argv], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+    procs.push(p);
+    return p;
+  };
+  return {
+    srv,
+    clients,
+    dir,
+    spawn: spawnIn,
+    server: (args) => spawnIn(srv, [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run-server.ts'), '--address', '10.99.0.1', '--probe-timeout', '1500', ...args]),
+  };
+}
+
+/** udhcpc's event script: print what it was told, configure the address so renewals can unicast. */
+function udhcpcScript(dir: string): string {
+  const file = path.join(dir, 'udhcpc.sh');
+  writeFileSync(
+    file,
+    `#!/bin/sh
+echo "UDHCPC $1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid hostname=$hostname"
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+  deconfig) ip addr flush dev "$interface" ;;
+esac
+exit 0
+`,
+  );
+  chmodSync(file, 0o755);
+  return file;
+}
+
+/** dhclient's script (it gets no inherited environment): append events to a file. */
+function dhclientScript(dir: string, name: string): { script: string; events: string } {
+  const script = path.join(dir, `${name}.sh`);
+  const events = path.join(dir, `${name}.events`);
+  writeFileSync(
+    script,
+    `#!/bin/sh
+echo "DHCLIENT $reason ip=$new_ip_address mask=$new_subnet_mask router=$new_routers dns=$new_domain_name_servers domain=$new_domain_name lease=$new_dhcp_lease_time server=$new_dhcp_server_identifier" >> ${events}
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT) ip addr flush dev "$interface"; ip addr add "$new_ip_address/24" dev "$interface" ;;
+  RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
+esac
+exit 0
+`,
+  );
+  chmodSync(script, 0o755);
+  writeFileSync(events, '');
+  return { script, events };
+}
+
+async function waitForFile(file: string, re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = re.exec(readFileSync(file, 'utf8'));
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`${path.basename(file)}: no ${re} within ${timeoutMs} ms:\n${readFileSync(file, 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function stopServer(t: ExecutionContext, server: Proc): Promise<void> {
+  server.signal('SIGTERM');
+  await server.exited;
+  t.truthy(server.logs.find((l) => l['msg'] === 'dhcp stopped'), 'SIGTERM stops the server cleanly');
+}
+
+test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates; a restart keeps leases', async (t) => {
+  const lab = makeLab(t, 3);
+  const [c1, c2, c3] = lab.clients as [string, string, string];
+  const leaseFile = path.join(lab.dir, 'leases.json');
+  // Three addresses only: if the leases were lost on restart, the third client would get .100.
+  const serverArgs = ['--range', '10.99.0.100-10.99.0.102', '--lease-file', leaseFile, '--lease-time', '10', '--router', '10.99.0.1', '--dns', '10.99.0.53', '--domain', 'lab.test', '--log-level', 'debug'];
+  let server = lab.server(serverArgs);
+  await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
+  const uscript = udhcpcScript(lab.dir);
+
+  // udhcpc (busybox) in C1.
+  const u1 = lab.spawn(c1, [...UDHCPC, '-f', '-t', '5', '-T', '1', '-A', '1', '-s', uscript, '-i', 'eth0']);
+  const bound1 = await u1.waitFor(/UDHCPC bound ip=(\S+) mask=(\S+) router=(\S+) dns=(\S+) domain=(\S+) lease=(\d+) serverid=(\S+)/, 20_000);
+  const ip1 = bound1[1]!;
+  t.deepEqual(bound1.slice(2), ['24', '10.99.0.1', '10.99.0.53', 'lab.test', '10', '10.99.0.1']);
+
+  // dhclient (ISC) in C2: obtains a lease and renews it by unicast at T1 (5 s).
+  const dh = dhclientScript(lab.dir, 'c2');
+  const dhArgs = ['-lf', path.join(lab.dir, 'c2.leases'), '-pf', path.join(lab.dir, 'c2.pid'), '-sf', dh.script, 'eth0'];
+  const d2 = lab.spawn(c2, ['dhclient', '-1', '-d', '-v', ...dhArgs]);
+  const bound2 = await waitForFile(dh.events, /DHCLIENT BOUND ip=(\S+) mask=255.255.255.0 router=10.99.0.1 dns=10.99.0.53 domain=lab.test lease=10 server=10.99.0.1/, 20_000);
+  const ip2 = bound2[1]!;
+  t.not(ip1, ip2, 'two clients never share an address');
+  await waitForFile(dh.events, new RegExp(`DHCLIENT RENEW ip=${ip2.replace(/\./g, '\\.')} `), 15_000);
+  await server.waitForLog((l) => l['msg'] === 'dhcp ack' && l['ip'] === ip2 && l['to'] === `${ip2}:68`, 5000);
+  t.truthy(d2.lines.find((l) => /DHCPREQUEST for .* to 10\.99\.0\.1 port 67/.test(l)), 'dhclient renewed by unicast to us');
+
+  // udhcpc renew on SIGUSR1 (unicast REQUEST from its address).
+  const mark = u1.lines.length;
+  u1.signal('SIGUSR1');
+  await u1.waitFor(new RegExp(`UDHCPC renew ip=${ip1.replace(/\./g, '\\.')} `), 10_000, mark);
+  await server.waitForLog((l) => l['msg'] === 'dhcp ack' && l['ip'] === ip1 && l['to'] === `${ip1}:68`, 5000);
+
+  // Restart the server: leases come back from the file.
+  await stopServer(t, server);
+  const onDisk = JSON.parse(readFileSync(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string }> };
+  t.deepEqual(onDisk.leases.filter((l) => l.state === 'bound').map((l) => l.ip).sort(), [ip1, ip2].sort());
+  server = lab.server(serverArgs);
+  await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
+  // A new client in C3 gets the third address, not one of the remembered ones.
+  const u3 = lab.spawn(c3, [...UDHCPC, '-f', '-q', '-t', '5', '-T', '1', '-A', '1', '-s', uscript, '-i', 'eth0']);
+  const bound3 = await u3.waitFor(/UDHCPC bound ip=(\S+)/, 20_000);
+  t.false([ip1, ip2].includes(bound3[1]!), `third client got ${bound3[1]}, not ${ip1} or ${ip2}`);
+  // C1 starts afresh (a reboot: its udhcpc forgets everything) and gets its address back.
+  u1.signal('SIGKILL');
+  await u1.exited;
+  const u1b = lab.spawn(c1, [...UDHCPC, '-f', '-t', '5', '-T', '1', '-A', '1', '-s', uscript, '-i', 'eth0']);
+  t.is((await u1b.waitFor(/UDHCPC bound ip=(\S+)/, 20_000))[1], ip1, 'same client, same address after the restart');
+  // The pool is full (three clients): nobody else is offered anything, and there is a warning.
+
+  // Release: udhcpc on SIGUSR2, dhclient -r.
+  u1b.signal('SIGUSR2');
+  await server.waitForLog((l) => l['msg'] === 'dhcp release' && l['ip'] === ip1, 10_000);
+  const rel = lab.spawn(c2, ['dhclient', '-r', '-v', ...dhArgs]);
+  await rel.exited;
+  await server.waitForLog((l) => l['msg'] === 'dhcp release' && l['ip'] === ip2, 10_000);
+  await stopServer(t, server);
+  const after = JSON.parse(readFileSync(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string }> };
+  t.like(after.leases.find((l) => l.ip === ip1), { state: 'released' });
+  t.like(after.leases.find((l) => l.ip === ip2), { state: 'released' });
+  t.false(server.logs.some((l) => (l['level'] as number) >= 50), 'no error logged');
+});
+
+test.serial('probe and auto mode beside dnsmasq; server mode refuses to start next to it unless --force', async (t) => {
+  const lab = makeLab(t, 2);
+  const [dns, client] = lab.clients as [string, string];
+  ip('-n', dns, 'addr', 'add', '10.99.0.2/24', 'dev', 'eth0');
+  const leaseFile = path.join(lab.dir, 'leases.json');
+  const modeArgs = ['--range', '10.99.0.100-10.99.0.110', '--lease-file', leaseFile];
+
+  // Nobody else: the probe finds nothing.
+  const none = lab.server(['--mode', 'probe']);
+  t.is(await none.exited, 0);
+  t.like(none.logs.find((l) => l['msg'] === 'dhcp probe result'), { found: false });
+
+  const dnsmasq = lab.spawn(dns, [
+    'dnsmasq', '--port=0', '--no-daemon', '--conf-file=/dev/null', '--log-facility=-', '--log-dhcp', '--interface=eth0', '--bind-interfaces',
+    '--dhcp-range=10.99.0.150,10.99.0.160,1h', `--dhcp-leasefile=${path.join(lab.dir, 'dnsmasq.leases')}`, `--pid-file=${path.join(lab.dir, 'dnsmasq.pid')}`,
+  ]);
+  await dnsmasq.waitFor(/DHCP, IP range 10\.99\.0\.150/, 10_000);
+
+  // dnsmasq pings a candidate address for 3 s before its first OFFER: the default 5 s probe.
+  const found = lab.server(['--mode', 'probe', '--probe-timeout', '5000']);
+  t.is(await found.exited, 0);
+  const result = found.logs.find((l) => l['msg'] === 'dhcp probe result') as { found: boolean; servers: Array<{ serverId: string; offered: string }> };
+  t.true(result.found, `dnsmasq said:\n${dnsmasq.lines.join('\n')}\nprobe:\n${found.lines.join('\n')}`);
+  t.is(result.servers[0]?.serverId, '10.99.0.2');
+  t.regex(result.servers[0]?.offered ?? '', /^10\.99\.0\.1(5\d|60)$/);
+
+  const refused = lab.server(['--mode', 'server', '--probe-timeout', '5000', ...modeArgs]);
+  t.is(await refused.exited, 1);
+  t.like(refused.logs.find((l) => l['msg'] === 'dhcp failed to start'), { code: 'ERR_DHCP_OTHER_SERVER' });
+  t.false(existsSync(leaseFile), 'nothing was served');
+
+  const auto = lab.server(['--mode', 'auto', '--probe-timeout', '5000', ...modeArgs]);
+  t.like(await auto.waitForLog((l) => l['msg'] === 'dhcp auto mode', 10_000), { mode: 'proxy' });
+  await auto.waitForLog((l) => l['msg'] === 'proxydhcp listening', 10_000);
+  await stopServer(t, auto);
+
+  const forced = lab.server(['--mode', 'server', '--force', '--probe-timeout', '5000', ...modeArgs]);
+  await forced.waitForLog((l) => l['msg'] === 'dhcp server listening', 10_000);
+  t.truthy(forced.logs.find((l) => l['level'] === 40 && /starting anyway/.test(String(l['msg']))));
+  await stopServer(t, forced);
+
+  // dnsmasq gone: auto mode serves addresses itself, and a real client gets one from our range.
+  dnsmasq.signal('SIGTERM');
+  await dnsmasq.exited;
+  const alone = lab.server(['--mode', 'auto', ...modeArgs]);
+  t.like(await alone.waitForLog((l) => l['msg'] === 'dhcp auto mode', 10_000), { mode: 'server' });
+  await alone.waitForLog((l) => l['msg'] === 'dhcp server listening', 10_000);
+  const u = lab.spawn(client, [...UDHCPC, '-f', '-q', '-t', '5', '-T', '1', '-A', '1', '-s', udhcpcScript(lab.dir), '-i', 'eth0']);
+  const bound = await u.waitFor(/UDHCPC bound ip=(\S+) .*serverid=(\S+)/, 20_000);
+  t.is(bound[2], '10.99.0.1');
+  t.regex(bound[1]!, /^10\.99\.0\.1(0\d|10)$/);
+  await stopServer(t, alone);
+});
