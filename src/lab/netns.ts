@@ -62,6 +62,14 @@ export interface Lab {
   readonly upstreamLogPath: string;
   /** Create a tap (`tap0`, `tap1`, ...) inside `netns`, enslaved to `bridge` and up. */
   addTap(): Promise<string>;
+  /**
+   * Move an interface into `netns` and enslave it to `bridge`, so that a machine behind it
+   * joins the lab network (a bare-metal test machine's NIC). By default the interface is
+   * taken from the caller's namespace; `fromNetns` names another one. The interface loses its
+   * addresses; a physical NIC returns to the root namespace when the lab is destroyed, a veth
+   * is deleted with it.
+   */
+  attachInterface(ifname: string, options?: { fromNetns?: string }): Promise<void>;
   /** Start a long-running program inside `netns`; stopped by `destroy()`. */
   spawn(cmd: string, args: readonly string[], options?: SpawnManagedOptions): ManagedProcess;
   /** Run a short command inside `netns`. */
@@ -303,6 +311,15 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       await ipn(netns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
       await ipn(netns, 'link', 'set', tap, 'master', 'br0', 'up');
       return tap;
+    },
+    attachInterface: async (ifname, attachOptions = {}) => {
+      if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) {
+        throw new ApplianceError('ERR_LAB_CONFIG', `interface name ${JSON.stringify(ifname)} is not valid`);
+      }
+      const from = attachOptions.fromNetns ? ['-n', attachOptions.fromNetns] : [];
+      await runCommand('ip', [...from, 'link', 'set', 'dev', ifname, 'netns', netns]);
+      await ipn(netns, 'link', 'set', ifname, 'master', 'br0', 'up');
+      log.info({ netns, ifname }, 'interface attached to the lab bridge');
     },
     spawn: (cmd, args, opts) => spawnIn(netns, cmd, args, opts),
     exec: (cmd, args) => runCommand('ip', ['netns', 'exec', netns, cmd, ...args]),

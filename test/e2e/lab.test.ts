@@ -180,3 +180,20 @@ test('a program that cannot be started is a coded error, not an uncaught event',
   await new Promise((r) => setTimeout(r, 200));
   t.pass();
 });
+
+test('attachInterface puts an outside interface on the lab bridge (a bare-metal NIC stand-in)', async (t) => {
+  const lab = await createLab({ upstreamDhcp: false });
+  t.teardown(() => lab.destroy());
+  // The "outside" is a namespace this test creates, never the host's own.
+  const outside = `fakehost-${lab.id}`;
+  execFileSync('ip', ['netns', 'add', outside]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', outside]));
+  execFileSync('ip', ['-n', outside, 'link', 'add', 'nic0', 'type', 'veth', 'peer', 'name', 'metal0']);
+  execFileSync('ip', ['-n', outside, 'addr', 'add', `${lab.network.replace(/\.0$/, '.50')}/24`, 'dev', 'metal0']);
+  execFileSync('ip', ['-n', outside, 'link', 'set', 'metal0', 'up']);
+  await lab.attachInterface('nic0', { fromNetns: outside });
+  t.regex((await lab.exec('ip', ['-br', 'link', 'show', 'master', 'br0'])).stdout, /^nic0@/m);
+  // The "machine" behind it reaches the boot server's address across the bridge.
+  t.notThrows(() => execFileSync('ip', ['netns', 'exec', outside, 'busybox', 'ping', '-c', '1', '-W', '3', lab.serverAddress]));
+  await t.throwsAsync(lab.attachInterface('bad name;'), { code: 'ERR_LAB_CONFIG' });
+});
