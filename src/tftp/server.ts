@@ -126,6 +126,11 @@ export const BLKSIZE_MIN = 8;
 /** RFC 2348 upper bound for blksize. */
 export const BLKSIZE_MAX = 65464;
 
+/** A client-supplied string cut to a loggable length (a request may carry a 64 KiB name). */
+function clip(value: string, max = 256): string {
+  return value.length > max ? `${value.slice(0, max)}...` : value;
+}
+
 function parseUint(value: string): number | undefined {
   // Digits only (no sign, no exponent, no whitespace) and a sane length.
   if (!/^\d{1,10}$/.test(value)) return undefined;
@@ -292,7 +297,7 @@ class Transfer {
     try {
       await this.prepare();
     } catch (err) {
-      this.log.error({ err: (err as Error).message, file: this.request.filename }, 'tftp transfer setup failed');
+      this.log.error({ err: (err as Error).message, file: clip(this.request.filename) }, 'tftp transfer setup failed');
       this.refuse(TFTP_ERROR.NOT_DEFINED, 'internal error', 'setup-error', 'error');
     }
   }
@@ -303,7 +308,7 @@ class Transfer {
     const mode = request.mode.toLowerCase();
     if (mode !== 'octet' && mode !== 'netascii') {
       // RFC 1350 "mail" mode and anything else: not supported by a read-only boot server.
-      this.refuse(TFTP_ERROR.ILLEGAL_OPERATION, `unsupported mode ${request.mode}`, 'unsupported-mode', 'info');
+      this.refuse(TFTP_ERROR.ILLEGAL_OPERATION, `unsupported mode ${clip(request.mode, 32)}`, 'unsupported-mode', 'info');
       return;
     }
     const check = normalizeRequestName(request.filename);
@@ -413,8 +418,8 @@ class Transfer {
   private refuse(code: number, message: string, reason: string, level: 'debug' | 'info' | 'warn' | 'error'): void {
     if (this.state === 'done') return;
     this.ctx.sendFromMain({ op: 'error', code, message }, this.client);
-    this.log[level]({ file: this.request.filename, mac: this.mac, reason, errorCode: code }, 'tftp request refused');
-    this.ctx.record('tftp-error', this.client.address, { file: this.request.filename, error: code, reason });
+    this.log[level]({ file: clip(this.request.filename), mac: this.mac, reason, errorCode: code }, 'tftp request refused');
+    this.ctx.record('tftp-error', this.client.address, { file: clip(this.request.filename), error: code, reason });
     this.end();
   }
 
@@ -658,7 +663,7 @@ class Transfer {
   /** Stop silently (server stopping, request superseded). */
   abort(reason: string): void {
     if (this.state === 'done') return;
-    this.log.debug({ file: this.name || this.request.filename, reason }, 'tftp transfer aborted');
+    this.log.debug({ file: this.name || clip(this.request.filename), reason }, 'tftp transfer aborted');
     this.end();
   }
 
@@ -725,7 +730,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       if (retry && main) startTransfer(retry, client);
     },
     requestedAgain(address, name, since) {
-      return (recentRequests.get(`${address}\0${name}`) ?? 0) > since;
+      return (recentRequests.get(`${address}\0${clip(name, 512)}`) ?? 0) > since;
     },
   };
 
@@ -733,7 +738,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
   // failed transfer. Bounded; the oldest entries go first.
   const recentRequests = new Map<string, number>();
   function noteRequest(address: string, name: string): void {
-    const key = `${address}\0${name}`;
+    const key = `${address}\0${clip(name, 512)}`;
     recentRequests.delete(key);
     recentRequests.set(key, Date.now());
     if (recentRequests.size > 4096) recentRequests.delete(recentRequests.keys().next().value as string);
@@ -744,7 +749,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
     const existing = transfers.get(key);
     if (existing) {
       if (existing.awaitingFirstReply && sameRequest(existing.request, request)) {
-        log.debug({ client: key, file: request.filename }, 'tftp repeated request ignored (transfer retransmits)');
+        log.debug({ client: key, file: clip(request.filename) }, 'tftp repeated request ignored (transfer retransmits)');
         existing.noteRepeatedRequest(request);
         return;
       }
@@ -753,7 +758,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
     }
     noteRequest(client.address, request.filename);
     if (transfers.size >= maxTransfers) {
-      log.warn({ client: key, file: request.filename, transfers: transfers.size }, 'tftp request refused: too many transfers');
+      log.warn({ client: key, file: clip(request.filename), transfers: transfers.size }, 'tftp request refused: too many transfers');
       ctx.sendFromMain({ op: 'error', code: TFTP_ERROR.NOT_DEFINED, message: 'server busy' }, client);
       return;
     }
@@ -789,7 +794,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
         startTransfer(packet, client);
         return;
       case 'wrq':
-        log.info({ from, file: packet.filename, mac: options.events?.macForIp(rinfo.address) }, 'tftp write request refused');
+        log.info({ from, file: clip(packet.filename), mac: options.events?.macForIp(rinfo.address) }, 'tftp write request refused');
         ctx.sendFromMain({ op: 'error', code: TFTP_ERROR.ACCESS_VIOLATION, message: 'read-only server' }, client);
         return;
       case 'data':

@@ -432,3 +432,17 @@ test('stop() aborts running transfers and closes their sockets', async (t) => {
   peer.send(encodePacket({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }), s.port);
   t.deepEqual(await peer.collect(300), []);
 });
+
+test('a 60 000-byte file name is refused and logged clipped, not whole', async (t) => {
+  const s = await startServer();
+  t.teardown(() => s.close());
+  const peer = await rawPeer();
+  t.teardown(() => peer.close());
+  peer.send({ op: 'rrq', filename: 'a/'.repeat(30_000), mode: 'octet', options: [] }, s.port);
+  const reply = await peer.next();
+  t.is(reply?.packet.op, 'error');
+  t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp request refused')));
+  const line = s.logs.find((l) => l.msg === 'tftp request refused');
+  t.true(String(line?.file).length <= 260);
+  t.true(JSON.stringify(s.logs).length < 20_000);
+});
