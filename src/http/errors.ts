@@ -30,6 +30,8 @@ const STATUS: Record<string, number> = {
   ERR_TEMPLATE: 500,
   ERR_CLOUD_CONFIG_INVALID: 500,
   ERR_STORE_WRITE: 503,
+  ERR_DISCOVERY_FULL: 503,
+  ERR_DISCOVERY_BUSY: 503,
 };
 
 /** HTTP status for an error code (500 for codes this edge does not know). */

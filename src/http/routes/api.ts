@@ -8,12 +8,15 @@ import type Koa from 'koa';
 import { isIPv4 } from 'node:net';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../events.js';
-import { dbJsonSchema } from '../../store/schema.js';
+import { dbJsonSchema, FactsSchema, parseOrThrow } from '../../store/schema.js';
 import { normalizeUuid } from '../../store/select.js';
 import type { PutResult } from '../../store/store.js';
 import { readJsonBody } from '../body.js';
-import type { RouteEnv } from '../context.js';
+import { clientIp, type RouteEnv } from '../context.js';
 import { assertBearer } from '../token.js';
+
+/** Largest facts report accepted (the reference agent sends a few KiB). */
+export const MAX_FACTS_BYTES = 64 * 1024;
 
 function macParam(ctx: Koa.Context): string {
   const raw = String(ctx.params.mac ?? '');
@@ -95,6 +98,24 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
     audit(ctx, 'machine deleted');
   });
 
+  // Discovery: facts posted by the microkernel agent. No bearer token: the agent runs in a
+  // freshly booted RAM image that has none, so this is the one unauthenticated write. It is
+  // bounded instead: 64 KiB bodies, FactsSchema limits (depth, keys, lengths), the discovered-
+  // machine cap, and it can change only a machine's facts, factsAt and lastSeenIp (or register
+  // an unknown MAC as discovered), never its profile, vars or anything a boot depends on.
+  router.post('/api/machines/:mac/facts', async (ctx) => {
+    const mac = macParam(ctx);
+    const body = await readJsonBody(ctx, MAX_FACTS_BYTES);
+    const facts = parseOrThrow(FactsSchema, body, ['facts']);
+    const ip = clientIp(ctx);
+    const outcome = await env.discovery.reportFacts(mac, facts, isIPv4(ip) ? ip : undefined);
+    const machine = await store.getMachine(mac);
+    env.log.info({ mac, ip, outcome }, 'facts reported');
+    env.record('facts', mac, ip, { outcome });
+    ctx.status = outcome === 'registered' ? 201 : 200;
+    ctx.body = { mac, outcome, factsAt: machine?.factsAt ?? null, state: machine?.state ?? null };
+  });
+
   // Groups
   router.get('/api/groups', async (ctx) => {
     ctx.body = await store.listGroups();
@@ -139,17 +160,18 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
     if (normalizeMac(q)) {
       mac = normalizeMac(q)!;
       machine = await store.getMachine(mac);
-      ip = events.lastIp(mac);
+      // The event log (DHCP, HTTP) is fresher; the record's lastSeenIp survives restarts.
+      ip = events.lastIp(mac) ?? machine?.lastSeenIp;
     } else if (isIPv4(q)) {
       ip = q;
       mac = events.macForIp(q);
       machine = mac ? await store.getMachine(mac) : undefined;
-      if (!mac) machine = (await store.listMachines()).find((m) => m.ip === q);
+      if (!mac) machine = (await store.listMachines()).find((m) => m.ip === q || m.lastSeenIp === q);
       mac = mac ?? machine?.mac;
     } else if (normalizeUuid(q)) {
       machine = await store.findMachineByUuid(normalizeUuid(q)!);
       mac = machine?.mac;
-      ip = mac ? events.lastIp(mac) : undefined;
+      ip = (mac ? events.lastIp(mac) : undefined) ?? machine?.lastSeenIp;
     } else {
       throw new ApplianceError('ERR_BAD_REQUEST', 'q must be a MAC address, an IPv4 address or a UUID', { field: 'q' });
     }
