@@ -127,7 +127,13 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) {
     throw new ApplianceError('ERR_LAB_CONFIG', `mac ${mac} is not of the form 52:54:00:12:34:56`);
   }
+  if (options.uuid !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(options.uuid)) {
+    throw new ApplianceError('ERR_LAB_CONFIG', `uuid ${options.uuid} is not of the form 8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b`);
+  }
   const name = options.name ?? `vm-${mac.replace(/:/g, '')}`;
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
+    throw new ApplianceError('ERR_LAB_CONFIG', `vm name ${JSON.stringify(name)} may only use letters, digits, . _ -`);
+  }
   const memoryMiB = options.memoryMiB ?? 512;
   const timeoutMs = options.timeoutMs ?? 240_000;
   let varsPath: string | undefined;

@@ -68,7 +68,7 @@ export interface BootScenarioResult {
   serial: string;
   /** The plain upstream DHCP server's log. */
   upstreamLog: string;
-  /** Logs the boot server exposes (see `BootServer.collectLogs`). */
+  /** Contents of the boot server's `logPaths`, by the same names. */
   serverLogs: Record<string, string>;
   /** The lab work directory (deleted unless `keepWorkDir`). */
   workDir: string;

@@ -6,7 +6,7 @@ import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
-import { buildQemuArgs } from '../../src/lab/qemu.js';
+import { buildQemuArgs, startVm } from '../../src/lab/qemu.js';
 import { buildTestInitrd, encodeCpioNewc, VIRTIO_NET_MODULES } from '../../src/lab/initrd.js';
 import { createLab, reapStaleLabs } from '../../src/lab/netns.js';
 import { assertLabPrerequisites, checkLabPrerequisites } from '../../src/lab/prereqs.js';
@@ -196,4 +196,14 @@ test('attachInterface puts an outside interface on the lab bridge (a bare-metal 
   // The "machine" behind it reaches the boot server's address across the bridge.
   t.notThrows(() => execFileSync('ip', ['netns', 'exec', outside, 'busybox', 'ping', '-c', '1', '-W', '3', lab.serverAddress]));
   await t.throwsAsync(lab.attachInterface('bad name;'), { code: 'ERR_LAB_CONFIG' });
+});
+
+test('startVm refuses a bad mac, uuid or name with a coded error before starting anything', async (t) => {
+  const lab = await createLab({ upstreamDhcp: false });
+  t.teardown(() => lab.destroy());
+  await t.throwsAsync(startVm(lab, { firmware: 'bios', mac: '52:54:00:zz:00:01' }), { code: 'ERR_LAB_CONFIG', message: /mac/ });
+  await t.throwsAsync(startVm(lab, { firmware: 'uefi', uuid: 'not-a-uuid,id=x' }), { code: 'ERR_LAB_CONFIG', message: /uuid/ });
+  await t.throwsAsync(startVm(lab, { firmware: 'bios', name: '../escape' }), { code: 'ERR_LAB_CONFIG', message: /name/ });
+  // No tap was created for any of them.
+  t.notRegex((await lab.exec('ip', ['-br', 'link'])).stdout, /^tap/m);
 });
