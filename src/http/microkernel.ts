@@ -130,7 +130,8 @@ export async function resolveMicrokernel(args: {
     plan: {
       name: mk.name ?? DEFAULT_MICROKERNEL_NAME,
       image: mk.image,
-      imageUrl: `${base}${mk.image}`,
+      // ?mac= attributes the download to this machine in the boot timeline, even behind NAT.
+      imageUrl: `${base}${mk.image}?mac=${args.mac}`,
       sha256: digest.sha256,
       size: digest.size,
       ref: mk.ref ?? '',

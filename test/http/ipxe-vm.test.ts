@@ -107,6 +107,8 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
     t.deepEqual(types, ['http-script:', ...boot]);
     // iPXE wraps the console at 80 columns, so match the start of the message.
     t.regex(console, /netboot-appliance: profile rancheros: \/assets\/rancheros\/v1\.5\.8\/initrd is missing/);
+    // ... and the message goes on to name the command that fetches the files.
+    t.regex(console.replace(/\r?\n/g, ''), /is missing on the appliance\. Run: node bin\/appliance fetch rancheros/);
     t.regex(console, /netboot-appliance: retrying in 1 seconds/);
   } else {
     t.deepEqual(types, boot);

@@ -32,7 +32,7 @@ export function missingAssetMessage(profileId: string, source: string, assetsDir
   const version = m[1]!;
   const assets = path.resolve(assetsDir);
   const flags = `${version === DEFAULT_RANCHEROS_VERSION ? '' : ` --version ${version}`}${assets === path.resolve('assets') ? '' : ` --assets ${assets}`}`;
-  return `profile ${profileId}: ${source} is missing on the appliance; run: node bin/appliance fetch rancheros${flags}`;
+  return `profile ${profileId}: ${source} is missing on the appliance. Run: node bin/appliance fetch rancheros${flags}`;
 }
 
 /** Register the boot routes on `router`. */
