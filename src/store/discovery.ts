@@ -104,7 +104,7 @@ export function createDiscovery(options: DiscoveryOptions): Discovery {
       // next batch collecting while one is being written.
       inFlight = inFlight.then(runBatch);
     }, batchMs);
-    timer.unref();
+    // Not unref'd: callers await the batch, and at most batchMs of delay at exit is harmless.
   };
 
   const enqueue = (update: DiscoveryUpdate): Promise<DiscoveryOutcome> =>

@@ -50,6 +50,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     assetsDir: overrides.assetsDir ?? assetsDir,
     apiToken: overrides.apiToken ?? TOKEN,
     ...(overrides.registry ? { registry: overrides.registry } : {}),
+    ...(overrides.discovery ? { discovery: overrides.discovery } : {}),
   });
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
