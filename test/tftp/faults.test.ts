@@ -69,7 +69,7 @@ test('window partially lost: the client ACKs the last in-order block and the ser
   t.is(sha256(got.data), sha256(content));
   t.true(dropped);
   // Recovered through the client's gap ACK, not through a 5 s server timeout.
-  t.true(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  t.true(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
 });
 
 test('20 clients at once, mixed options, all sha256-correct', async (t) => {

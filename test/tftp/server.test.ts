@@ -272,7 +272,7 @@ test('an OACK nobody answers, with no new request, is a failed transfer (warn + 
 });
 
 test('a different request from the same client port supersedes the old transfer without leaving it running', async (t) => {
-  const s = await startServer({ timeoutMs: 150, retries: 1 });
+  const s = await startServer({ timeoutMs: 500, retries: 1 });
   t.teardown(() => s.close());
   await s.put('a', 3000);
   const b = await s.put('b', 700);
@@ -291,7 +291,7 @@ test('a different request from the same client port supersedes the old transfer 
   peer.send({ op: 'ack', block: 2 }, d1!.from);
   t.is(sha256(Buffer.concat([d1!.packet, d2!.packet].map((p) => (p.op === 'data' ? p.data : Buffer.alloc(0))))), sha256(b));
   // Nothing more from either socket: the superseded transfer is gone, not retransmitting.
-  t.deepEqual(await peer.collect(600), []);
+  t.deepEqual(await peer.collect(1200), []);
   t.true(s.logs.some((l) => l.msg === 'tftp transfer aborted' && l.reason === 'superseded by a new request'));
   t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
 });
