@@ -229,7 +229,10 @@ post() {
   if command -v curl >/dev/null 2>&1; then
     printf '%s' "$json" | curl -fsS -m 30 -H 'Content-Type: application/json' --data-binary @- "$url"
   else
-    wget -q -O - -T 30 --header 'Content-Type: application/json' --post-data "$json" "$url"
+    # No -T: busybox 1.35's wget segfaults on -T with --post-data; timeout(1) bounds it instead.
+    limit=
+    command -v timeout >/dev/null 2>&1 && limit="timeout 60"
+    $limit wget -q -O - --header 'Content-Type: application/json' --post-data "$json" "$url"
   fi
 }
 attempts=${DISCOVER_ATTEMPTS:-5}
