@@ -1,6 +1,6 @@
 import test from 'ava';
 import { parse as parseYaml } from 'yaml';
-import { buildCmdline, initrdNames, interpolate, ipxeEchoText, yamlQuote } from '../../src/http/render.js';
+import { buildCmdline, initrdNames, interpolate, ipxeEchoText, yamlComment, yamlQuote } from '../../src/http/render.js';
 import { ProfileSchema } from '../../src/store/schema.js';
 
 test('yamlQuote: every hostile string round-trips through YAML as the same string', (t) => {
@@ -36,4 +36,23 @@ test('initrdNames: file names, de-duplicated', (t) => {
 test('ipxeEchoText strips everything iPXE would interpret', (t) => {
   const s = ipxeEchoText('a ${x} || b && c ; #d\ne\\f');
   t.notRegex(s, /[$|&;#\\\n]/);
+});
+
+test('optional placeholders drop only their own argument when the value is unset, null or empty', (t) => {
+  const p = (cmdline: unknown) => ProfileSchema.parse({ id: 'p', kernel: '/assets/k', cmdline });
+  const values = { 'vars.password': 'pw', 'vars.empty': '', mac: '52:54:00:00:00:01' };
+  t.deepEqual(buildCmdline(p({ 'rancher.password': '{{ vars.password? }}', 'rancher.autologin': '{{ vars.autologin? }}', e: '{{vars.empty?}}', quiet: '' }), values), ['rancher.password=pw', 'quiet']);
+  t.deepEqual(buildCmdline(p('a=1 pw={{ vars.password? }} al={{ vars.autologin ? }} url=http://x/{{ mac }}'), values), ['a=1', 'pw=pw', 'url=http://x/52:54:00:00:00:01']);
+  t.is(interpolate('{{ vars.autologin? }}', {}, 'w'), undefined);
+  // Without "?", an unknown name is still an error, never silently dropped.
+  t.throws(() => buildCmdline(p({ a: '{{ vars.autologin }}' }), values), { code: 'ERR_TEMPLATE' });
+  // A value that is present is still checked as an iPXE token.
+  t.throws(() => buildCmdline(p({ a: '{{ vars.x? }}' }), { 'vars.x': 'a b' }), { code: 'ERR_UNSAFE_VALUE' });
+});
+
+test('yamlComment: nothing a YAML parser reads as a line break survives', (t) => {
+  for (const s of ['a\nb: 1', 'a\rb: 1', 'a\u0085b: 1', 'a\u2028b: 1', 'a\u2029b: 1']) {
+    const doc = parseYaml(`# ${yamlComment(s)}\nk: v\n`) as Record<string, unknown>;
+    t.deepEqual(doc, { k: 'v' }, JSON.stringify(s));
+  }
 });
