@@ -5,6 +5,8 @@ import { createEventLog, type EventLog } from './events.js';
 import type { Logger } from './log.js';
 import { createProxyDhcpServer, type ProxyDhcpServer } from './dhcp/server.js';
 import { DEFAULT_BOOT_FILES } from './dhcp/pxe.js';
+import { Registry } from 'prom-client';
+import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { loadOrCreateApiToken } from './http/token.js';
 import { openFileStore, type FileStore } from './store/file-store.js';
@@ -56,7 +58,10 @@ function bindError(service: string, port: number, err: unknown): ApplianceError 
  */
 export function createAppliance(config: Config, deps: ApplianceDeps): Appliance {
   const log = deps.log;
-  const events = deps.events ?? createEventLog();
+  // One registry for /metrics; every server records through the instrumented log, so DHCP and
+  // TFTP events are counted next to HTTP's.
+  const registry = new Registry();
+  const events = instrumentEventLog(deps.events ?? createEventLog(), registry);
   const fallbackDirs = deps.fallbackDirs ?? DEFAULT_FALLBACK_DIRS;
   const stops: Array<() => Promise<void>> = [];
   let started = false;
@@ -96,6 +101,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         templatesDir: config.templates,
         assetsDir: config.assets,
         apiToken,
+        registry,
       },
     });
     const httpPort = await http.start().then(
