@@ -1,9 +1,14 @@
 import { dirname } from 'node:path';
 import type { Config } from './config.js';
-import { ApplianceError } from './errors.js';
+import { ApplianceError, ConfigError } from './errors.js';
 import { createEventLog, type EventLog } from './events.js';
 import type { Logger } from './log.js';
-import { createProxyDhcpServer, type ProxyDhcpServer } from './dhcp/server.js';
+import { createProxyDhcpServer } from './dhcp/server.js';
+import { createDhcpServer } from './dhcp/dhcp-server.js';
+import type { DhcpRange, Reservation } from './dhcp/leases.js';
+import { decideAutoMode, probeForDhcpServer, type ProbeResult } from './dhcp/probe.js';
+import { findLocalAddress } from './dhcp/sockets.js';
+import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
 import { DEFAULT_BOOT_FILES } from './dhcp/pxe.js';
 import { Registry } from 'prom-client';
 import { instrumentEventLog } from './http/metrics.js';
@@ -53,15 +58,30 @@ function bindError(service: string, port: number, err: unknown): ApplianceError 
 }
 
 /**
+ * The range leased when `--dhcp-range` is not given: the upper half of the address's subnet
+ * (10.99.0.128-10.99.0.254 on a /24), leaving the lower half for static addresses.
+ */
+export function defaultDhcpRange(address: string, prefix = findLocalAddress(address)?.prefix): DhcpRange {
+  const subnet = prefix !== undefined ? subnetOf(address, prefix) : undefined;
+  if (!subnet || subnet.prefix > 29) {
+    throw new ConfigError(`cannot choose a dhcp range for ${address}${prefix !== undefined ? '/' + prefix : ' (not on this host)'}; pass --dhcp-range START-END`, { setting: 'dhcpRange' });
+  }
+  const size = 2 ** (32 - subnet.prefix);
+  const last = ipToNumber(broadcastOf(subnet))! - 1;
+  return { start: numberToIp(subnet.network + size / 2), end: numberToIp(last) };
+}
+
+/**
  * Wire the servers from a validated config. The constructor binds nothing; start() opens the
  * store, then HTTP (whose real port the DHCP replies and scripts carry), TFTP and DHCP.
  */
 export function createAppliance(config: Config, deps: ApplianceDeps): Appliance {
   const log = deps.log;
-  // One registry for /metrics; every server records through the instrumented log, so DHCP and
-  // TFTP events are counted next to HTTP's.
-  const registry = new Registry();
-  const events = instrumentEventLog(deps.events ?? createEventLog(), registry);
+  const baseEvents = deps.events ?? createEventLog();
+  // Per start: one registry for /metrics, and every server records through a log instrumented
+  // with it, so DHCP and TFTP events are counted next to HTTP's.
+  let registry = new Registry();
+  let events = instrumentEventLog(baseEvents, registry);
   const fallbackDirs = deps.fallbackDirs ?? DEFAULT_FALLBACK_DIRS;
   const stops: Array<() => Promise<void>> = [];
   let started = false;
@@ -78,6 +98,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   async function startAll(): Promise<AppliancePorts> {
+    registry = new Registry();
+    events = instrumentEventLog(baseEvents, registry);
     log.info(
       { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
       'starting netboot appliance',
@@ -128,27 +150,74 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     );
     stops.push(() => tftp.stop());
 
-    let dhcpPort = 0;
-    let proxyPort = 0;
-    if (config.dhcpMode === 'proxy') {
-      const dhcp: ProxyDhcpServer = createProxyDhcpServer({
-        address: config.address,
-        ...(config.interface !== undefined ? { interface: config.interface } : {}),
-        dhcpPort: config.dhcpPort,
-        proxyPort: config.proxyPort,
-        httpPort,
-        log: log.child({ subsystem: 'dhcp' }),
-        events,
-      });
-      ({ dhcpPort, proxyPort } = await dhcp.start().catch((err: unknown) => {
-        throw bindError('dhcp', config.dhcpPort, err);
-      }));
-      stops.push(() => dhcp.stop());
-    }
-
+    const { dhcpPort, proxyPort } = await startDhcp(store, httpPort);
     const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort };
     log.info({ ports, address: config.address, bootScript: `http://${config.address}:${httpPort}/boot.ipxe` }, 'netboot appliance ready');
     return ports;
+  }
+
+  /** Start the DHCP side in the configured mode; `auto` probes the segment first. */
+  async function startDhcp(store: FileStore, httpPort: number): Promise<{ dhcpPort: number; proxyPort: number }> {
+    const dlog = log.child({ subsystem: 'dhcp' });
+    let mode = config.dhcpMode;
+    let probed: ProbeResult | undefined;
+    if (mode === 'off') {
+      log.info('dhcp off: boot information must come from another DHCP server');
+      return { dhcpPort: 0, proxyPort: 0 };
+    }
+    if (mode === 'auto') {
+      probed = await probeForDhcpServer({ address: config.address, ...(config.interface !== undefined ? { interface: config.interface } : {}), log: dlog });
+      const decision = decideAutoMode(probed);
+      dlog.info({ mode: decision.mode, servers: probed.servers.map((x) => x.serverId) }, `dhcp mode auto chose ${decision.mode}: ${decision.reason}`);
+      mode = decision.mode;
+    }
+    const common = {
+      address: config.address,
+      ...(config.interface !== undefined ? { interface: config.interface } : {}),
+      dhcpPort: config.dhcpPort,
+      proxyPort: config.proxyPort,
+      httpPort,
+      log: dlog,
+      events,
+    };
+    const server =
+      mode === 'proxy'
+        ? createProxyDhcpServer(common)
+        : createDhcpServer({
+            ...common,
+            range: config.dhcpRange ?? defaultDhcpRange(config.address),
+            ...(config.router !== undefined ? { router: config.router } : {}),
+            ...(config.dns !== undefined ? { dns: [...config.dns] } : {}),
+            ...(config.domain !== undefined ? { domain: config.domain } : {}),
+            leaseTime: config.leaseTime,
+            leaseFile: config.leaseFile,
+            reservations: await watchReservations(store),
+            force: config.force,
+            // auto mode probed already: nobody answered, so do not wait for a second probe.
+            ...(probed ? { probe: () => Promise.resolve(probed) } : {}),
+          });
+    const ports = await server.start().catch((err: unknown) => {
+      throw bindError('dhcp', config.dhcpPort, err);
+    });
+    stops.push(() => server.stop());
+    return ports;
+  }
+
+  /**
+   * Static reservations come from machine records with an `ip`. The DHCP decision is synchronous,
+   * so it reads a list kept current from the store (refreshed each second and after every start).
+   */
+  async function watchReservations(store: FileStore): Promise<() => Reservation[]> {
+    let current: Reservation[] = [];
+    const refresh = async () => {
+      const machines = await store.listMachines();
+      current = machines.flatMap((m) => (m.ip ? [{ mac: m.mac, ip: m.ip, ...(m.hostname ? { hostname: m.hostname } : {}) }] : []));
+    };
+    await refresh();
+    const timer = setInterval(() => void refresh().catch((err: unknown) => log.warn({ err }, 'reading reservations failed')), 1000);
+    timer.unref();
+    stops.push(async () => clearInterval(timer));
+    return () => current;
   }
 
   function logBootFiles(): void {
@@ -164,7 +233,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   return {
-    events,
+    events: baseEvents,
     async start() {
       if (started) throw new ApplianceError('ERR_STARTED', 'appliance already started');
       started = true;

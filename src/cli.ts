@@ -18,7 +18,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 /** Split `argv` into option flags (by name, without `--`) and positionals, refusing unknown flags. */
 export function parseFlags(argv: string[], extra: Record<string, { type: 'string' | 'boolean'; short?: string }> = {}) {
   const options: ParseArgsConfig['options'] = { help: { type: 'boolean', short: 'h' }, config: { type: 'string' }, ...extra };
-  for (const spec of OPTIONS) options[spec.flag] = { type: 'string' };
+  for (const spec of OPTIONS) options[spec.flag] = { type: spec.kind === 'bool' ? 'boolean' : 'string' };
   try {
     const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
@@ -34,6 +34,7 @@ function settingFlags(values: Record<string, string | boolean | undefined>): Rec
   for (const spec of OPTIONS) {
     const v = values[spec.flag];
     if (typeof v === 'string') flags[spec.flag] = v;
+    else if (v === true) flags[spec.flag] = 'true';
   }
   return flags;
 }

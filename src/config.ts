@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { isIPv4 } from 'node:net';
 import { ConfigError } from './errors.js';
 import { LOG_LEVELS } from './log.js';
+import { parseDhcpRange } from './dhcp/leases.js';
 
 /**
  * The appliance's home: the package root, where the default directories live. Found by walking up
@@ -21,8 +22,12 @@ function findHome(start: string): string {
   return resolve(start, '..');
 }
 
-/** DHCP modes: `proxy` answers PXE clients beside another DHCP server; `off` runs no DHCP. */
-export const DHCP_MODES = ['proxy', 'off'] as const;
+/**
+ * DHCP modes: `auto` probes the segment and picks `proxy` when another DHCP server answers, else
+ * `server`; `proxy` answers PXE clients beside another DHCP server; `server` hands out addresses
+ * itself; `off` runs no DHCP.
+ */
+export const DHCP_MODES = ['auto', 'proxy', 'server', 'off'] as const;
 export type DhcpMode = (typeof DHCP_MODES)[number];
 
 /** The validated, frozen settings every part of the appliance reads. */
@@ -43,11 +48,20 @@ export interface Config {
   readonly logLevel: (typeof LOG_LEVELS)[number];
   readonly apiToken: string | undefined;
   readonly tftpBlksizeMax: number;
+  /** Server mode: addresses leased (`START-END`); default the upper half of the subnet. */
+  readonly dhcpRange: { start: string; end: string } | undefined;
+  readonly router: string | undefined;
+  readonly dns: readonly string[] | undefined;
+  readonly domain: string | undefined;
+  readonly leaseTime: number;
+  readonly leaseFile: string;
+  /** Server mode: start even when another DHCP server answers on the segment. */
+  readonly force: boolean;
   /** Where each setting came from, for the start-up log. */
   readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
 }
 
-type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'enum' | 'int';
+type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'ipv4list' | 'range' | 'enum' | 'int' | 'bool';
 
 /** One setting: its flag, environment variable, config-file key, type, default and help. */
 export interface OptionSpec {
@@ -72,7 +86,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'tftpPort', flag: 'tftp-port', kind: 'port', default: 69, help: 'TFTP port (0 = ephemeral; 69 needs root or cap_net_bind_service)' },
   { key: 'dhcpPort', flag: 'dhcp-port', kind: 'port', default: 67, help: 'DHCP port (67 needs root or cap_net_bind_service)' },
   { key: 'proxyPort', flag: 'proxy-port', kind: 'port', default: 4011, help: 'PXE boot-server (ProxyDHCP) port' },
-  { key: 'dhcpMode', flag: 'dhcp-mode', kind: 'enum', values: DHCP_MODES, default: 'proxy', help: 'proxy: answer PXE clients beside an existing DHCP server; off: no DHCP' },
+  { key: 'dhcpMode', flag: 'dhcp-mode', kind: 'enum', values: DHCP_MODES, default: 'auto', help: 'auto: probe for a DHCP server, then proxy beside it or serve addresses; proxy: only answer PXE clients; server: hand out addresses too; off: no DHCP' },
+  { key: 'dhcpRange', flag: 'dhcp-range', kind: 'range', help: 'server mode: addresses to lease, START-END (default: the upper half of the subnet)' },
+  { key: 'router', flag: 'router', kind: 'ipv4', help: 'server mode: default gateway given to clients (option 3; default none)' },
+  { key: 'dns', flag: 'dns', kind: 'ipv4list', help: 'server mode: DNS servers given to clients, comma-separated (option 6)' },
+  { key: 'domain', flag: 'domain', kind: 'string', help: 'server mode: domain name given to clients (option 15)' },
+  { key: 'leaseTime', flag: 'lease-time', kind: 'int', min: 60, max: 31_536_000, default: 3600, help: 'server mode: lease time in seconds' },
+  { key: 'leaseFile', flag: 'lease-file', kind: 'path', default: 'config/leases.json', help: 'server mode: file the leases persist in' },
+  { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'server mode: start even when another DHCP server answers (two servers on one segment break labs)' },
   { key: 'tftpRoot', flag: 'tftp-root', kind: 'dir', default: 'tftpboot', help: 'directory served by TFTP (iPXE binaries; falls back to /usr/lib/ipxe)' },
   { key: 'assets', flag: 'assets', kind: 'dir', default: 'assets', help: 'directory served under /assets (kernels, initrds, images)' },
   { key: 'templates', flag: 'templates', kind: 'dir', default: 'templates', help: 'directory of nunjucks templates (iPXE scripts, cloud-configs)' },
@@ -191,7 +212,8 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
     throw new ConfigError(`${where(raw, 'db')}: directory ${dbDir} for the database does not exist; create it or pass another --db`, { setting: 'db' });
   }
 
-  return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), interface: out.interface as string | undefined, apiToken: out.apiToken as string | undefined, sources: Object.freeze(sources) });
+  const optional = { interface: out.interface, apiToken: out.apiToken, dhcpRange: out.dhcpRange, router: out.router, dns: out.dns, domain: out.domain };
+  return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), ...(optional as Pick<Config, keyof typeof optional>), sources: Object.freeze(sources) });
 }
 
 function where(raw: Map<string, { where: string }>, key: string): string {
@@ -207,7 +229,7 @@ function isDirectory(path: string): boolean {
 }
 
 function coerce(spec: OptionSpec, value: unknown, where: string, base: string): unknown {
-  const text = typeof value === 'number' ? String(value) : value;
+  const text = typeof value === 'number' || (typeof value === 'boolean' && spec.kind === 'bool') ? String(value) : value;
   if (typeof text !== 'string') {
     throw new ConfigError(`${where}: expected ${describeKind(spec)}, got ${JSON.stringify(value)}`, { setting: spec.key });
   }
@@ -229,6 +251,22 @@ function coerce(spec: OptionSpec, value: unknown, where: string, base: string): 
     case 'ipv4':
       if (!isIPv4(text)) throw new ConfigError(`${where}: "${text}" is not an IPv4 address`, { setting: spec.key });
       return text;
+    case 'bool':
+      if (/^(true|1|yes)$/i.test(text)) return true;
+      if (/^(false|0|no)$/i.test(text)) return false;
+      throw new ConfigError(`${where}: "${text}" is not true or false`, { setting: spec.key });
+    case 'ipv4list': {
+      const list = text.split(',').map((a) => a.trim()).filter((a) => a !== '');
+      const bad = list.find((a) => !isIPv4(a));
+      if (list.length === 0 || bad !== undefined) throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv4 address (expected a comma-separated list)`, { setting: spec.key });
+      return Object.freeze(list);
+    }
+    case 'range':
+      try {
+        return Object.freeze(parseDhcpRange(text));
+      } catch (err) {
+        throw new ConfigError(`${where}: ${(err as Error).message}`, { setting: spec.key });
+      }
     case 'string':
       if (text.length === 0) throw new ConfigError(`${where}: must not be empty`, { setting: spec.key });
       return text;
@@ -254,6 +292,8 @@ function describeKind(spec: OptionSpec): string {
       return `one of ${spec.values!.join(', ')}`;
     case 'ipv4':
       return 'an IPv4 address';
+    case 'bool':
+      return 'true or false';
     default:
       return 'a string';
   }
@@ -304,9 +344,9 @@ export function helpText(): string {
     '',
   ];
   for (const spec of OPTIONS) {
-    const arg = spec.kind === 'enum' ? spec.values!.join('|') : spec.kind === 'port' || spec.kind === 'int' ? 'N' : spec.kind === 'ipv4' ? 'IP' : spec.kind === 'string' ? 'VALUE' : 'PATH';
+    const arg = { enum: spec.values?.join('|'), port: 'N', int: 'N', ipv4: 'IP', ipv4list: 'IP[,IP]', range: 'START-END', string: 'VALUE', bool: '', path: 'PATH', dir: 'DIR' }[spec.kind];
     const def = spec.default !== undefined ? ` [default: ${spec.default}]` : '';
-    lines.push(`  --${spec.flag} ${arg}`.padEnd(34) + spec.help + def);
+    lines.push(`  --${spec.flag}${arg ? ' ' + arg : ''}`.padEnd(34) + spec.help + def);
     lines.push(' '.repeat(34) + `env ${envName(spec)}, file key "${spec.key}"`);
   }
   lines.push('  --config PATH'.padEnd(34) + 'settings file [default: config/appliance.json]; env APPLIANCE_CONFIG');

@@ -27,7 +27,10 @@ test('defaults resolve against the appliance home and the only address is detect
   t.is(c.tftpPort, 69);
   t.is(c.dhcpPort, 67);
   t.is(c.proxyPort, 4011);
-  t.is(c.dhcpMode, 'proxy');
+  t.is(c.dhcpMode, 'auto');
+  t.is(c.leaseTime, 3600);
+  t.is(c.force, false);
+  t.is(c.dhcpRange, undefined);
   t.is(c.tftpRoot, join(h, 'tftpboot'));
   t.is(c.db, join(h, 'config', 'db.json'));
   t.true(Object.isFrozen(c));
@@ -60,7 +63,10 @@ const bad: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
   ['port out of range', { flags: { 'tftp-port': '70000' } }, /--tftp-port: "70000" is not a port/],
   ['bad env port', { env: { APPLIANCE_HTTP_PORT: '-1' } }, /APPLIANCE_HTTP_PORT: "-1" is not a port/],
   ['unknown env', { env: { APPLIANCE_HTTP_PROT: '1' } }, /unknown environment variable APPLIANCE_HTTP_PROT/],
-  ['bad mode', { flags: { 'dhcp-mode': 'maybe' } }, /--dhcp-mode: "maybe" is not one of proxy, off/],
+  ['bad mode', { flags: { 'dhcp-mode': 'maybe' } }, /--dhcp-mode: "maybe" is not one of auto, proxy, server, off/],
+  ['bad range', { flags: { 'dhcp-range': '10.0.0.9-10.0.0.1' } }, /--dhcp-range: dhcp range 10.0.0.9-10.0.0.1 ends before it starts/],
+  ['bad dns', { flags: { dns: '1.1.1.1,nope' } }, /--dns: "nope" is not an IPv4 address/],
+  ['bad bool', { env: { APPLIANCE_FORCE: 'maybe' } }, /APPLIANCE_FORCE: "maybe" is not true or false/],
   ['bad address', { flags: { address: '10.0.0' } }, /--address: "10.0.0" is not an IPv4 address/],
   ['missing dir', { flags: { 'tftp-root': '/nonexistent/tftp' } }, /--tftp-root: directory \/nonexistent\/tftp does not exist/],
   ['missing db dir', { flags: { db: '/nonexistent/x/db.json' } }, /directory \/nonexistent\/x for the database does not exist/],
@@ -110,4 +116,12 @@ test('help lists every option with its env name', (t) => {
     t.true(text.includes(`--${spec.flag}`), spec.flag);
     t.true(text.includes(envName(spec)), envName(spec));
   }
+});
+
+test('server-mode settings parse: range, dns list, boolean force from env', (t) => {
+  const c = loadConfig({ home: home(), env: { APPLIANCE_FORCE: 'true' }, interfaces: oneNic, flags: { 'dhcp-mode': 'server', 'dhcp-range': '10.0.0.100-10.0.0.150', dns: '10.0.0.1, 1.1.1.1', 'lease-time': '600' } });
+  t.deepEqual(c.dhcpRange, { start: '10.0.0.100', end: '10.0.0.150' });
+  t.deepEqual(c.dns, ['10.0.0.1', '1.1.1.1']);
+  t.is(c.force, true);
+  t.is(c.leaseTime, 600);
 });

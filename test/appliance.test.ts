@@ -1,0 +1,66 @@
+import test from 'ava';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAppliance, defaultDhcpRange } from '../src/appliance.js';
+import { loadConfig } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+import { createSilentLogger } from '../src/log.js';
+
+function config(extra: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'appliance-'));
+  mkdirSync(join(dir, 'assets'));
+  return loadConfig({
+    env: {},
+    flags: { address: '127.0.0.1', 'http-port': '0', 'tftp-port': '0', 'dhcp-port': '0', 'proxy-port': '0', 'dhcp-mode': 'proxy', db: join(dir, 'db.json'), assets: join(dir, 'assets'), ...extra },
+  });
+}
+
+test('default dhcp range is the upper half of the subnet', (t) => {
+  t.deepEqual(defaultDhcpRange('10.99.0.1', 24), { start: '10.99.0.128', end: '10.99.0.254' });
+  t.deepEqual(defaultDhcpRange('192.168.4.10', 22), { start: '192.168.6.0', end: '192.168.7.254' });
+  t.throws(() => defaultDhcpRange('10.0.0.1', 30), { instanceOf: ConfigError, message: /pass --dhcp-range/ });
+  t.throws(() => defaultDhcpRange('10.0.0.1', undefined), { instanceOf: ConfigError, message: /not on this host/ });
+});
+
+test('start binds every service on ephemeral ports; stop frees them', async (t) => {
+  const appliance = createAppliance(config(), { log: createSilentLogger() });
+  const ports = await appliance.start();
+  t.teardown(() => appliance.stop());
+  for (const [name, port] of Object.entries(ports)) t.true(port > 0, name);
+  const health = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
+  t.is(health.status, 200);
+  await appliance.stop();
+  // Every port is free again: rebinding them succeeds.
+  await new Promise<void>((resolve, reject) => {
+    const s = net.createServer().once('error', reject).listen(ports.http, '0.0.0.0', () => s.close(() => resolve()));
+  });
+  for (const port of [ports.tftp, ports.dhcp, ports.proxy]) {
+    await new Promise<void>((resolve, reject) => {
+      const s = dgram.createSocket('udp4').once('error', reject);
+      s.bind(port, '0.0.0.0', () => s.close(() => resolve()));
+    });
+  }
+});
+
+test('a failed bind rejects start and closes what was already open', async (t) => {
+  const blocker = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => blocker.bind(0, '0.0.0.0', () => resolve()));
+  let blocked = true;
+  t.teardown(() => {
+    if (blocked) blocker.close();
+  });
+  const busy = blocker.address().port;
+  const appliance = createAppliance(config({ 'tftp-port': String(busy), 'http-port': '0' }), { log: createSilentLogger() });
+  const err = await t.throwsAsync(appliance.start(), { message: new RegExp(`${busy}`) });
+  t.regex((err as { code?: string }).code ?? '', /BIND/);
+  // The HTTP server that had started is closed again: a second start on the same config works
+  // once the port is free.
+  await new Promise<void>((r) => blocker.close(() => r()));
+  blocked = false;
+  const ports = await appliance.start();
+  t.is(ports.tftp, busy);
+  await appliance.stop();
+});
