@@ -865,7 +865,10 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       startPromise = undefined;
       for (const transfer of [...transfers.values()]) transfer.abort('server stopping');
       transfers.clear();
-      if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+      if (socket) {
+        await new Promise<void>((resolve) => socket.close(() => resolve()));
+        log.info({ port: boundPort }, 'tftp stopped');
+      }
     },
   };
 }
