@@ -117,6 +117,15 @@ export type OfferResult =
 /** Result of `request`. */
 export type RequestResult = { ok: true; lease: Lease; reservation?: Reservation } | { ok: false; reason: string };
 
+const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+interface ReservationIndex {
+  /** Reserved address -> normalised MAC. */
+  byIp: Map<string, string>;
+  /** The reservation of a (normalised) MAC on `subnet`. */
+  mine(mac: string, subnet: Subnet): Reservation | undefined;
+}
+
 /** Options of `LeasePool`. */
 export interface LeasePoolOptions {
   /** Dynamic ranges, each inside one served subnet. */
@@ -143,6 +152,8 @@ export class LeasePool {
   readonly #byKey = new Map<string, Lease>();
   readonly #byIp = new Map<string, Lease>();
   readonly #declined = new Map<string, DeclinedAddress>();
+  /** Per range: where the next search for a never-used address starts. */
+  readonly #cursor: number[] = [];
 
   constructor(options: LeasePoolOptions) {
     this.#ranges = options.ranges.map((r) => {
@@ -201,8 +212,7 @@ export class LeasePool {
 
   /** The reservation of a MAC inside `subnet`, if any. */
   reservationFor(mac: string, subnet: Subnet): Reservation | undefined {
-    const m = normalizeMac(mac) ?? mac;
-    return this.#reservations().find((r) => (normalizeMac(r.mac) ?? r.mac) === m && inSubnet(r.ip, subnet));
+    return this.#indexReservations().mine(normalizeMac(mac) ?? mac, subnet);
   }
 
   /**
@@ -210,58 +220,51 @@ export class LeasePool {
    * client's own reservation may lie outside the dynamic range.
    */
   unavailable(ip: string, client: ClientRef, subnet: Subnet, now: number): string | undefined {
-    const n = ipToNumber(ip);
-    if (n === undefined) return `${JSON.stringify(ip)} is not an ipv4 address`;
-    if (!inSubnet(ip, subnet)) return `${ip} is not on ${subnet.cidr}`;
-    if (n === subnet.network && subnet.prefix < 31) return `${ip} is the network address of ${subnet.cidr}`;
-    if (ip === broadcastOf(subnet) && subnet.prefix < 31) return `${ip} is the broadcast address of ${subnet.cidr}`;
-    if (this.#exclude.has(ip)) return `${ip} is the server's own address`;
-    const declined = this.#declined.get(ip);
-    if (declined && declined.until > now) return `${ip} was declined (in use on the network) until ${new Date(declined.until).toISOString()}`;
-    const reservations = this.#reservations();
-    const reservedFor = reservations.find((r) => r.ip === ip);
-    const mine = this.reservationFor(client.mac, subnet);
-    if (reservedFor && (normalizeMac(reservedFor.mac) ?? reservedFor.mac) !== client.mac) return `${ip} is reserved for ${reservedFor.mac}`;
-    if (mine && mine.ip !== ip) return `${client.mac} has the reservation ${mine.ip}`;
-    const holder = this.#byIp.get(ip);
-    if (holder && holder.key !== client.key && holder.expiresAt > now) {
-      return `${ip} is ${holder.state === 'offered' ? 'offered' : 'leased'} to ${holder.key} until ${new Date(holder.expiresAt).toISOString()}`;
-    }
-    if (!mine && !this.#ranges.some((r) => r.subnet.network === subnet.network && n >= r.start && n <= r.end)) return `${ip} is outside the dynamic range`;
-    return undefined;
+    return this.#unavailable(ip, client, subnet, now, this.#indexReservations());
   }
 
   /**
    * Choose an address for a DISCOVER and hold it for the offer time. Order: the client's
-   * reservation; its current or previous address; the address it asked for (option 50); the
-   * lowest never-used address; the longest-expired address of another client. No free address
-   * gives `{ ok: false, exhausted: true }`, never a duplicate.
+   * reservation; its current or previous address; the address it asked for (option 50); a
+   * never-used address (scanning on from the last one handed out, so a fill is linear); the
+   * longest-expired address of another client. No free address gives
+   * `{ ok: false, exhausted: true }`, never a duplicate.
    */
   offer(client: ClientRef, subnet: Subnet, now: number, requestedIp?: string): OfferResult {
-    const reservation = this.reservationFor(client.mac, subnet);
+    // One call of the (store-backed) reservation source per decision, not one per address.
+    const index = this.#indexReservations();
+    const reservation = index.mine(client.mac, subnet);
     if (reservation) {
-      const why = this.unavailable(reservation.ip, client, subnet, now);
+      const why = this.#unavailable(reservation.ip, client, subnet, now, index);
       if (why) return { ok: false, reason: `reserved address unavailable: ${why}`, exhausted: false };
       return { ok: true, ip: reservation.ip, reservation, lease: this.#hold(client, reservation.ip, now), reused: 'reservation' };
     }
     const current = this.#byKey.get(client.key);
-    if (current && this.unavailable(current.ip, client, subnet, now) === undefined) {
+    if (current && this.#unavailable(current.ip, client, subnet, now, index) === undefined) {
       return { ok: true, ip: current.ip, lease: this.#hold(client, current.ip, now), reused: 'current' };
     }
-    if (requestedIp !== undefined && this.unavailable(requestedIp, client, subnet, now) === undefined) {
+    if (requestedIp !== undefined && this.#unavailable(requestedIp, client, subnet, now, index) === undefined) {
       return { ok: true, ip: requestedIp, lease: this.#hold(client, requestedIp, now), reused: 'requested' };
     }
     let oldest: Lease | undefined;
-    for (const r of this.#ranges) {
+    for (const [i, r] of this.#ranges.entries()) {
       if (r.subnet.network !== subnet.network || r.subnet.prefix !== subnet.prefix) continue;
-      for (let n = r.start; n <= r.end; n++) {
+      const size = r.end - r.start + 1;
+      const from = this.#cursor[i] ?? r.start;
+      for (let k = 0; k < size; k++) {
+        let n = from + k;
+        if (n > r.end) n -= size;
         const ip = numberToIp(n);
+        if (index.byIp.has(ip)) continue; // reserved for another MAC (this client has none here)
         const holder = this.#byIp.get(ip);
         if (holder) {
-          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.unavailable(ip, client, subnet, now) === undefined) oldest = holder;
+          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.#unavailable(ip, client, subnet, now, index) === undefined) oldest = holder;
           continue;
         }
-        if (this.unavailable(ip, client, subnet, now) === undefined) return { ok: true, ip, lease: this.#hold(client, ip, now), reused: 'new' };
+        if (this.#unavailable(ip, client, subnet, now, index) === undefined) {
+          this.#cursor[i] = n + 1 > r.end ? r.start : n + 1;
+          return { ok: true, ip, lease: this.#hold(client, ip, now), reused: 'new' };
+        }
       }
     }
     if (oldest) return { ok: true, ip: oldest.ip, lease: this.#hold(client, oldest.ip, now), reused: 'expired' };
@@ -273,10 +276,11 @@ export class LeasePool {
    * is acceptable; otherwise the reason (the caller sends a NAK).
    */
   request(client: ClientRef, ip: string, subnet: Subnet, now: number, leaseMs: number): RequestResult {
-    const why = this.unavailable(ip, client, subnet, now);
+    const index = this.#indexReservations();
+    const why = this.#unavailable(ip, client, subnet, now, index);
     if (why) return { ok: false, reason: why };
     const lease = this.#assign(client, ip, { state: 'bound', expiresAt: now + leaseMs, bound: true });
-    const reservation = this.reservationFor(client.mac, subnet);
+    const reservation = index.mine(client.mac, subnet);
     return reservation ? { ok: true, lease, reservation } : { ok: true, lease };
   }
 
@@ -329,6 +333,43 @@ export class LeasePool {
       }
     }
     return n;
+  }
+
+  /** Normalised reservations, read once per decision. */
+  #indexReservations(): ReservationIndex {
+    const byIp = new Map<string, string>();
+    const byMac = new Map<string, Reservation[]>();
+    for (const r of this.#reservations()) {
+      // Store records are already canonical (schema.ts): skip the rewrite for those.
+      const mac = CANONICAL_MAC.test(r.mac) ? r.mac : (normalizeMac(r.mac) ?? r.mac.toLowerCase());
+      const entry = mac === r.mac ? r : { ...r, mac };
+      byIp.set(r.ip, mac);
+      const list = byMac.get(mac);
+      if (list) list.push(entry);
+      else byMac.set(mac, [entry]);
+    }
+    return { byIp, mine: (mac, subnet) => byMac.get(mac)?.find((r) => inSubnet(r.ip, subnet)) };
+  }
+
+  #unavailable(ip: string, client: ClientRef, subnet: Subnet, now: number, index: ReservationIndex): string | undefined {
+    const n = ipToNumber(ip);
+    if (n === undefined) return `${JSON.stringify(ip)} is not an ipv4 address`;
+    if (!inSubnet(ip, subnet)) return `${ip} is not on ${subnet.cidr}`;
+    if (n === subnet.network && subnet.prefix < 31) return `${ip} is the network address of ${subnet.cidr}`;
+    if (ip === broadcastOf(subnet) && subnet.prefix < 31) return `${ip} is the broadcast address of ${subnet.cidr}`;
+    if (this.#exclude.has(ip)) return `${ip} is the server's own address`;
+    const declined = this.#declined.get(ip);
+    if (declined && declined.until > now) return `${ip} was declined (in use on the network) until ${new Date(declined.until).toISOString()}`;
+    const reservedFor = index.byIp.get(ip);
+    if (reservedFor !== undefined && reservedFor !== client.mac) return `${ip} is reserved for ${reservedFor}`;
+    const mine = index.mine(client.mac, subnet);
+    if (mine && mine.ip !== ip) return `${client.mac} has the reservation ${mine.ip}`;
+    const holder = this.#byIp.get(ip);
+    if (holder && holder.key !== client.key && holder.expiresAt > now) {
+      return `${ip} is ${holder.state === 'offered' ? 'offered' : 'leased'} to ${holder.key} until ${new Date(holder.expiresAt).toISOString()}`;
+    }
+    if (!mine && !this.#ranges.some((r) => r.subnet.network === subnet.network && n >= r.start && n <= r.end)) return `${ip} is outside the dynamic range`;
+    return undefined;
   }
 
   #hold(client: ClientRef, ip: string, now: number): Lease {

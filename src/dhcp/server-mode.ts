@@ -36,6 +36,7 @@ export const LeaseOpt = {
   MESSAGE: 56,
   RENEWAL_T1: 58,
   REBINDING_T2: 59,
+  RELAY_AGENT_INFO: 82,
 } as const;
 
 /** One network the server hands addresses on: the interface's own, or one behind a relay. */
@@ -90,10 +91,15 @@ export function requestedAddress(packet: DhcpPacket): string | undefined {
   return d && d.length === 4 ? readIp(d) : undefined;
 }
 
-/** The network a request belongs to: by giaddr for relayed ones (RFC 2131 section 4.3.1), else ours. */
+/**
+ * The network a request belongs to: by giaddr for relayed ones (RFC 2131 section 4.3.1; the
+ * longest matching prefix wins), else ours (the first).
+ */
 export function selectNetwork(packet: Pick<DhcpPacket, 'giaddr'>, networks: ServedNetwork[]): ServedNetwork | undefined {
   if (packet.giaddr === '0.0.0.0') return networks[0];
-  return networks.find((n) => inSubnet(packet.giaddr, n.subnet));
+  let best: ServedNetwork | undefined;
+  for (const n of networks) if (inSubnet(packet.giaddr, n.subnet) && (!best || n.subnet.prefix > best.subnet.prefix)) best = n;
+  return best;
 }
 
 function maskOf(subnet: Subnet): string {
@@ -282,8 +288,12 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
     const d = classify(packet, { port: 'dhcp', serverAddress: config.serverAddress, answerRequestOn67: true });
     return d.kind === 'boot' ? d : undefined;
   };
+  const relayInfo = packet.giaddr !== '0.0.0.0' ? getOption(packet, LeaseOpt.RELAY_AGENT_INFO) : undefined;
   const reply = (parts: ReplyParts, extra: { ip?: string; reason?: string; persist: boolean }): ServerAction => {
     const built = buildReply(packet, typed, parts, config);
+    // RFC 3046 section 2.2: echo the relay agent information option, last, in every reply; the
+    // relay strips it and uses it to deliver the reply (never trimmed for option 57).
+    if (relayInfo) built.packet.options.push({ code: LeaseOpt.RELAY_AGENT_INFO, data: Buffer.from(relayInfo) });
     const hostname = parts.reservation?.hostname;
     return {
       kind: 'reply',

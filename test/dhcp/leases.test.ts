@@ -43,7 +43,7 @@ test('clientRef: option 61 of type 1 equal to chaddr is the MAC key; other ids a
   t.is(clientRef('52:54:00:12:34:62', Buffer.from('01525400999999', 'hex')).key, 'id:01525400999999', 'type 1 with another MAC is a distinct client');
 });
 
-test('offer: lowest free address first, skipping our own, network and broadcast addresses', (t) => {
+test('offer: never-used addresses in range order, skipping our own, network and broadcast addresses', (t) => {
   const p = new LeasePool({ ranges: [{ start: '10.99.0.0', end: '10.99.0.3', subnet: NET }], exclude: ['10.99.0.1'] });
   t.is(ipOf(p.offer(A, NET, T0)), '10.99.0.2', 'skips .0 (network) and .1 (ours)');
   const q = new LeasePool({ ranges: [{ start: '10.99.0.254', end: '10.99.0.255', subnet: NET }] });
@@ -148,6 +148,32 @@ test('a returning client gets its previous address back while free, even after e
   t.like(p.leaseOf(A.key), { state: 'released' });
   t.like(p.offer(B, NET, T0 + 5 * HOUR + 2), { ok: true, ip: '10.99.0.10' }, 'others prefer never-used addresses');
   t.like(p.offer(A, NET, T0 + 5 * HOUR + 3), { ok: true, ip: '10.99.0.12' });
+});
+
+test('the search goes on from the last address handed out and wraps around, so a freed address is found again', (t) => {
+  const p = pool({ start: '10.99.0.10', end: '10.99.0.12' });
+  const d = clientRef('52:54:00:00:00:0d');
+  t.like(p.offer(A, NET, T0), { ok: true, ip: '10.99.0.10' });
+  t.true(p.abandonOffer(A, T0));
+  t.like(p.offer(B, NET, T0), { ok: true, ip: '10.99.0.11' }, 'continues after .10');
+  t.like(p.offer(C, NET, T0), { ok: true, ip: '10.99.0.12' });
+  t.like(p.offer(d, NET, T0), { ok: true, ip: '10.99.0.10', reused: 'new' }, 'wraps to the freed .10');
+});
+
+test('500 reservations and a /16: an offer stays cheap', (t) => {
+  const big = parseCidr('10.0.0.0/16')!;
+  const reservations: Reservation[] = Array.from({ length: 500 }, (_, i) => ({ mac: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, ip: `10.0.200.${i % 250}` }));
+  const p = new LeasePool({ ranges: [{ start: '10.0.0.1', end: '10.0.255.254', subnet: big }], reservations: () => reservations });
+  const started = Date.now();
+  for (let i = 0; i < 3000; i++) {
+    const c = clientRef(`04:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`);
+    const o = p.offer(c, big, T0);
+    if (!o.ok) return t.fail(o.reason);
+    p.request(c, o.ip, big, T0, HOUR);
+  }
+  const ms = Date.now() - started;
+  t.true(ms < 10_000, `3000 offers and requests took ${ms} ms`);
+  t.like(p.usage(T0), { bound: 3000, reserved: 500 });
 });
 
 test('requested address (option 50) is honoured when free, ignored when not', (t) => {

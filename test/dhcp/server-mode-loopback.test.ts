@@ -242,3 +242,24 @@ test('probeForDhcpServer: reports a server that answers, and none when nobody do
   t.false(none.found);
   t.true(none.elapsedMs >= 550);
 });
+
+test('a relayed DISCOVER is served from the relay network and answered to giaddr on the relay port', async (t) => {
+  const { base } = await setup(t);
+  // The "relay" is a socket on 127.1.0.1 (loopback); its network is served as a relayed one.
+  const relay = dgram.createSocket('udp4');
+  const got: DhcpPacket[] = [];
+  relay.on('message', (m) => got.push(decodePacket(m)));
+  await new Promise<void>((r) => relay.bind(0, '127.1.0.1', r));
+  t.teardown(() => new Promise<void>((r) => relay.close(() => r())));
+  const relayPort = relay.address().port;
+  const server = createDhcpServer(base({ relayPort, relayedNetworks: [{ subnet: '127.1.0.0/16', range: { start: '127.1.0.100', end: '127.1.0.110' }, router: '127.1.0.1' }] }));
+  const { dhcpPort } = await server.start();
+  t.teardown(() => server.stop());
+  const msg = request(MessageType.DISCOVER, '52:54:00:00:00:1a', 0x6000, { giaddr: '127.1.0.1', hops: 1 }, [{ code: 82, data: Buffer.from('01020a0b', 'hex') }]);
+  await new Promise<void>((resolve, reject) => relay.send(msg, dhcpPort, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const offer = got[0];
+  t.truthy(offer, 'the relay received the offer');
+  t.like(offer, { xid: 0x6000, yiaddr: '127.1.0.100', giaddr: '127.1.0.1' });
+  t.is(offer?.options.at(-1)?.code, 82);
+});

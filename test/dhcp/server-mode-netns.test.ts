@@ -246,7 +246,6 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   await u1.exited;
   const u1b = lab.spawn(c1, [...UDHCPC, '-f', '-t', '5', '-T', '1', '-A', '1', '-s', uscript, '-i', 'eth0']);
   t.is((await u1b.waitFor(/UDHCPC bound ip=(\S+)/, 20_000))[1], ip1, 'same client, same address after the restart');
-  // The pool is full (three clients): nobody else is offered anything, and there is a warning.
 
   // Release: udhcpc on SIGUSR2, dhclient -r.
   u1b.signal('SIGUSR2');

@@ -231,8 +231,10 @@ test('INFORM: ACK with configuration, no yiaddr and no lease time, unicast to ci
 test('relayed requests: address from the relay subnet, reply to giaddr:67; unknown relays ignored', (t) => {
   const pool = newPool();
   const d = decodePacket(fixture('busybox-udhcpc-discover'));
-  const relayed = { ...d, giaddr: '10.78.0.1', hops: 1 };
+  const agentInfo = Buffer.from('0104000000070206525400123463', 'hex');
+  const relayed = { ...d, giaddr: '10.78.0.1', hops: 1, options: [...d.options, { code: 82, data: agentInfo }] };
   const a = reply(t, handleServerRequest(relayed, { address: '10.78.0.1', port: 67 }, pool, CONFIG, T0));
+  t.deepEqual(a.packet.options.at(-1), { code: 82, data: agentInfo }, 'option 82 echoed last (RFC 3046)');
   t.like(a.packet, { yiaddr: '10.78.0.100', giaddr: '10.78.0.1' });
   t.deepEqual(a.to, { address: '10.78.0.1', port: 67, broadcast: false });
   t.is(readIp(getOption(a.packet, Opt.ROUTER)!), '10.78.0.1', 'router of the relayed network');
