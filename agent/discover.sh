@@ -82,9 +82,13 @@ host_name=$(first_line "$HOST_PROC/sys/kernel/hostname")
 [ -n "$host_name" ] || host_name=$(hostname 2>/dev/null)
 
 # --- DMI: sysfs first (no tool needed), dmidecode where sysfs says nothing ------------------
+# dmidecode falls back to reading SMBIOS from memory; in the container that is $HOST_DEV/mem.
+DEV_MEM=
+[ "$HOST_DEV" != /dev ] && [ -e "$HOST_DEV/mem" ] && DEV_MEM="--dev-mem $HOST_DEV/mem"
 dmi() { # dmi SYSFS_NAME DMIDECODE_KEYWORD
   v=$(first_line "$HOST_SYS/class/dmi/id/$1")
-  if [ -z "$v" ] && have dmidecode; then v=$(dmidecode -s "$2" 2>/dev/null | grep -v '^#' | head -n 1); fi
+  # shellcheck disable=SC2086 # DEV_MEM is empty or two words on purpose
+  if [ -z "$v" ] && have dmidecode; then v=$(dmidecode $DEV_MEM -s "$2" 2>/dev/null | grep -v '^#' | head -n 1); fi
   printf '%s' "$v"
 }
 uuid=$(lower "$(dmi product_uuid system-uuid)")
