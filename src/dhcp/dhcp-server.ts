@@ -7,6 +7,11 @@
  * sockets.ts owns the socket layout (two sockets per port so replies leave by the configured
  * interface). Before binding, `start()` probes the segment for another DHCP server and refuses
  * to run beside one unless `force` (probe.ts).
+ *
+ * Not done, on purpose: no ICMP echo before an OFFER (RFC 2131 section 4.4.1 "SHOULD"; Node has
+ * no raw ICMP socket without native code) — a DECLINE from the client (its ARP check) marks a
+ * conflicting address bad for `declineMs` instead; and no unicast to an unconfigured client at
+ * yiaddr (that needs an ARP entry injected by ioctl): replies without ciaddr are broadcast.
  */
 import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';

@@ -15,6 +15,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodePacket, encodePacket } from '../../src/dhcp/packet.js';
+import { fixture } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const UDHCPC = existsSync('/usr/sbin/udhcpc') ? ['/usr/sbin/udhcpc'] : ['busybox', 'udhcpc'];
@@ -311,5 +313,17 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   const bound = await u.waitFor(/UDHCPC bound ip=(\S+) .*serverid=(\S+)/, 20_000);
   t.is(bound[2], '10.99.0.1');
   t.regex(bound[1]!, /^10\.99\.0\.1(0\d|10)$/);
+
+  // Captured EDK2 PXE DISCOVER from the same segment: the OFFER names the TFTP boot file itself.
+  ip('-n', client, 'route', 'add', 'default', 'dev', 'eth0');
+  const pxe = decodePacket(fixture('edk2-ovmf-x64-discover'));
+  const hex = encodePacket({ ...pxe, xid: 0x0e0e0e0e }).toString('hex');
+  const probe = lab.spawn(client, [process.execPath, '--import', 'tsx', path.join(ROOT, 'test/dhcp/netns-client.ts'), '0.0.0.0', '68', '255.255.255.255', '67', '2500', hex]);
+  await probe.exited;
+  const report = JSON.parse(probe.lines.at(-1) ?? '{}') as { received?: Array<Record<string, unknown>> };
+  t.like(report.received?.find((r) => r['xid'] === 0x0e0e0e0e), { from: '10.99.0.1', fromPort: 67, type: 2, file: 'snponly.efi', siaddr: '10.99.0.1' });
+  const offerLog = await alone.waitForLog((l) => l['msg'] === 'dhcp offer' && l['xid'] === 0x0e0e0e0e, 2000);
+  t.like(offerLog, { mac: '52:54:00:12:34:63', arch: 'efi-x64', client: 'pxe', file: 'snponly.efi' });
+  t.regex(String(offerLog['ip']), /^10\.99\.0\.1(0\d|10)$/);
   await stopServer(t, alone);
 });
