@@ -1,0 +1,54 @@
+import test from 'ava';
+import { hasCode } from '../../src/errors.js';
+import { createSilentLogger } from '../../src/log.js';
+import { BROADCAST_FLAG, MessageType, decodePacket, encodePacket, readOptions, clientMac } from '../../src/dhcp/packet.js';
+import { buildProbeDiscover, decideAutoMode, probeForDhcpServer, randomLocalMac } from '../../src/dhcp/probe.js';
+import { parseRunServerFlags } from '../../src/dhcp/run-server.js';
+
+test('the probe DISCOVER: broadcast flag, our MAC and xid, message type DISCOVER; it round-trips', (t) => {
+  const p = decodePacket(encodePacket(buildProbeDiscover('02:11:22:33:44:55', 0xdeadbeef)));
+  t.is(p.flags & BROADCAST_FLAG, BROADCAST_FLAG);
+  t.is(p.xid, 0xdeadbeef);
+  t.is(clientMac(p), '02:11:22:33:44:55');
+  t.is(p.ciaddr, '0.0.0.0');
+  t.is(readOptions(p).messageType, MessageType.DISCOVER);
+});
+
+test('randomLocalMac: unicast and locally administered', (t) => {
+  for (let i = 0; i < 200; i++) {
+    const first = parseInt(randomLocalMac().slice(0, 2), 16);
+    t.is(first & 0x01, 0, 'unicast');
+    t.is(first & 0x02, 0x02, 'locally administered');
+  }
+});
+
+test('decideAutoMode: proxy beside another server, server when alone, with the reason', (t) => {
+  const found = decideAutoMode({ found: true, servers: [{ serverId: '10.0.0.2', from: '10.0.0.2', offered: '10.0.0.50', messageType: 2 }], mac: '', xid: 1, elapsedMs: 3012 });
+  t.is(found.mode, 'proxy');
+  t.regex(found.reason, /10\.0\.0\.2 answered/);
+  const alone = decideAutoMode({ found: false, servers: [], mac: '', xid: 1, elapsedMs: 5000 });
+  t.is(alone.mode, 'server');
+  t.regex(alone.reason, /no dhcp server answered within 5000 ms/);
+});
+
+test('probeForDhcpServer rejects with ERR_DHCP_PROBE for an address that is not ours or on another interface', async (t) => {
+  const log = createSilentLogger();
+  const err = await t.throwsAsync(probeForDhcpServer({ address: '10.250.250.250', log }));
+  t.true(hasCode(err, 'ERR_DHCP_PROBE'));
+  const err2 = await t.throwsAsync(probeForDhcpServer({ address: '127.0.0.1', interface: 'nosuch0', log }));
+  t.true(hasCode(err2, 'ERR_DHCP_PROBE'));
+  t.regex(err2!.message, /is on interface lo, not nosuch0/);
+});
+
+test('run-server flags: parsed values and clear errors', (t) => {
+  const f = parseRunServerFlags(['--address', '10.99.0.1', '--range', '10.99.0.100-10.99.0.200', '--lease-file', '/tmp/l.json', '--dns', '1.1.1.1', '--dns', '9.9.9.9', '--reservation', '52:54:00:00:00:01=10.99.0.5=node1', '--lease-time', '600']);
+  t.is(f.mode, 'server');
+  t.deepEqual(f.options.range, { start: '10.99.0.100', end: '10.99.0.200' });
+  t.deepEqual(f.options.dns, ['1.1.1.1', '9.9.9.9']);
+  t.is(f.options.leaseTime, 600);
+  t.deepEqual(f.options.reservations?.(), [{ mac: '52:54:00:00:00:01', ip: '10.99.0.5', hostname: 'node1' }]);
+  t.throws(() => parseRunServerFlags(['--address', '10.99.0.1', '--range', '10.99.0.200-10.99.0.1', '--lease-file', 'x']), { code: 'ERR_DHCP_RANGE' } as never);
+  t.throws(() => parseRunServerFlags(['--address', '10.99.0.1', '--lease-file', 'x']), { message: /--range START-END is required/ });
+  t.throws(() => parseRunServerFlags(['--address', '10.99.0.1', '--mode', 'maybe']), { message: /use server, auto or probe/ });
+  t.is(parseRunServerFlags(['--address', '10.99.0.1', '--mode', 'probe']).mode, 'probe');
+});
