@@ -124,6 +124,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         assetsDir: config.assets,
         apiToken,
         registry,
+        bootDirs: [config.tftpRoot, ...fallbackDirs],
       },
     });
     const httpPort = await http.start().then(

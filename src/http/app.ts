@@ -17,6 +17,7 @@ import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
 import { registerBootRoutes } from './routes/boot.js';
+import { registerBootFileRoutes } from './routes/boot-files.js';
 import { registerHealthRoutes } from './routes/health.js';
 
 export type { HttpDeps } from './context.js';
@@ -66,6 +67,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
 
   const router = new Router();
   registerBootRoutes(router, env);
+  registerBootFileRoutes(router, env);
   registerApiRoutes(router, env);
   registerHealthRoutes(router, env);
   app.use(router.routes());

@@ -36,6 +36,8 @@ export interface HttpDeps {
   retrySeconds?: number;
   /** Registers first boots and stores facts (default: createDiscovery over `store`, cap 4096). */
   discovery?: Discovery;
+  /** Where `/boot/<file>` (UEFI HTTP boot) finds iPXE binaries: the TFTP root, then system dirs. */
+  bootDirs?: readonly string[];
 }
 
 /** Shared state handed to every route module. */
