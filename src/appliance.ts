@@ -221,16 +221,20 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     return () => current;
   }
 
+  /**
+   * Log, per firmware, the boot file DHCP hands out and where TFTP finds it. BIOS and UEFI x64
+   * are what labs boot: missing ones are warnings. IA32/ARM64 builds are not in Debian's package.
+   */
   function logBootFiles(): void {
-    const found = findBootFiles(config.tftpRoot, fallbackDirs);
-    for (const f of found) {
-      if (f.source === 'missing') {
-        log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, `boot file ${f.name} for ${f.firmware} not found; install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
-      } else {
+    for (const f of findBootFiles(config.tftpRoot, fallbackDirs, DEFAULT_BOOT_FILES)) {
+      if (f.source !== 'missing') {
         log.info({ firmware: f.firmware, file: f.name, path: f.path, source: f.source }, 'boot file');
+      } else if (f.firmware === 'bios' || f.firmware === 'efi-x64') {
+        log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, `boot file ${f.name} for ${f.firmware} not found: such machines cannot boot; install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
+      } else {
+        log.info({ firmware: f.firmware, file: f.name }, `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`);
       }
     }
-    log.debug({ bootFiles: DEFAULT_BOOT_FILES }, 'boot file per DHCP architecture');
   }
 
   return {

@@ -40,14 +40,15 @@ export const IPXE_FILES: readonly IpxeFileSpec[] = [
   { name: 'ipxe.efi', arch: 'x86_64-efi', required: true, systemNames: ['ipxe.efi'], downloadPath: 'ipxe.efi' },
   { name: 'snponly.efi', arch: 'x86_64-efi', required: true, systemNames: ['snponly.efi'], downloadPath: 'snponly.efi' },
   {
-    name: 'arm64-efi/snponly.efi',
+    // Flat names: the ones the DHCP side hands ARM64 UEFI (src/dhcp/pxe.ts DEFAULT_BOOT_FILES).
+    name: 'snponly-arm64.efi',
     arch: 'arm64-efi',
     required: false,
     systemNames: ['arm64-efi/snponly.efi', 'snponly-arm64.efi', 'snponly_arm64.efi'],
     downloadPath: undefined,
   },
   {
-    name: 'arm64-efi/ipxe.efi',
+    name: 'ipxe-arm64.efi',
     arch: 'arm64-efi',
     required: false,
     systemNames: ['arm64-efi/ipxe.efi', 'ipxe-arm64.efi', 'ipxe_arm64.efi'],

@@ -25,7 +25,7 @@ export type BootFirmware = keyof typeof BOOT_FILES;
 
 /** Where one boot file was found; `path` is `dir/name` (as configured, symlinks not resolved). */
 export interface BootFileStatus {
-  firmware: BootFirmware;
+  firmware: string;
   name: string;
   path?: string;
   source: 'tftp-root' | 'system' | 'missing';
@@ -50,12 +50,17 @@ function findIn(dir: string, name: string, isRoot: boolean): string | undefined 
 }
 
 /**
- * Look every BOOT_FILES entry up in the TFTP root, then in `fallbackDirs` (the directories
+ * Look every entry of `table` (firmware -> file name; default BOOT_FILES, the appliance passes
+ * the DHCP side's table so the log names exactly what DHCP hands out) up in the TFTP root, then in `fallbackDirs` (the directories
  * the TFTP server falls back to). The appliance logs the result at start and warns on 'missing'.
  */
-export function findBootFiles(root: string, fallbackDirs: readonly string[] = DEFAULT_FALLBACK_DIRS): BootFileStatus[] {
-  return (Object.keys(BOOT_FILES) as BootFirmware[]).map((firmware) => {
-    const name = BOOT_FILES[firmware];
+export function findBootFiles(
+  root: string,
+  fallbackDirs: readonly string[] = DEFAULT_FALLBACK_DIRS,
+  table: Readonly<Record<string, string>> = BOOT_FILES,
+): BootFileStatus[] {
+  return Object.keys(table).map((firmware) => {
+    const name = table[firmware]!;
     const inRoot = findIn(root, name, true);
     if (inRoot) return { firmware, name, path: inRoot, source: 'tftp-root' };
     for (const dir of fallbackDirs) {

@@ -57,7 +57,7 @@ test('copies the boot files from a system directory, atomically and idempotently
     ['undionly.kpxe', 'system', true],
     ['ipxe.efi', 'system', true],
     ['snponly.efi', 'system', true],
-    ['arm64-efi/snponly.efi', 'system', true],
+    ['snponly-arm64.efi', 'system', true],
   ]);
   for (const [name, data] of Object.entries(files)) {
     t.deepEqual(await readFile(join(d.tftpRoot, name)), data, name);
@@ -65,7 +65,7 @@ test('copies the boot files from a system directory, atomically and idempotently
     t.is(r?.from, join(d.system, name));
     t.is(r?.sha256, sha256(data));
   }
-  t.deepEqual((await readdir(d.tftpRoot)).sort(), ['arm64-efi', 'ipxe.efi', 'snponly.efi', 'undionly.kpxe'], 'no temp files left');
+  t.deepEqual((await readdir(d.tftpRoot)).sort(), ['ipxe.efi', 'snponly-arm64.efi', 'snponly.efi', 'undionly.kpxe'], 'no temp files left');
 
   const again = await fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], download: false, log });
   t.true(again.every((r) => !r.changed));
@@ -80,7 +80,7 @@ test('a system file that looks wrong is skipped, and a wrong-arch arm64 build is
   const err = await t.throwsAsync(fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], download: false, log }), isCode('ERR_FETCH_IPXE_MISSING'));
   t.deepEqual((err as ApplianceError).detail?.missing, ['snponly.efi']);
   t.false(existsSync(join(d.tftpRoot, 'snponly.efi')));
-  t.false(existsSync(join(d.tftpRoot, 'arm64-efi')));
+  t.false(existsSync(join(d.tftpRoot, 'snponly-arm64.efi')));
   t.true(existsSync(join(d.tftpRoot, 'ipxe.efi')), 'the good files were still installed');
 });
 
