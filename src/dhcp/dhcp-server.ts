@@ -313,6 +313,10 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
         localSubnet = served.subnet;
         const { networks, ranges } = buildNetworks(served.subnet);
 
+        const leasePool = new LeasePool({ ranges, exclude: [options.address], reservations: options.reservations, declineMs: options.declineMs, offerHoldMs: options.offerHoldMs });
+        // The lease file first: a broken one fails start() at once, before a 5 s probe.
+        leasePool.load(await loadLeaseFile(options.leaseFile));
+        leasePool.pruneDeclined(now());
         // Two servers on one segment hand out conflicting leases: refuse unless forced.
         const probe = options.probe ?? (() => probeForDhcpServer({ address: options.address, interface: options.interface, timeoutMs: options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS, log: options.log }));
         const found = await probe();
@@ -324,9 +328,6 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
           log.warn({ servers: ids }, 'another dhcp server answers on this segment; starting anyway (--force)');
         }
 
-        const leasePool = new LeasePool({ ranges, exclude: [options.address], reservations: options.reservations, declineMs: options.declineMs, offerHoldMs: options.offerHoldMs });
-        leasePool.load(await loadLeaseFile(options.leaseFile));
-        leasePool.pruneDeclined(now());
         pool = leasePool;
         writer = createLeaseFileWriter(options.leaseFile, () => leasePool.snapshot());
         modeConfig = {

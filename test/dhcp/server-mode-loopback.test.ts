@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import dgram from 'node:dgram';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -211,7 +211,7 @@ test('the server keeps answering after 2000 broken datagrams', async (t) => {
 });
 
 test('start refuses when another server answers the probe, unless force; bad options reject before binding', async (t) => {
-  const { base } = await setup(t);
+  const { base, leaseFile } = await setup(t);
   const other = { found: true, servers: [{ serverId: '127.0.0.9', from: '127.0.0.9', offered: '127.0.0.150', messageType: 2 }], mac: '', xid: 1, elapsedMs: 5 };
   await t.throwsAsync(createDhcpServer(base({ probe: async () => other })).start(), { code: 'ERR_DHCP_OTHER_SERVER', message: /another dhcp server \(127.0.0.9\).*--force/ } as never);
   const forced = createDhcpServer(base({ probe: async () => other, force: true }));
@@ -220,6 +220,11 @@ test('start refuses when another server answers the probe, unless force; bad opt
   await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
   await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
+  // A broken lease file fails at once, before the probe (and never serves with an empty table).
+  await writeFile(leaseFile, '{ not json');
+  let probed = false;
+  await t.throwsAsync(createDhcpServer(base({ probe: async () => ((probed = true), other) })).start(), { code: 'ERR_LEASE_FILE' } as never);
+  t.false(probed);
 });
 
 test('probeForDhcpServer: reports a server that answers, and none when nobody does', async (t) => {
