@@ -158,7 +158,7 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   const serverPort = options.serverPort ?? 67;
   const broadcast = options.broadcastAddress ?? '255.255.255.255';
   const local = findLocalAddress(options.address);
-  if (!local) throw probeError(`address ${options.address} is not assigned to any interface of this host; cannot probe its network`, { address: options.address });
+  if (!local) throw probeError(`address ${options.address} is not assigned to any interface of this host that is up and has carrier; cannot probe its network`, { address: options.address });
   if (options.interface !== undefined && local.name !== options.interface) {
     throw probeError(`address ${options.address} is on interface ${local.name}, not ${options.interface}`, { address: options.address, interface: options.interface });
   }

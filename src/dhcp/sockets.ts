@@ -91,7 +91,9 @@ export function findLocalAddress(address: string): { name: string; prefix: numbe
 export function resolveServedNetwork(address: string, iface: string | undefined, subnet: string | undefined, requireLocal: boolean): ServedNetwork {
   const found = findLocalAddress(address);
   if (!found && requireLocal) {
-    throw bindError(`address ${address} is not assigned to any interface of this host; pass this host's address on the boot network`, { address });
+    // libuv lists only interfaces that are up and running: a bridge without a port up has no
+    // carrier, so its address is missing here until a port comes up (measured in the VM lab).
+    throw bindError(`address ${address} is not assigned to any interface of this host that is up and has carrier; pass this host's address on the boot network (a bridge needs a port up)`, { address });
   }
   if (found && iface !== undefined && found.name !== iface) {
     throw bindError(`address ${address} is on interface ${found.name}, not ${iface}`, { address, interface: iface });
