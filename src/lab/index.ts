@@ -20,3 +20,20 @@ export { runBootScenario, bootPhases, type BootPhase, type BootScenarioOptions, 
 export { runBench, summarizeBench, formatBenchSummary, DNSMASQ_BASELINE, type BenchVariant, type BenchRow, type BenchSummary } from './bench.js';
 export { checkLabPrerequisites, assertLabPrerequisites, type MissingPrerequisite } from './prereqs.js';
 export { startLabSession, type LabSession, type LabSessionOptions, type SessionVmSpec } from './session.js';
+export {
+  startApplianceInLab,
+  startTestOsAppliance,
+  writeTestOsHome,
+  testOsProfile,
+  assertApplianceBuilt,
+  cleanApplianceEnv,
+  APPLIANCE_BIN,
+  APPLIANCE_VARIANT,
+  TEST_OS_PROFILE_ID,
+  TEST_OS_CMDLINE,
+  TEST_OS_CLOUD_CONFIG_TEMPLATE,
+  type LabAppliance,
+  type ApplianceHome,
+  type StartApplianceOptions,
+  type TestOsHomeOptions,
+} from './appliance.js';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ApplianceError } from '../errors.js';
 import type { BootServer } from './baseline.js';
 import type { Lab } from './netns.js';
+import type { ManagedProcess } from './process.js';
 
 /** Options for {@link startProcessBootServer}. */
 export interface ProcessBootServerOptions {
@@ -20,6 +21,8 @@ export interface ProcessBootServerOptions {
   readyPattern?: RegExp;
   /** Give up after this long (default 15 s). */
   readyTimeoutMs?: number;
+  /** Environment of the program (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -28,13 +31,13 @@ export interface ProcessBootServerOptions {
  * go to `WORKDIR/NAME.stdout.log` / `.stderr.log` and are exposed as `logPaths`. Rejects with
  * `ERR_LAB_SERVER` (and the log tail) if it exits first, `ERR_LAB_TIMEOUT` if never ready.
  */
-export async function startProcessBootServer(lab: Lab, options: ProcessBootServerOptions): Promise<BootServer> {
+export async function startProcessBootServer(lab: Lab, options: ProcessBootServerOptions): Promise<BootServer & { readonly process: ManagedProcess }> {
   if (!options.readyUrl && !options.readyPattern) {
     throw new ApplianceError('ERR_LAB_CONFIG', 'startProcessBootServer needs readyUrl or readyPattern');
   }
   const stdoutPath = join(lab.workDir, `${options.name}.stdout.log`);
   const stderrPath = join(lab.workDir, `${options.name}.stderr.log`);
-  const proc = lab.spawn(options.cmd, options.args, { stdoutPath, stderrPath, label: options.name });
+  const proc = lab.spawn(options.cmd, options.args, { stdoutPath, stderrPath, label: options.name, ...(options.env ? { env: options.env } : {}) });
   let out = '';
   proc.onStdout((c) => {
     out += c.toString('utf8');
@@ -67,6 +70,7 @@ export async function startProcessBootServer(lab: Lab, options: ProcessBootServe
   return {
     name: options.name,
     logPaths: { stdout: stdoutPath, stderr: stderrPath },
+    process: proc,
     stop: async () => {
       await proc.stop(3000);
     },

@@ -54,6 +54,8 @@ export interface SpawnManagedOptions {
   stderrPath?: string;
   /** Name used in error messages. */
   label?: string;
+  /** Environment of the child (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 // Process groups still alive, killed synchronously if this Node process exits without tearing
@@ -107,7 +109,7 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
  */
 export function spawnManaged(cmd: string, args: readonly string[], options: SpawnManagedOptions = {}): ManagedProcess {
   installExitHook();
-  const child = spawn(cmd, [...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, [...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...(options.env ? { env: options.env } : {}) });
   const label = options.label ?? cmd;
   // Without a listener a spawn failure (ENOENT) would be an uncaught 'error' event.
   child.on('error', () => undefined);
