@@ -3,15 +3,18 @@
  *
  *   node --import=tsx scripts/bench.ts [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]
  *
- * Needs root and the VM lab packages (see src/lab/prereqs.ts). The first variant is the
- * baseline; every other variant is reported with its ratio to it. To measure the appliance,
- * add a variant whose startBootServer runs it in the lab namespace (see the README).
+ * Needs root, the VM lab packages (see src/lab/prereqs.ts) and a current build (`npm run
+ * build`: the appliance variant runs `node bin/appliance`, which imports dist/). The first
+ * variant, dnsmasq ProxyDHCP + TFTP with busybox httpd, is the baseline; the appliance is
+ * reported with its ratio to it. Both boot the same kernel, initrd and cloud-config body on
+ * the same VM settings, one boot at a time, interleaved.
  * `--ipv6-router` puts an IPv6 router on the lab network: iPXE then stops waiting ~16 s for a
  * Router Advertisement, which otherwise dominates every variant's figure.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DNSMASQ_BASELINE, formatBenchSummary, runBench, summarizeBench, type BenchVariant } from '../src/lab/bench.js';
+import { APPLIANCE_VARIANT, assertApplianceBuilt } from '../src/lab/appliance.js';
 import { checkLabPrerequisites } from '../src/lab/prereqs.js';
 import type { Firmware } from '../src/lab/qemu.js';
 
@@ -47,6 +50,14 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
     for (const m of missing) process.stderr.write(`bench: missing ${m.what} (${m.fix})\n`);
     return 2;
   }
+  if (variants.includes(APPLIANCE_VARIANT)) {
+    try {
+      assertApplianceBuilt();
+    } catch (err) {
+      process.stderr.write(`bench: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
   const firmwares: Firmware[] = fw === 'both' ? ['bios', 'uefi'] : [fw];
   const rows = await runBench({
     variants,
@@ -65,8 +76,8 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
   return rows.some((r) => r.seconds === null) ? 1 : 0;
 }
 
-// Variants, baseline first. The appliance variant is added here once it serves in the lab.
-const VARIANTS: BenchVariant[] = [DNSMASQ_BASELINE];
+// Variants, baseline first.
+const VARIANTS: BenchVariant[] = [DNSMASQ_BASELINE, APPLIANCE_VARIANT];
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   process.exitCode = await main(process.argv.slice(2), VARIANTS);
