@@ -327,3 +327,31 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   t.regex(String(offerLog['ip']), /^10\.99\.0\.1(0\d|10)$/);
   await stopServer(t, alone);
 });
+
+test.serial('dhclient rebinds by broadcast when renewals cannot reach the server, and the server ACKs it', async (t) => {
+  const lab = makeLab(t, 1);
+  const [c1] = lab.clients as [string];
+  const server = lab.server(['--range', '10.99.0.100-10.99.0.110', '--lease-file', path.join(lab.dir, 'leases.json'), '--lease-time', '10', '--log-level', 'debug']);
+  await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
+  const dh = dhclientScript(lab.dir, 'c1');
+  const d = lab.spawn(c1, ['dhclient', '-1', '-d', '-v', '-lf', path.join(lab.dir, 'c1.leases'), '-pf', path.join(lab.dir, 'c1.pid'), '-sf', dh.script, 'eth0']);
+  const bound = await waitForFile(dh.events, /DHCLIENT BOUND ip=(\S+)/, 20_000);
+  const addr = bound[1]!;
+  // Unicast to the server now fails in the client, so the renewal at T1 gets nowhere and
+  // dhclient broadcasts the REQUEST with ciaddr set (REBINDING on the wire, RFC 2131 4.4.5).
+  // dhclient names the script event RENEW or REBIND depending on its timers; the wire is what counts.
+  ip('-n', c1, 'route', 'add', 'blackhole', '10.99.0.1/32');
+  const esc = addr.replace(/\./g, '\\.');
+  const failed = await d.waitFor(/send_packet: Invalid argument/, 15_000);
+  t.truthy(failed);
+  const from = d.lines.findIndex((l) => /send_packet: Invalid argument/.test(l));
+  await d.waitFor(new RegExp(`DHCPREQUEST for ${esc} on eth0 to 255\\.255\\.255\\.255 port 67`), 15_000, from);
+  await d.waitFor(new RegExp(`DHCPACK of ${esc} from 10\\.99\\.0\\.1`), 5000, from);
+  const after = d.lines.slice(from);
+  const ackAt = after.findIndex((l) => l.startsWith('DHCPACK'));
+  t.false(after.slice(0, ackAt).some((l) => l.startsWith('DHCPDISCOVER')), 'rebound without starting over');
+  const acks = server.logs.filter((l) => l['msg'] === 'dhcp ack' && l['ip'] === addr);
+  t.true(acks.length >= 2, 'bound, then rebound');
+  t.like(acks.at(-1), { to: `${addr}:68` }, 'the ACK to a rebinding client goes to ciaddr');
+  await stopServer(t, server);
+});
