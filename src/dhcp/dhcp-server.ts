@@ -20,10 +20,10 @@ import type { Logger } from '../log.js';
 import { clientMac, decodePacket, encodePacket, type DhcpPacket } from './packet.js';
 import { buildProxyReply, classify, replyDestination, type BootConfig, type BootFiles, type On67Style, type PortRole } from './pxe.js';
 import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
-import { admissionRefusal, parseCidr, type Subnet } from './subnet.js';
+import { admissionRefusal, ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
-import { handleServerRequest, type ServedNetwork, type ServerModeConfig } from './server-mode.js';
+import { handleServerRequest, type LeaseNetwork, type ServerModeConfig } from './server-mode.js';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeForDhcpServer, type ProbeResult } from './probe.js';
 
 /** Error code: another DHCP server answers on the segment and `force` is off. */
@@ -285,14 +285,24 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
     }
   }
 
-  function buildNetworks(subnet: Subnet): { networks: ServedNetwork[]; ranges: Array<DhcpRange & { subnet: Subnet }> } {
+  /** Router, DNS and domain are checked once here, so no reply can fail to encode later. */
+  function checkNetworkOptions(where: string, n: { router?: string; dns?: string[]; domain?: string }): void {
+    for (const [name, value] of [['router', n.router], ...(n.dns ?? []).map((d) => ['dns', d])] as Array<[string, string | undefined]>) {
+      if (value !== undefined && ipToNumber(value) === undefined) throw configError(`${where} ${name} ${JSON.stringify(value)} is not an ipv4 address`, { [name]: value });
+    }
+    if (n.domain !== undefined && !/^[A-Za-z0-9.-]{1,253}$/.test(n.domain)) throw configError(`${where} domain ${JSON.stringify(n.domain)} is not a domain name`, { domain: n.domain });
+  }
+
+  function buildNetworks(subnet: Subnet): { networks: LeaseNetwork[]; ranges: Array<DhcpRange & { subnet: Subnet }> } {
     validateRange(options.range, subnet);
-    const networks: ServedNetwork[] = [{ subnet, router: options.router, dns: options.dns, domain: options.domain }];
+    checkNetworkOptions('dhcp', options);
+    const networks: LeaseNetwork[] = [{ subnet, router: options.router, dns: options.dns, domain: options.domain }];
     const ranges = [{ ...options.range, subnet }];
     for (const relayed of options.relayedNetworks ?? []) {
       const s = parseCidr(relayed.subnet);
       if (!s) throw configError(`relayed network subnet ${JSON.stringify(relayed.subnet)} is not a cidr like 10.98.0.0/24`);
       validateRange(relayed.range, s);
+      checkNetworkOptions(`relayed network ${relayed.subnet}`, relayed);
       networks.push({ subnet: s, router: relayed.router, dns: relayed.dns, domain: relayed.domain });
       ranges.push({ ...relayed.range, subnet: s });
     }

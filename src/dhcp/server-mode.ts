@@ -40,7 +40,7 @@ export const LeaseOpt = {
 } as const;
 
 /** One network the server hands addresses on: the interface's own, or one behind a relay. */
-export interface ServedNetwork {
+export interface LeaseNetwork {
   subnet: Subnet;
   router?: string;
   dns?: string[];
@@ -52,7 +52,7 @@ export interface ServerModeConfig {
   /** Our address: option 54, siaddr for boot, host of the boot URLs. */
   serverAddress: string;
   /** The first network is the one on our interface; others are reached by relays (giaddr). */
-  networks: ServedNetwork[];
+  networks: LeaseNetwork[];
   /** Lease time in seconds. */
   leaseTime: number;
   /** Boot decisions (pxe.ts). */
@@ -95,9 +95,9 @@ export function requestedAddress(packet: DhcpPacket): string | undefined {
  * The network a request belongs to: by giaddr for relayed ones (RFC 2131 section 4.3.1; the
  * longest matching prefix wins), else ours (the first).
  */
-export function selectNetwork(packet: Pick<DhcpPacket, 'giaddr'>, networks: ServedNetwork[]): ServedNetwork | undefined {
+export function selectNetwork(packet: Pick<DhcpPacket, 'giaddr'>, networks: LeaseNetwork[]): LeaseNetwork | undefined {
   if (packet.giaddr === '0.0.0.0') return networks[0];
-  let best: ServedNetwork | undefined;
+  let best: LeaseNetwork | undefined;
   for (const n of networks) if (inSubnet(packet.giaddr, n.subnet) && (!best || n.subnet.prefix > best.subnet.prefix)) best = n;
   return best;
 }
@@ -179,7 +179,7 @@ export function serverReplyDestination(request: DhcpPacket, type: 'offer' | 'ack
 interface ReplyParts {
   type: 'offer' | 'ack' | 'nak' | 'inform';
   yiaddr: string;
-  network?: ServedNetwork;
+  network?: LeaseNetwork;
   reservation?: Reservation;
   boot?: BootDecision;
 }

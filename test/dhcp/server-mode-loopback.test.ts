@@ -219,6 +219,9 @@ test('start refuses when another server answers the probe, unless force; bad opt
   await forced.stop();
   await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
   await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
+  await t.throwsAsync(createDhcpServer(base({ router: 'gateway' })).start(), { code: 'ERR_DHCP_CONFIG', message: /router "gateway" is not an ipv4 address/ } as never);
+  await t.throwsAsync(createDhcpServer(base({ dns: ['1.1.1.1', '1.1.1'] })).start(), { code: 'ERR_DHCP_CONFIG', message: /dns "1.1.1"/ } as never);
+  await t.throwsAsync(createDhcpServer(base({ domain: 'bad domain' })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
   // A broken lease file fails at once, before the probe (and never serves with an empty table).
   await writeFile(leaseFile, '{ not json');
