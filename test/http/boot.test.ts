@@ -202,3 +202,20 @@ test('GET /cloud-config: errors are coded', async (t) => {
   t.is(nohead.json.error.code, 'ERR_CLOUD_CONFIG_INVALID');
   t.regex(nohead.json.error.message, /#cloud-config/);
 });
+
+test('GET /cloud-config?mac= follows the UUID of the same machine\'s last /ipxe boot', async (t) => {
+  const db = createDefaultDb();
+  db.profiles.push({ id: 'by-uuid', kernel: 'http://10.0.0.9/vmlinuz', initrd: [], cmdline: '', cloudConfig: 'cloud-config.yaml.njk' });
+  // The record's MAC is another NIC: only the UUID ties the booting VM to it.
+  db.machines.push({ mac: '52:54:00:00:00:99', uuid: UUID, hostname: 'uuid-host', profile: 'by-uuid' });
+  const h = await startHarness({ store: createMemoryStore(db), fixedPort: 8080 });
+  t.teardown(() => h.close());
+  const before = await h.req('GET', `/cloud-config?mac=${MAC}`);
+  t.false(before.text.includes('uuid-host'), 'without a boot, the MAC alone selects the default');
+  const script = await h.req('GET', `/ipxe?mac=${MAC}&uuid=${UUID}&arch=x86_64&platform=pcbios`);
+  t.regex(script.text, /by-uuid/);
+  const after = await h.req('GET', `/cloud-config?mac=${MAC}`);
+  t.is(after.status, 200);
+  t.is((parseYaml(after.text) as { hostname?: string }).hostname, 'uuid-host');
+  t.like(h.events.list({ mac: MAC }).filter((e) => e.type === 'http-cloud-config').at(-1)?.detail, { profile: 'by-uuid' });
+});

@@ -11,7 +11,8 @@ import { ApplianceError } from '../../errors.js';
 import { DEFAULT_RANCHEROS_VERSION } from '../../fetch/rancheros.js';
 import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
 import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
-import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript } from '../render.js';
+import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
+import type { EventLog } from '../../events.js';
 
 /** iPXE template used when a profile names none (operators may point a profile at others). */
 export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
@@ -86,7 +87,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
       }
       env.log.info({ mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform }, 'sent ipxe script');
-      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}) });
+      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}), ...(req.uuid ? { uuid: req.uuid } : {}) });
       ctx.body = script;
     } catch (err) {
       const reason = err instanceof ApplianceError ? err.message : 'internal error while building the boot script';
@@ -97,7 +98,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
 
   router.get('/cloud-config', async (ctx) => {
     const ip = clientIp(ctx);
-    const req = bootRequestFrom(ctx, deps.events);
+    const req = withBootUuid(bootRequestFrom(ctx, deps.events), deps.events);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
     const selection = await deps.store.selectProfile(req);
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
@@ -129,4 +130,16 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = text;
   });
+}
+
+/**
+ * The cloud-config URL on a kernel line carries only `?mac=` (a cmdline cannot hold `&`), so a
+ * machine matched by SMBIOS UUID would get the MAC's (default) cloud-config. Take the UUID from
+ * the same machine's latest booted /ipxe request, which is seconds old when the OS asks.
+ */
+function withBootUuid(req: BootRequest | undefined, events: EventLog): BootRequest | undefined {
+  if (!req || req.uuid !== undefined) return req;
+  const booted = events.list({ mac: req.mac }).filter((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'boot');
+  const uuid = booted.at(-1)?.detail?.['uuid'];
+  return typeof uuid === 'string' ? { ...req, uuid } : req;
 }
