@@ -4,9 +4,9 @@
  * either the old or the new file, never a torn one. Leases therefore survive a restart, which
  * is what keeps two clients from being given the same address across restarts.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileDurable } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import type { DeclinedAddress, Lease, LeaseSnapshot } from './leases.js';
@@ -104,32 +104,11 @@ export async function loadLeaseFile(file: string): Promise<LeaseSnapshot> {
  * directory. Creates the directory if needed. Throws `ERR_LEASE_FILE`; the old file is intact then.
  */
 export async function saveLeaseFile(file: string, snapshot: LeaseSnapshot): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await mkdir(dir, { recursive: true });
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(serializeLeases(snapshot), 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFileDurable(file, serializeLeases(snapshot));
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new ApplianceError(ERR_LEASE_FILE, `cannot write lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; the previous file is unchanged`, { file }, { cause: err });
-  }
-  try {
-    // A rename is durable only once its directory is synced (POSIX).
-    const dh = await open(dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the data itself is synced.
   }
 }
 

@@ -15,6 +15,7 @@ import https from 'node:https';
 import { basename, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { syncDir } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -509,16 +510,3 @@ async function fileSize(path: string): Promise<number> {
   }
 }
 
-/** Make the rename durable; some filesystems refuse fsync on a directory, which is harmless. */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Best effort only.
-  }
-}

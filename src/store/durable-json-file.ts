@@ -5,26 +5,13 @@
  * directory, is fsynced, renamed over the target, and the directory is fsynced so the rename
  * itself survives a crash (the previous file stays intact until the rename).
  */
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import type { Adapter } from 'lowdb';
+import { writeFileDurable, writeTempFileSynced, type WriteTempFile } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import { parseDb, type Db } from './schema.js';
 
-/** Writes `data` to `tmpPath` and fsyncs it; replaceable in tests to simulate a failed write. */
-export type WriteTempFile = (tmpPath: string, data: string, mode: number) => Promise<void>;
-
-/** The default temp-file writer: open, write, fsync, close. */
-export const writeTempFileSynced: WriteTempFile = async (tmpPath, data, mode) => {
-  const fh = await open(tmpPath, 'wx', mode);
-  try {
-    await fh.writeFile(data, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-};
+export { writeTempFileSynced, type WriteTempFile } from '../durable-file.js';
 
 /** Serialize the database the way it is stored: 2-space JSON with a final newline. */
 export function serializeDb(db: Db): string {
@@ -73,11 +60,9 @@ export class DurableJsonFile implements Adapter<Db> {
     return db;
   }
 
-  /** lowdb write: validated, then temp + fsync + rename + fsync(dir). */
+  /** lowdb write: validated, then temp + fsync + rename + fsync(dir) (durable-file.ts). */
   async write(data: Db): Promise<void> {
     const text = serializeDb(parseDb(data));
-    const dir = path.dirname(this.file);
-    const tmp = path.join(dir, `.${path.basename(this.file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     let mode = 0o644;
     try {
       mode = (await stat(this.file)).mode & 0o777;
@@ -85,24 +70,10 @@ export class DurableJsonFile implements Adapter<Db> {
       // New file: default mode.
     }
     try {
-      await this.#writeTemp(tmp, text, mode);
-      await rename(tmp, this.file);
+      await writeFileDurable(this.file, text, { mode, writeTemp: this.#writeTemp });
     } catch (err) {
-      await rm(tmp, { force: true });
       throw new ApplianceError('ERR_STORE_WRITE', `could not write ${this.file}: ${(err as Error).message}; the previous file is unchanged`, { file: this.file }, { cause: err });
     }
     this.lastText = text;
-    // fsync the directory so the rename is on disk too (POSIX: a rename is durable only once
-    // the directory is synced). Some filesystems refuse fsync on a directory: not fatal.
-    try {
-      const dh = await open(dir, 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
-    } catch {
-      // EISDIR/EINVAL on exotic filesystems: the data itself is already synced.
-    }
   }
 }

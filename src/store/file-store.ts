@@ -17,6 +17,7 @@ import { createDefaultDb } from './defaults.js';
 import { DurableJsonFile, parseDbText, type WriteTempFile } from './durable-json-file.js';
 import type { Db } from './schema.js';
 import { createStoreCore, type Store, type StoreStatus } from './store.js';
+import { isTempFileOf } from '../durable-file.js';
 
 /** Options for {@link openFileStore}. */
 export interface FileStoreOptions {
@@ -60,9 +61,8 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   await mkdir(path.dirname(file), { recursive: true });
   // Temp files left by a crash between writing and renaming are garbage: the rename never
   // happened, so the database file itself is the previous, intact version.
-  const base = path.basename(file);
   for (const name of await readdir(path.dirname(file))) {
-    if (name.startsWith(`.${base}.`) && /\.\d+\.[0-9a-f]{8}\.tmp$/.test(name)) {
+    if (isTempFileOf(file, name)) {
       await rm(path.join(path.dirname(file), name), { force: true });
       log.warn({ file, temp: name }, 'removed a temp file left by an interrupted write');
     }
@@ -163,7 +163,7 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       // Watch the directory, not the file: an editor's rename replaces the inode a file watch
       // would be attached to.
       watcher = watch(path.dirname(file), { persistent: false }, (_event, name) => {
-        if (name === null || name === base) schedule();
+        if (name === null || name === path.basename(file)) schedule();
       });
       watcher.on('error', (err) => log.warn({ file, err: err.message }, 'database watch failed; relying on polling'));
     } catch (err) {
