@@ -67,7 +67,8 @@ What the VMs boot:
 
 Network:
   --attach IFACE           move a host NIC onto the lab bridge for the run, so a bare-metal
-                           machine cabled to it netboots from the lab (repeatable; returned at exit)
+                           machine cabled to it netboots from the lab (repeatable); it returns
+                           to the host at exit without its addresses: re-add them then
   --no-upstream-dhcp       no plain DHCP server (provide one on an attached segment)
   --no-ipv6-router         no IPv6 router advertisements (iPXE then waits ~16 s for one)
   --http-port N            the appliance's HTTP port on the lab network [default: 8080]

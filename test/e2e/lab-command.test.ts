@@ -1,0 +1,162 @@
+/**
+ * `node bin/appliance lab` (runLabCommand, run in-process with captured streams and a private
+ * signal emitter): a BIOS VM boots the test OS through the real appliance and the command
+ * exits 0 once it powered off; signals tear the lab down; nothing is left behind.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { assertApplianceBuilt } from '../../src/lab/appliance.js';
+import { LAB_EXIT, LAB_USAGE, runLabCommand } from '../../src/lab/command.js';
+import { MARKERS } from '../../src/lab/initrd.js';
+import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
+
+test.before(() => {
+  // Missing packages or an unbuilt dist/ fail loudly, never skip.
+  assertLabPrerequisites('bios');
+  assertApplianceBuilt();
+});
+
+interface Run {
+  stdout: () => string;
+  stderr: () => string;
+  signals: EventEmitter;
+  done: Promise<number>;
+}
+
+function run(argv: string[], cwd = process.cwd()): Run {
+  let out = '';
+  let err = '';
+  const sink = (append: (s: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        append(chunk.toString('utf8'));
+        cb();
+      },
+    });
+  const signals = new EventEmitter();
+  const done = runLabCommand(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: process.env, cwd }, signals);
+  return { stdout: () => out, stderr: () => err, signals, done };
+}
+
+async function waitForText(get: () => string, re: RegExp, ms: number): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = re.exec(get());
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`no ${re} within ${ms} ms in:\n${get().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function namespaces(): string[] {
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+}
+
+/** PIDs of running (not zombie) processes whose command line mentions `needle`. */
+function processesWith(needle: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (cmd.includes(needle) && !/^\d+ \(.*\) [ZX] /.test(stat)) pids.push(Number(d));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return pids;
+}
+
+function labId(stderr: string): string {
+  const id = /in netns lab-([0-9a-f]+)/.exec(stderr)?.[1];
+  if (!id) throw new Error(`the command did not name its lab:\n${stderr}`);
+  return id;
+}
+
+test('--help prints the usage; bad flags exit 2 with the reason', async (t) => {
+  const help = run(['--help']);
+  t.is(await help.done, LAB_EXIT.ok);
+  t.is(help.stdout(), `${LAB_USAGE}\n`);
+  for (const [argv, why] of [
+    [['--firmware', 'arm'], /--firmware must be bios or uefi/],
+    [['--mac', 'nope'], /--mac "nope" is not a MAC address/],
+    [['--vms', '99'], /--vms must be a whole number from 0 to 16/],
+    [['--mac', '52:54:00:00:00:01', '--mac', '52:54:00:00:00:01'], /--mac values must differ/],
+    [['--vms', '1', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2c'], /2 --mac\/--uuid values for --vms 1/],
+    [['--test-os', '--db', 'x.json'], /--test-os uses a private database/],
+    [['--bogus'], /unknown option '--bogus'/],
+  ] as const) {
+    const r = run([...argv]);
+    t.is(await r.done, LAB_EXIT.usage, argv.join(' '));
+    t.regex(r.stderr(), why);
+  }
+});
+
+test('one BIOS VM boots the test OS through the appliance; exit 0 after it powers off; nothing left behind', async (t) => {
+  t.timeout(240_000);
+  const logDir = mkdtempSync(join(tmpdir(), 'lab-command-logs-'));
+  t.teardown(() => rmSync(logDir, { recursive: true, force: true }));
+  const mac = '52:54:00:1a:bc:01';
+  const r = run(['--test-os', '--firmware', 'bios', '--vms', '1', '--mac', mac, '--memory', '384', '--timeout', '200', '--serial-log', logDir]);
+  const code = await r.done;
+  t.log(r.stderr());
+  t.is(code, LAB_EXIT.ok);
+  // The console was shown live, prefixed with the VM's name, control sequences stripped.
+  const out = r.stdout();
+  for (const m of [MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.factsPosted, MARKERS.done]) {
+    t.true(out.includes(`[vm0-bios] ${m}`), `stdout lacks [vm0-bios] ${m}`);
+  }
+  t.notRegex(out, /\x1b/);
+  t.regex(out, new RegExp(`\\[vm0-bios\\] kernel \\S+ cmdline: .*cloud-config\\?mac=${mac}`));
+  t.regex(r.stderr(), /vm0-bios started: bios, mac 52:54:00:1a:bc:01/);
+  t.regex(r.stderr(), /vm0-bios powered off/);
+  // Serial and appliance logs were written to --serial-log.
+  t.true(readFileSync(join(logDir, 'vm0-bios.serial.log'), 'utf8').includes(MARKERS.cloudConfigFetched));
+  t.regex(readFileSync(join(logDir, 'appliance.log'), 'utf8'), new RegExp(`"mac":"${mac}".*"msg":"sent cloud-config"`));
+  // Torn down: both namespaces and every process of the lab are gone.
+  const id = labId(r.stderr());
+  t.false(namespaces().includes(`lab-${id}`));
+  t.false(namespaces().includes(`upstream-${id}`));
+  t.deepEqual(processesWith(mac), [], 'qemu is still running');
+  t.deepEqual(processesWith(`netboot-lab-${id}`), [], 'a lab process is still running');
+  t.regex(r.stderr(), new RegExp(`lab lab-${id} removed`));
+});
+
+test('SIGINT while a VM boots: everything is torn down and the exit code says interrupted', async (t) => {
+  t.timeout(120_000);
+  const mac = '52:54:00:1a:bc:02';
+  const r = run(['--test-os', '--vms', '1', '--mac', mac, '--quiet']);
+  await waitForText(r.stderr, /vm0-bios started/, 60_000);
+  const id = labId(r.stderr());
+  t.true(namespaces().includes(`lab-${id}`));
+  t.true(processesWith(mac).length > 0, 'qemu should be running');
+  r.signals.emit('SIGINT', 'SIGINT');
+  t.is(await r.done, LAB_EXIT.interrupted);
+  t.is(r.stdout(), '', '--quiet shows no console');
+  t.false(namespaces().includes(`lab-${id}`));
+  t.false(namespaces().includes(`upstream-${id}`));
+  t.deepEqual(processesWith(mac), []);
+  t.deepEqual(processesWith(`netboot-lab-${id}`), []);
+  // The handlers were removed: the emitter holds no listener of ours.
+  t.is(r.signals.listenerCount('SIGINT') + r.signals.listenerCount('SIGTERM'), 0);
+});
+
+test('--vms 0 runs the lab until SIGTERM, then exits 0', async (t) => {
+  t.timeout(60_000);
+  const r = run(['--test-os', '--vms', '0']);
+  await waitForText(r.stderr, /lab running; Ctrl-C or SIGTERM stops it/, 45_000);
+  const id = labId(r.stderr());
+  const workDir = /\(log (\/\S+)\/appliance\.stdout\.log\)/.exec(r.stderr())?.[1];
+  t.truthy(workDir);
+  r.signals.emit('SIGTERM', 'SIGTERM');
+  t.is(await r.done, LAB_EXIT.ok);
+  t.false(namespaces().includes(`lab-${id}`));
+  t.false(existsSync(workDir ?? '/nonexistent-lab-dir'), 'the work directory was not removed');
+  t.deepEqual(processesWith(`netboot-lab-${id}`), []);
+});
