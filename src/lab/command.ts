@@ -315,8 +315,11 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
       vms.push(vm);
       say(`${vm.name} started: ${vm.firmware}, mac ${vm.mac}${spec.uuid ? `, uuid ${spec.uuid}` : ''}, tap ${vm.tap}`);
       void vm.exited.then((exit) => {
-        exitCodes.set(vm, exit.code);
-        say(exit.code === 0 ? `${vm.name} powered off` : `${vm.name} stopped (${exit.signal ?? `exit code ${exit.code}`})`);
+        // QEMU also exits 0 when it is sent SIGTERM: only 0 without a stop of ours is a poweroff.
+        const by = vm.stoppedBy();
+        const poweredOff = exit.code === 0 && by === undefined;
+        exitCodes.set(vm, poweredOff ? 0 : (exit.code ?? -1) || -1);
+        say(poweredOff ? `${vm.name} powered off` : `${vm.name} stopped (${by === 'timeout' ? `still running after --timeout ${plan.timeoutMs / 1000} s` : by === 'kill' ? 'killed by the lab' : (exit.signal ?? `exit code ${exit.code}`)})`);
       });
       if (signalled) break;
     }

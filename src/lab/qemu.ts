@@ -73,6 +73,12 @@ export interface Vm {
   waitFor(pattern: RegExp, timeoutMs: number): Promise<WaitResult>;
   /** Kill QEMU (idempotent); resolves when it is gone. */
   kill(): Promise<void>;
+  /**
+   * Why QEMU was stopped from outside: `kill` (kill() was called), `timeout` (the hard
+   * timeout), or undefined when it exited by itself. QEMU exits 0 on SIGTERM too, so only an
+   * exit code 0 with no stop reason is a guest poweroff.
+   */
+  stoppedBy(): 'kill' | 'timeout' | undefined;
 }
 
 /** A random MAC in QEMU's locally administered 52:54:00 range. */
@@ -162,7 +168,9 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
     options.onSerial?.(chunk);
     for (const w of [...waiters]) w();
   });
+  let stoppedBy: 'kill' | 'timeout' | undefined;
   const hardTimer = setTimeout(() => {
+    stoppedBy ??= 'timeout';
     log.warn({ name, mac, timeoutMs }, 'vm exceeded its hard timeout; killing it');
     void proc.stop(1000);
   }, timeoutMs);
@@ -222,7 +230,9 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
     },
     waitFor,
     kill: async () => {
+      if (!exitedFlag) stoppedBy ??= 'kill';
       await proc.stop(1000);
     },
+    stoppedBy: () => stoppedBy,
   };
 }

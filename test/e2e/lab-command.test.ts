@@ -139,6 +139,9 @@ test('SIGINT while a VM boots: everything is torn down and the exit code says in
   r.signals.emit('SIGINT', 'SIGINT');
   t.is(await r.done, LAB_EXIT.interrupted);
   t.is(r.stdout(), '', '--quiet shows no console');
+  // QEMU exits 0 on SIGTERM as on a poweroff; the command tells them apart.
+  t.regex(r.stderr(), /vm0-bios stopped \(killed by the lab\)/);
+  t.notRegex(r.stderr(), /powered off/);
   t.false(namespaces().includes(`lab-${id}`));
   t.false(namespaces().includes(`upstream-${id}`));
   t.deepEqual(processesWith(mac), []);
@@ -159,4 +162,18 @@ test('--vms 0 runs the lab until SIGTERM, then exits 0', async (t) => {
   t.false(namespaces().includes(`lab-${id}`));
   t.false(existsSync(workDir ?? '/nonexistent-lab-dir'), 'the work directory was not removed');
   t.deepEqual(processesWith(`netboot-lab-${id}`), []);
+});
+
+test('a VM still running at --timeout is killed and the command exits 1', async (t) => {
+  t.timeout(90_000);
+  const mac = '52:54:00:1a:bc:03';
+  // Without an IPv6 router iPXE alone waits ~16 s for a Router Advertisement: no test OS
+  // can power off within 10 s.
+  const r = run(['--test-os', '--vms', '1', '--mac', mac, '--timeout', '10', '--no-ipv6-router', '--quiet']);
+  t.is(await r.done, LAB_EXIT.failure);
+  t.regex(r.stderr(), /vm0-bios stopped \(still running after --timeout 10 s\)/);
+  t.notRegex(r.stderr(), /powered off/);
+  const id = labId(r.stderr());
+  t.false(namespaces().includes(`lab-${id}`));
+  t.deepEqual(processesWith(mac), []);
 });
