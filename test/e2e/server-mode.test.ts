@@ -10,7 +10,7 @@
  *    the test kernel+initrd through its TFTP/HTTP, prints the cloud-config and powers off.
  * 2. A lab WITH the plain upstream dnsmasq: `--dhcp-mode auto` chooses proxy and names it.
  * 3. Same kind of lab: `--dhcp-mode server` refuses to start (exit 1, names the other server
- *    and `--force`).
+ *    and `--force`); with `--force` it starts, warning about that server.
  *
  * Every namespace, QEMU and appliance process is made here and removed in teardown; a missing
  * prerequisite (qemu, OVMF, iPXE, kernel, root, an unbuilt dist/) fails, never skips.
@@ -395,4 +395,23 @@ test('server mode beside the upstream dnsmasq refuses to start: exit 1, names th
   // Nothing was served and no lease file was written.
   t.false(readLogLines(stdoutPath).some((l) => l.msg === 'dhcp server listening'));
   t.false(existsSync(leases), 'a refused server wrote a lease file');
+});
+
+test('server mode beside the upstream dnsmasq with --force starts anyway, with a warning naming the server', async (t) => {
+  t.timeout(90_000);
+  const { assets } = ready();
+  const lab = await upstreamLab();
+  const dir = mkdtempSync(join(tmpdir(), 'netboot-server-mode-force-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const forced = await startTestOsAppliance(lab, assets, {
+    name: 'appliance-forced',
+    args: ['--dhcp-mode', 'server', '--force', '--dhcp-range', `${subnetBase(lab)}.60-${subnetBase(lab)}.69`, '--lease-file', join(dir, 'leases.json')],
+  });
+  t.teardown(() => forced.stop());
+  const log = stdoutLog(forced);
+  const warning = await waitForLogLine(log, (l) => l.level === 40 && typeof l.msg === 'string' && l.msg.includes('another dhcp server answers'), DHCP_READY_TIMEOUT_MS, processOf(forced));
+  t.is(warning['servers'], lab.upstreamAddress);
+  t.true(warning.msg.includes('--force'), warning.msg);
+  await waitForLogLine(log, (l) => l.msg === 'dhcp server listening', 10_000, processOf(forced));
+  t.is(processOf(forced)?.exitStatus(), undefined);
 });
