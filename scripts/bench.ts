@@ -80,5 +80,8 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
 const VARIANTS: BenchVariant[] = [DNSMASQ_BASELINE, APPLIANCE_VARIANT];
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  // Exit through process.exit so the lab's exit hooks kill the VMs and delete the namespaces
+  // (a signal's default action would skip them and leave the lab to the next reap).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   process.exitCode = await main(process.argv.slice(2), VARIANTS);
 }

@@ -203,7 +203,6 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
 
 /** Strip terminal control sequences (firmware consoles position the cursor, clear, colour). */
 function plainText(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>c]/g, '').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
 }
 

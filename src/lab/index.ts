@@ -37,3 +37,4 @@ export {
   type StartApplianceOptions,
   type TestOsHomeOptions,
 } from './appliance.js';
+export { runLabCommand, LAB_USAGE, LAB_EXIT, type LabCommandIo } from './command.js';
