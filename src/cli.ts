@@ -49,12 +49,16 @@ export async function main(io: CliIo, signals: NodeJS.EventEmitter = process): P
   try {
     const sub = io.argv[0];
     if (sub === 'fetch') return await runFetch(io, write);
+    if (sub === 'lab') {
+      const { runLabCommand } = await import('./lab/command.js');
+      return await runLabCommand(io.argv.slice(1), io, signals);
+    }
     const { values, positionals } = parseFlags(io.argv);
     if (values.help) {
       write(io.stdout, helpText());
       return EXIT.ok;
     }
-    if (positionals.length > 0) throw new ConfigError(`unknown command "${positionals[0]}"; commands: fetch ipxe, fetch rancheros; see --help`);
+    if (positionals.length > 0) throw new ConfigError(`unknown command "${positionals[0]}"; commands: fetch ipxe, fetch rancheros, lab; see --help`);
     const config = loadConfig({ flags: settingFlags(values), env: io.env, cwd: io.cwd, configFile: values.config as string | undefined });
     log = createLogger({ level: config.logLevel, destination: io.stdout });
     return await runServer(config, log, signals);

@@ -338,6 +338,7 @@ export function helpText(): string {
     'usage: node bin/appliance [options]            start the appliance',
     '       node bin/appliance fetch ipxe [--download] [--mirror URL] [--tftp-root DIR]',
     '       node bin/appliance fetch rancheros [--version v1.5.8] [--mirror URL] [--assets DIR]',
+    '       node bin/appliance lab [--vms N] [--firmware bios|uefi] ...   boot QEMU VMs on a private lab bridge (lab --help)',
     '',
     'options (each also as APPLIANCE_<NAME> in the environment and as a key in config/appliance.json;',
     'flags win over environment, environment over file, file over defaults):',

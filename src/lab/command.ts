@@ -69,7 +69,7 @@ Network:
   --attach IFACE           move a host NIC onto the lab bridge for the run, so a bare-metal
                            machine cabled to it netboots from the lab (repeatable); it returns
                            to the host at exit without its addresses: re-add them then
-  --no-upstream-dhcp       no plain DHCP server (provide one on an attached segment)
+  --no-upstream-dhcp       no plain DHCP server: the appliance runs as the DHCP server too
   --no-ipv6-router         no IPv6 router advertisements (iPXE then waits ~16 s for one)
   --http-port N            the appliance's HTTP port on the lab network [default: 8080]
   --keep                   after the VMs stop, keep the lab and the appliance running until
@@ -183,6 +183,9 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
     const uuid = uuids[i];
     return { name: `vm${i}-${firmware}`, firmware, ...(mac ? { mac } : {}), ...(uuid ? { uuid } : {}) };
   });
+  // With no upstream DHCP server on the bridge, the appliance is the only one: server mode
+  // (the last --dhcp-mode given to bin/appliance wins over the lab's default proxy).
+  if (v['no-upstream-dhcp'] === true) applianceArgs.push('--dhcp-mode', 'server');
   const serialLog = v['serial-log'];
   return {
     vms,
