@@ -293,7 +293,7 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
     const common = { httpPort: plan.httpPort, checkBuild: false, logLevel: plan.logLevel ?? (plan.testOs ? 'info' : null) };
     if (plan.testOs) {
       const initrd = buildTestInitrd();
-      appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, common);
+      appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, { ...common, args: plan.applianceArgs });
     } else {
       appliance = await startApplianceInLab(lab, { ...common, args: plan.applianceArgs, env: io.env });
     }

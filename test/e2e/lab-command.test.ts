@@ -98,12 +98,12 @@ test('--help prints the usage; bad flags exit 2 with the reason', async (t) => {
   }
 });
 
-test('one BIOS VM boots the test OS through the appliance; exit 0 after it powers off; nothing left behind', async (t) => {
+test('one BIOS VM boots the test OS through the appliance, which is the only DHCP server with --no-upstream-dhcp; exit 0 after it powers off; nothing left behind', async (t) => {
   t.timeout(240_000);
   const logDir = mkdtempSync(join(tmpdir(), 'lab-command-logs-'));
   t.teardown(() => rmSync(logDir, { recursive: true, force: true }));
   const mac = '52:54:00:1a:bc:01';
-  const r = run(['--test-os', '--firmware', 'bios', '--vms', '1', '--mac', mac, '--memory', '384', '--timeout', '200', '--serial-log', logDir]);
+  const r = run(['--test-os', '--no-upstream-dhcp', '--firmware', 'bios', '--vms', '1', '--mac', mac, '--memory', '384', '--timeout', '200', '--serial-log', logDir]);
   const code = await r.done;
   t.log(r.stderr());
   t.is(code, LAB_EXIT.ok);
@@ -118,7 +118,11 @@ test('one BIOS VM boots the test OS through the appliance; exit 0 after it power
   t.regex(r.stderr(), /vm0-bios powered off/);
   // Serial and appliance logs were written to --serial-log.
   t.true(readFileSync(join(logDir, 'vm0-bios.serial.log'), 'utf8').includes(MARKERS.cloudConfigFetched));
-  t.regex(readFileSync(join(logDir, 'appliance.log'), 'utf8'), new RegExp(`"mac":"${mac}".*"msg":"sent cloud-config"`));
+  const applianceLog = readFileSync(join(logDir, 'appliance.log'), 'utf8');
+  t.regex(applianceLog, new RegExp(`"mac":"${mac}".*"msg":"sent cloud-config"`));
+  // No upstream DHCP server: the appliance leased the address itself.
+  t.regex(applianceLog, /"msg":"dhcp server listening"/);
+  t.notRegex(r.stderr(), /plain DHCP from/);
   // Torn down: both namespaces and every process of the lab are gone.
   const id = labId(r.stderr());
   t.false(namespaces().includes(`lab-${id}`));
