@@ -109,7 +109,7 @@ async function runServer(config: Config, log: Logger, signals: NodeJS.EventEmitt
 
 async function runFetch(io: CliIo, write: (s: NodeJS.WritableStream, t: string) => void): Promise<number> {
   const what = io.argv[1];
-  const { values } = parseFlags(io.argv.slice(2), { download: { type: 'boolean' }, mirror: { type: 'string' }, version: { type: 'string' } });
+  const { values } = parseFlags(io.argv.slice(2), { 'no-download': { type: 'boolean' }, mirror: { type: 'string' }, version: { type: 'string' } });
   if (values.help || (what !== 'ipxe' && what !== 'rancheros')) {
     write(what === undefined || values.help ? io.stdout : io.stderr, helpText());
     return values.help ? EXIT.ok : EXIT.usage;
@@ -118,7 +118,8 @@ async function runFetch(io: CliIo, write: (s: NodeJS.WritableStream, t: string) 
   const log = createLogger({ level: config.logLevel, destination: io.stderr });
   if (what === 'ipxe') {
     const { fetchIpxe } = await import('./fetch/ipxe.js');
-    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, download: values.download === true, ...(typeof values.mirror === 'string' ? { mirror: values.mirror } : {}), log });
+    // Files the system ipxe package lacks are downloaded unless --no-download (offline labs).
+    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, download: values['no-download'] !== true, ...(typeof values.mirror === 'string' ? { mirror: values.mirror } : {}), log });
     write(io.stdout, JSON.stringify(results, null, 2));
     return EXIT.ok;
   }

@@ -336,7 +336,7 @@ export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict
 export function helpText(): string {
   const lines = [
     'usage: node bin/appliance [options]            start the appliance',
-    '       node bin/appliance fetch ipxe [--download] [--mirror URL] [--tftp-root DIR]',
+    '       node bin/appliance fetch ipxe [--no-download] [--mirror URL] [--tftp-root DIR]',
     '       node bin/appliance fetch rancheros [--version v1.5.8] [--mirror URL] [--assets DIR]',
     '       node bin/appliance lab [--vms N] [--firmware bios|uefi] ...   boot QEMU VMs on a private lab bridge (lab --help)',
     '',

@@ -113,3 +113,20 @@ test('a port that cannot be bound fails start with exit 1 and a message with the
   t.is(r.status, 1, r.stdout + r.stderr);
   t.regex(r.stdout + r.stderr, /tftp.*:69\b.*cap_net_bind_service/i);
 });
+
+test('fetch ipxe copies the system iPXE binaries into --tftp-root, byte for byte', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'appliance-fetch-'));
+  const r = run(['fetch', 'ipxe', '--no-download', '--tftp-root', dir]);
+  t.is(r.status, 0, r.stderr);
+  const results = JSON.parse(r.stdout) as Array<{ name: string; source: string }>;
+  for (const name of ['undionly.kpxe', 'snponly.efi', 'ipxe.efi']) {
+    t.is(results.find((x) => x.name === name)?.source, 'system', name);
+    t.is(sha256(readFileSync(join(dir, name))), sha256(readFileSync(join('/usr/lib/ipxe', name))), name);
+  }
+});
+
+test('fetch with an unknown target exits 2', (t) => {
+  const r = run(['fetch', 'windows']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /fetch ipxe/);
+});
