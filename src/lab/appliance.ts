@@ -32,6 +32,9 @@ export const TEST_OS_CMDLINE: Readonly<Record<string, string>> = {
   console: 'ttyS0',
   // A panic reboots at once; with -no-reboot QEMU then exits and the boot fails fast.
   panic: '-1',
+  // Facts are reported by the appliance's reference agent (agent/discover.sh), as the RancherOS
+  // microkernel would, so the end-to-end boot proves its posting step.
+  'netboot.agent': '1',
 };
 
 /** A profile that boots the test OS from the home's assets (`/assets/vmlinuz`, `/assets/initrd.img`). */

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ApplianceError } from '../errors.js';
+import { APPLIANCE_HOME } from '../config.js';
 
 /**
  * Serial-console markers printed by the test OS's `/init`. Tests and the bench wait for them;
@@ -138,7 +139,8 @@ export function encodeCpioNewc(entries: readonly CpioEntry[]): Buffer {
  * command line, fetches URL over HTTP, then reports facts back to the same server with
  * `POST /api/machines/MAC/facts` (JSON: mac, hostname, kernel, cpus, memoryKiB, ip, source;
  * `netboot.facts_url=` / `netboot.facts_token=` on the command line override the URL / add a
- * bearer token) and powers off.
+ * bearer token) and powers off. With `netboot.agent=1` on the command line the report is made by
+ * the appliance's reference agent (agent/discover.sh, shipped in the initrd) instead.
  */
 export function renderInitScript(modules: readonly string[]): string {
   return `#!/bin/busybox sh
@@ -176,7 +178,17 @@ elif timeout 30 wget -q -O /tmp/cloud-config "$url"; then
 else
   echo "${MARKERS.cloudConfigFailed}: $url ==="
 fi
-if [ -n "$url" ]; then
+if [ -n "$url" ] && grep -q 'netboot.agent=1' /proc/cmdline; then
+  # The appliance's reference discovery agent (agent/discover.sh), as the RancherOS
+  # microkernel container would run it, posting to the server the cloud-config came from.
+  server=$(echo "$url" | sed -n 's#^http://\\([^/]*\\).*#\\1#p')
+  echo "facts: agent POST http://$server/api/machines/$mac/facts"
+  if APPLIANCE_URL="http://$server" MACHINE_MAC="$mac" sh /usr/bin/netboot-discover; then
+    echo '${MARKERS.factsPosted}'
+  else
+    echo '${MARKERS.factsFailed}'
+  fi
+elif [ -n "$url" ]; then
   server=$(echo "$url" | sed -n 's#^http://\\([^/]*\\).*#\\1#p')
   cpus=$(grep -c '^processor' /proc/cpuinfo)
   mem=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo)
@@ -284,8 +296,10 @@ export function buildTestInitrd(options: BuildInitrdOptions = {}): TestInitrd {
   }
   const modulePaths = VIRTIO_NET_MODULES.map((m) => findModule(modulesDir, m));
   const init = renderInitScript(VIRTIO_NET_MODULES);
+  // The reference discovery agent, run by /init when the cmdline says netboot.agent=1.
+  const agent = readFileSync(join(APPLIANCE_HOME, 'agent', 'discover.sh'));
   const hash = createHash('sha256');
-  hash.update(init).update(UDHCPC_SCRIPT).update(busybox);
+  hash.update(init).update(UDHCPC_SCRIPT).update(busybox).update(agent);
   for (const p of modulePaths) {
     const st = statSync(p);
     hash.update(`${p}:${st.size}:${st.mtimeMs}`);
@@ -305,6 +319,7 @@ export function buildTestInitrd(options: BuildInitrdOptions = {}): TestInitrd {
     { name: 'bin/sh', mode: S_IFLNK | 0o777, data: Buffer.from('busybox') },
     { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(init) },
     { name: 'etc/udhcpc.script', mode: S_IFREG | 0o755, data: Buffer.from(UDHCPC_SCRIPT) },
+    { name: 'usr/bin/netboot-discover', mode: S_IFREG | 0o755, data: agent },
     ...VIRTIO_NET_MODULES.map((m, i): CpioEntry => ({
       name: `lib/modules/${m}.ko`,
       mode: S_IFREG | 0o644,

@@ -55,7 +55,7 @@ test('encodeCpioNewc output is read back by GNU cpio, device node and symlink in
 test('the test initrd holds busybox, /init, the udhcpc script and every virtio-net module, uncompressed', (t) => {
   const initrd = buildTestInitrd();
   const listing = execFileSync('cpio', ['-it', '--quiet'], { input: gunzipSync(readFileSync(initrd.path)), encoding: 'utf8' }).split('\n');
-  for (const f of ['init', 'bin/busybox', 'etc/udhcpc.script', 'dev/console', ...VIRTIO_NET_MODULES.map((m) => `lib/modules/${m}.ko`)]) {
+  for (const f of ['init', 'bin/busybox', 'etc/udhcpc.script', 'usr/bin/netboot-discover', 'dev/console', ...VIRTIO_NET_MODULES.map((m) => `lib/modules/${m}.ko`)]) {
     t.true(listing.includes(f), `${f} missing from the initrd`);
   }
   // Cached: the second build returns the same file without rebuilding it.
