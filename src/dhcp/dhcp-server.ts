@@ -15,16 +15,15 @@
  */
 import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';
-import type { EventLog } from '../events.js';
-import type { Logger } from '../log.js';
 import { clientMac, decodePacket, encodePacket, type DhcpPacket } from './packet.js';
-import { buildProxyReply, classify, replyDestination, type BootConfig, type BootFiles, type On67Style, type PortRole } from './pxe.js';
+import { buildProxyReply, classify, replyDestination, type BootConfig, type PortRole } from './pxe.js';
 import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
 import { admissionRefusal, ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
 import { handleServerRequest, type LeaseNetwork, type ServerModeConfig } from './server-mode.js';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeForDhcpServer, type ProbeResult } from './probe.js';
+import type { DhcpListenerOptions } from './server.js';
 
 /** Error code: another DHCP server answers on the segment and `force` is off. */
 export const ERR_DHCP_OTHER_SERVER = 'ERR_DHCP_OTHER_SERVER';
@@ -43,24 +42,10 @@ export interface RelayedNetworkOptions {
   domain?: string;
 }
 
-/** Options of `createDhcpServer`. Ports may be 0 (tests); `start()` reports the bound ports. */
-export interface DhcpServerOptions {
-  /** Our address on the boot network: option 54, siaddr, boot URLs; must be on this host. */
-  address: string;
-  /** Interface that owns `address`; checked when given. */
-  interface?: string;
-  /** Bind address for receiving, default 0.0.0.0 (needed to hear broadcasts); a test seam. */
-  host?: string;
-  /** 67 in production. */
-  dhcpPort: number;
-  /** 4011 in production. */
-  proxyPort: number;
-  /** HTTP port for boot.ipxe and HTTP boot URLs. */
-  httpPort: number;
+/** Options of `createDhcpServer`; PXE answers on 67 default to 'boot-file' for both (a full server gives the file at once). */
+export interface DhcpServerOptions extends DhcpListenerOptions {
   /** Dynamic range on the local subnet. */
   range: DhcpRange;
-  /** Served subnet (CIDR); default the prefix of `address` on its interface. */
-  subnet?: string;
   /** Option 3. */
   router?: string;
   /** Option 6. */
@@ -79,12 +64,6 @@ export interface DhcpServerOptions {
   declineMs?: number;
   /** How long an offered address is held, default 60 s. */
   offerHoldMs?: number;
-  /** iPXE binary per firmware. */
-  bootFiles?: Partial<BootFiles>;
-  httpBootUrl?: (file: string) => string;
-  ipxeScriptUrl?: string;
-  /** PXE answer style on 67; default 'boot-file' for both (a full server gives the file at once). */
-  pxeOn67?: { bios?: On67Style; uefi?: On67Style };
   /** Start even when another DHCP server answers the probe. */
   force?: boolean;
   /** Probe timeout, default 5000 ms (DEFAULT_PROBE_TIMEOUT_MS). */
@@ -93,12 +72,6 @@ export interface DhcpServerOptions {
   probe?: () => Promise<ProbeResult>;
   /** Clock (ms since the epoch); a test seam. */
   now?: () => number;
-  /** Client port (68), relay port (67), limited broadcast: seams for loopback tests. */
-  clientPort?: number;
-  relayPort?: number;
-  broadcastAddress?: string;
-  log: Logger;
-  events?: EventLog;
 }
 
 /** Counters, for tests and metrics. */

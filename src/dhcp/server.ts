@@ -20,13 +20,16 @@ import {
 import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
 import { admissionRefusal, type Subnet } from './subnet.js';
 
-/** Options of `createProxyDhcpServer`. Ports may be 0 (tests); the bound ports are reported by `start()`. */
-export interface ProxyDhcpServerOptions {
-  /** Our advertised IPv4 address; must be assigned to an interface of this host. */
+/**
+ * What every DHCP listener of the appliance takes (ProxyDHCP here, the full server in
+ * dhcp-server.ts). Ports may be 0 (tests); the bound ports are reported by `start()`.
+ */
+export interface DhcpListenerOptions {
+  /** Our advertised IPv4 address (option 54, siaddr, boot URLs); must be on an interface of this host. */
   address: string;
   /** Interface that owns `address`; when given, start() checks it does. */
   interface?: string;
-  /** Bind address for receiving, default '0.0.0.0' (needed to hear 255.255.255.255). */
+  /** Bind address for receiving, default '0.0.0.0' (needed to hear 255.255.255.255); a test seam. */
   host?: string;
   /** DHCP server port, 67 in production. */
   dhcpPort: number;
@@ -40,24 +43,28 @@ export interface ProxyDhcpServerOptions {
   httpBootUrl?: (file: string) => string;
   /** URL for iPXE clients; default `http://ADDRESS:HTTP_PORT/boot.ipxe`. */
   ipxeScriptUrl?: string;
-  /** How firmware PXE is answered on 67 (default BIOS 'boot-file', UEFI 'defer'). */
+  /** How firmware PXE is answered on 67 (defaults differ: see each server). */
   pxeOn67?: { bios?: On67Style; uefi?: On67Style };
-  /** ACK DHCPREQUESTs on 67 as smee does (default false, as dnsmasq/Pixiecore). */
-  answerRequestOn67?: boolean;
   /** Subnet served, CIDR; default the prefix of `address` on its interface. */
   subnet?: string;
-  /** Answer requests relayed by a DHCP relay (giaddr set), default true. */
-  allowRelayed?: boolean;
   /** Client port (68); a seam for loopback tests. */
   clientPort?: number;
   /** Relay agents' port (67); a seam for loopback tests. */
   relayPort?: number;
   /** Limited broadcast address (255.255.255.255); a seam for loopback tests. */
   broadcastAddress?: string;
-  /** Pre-opened UDP descriptors (systemd socket activation with BindToDevice=). */
-  fds?: { dhcp?: number; proxy?: number };
   log: Logger;
   events?: EventLog;
+}
+
+/** Options of `createProxyDhcpServer`: default PXE answers on 67 are BIOS 'boot-file', UEFI 'defer'. */
+export interface ProxyDhcpServerOptions extends DhcpListenerOptions {
+  /** ACK DHCPREQUESTs on 67 as smee does (default false, as dnsmasq/Pixiecore). */
+  answerRequestOn67?: boolean;
+  /** Answer requests relayed by a DHCP relay (giaddr set), default true. */
+  allowRelayed?: boolean;
+  /** Pre-opened UDP descriptors (systemd socket activation with BindToDevice=). */
+  fds?: { dhcp?: number; proxy?: number };
 }
 
 /** Counters, for tests and metrics. */

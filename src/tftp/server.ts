@@ -35,7 +35,6 @@ import {
 import {
   decodePacket,
   encodePacket,
-  getOption,
   TFTP_ERROR,
   TftpDecodeError,
   type RequestPacket,
