@@ -347,7 +347,10 @@ export function helpText(): string {
   for (const spec of OPTIONS) {
     const arg = { enum: spec.values?.join('|'), port: 'N', int: 'N', ipv4: 'IP', ipv4list: 'IP[,IP]', range: 'START-END', string: 'VALUE', bool: '', path: 'PATH', dir: 'DIR' }[spec.kind];
     const def = spec.default !== undefined ? ` [default: ${spec.default}]` : '';
-    lines.push(`  --${spec.flag}${arg ? ' ' + arg : ''}`.padEnd(34) + spec.help + def);
+    const head = `  --${spec.flag}${arg ? ' ' + arg : ''}`;
+    // A long value list gets its own line, so the help column stays aligned.
+    if (head.length >= 33) lines.push(head, ' '.repeat(34) + spec.help + def);
+    else lines.push(head.padEnd(34) + spec.help + def);
     lines.push(' '.repeat(34) + `env ${envName(spec)}, file key "${spec.key}"`);
   }
   lines.push('  --config PATH'.padEnd(34) + 'settings file [default: config/appliance.json]; env APPLIANCE_CONFIG');
