@@ -17,7 +17,7 @@ import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';
 import { clientMac, decodePacket, encodePacket, type DhcpPacket } from './packet.js';
 import { buildProxyReply, classify, replyDestination, type BootConfig, type PortRole } from './pxe.js';
-import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
+import { bindError, openListenerSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
 import { admissionRefusal, ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
@@ -322,26 +322,10 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
           relayPort: options.relayPort,
           broadcastAddress: options.broadcastAddress,
         };
-        const opened = await openDhcpSockets(
-          {
-            address: options.address,
-            ...(options.host !== undefined ? { host: options.host } : {}),
-            specs: [
-              { role: 'dhcp', port: options.dhcpPort },
-              { role: 'proxy', port: options.proxyPort },
-            ],
-          },
-          handle,
-          onError,
-        );
-        if ((state as string) !== 'starting') {
-          await opened.close();
-          throw bindError('dhcp server was stopped while starting');
-        }
-        sockets = opened;
+        const opened = await openListenerSockets(options, handle, onError, () => (state as string) === 'starting');
+        sockets = opened.sockets;
         state = 'running';
-        const dhcpPort = opened.ports.dhcp ?? 0;
-        const proxyPort = opened.ports.proxy ?? 0;
+        const { dhcpPort, proxyPort } = opened;
         const usage = leasePool.usage(now());
         log.info(
           { mode: 'server', address: options.address, interface: served.interface, subnet: served.subnet.cidr, range: `${options.range.start}-${options.range.end}`, leaseTime, leases: usage.bound, dhcpPort, proxyPort },

@@ -17,7 +17,7 @@ import {
   type On67Style,
   type PortRole,
 } from './pxe.js';
-import { bindError, openDhcpSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
+import { bindError, openListenerSockets, resolveServedNetwork, type DhcpSockets, type SendFunction } from './sockets.js';
 import { admissionRefusal, type Subnet } from './subnet.js';
 
 /**
@@ -189,27 +189,11 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
         const fds = options.fds;
         const network = resolveServedNetwork(options.address, options.interface, options.subnet, fds === undefined);
         subnet = network.subnet;
-        const opened = await openDhcpSockets(
-          {
-            address: options.address,
-            ...(options.host !== undefined ? { host: options.host } : {}),
-            specs: [
-              { role: 'dhcp', port: options.dhcpPort, ...(fds?.dhcp !== undefined ? { fd: fds.dhcp } : {}) },
-              { role: 'proxy', port: options.proxyPort, ...(fds?.proxy !== undefined ? { fd: fds.proxy } : {}) },
-            ],
-          },
-          handle,
-          onError,
-        );
-        // stop() may have run while we awaited the binds: give back what we opened.
-        if ((state as string) !== 'starting') {
-          await opened.close();
-          throw bindError('dhcp server was stopped while starting');
-        }
-        sockets = opened;
+        // stop() may run while we await the binds: then the sockets are given back.
+        const opened = await openListenerSockets({ ...options, ...(fds !== undefined ? { fds } : {}) }, handle, onError, () => (state as string) === 'starting');
+        sockets = opened.sockets;
         state = 'running';
-        const dhcpPort = opened.ports.dhcp ?? 0;
-        const proxyPort = opened.ports.proxy ?? 0;
+        const { dhcpPort, proxyPort } = opened;
         log.info({ address: options.address, interface: network.interface, subnet: subnet?.cidr, dhcpPort, proxyPort, strict: fds !== undefined }, 'proxydhcp listening');
         return { dhcpPort, proxyPort };
       } catch (err) {

@@ -228,3 +228,35 @@ export async function openDhcpSockets(
     },
   };
 }
+
+/**
+ * Open a listener's two ports, DHCP (67) and PXE boot server (4011), from `fds` when given
+ * (strict mode) and resolve with the sockets and their bound ports. A listener whose stop()
+ * ran while the binds were pending (`stillStarting()` false) gets nothing: the sockets are closed
+ * again and the start rejects.
+ */
+export async function openListenerSockets(
+  options: { address: string; host?: string; dhcpPort: number; proxyPort: number; fds?: { dhcp?: number; proxy?: number } },
+  onMessage: DatagramHandler,
+  onError: (err: unknown, role: SocketRole, port: number) => void,
+  stillStarting: () => boolean,
+): Promise<{ sockets: DhcpSockets; dhcpPort: number; proxyPort: number }> {
+  const { fds } = options;
+  const sockets = await openDhcpSockets(
+    {
+      address: options.address,
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      specs: [
+        { role: 'dhcp', port: options.dhcpPort, ...(fds?.dhcp !== undefined ? { fd: fds.dhcp } : {}) },
+        { role: 'proxy', port: options.proxyPort, ...(fds?.proxy !== undefined ? { fd: fds.proxy } : {}) },
+      ],
+    },
+    onMessage,
+    onError,
+  );
+  if (!stillStarting()) {
+    await sockets.close();
+    throw bindError('dhcp server was stopped while starting');
+  }
+  return { sockets, dhcpPort: sockets.ports.dhcp ?? 0, proxyPort: sockets.ports.proxy ?? 0 };
+}
