@@ -180,6 +180,9 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       httpPort,
       log: dlog,
       events,
+      ...(config.dhcpFd !== undefined || config.proxyFd !== undefined
+        ? { fds: { ...(config.dhcpFd !== undefined ? { dhcp: config.dhcpFd } : {}), ...(config.proxyFd !== undefined ? { proxy: config.proxyFd } : {}) } }
+        : {}),
     };
     const server =
       mode === 'proxy'

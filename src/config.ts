@@ -57,6 +57,9 @@ export interface Config {
   readonly leaseFile: string;
   /** Server mode: start even when another DHCP server answers on the segment. */
   readonly force: boolean;
+  /** Inherited sockets bound to the interface (scripts/bind-device): strict interface mode. */
+  readonly dhcpFd: number | undefined;
+  readonly proxyFd: number | undefined;
   /** Where each setting came from, for the start-up log. */
   readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
 }
@@ -100,6 +103,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'db', flag: 'db', kind: 'path', default: 'config/db.json', help: 'JSON file holding profiles, machines and groups (created if missing)' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', help: 'log level' },
   { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for API writes (default: generated once and stored beside --db)' },
+  { key: 'dhcpFd', flag: 'dhcp-fd', kind: 'int', min: 3, max: 65535, help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard' },
+  { key: 'proxyFd', flag: 'proxy-fd', kind: 'int', min: 3, max: 65535, help: 'the same for the PXE boot-server port (4011)' },
   { key: 'tftpBlksizeMax', flag: 'tftp-blksize-max', kind: 'int', min: 512, max: 65464, default: 1468, help: 'largest TFTP blksize granted (some firmware fails above the MTU)' },
 ];
 
@@ -212,7 +217,7 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
     throw new ConfigError(`${where(raw, 'db')}: directory ${dbDir} for the database does not exist; create it or pass another --db`, { setting: 'db' });
   }
 
-  const optional = { interface: out.interface, apiToken: out.apiToken, dhcpRange: out.dhcpRange, router: out.router, dns: out.dns, domain: out.domain };
+  const optional = { interface: out.interface, apiToken: out.apiToken, dhcpRange: out.dhcpRange, router: out.router, dns: out.dns, domain: out.domain, dhcpFd: out.dhcpFd, proxyFd: out.proxyFd };
   return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), ...(optional as Pick<Config, keyof typeof optional>), sources: Object.freeze(sources) });
 }
 

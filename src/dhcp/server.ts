@@ -53,6 +53,8 @@ export interface DhcpListenerOptions {
   relayPort?: number;
   /** Limited broadcast address (255.255.255.255); a seam for loopback tests. */
   broadcastAddress?: string;
+  /** Pre-opened UDP descriptors bound to the interface (scripts/bind-device, systemd BindToDevice=). */
+  fds?: { dhcp?: number; proxy?: number };
   log: Logger;
   events?: EventLog;
 }
@@ -63,8 +65,6 @@ export interface ProxyDhcpServerOptions extends DhcpListenerOptions {
   answerRequestOn67?: boolean;
   /** Answer requests relayed by a DHCP relay (giaddr set), default true. */
   allowRelayed?: boolean;
-  /** Pre-opened UDP descriptors (systemd socket activation with BindToDevice=). */
-  fds?: { dhcp?: number; proxy?: number };
 }
 
 /** Counters, for tests and metrics. */

@@ -11,6 +11,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodePacket, encodePacket } from '../../src/dhcp/packet.js';
@@ -65,7 +67,7 @@ interface Lab {
  * Build the topology (deleted in teardown, also on failure) and start src/dhcp/run.ts in SRV,
  * optionally through a wrapper command (e.g. perl opening device-bound sockets).
  */
-async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => string[]): Promise<Lab> {
+async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => string[], command?: string[]): Promise<Lab> {
   t.is(process.getuid?.(), 0, 'namespace tests need root (ip netns)');
   const suffix = randomBytes(3).toString('hex');
   const SRV = `nbsrv${suffix}`;
@@ -103,7 +105,7 @@ async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => strin
   }
 
   const logs: Array<Record<string, unknown>> = [];
-  const runArgs = [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--address', '10.99.0.1', '--http-port', '8080', '--log-level', 'debug'];
+  const runArgs = command ?? [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--address', '10.99.0.1', '--http-port', '8080', '--log-level', 'debug'];
   server = spawn('ip', ['netns', 'exec', SRV, ...(wrap ? wrap(runArgs) : runArgs)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const child = server;
   let stderr = '';
@@ -217,4 +219,34 @@ test.serial('strict mode: sockets bound to the interface (SO_BINDTODEVICE descri
   const a2 = await runClient(CLA, ['10.99.0.2', '4011', '10.99.0.1', '4011', '2000', hexWithXid('edk2-ovmf-x64-request-4011', 0x1a1a1a1b, '10.99.0.2')]);
   t.like(a2.received.find((r) => r.xid === 0x1a1a1a1b), { from: '10.99.0.1', fromPort: 4011, type: 5, file: 'snponly.efi' });
   await stopLab(t, lab);
+});
+
+test.serial('the appliance under scripts/bind-device (strict interface mode) never hears the other interface', async (t) => {
+  // The real entry point, as README shows it: scripts/bind-device opens 67/4011 bound to a0 and
+  // execs bin/appliance with --dhcp-fd/--proxy-fd (bin/appliance runs the build: npm test builds).
+  const dir = await mkdtemp(path.join(tmpdir(), 'netboot-strict-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const command = [
+    path.join(ROOT, 'scripts/bind-device'), 'a0',
+    process.execPath, path.join(ROOT, 'bin/appliance'),
+    '--interface', 'a0', '--address', '10.99.0.1', '--dhcp-mode', 'proxy',
+    '--http-port', '0', '--tftp-port', '0', '--db', path.join(dir, 'db.json'), '--log-level', 'debug',
+  ];
+  const lab = await startLab(t, undefined, command);
+  const { CLA, CLB, logs } = lab;
+  t.like(lab.ready, { dhcpPort: 67, proxyPort: 4011, strict: true });
+  const xidA = 0x2a2a2a2a;
+  const xidB = 0x2b2b2b2b;
+  const [a, b] = await Promise.all([
+    runClient(CLA, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidA)]),
+    runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]),
+  ]);
+  t.like(a.received.find((r) => r.xid === xidA), { from: '10.99.0.1', fromPort: 67, type: 2 });
+  t.deepEqual(b.received, []);
+  t.false(logs.some((l) => l['xid'] === xidB), 'B discover never reached the appliance');
+  t.truthy(logs.find((l) => l['msg'] === 'proxydhcp offer without boot file: client continues on the pxe port' && l['xid'] === xidA));
+  const exited = new Promise<number | null>((resolve) => lab.server.once('exit', (code) => resolve(code)));
+  lab.server.kill('SIGTERM');
+  t.is(await exited, 0, 'SIGTERM stops the appliance cleanly');
+  t.truthy(logs.find((l) => l['msg'] === 'stopped'));
 });
