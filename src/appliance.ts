@@ -78,10 +78,6 @@ export function defaultDhcpRange(address: string, prefix = findLocalAddress(addr
 export function createAppliance(config: Config, deps: ApplianceDeps): Appliance {
   const log = deps.log;
   const baseEvents = deps.events ?? createEventLog();
-  // Per start: one registry for /metrics, and every server records through a log instrumented
-  // with it, so DHCP and TFTP events are counted next to HTTP's.
-  let registry = new Registry();
-  let events = instrumentEventLog(baseEvents, registry);
   const fallbackDirs = deps.fallbackDirs ?? DEFAULT_FALLBACK_DIRS;
   const stops: Array<() => Promise<void>> = [];
   let started = false;
@@ -98,8 +94,10 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   async function startAll(): Promise<AppliancePorts> {
-    registry = new Registry();
-    events = instrumentEventLog(baseEvents, registry);
+    // Per start: one registry for /metrics, and every server records through a log instrumented
+    // with it, so DHCP and TFTP events are counted next to HTTP's.
+    const registry = new Registry();
+    const events = instrumentEventLog(baseEvents, registry);
     log.info(
       { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
       'starting netboot appliance',
@@ -110,16 +108,17 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     stops.push(() => store.close());
     const apiToken = config.apiToken ?? (await loadOrCreateApiToken(dirname(config.db), log));
 
-    let http: HttpServer | undefined;
-    http = createHttpServer({
+    // Each server adds its own `subsystem` to the logger it is given: pass the root logger.
+    const http: HttpServer = createHttpServer({
       port: config.httpPort,
       log,
       deps: {
         store,
         events,
-        log: log.child({ subsystem: 'http' }),
+        log,
         address: config.address,
-        httpPort: () => http?.port() ?? config.httpPort,
+        // Called per request, after start() has bound the real port.
+        httpPort: () => http.port(),
         templatesDir: config.templates,
         assetsDir: config.assets,
         apiToken,
@@ -140,7 +139,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       port: config.tftpPort,
       fallbackDirs,
       blksizeMax: config.tftpBlksizeMax,
-      log: log.child({ subsystem: 'tftp' }),
+      log,
       events,
     });
     const tftpPort = await tftp.start().then(
@@ -151,14 +150,14 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     );
     stops.push(() => tftp.stop());
 
-    const { dhcpPort, proxyPort } = await startDhcp(store, httpPort);
+    const { dhcpPort, proxyPort } = await startDhcp(store, httpPort, events);
     const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort };
     log.info({ ports, address: config.address, bootScript: `http://${config.address}:${httpPort}/boot.ipxe` }, 'netboot appliance ready');
     return ports;
   }
 
   /** Start the DHCP side in the configured mode; `auto` probes the segment first. */
-  async function startDhcp(store: FileStore, httpPort: number): Promise<{ dhcpPort: number; proxyPort: number }> {
+  async function startDhcp(store: FileStore, httpPort: number, events: EventLog): Promise<{ dhcpPort: number; proxyPort: number }> {
     const dlog = log.child({ subsystem: 'dhcp' });
     let mode = config.dhcpMode;
     let probed: ProbeResult | undefined;
@@ -167,7 +166,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       return { dhcpPort: 0, proxyPort: 0 };
     }
     if (mode === 'auto') {
-      probed = await probeForDhcpServer({ address: config.address, ...(config.interface !== undefined ? { interface: config.interface } : {}), log: dlog });
+      probed = await probeForDhcpServer({ address: config.address, ...(config.interface !== undefined ? { interface: config.interface } : {}), log });
       const decision = decideAutoMode(probed);
       dlog.info({ mode: decision.mode, servers: probed.servers.map((x) => x.serverId) }, `dhcp mode auto chose ${decision.mode}: ${decision.reason}`);
       mode = decision.mode;
@@ -178,7 +177,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       dhcpPort: config.dhcpPort,
       proxyPort: config.proxyPort,
       httpPort,
-      log: dlog,
+      log,
       events,
       ...(config.dhcpFd !== undefined || config.proxyFd !== undefined
         ? { fds: { ...(config.dhcpFd !== undefined ? { dhcp: config.dhcpFd } : {}), ...(config.proxyFd !== undefined ? { proxy: config.proxyFd } : {}) } }

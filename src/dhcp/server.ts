@@ -190,7 +190,7 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
         const network = resolveServedNetwork(options.address, options.interface, options.subnet, fds === undefined);
         subnet = network.subnet;
         // stop() may run while we await the binds: then the sockets are given back.
-        const opened = await openListenerSockets({ ...options, ...(fds !== undefined ? { fds } : {}) }, handle, onError, () => (state as string) === 'starting');
+        const opened = await openListenerSockets(options, handle, onError, () => (state as string) === 'starting');
         sockets = opened.sockets;
         state = 'running';
         const { dhcpPort, proxyPort } = opened;
