@@ -5,7 +5,7 @@ import { createEventLog, type EventLog } from './events.js';
 import type { Logger } from './log.js';
 import { createProxyDhcpServer } from './dhcp/server.js';
 import { createDhcpServer } from './dhcp/dhcp-server.js';
-import type { DhcpRange, Reservation } from './dhcp/leases.js';
+import { validateRange, type DhcpRange, type Reservation } from './dhcp/leases.js';
 import { decideAutoMode, probeForDhcpServer, type ProbeResult } from './dhcp/probe.js';
 import { findLocalAddress } from './dhcp/sockets.js';
 import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
@@ -14,7 +14,8 @@ import { Registry } from 'prom-client';
 import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { loadOrCreateApiToken } from './http/token.js';
-import { openFileStore, type FileStore } from './store/file-store.js';
+import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-store.js';
+import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
 import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
@@ -33,7 +34,15 @@ export interface Appliance {
   start(): Promise<AppliancePorts>;
   /** Close every socket and watcher; safe to call twice. */
   stop(): Promise<void>;
+  /** SIGHUP: re-read the database and look at the templates now; resolves with what changed. */
+  reload(): Promise<ReloadReport>;
   readonly events: EventLog;
+}
+
+/** What a reload found: the database outcome and the template files added, changed, removed or broken. */
+export interface ReloadReport {
+  db: ReloadOutcome;
+  templates: TemplateChanges & { broken: string[] };
 }
 
 /** Seams for tests: a shared event log, other fallback directories for iPXE binaries. */
@@ -72,6 +81,25 @@ export function defaultDhcpRange(address: string, prefix = findLocalAddress(addr
 }
 
 /**
+ * Server mode needs the advertised address on this host (its subnet decides the range): say so
+ * before anything is bound, as a setting error (ConfigError, exit 2).
+ */
+export function checkServerModeSettings(config: Pick<Config, 'dhcpMode' | 'address' | 'dhcpRange'>): void {
+  if (config.dhcpMode !== 'server') return;
+  const local = findLocalAddress(config.address);
+  if (!local) {
+    throw new ConfigError(`--dhcp-mode server: --address ${config.address} is not an address of this host, so the subnet to lease from is unknown; pass an address of this host (ip -4 addr) or --dhcp-mode proxy`, { setting: 'address' });
+  }
+  const range = config.dhcpRange ?? defaultDhcpRange(config.address, local.prefix);
+  const subnet = subnetOf(config.address, local.prefix);
+  try {
+    validateRange(range, subnet);
+  } catch {
+    throw new ConfigError(`--dhcp-range ${range.start}-${range.end} is not inside ${subnet?.cidr ?? config.address}, the subnet of --address ${config.address}; pass a range on that network`, { setting: 'dhcpRange' });
+  }
+}
+
+/**
  * Wire the servers from a validated config. The constructor binds nothing; start() opens the
  * store, then HTTP (whose real port the DHCP replies and scripts carry), TFTP and DHCP.
  */
@@ -81,6 +109,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   const fallbackDirs = deps.fallbackDirs ?? DEFAULT_FALLBACK_DIRS;
   const stops: Array<() => Promise<void>> = [];
   let started = false;
+  let openStore: FileStore | undefined;
+  let templates: TemplateSnapshot = new Map();
 
   async function stopAll(): Promise<void> {
     const pending = stops.splice(0).reverse();
@@ -103,9 +133,15 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       'starting netboot appliance',
     );
     logBootFiles();
+    checkServerModeSettings(config);
 
     const store: FileStore = await openFileStore({ path: config.db, log });
-    stops.push(() => store.close());
+    openStore = store;
+    templates = snapshotTemplates(config.templates);
+    stops.push(async () => {
+      openStore = undefined;
+      await store.close();
+    });
     const apiToken = config.apiToken ?? (await loadOrCreateApiToken(dirname(config.db), log));
 
     // Each server adds its own `subsystem` to the logger it is given: pass the root logger.
@@ -234,7 +270,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       } else if (f.firmware === 'bios' || f.firmware === 'efi-x64') {
         log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, `boot file ${f.name} for ${f.firmware} not found: such machines cannot boot; install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
       } else {
-        log.info({ firmware: f.firmware, file: f.name }, `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`);
+        // Noise for most labs: Debian ships no such build and fetch ipxe cannot download one.
+        log.debug({ firmware: f.firmware, file: f.name }, `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`);
       }
     }
   }
@@ -255,6 +292,16 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     async stop() {
       await stopAll();
       started = false;
+    },
+    async reload() {
+      if (!openStore) throw new ApplianceError('ERR_NOT_STARTED', 'appliance is not running');
+      const db = await openStore.reload();
+      const now = snapshotTemplates(config.templates);
+      const changes = diffTemplates(templates, now);
+      templates = now;
+      const broken = findBrokenTemplates(config.templates, [...changes.added, ...changes.changed]);
+      for (const b of broken) log.warn({ subsystem: 'http', template: b.template, err: b.error }, `template ${b.template} does not compile; machines using it get a retry script until it is fixed`);
+      return { db, templates: { ...changes, broken: broken.map((b) => b.template) } };
     },
   };
 }

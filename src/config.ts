@@ -4,7 +4,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isIPv4 } from 'node:net';
 import { ConfigError } from './errors.js';
-import { LOG_LEVELS } from './log.js';
+import { LOG_FORMATS, LOG_LEVELS } from './log.js';
 import { parseDhcpRange } from './dhcp/leases.js';
 
 /**
@@ -46,6 +46,9 @@ export interface Config {
   readonly templates: string;
   readonly db: string;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly logFormat: (typeof LOG_FORMATS)[number];
+  /** Append logs to this file instead of stdout; SIGHUP reopens it (logrotate). */
+  readonly logFile: string | undefined;
   readonly apiToken: string | undefined;
   readonly tftpBlksizeMax: number;
   /** Server mode: addresses leased (`START-END`); default the upper half of the subnet. */
@@ -102,6 +105,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'templates', flag: 'templates', kind: 'dir', default: 'templates', help: 'directory of nunjucks templates (iPXE scripts, cloud-configs)' },
   { key: 'db', flag: 'db', kind: 'path', default: 'config/db.json', help: 'JSON file holding profiles, machines and groups (created if missing)' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', help: 'log level' },
+  { key: 'logFormat', flag: 'log-format', kind: 'enum', values: LOG_FORMATS, default: 'auto', help: 'auto: one human line per event on a terminal, JSON otherwise; human; json' },
+  { key: 'logFile', flag: 'log-file', kind: 'path', help: 'append logs to this file instead of stdout (JSON unless --log-format human); SIGHUP reopens it' },
   { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for API writes (default: generated once and stored beside --db)' },
   { key: 'dhcpFd', flag: 'dhcp-fd', kind: 'int', min: 3, max: 65535, help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard' },
   { key: 'proxyFd', flag: 'proxy-fd', kind: 'int', min: 3, max: 65535, help: 'the same for the PXE boot-server port (4011)' },
@@ -125,7 +130,18 @@ export interface ConfigInputs {
   interfaces?: NodeJS.Dict<NetworkInterfaceInfo[]>;
   /** Commands that advertise nothing (fetch) do not need an address: 0.0.0.0 when none is found. */
   addressOptional?: boolean;
+  /**
+   * The settings the command uses (default: all). Only these are read, coerced and checked; a
+   * known setting outside the list is ignored wherever it comes from, so `fetch` does not fail on
+   * a db directory it never opens. Unknown names are refused everywhere.
+   */
+  keys?: readonly SettingKey[];
+  /** Check that the database directory exists when `db` is used (default true; clients only read the token file there). */
+  requireDbDir?: boolean;
 }
+
+/** The name of one setting (a key of config/appliance.json). */
+export type SettingKey = OptionSpec['key'];
 
 type Source = 'default' | 'file' | 'env' | 'flag' | 'detected';
 
@@ -134,6 +150,8 @@ type Source = 'default' | 'file' | 'env' | 'flag' | 'detected';
  * win over env, env over file, file over defaults), validate them once and freeze the result.
  * Throws ConfigError naming the setting and where it came from; binds nothing.
  */
+export function loadConfig<K extends SettingKey>(inputs: ConfigInputs & { keys: readonly K[] }): Pick<Config, K | 'sources'>;
+export function loadConfig(inputs?: ConfigInputs): Config;
 export function loadConfig(inputs: ConfigInputs = {}): Config {
   const env = inputs.env ?? process.env;
   const cwd = inputs.cwd ?? process.cwd();
@@ -142,6 +160,7 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
   const specsByFlag = new Map(OPTIONS.map((s) => [s.flag, s]));
   const specsByKey = new Map(OPTIONS.map((s) => [s.key as string, s]));
   const specsByEnv = new Map(OPTIONS.map((s) => [envName(s), s]));
+  const used = new Set<string>(inputs.keys ?? OPTIONS.map((s) => s.key));
 
   const raw = new Map<string, { value: unknown; source: Source; where: string; base: string }>();
   for (const spec of OPTIONS) {
@@ -166,6 +185,7 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
         const known = OPTIONS.map((s) => s.key).join(', ');
         throw new ConfigError(`${configFile}: unknown setting "${key}"; known settings: ${known}`, { setting: key, file: configFile });
       }
+      if (!used.has(key)) continue;
       // Relative paths in the file are relative to the appliance home, wherever it is started from.
       raw.set(key, { value, source: 'file', where: `${configFile}: ${key}`, base: home });
     }
@@ -179,13 +199,13 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
     if (!spec) {
       throw new ConfigError(`unknown environment variable ${name}; known: ${[...specsByEnv.keys()].join(', ')}, APPLIANCE_CONFIG`, { setting: name });
     }
-    raw.set(spec.key, { value, source: 'env', where: name, base: cwd });
+    if (used.has(spec.key)) raw.set(spec.key, { value, source: 'env', where: name, base: cwd });
   }
 
   for (const [flag, value] of Object.entries(flags)) {
     if (value === undefined) continue;
     const spec = specsByFlag.get(flag);
-    if (!spec) throw new ConfigError(`unknown option --${flag}; see --help`, { setting: flag });
+    if (!spec || !used.has(spec.key)) throw new ConfigError(`unknown option --${flag}; see --help`, { setting: flag });
     raw.set(spec.key, { value, source: 'flag', where: `--${flag}`, base: cwd });
   }
 
@@ -193,12 +213,14 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
   const sources: Record<string, Source> = {};
   for (const spec of OPTIONS) {
     const entry = raw.get(spec.key);
-    if (!entry) continue;
+    if (!entry || !used.has(spec.key)) continue;
     out[spec.key] = coerce(spec, entry.value, entry.where, entry.base);
     sources[spec.key] = entry.source;
   }
 
-  if (out.address === undefined) {
+  if (!used.has('address')) {
+    // Not used by this command: nothing to detect.
+  } else if (out.address === undefined) {
     try {
       out.address = detectAddress(out.interface as string | undefined, inputs.interfaces ?? networkInterfaces());
       sources.address = 'detected';
@@ -212,13 +234,14 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
     interfaceAddresses(out.interface as string, inputs.interfaces ?? networkInterfaces());
   }
 
-  const dbDir = dirname(out.db as string);
-  if (!isDirectory(dbDir)) {
+  const dbDir = used.has('db') && inputs.requireDbDir !== false ? dirname(out.db as string) : undefined;
+  if (dbDir !== undefined && !isDirectory(dbDir)) {
     throw new ConfigError(`${where(raw, 'db')}: directory ${dbDir} for the database does not exist; create it or pass another --db`, { setting: 'db' });
   }
 
-  const optional = { interface: out.interface, apiToken: out.apiToken, dhcpRange: out.dhcpRange, router: out.router, dns: out.dns, domain: out.domain, dhcpFd: out.dhcpFd, proxyFd: out.proxyFd };
-  return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), ...(optional as Pick<Config, keyof typeof optional>), sources: Object.freeze(sources) });
+  // Settings without a default are present (as undefined) when used, so `Config` holds every key.
+  for (const key of used) if (!(key in out)) out[key] = undefined;
+  return Object.freeze({ ...(out as unknown as Omit<Config, 'sources'>), sources: Object.freeze(sources) });
 }
 
 function where(raw: Map<string, { where: string }>, key: string): string {
@@ -335,32 +358,4 @@ export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict
     throw new ConfigError('no non-loopback IPv4 address found to advertise; pass --address (e.g. --address 127.0.0.1 for a local test) or --interface', { setting: 'address' });
   }
   throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, { setting: 'address' });
-}
-
-/** The `--help` text, generated from OPTIONS so it never drifts from what is accepted. */
-export function helpText(): string {
-  const lines = [
-    'usage: node bin/appliance [options]            start the appliance',
-    '       node bin/appliance fetch ipxe [--no-download] [--mirror URL] [--tftp-root DIR]',
-    '       node bin/appliance fetch rancheros [--version v1.5.8] [--mirror URL] [--assets DIR]',
-    '       node bin/appliance lab [--vms N] [--firmware bios|uefi] ...   boot QEMU VMs on a private lab bridge (lab --help)',
-    '',
-    'options (each also as APPLIANCE_<NAME> in the environment and as a key in config/appliance.json;',
-    'flags win over environment, environment over file, file over defaults):',
-    '',
-  ];
-  for (const spec of OPTIONS) {
-    const arg = { enum: spec.values?.join('|'), port: 'N', int: 'N', ipv4: 'IP', ipv4list: 'IP[,IP]', range: 'START-END', string: 'VALUE', bool: '', path: 'PATH', dir: 'DIR' }[spec.kind];
-    const def = spec.default !== undefined ? ` [default: ${spec.default}]` : '';
-    const head = `  --${spec.flag}${arg ? ' ' + arg : ''}`;
-    // A long value list gets its own line, so the help column stays aligned.
-    if (head.length >= 33) lines.push(head, ' '.repeat(34) + spec.help + def);
-    else lines.push(head.padEnd(34) + spec.help + def);
-    lines.push(' '.repeat(34) + `env ${envName(spec)}, file key "${spec.key}"`);
-  }
-  lines.push('  --config PATH'.padEnd(34) + 'settings file [default: config/appliance.json]; env APPLIANCE_CONFIG');
-  lines.push('  -h, --help'.padEnd(34) + 'show this help');
-  lines.push('');
-  lines.push('exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a port cannot be bound), 2 invalid configuration');
-  return lines.join('\n');
 }

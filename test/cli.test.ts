@@ -5,7 +5,7 @@
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,20 +31,81 @@ test('--help lists the options and exits 0', (t) => {
 
 const invalid: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
   ['bad port flag', ['--http-port', 'abc'], {}, /--http-port: "abc" is not a port/],
-  ['unknown flag', ['--htp-port', '1'], {}, /unknown option '--htp-port'/],
+  ['unknown flag, with a guess', ['--htp-port', '1'], {}, /^appliance: serve: unknown option --htp-port; did you mean --http-port\? \(see serve --help\)$/m],
   ['bad env', ['--address', '127.0.0.1'], { APPLIANCE_TFTP_PORT: 'x' }, /APPLIANCE_TFTP_PORT: "x" is not a port/],
   ['missing directory', ['--address', '127.0.0.1', '--tftp-root', '/nonexistent/tftpboot'], {}, /--tftp-root: directory \/nonexistent\/tftpboot does not exist/],
-  ['unknown command', ['serve'], {}, /unknown command "serve"/],
+  ['unknown command, with a guess', ['statsu'], {}, /unknown command "statsu"; did you mean "status"\?/],
+  ['unknown fetch target', ['fetch', 'foo'], {}, /unknown command "fetch foo" \(commands: fetch ipxe, fetch rancheros/],
+  ['fetch target typo', ['fetch', 'ipx'], {}, /did you mean "fetch ipxe"\?/],
+  ['unknown flag of a subcommand', ['fetch', 'ipxe', '--no-downlaod'], {}, /fetch ipxe: unknown option --no-downlaod; did you mean --no-download\?/],
+  ['a setting the subcommand does not use', ['fetch', 'rancheros', '--http-port', '1'], {}, /--http-port does not apply to fetch rancheros/],
+  ['flag without its value', ['--db'], {}, /serve: --db needs a value/],
+  ['stray argument', ['version', 'x'], {}, /version: unexpected argument "x"/],
+  ['bad log format', ['--log-format', 'xml'], {}, /--log-format: "xml" is not one of auto, human, json/],
+  ['server mode on an address of no interface', ['--dhcp-mode', 'server', '--force', '--address', '192.0.2.1', '--http-port', '0', '--tftp-port', '0'], {}, /--address 192\.0\.2\.1 is not an address of this host/],
+  ['bad --url of a client command', ['status', '--url', 'ftp://x'], {}, /--url "ftp:\/\/x" must use http: or https:/],
 ];
 for (const [name, args, env, message] of invalid) {
-  test(`invalid configuration exits 2 with one clear message: ${name}`, (t) => {
+  test(`invalid usage or settings exit 2 with one clear line: ${name}`, (t) => {
     const r = run(args, env);
     t.is(r.status, 2, r.stdout + r.stderr);
     t.regex(r.stderr, message);
     t.is(r.stderr.trim().split('\n').length, 1, 'one line');
+    t.notRegex(r.stderr, /--subnet|To specify a positional/, 'no advice about flags that do not exist');
     t.is(r.stdout, '', 'nothing started, nothing logged');
   });
 }
+
+const helps: Array<[string[], RegExp[], RegExp[]]> = [
+  // [argv, must show, must not show]
+  [['--help'], [/^commands:$/m, /^  fetch  /m, /--http-port N/, /exit codes/], []],
+  [['serve', '--help'], [/usage: node bin\/appliance serve/, /--dhcp-mode/, /SIGHUP/], [/^commands:$/m]],
+  [['fetch', '--help'], [/usage: node bin\/appliance fetch COMMAND/, /^  ipxe  /m, /^  rancheros  /m], [/--http-port/]],
+  [['fetch', 'ipxe', '--help'], [/usage: node bin\/appliance fetch ipxe \[options\]/, /--no-download/, /--tftp-root DIR/, /--mirror URL/], [/--http-port/, /--db/, /--version/]],
+  [['fetch', 'rancheros', '-h'], [/fetch rancheros/, /--version TAG/, /--assets DIR/], [/--tftp-root/, /--no-download/]],
+  [['status', '--help'], [/--url URL/, /--http-port N/], [/--tftp-root/]],
+  [['machines', '--help'], [/--json/], [/--dhcp-mode/]],
+  [['events', '--help'], [/--follow/, /--mac MAC/], [/--assets/]],
+  [['version', '--help'], [/print the appliance version/], [/--http-port/]],
+  [['lab', '--help'], [/usage: node bin\/appliance lab/, /--firmware/], []],
+];
+for (const [argv, shown, hidden] of helps) {
+  test(`${argv.join(' ')} prints only what applies and exits 0`, (t) => {
+    const r = run(argv);
+    t.is(r.status, 0, r.stderr);
+    t.is(r.stderr, '');
+    for (const re of shown) t.regex(r.stdout, re);
+    for (const re of hidden) t.notRegex(r.stdout, re);
+  });
+}
+
+test('a group without its subcommand prints the group help on stderr and exits 2', (t) => {
+  const r = run(['fetch']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /usage: node bin\/appliance fetch COMMAND/);
+  t.is(r.stdout, '');
+});
+
+test('--version and version print the package version', (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  for (const argv of [['--version'], ['version']]) {
+    const r = run(argv);
+    t.is(r.status, 0, r.stderr);
+    t.is(r.stdout, `netboot-appliance ${version} (node ${process.version})\n`);
+  }
+});
+
+test('fetch does not need the db directory (settings a command does not use are not validated)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'appliance-fetch-'));
+  const r = run(['fetch', 'ipxe', '--no-download', '--tftp-root', dir], { APPLIANCE_DB: '/nonexistent/dir/db.json', APPLIANCE_HTTP_PORT: 'not a port' });
+  t.is(r.status, 0, r.stderr);
+});
+
+test('a client command with no appliance running says so and exits 1', (t) => {
+  const r = run(['status', '--url', 'http://127.0.0.1:9']);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^appliance: no appliance answers at http:\/\/127\.0\.0\.1:9 .*is it running\?/);
+});
 
 /** Start the appliance and resolve with its ports once it logs "ready". */
 function startAppliance(args: string[], user?: string): Promise<{ child: ChildProcess; ports: Record<string, number>; lines: string[] }> {
@@ -79,8 +140,12 @@ function exitCode(child: ChildProcess): Promise<number | null> {
 test('as a non-root user it serves the iPXE binaries over TFTP to curl, and SIGTERM exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'appliance-cli-'));
   chmodSync(dir, 0o777);
+  // An empty TFTP root of its own: the files come from the system package whatever `fetch ipxe`
+  // (a README step) put into the repository's tftpboot/.
+  const tftpRoot = join(dir, 'tftpboot');
+  mkdirSync(tftpRoot, { mode: 0o755 });
   const { child, ports, lines } = await startAppliance(
-    ['--dhcp-mode', 'off', '--tftp-port', '16969', '--http-port', '0', '--address', '127.0.0.1', '--db', join(dir, 'db.json')],
+    ['--dhcp-mode', 'off', '--tftp-port', '16969', '--http-port', '0', '--address', '127.0.0.1', '--db', join(dir, 'db.json'), '--tftp-root', tftpRoot],
     'nobody',
   );
   t.teardown(() => child.kill('SIGKILL'));

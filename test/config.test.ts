@@ -3,7 +3,8 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { loadConfig, detectAddress, helpText, OPTIONS, envName } from '../src/config.js';
+import { loadConfig, detectAddress, OPTIONS, envName } from '../src/config.js';
+import { mainHelp } from '../src/cli.js';
 import { ConfigError } from '../src/errors.js';
 
 function home(): string {
@@ -111,7 +112,7 @@ test('fetch commands do not need an address', (t) => {
 });
 
 test('help lists every option with its env name', (t) => {
-  const text = helpText();
+  const text = mainHelp();
   for (const spec of OPTIONS) {
     t.true(text.includes(`--${spec.flag}`), spec.flag);
     t.true(text.includes(envName(spec)), envName(spec));
@@ -124,4 +125,17 @@ test('server-mode settings parse: range, dns list, boolean force from env', (t) 
   t.deepEqual(c.dns, ['10.0.0.1', '1.1.1.1']);
   t.is(c.force, true);
   t.is(c.leaseTime, 600);
+});
+
+test('a command reads only its settings: unused ones are not validated, wherever they come from', (t) => {
+  const h = home();
+  writeFileSync(join(h, 'config', 'appliance.json'), JSON.stringify({ db: '/nonexistent/dir/db.json', httpPort: 'not a port' }));
+  const c = loadConfig({ home: h, env: { APPLIANCE_TFTP_PORT: 'x' }, keys: ['assets', 'logLevel'] });
+  t.is(c.assets, join(h, 'assets'));
+  t.false('db' in c);
+  // The same file fails a command that uses the db.
+  t.throws(() => loadConfig({ home: h, env: {}, keys: ['db'] }), { instanceOf: ConfigError, message: /directory \/nonexistent\/dir/ });
+  // Unknown names are refused everywhere, and a flag for an unused setting is unknown.
+  t.throws(() => loadConfig({ home: h, env: { APPLIANCE_HTP_PORT: '1' }, keys: ['assets'] }), { instanceOf: ConfigError, message: /unknown environment variable APPLIANCE_HTP_PORT/ });
+  t.throws(() => loadConfig({ home: h, env: {}, keys: ['assets'], flags: { 'http-port': '1' } }), { instanceOf: ConfigError, message: /unknown option --http-port/ });
 });

@@ -1,10 +1,11 @@
 /**
- * Progress reporting for downloads: a `cli-progress` bar when the stream is a terminal,
+ * Progress reporting for downloads: a bar on the terminal's status line when the stream is a
+ * terminal (log lines go above it, never into it),
  * otherwise an info log line every few seconds (CI logs and systemd journals are not TTYs and
  * would fill with carriage returns).
  */
-import cliProgress from 'cli-progress';
 import type { Logger } from '../log.js';
+import { terminalFor } from '../terminal.js';
 import type { DownloadProgress, ProgressListener } from './download.js';
 
 /** A progress listener plus `stop()` to tear down a bar left open by an error. */
@@ -28,33 +29,47 @@ export function createProgressReporter(options: {
 }
 
 function createBarReporter(stream: NodeJS.WriteStream): ProgressReporter {
-  let bar: cliProgress.SingleBar | undefined;
+  // The bar is the terminal's status line: log lines printed meanwhile go above it.
+  const terminal = terminalFor(stream);
   let current: string | undefined;
+  let started = 0;
+  let drawn = 0;
   const stop = (): void => {
-    bar?.stop();
-    bar = undefined;
+    if (current !== undefined) terminal.setStatus(undefined);
     current = undefined;
   };
   const onProgress = (p: DownloadProgress): void => {
     const key = `${p.file} ${p.url}`;
-    if (bar === undefined || current !== key) {
+    const now = Date.now();
+    if (current !== key) {
       stop();
-      bar = new cliProgress.SingleBar(
-        {
-          stream,
-          format: p.total !== undefined ? '{file} [{bar}] {percentage}% | {size} | ETA {eta_formatted}' : '{file} {size}',
-          hideCursor: true,
-          fps: 10,
-        },
-        cliProgress.Presets.shades_classic,
-      );
-      bar.start(p.total ?? 0, p.received, { file: p.file, size: formatSize(p.received, p.total) });
       current = key;
+      started = now;
+      drawn = 0;
     }
-    bar.update(p.received, { size: formatSize(p.received, p.total) });
-    if (p.done) stop();
+    // At most 10 redraws a second, and always the last state.
+    if (!p.done && now - drawn < 100) return;
+    drawn = now;
+    terminal.setStatus(formatBar(p, (now - started) / 1000, stream.columns ?? 80));
+    if (p.done) {
+      terminal.writeLine(formatBar(p, (now - started) / 1000, stream.columns ?? 80));
+      stop();
+    }
   };
   return { onProgress, stop };
+}
+
+/** `file [=====-----] 45% | 12.3 MiB / 45.6 MiB | ETA 3s`, cut to `columns`. */
+export function formatBar(p: Pick<DownloadProgress, 'file' | 'received' | 'total'>, elapsedSeconds: number, columns = 80): string {
+  const size = formatSize(p.received, p.total);
+  if (p.total === undefined || p.total <= 0) return `${p.file} ${size}`.slice(0, columns - 1);
+  const fraction = Math.min(1, p.received / p.total);
+  const rate = elapsedSeconds > 0 ? p.received / elapsedSeconds : 0;
+  const eta = rate > 0 ? `${Math.ceil((p.total - p.received) / rate)}s` : '?';
+  const width = 20;
+  const filled = Math.round(fraction * width);
+  const bar = '='.repeat(filled) + '-'.repeat(width - filled);
+  return `${p.file} [${bar}] ${Math.floor(fraction * 100)}% | ${size} | ETA ${eta}`.slice(0, columns - 1);
 }
 
 function createLogReporter(log: Logger, intervalMs: number): ProgressReporter {

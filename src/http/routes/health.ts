@@ -1,5 +1,6 @@
-/** `GET /healthz` and `GET /metrics` (Prometheus text format from the app's own registry). */
+/** `GET /healthz`, `GET /api/version` and `GET /metrics` (Prometheus text format from the app's own registry). */
 import type Router from '@koa/router';
+import { versionInfo } from '../../version.js';
 import type { RouteEnv } from '../context.js';
 
 /** Register health and metrics routes. */
@@ -9,6 +10,9 @@ export function registerHealthRoutes(router: Router, env: RouteEnv): void {
     // is currently refused.
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { status: 'ok', store: env.deps.store.status() };
+  });
+  router.get('/api/version', (ctx) => {
+    ctx.body = versionInfo();
   });
   router.get('/metrics', async (ctx) => {
     ctx.type = env.metrics.registry.contentType;

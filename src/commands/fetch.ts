@@ -1,0 +1,68 @@
+/** `fetch ipxe` and `fetch rancheros`: put boot files where the appliance serves them. */
+import { loadConfig } from '../config.js';
+import { createLogOutput } from '../log.js';
+import { EXIT, type CommandArgs, type CommandSpec } from './command.js';
+
+const LOG_SETTINGS = ['logLevel', 'logFormat'] as const;
+
+/** `fetch ipxe`. */
+export const FETCH_IPXE_COMMAND: CommandSpec = {
+  name: 'ipxe',
+  summary: 'copy the iPXE boot programs into --tftp-root (system package first, then download)',
+  description:
+    'Copy undionly.kpxe, ipxe.efi and snponly.efi (and ARM64 builds when the system has them) into\n' +
+    "--tftp-root, from Debian's ipxe package (/usr/lib/ipxe), downloading what it lacks from the\n" +
+    "iPXE project's site unless --no-download. Prints what it did as JSON on stdout.",
+  settings: ['tftpRoot', ...LOG_SETTINGS],
+  flags: [
+    { name: 'no-download', type: 'boolean', help: 'never download: only the system package (offline labs)' },
+    { name: 'mirror', type: 'string', arg: 'URL', help: 'where to download missing files [default: https://boot.ipxe.org]' },
+  ],
+  async run(args) {
+    const config = loadConfig({ keys: ['tftpRoot', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { fetchIpxe } = await import('../fetch/ipxe.js');
+    const mirror = stringFlag(args, 'mirror');
+    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, download: args.flags['no-download'] !== true, ...(mirror !== undefined ? { mirror } : {}), log });
+    args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    return EXIT.ok;
+  },
+};
+
+/** `fetch rancheros`. */
+export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
+  name: 'rancheros',
+  summary: 'download a RancherOS release kernel and initrd into --assets, sha256-checked',
+  description:
+    'Download RancherOS vmlinuz and initrd into ASSETS/rancheros/VERSION/, each checked against the\n' +
+    "release's checksums.txt; an interrupted download resumes. Prints what it did as JSON on stdout.",
+  settings: ['assets', ...LOG_SETTINGS],
+  flags: [
+    { name: 'version', type: 'string', arg: 'TAG', help: 'release tag [default: v1.5.8, the last 1.x]' },
+    { name: 'mirror', type: 'string', arg: 'URL', help: 'base URL holding VERSION/ directories [default: https://releases.rancher.com/os]' },
+  ],
+  async run(args) {
+    const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { fetchRancherOS } = await import('../fetch/rancheros.js');
+    const version = stringFlag(args, 'version');
+    const mirror = stringFlag(args, 'mirror');
+    const result = await fetchRancherOS({ assetsDir: config.assets, ...(version !== undefined ? { version } : {}), ...(mirror !== undefined ? { mirror } : {}), log });
+    args.io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return EXIT.ok;
+  },
+};
+
+/** The `fetch` group; other fetch targets are added to `subcommands`. */
+export const FETCH_COMMAND: CommandSpec = {
+  name: 'fetch',
+  summary: 'download or copy boot files (iPXE binaries, OS kernels and initrds)',
+  description: 'Put the files machines boot where the appliance serves them.',
+  subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND],
+};
+
+/** A string flag's value, if given. */
+export function stringFlag(args: CommandArgs, name: string): string | undefined {
+  const v = args.flags[name];
+  return typeof v === 'string' ? v : undefined;
+}

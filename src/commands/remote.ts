@@ -1,0 +1,172 @@
+/** `status`, `machines` and `events`: ask a running appliance through its API. */
+import { loadConfig } from '../config.js';
+import { ApplianceError } from '../errors.js';
+import type { BootEvent } from '../events.js';
+import type { VersionInfo } from '../version.js';
+import { CLIENT_SETTINGS, URL_FLAG, clientToken, createApiClient, type ApiClient } from './client.js';
+import { EXIT, UsageError, type CommandArgs, type CommandSpec } from './command.js';
+import { stringFlag } from './fetch.js';
+
+const JSON_FLAG = { name: 'json', type: 'boolean', help: 'print the API answer as JSON' } as const;
+
+function connect(args: CommandArgs): ApiClient {
+  const config = loadConfig({ keys: CLIENT_SETTINGS, requireDbDir: false, flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+  const base = stringFlag(args, 'url') ?? `http://127.0.0.1:${config.httpPort}`;
+  try {
+    return createApiClient({ base, token: clientToken(config) });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function print(args: CommandArgs, text: string): void {
+  args.io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+interface Health {
+  status: string;
+  store: { ok: boolean; error?: string; loadedAt: string };
+}
+
+interface MachineRow {
+  mac: string;
+  hostname?: string;
+  profile?: string;
+  ip?: string;
+  uuid?: string;
+  state?: string;
+  lastSeenIp?: string;
+}
+
+/** `status`. */
+export const STATUS_COMMAND: CommandSpec = {
+  name: 'status',
+  summary: 'show whether an appliance is running, its version, store health and machine count',
+  description: 'Ask the running appliance (through its HTTP API) for its version, the health of its\ndatabase file and how many machines it knows.',
+  settings: CLIENT_SETTINGS,
+  flags: [URL_FLAG, JSON_FLAG],
+  epilog: 'exit codes: 0 running and the database is served, 1 not reachable or the database file is refused',
+  async run(args) {
+    const api = connect(args);
+    const [version, health, machines] = await Promise.all([api.get<VersionInfo>('/api/version'), api.get<Health>('/healthz'), api.get<MachineRow[]>('/api/machines')]);
+    if (args.flags.json === true) {
+      print(args, JSON.stringify({ url: api.base, version, health, machines: machines.length }, null, 2));
+    } else {
+      print(args, `${version.name} ${version.version} (node ${version.node}) at ${api.base}`);
+      print(args, `database: ${health.store.ok ? 'ok' : `refused: ${health.store.error ?? 'unknown error'}`}, loaded ${health.store.loadedAt}`);
+      print(args, `machines: ${machines.length}`);
+    }
+    return health.store.ok ? EXIT.ok : EXIT.failure;
+  },
+};
+
+/** `machines`. */
+export const MACHINES_COMMAND: CommandSpec = {
+  name: 'machines',
+  summary: 'list the machines a running appliance knows (MAC, hostname, profile, address)',
+  settings: CLIENT_SETTINGS,
+  flags: [URL_FLAG, JSON_FLAG],
+  async run(args) {
+    const api = connect(args);
+    const machines = await api.get<MachineRow[]>('/api/machines');
+    if (args.flags.json === true) {
+      print(args, JSON.stringify(machines, null, 2));
+      return EXIT.ok;
+    }
+    const rows = [['MAC', 'HOSTNAME', 'PROFILE', 'IP', 'STATE']];
+    for (const m of machines) rows.push([m.mac, m.hostname ?? '-', m.profile ?? '(default)', m.ip ?? m.lastSeenIp ?? '-', m.state ?? '-']);
+    print(args, formatTable(rows));
+    return EXIT.ok;
+  },
+};
+
+/** `events`. */
+export const EVENTS_COMMAND: CommandSpec = {
+  name: 'events',
+  summary: 'show boot events (DHCP, TFTP, HTTP, facts) of a running appliance; --follow keeps watching',
+  settings: CLIENT_SETTINGS,
+  flags: [
+    URL_FLAG,
+    { name: 'mac', type: 'string', arg: 'MAC', help: "only this machine's events" },
+    { name: 'limit', type: 'string', arg: 'N', help: 'how many recent events first, 1-10000 [default: 50]' },
+    { name: 'follow', type: 'boolean', short: 'f', help: 'keep printing new events until Ctrl-C' },
+    { name: 'json', type: 'boolean', help: 'one JSON object per line' },
+  ],
+  async run(args) {
+    const limitText = stringFlag(args, 'limit') ?? '50';
+    if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 10_000) throw new UsageError(`events: --limit must be a whole number from 1 to 10000, not ${JSON.stringify(limitText)}`);
+    const mac = stringFlag(args, 'mac');
+    const api = connect(args);
+    const query = (limit: number) => `/api/events?limit=${limit}${mac !== undefined ? `&mac=${encodeURIComponent(mac)}` : ''}`;
+    const show = (e: BootEvent) => print(args, args.flags.json === true ? JSON.stringify(e) : formatEvent(e));
+    const seen = new EventCursor();
+    for (const e of seen.fresh(await api.get<BootEvent[]>(query(Number(limitText))))) show(e);
+    if (args.flags.follow !== true) return EXIT.ok;
+    // Poll: the events list is small and bounded; Ctrl-C ends the loop and exits 0.
+    let stopped = false;
+    let wake: () => void = () => undefined;
+    const onSignal = () => {
+      stopped = true;
+      wake();
+    };
+    args.signals.on('SIGINT', onSignal);
+    args.signals.on('SIGTERM', onSignal);
+    try {
+      while (!stopped) {
+        // A referenced timer: it is what keeps the process alive between polls.
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, 1000);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        if (stopped) break;
+        try {
+          for (const e of seen.fresh(await api.get<BootEvent[]>(query(1000)))) show(e);
+        } catch (err) {
+          if (!(err instanceof ApplianceError && err.code === 'ERR_API_UNREACHABLE')) throw err;
+          args.io.stderr.write(`appliance events: ${err.message}; retrying\n`);
+        }
+      }
+      return EXIT.ok;
+    } finally {
+      args.signals.off('SIGINT', onSignal);
+      args.signals.off('SIGTERM', onSignal);
+    }
+  },
+};
+
+/** Remembers what was printed, so repeated polls print each event once, oldest first. */
+export class EventCursor {
+  private last = '';
+  private atLast = new Set<string>();
+
+  /** The events of `batch` not returned before, sorted by time. */
+  fresh(batch: readonly BootEvent[]): BootEvent[] {
+    const out: BootEvent[] = [];
+    for (const e of [...batch].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))) {
+      const key = JSON.stringify(e);
+      if (e.at < this.last || (e.at === this.last && this.atLast.has(key))) continue;
+      if (e.at > this.last) {
+        this.last = e.at;
+        this.atLast = new Set();
+      }
+      this.atLast.add(key);
+      out.push(e);
+    }
+    return out;
+  }
+}
+
+/** `2026-12-01T12:00:00.000Z  dhcp-offer  52:54:00:12:34:56  10.99.0.50  arch=7 file=snponly.efi` */
+export function formatEvent(e: BootEvent): string {
+  const detail = Object.entries(e.detail ?? {}).map(([k, v]) => `${k}=${typeof v === 'string' && /^\S+$/.test(v) ? v : JSON.stringify(v)}`);
+  return [e.at, e.type.padEnd(17), (e.mac || '-').padEnd(17), (e.ip ?? '-').padEnd(15), ...detail].join(' ').trimEnd();
+}
+
+/** Left-aligned columns separated by two spaces. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}

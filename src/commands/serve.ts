@@ -1,0 +1,81 @@
+/** `serve` (the default command): run the appliance until SIGINT/SIGTERM; SIGHUP reloads. */
+import { ApplianceError } from '../errors.js';
+import { OPTIONS, loadConfig, type Config } from '../config.js';
+import { createLogOutput, type LogOutput } from '../log.js';
+import { EXIT, type CommandArgs, type CommandSpec } from './command.js';
+
+/** The serve command's table entry: it reads every setting. */
+export const SERVE_COMMAND: CommandSpec = {
+  name: 'serve',
+  summary: 'run the appliance: ProxyDHCP/DHCP, TFTP and HTTP (the default command)',
+  description:
+    'Run the appliance: ProxyDHCP (or a DHCP server), TFTP and HTTP, until SIGINT or SIGTERM.\n' +
+    'SIGHUP re-reads the database and templates now and reopens --log-file, logging what changed.',
+  settings: OPTIONS.map((s) => s.key),
+  epilog: 'exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a port cannot be bound), 2 invalid settings',
+  run: runServe,
+};
+
+/** Codes of setting errors that can only be found at start; they exit 2 like any other. */
+const SETTING_ERRORS = new Set(['ERR_CONFIG', 'ERR_DHCP_CONFIG', 'ERR_DHCP_RANGE']);
+
+async function runServe(args: CommandArgs): Promise<number> {
+  const config = loadConfig({ flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+  const { checkServerModeSettings } = await import('../appliance.js');
+  checkServerModeSettings(config);
+  const output = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stdout, ...(config.logFile !== undefined ? { file: config.logFile } : {}) });
+  try {
+    return await runServer(config, output, args.signals);
+  } catch (err) {
+    // Expected failures (a port that cannot be bound) get their message, not a stack trace.
+    if (err instanceof ApplianceError) output.log.fatal({ code: err.code, ...err.detail }, err.message);
+    else output.log.fatal({ err }, 'appliance failed');
+    // A setting found wrong only at start (a dhcp range outside the subnet) is still a setting error.
+    return err instanceof ApplianceError && SETTING_ERRORS.has(err.code) ? EXIT.usage : EXIT.failure;
+  } finally {
+    output.flush();
+  }
+}
+
+async function runServer(config: Config, output: LogOutput, signals: NodeJS.EventEmitter): Promise<number> {
+  const { log } = output;
+  const { createAppliance } = await import('../appliance.js');
+  const appliance = createAppliance(config, { log });
+  await appliance.start();
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const onSignal = (signal: string) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting for sockets to close');
+        resolveExit(EXIT.failure);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      appliance.stop().then(
+        () => {
+          log.info('stopped');
+          signals.off('SIGINT', onSignal);
+          signals.off('SIGTERM', onSignal);
+          signals.off('SIGHUP', onHangup);
+          resolveExit(EXIT.ok);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          resolveExit(EXIT.failure);
+        },
+      );
+    };
+    // dnsmasq's habit: SIGHUP re-reads what the operator edited, without dropping anything.
+    const onHangup = () => {
+      output.reopen();
+      appliance.reload().then(
+        (changes) => log.info({ signal: 'SIGHUP', ...changes }, 'reloaded'),
+        (err: unknown) => log.error({ err }, 'reload failed; still serving the last good state'),
+      );
+    };
+    signals.on('SIGINT', onSignal);
+    signals.on('SIGTERM', onSignal);
+    signals.on('SIGHUP', onHangup);
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * `serve` as a process: SIGHUP reloads (templates, database, log file) and keeps serving; on a
+ * terminal the log is one human line per event.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, ROOT, loopbackArgs, makeHome, startApplianceProcess } from '../helpers/appliance-process.js';
+
+const MAC = '52:54:00:aa:bb:01';
+
+async function get(url: string): Promise<string> {
+  const res = await fetch(url);
+  return res.text();
+}
+
+test('SIGHUP picks up a template change now, logs what changed, and keeps serving', async (t) => {
+  const home = makeHome();
+  // The default profile boots RancherOS from assets: stand-ins, so /ipxe renders the template.
+  mkdirSync(join(home.assets, 'rancheros', 'v1.5.8'), { recursive: true });
+  for (const f of ['vmlinuz', 'initrd']) writeFileSync(join(home.assets, 'rancheros', 'v1.5.8', f), 'x');
+  const app = await startApplianceProcess(loopbackArgs(home));
+  t.teardown(() => void app.stop());
+  const before = await get(`${app.url}/ipxe?mac=${MAC}`);
+  t.regex(before, /^#!ipxe\n# netboot-appliance: profile rancheros/);
+  t.false(before.includes('edited-by-the-test'));
+
+  appendFileSync(join(home.templates, 'profile.ipxe.njk'), '\n# edited-by-the-test\n');
+  writeFileSync(join(home.templates, 'extra.ipxe.njk'), '#!ipxe\n{% if %}\n');
+  const reloaded = app.waitFor('reloaded');
+  const broken = app.waitFor(/^template extra\.ipxe\.njk does not compile/);
+  app.child.kill('SIGHUP');
+  const entry = await reloaded;
+  t.deepEqual(entry.templates, { added: ['extra.ipxe.njk'], changed: ['profile.ipxe.njk'], removed: [], broken: ['extra.ipxe.njk'] });
+  t.is(entry.db, 'unchanged');
+  t.is((await broken).level, 40);
+  t.true((await get(`${app.url}/ipxe?mac=${MAC}`)).includes('edited-by-the-test'));
+  t.is(app.child.exitCode, null, 'still running after SIGHUP');
+  t.is(await app.stop(), 0);
+});
+
+test('SIGHUP reloads the database and reopens --log-file after logrotate moved it', async (t) => {
+  const home = makeHome();
+  const logFile = join(home.dir, 'appliance.log');
+  const child = spawn(process.execPath, [BIN, ...loopbackArgs(home), '--log-file', logFile], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: 'ignore' });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  t.teardown(() => child.kill('SIGKILL'));
+  const waitForLine = async (file: string, re: RegExp) => {
+    for (let i = 0; i < 200; i++) {
+      if (existsSync(file) && re.test(readFileSync(file, 'utf8'))) return readFileSync(file, 'utf8');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${re} not in ${file}`);
+  };
+  await waitForLine(logFile, /"msg":"netboot appliance ready"/);
+  renameSync(logFile, `${logFile}.1`);
+  child.kill('SIGHUP');
+  const fresh = await waitForLine(logFile, /"msg":"reloaded"/);
+  t.notRegex(fresh, /netboot appliance ready/, 'a new file, not the moved one');
+  t.regex(readFileSync(`${logFile}.1`, 'utf8'), /netboot appliance ready/);
+  child.kill('SIGTERM');
+  t.is(await exited, 0);
+});
+
+test('on a terminal the log is one human line per event; --log-format json keeps JSON', async (t) => {
+  const home = makeHome();
+  // script(1) gives the appliance a pty as stdout, as an operator's terminal would.
+  const runOnPty = (extra: string[]) =>
+    new Promise<string>((resolveOut, reject) => {
+      const cmd = [process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`).join(' ');
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: ROOT, env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`not ready: ${out}`));
+      }, 20_000);
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/netboot appliance ready/.test(out)) child.kill('SIGTERM');
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolveOut(out.replace(/\r/g, ''));
+      });
+    });
+  const human = await runOnPty([]);
+  const ready = human.split('\n').find((l) => l.includes('netboot appliance ready'));
+  t.regex(ready ?? '', /^\d\d:\d\d:\d\d\.\d{3} INFO {2}\S* *netboot appliance ready ports=\{"http":\d+/);
+  t.notRegex(human, /^\{"level"/m);
+  // A boot-file line carries its fields as key=value.
+  t.regex(human, /INFO .*boot file firmware=bios file=undionly\.kpxe/);
+  const json = await runOnPty(['--log-format', 'json']);
+  t.regex(json, /^\{"level":30,"time":\d+,.*"msg":"starting netboot appliance"\}$/m);
+});
