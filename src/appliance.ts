@@ -1,4 +1,4 @@
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Config } from './config.js';
 import { ApplianceError, ConfigError } from './errors.js';
 import { createEventLog, type EventLog } from './events.js';
@@ -13,7 +13,7 @@ import { DEFAULT_BOOT_FILES } from './dhcp/pxe.js';
 import { Registry } from 'prom-client';
 import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
-import { loadOrCreateApiToken } from './http/token.js';
+import { API_TOKEN_FILE, loadOrCreateApiToken } from './http/token.js';
 import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-store.js';
 import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
 import { findBootFiles } from './tftp/boot-files.js';
@@ -111,6 +111,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   let started = false;
   let openStore: FileStore | undefined;
   let templates: TemplateSnapshot = new Map();
+  // What the web console's status page shows; filled in as start() proceeds.
+  let consoleStatus: { ports?: AppliancePorts; dhcp?: { mode: string; reason: string }; warnings: string[] } = { warnings: [] };
 
   async function stopAll(): Promise<void> {
     const pending = stops.splice(0).reverse();
@@ -128,6 +130,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     // with it, so DHCP and TFTP events are counted next to HTTP's.
     const registry = new Registry();
     const events = instrumentEventLog(baseEvents, registry);
+    consoleStatus = { warnings: [] };
     log.info(
       { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
       'starting netboot appliance',
@@ -160,6 +163,10 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         apiToken,
         registry,
         bootDirs: [config.tftpRoot, ...fallbackDirs],
+        console: {
+          ...(config.apiToken === undefined ? { tokenFile: join(dirname(config.db), API_TOKEN_FILE) } : {}),
+          status: () => ({ ...consoleStatus, interface: config.interface ?? null, tftpRoot: config.tftpRoot, assets: config.assets, db: config.db }),
+        },
       },
     });
     const httpPort = await http.start().then(
@@ -188,6 +195,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
 
     const { dhcpPort, proxyPort } = await startDhcp(store, httpPort, events);
     const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort };
+    consoleStatus.ports = ports;
     log.info({ ports, address: config.address, bootScript: `http://${config.address}:${httpPort}/boot.ipxe` }, 'netboot appliance ready');
     return ports;
   }
@@ -199,6 +207,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     let probed: ProbeResult | undefined;
     if (mode === 'off') {
       log.info('dhcp off: boot information must come from another DHCP server');
+      consoleStatus.dhcp = { mode: 'off', reason: 'configured: boot information must come from another DHCP server' };
       return { dhcpPort: 0, proxyPort: 0 };
     }
     if (mode === 'auto') {
@@ -206,6 +215,9 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       const decision = decideAutoMode(probed);
       dlog.info({ mode: decision.mode, servers: probed.servers.map((x) => x.serverId) }, `dhcp mode auto chose ${decision.mode}: ${decision.reason}`);
       mode = decision.mode;
+      consoleStatus.dhcp = { mode, reason: `auto: ${decision.reason}` };
+    } else {
+      consoleStatus.dhcp = { mode, reason: 'configured with --dhcp-mode' };
     }
     const common = {
       address: config.address,
@@ -268,7 +280,9 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       if (f.source !== 'missing') {
         log.info({ firmware: f.firmware, file: f.name, path: f.path, source: f.source }, 'boot file');
       } else if (f.firmware === 'bios' || f.firmware === 'efi-x64') {
-        log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, `boot file ${f.name} for ${f.firmware} not found: such machines cannot boot; install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
+        const warning = `boot file ${f.name} for ${f.firmware} not found: such machines cannot boot; install Debian's ipxe package or run: node bin/appliance fetch ipxe`;
+        log.warn({ firmware: f.firmware, file: f.name, searched: [config.tftpRoot, ...fallbackDirs] }, warning);
+        consoleStatus.warnings.push(warning);
       } else {
         // Noise for most labs: Debian ships no such build and fetch ipxe cannot download one.
         log.debug({ firmware: f.firmware, file: f.name }, `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`);

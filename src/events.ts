@@ -42,6 +42,11 @@ export interface EventLog {
   macForIp(ip: string): string | undefined;
   /** The IPv4 address a MAC was last seen at, if any. */
   lastIp(mac: string): string | undefined;
+  /**
+   * Call `listener` with every event recorded from now on (the console's live timeline);
+   * returns the unsubscribe function. A listener that throws is dropped, never the record.
+   */
+  subscribe?(listener: (event: BootEvent) => void): () => void;
 }
 
 /** Normalise a MAC to lowercase colon-separated form; undefined when it is not a MAC. */
@@ -63,6 +68,7 @@ export function createEventLog(options: { perMachine?: number; machines?: number
   const ipToMac = new Map<string, string>();
   const macToIp = new Map<string, string>();
   let seq: BootEvent[] = [];
+  const listeners = new Set<(event: BootEvent) => void>();
 
   return {
     record(input) {
@@ -85,7 +91,18 @@ export function createEventLog(options: { perMachine?: number; machines?: number
         ipToMac.set(event.ip, event.mac);
         macToIp.set(event.mac, event.ip);
       }
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch {
+          listeners.delete(listener);
+        }
+      }
       return event;
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     list(filter = {}) {
       const limit = filter.limit ?? perMachine;

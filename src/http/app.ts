@@ -1,7 +1,7 @@
 /**
  * The HTTP boot service as a value: `createHttpApp(deps)` returns a Koa app that never listens
  * (tests drive `app.callback()`; server.ts binds it). Routes: boot scripts, cloud-config,
- * assets, the REST API, health and metrics. Errors are coded and mapped to statuses only in
+ * assets, the REST API, health and metrics, the web console. Errors are coded and mapped to statuses only in
  * errors.ts.
  */
 import Router from '@koa/router';
@@ -18,6 +18,7 @@ import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerBootFileRoutes } from './routes/boot-files.js';
+import { registerConsoleRoutes } from './routes/console.js';
 import { registerHealthRoutes } from './routes/health.js';
 
 export type { HttpDeps } from './context.js';
@@ -70,6 +71,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   registerBootFileRoutes(router, env);
   registerApiRoutes(router, env);
   registerHealthRoutes(router, env);
+  registerConsoleRoutes(router, env);
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: true }));
   // Koa would print its own errors to stderr; ours are logged by errorMiddleware.

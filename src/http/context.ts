@@ -38,6 +38,18 @@ export interface HttpDeps {
   discovery?: Discovery;
   /** Where `/boot/<file>` (UEFI HTTP boot) finds iPXE binaries: the TFTP root, then system dirs. */
   bootDirs?: readonly string[];
+  /** What the web console shows about the appliance (routes/console.ts). */
+  console?: ConsoleInfo;
+}
+
+/** Appliance facts for the web console's login and status pages. */
+export interface ConsoleInfo {
+  /** Where the generated API token is stored (shown on the login page); unset with --api-token. */
+  tokenFile?: string;
+  /** Package version. */
+  version?: string;
+  /** Ports, DHCP mode and why, start-up warnings: merged into `GET /api/console/status`. */
+  status?: () => Record<string, unknown>;
 }
 
 /** Shared state handed to every route module. */

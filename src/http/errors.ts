@@ -32,6 +32,7 @@ const STATUS: Record<string, number> = {
   ERR_STORE_WRITE: 503,
   ERR_DISCOVERY_FULL: 503,
   ERR_DISCOVERY_BUSY: 503,
+  ERR_TOO_MANY_STREAMS: 503,
 };
 
 /** HTTP status for an error code (500 for codes this edge does not know). */

@@ -55,5 +55,6 @@ export function instrumentEventLog(events: EventLog, registry: Registry): EventL
     list: (filter) => events.list(filter),
     macForIp: (ip) => events.macForIp(ip),
     lastIp: (mac) => events.lastIp(mac),
+    ...(events.subscribe ? { subscribe: events.subscribe.bind(events) } : {}),
   } as EventLog;
 }

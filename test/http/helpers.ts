@@ -52,6 +52,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.registry ? { registry: overrides.registry } : {}),
     ...(overrides.discovery ? { discovery: overrides.discovery } : {}),
     ...(overrides.bootDirs ? { bootDirs: overrides.bootDirs } : {}),
+    ...(overrides.console ? { console: overrides.console } : {}),
   });
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,0 +1,141 @@
+/**
+ * What the web console shows about machines, as pure functions of the database, the selection
+ * and the event log: one row per machine (declared, discovered, or only seen on the wire), a
+ * short facts summary, and a plain-words explanation of why a machine is stuck. No I/O here,
+ * so every rule is table-tested.
+ */
+import type { BootEvent } from '../events.js';
+import type { Facts, Machine } from '../store/schema.js';
+import type { Selection } from '../store/select.js';
+
+/** A handful of facts for the table: vendor, CPUs, memory, disks, NICs. */
+export interface FactsSummary {
+  vendor?: string;
+  product?: string;
+  cpus?: number;
+  memoryMiB?: number;
+  disks?: number;
+  diskBytes?: number;
+  nics?: number;
+}
+
+/** The last thing that went wrong for a machine, in plain words. */
+export interface Failure {
+  at: string;
+  /** Event type that showed it (`http-script`, `tftp-error`, ...) or `selection`. */
+  source: string;
+  message: string;
+}
+
+/** One row of the machines table. */
+export interface MachineRow {
+  mac: string;
+  /** `declared` (written by the operator), `discovered` (registered on first boot), `seen` (only in the event log). */
+  kind: 'declared' | 'discovered' | 'seen';
+  hostname: string | null;
+  uuid: string | null;
+  state: string | null;
+  profile: string | null;
+  /** How the profile was chosen: machine-uuid, machine-mac, group, default; null when none. */
+  via: string | null;
+  group: string | null;
+  /** Last event time and the address it came from. */
+  lastSeen: string | null;
+  lastIp: string | null;
+  lastEvent: string | null;
+  /** Firmware/arch from DHCP (`bios`, `efi-x64` ...) or the iPXE platform. */
+  arch: string | null;
+  facts: FactsSummary | null;
+  failure: Failure | null;
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const obj = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+
+/** Summarize facts in the reference agent's shape (agent/README.md); unknown shapes give {}. */
+export function summarizeFacts(facts: Facts | undefined): FactsSummary | null {
+  if (!facts) return null;
+  const out: FactsSummary = {};
+  const dmi = obj(facts['dmi']);
+  const vendor = str(dmi?.['vendor']) ?? str(facts['vendor']);
+  if (vendor) out.vendor = vendor;
+  const product = str(dmi?.['product']);
+  if (product) out.product = product;
+  const cpus = num(obj(facts['cpu'])?.['count']) ?? num(facts['cpus']);
+  if (cpus !== undefined) out.cpus = cpus;
+  const kib = num(obj(facts['memory'])?.['totalKiB']) ?? num(facts['memoryKiB']);
+  if (kib !== undefined) out.memoryMiB = Math.round(kib / 1024);
+  const disks = facts['disks'];
+  if (Array.isArray(disks)) {
+    out.disks = disks.length;
+    out.diskBytes = disks.reduce<number>((sum, d) => sum + (num(obj(d)?.['sizeBytes']) ?? 0), 0);
+  }
+  const nics = facts['nics'];
+  if (Array.isArray(nics)) out.nics = nics.length;
+  return out;
+}
+
+/**
+ * Why a machine is stuck, from its newest events: a retry script names its reason (missing
+ * assets with the fetch command, an unknown profile, a broken template), a TFTP error names the
+ * file. A later successful step (a booted script after a retry, a finished transfer after an
+ * error) clears it: the failure shown is the one still standing.
+ */
+export function explainFailure(events: readonly BootEvent[], selection?: Selection): Failure | null {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i]!;
+    const d = e.detail ?? {};
+    if (e.type === 'http-script' && d['outcome'] === 'retry') {
+      return { at: e.at, source: e.type, message: str(d['reason']) ?? 'the boot script could not be built' };
+    }
+    if (e.type === 'tftp-error' && d['reason'] !== 'client-error') {
+      const file = str(d['file']) ?? 'a file';
+      const why = str(d['reason']) ?? str(d['message']) ?? 'transfer failed';
+      return { at: e.at, source: e.type, message: `tftp transfer of ${file} failed: ${why}${why === 'not-found' ? ' (is iPXE installed? run: node bin/appliance fetch ipxe)' : ''}` };
+    }
+    if (e.type === 'dhcp-nak' || e.type === 'dhcp-decline') {
+      return { at: e.at, source: e.type, message: e.type === 'dhcp-nak' ? 'the dhcp server refused the address the machine asked for' : 'the machine declined its address (address conflict on the network)' };
+    }
+    // Progress after the failure: the machine got past it.
+    if ((e.type === 'http-script' && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file') break;
+  }
+  if (selection?.kind === 'none') return { at: events.at(-1)?.at ?? '', source: 'selection', message: selection.reason };
+  return null;
+}
+
+/** Firmware of the machine's newest DHCP event, else the iPXE platform of its newest script. */
+function archOf(events: readonly BootEvent[]): string | null {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const d = events[i]!.detail;
+    const arch = str(d?.['arch']) ?? str(d?.['platform']);
+    if (arch) return arch;
+  }
+  return null;
+}
+
+/**
+ * The table row of one machine: its record (undefined for a MAC seen only on the wire), the
+ * selection for it and its events (oldest first).
+ */
+export function machineRow(mac: string, machine: Machine | undefined, selection: Selection, events: readonly BootEvent[], lastIp: string | undefined): MachineRow {
+  const last = events.at(-1);
+  const kind: MachineRow['kind'] = !machine ? 'seen' : machine.state === 'discovered' ? 'discovered' : 'declared';
+  const lastSeen = [last?.at, machine?.factsAt, machine?.discoveredAt].filter((x): x is string => x !== undefined).sort().at(-1) ?? null;
+  return {
+    mac,
+    kind,
+    hostname: machine?.hostname ?? str(machine?.facts?.['hostname']) ?? null,
+    uuid: machine?.uuid ?? null,
+    state: machine?.state ?? (machine ? null : 'seen'),
+    profile: selection.kind === 'profile' ? selection.profile.id : null,
+    via: selection.kind === 'profile' ? selection.via : null,
+    group: selection.group?.id ?? null,
+    lastSeen,
+    lastIp: lastIp ?? machine?.lastSeenIp ?? null,
+    lastEvent: last?.type ?? null,
+    arch: archOf(events),
+    facts: summarizeFacts(machine?.facts),
+    failure: explainFailure(events, selection),
+  };
+}
