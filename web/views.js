@@ -179,7 +179,7 @@ export function TimelinePage({ mac }) {
     ${row
       ? html`<dl class="summary">
           <dt>Profile</dt><dd>${profileText(row)}</dd>
-          <dt>State</dt><dd>${row.state ?? ''} (${row.kind})</dd>
+          <dt>State</dt><dd>${row.state ?? ''}${row.kind === row.state ? '' : ` (${row.kind})`}</dd>
           <dt>Hostname</dt><dd>${row.hostname ?? ''}</dd>
           <dt>Last seen</dt><dd>${fmtTime(row.lastSeen)} ${row.lastIp ? `from ${row.lastIp}` : ''}</dd>
           <dt>Arch</dt><dd>${row.arch ?? ''}</dd>
