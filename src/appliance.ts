@@ -9,7 +9,7 @@ import { validateRange, type DhcpRange, type Reservation } from './dhcp/leases.j
 import { decideAutoMode, probeForDhcpServer, type ProbeResult } from './dhcp/probe.js';
 import { findLocalAddress } from './dhcp/sockets.js';
 import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
-import { DEFAULT_BOOT_FILES } from './dhcp/pxe.js';
+import { DEFAULT_BOOT_FILES } from './boot-catalogue.js';
 import { Registry } from 'prom-client';
 import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';

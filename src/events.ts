@@ -4,6 +4,10 @@
  * EventLog; the HTTP API lists them per MAC (`GET /api/events?mac=`) and answers lookups with
  * the address a machine was last seen at.
  */
+import { normalizeMac } from './identity.js';
+
+/** @deprecated import from identity.ts; kept so branches written before the move still build. */
+export { normalizeMac } from './identity.js';
 
 /** Kinds of boot event, in the order a machine usually produces them. */
 export type BootEventType =
@@ -47,13 +51,6 @@ export interface EventLog {
    * returns the unsubscribe function. A listener that throws is dropped, never the record.
    */
   subscribe?(listener: (event: BootEvent) => void): () => void;
-}
-
-/** Normalise a MAC to lowercase colon-separated form; undefined when it is not a MAC. */
-export function normalizeMac(input: string): string | undefined {
-  const hex = input.trim().toLowerCase().replace(/[:\-.]/g, '');
-  if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
-  return hex.match(/../g)!.join(':');
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileDurable } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
-import { normalizeMac } from '../events.js';
+import { normalizeMac } from '../identity.js';
 import type { DeclinedAddress, Lease, LeaseSnapshot } from './leases.js';
 import { ipToNumber } from './subnet.js';
 

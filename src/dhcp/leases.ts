@@ -14,7 +14,7 @@
  *    never-used address is left (longest-expired first), as dnsmasq and ISC dhcpd do.
  */
 import { ApplianceError } from '../errors.js';
-import { normalizeMac } from '../events.js';
+import { normalizeMac } from '../identity.js';
 import { broadcastOf, inSubnet, ipToNumber, numberToIp, type Subnet } from './subnet.js';
 
 /** Error code of a bad `--dhcp-range`. */

@@ -25,42 +25,9 @@ import {
   type DhcpPacket,
   type TypedOptions,
 } from './packet.js';
+import { ARCHITECTURES, DEFAULT_BOOT_FILES, type BootFiles, type Firmware } from '../boot-catalogue.js';
 
-/** Firmware families we hand a boot file to; keys of `bootFiles`. */
-export type Firmware = 'bios' | 'efi-ia32' | 'efi-x64' | 'efi-arm64';
-
-/** Boot file per firmware family (TFTP file name for PXE, file name in the HTTP URL for HTTP boot). */
-export type BootFiles = Record<Firmware, string>;
-
-/**
- * Default iPXE builds per firmware. `undionly.kpxe` and `snponly.efi` ship in Debian's `ipxe`
- * package (/usr/lib/ipxe) and are the builds that booted SeaBIOS and OVMF in the lab;
- * `snponly.efi` uses the firmware's own NIC driver (SNP), so it works on any UEFI NIC.
- * IA32 and ARM64 builds are not packaged by Debian: the operator drops upstream iPXE's
- * `bin-i386-efi/snponly.efi` / `bin-arm64-efi/snponly.efi` under these names.
- */
-export const DEFAULT_BOOT_FILES: BootFiles = {
-  bios: 'undionly.kpxe',
-  'efi-x64': 'snponly.efi',
-  'efi-ia32': 'snponly-ia32.efi',
-  'efi-arm64': 'snponly-arm64.efi',
-};
-
-/**
- * RFC 4578 section 2.1 / IANA "Processor Architecture Types" we can boot, with whether the code
- * means UEFI HTTP boot (15, 16, 19).
- */
-export const ARCHITECTURES: ReadonlyMap<number, { firmware: Firmware; http: boolean }> = new Map([
-  [0, { firmware: 'bios', http: false }],
-  [6, { firmware: 'efi-ia32', http: false }],
-  [7, { firmware: 'efi-x64', http: false }],
-  // 9 is "EFI x86-64" in RFC 4578 (errata: some firmwares send it instead of 7).
-  [9, { firmware: 'efi-x64', http: false }],
-  [11, { firmware: 'efi-arm64', http: false }],
-  [15, { firmware: 'efi-ia32', http: true }],
-  [16, { firmware: 'efi-x64', http: true }],
-  [19, { firmware: 'efi-arm64', http: true }],
-]);
+export { ARCHITECTURES, DEFAULT_BOOT_FILES, type BootFiles, type Firmware } from '../boot-catalogue.js';
 
 /** Which socket a request arrived on: 67 (`dhcp`) or 4011 (`proxy`, the PXE boot server port). */
 export type PortRole = 'dhcp' | 'proxy';

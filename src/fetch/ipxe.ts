@@ -9,55 +9,23 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { BOOT_FILE_CATALOGUE, IPXE_SYSTEM_DIRS, PE_MACHINE, type BootFileEntry, type Firmware } from '../boot-catalogue.js';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createProgressReporter, type ProgressReporter } from './progress.js';
 import { downloadFile, normalizeMirror, sha256File, type DownloadResult, type ProgressListener } from './download.js';
 
-/** Which firmware a boot file is for; decides how it is checked. */
-export type IpxeArch = 'bios' | 'x86_64-efi' | 'arm64-efi';
+/** Which firmware a boot file is for; decides how it is checked (the catalogue's vocabulary). */
+export type IpxeArch = Firmware;
 
-/** One iPXE boot file the appliance can serve. */
-export interface IpxeFileSpec {
-  /** Path under the TFTP root (what DHCP hands out as the boot file name). */
-  name: string;
-  arch: IpxeArch;
-  /** Missing required files make `fetchIpxe` fail; optional ones are copied when found. */
-  required: boolean;
-  /** Candidate paths relative to each system directory, first match wins. */
-  systemNames: readonly string[];
-  /** Path under the download mirror, or undefined when it is never downloaded. */
-  downloadPath: string | undefined;
-}
+/** One iPXE boot file the appliance can serve: an entry of the boot-file catalogue. */
+export type IpxeFileSpec = Pick<BootFileEntry, 'name' | 'required' | 'systemNames' | 'downloadPath'> & { arch: Firmware };
 
-/**
- * The boot files: `undionly.kpxe` for BIOS PXE (uses the NIC's UNDI stack), `ipxe.efi` (own
- * drivers) and `snponly.efi` (the firmware's SNP driver; worked under OVMF here, NETBOOT-FACTS
- * §5) for x86-64 UEFI, and ARM64 UEFI builds when the system package has them.
- */
-export const IPXE_FILES: readonly IpxeFileSpec[] = [
-  { name: 'undionly.kpxe', arch: 'bios', required: true, systemNames: ['undionly.kpxe'], downloadPath: 'undionly.kpxe' },
-  { name: 'ipxe.efi', arch: 'x86_64-efi', required: true, systemNames: ['ipxe.efi'], downloadPath: 'ipxe.efi' },
-  { name: 'snponly.efi', arch: 'x86_64-efi', required: true, systemNames: ['snponly.efi'], downloadPath: 'snponly.efi' },
-  {
-    // Flat names: the ones the DHCP side hands ARM64 UEFI (src/dhcp/pxe.ts DEFAULT_BOOT_FILES).
-    name: 'snponly-arm64.efi',
-    arch: 'arm64-efi',
-    required: false,
-    systemNames: ['arm64-efi/snponly.efi', 'snponly-arm64.efi', 'snponly_arm64.efi'],
-    downloadPath: undefined,
-  },
-  {
-    name: 'ipxe-arm64.efi',
-    arch: 'arm64-efi',
-    required: false,
-    systemNames: ['arm64-efi/ipxe.efi', 'ipxe-arm64.efi', 'ipxe_arm64.efi'],
-    downloadPath: undefined,
-  },
-];
+/** The boot files `fetch ipxe` installs: the whole catalogue (src/boot-catalogue.ts). */
+export const IPXE_FILES: readonly IpxeFileSpec[] = BOOT_FILE_CATALOGUE.map((e) => ({ name: e.name, arch: e.firmware, required: e.required, systemNames: e.systemNames, downloadPath: e.downloadPath }));
 
 /** Default places the Debian/Ubuntu `ipxe` package installs to. */
-export const DEFAULT_IPXE_SYSTEM_DIRS: readonly string[] = ['/usr/lib/ipxe', '/usr/share/ipxe'];
+export const DEFAULT_IPXE_SYSTEM_DIRS: readonly string[] = IPXE_SYSTEM_DIRS;
 /** The iPXE project's site, serving current builds at the top level. */
 export const DEFAULT_IPXE_MIRROR = 'https://boot.ipxe.org';
 
@@ -96,9 +64,6 @@ export interface IpxeFileResult {
 export const KPXE_MIN_BYTES = 16 * 1024;
 /** Largest plausible undionly.kpxe: it must fit in base memory, so a bigger file is not one. */
 export const KPXE_MAX_BYTES = 2 * 1024 * 1024;
-
-/** PE/COFF machine types (PE format spec, "Machine Types"). */
-const PE_MACHINE: Record<Exclude<IpxeArch, 'bios'>, number> = { 'x86_64-efi': 0x8664, 'arm64-efi': 0xaa64 };
 
 /**
  * Check that `data` looks like an iPXE binary for `arch`; returns a reason when it does not.

@@ -1,11 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_BOOT_FILES, IPXE_SYSTEM_DIRS } from '../boot-catalogue.js';
 import { ApplianceError } from '../errors.js';
 import type { Lab } from './netns.js';
 import type { ManagedProcess } from './process.js';
 
-/** iPXE binaries from Debian's `ipxe` package. */
-export const IPXE_DIR = '/usr/lib/ipxe';
+/** iPXE binaries from Debian's `ipxe` package (the catalogue's first system directory). */
+export const IPXE_DIR = IPXE_SYSTEM_DIRS[0]!;
 
 /** What a boot server needs to boot the test OS. */
 export interface BootAssets {
@@ -121,7 +122,7 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
   const httpRoot = join(root, 'http');
   mkdirSync(tftpRoot, { recursive: true });
   mkdirSync(httpRoot, { recursive: true });
-  for (const f of ['undionly.kpxe', 'snponly.efi']) {
+  for (const f of [DEFAULT_BOOT_FILES.bios, DEFAULT_BOOT_FILES['efi-x64']]) {
     const src = join(IPXE_DIR, f);
     if (!existsSync(src)) throw new ApplianceError('ERR_LAB_PREREQ', `${src} is missing; install ipxe`);
     copyFileSync(src, join(tftpRoot, f));
@@ -159,8 +160,8 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
       // iPXE announces itself with user class "iPXE" (option 77): hand it the script URL, not
       // the binary again, or it chainloads itself forever.
       '--dhcp-userclass=set:ipxe,iPXE',
-      '--pxe-service=tag:!ipxe,x86PC,Network boot,undionly.kpxe',
-      '--pxe-service=tag:!ipxe,X86-64_EFI,Network boot,snponly.efi',
+      `--pxe-service=tag:!ipxe,x86PC,Network boot,${DEFAULT_BOOT_FILES.bios}`,
+      `--pxe-service=tag:!ipxe,X86-64_EFI,Network boot,${DEFAULT_BOOT_FILES['efi-x64']}`,
       `--pxe-service=tag:ipxe,x86PC,iPXE boot script,${bootScriptUrl}`,
       `--pxe-service=tag:ipxe,X86-64_EFI,iPXE boot script,${bootScriptUrl}`,
     ];

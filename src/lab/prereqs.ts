@@ -3,6 +3,7 @@ import { delimiter, join } from 'node:path';
 import { ApplianceError } from '../errors.js';
 import { findTestKernel } from './initrd.js';
 import { OVMF_CODE, OVMF_VARS, QEMU_BINARY } from './qemu.js';
+import { DEFAULT_BOOT_FILES } from '../boot-catalogue.js';
 import { IPXE_DIR } from './baseline.js';
 
 /** One missing prerequisite and the Debian package (or action) that provides it. */
@@ -42,10 +43,10 @@ export function checkLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both
   for (const [cmd, pkg] of cmds) if (!onPath(cmd)) missing.push({ what: cmd, fix: `apt-get install ${pkg}` });
   const files: Array<[string, string]> = [
     ['/bin/busybox', 'busybox-static'],
-    [join(IPXE_DIR, 'undionly.kpxe'), 'ipxe'],
+    [join(IPXE_DIR, DEFAULT_BOOT_FILES.bios), 'ipxe'],
   ];
   if (firmware !== 'uefi') files.push(['/usr/lib/ipxe/qemu/efi-virtio.rom', 'ipxe-qemu']);
-  if (firmware !== 'bios') files.push([join(IPXE_DIR, 'snponly.efi'), 'ipxe'], [OVMF_CODE, 'ovmf'], [OVMF_VARS, 'ovmf']);
+  if (firmware !== 'bios') files.push([join(IPXE_DIR, DEFAULT_BOOT_FILES['efi-x64']), 'ipxe'], [OVMF_CODE, 'ovmf'], [OVMF_VARS, 'ovmf']);
   for (const [file, pkg] of files) if (!existsSync(file)) missing.push({ what: file, fix: `apt-get install ${pkg}` });
   try {
     findTestKernel();

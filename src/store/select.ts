@@ -13,7 +13,7 @@
  * A profile named by the winning rule that does not exist is reported as `kind: 'none'`
  * rather than silently falling through: the operator asked for it by name.
  */
-import { normalizeMac } from '../events.js';
+import { normalizeMac, normalizeUuid } from '../identity.js';
 import type { Db, Group, Machine, Profile } from './schema.js';
 
 /** What a booting machine tells us about itself (from the iPXE query string). */
@@ -31,19 +31,8 @@ export type Selection =
   | { kind: 'profile'; profile: Profile; via: SelectedVia; machine?: Machine; group?: Group }
   | { kind: 'none'; reason: string; machine?: Machine; group?: Group };
 
-/** UUIDs firmware reports when it has none: all zeros or all ones (SMBIOS 2.6 §7.2.1). */
-export function isPlaceholderUuid(uuid: string): boolean {
-  const hex = uuid.replace(/-/g, '').toLowerCase();
-  return /^0+$/.test(hex) || /^f+$/.test(hex);
-}
-
-/** Lowercase UUID, or undefined for missing / placeholder / malformed values. */
-export function normalizeUuid(input: string | undefined): string | undefined {
-  if (!input) return undefined;
-  const u = input.trim().toLowerCase();
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(u)) return undefined;
-  return isPlaceholderUuid(u) ? undefined : u;
-}
+/** @deprecated import from identity.ts; kept so branches written before the move still build. */
+export { isPlaceholderUuid, normalizeUuid } from '../identity.js';
 
 /** Find the machine record for a query: by UUID first, then by MAC. */
 export function findMachine(db: Db, query: SelectQuery): { machine: Machine; via: 'machine-uuid' | 'machine-mac' } | undefined {

@@ -5,7 +5,7 @@
  * another; a write that fails to persist changes nothing.
  */
 import { ApplianceError } from '../errors.js';
-import { normalizeMac } from '../events.js';
+import { normalizeMac } from '../identity.js';
 import {
   FactsSchema,
   GroupSchema,

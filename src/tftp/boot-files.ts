@@ -1,27 +1,11 @@
 /**
- * The iPXE binaries the appliance hands to PXE firmware, and where they are found: the TFTP
- * root first, then the system directories of Debian's `ipxe` package.
+ * Where the boot files of the catalogue (boot-catalogue.ts) are found: the TFTP root first, then
+ * the system directories of Debian's `ipxe` package.
  */
 import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_BOOT_FILES } from '../boot-catalogue.js';
 import { DEFAULT_FALLBACK_DIRS, isInside, isTrustedSystemDir } from './files.js';
-
-/**
- * Boot file per firmware kind. All three ship in Debian's `ipxe` package (/usr/lib/ipxe).
- * - bios: `undionly.kpxe` chainloads through the PXE ROM's UNDI driver, so it works with any
- *   NIC the BIOS can PXE boot from (option 93 = 0).
- * - efi64: `snponly.efi` drives the NIC through the firmware's SNP protocol: works with any
- *   NIC UEFI can PXE boot from (option 93 = 7 or 9); proven under OVMF.
- * - efi64Full: `ipxe.efi` carries iPXE's own NIC drivers, for firmware whose SNP is broken.
- */
-export const BOOT_FILES = {
-  bios: 'undionly.kpxe',
-  efi64: 'snponly.efi',
-  efi64Full: 'ipxe.efi',
-} as const;
-
-/** A firmware kind from BOOT_FILES. */
-export type BootFirmware = keyof typeof BOOT_FILES;
 
 /** Where one boot file was found; `path` is `dir/name` (as configured, symlinks not resolved). */
 export interface BootFileStatus {
@@ -50,14 +34,14 @@ function findIn(dir: string, name: string, isRoot: boolean): string | undefined 
 }
 
 /**
- * Look every entry of `table` (firmware -> file name; default BOOT_FILES, the appliance passes
- * the DHCP side's table so the log names exactly what DHCP hands out) up in the TFTP root, then in `fallbackDirs` (the directories
- * the TFTP server falls back to). The appliance logs the result at start and warns on 'missing'.
+ * Look every entry of `table` (firmware -> file name; default the catalogue's DHCP defaults, so
+ * the log names exactly what DHCP hands out) up in the TFTP root, then in `fallbackDirs` (the
+ * directories the TFTP server falls back to). The appliance logs the result at start and warns on 'missing'.
  */
 export function findBootFiles(
   root: string,
   fallbackDirs: readonly string[] = DEFAULT_FALLBACK_DIRS,
-  table: Readonly<Record<string, string>> = BOOT_FILES,
+  table: Readonly<Record<string, string>> = DEFAULT_BOOT_FILES,
 ): BootFileStatus[] {
   return Object.keys(table).map((firmware) => {
     const name = table[firmware]!;

@@ -166,22 +166,22 @@ test('copies the real binaries from the system iPXE package', async (t) => {
   }
   const snp = await readFile(join(d.tftpRoot, 'snponly.efi'));
   t.is(snp.subarray(0, 2).toString('latin1'), 'MZ');
-  t.is(checkIpxeImage(snp, 'x86_64-efi'), undefined);
+  t.is(checkIpxeImage(snp, 'efi-x64'), undefined);
   t.is(checkIpxeImage(await readFile(join(d.tftpRoot, 'undionly.kpxe')), 'bios'), undefined);
 });
 
 test('checkIpxeImage tells images from impostors', (t) => {
-  t.is(checkIpxeImage(fakePe(0x8664), 'x86_64-efi'), undefined);
-  t.is(checkIpxeImage(fakePe(0xaa64), 'arm64-efi'), undefined);
-  t.regex(checkIpxeImage(fakePe(0xaa64), 'x86_64-efi') ?? '', /machine type 0xaa64/);
-  t.regex(checkIpxeImage(Buffer.alloc(0), 'x86_64-efi') ?? '', /empty/);
-  t.regex(checkIpxeImage(randomBytes(4096), 'x86_64-efi') ?? '', /MZ/);
+  t.is(checkIpxeImage(fakePe(0x8664), 'efi-x64'), undefined);
+  t.is(checkIpxeImage(fakePe(0xaa64), 'efi-arm64'), undefined);
+  t.regex(checkIpxeImage(fakePe(0xaa64), 'efi-x64') ?? '', /machine type 0xaa64/);
+  t.regex(checkIpxeImage(Buffer.alloc(0), 'efi-x64') ?? '', /empty/);
+  t.regex(checkIpxeImage(randomBytes(4096), 'efi-x64') ?? '', /MZ/);
   const noPe = fakePe(0x8664);
   noPe.writeUInt32BE(0, 0x80);
-  t.regex(checkIpxeImage(noPe, 'x86_64-efi') ?? '', /PE signature/);
+  t.regex(checkIpxeImage(noPe, 'efi-x64') ?? '', /PE signature/);
   const farPe = fakePe(0x8664, 1024);
   farPe.writeUInt32LE(0xfffffff0, 0x3c);
-  t.regex(checkIpxeImage(farPe, 'x86_64-efi') ?? '', /PE signature/);
+  t.regex(checkIpxeImage(farPe, 'efi-x64') ?? '', /PE signature/);
   t.is(checkIpxeImage(fakeKpxe(), 'bios'), undefined);
   t.regex(checkIpxeImage(fakeKpxe(KPXE_MIN_BYTES - 1), 'bios') ?? '', /outside/);
   const html = Buffer.concat([Buffer.from('  <html>'), Buffer.alloc(KPXE_MIN_BYTES)]);

@@ -2,7 +2,11 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BOOT_FILES, findBootFiles } from '../../src/tftp/boot-files.js';
+import { BOOT_FILE_CATALOGUE } from '../../src/boot-catalogue.js';
+import { findBootFiles } from '../../src/tftp/boot-files.js';
+
+/** The x86 files Debian packages, keyed as the tests below name them. */
+const BOOT_FILES = { bios: 'undionly.kpxe', efi64: 'snponly.efi', efi64Full: 'ipxe.efi' } as const;
 import {
   createBufferReader,
   createIterableReader,
@@ -196,7 +200,7 @@ test('findBootFiles: root beats system, missing reported, escaping symlink not c
   await writeFile(path.join(system, BOOT_FILES.efi64), 'y');
   await writeFile(path.join(base, 'elsewhere.efi'), 'z');
   await symlink(path.join(base, 'elsewhere.efi'), path.join(root, BOOT_FILES.efi64Full));
-  const found = findBootFiles(root, [path.join(base, 'nope'), system]);
+  const found = findBootFiles(root, [path.join(base, 'nope'), system], BOOT_FILES);
   const by = Object.fromEntries(found.map((f) => [f.firmware, f]));
   t.is(by.bios?.source, 'tftp-root');
   t.is(by.bios?.path, path.join(root, BOOT_FILES.bios));
@@ -213,13 +217,15 @@ test('findBootFiles follows package symlinks in a system dir (Debian: ipxe.efi -
   await chmod(system, 0o755);
   await writeFile(path.join(base, 'boot-ipxe.efi'), 'z');
   await symlink(path.join(base, 'boot-ipxe.efi'), path.join(system, BOOT_FILES.efi64Full));
-  const entry = findBootFiles(path.join(base, 'no-root'), [system]).find((f) => f.firmware === 'efi64Full');
+  const entry = findBootFiles(path.join(base, 'no-root'), [system], BOOT_FILES).find((f) => f.firmware === 'efi64Full');
   t.is(entry?.source, 'system');
   t.is(entry?.path, path.join(system, BOOT_FILES.efi64Full));
 });
 
-test("findBootFiles finds Debian's ipxe package in /usr/lib/ipxe (installed here and in CI)", (t) => {
-  const found = findBootFiles('/nonexistent-tftp-root');
+test("findBootFiles finds the catalogue's required files in Debian's ipxe package (/usr/lib/ipxe, installed here and in CI)", (t) => {
+  const required = Object.fromEntries(BOOT_FILE_CATALOGUE.filter((e) => e.required).map((e) => [e.name, e.name]));
+  const found = findBootFiles('/nonexistent-tftp-root', undefined, required);
+  t.is(found.length, 3);
   for (const entry of found) {
     t.is(entry.source, 'system', entry.name);
     t.true(entry.path?.startsWith('/usr/lib/ipxe/'), entry.name);

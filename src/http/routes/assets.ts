@@ -6,7 +6,7 @@
 import type Koa from 'koa';
 import send from 'send';
 import { ApplianceError } from '../../errors.js';
-import { normalizeMac } from '../../events.js';
+import { normalizeMac } from '../../identity.js';
 import { clientIp, resolveAsset, type RouteEnv } from '../context.js';
 
 const PREFIX = '/assets/';
