@@ -3,10 +3,8 @@ import type { Config } from './config.js';
 import { ApplianceError, ConfigError } from './errors.js';
 import { createEventLog, type EventLog } from './events.js';
 import type { Logger } from './log.js';
-import { createProxyDhcpServer } from './dhcp/server.js';
-import { createDhcpServer } from './dhcp/dhcp-server.js';
 import { validateRange, type DhcpRange, type Reservation } from './dhcp/leases.js';
-import { decideAutoMode, probeForDhcpServer, type ProbeResult } from './dhcp/probe.js';
+import { createDhcpService } from './dhcp/service.js';
 import { findLocalAddress } from './dhcp/sockets.js';
 import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
 import { DEFAULT_BOOT_FILES } from './boot-catalogue.js';
@@ -78,6 +76,16 @@ export function defaultDhcpRange(address: string, prefix = findLocalAddress(addr
   const size = 2 ** (32 - subnet.prefix);
   const last = ipToNumber(broadcastOf(subnet))! - 1;
   return { start: numberToIp(subnet.network + size / 2), end: numberToIp(last) };
+}
+
+/** The default range in server mode (errors there), and in auto mode when one can be chosen. */
+function defaultDhcpRangeOrUndefined(address: string, mode: string): DhcpRange | undefined {
+  if (mode === 'server') return defaultDhcpRange(address);
+  try {
+    return defaultDhcpRange(address);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -200,26 +208,11 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     return ports;
   }
 
-  /** Start the DHCP side in the configured mode; `auto` probes the segment first. */
+  /** Start the DHCP side through the one DHCP service (modes, probe, step-down: dhcp/service.ts). */
   async function startDhcp(store: FileStore, httpPort: number, events: EventLog): Promise<{ dhcpPort: number; proxyPort: number }> {
-    const dlog = log.child({ subsystem: 'dhcp' });
-    let mode = config.dhcpMode;
-    let probed: ProbeResult | undefined;
-    if (mode === 'off') {
-      log.info('dhcp off: boot information must come from another DHCP server');
-      consoleStatus.dhcp = { mode: 'off', reason: 'configured: boot information must come from another DHCP server' };
-      return { dhcpPort: 0, proxyPort: 0 };
-    }
-    if (mode === 'auto') {
-      probed = await probeForDhcpServer({ address: config.address, ...(config.interface !== undefined ? { interface: config.interface } : {}), log });
-      const decision = decideAutoMode(probed);
-      dlog.info({ mode: decision.mode, servers: probed.servers.map((x) => x.serverId) }, `dhcp mode auto chose ${decision.mode}: ${decision.reason}`);
-      mode = decision.mode;
-      consoleStatus.dhcp = { mode, reason: `auto: ${decision.reason}` };
-    } else {
-      consoleStatus.dhcp = { mode, reason: 'configured with --dhcp-mode' };
-    }
-    const common = {
+    const leasing = config.dhcpMode === 'server' || config.dhcpMode === 'auto';
+    const service = createDhcpService({
+      mode: config.dhcpMode,
       address: config.address,
       ...(config.interface !== undefined ? { interface: config.interface } : {}),
       dhcpPort: config.dhcpPort,
@@ -230,28 +223,37 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       ...(config.dhcpFd !== undefined || config.proxyFd !== undefined
         ? { fds: { ...(config.dhcpFd !== undefined ? { dhcp: config.dhcpFd } : {}), ...(config.proxyFd !== undefined ? { proxy: config.proxyFd } : {}) } }
         : {}),
-    };
-    const server =
-      mode === 'proxy'
-        ? createProxyDhcpServer(common)
-        : createDhcpServer({
-            ...common,
-            range: config.dhcpRange ?? defaultDhcpRange(config.address),
+      ...(leasing
+        ? {
+            // auto picks server only on a segment without a server and a default route; the
+            // range is worked out only if it may be needed.
+            range: config.dhcpRange ?? defaultDhcpRangeOrUndefined(config.address, config.dhcpMode),
             ...(config.router !== undefined ? { router: config.router } : {}),
             ...(config.dns !== undefined ? { dns: [...config.dns] } : {}),
             ...(config.domain !== undefined ? { domain: config.domain } : {}),
             leaseTime: config.leaseTime,
             leaseFile: config.leaseFile,
             reservations: await watchReservations(store),
-            force: config.force,
-            // auto mode probed already: nobody answered, so do not wait for a second probe.
-            ...(probed ? { probe: () => Promise.resolve(probed) } : {}),
-          });
-    const ports = await server.start().catch((err: unknown) => {
+            newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
+          }
+        : {}),
+      force: config.force,
+      probeIntervalMs: config.dhcpProbeInterval * 1000,
+    });
+    stops.push(() => service.stop());
+    const started = await service.start().catch((err: unknown) => {
       throw bindError('dhcp', config.dhcpPort, err);
     });
-    stops.push(() => server.stop());
-    return ports;
+    // The console shows what DHCP does now (a server that stepped down shows proxy, and why).
+    Object.defineProperty(consoleStatus, 'dhcp', {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        const state = service.state();
+        return { mode: state.steppedDown ? 'proxy' : state.mode, reason: state.reason };
+      },
+    });
+    return { dhcpPort: started.dhcpPort, proxyPort: started.proxyPort };
   }
 
   /**

@@ -60,6 +60,12 @@ export interface Config {
   readonly leaseFile: string;
   /** Server mode: start even when another DHCP server answers on the segment. */
   readonly force: boolean;
+  /** Seconds between probes for another DHCP server while serving addresses (0 = never). */
+  readonly dhcpProbeInterval: number;
+  /** New leases one segment may take per minute (0 = unlimited). */
+  readonly dhcpNewLeasesPerMinute: number;
+  /** Opt out of strict interface confinement (scripts/bind-device) when `--interface` is given. */
+  readonly noStrictInterface: boolean;
   /** Inherited sockets bound to the interface (scripts/bind-device): strict interface mode. */
   readonly dhcpFd: number | undefined;
   readonly proxyFd: number | undefined;
@@ -99,7 +105,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'domain', flag: 'domain', kind: 'string', help: 'server mode: domain name given to clients (option 15)' },
   { key: 'leaseTime', flag: 'lease-time', kind: 'int', min: 60, max: 31_536_000, default: 3600, help: 'server mode: lease time in seconds' },
   { key: 'leaseFile', flag: 'lease-file', kind: 'path', default: 'config/leases.json', help: 'server mode: file the leases persist in' },
-  { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'server mode: start even when another DHCP server answers (two servers on one segment break labs)' },
+  { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)' },
+  { key: 'dhcpProbeInterval', flag: 'dhcp-probe-interval', kind: 'int', min: 0, max: 86_400, default: 60, help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)' },
+  { key: 'dhcpNewLeasesPerMinute', flag: 'dhcp-new-leases-per-minute', kind: 'int', min: 0, max: 100_000, default: 60, help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)' },
+  { key: 'noStrictInterface', flag: 'no-strict-interface', kind: 'bool', default: 'false', help: 'with --interface, do not confine DHCP to that interface (by default the DHCP sockets are bound to it through scripts/bind-device)' },
   { key: 'tftpRoot', flag: 'tftp-root', kind: 'dir', default: 'tftpboot', help: 'directory served by TFTP (iPXE binaries; falls back to /usr/lib/ipxe)' },
   { key: 'assets', flag: 'assets', kind: 'dir', default: 'assets', help: 'directory served under /assets (kernels, initrds, images)' },
   { key: 'templates', flag: 'templates', kind: 'dir', default: 'templates', help: 'directory of nunjucks templates (iPXE scripts, cloud-configs)' },

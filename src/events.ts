@@ -16,6 +16,10 @@ export type BootEventType =
   | 'dhcp-nak'
   | 'dhcp-release'
   | 'dhcp-decline'
+  /** A request the DHCP server refused: pool exhausted, new-lease budget spent, another MAC's reserved address. */
+  | 'dhcp-refused'
+  /** The DHCP service changed what it does on the segment (mac ''): stepped down, resumed. */
+  | 'dhcp-mode'
   | 'tftp-file'
   | 'tftp-error'
   | 'http-script'

@@ -323,6 +323,20 @@ export class LeasePool {
     return true;
   }
 
+  /**
+   * True when the client holds an unexpired offer or binding: its next OFFER/ACK is not a new
+   * lease (lease-rate.ts counts only new ones).
+   */
+  holdsLease(client: ClientRef, now: number): boolean {
+    const own = this.#byKey.get(client.key);
+    return own !== undefined && own.expiresAt > now && own.state !== 'released';
+  }
+
+  /** The MAC an address is reserved for, if it is (normalised). */
+  reservedFor(ip: string): string | undefined {
+    return this.#indexReservations().byIp.get(ip);
+  }
+
   /** Forget declines that have run out; returns how many. */
   pruneDeclined(now: number): number {
     let n = 0;

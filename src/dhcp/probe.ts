@@ -20,7 +20,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { BROADCAST_FLAG, BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, u8Option, type DhcpPacket } from './packet.js';
+import { BROADCAST_FLAG, BootOp, MessageType, Opt, decodePacket, encodePacket, getOption, readOptions, textOption, u8Option, type DhcpPacket } from './packet.js';
 import { findLocalAddress } from './sockets.js';
 
 /** Error code of a probe that could not run (bind failure, bad address). */
@@ -39,6 +39,8 @@ export interface ProbeAnswer {
   offered: string;
   /** OFFER, ACK or NAK. */
   messageType: number;
+  /** The answer carried PXE boot data (option 60 PXEClient/HTTPClient, 43, or a boot file): a ProxyDHCP or a PXE-serving DHCP server. */
+  pxe: boolean;
 }
 
 /** Result of `probeForDhcpServer`. */
@@ -76,6 +78,8 @@ export interface ProbeOptions {
   broadcastAddress?: string;
   /** Replies from these server ids/addresses are ignored; default `[address]` (ourselves). */
   ignoreServers?: string[];
+  /** Called with the xid before the first DISCOVER leaves (our own listener ignores it). */
+  onXid?: (xid: number) => void;
   log: Logger;
 }
 
@@ -100,7 +104,12 @@ export function randomLocalMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** The probe DISCOVER: broadcast flag, our MAC, asks for the usual parameters. */
+/**
+ * The probe DISCOVER: broadcast flag, our MAC, asks for the usual parameters, and says it is a
+ * BIOS PXE client (60 `PXEClient:Arch:00000:UNDI:002001`, 93 = 0, 94 = 1.2.1, as SeaBIOS's iPXE
+ * ROM does), so a ProxyDHCP (another appliance, dnsmasq in proxy mode) answers it too: one
+ * probe finds both DHCP servers and PXE responders. A plain DHCP server ignores the PXE options.
+ */
 export function buildProbeDiscover(mac: string, xid: number): DhcpPacket {
   const chaddr = Buffer.alloc(16);
   Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
@@ -120,7 +129,13 @@ export function buildProbeDiscover(mac: string, xid: number): DhcpPacket {
     chaddr,
     sname: '',
     file: '',
-    options: [u8Option(Opt.MESSAGE_TYPE, MessageType.DISCOVER), { code: Opt.PARAMETER_LIST, data: Buffer.from([1, 3, 6, 15, 51, 54]) }],
+    options: [
+      u8Option(Opt.MESSAGE_TYPE, MessageType.DISCOVER),
+      { code: Opt.PARAMETER_LIST, data: Buffer.from([1, 3, 6, 15, 51, 54, 60, 66, 67, 43]) },
+      textOption(Opt.VENDOR_CLASS, 'PXEClient:Arch:00000:UNDI:002001'),
+      { code: Opt.CLIENT_ARCH, data: Buffer.from([0, 0]) },
+      { code: Opt.CLIENT_NDI, data: Buffer.from([1, 2, 1]) },
+    ],
   };
 }
 
@@ -180,6 +195,7 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   const sender = sockets[sockets.length - 1]!;
   const started = Date.now();
   const servers: ProbeAnswer[] = [];
+  options.onXid?.(xid);
   log.info({ address: options.address, interface: local.name, mac, xid, timeoutMs }, 'probing for another dhcp server');
 
   return new Promise<ProbeResult>((resolve) => {
@@ -203,11 +219,13 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
       let p: DhcpPacket;
       let type: number | undefined;
       let serverId: string | undefined;
+      let vendorClass: string | undefined;
       try {
         p = decodePacket(msg);
         const t = readOptions(p);
         type = t.messageType;
         serverId = t.serverId;
+        vendorClass = t.vendorClass;
       } catch {
         return; // not a dhcp reply
       }
@@ -216,8 +234,9 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
       const id = serverId ?? from.address;
       if (ignore.has(id) || ignore.has(from.address)) return;
       if (servers.some((s) => s.serverId === id)) return;
-      servers.push({ serverId: id, from: from.address, offered: p.yiaddr, messageType: type });
-      log.info({ serverId: id, from: from.address, offered: p.yiaddr, xid }, 'another dhcp server answered');
+      const pxe = /^(PXEClient|HTTPClient)/.test(vendorClass ?? '') || getOption(p, Opt.VENDOR) !== undefined || p.file !== '';
+      servers.push({ serverId: id, from: from.address, offered: p.yiaddr, messageType: type, pxe });
+      log.info({ serverId: id, from: from.address, offered: p.yiaddr, pxe, xid }, pxe ? 'another pxe responder answered' : 'another dhcp server answered');
       if (servers.length === 1) timers.push(setTimeout(finish, settleMs));
     };
     for (const s of sockets) s.on('message', onMessage);
@@ -235,13 +254,38 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   });
 }
 
+/** Servers of a probe result that hand out addresses (yiaddr set), and those that answered PXE. */
+export function describeAnswers(result: ProbeResult): { addressServers: ProbeAnswer[]; pxeResponders: ProbeAnswer[] } {
+  return {
+    addressServers: result.servers.filter((s) => s.offered !== '0.0.0.0'),
+    pxeResponders: result.servers.filter((s) => s.pxe),
+  };
+}
+
+/** What `--dhcp-mode auto` knows when it decides. */
+export interface AutoModeFacts {
+  /** The probe ran (it does not on a test port). */
+  probe: ProbeResult | undefined;
+  /** The interface owning our address, when known. */
+  interface: string | undefined;
+  /** That interface carries this host's default route (an uplink). */
+  carriesDefaultRoute: boolean;
+}
+
 /**
- * `--dhcp-mode auto`: another server answered -> run as ProxyDHCP beside it; nobody answered ->
- * run as the DHCP server. The reason is meant for the log line.
+ * `--dhcp-mode auto`, the one rule: `server` only when the probe ran, no DHCP server answered it,
+ * and the interface does not carry the host's default route (on an uplink an unanswered probe
+ * means a missed answer, not an empty network); otherwise `proxy`. The reason is the log line.
  */
-export function decideAutoMode(result: ProbeResult): { mode: 'proxy' | 'server'; reason: string } {
+export function decideAutoMode(facts: AutoModeFacts): { mode: 'proxy' | 'server'; reason: string } {
+  const where = facts.interface ?? 'this interface';
+  const result = facts.probe;
+  if (!result) return { mode: 'proxy', reason: 'the dhcp port is not 67, so the segment was not probed: answering pxe clients only; pass --dhcp-mode server to hand out addresses' };
   if (result.found) {
     return { mode: 'proxy', reason: `dhcp server ${result.servers.map((s) => s.serverId).join(', ')} answered the probe: answering pxe clients beside it` };
   }
-  return { mode: 'server', reason: `no dhcp server answered within ${result.elapsedMs} ms: serving addresses ourselves` };
+  if (facts.carriesDefaultRoute) {
+    return { mode: 'proxy', reason: `no dhcp server answered within ${result.elapsedMs} ms, but ${where} carries this host's default route (an uplink, where a missed answer is likelier than a network without dhcp): answering pxe clients only; pass --dhcp-mode server to hand out addresses here` };
+  }
+  return { mode: 'server', reason: `no dhcp server answered within ${result.elapsedMs} ms and ${where} carries no default route: serving addresses ourselves, probing again periodically to step down if a server appears` };
 }

@@ -1,33 +1,54 @@
 /**
- * Run the ProxyDHCP server on its own, e.g. inside a network namespace of the VM lab:
+ * Run DHCP on its own, through the same service the appliance uses (service.ts), e.g. inside a
+ * network namespace of the VM lab or a namespace test:
  *
  *   ip netns exec lab node --import tsx src/dhcp/run.ts --address 10.77.0.1 --http-port 8080
+ *   ip netns exec lab node --import tsx src/dhcp/run.ts --mode server \
+ *     --address 10.77.0.1 --range 10.77.0.100-10.77.0.200 --lease-file /tmp/leases.json
  *
- * Defaults to the real ports 67 and 4011 (root or cap_net_bind_service). Logs are pino JSON
- * lines on stdout; the line with msg "proxydhcp listening" carries the bound ports. SIGTERM or
- * SIGINT stops it. The appliance itself wires the server through src/appliance.ts, not this.
+ * `--mode proxy` (default), `server` or `auto` as `--dhcp-mode` of the appliance; `--mode probe`
+ * only probes and logs the result (msg "dhcp probe result"). Defaults to the real ports 67 and
+ * 4011 (root or cap_net_bind_service). Logs are pino JSON lines on stdout: "proxydhcp listening"
+ * or "dhcp server listening" carry the bound ports. SIGTERM or SIGINT stops it.
  *
  * Strict interface mode: `--dhcp-fd 3 --proxy-fd 4` take UDP sockets opened by the parent with
- * SO_BINDTODEVICE (systemd: a .socket unit with `ListenDatagram=0.0.0.0:67`, `BindToDevice=eth1`,
- * `Broadcast=yes`, `ReuseAddress=yes`; or perl-base, which Debian always has, as in
- * test/dhcp/netns.test.ts). Such sockets hear only that interface's broadcasts.
+ * SO_BINDTODEVICE (scripts/bind-device, or a systemd .socket unit with `BindToDevice=`). Such
+ * sockets hear only that interface's broadcasts.
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { isFirmware, type BootFiles, FIRMWARES } from '../boot-catalogue.js';
 import { createEventLog } from '../events.js';
-import { createLogger, LOG_LEVELS } from '../log.js';
-import { DEFAULT_BOOT_FILES, type BootFiles, type On67Style } from './pxe.js';
-import { createProxyDhcpServer, type ProxyDhcpServerOptions } from './server.js';
+import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
+import { parseDhcpRange, type Reservation } from './leases.js';
+import { DEFAULT_PROBE_TIMEOUT_MS, probeForDhcpServer } from './probe.js';
+import type { On67Style } from './pxe.js';
+import { createDhcpService, DEFAULT_PROBE_INTERVAL_S, type DhcpServiceOptions } from './service.js';
 
-/** Parse run.ts flags into server options (without the logger); throws a plain message on bad flags. */
-export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log'> & { logLevel: (typeof LOG_LEVELS)[number] } {
+/** Parsed run.ts flags. */
+export interface RunFlags {
+  mode: 'proxy' | 'server' | 'auto' | 'probe';
+  options: Omit<DhcpServiceOptions, 'log' | 'mode'>;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Parse run.ts flags; throws an Error with the message to print on bad flags. */
+export function parseRunFlags(argv: string[]): RunFlags {
   const { values } = parseArgs({
     args: argv,
     options: {
+      mode: { type: 'string', default: 'proxy' },
       address: { type: 'string' },
       interface: { type: 'string' },
       host: { type: 'string' },
       subnet: { type: 'string' },
+      range: { type: 'string' },
+      router: { type: 'string' },
+      dns: { type: 'string', multiple: true },
+      domain: { type: 'string' },
+      'lease-time': { type: 'string' },
+      'lease-file': { type: 'string' },
+      reservation: { type: 'string', multiple: true },
       'dhcp-port': { type: 'string', default: '67' },
       'proxy-port': { type: 'string', default: '4011' },
       'http-port': { type: 'string', default: '8080' },
@@ -36,16 +57,22 @@ export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log
       'bios-on-67': { type: 'string' },
       'uefi-on-67': { type: 'string' },
       'answer-request-on-67': { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      'probe-timeout': { type: 'string', default: String(DEFAULT_PROBE_TIMEOUT_MS) },
+      'probe-interval': { type: 'string', default: String(DEFAULT_PROBE_INTERVAL_S) },
+      'new-leases-per-minute': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       'dhcp-fd': { type: 'string' },
       'proxy-fd': { type: 'string' },
     },
     strict: true,
   });
+  const mode = values.mode;
+  if (mode !== 'proxy' && mode !== 'server' && mode !== 'auto' && mode !== 'probe') throw new Error(`--mode ${mode}: use proxy, server, auto or probe`);
   if (values.address === undefined) throw new Error('--address is required (this host\'s ipv4 address on the boot network)');
-  const port = (name: string, v: string): number => {
+  const int = (name: string, v: string, max: number, min = 0): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} ${v} is not a port number`);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} ${v} is not a number from ${min} to ${max}`);
     return n;
   };
   const style = (name: string, v: string | undefined): On67Style | undefined => {
@@ -56,44 +83,76 @@ export function parseRunFlags(argv: string[]): Omit<ProxyDhcpServerOptions, 'log
   const bootFiles: Partial<BootFiles> = {};
   for (const entry of values['boot-file'] ?? []) {
     const [arch, file] = entry.split('=', 2);
-    if (!arch || !file || !(arch in DEFAULT_BOOT_FILES)) {
-      throw new Error(`--boot-file ${entry}: use ARCH=FILE with ARCH one of ${Object.keys(DEFAULT_BOOT_FILES).join(', ')}`);
-    }
-    bootFiles[arch as keyof BootFiles] = file;
+    if (!arch || !file || !isFirmware(arch)) throw new Error(`--boot-file ${entry}: use ARCH=FILE with ARCH one of ${FIRMWARES.join(', ')}`);
+    bootFiles[arch] = file;
   }
+  const reservations: Reservation[] = (values.reservation ?? []).map((r) => {
+    const [mac, ip, hostname] = r.split('=');
+    if (!mac || !ip) throw new Error(`--reservation ${r}: use MAC=IP or MAC=IP=HOSTNAME`);
+    return { mac, ip, ...(hostname ? { hostname } : {}) };
+  });
   const logLevel = values['log-level'];
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level ${logLevel}: use one of ${LOG_LEVELS.join(', ')}`);
-  const fd = (name: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 3) throw new Error(`--${name} ${v} is not an inherited descriptor (3 or more)`);
-    return n;
-  };
+  const leasing = mode === 'server' || mode === 'auto';
+  if (leasing && values.range === undefined) throw new Error('--range START-END is required for server and auto mode');
+  if (leasing && values['lease-file'] === undefined) throw new Error('--lease-file is required for server and auto mode');
+  const fd = (name: string, v: string | undefined): number | undefined => (v === undefined ? undefined : int(name, v, 65535, 3));
   const dhcpFd = fd('dhcp-fd', values['dhcp-fd']);
   const proxyFd = fd('proxy-fd', values['proxy-fd']);
   const bios = style('bios-on-67', values['bios-on-67']);
   const uefi = style('uefi-on-67', values['uefi-on-67']);
   return {
-    address: values.address,
-    ...(values.interface !== undefined ? { interface: values.interface } : {}),
-    ...(values.host !== undefined ? { host: values.host } : {}),
-    ...(values.subnet !== undefined ? { subnet: values.subnet } : {}),
-    ...(values['ipxe-script-url'] !== undefined ? { ipxeScriptUrl: values['ipxe-script-url'] } : {}),
-    dhcpPort: port('dhcp-port', values['dhcp-port']),
-    proxyPort: port('proxy-port', values['proxy-port']),
-    httpPort: port('http-port', values['http-port']),
-    bootFiles,
-    pxeOn67: { ...(bios ? { bios } : {}), ...(uefi ? { uefi } : {}) },
-    answerRequestOn67: values['answer-request-on-67'],
-    ...(dhcpFd !== undefined || proxyFd !== undefined
-      ? { fds: { ...(dhcpFd !== undefined ? { dhcp: dhcpFd } : {}), ...(proxyFd !== undefined ? { proxy: proxyFd } : {}) } }
-      : {}),
+    mode,
     logLevel: logLevel as (typeof LOG_LEVELS)[number],
+    options: {
+      address: values.address,
+      ...(values.interface !== undefined ? { interface: values.interface } : {}),
+      ...(values.host !== undefined ? { host: values.host } : {}),
+      ...(values.subnet !== undefined ? { subnet: values.subnet } : {}),
+      ...(values.range !== undefined ? { range: parseDhcpRange(values.range) } : {}),
+      ...(values.router !== undefined ? { router: values.router } : {}),
+      ...(values.dns !== undefined ? { dns: values.dns } : {}),
+      ...(values.domain !== undefined ? { domain: values.domain } : {}),
+      ...(values['lease-time'] !== undefined ? { leaseTime: int('lease-time', values['lease-time'], 0xfffffffe) } : {}),
+      ...(values['lease-file'] !== undefined ? { leaseFile: values['lease-file'] } : {}),
+      ...(values['ipxe-script-url'] !== undefined ? { ipxeScriptUrl: values['ipxe-script-url'] } : {}),
+      ...(values['new-leases-per-minute'] !== undefined ? { newLeasesPerMinute: int('new-leases-per-minute', values['new-leases-per-minute'], 100_000) } : {}),
+      reservations: () => reservations,
+      dhcpPort: int('dhcp-port', values['dhcp-port'], 65535),
+      proxyPort: int('proxy-port', values['proxy-port'], 65535),
+      httpPort: int('http-port', values['http-port'], 65535),
+      bootFiles,
+      pxeOn67: { ...(bios ? { bios } : {}), ...(uefi ? { uefi } : {}) },
+      answerRequestOn67: values['answer-request-on-67'],
+      force: values.force,
+      probeTimeoutMs: int('probe-timeout', values['probe-timeout'], 60_000),
+      probeIntervalMs: int('probe-interval', values['probe-interval'], 86_400) * 1000,
+      ...(dhcpFd !== undefined || proxyFd !== undefined
+        ? { fds: { ...(dhcpFd !== undefined ? { dhcp: dhcpFd } : {}), ...(proxyFd !== undefined ? { proxy: proxyFd } : {}) } }
+        : {}),
+    },
   };
 }
 
+async function run(flags: RunFlags, log: Logger): Promise<{ stop(): Promise<void> } | undefined> {
+  const { options } = flags;
+  if (flags.mode === 'probe') {
+    const result = await probeForDhcpServer({ address: options.address, ...(options.interface !== undefined ? { interface: options.interface } : {}), ...(options.probeTimeoutMs !== undefined ? { timeoutMs: options.probeTimeoutMs } : {}), log });
+    log.info({ found: result.found, servers: result.servers, mac: result.mac, xid: result.xid, elapsedMs: result.elapsedMs }, 'dhcp probe result');
+    return undefined;
+  }
+  const service = createDhcpService({ ...options, mode: flags.mode, log, events: createEventLog() });
+  try {
+    await service.start();
+  } catch (err) {
+    await service.stop();
+    throw err;
+  }
+  return service;
+}
+
 async function main(): Promise<void> {
-  let flags: ReturnType<typeof parseRunFlags>;
+  let flags: RunFlags;
   try {
     flags = parseRunFlags(process.argv.slice(2));
   } catch (err) {
@@ -101,18 +160,19 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const { logLevel, ...options } = flags;
-  const log = createLogger({ level: logLevel });
-  const server = createProxyDhcpServer({ ...options, log, events: createEventLog() });
+  const log = createLogger({ level: flags.logLevel });
+  let server: { stop(): Promise<void> } | undefined;
   try {
-    await server.start();
+    server = await run(flags, log);
   } catch (err) {
-    log.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'proxydhcp failed to start');
+    log.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'dhcp failed to start');
     process.exitCode = 1;
     return;
   }
+  if (!server) return;
+  const running = server;
   const stop = (): void => {
-    void server.stop().then(() => log.info('proxydhcp stopped'));
+    void running.stop().then(() => log.info('dhcp stopped'));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

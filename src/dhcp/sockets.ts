@@ -1,5 +1,5 @@
 /**
- * DHCP socket layout, shared by the ProxyDHCP server and a later full DHCP server.
+ * DHCP socket layout of the one DHCP listener (listener.ts).
  *
  * Interface confinement without native code (NETBOOT-FACTS section 3; measured in a
  * two-interface netns, test/dhcp/netns.test.ts):
@@ -22,7 +22,9 @@
  * bound to a device hears and sends on that interface only.
  *
  * Caveat of SO_REUSEADDR: another process that also sets it (dnsmasq does) can share the port
- * without a bind error; libvirt's per-bridge dnsmasq relies on exactly that to coexist.
+ * without a bind error; libvirt's per-bridge dnsmasq relies on exactly that to coexist. So the
+ * DHCP service looks for other processes' sockets on these ports before it binds
+ * (port-holders.ts) and refuses to share them unless forced.
  */
 import dgram from 'node:dgram';
 import os from 'node:os';
@@ -47,10 +49,28 @@ export type SendFunction = (bytes: Buffer, address: string, port: number) => Pro
 /** Called for every datagram; must not throw (a throw is caught and reported to `onError`). */
 export type DatagramHandler = (role: SocketRole, port: number, msg: Buffer, from: dgram.RemoteInfo, send: SendFunction) => void;
 
+/**
+ * Receive buffer asked for on every DHCP socket: 4 MiB, room for ~3,000 full-size DHCP
+ * datagrams. With the default 208 KiB the kernel dropped a real DISCOVER at ~4,000 datagrams/s
+ * of junk. Linux caps the value at `net.core.rmem_max` (SO_RCVBUFFORCE needs CAP_NET_ADMIN and
+ * Node cannot set it; scripts/bind-device does), so the effective size is reported.
+ */
+export const DHCP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Send buffer asked for: replies to a boot storm leave in bursts. */
+export const DHCP_SEND_BUFFER_BYTES = 1024 * 1024;
+
+/** Buffer sizes the kernel granted (bytes, as getsockopt reports them: twice the usable room). */
+export interface SocketBuffers {
+  recv: number;
+  send: number;
+}
+
 /** Opened DHCP sockets. */
 export interface DhcpSockets {
   /** Bound port per role. */
   readonly ports: Readonly<Partial<Record<SocketRole, number>>>;
+  /** Smallest buffers granted over all sockets. */
+  readonly buffers: SocketBuffers;
   /** Send from the role's sending socket (bound to `address`, so broadcasts leave by its interface). */
   send(role: SocketRole, bytes: Buffer, address: string, port: number): Promise<void>;
   /** Close every socket; safe to call twice. */
@@ -123,6 +143,14 @@ function bindSocket(port: number, host: string | undefined, fd: number | undefin
     const onListening = (): void => {
       socket.off('error', onError);
       socket.setBroadcast(true);
+      // Asked after bind so inherited descriptors get it too; the kernel caps it silently, and
+      // a descriptor given a bigger forced size (scripts/bind-device) keeps the bigger one.
+      try {
+        if (socket.getRecvBufferSize() < DHCP_RECV_BUFFER_BYTES) socket.setRecvBufferSize(DHCP_RECV_BUFFER_BYTES);
+        if (socket.getSendBufferSize() < DHCP_SEND_BUFFER_BYTES) socket.setSendBufferSize(DHCP_SEND_BUFFER_BYTES);
+      } catch {
+        // an unusual socket type; the default sizes still work
+      }
       resolve(socket);
     };
     try {
@@ -216,8 +244,14 @@ export async function openDhcpSockets(
     throw err;
   }
 
+  const buffers: SocketBuffers = { recv: Infinity, send: Infinity };
+  for (const socket of opened) {
+    buffers.recv = Math.min(buffers.recv, socket.getRecvBufferSize());
+    buffers.send = Math.min(buffers.send, socket.getSendBufferSize());
+  }
   return {
     ports,
+    buffers,
     send(role, bytes, address, port) {
       return sendFrom(role)(bytes, address, port);
     },

@@ -137,7 +137,7 @@ async function stopLab(t: ExecutionContext, lab: Lab): Promise<void> {
   const exited = new Promise((resolve) => lab.server.once('exit', resolve));
   lab.server.kill('SIGTERM');
   await exited;
-  t.truthy(lab.logs.find((l) => l['msg'] === 'proxydhcp stopped'), 'SIGTERM stops the server cleanly');
+  t.truthy(lab.logs.find((l) => l['msg'] === 'dhcp stopped'), 'SIGTERM stops the server cleanly');
 }
 
 test.serial('two interfaces: a client on the configured subnet is answered through it; a client on the other interface gets nothing', async (t) => {

@@ -6,7 +6,7 @@
  *   netns SRV: bridge br0 10.99.0.1/24  --veth--  netns C1 (eth0)
  *                                       --veth--  netns C2 (eth0)  ...
  *
- * The server runs on the real ports 67/4011 through src/dhcp/run-server.ts.
+ * The server runs on the real ports 67/4011 through src/dhcp/run.ts.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -142,7 +142,7 @@ function makeLab(t: ExecutionContext, n: number): Lab {
     clients,
     dir,
     spawn: spawnIn,
-    server: (args) => spawnIn(srv, [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run-server.ts'), '--address', '10.99.0.1', '--probe-timeout', '1500', ...args]),
+    server: (args) => spawnIn(srv, [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--mode', 'server', '--address', '10.99.0.1', '--probe-timeout', '1500', ...args]),
   };
 }
 
@@ -294,7 +294,7 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   t.false(existsSync(leaseFile), 'nothing was served');
 
   const auto = lab.server(['--mode', 'auto', '--probe-timeout', '5000', ...modeArgs]);
-  t.like(await auto.waitForLog((l) => l['msg'] === 'dhcp auto mode', 10_000), { mode: 'proxy' });
+  t.like(await auto.waitForLog((l) => String(l['msg']).startsWith('dhcp mode auto chose'), 10_000), { mode: 'proxy' });
   await auto.waitForLog((l) => l['msg'] === 'proxydhcp listening', 10_000);
   await stopServer(t, auto);
 
@@ -307,7 +307,7 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   dnsmasq.signal('SIGTERM');
   await dnsmasq.exited;
   const alone = lab.server(['--mode', 'auto', ...modeArgs]);
-  t.like(await alone.waitForLog((l) => l['msg'] === 'dhcp auto mode', 10_000), { mode: 'server' });
+  t.like(await alone.waitForLog((l) => String(l['msg']).startsWith('dhcp mode auto chose'), 10_000), { mode: 'server' });
   await alone.waitForLog((l) => l['msg'] === 'dhcp server listening', 10_000);
   const u = lab.spawn(client, [...UDHCPC, '-f', '-q', '-t', '5', '-T', '1', '-A', '1', '-s', udhcpcScript(lab.dir), '-i', 'eth0']);
   const bound = await u.waitFor(/UDHCPC bound ip=(\S+) .*serverid=(\S+)/, 20_000);

@@ -1,7 +1,7 @@
 /**
- * Decisions of the authoritative DHCP server mode (RFC 2131 section 4.3): from a decoded request,
- * the lease table and `now` to an action (a reply and where it goes, or a silent state change).
- * No sockets, no clock, no logging, no files: table-tested in test/dhcp/server-mode.test.ts.
+ * Decisions of the lease server (RFC 2131 section 4.3): from a decoded request, the lease table
+ * and `now` to an action (a reply and where it goes, or a silent state change). No sockets, no
+ * clock, no logging, no files: table-tested in test/dhcp/lease-decisions.test.ts.
  *
  * Boot data is the ProxyDHCP's (pxe.ts `classify` + `bootOptions`): a PXE client's OFFER/ACK
  * carries the lease *and* siaddr/file/60/43, so no separate proxy round is needed.
@@ -25,6 +25,7 @@ import {
 } from './packet.js';
 import { bootOptions, classify, type BootConfig, type BootDecision, type Destination } from './pxe.js';
 import { clientRef, type ClientRef, type LeasePool, type Reservation } from './leases.js';
+import { leaseSource, type LeaseRateLimiter } from './lease-rate.js';
 import { admissionRefusal, broadcastOf, inSubnet, numberToIp, type Subnet } from './subnet.js';
 
 /** Option codes the server mode writes besides those of packet.ts. */
@@ -65,7 +66,15 @@ export interface ServerModeConfig {
 
 /** What happened, for logs, events and persistence. */
 export type ServerAction =
-  | { kind: 'ignore'; reason: string; level: 'debug' | 'warn'; mac: string; xid: number; exhausted?: boolean }
+  | {
+      kind: 'ignore';
+      reason: string;
+      level: 'debug' | 'warn';
+      mac: string;
+      xid: number;
+      /** Why a client that should get an address does not: the pool is full, or its segment's new-lease budget is spent. */
+      refused?: 'exhausted' | 'rate';
+    }
   | {
       kind: 'reply';
       type: 'offer' | 'ack' | 'nak' | 'inform';
@@ -77,6 +86,8 @@ export type ServerAction =
       ip?: string;
       /** NAK reason. */
       reason?: string;
+      /** NAK of a claim for an address reserved for another MAC: that MAC. */
+      claimOf?: string;
       /** Boot data included, when the client is PXE/iPXE/HTTP boot. */
       boot?: { file: string; firmware: string; client: string };
       hostname?: string;
@@ -259,9 +270,10 @@ function buildReply(request: DhcpPacket, typed: TypedOptions, parts: ReplyParts,
 
 /**
  * Decide what to do with one request on port 67. Mutates `pool` (offers, bindings, releases,
- * declines); never throws for a packet `decodePacket` accepted.
+ * declines) and `newLeases` (the per-segment budget, lease-rate.ts); never throws for a packet
+ * `decodePacket` accepted.
  */
-export function handleServerRequest(packet: DhcpPacket, source: { address: string; port: number }, pool: LeasePool, config: ServerModeConfig, now: number): ServerAction {
+export function handleServerRequest(packet: DhcpPacket, source: { address: string; port: number }, pool: LeasePool, config: ServerModeConfig, now: number, newLeases?: LeaseRateLimiter): ServerAction {
   const mac = clientMac(packet);
   const xid = packet.xid;
   const ignore = (reason: string, level: 'debug' | 'warn' = 'debug'): ServerAction => ({ kind: 'ignore', reason, level, mac, xid });
@@ -281,7 +293,17 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
   if (refusal) return ignore(refusal);
   const network = selectNetwork(packet, config.networks);
   if (!network) return ignore(`relayed by ${packet.giaddr}, which is on no served network`);
-  const client: ClientRef = clientRef(mac, typed.clientId);
+  // Reservations belong to their MAC (RFC 2131 keys leases by client id, but a machine record
+  // names a MAC): whatever option 61 says, a reserved machine's lease is its MAC's, so a made-up
+  // client id neither takes nor blocks it, and a client that switches to a DUID keeps it.
+  const reservation = pool.reservationFor(mac, network.subnet);
+  const client: ClientRef = reservation ? clientRef(mac) : clientRef(mac, typed.clientId);
+  /** Undefined when the client may take a lease now; else why not (its segment's budget is spent). */
+  const newLeaseRefusal = (): string | undefined => {
+    if (!newLeases || reservation || pool.holdsLease(client, now)) return undefined;
+    const from = leaseSource(packet);
+    return newLeases.take(from, now) ? undefined : `new-lease budget of ${from === 'local' ? 'the local segment' : from} is spent`;
+  };
   const serverId = typed.serverId;
   const leaseMs = config.leaseTime * 1000;
   const bootFor = (): BootDecision | undefined => {
@@ -309,8 +331,17 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
       persist: extra.persist,
     };
   };
-  const nak = (ip: string | undefined, reason: string): ServerAction => reply({ type: 'nak', yiaddr: '0.0.0.0' }, { ...(ip !== undefined ? { ip } : {}), reason, persist: false });
+  const nak = (ip: string | undefined, reason: string, claimOf?: string): ServerAction => {
+    const action = reply({ type: 'nak', yiaddr: '0.0.0.0' }, { ...(ip !== undefined ? { ip } : {}), reason, persist: false });
+    return claimOf !== undefined && action.kind === 'reply' ? { ...action, claimOf } : action;
+  };
   const ackFor = (ip: string): ServerAction => {
+    const owner = pool.reservedFor(ip);
+    if (owner !== undefined && owner !== client.mac) return nak(ip, `${ip} is reserved for ${owner}`, owner);
+    const limited = newLeaseRefusal();
+    // An unknown client past the budget gets silence, not a NAK (RFC 2131 section 4.3.2 lets a
+    // server stay silent for a client it has no record of); it retries later.
+    if (limited) return { kind: 'ignore', reason: limited, level: 'warn', mac, xid, refused: 'rate' };
     const result = pool.request(client, ip, network.subnet, now, leaseMs);
     if (!result.ok) return nak(ip, result.reason);
     const boot = bootFor();
@@ -319,8 +350,10 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
 
   switch (type) {
     case MessageType.DISCOVER: {
+      const limited = newLeaseRefusal();
+      if (limited) return { kind: 'ignore', reason: limited, level: 'warn', mac, xid, refused: 'rate' };
       const result = pool.offer(client, network.subnet, now, requestedAddress(packet));
-      if (!result.ok) return { kind: 'ignore', reason: result.reason, level: 'warn', mac, xid, ...(result.exhausted ? { exhausted: true } : {}) };
+      if (!result.ok) return { kind: 'ignore', reason: result.reason, level: 'warn', mac, xid, ...(result.exhausted ? { refused: 'exhausted' as const } : {}) };
       const boot = bootFor();
       return reply({ type: 'offer', yiaddr: result.ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) }, { ip: result.ip, persist: false });
     }

@@ -1,6 +1,6 @@
 /**
  * createDhcpServer and probeForDhcpServer on 127.0.0.1 with ephemeral ports: the socket
- * layer, persistence before ACK, restarts, the 4011 port, the safety probe and start errors.
+ * layer, persistence before ACK, restarts, the 4011 port, the probe and start errors.
  */
 import test from 'ava';
 import dgram from 'node:dgram';
@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { createEventLog } from '../../src/events.js';
 import { createLogger, createSilentLogger } from '../../src/log.js';
 import { BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
-import { createDhcpServer, type DhcpServerOptions } from '../../src/dhcp/dhcp-server.js';
+import { createDhcpServer, type DhcpServerOptions } from '../../src/dhcp/server-policy.js';
 import { probeForDhcpServer } from '../../src/dhcp/probe.js';
 import { fixture } from './helpers.js';
 
@@ -102,7 +102,6 @@ async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
     leaseFile,
     clientPort: client.port,
     broadcastAddress: '127.0.0.1',
-    probe: async () => ({ found: false, servers: [], mac: '', xid: 0, elapsedMs: 0 }),
     log: createSilentLogger(),
     ...extra,
   });
@@ -210,24 +209,17 @@ test('the server keeps answering after 2000 broken datagrams', async (t) => {
   t.false(lines.some((l) => (l['level'] as number) >= 50), 'no handler failure');
 });
 
-test('start refuses when another server answers the probe, unless force; bad options reject before binding', async (t) => {
+test('bad options reject before binding', async (t) => {
   const { base, leaseFile } = await setup(t);
-  const other = { found: true, servers: [{ serverId: '127.0.0.9', from: '127.0.0.9', offered: '127.0.0.150', messageType: 2 }], mac: '', xid: 1, elapsedMs: 5 };
-  await t.throwsAsync(createDhcpServer(base({ probe: async () => other })).start(), { code: 'ERR_DHCP_OTHER_SERVER', message: /another dhcp server \(127.0.0.9\).*--force/ } as never);
-  const forced = createDhcpServer(base({ probe: async () => other, force: true }));
-  await forced.start();
-  await forced.stop();
   await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
   await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ router: 'gateway' })).start(), { code: 'ERR_DHCP_CONFIG', message: /router "gateway" is not an ipv4 address/ } as never);
   await t.throwsAsync(createDhcpServer(base({ dns: ['1.1.1.1', '1.1.1'] })).start(), { code: 'ERR_DHCP_CONFIG', message: /dns "1.1.1"/ } as never);
   await t.throwsAsync(createDhcpServer(base({ domain: 'bad domain' })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
-  // A broken lease file fails at once, before the probe (and never serves with an empty table).
+  // A broken lease file fails start (and never serves with an empty table).
   await writeFile(leaseFile, '{ not json');
-  let probed = false;
-  await t.throwsAsync(createDhcpServer(base({ probe: async () => ((probed = true), other) })).start(), { code: 'ERR_LEASE_FILE' } as never);
-  t.false(probed);
+  await t.throwsAsync(createDhcpServer(base()).start(), { code: 'ERR_LEASE_FILE' } as never);
 });
 
 test('probeForDhcpServer: reports a server that answers, and none when nobody does', async (t) => {

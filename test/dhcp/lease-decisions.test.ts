@@ -7,7 +7,7 @@ import test from 'ava';
 import { LeasePool, type Reservation } from '../../src/dhcp/leases.js';
 import { MessageType, Opt, decodePacket, encodePacket, getOption, readIp, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import { decodePxeVendorOptions } from '../../src/dhcp/packet.js';
-import { fitToSize, handleServerRequest, orderOptions, type ServerAction, type ServerModeConfig } from '../../src/dhcp/server-mode.js';
+import { fitToSize, handleServerRequest, orderOptions, type ServerAction, type ServerModeConfig } from '../../src/dhcp/lease-decisions.js';
 import { parseCidr } from '../../src/dhcp/subnet.js';
 import { fixture, independentDhcpCodec } from './helpers.js';
 
@@ -257,7 +257,7 @@ test('pool exhaustion: no offer, a warning-level ignore', (t) => {
   reply(t, handleServerRequest(d, BCAST, pool, CONFIG, T0));
   const other = { ...d, chaddr: Buffer.from('525400999999' + '00'.repeat(10), 'hex'), options: d.options.filter((o) => o.code !== Opt.CLIENT_ID) };
   const a = handleServerRequest(other, BCAST, pool, CONFIG, T0);
-  t.like(a, { kind: 'ignore', level: 'warn', exhausted: true });
+  t.like(a, { kind: 'ignore', level: 'warn', refused: 'exhausted' });
   t.regex(a.kind === 'ignore' ? a.reason : '', /no free address on 10.77.0.0\/24/);
 });
 

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { createEventLog } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
 import { decodePacket, encodePacket, getOption, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
-import { createProxyDhcpServer, type ProxyDhcpServerOptions } from '../../src/dhcp/server.js';
+import { createProxyDhcpServer, type ProxyDhcpServerOptions } from '../../src/dhcp/proxy-policy.js';
 import { fixture, fixtureNames } from './helpers.js';
 
 /** A logger whose JSON lines are kept for assertions. */
