@@ -198,11 +198,16 @@ export async function startApplianceInLab(lab: Lab, options: StartApplianceOptio
     ...(options.logLevel === null ? [] : ['--log-level', options.logLevel ?? 'debug']),
     ...(options.args ?? []),
   ];
+  // DHCP comes up after HTTP (its start-up probe listens up to 5 s): ready means both, or a VM
+  // started at /healthz would send its first DISCOVERs to nobody. The last --dhcp-mode wins.
+  const modes = args.flatMap((a, i) => (a === '--dhcp-mode' ? [args[i + 1]] : []));
+  const dhcpOff = modes.at(-1) === 'off';
   const server = await startProcessBootServer(lab, {
     name: options.name ?? 'appliance',
     cmd: process.execPath,
     args,
     readyUrl: `${baseUrl}/healthz`,
+    ...(dhcpOff ? {} : { readyPattern: /"msg":"(?:proxydhcp|dhcp server) listening"/ }),
     readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
     env: options.env ?? cleanApplianceEnv(),
   });
