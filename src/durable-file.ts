@@ -5,7 +5,8 @@
  * file or the new one, never a torn one.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Writes `data` to `tmpPath` (which must not exist) and fsyncs it; tests replace it to fail. */
@@ -63,4 +64,26 @@ export async function writeFileDurable(file: string, data: string | Uint8Array, 
     throw err;
   }
   await syncDir(path.dirname(file));
+}
+
+/**
+ * Copy `source` over `dest` durably (temp beside `dest`, fsync, rename, fsync the directory), so
+ * a TFTP or HTTP client never sees a half-copied boot file. On failure `dest` is untouched.
+ */
+export async function copyFileDurable(source: string, dest: string): Promise<void> {
+  const tmp = tempPathFor(dest);
+  try {
+    await copyFile(source, tmp, fsConstants.COPYFILE_EXCL);
+    const handle = await open(tmp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, dest);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  await syncDir(path.dirname(dest));
 }

@@ -1,5 +1,8 @@
 /** `fetch ipxe` and `fetch rancheros`: put boot files where the appliance serves them. */
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { loadConfig } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { createLogOutput } from '../log.js';
 import { EXIT, type CommandArgs, type CommandSpec } from './command.js';
 
@@ -17,13 +20,17 @@ export const FETCH_IPXE_COMMAND: CommandSpec = {
   flags: [
     { name: 'no-download', type: 'boolean', help: 'never download: only the system package (offline labs)' },
     { name: 'mirror', type: 'string', arg: 'URL', help: 'where to download missing files [default: https://boot.ipxe.org]' },
+    { name: 'from', type: 'string', arg: 'DIR', help: 'offline: take the files from DIR first (format-checked like the system package)' },
   ],
   async run(args) {
     const config = loadConfig({ keys: ['tftpRoot', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
     const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
     const { fetchIpxe } = await import('../fetch/ipxe.js');
     const mirror = stringFlag(args, 'mirror');
-    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, download: args.flags['no-download'] !== true, ...(mirror !== undefined ? { mirror } : {}), log });
+    const from = stringFlag(args, 'from');
+    const { DEFAULT_IPXE_SYSTEM_DIRS } = await import('../fetch/ipxe.js');
+    const systemDirs = from !== undefined ? [await existingDir(resolve(args.io.cwd, from)), ...DEFAULT_IPXE_SYSTEM_DIRS] : DEFAULT_IPXE_SYSTEM_DIRS;
+    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, systemDirs, download: args.flags['no-download'] !== true, ...(mirror !== undefined ? { mirror } : {}), log });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return EXIT.ok;
   },
@@ -39,7 +46,8 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
   settings: ['assets', ...LOG_SETTINGS],
   flags: [
     { name: 'version', type: 'string', arg: 'TAG', help: 'release tag [default: v1.5.8, the last 1.x]' },
-    { name: 'mirror', type: 'string', arg: 'URL', help: 'base URL holding VERSION/ directories [default: https://releases.rancher.com/os]' },
+    { name: 'mirror', type: 'string', arg: 'URL', help: 'base URL holding VERSION/ directories, http(s):// or file:///path [default: https://releases.rancher.com/os]' },
+    { name: 'from', type: 'string', arg: 'DIR|FILE', help: 'offline: import vmlinuz and initrd (or one FILE) from a folder holding the release checksums.txt; same sha256 check' },
   ],
   async run(args) {
     const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
@@ -47,7 +55,14 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
     const { fetchRancherOS } = await import('../fetch/rancheros.js');
     const version = stringFlag(args, 'version');
     const mirror = stringFlag(args, 'mirror');
-    const result = await fetchRancherOS({ assetsDir: config.assets, ...(version !== undefined ? { version } : {}), ...(mirror !== undefined ? { mirror } : {}), log });
+    const from = stringFlag(args, 'from');
+    const result = await fetchRancherOS({
+      assetsDir: config.assets,
+      ...(version !== undefined ? { version } : {}),
+      ...(mirror !== undefined ? { mirror } : {}),
+      ...(from !== undefined ? { from: resolve(args.io.cwd, from) } : {}),
+      log,
+    });
     args.io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return EXIT.ok;
   },
@@ -60,6 +75,13 @@ export const FETCH_COMMAND: CommandSpec = {
   description: 'Put the files machines boot where the appliance serves them.',
   subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND],
 };
+
+/** `dir` when it is a directory; a ConfigError (exit 2) otherwise. */
+async function existingDir(dir: string): Promise<string> {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new ConfigError(`--from ${dir} is not a folder; pass the folder you copied the iPXE files into`, { setting: 'from' });
+  return dir;
+}
 
 /** A string flag's value, if given. */
 export function stringFlag(args: CommandArgs, name: string): string | undefined {

@@ -6,12 +6,13 @@
  * from the iPXE project's site. boot.ipxe.org publishes no checksums, so downloaded files are
  * only checked for the right shape (PE image of the right machine type, sane size).
  */
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BOOT_FILE_CATALOGUE, IPXE_SYSTEM_DIRS, PE_MACHINE, type BootFileEntry, type Firmware } from '../boot-catalogue.js';
+import { copyFileDurable } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { causeOf, isUnreachable, offlineError } from './offline.js';
 import { createProgressReporter, type ProgressReporter } from './progress.js';
 import { downloadFile, normalizeMirror, sha256File, type DownloadResult, type ProgressListener } from './download.js';
 
@@ -91,8 +92,8 @@ export function checkIpxeImage(data: Buffer, arch: IpxeArch): string | undefined
 }
 
 /**
- * Copy (or download) the iPXE boot files into `tftpRoot`. Copies are atomic (temp file, fsync,
- * rename). Every file is shape-checked. Files still missing at the end make it throw
+ * Copy (or download) the iPXE boot files into `tftpRoot`. Copies are atomic and durable
+ * (src/durable-file.ts). Every file is shape-checked. Files still missing at the end make it throw
  * `ERR_FETCH_IPXE_MISSING` naming `apt-get install ipxe`, after the others were installed.
  */
 export async function fetchIpxe(options: FetchIpxeOptions): Promise<IpxeFileResult[]> {
@@ -149,6 +150,17 @@ export async function fetchIpxe(options: FetchIpxeOptions): Promise<IpxeFileResu
         ...(options.signal !== undefined ? { signal: options.signal } : {}),
         ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       });
+    } catch (err) {
+      if (!isUnreachable(err)) throw err;
+      const still = IPXE_FILES.filter((f) => f.required && f.downloadPath !== undefined && !results.some((r) => r.name === f.name));
+      throw offlineError({
+        host: new URL(mirror).host,
+        cause: causeOf(err),
+        urls: still.map((f) => `${mirror}/${f.downloadPath}`),
+        folder: options.tftpRoot,
+        command: 'node bin/appliance fetch ipxe',
+        extra: "or install Debian's ipxe package (apt-get install ipxe), which has them all",
+      });
     } finally {
       // A bar left open by an error would garble the next line on the terminal.
       reporter.stop();
@@ -203,20 +215,9 @@ async function installCopy(spec: IpxeFileSpec, source: string, dest: string, log
     return { ...base, changed: false };
   }
   await mkdir(dirname(dest), { recursive: true });
-  // Temp name in the same directory so the rename is atomic: a TFTP client never sees a
-  // half-copied file.
-  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await copyFile(source, tmp);
-    const handle = await open(tmp, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, dest);
+    await copyFileDurable(source, dest);
   } catch (err) {
-    await rm(tmp, { force: true });
     throw new ApplianceError('ERR_FETCH_IPXE_COPY', `cannot copy ${source} to ${dest}: ${(err as Error).message}`, { source, dest }, { cause: err });
   }
   log.info({ file: spec.name, from: source, path: dest, sha256 }, 'copied boot file from the system package');

@@ -136,9 +136,11 @@ test('bad versions and mirrors are rejected with coded errors and no request', a
   for (const version of ['', 'latest', 'v1.5', '../../etc', 'v1.5.8/../../x', 'v1.5.8\\..', '1.5.8;rm -rf', 'v1.5.8\n', ' v1.5.8']) {
     await t.throwsAsync(fetchRancherOS({ version, mirror: s.mirror.base, assetsDir: s.assetsDir, log }), isCode('ERR_FETCH_VERSION'), JSON.stringify(version));
   }
-  for (const mirror of ['', 'releases.rancher.com/os', 'ftp://127.0.0.1/os', 'file:///tmp', 'http://127.0.0.1/os?x=1', 'http://127.0.0.1/os#a']) {
+  for (const mirror of ['', 'releases.rancher.com/os', 'ftp://127.0.0.1/os', 'http://127.0.0.1/os?x=1', 'http://127.0.0.1/os#a']) {
     await t.throwsAsync(fetchRancherOS({ mirror, assetsDir: s.assetsDir, log }), isCode('ERR_FETCH_MIRROR'), JSON.stringify(mirror));
   }
+  // file:// mirrors are local imports (test/fetch/offline.test.ts); a folder that is not there is a setting error.
+  await t.throwsAsync(fetchRancherOS({ mirror: 'file:///nonexistent/os', assetsDir: s.assetsDir, log }), isCode('ERR_CONFIG'));
   t.is(s.mirror.seen.length, 0);
   t.is(normalizeRancherOSVersion('1.5.8'), 'v1.5.8');
   t.is(normalizeRancherOSVersion('v1.6.0-rc1'), 'v1.6.0-rc1');
