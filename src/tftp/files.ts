@@ -75,6 +75,23 @@ export interface FoundFile {
 /** The outcome of looking a normalised name up on disk. */
 export type Resolution = FoundFile | Refusal;
 
+/**
+ * A disk file that may be served, found and checked but not opened: what the boot-file cache
+ * is keyed by (a changed file has another size, mtime, ctime or inode).
+ */
+export interface LocatedFile {
+  kind: 'located';
+  /** The real path (symlinks resolved). */
+  path: string;
+  /** The served directory it was found in (as configured). */
+  dir: string;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+}
+
 function errCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
@@ -91,15 +108,14 @@ export function isTrustedSystemDir(mode: number, uid: number): boolean {
 }
 
 /**
- * Look a normalised name up in `dirs` in order (root first, then fallbacks). The first directory
- * holding the name decides: a name found there that escapes it through a symlink is refused
- * (access violation), not looked up further. Directories that do not exist are skipped.
- * The first directory (the TFTP root) always gets the strict realpath containment check; later
- * (fallback) directories get it unless isTrustedSystemDir says their symlinks are the package's.
- * The opened file is checked again with fstat (regular file) to close most of the race between
- * the realpath check and open; O_NONBLOCK keeps a FIFO from blocking the server.
+ * Look a normalised name up in `dirs` in order (root first, then fallbacks) without opening it.
+ * The first directory holding the name decides: a name found there that escapes it through a
+ * symlink is refused (access violation), not looked up further. Directories that do not exist
+ * are skipped. The first directory (the TFTP root) always gets the strict realpath containment
+ * check; later (fallback) directories get it unless isTrustedSystemDir says their symlinks are
+ * the package's. Anything but a regular file (directory, FIFO, device) is refused.
  */
-export async function resolveFile(name: string, dirs: readonly string[]): Promise<Resolution> {
+export async function locateFile(name: string, dirs: readonly string[]): Promise<LocatedFile | Refusal> {
   for (const [index, dir] of dirs.entries()) {
     let dirReal: string;
     let trusted = false;
@@ -122,77 +138,123 @@ export async function resolveFile(name: string, dirs: readonly string[]): Promis
       return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `resolve-${(code ?? 'error').toLowerCase()}` };
     }
     if (!trusted && !isInside(dirReal, real)) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'symlink-escapes-root' };
-    let handle: FileHandle;
     try {
-      // O_NOFOLLOW: refuse a symlink swapped in at the last component after the realpath check.
-      handle = await open(real, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+      const info = await stat(real);
+      if (!info.isFile()) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'not-a-regular-file' };
+      return { kind: 'located', path: real, dir, size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino, dev: info.dev };
     } catch (err) {
       const code = errCode(err);
       if (code === 'ENOENT') continue;
-      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `open-${(code ?? 'error').toLowerCase()}` };
-    }
-    try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) {
-        await handle.close();
-        return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'not-a-regular-file' };
-      }
-      return { kind: 'found', path: real, dir, size: stat.size, handle };
-    } catch (err) {
-      await handle.close().catch(() => undefined);
-      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `stat-${(errCode(err) ?? 'error').toLowerCase()}` };
+      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `stat-${(code ?? 'error').toLowerCase()}` };
     }
   }
   return { kind: 'refused', code: TFTP_ERROR.FILE_NOT_FOUND, reason: 'not-found' };
 }
 
 /**
+ * Open a located file. O_NOFOLLOW refuses a symlink swapped in at the last component after the
+ * realpath check; O_NONBLOCK keeps a FIFO swapped in from blocking the server; fstat checks the
+ * opened file is a regular file (its size is what is served).
+ */
+export async function openLocated(file: LocatedFile): Promise<FoundFile | Refusal> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'ENOENT') return { kind: 'refused', code: TFTP_ERROR.FILE_NOT_FOUND, reason: 'not-found' };
+    return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `open-${(code ?? 'error').toLowerCase()}` };
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      await handle.close();
+      return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'not-a-regular-file' };
+    }
+    return { kind: 'found', path: file.path, dir: file.dir, size: info.size, handle };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: `stat-${(errCode(err) ?? 'error').toLowerCase()}` };
+  }
+}
+
+/** Look a name up (locateFile) and open it (openLocated): the file handle is the caller's to close. */
+export async function resolveFile(name: string, dirs: readonly string[]): Promise<Resolution> {
+  const located = await locateFile(name, dirs);
+  return located.kind === 'refused' ? located : openLocated(located);
+}
+
+/**
  * A sequential source of bytes a transfer cuts into blocks. `read(n)` returns exactly n bytes
  * unless the content ends first (then fewer, and 0 bytes at the end). Only the current window
- * is ever held by the transfer; readers hold at most one chunk.
+ * is ever held by the transfer; readers hold at most one chunk (plus one read ahead).
+ *
+ * `readSync(n)`, when a reader has it, returns the next block without waiting when it is
+ * already in memory and undefined when `read` must be awaited: a transfer then sends a whole
+ * window from one call, with no promise per block.
  */
 export interface BlockReader {
   read(size: number): Promise<Buffer>;
+  readSync?(size: number): Buffer | undefined;
   close(): Promise<void>;
 }
 
 /**
  * Read a file handle sequentially with positional reads, `chunkSize` bytes at a time (one
- * syscall per chunk instead of per block). Closing the reader closes the handle.
+ * syscall per chunk instead of per block), reading the next chunk ahead while the current one
+ * is sent. Blocks are views into a chunk (no copy) unless a block spans two chunks; pass a
+ * multiple of the block size to avoid that. Closing the reader closes the handle.
  */
 export function createFileReader(handle: FileHandle, chunkSize = 64 * 1024): BlockReader {
   let position = 0;
   let chunk: Buffer = Buffer.alloc(0);
   let eof = false;
   let closed = false;
+  // The read-ahead never rejects (nobody may be waiting for it yet): a failure is kept as a value
+  // and thrown to the reader that takes the chunk.
+  type Chunk = { data: Buffer; full: boolean } | { error: unknown };
+  let ahead: Promise<Chunk> | undefined;
+  const readChunk = async (min: number): Promise<Chunk> => {
+    // A fresh buffer per chunk: blocks handed out earlier are views into old chunks and must stay
+    // intact while they wait in the retransmission window.
+    const buf = Buffer.allocUnsafe(Math.max(chunkSize, min));
+    const at = position;
+    position += buf.length;
+    try {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, at);
+      return { data: buf.subarray(0, bytesRead), full: bytesRead === buf.length };
+    } catch (error) {
+      return { error };
+    }
+  };
+  const takeChunk = async (min: number): Promise<void> => {
+    const next = await (ahead ?? readChunk(min));
+    ahead = undefined;
+    if ('error' in next) throw next.error;
+    if (next.data.length > 0) chunk = chunk.length > 0 ? Buffer.concat([chunk, next.data]) : next.data;
+    if (!next.full) eof = true;
+    // Read ahead: the next chunk is on its way while this one is being sent.
+    else if (!closed) ahead = readChunk(chunkSize);
+  };
+  const slice = (size: number): Buffer => {
+    const take = Math.min(size, chunk.length);
+    const out = chunk.subarray(0, take);
+    chunk = chunk.subarray(take);
+    return out;
+  };
   return {
+    readSync(size) {
+      if (chunk.length >= size || eof) return slice(size);
+      return undefined;
+    },
     async read(size) {
-      const parts: Buffer[] = [];
-      let have = 0;
-      while (have < size) {
-        if (chunk.length === 0) {
-          if (eof) break;
-          // A fresh buffer per chunk: blocks handed out earlier are views into old chunks and
-          // must stay intact while they wait in the retransmission window.
-          const buf = Buffer.allocUnsafe(Math.max(chunkSize, size));
-          const { bytesRead } = await handle.read(buf, 0, buf.length, position);
-          position += bytesRead;
-          if (bytesRead === 0) {
-            eof = true;
-            break;
-          }
-          chunk = buf.subarray(0, bytesRead);
-        }
-        const take = Math.min(size - have, chunk.length);
-        parts.push(chunk.subarray(0, take));
-        chunk = chunk.subarray(take);
-        have += take;
-      }
-      return parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
+      while (chunk.length < size && !eof) await takeChunk(size);
+      return slice(size);
     },
     async close() {
       if (closed) return;
       closed = true;
+      await ahead;
       await handle.close();
     },
   };
@@ -236,13 +298,17 @@ export function createIterableReader(iterable: AsyncIterable<Uint8Array | string
 
 /** A reader over content held in memory. */
 export function createBufferReader(content: Uint8Array): BlockReader {
-  const buf = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  const buf = Buffer.isBuffer(content) ? content : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   let position = 0;
+  const readSync = (size: number): Buffer => {
+    const out = buf.subarray(position, Math.min(buf.length, position + size));
+    position += out.length;
+    return out;
+  };
   return {
+    readSync,
     async read(size) {
-      const out = buf.subarray(position, Math.min(buf.length, position + size));
-      position += out.length;
-      return out;
+      return readSync(size);
     },
     async close() {},
   };

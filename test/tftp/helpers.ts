@@ -313,18 +313,21 @@ export function lossySocketFactory(plan: LossPlan, listenToo = false): { factory
     let inCount = 0;
     const originalSend = socket.send.bind(socket) as (...args: unknown[]) => void;
     (socket as unknown as { send: (...args: unknown[]) => void }).send = (...args: unknown[]) => {
-      const buf = args[0] as Buffer;
+      // Transfer sockets are connected and send DATA as [header, block]: look at the whole datagram.
+      const buf = Array.isArray(args[0]) ? Buffer.concat(args[0] as Buffer[]) : (args[0] as Buffer);
+      // Where to (port, address) for the listening socket; nothing for a connected one.
+      const to = args.slice(1).filter((a) => typeof a !== 'function');
+      const cb = args.find((a) => typeof a === 'function') as ((err: Error | null) => void) | undefined;
       const n = outCount++;
       stats.sentOut += 1;
       if (plan.dropOut?.(buf, n)) {
         stats.droppedOut += 1;
-        const cb = args.find((a) => typeof a === 'function') as ((err: Error | null) => void) | undefined;
         cb?.(null);
         return;
       }
       if (plan.duplicateOut?.(buf, n)) {
         stats.duplicatedOut += 1;
-        originalSend(Buffer.from(buf), args[1], args[2]);
+        originalSend(Buffer.from(buf), ...to);
       }
       const hold = plan.delayOut?.(buf, n) ?? 0;
       if (hold > 0) {
@@ -332,12 +335,11 @@ export function lossySocketFactory(plan: LossPlan, listenToo = false): { factory
         const copy = Buffer.from(buf);
         setTimeout(() => {
           try {
-            originalSend(copy, args[1], args[2]);
+            originalSend(copy, ...to);
           } catch {
             // the transfer closed its socket meanwhile: the datagram is lost, as on a network
           }
         }, hold);
-        const cb = args.find((a) => typeof a === 'function') as ((err: Error | null) => void) | undefined;
         cb?.(null);
         return;
       }

@@ -1,0 +1,735 @@
+/**
+ * One TFTP read transfer, from request to last ACK: option negotiation (RFC 2347/2348/2349,
+ * RFC 7440 windowsize), the send window with 16-bit block rollover, retransmission and the
+ * bounds a hostile or vanished client runs into. The listening socket, admission and slot
+ * limits live in server.ts.
+ *
+ * The hot path is written for a boot storm on two cores:
+ * - the transfer socket is connected to the client (`connect()`), so a send passes no address
+ *   (no `dns.lookup` + nextTick per datagram) and the kernel drops datagrams from any other
+ *   address or port (they get ICMP port unreachable, as with tftpd-hpa's connected sockets);
+ * - DATA goes out as a vectored send of a 4-byte header and a view of the block (no copy);
+ * - blocks come synchronously from memory (the boot-file cache, or the read-ahead chunk of a
+ *   large file), so a window is sent from one call with no promise per block;
+ * - the retransmission timer is created once and `refresh()`ed on progress.
+ *
+ * Bounds (the lab segment is untrusted):
+ * - before the client's first ACK nothing is retransmitted on a timer: an RRQ from a spoofed or
+ *   vanished address costs exactly one reply; a client that lost our reply repeats its request
+ *   (every PXE client does) and gets the reply again, one per request;
+ * - such an unacknowledged transfer holds its slot for `pendingMs` only (server.ts also reaps
+ *   the oldest of them when a limit is reached);
+ * - the client's `timeout` option is honoured up to `timeoutMaxMs` and ignored above it (RFC 2349
+ *   wants the OACK value to match the request, so it cannot be lowered).
+ */
+import type dgram from 'node:dgram';
+import type { EventLog } from '../events.js';
+import type { Logger } from '../log.js';
+import type { FileCache } from './file-cache.js';
+import {
+  createBufferReader,
+  createFileReader,
+  createNetasciiReader,
+  locateFile,
+  normalizeRequestName,
+  openLocated,
+  openSource,
+  type BlockReader,
+  type TftpSource,
+} from './files.js';
+import { decodePacket, encodePacket, OPCODE, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpOptions, type TftpPacket } from './packet.js';
+
+/** Who asked for a virtual file. `name` is normalised (no leading slash, `/` separators). */
+export interface VirtualFileRequest {
+  name: string;
+  /** The name exactly as the client sent it. */
+  rawName: string;
+  client: { address: string; port: number };
+  /** The client's MAC when DHCP has seen it at this address (EventLog.macForIp). */
+  mac?: string;
+}
+
+/**
+ * Consulted before the disk for every read request: return content to serve it, undefined to
+ * fall through to the root and fallback directories. A thrown error refuses the request
+ * (TFTP error 0) and is logged.
+ */
+export type VirtualFiles = (request: VirtualFileRequest) => Promise<TftpSource | undefined>;
+
+/**
+ * Creates the UDP sockets the server uses: the listening socket and one per transfer. Tests pass
+ * a factory returning sockets that drop, duplicate or delay datagrams.
+ */
+export type TftpSocketFactory = (role: 'listen' | 'transfer') => dgram.Socket;
+
+/** Limits the negotiation works within. */
+export interface NegotiationLimits {
+  blksizeMax: number;
+  windowsizeMax: number;
+  /** The server's retransmission interval when the client sends no (acceptable) `timeout`. */
+  timeoutMs: number;
+  /** Largest client `timeout` option honoured; larger ones are ignored. Default 255 s (RFC 2349). */
+  timeoutMaxMs?: number;
+}
+
+/** Transfer parameters agreed for one request, and the OACK to send (undefined: no OACK). */
+export interface Negotiated {
+  blksize: number;
+  windowsize: number;
+  timeoutMs: number;
+  tsize: number | undefined;
+  oack: TftpOptions | undefined;
+}
+
+/** RFC 2348: "Valid values range between 8 and 65464 octets, inclusive." */
+export const BLKSIZE_MIN = 8;
+/** RFC 2348 upper bound for blksize. */
+export const BLKSIZE_MAX = 65464;
+
+/** A client-supplied string cut to a loggable length (a request may carry a 64 KiB name). */
+export function clip(value: string, max = 256): string {
+  return value.length > max ? `${value.slice(0, max)}...` : value;
+}
+
+function parseUint(value: string): number | undefined {
+  // Digits only (no sign, no exponent, no whitespace) and a sane length.
+  if (!/^\d{1,10}$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/**
+ * Decide the options of one read request (pure). Options the server does not know or whose
+ * values are invalid are left out of the OACK, which RFC 2347 allows ("the server ... ignores
+ * options it does not support"): blksize below 8 is ignored (512 is used), above the cap it is
+ * lowered to the cap (RFC 2348 lets the server answer a smaller value); timeout must be 1..255
+ * seconds (RFC 2349) and at most the server's cap, else it is ignored; windowsize 1..65535 is
+ * lowered to the cap (RFC 7440); tsize is answered only when the size is known (not for
+ * netascii, whose converted size is not known up front).
+ */
+export function negotiateOptions(options: TftpOptions, limits: NegotiationLimits, size: number | undefined): Negotiated {
+  const result: Negotiated = { blksize: 512, windowsize: 1, timeoutMs: limits.timeoutMs, tsize: undefined, oack: undefined };
+  const timeoutMaxMs = Math.min(limits.timeoutMaxMs ?? 255_000, 255_000);
+  const oack: TftpOptions = [];
+  const seen = new Set<string>();
+  for (const [rawName, rawValue] of options) {
+    const name = rawName.toLowerCase();
+    if (seen.has(name)) continue; // first occurrence wins
+    seen.add(name);
+    const value = parseUint(rawValue);
+    switch (name) {
+      case 'blksize':
+        if (value === undefined || value < BLKSIZE_MIN) break;
+        result.blksize = Math.min(value, limits.blksizeMax, BLKSIZE_MAX);
+        oack.push(['blksize', String(result.blksize)]);
+        break;
+      case 'tsize':
+        if (value === undefined || size === undefined) break;
+        result.tsize = size;
+        oack.push(['tsize', String(size)]);
+        break;
+      case 'timeout':
+        if (value === undefined || value < 1 || value * 1000 > timeoutMaxMs) break;
+        result.timeoutMs = value * 1000;
+        oack.push(['timeout', String(value)]);
+        break;
+      case 'windowsize':
+        if (value === undefined || value < 1 || value > 65535) break;
+        result.windowsize = Math.min(value, limits.windowsizeMax);
+        oack.push(['windowsize', String(result.windowsize)]);
+        break;
+      default:
+        break;
+    }
+  }
+  if (oack.length > 0) result.oack = oack;
+  return result;
+}
+
+/** What a transfer needs from its server. */
+export interface TransferContext {
+  log: Logger;
+  events: EventLog | undefined;
+  host: string;
+  dirs: readonly string[];
+  limits: NegotiationLimits;
+  retries: number;
+  /** How long a transfer the client has not acknowledged holds its slot. */
+  pendingMs: number;
+  virtualFiles: VirtualFiles | undefined;
+  cache: FileCache;
+  createSocket: TftpSocketFactory;
+  /** Send from the listening socket (errors for requests). */
+  sendFromMain(packet: TftpPacket, to: { address: string; port: number }): void;
+  record(type: 'tftp-file' | 'tftp-error', address: string, detail: Record<string, unknown>): void;
+  /** The client acknowledged for the first time: the transfer is no longer reapable. */
+  acknowledged(transfer: Transfer): void;
+  finished(transfer: Transfer, client: { address: string; port: number }, retry: RequestPacket | undefined): void;
+  /** True when `address` asked for `name` again after `since` (ms epoch). */
+  requestedAgain(address: string, name: string, since: number): boolean;
+  /** A warning that a flood could repeat: logged at most once a second, the rest at debug. */
+  warnLimited(fields: Record<string, unknown>, msg: string): void;
+}
+
+type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
+
+/** True when two requests are the same (a client repeating its RRQ). */
+export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
+  return (
+    a.filename === b.filename &&
+    a.mode.toLowerCase() === b.mode.toLowerCase() &&
+    JSON.stringify(a.options) === JSON.stringify(b.options)
+  );
+}
+
+/** Blocks per chunk read from a file too large for the cache (about 128 KiB, whole blocks). */
+function chunkBytes(blksize: number): number {
+  return blksize * Math.max(1, Math.ceil((128 * 1024) / blksize));
+}
+
+/** One read transfer from request to last ACK (or failure). */
+export class Transfer {
+  readonly key: string;
+  readonly client: { address: string; port: number };
+  /** The request this transfer serves (for duplicate detection). */
+  readonly request: RequestPacket;
+  readonly startedAt = Date.now();
+  private state: TransferState = 'resolving';
+  private readonly ctx: TransferContext;
+  private readonly log: Logger;
+  private socket: dgram.Socket | undefined;
+  private reader: BlockReader | undefined;
+  private negotiated: Negotiated = { blksize: 512, windowsize: 1, timeoutMs: 1000, tsize: undefined, oack: undefined };
+  private name = '';
+  private sourceLabel = '';
+  private mac: string | undefined;
+  private retryRequest: RequestPacket | undefined;
+  private gotAck = false;
+  // Window state, in absolute block numbers (wire number = abs & 0xffff, RFC 1350 rollover).
+  private window: Buffer[] = []; // blocks acked+1 .. readCount, kept until acknowledged
+  private acked = 0;
+  private readCount = 0;
+  private nextSend = 1;
+  private highestSent = 0;
+  private lastBlock: number | undefined;
+  private bytesRead = 0;
+  private retriesLeft: number;
+  private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private filling = false;
+  private duplicateAcks = 0;
+  private retransmits = 0;
+  private repeatedRequests = 0;
+  private pendingSends = 0;
+  private closeWhenFlushed = false;
+
+  constructor(ctx: TransferContext, request: RequestPacket, client: { address: string; port: number }) {
+    this.ctx = ctx;
+    this.request = request;
+    this.client = client;
+    this.key = `${client.address}:${client.port}`;
+    this.log = ctx.log.child({ client: this.key });
+    this.retriesLeft = ctx.retries;
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow it across awaits. */
+  isDone(): boolean {
+    return this.state === 'done';
+  }
+
+  /** True while the client has not yet acknowledged anything of this transfer. */
+  get awaitingFirstReply(): boolean {
+    return this.state !== 'done' && !this.gotAck;
+  }
+
+  /**
+   * The client repeated its request: our first reply was lost (or is still on its way). Sent
+   * again, once per repeat, from the transfer socket. Remembered so that if the client aborts
+   * this transfer anyway, the repeated request is served (UEFI tsize probe raced with its
+   * re-request).
+   */
+  repeatFirstReply(request: RequestPacket): void {
+    this.retryRequest = request;
+    this.repeatedRequests += 1;
+    if (this.state === 'negotiating') {
+      this.sendOack();
+    } else if (this.state === 'sending' && this.window[0] !== undefined && this.acked === 0) {
+      this.sendBlock(1);
+      this.arm(this.ctx.pendingMs);
+    }
+  }
+
+  /** Resolve, open, negotiate and send the first reply; never rejects. */
+  async run(): Promise<void> {
+    try {
+      await this.prepare();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, file: clip(this.request.filename) }, 'tftp transfer setup failed');
+      this.refuse(TFTP_ERROR.NOT_DEFINED, 'internal error', 'setup-error', 'error');
+    }
+  }
+
+  private async prepare(): Promise<void> {
+    const { request, ctx } = this;
+    this.mac = ctx.events?.macForIp(this.client.address);
+    const mode = request.mode.toLowerCase();
+    if (mode !== 'octet' && mode !== 'netascii') {
+      // RFC 1350 "mail" mode and anything else: not supported by a read-only boot server.
+      this.refuse(TFTP_ERROR.ILLEGAL_OPERATION, `unsupported mode ${clip(request.mode, 32)}`, 'unsupported-mode', 'info');
+      return;
+    }
+    const check = normalizeRequestName(request.filename);
+    if (check.kind === 'refused') {
+      const level = check.code === TFTP_ERROR.ACCESS_VIOLATION ? 'warn' : 'info';
+      this.refuse(check.code, check.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', check.reason, level);
+      return;
+    }
+    this.name = check.name;
+
+    let reader: BlockReader | undefined;
+    let size: number | undefined;
+    if (ctx.virtualFiles) {
+      let source: TftpSource | undefined;
+      try {
+        source = await ctx.virtualFiles({ name: check.name, rawName: request.filename, client: { ...this.client }, ...(this.mac ? { mac: this.mac } : {}) });
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, file: check.name, mac: this.mac }, 'tftp virtual file failed');
+        this.refuse(TFTP_ERROR.NOT_DEFINED, 'internal error', 'virtual-file-error', 'error');
+        return;
+      }
+      if (this.isDone()) return;
+      if (source !== undefined) {
+        ({ reader, size } = openSource(source));
+        this.sourceLabel = 'virtual';
+      }
+    }
+    if (!reader) {
+      const located = await locateFile(check.name, ctx.dirs);
+      if (this.isDone()) return;
+      if (located.kind === 'refused') {
+        const level = located.code === TFTP_ERROR.ACCESS_VIOLATION ? 'warn' : 'info';
+        this.refuse(located.code, located.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', located.reason, level);
+        return;
+      }
+      this.sourceLabel = located.dir;
+      const cached = ctx.cache.get(located);
+      if (cached) {
+        reader = createBufferReader(cached);
+        size = cached.length;
+      } else {
+        const opened = await openLocated(located);
+        if (opened.kind === 'refused') {
+          if (this.isDone()) return;
+          this.refuse(opened.code, opened.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', opened.reason, 'warn');
+          return;
+        }
+        if (ctx.cache.fits(opened.size)) {
+          try {
+            const content = await ctx.cache.load({ ...located, size: opened.size }, opened.handle);
+            reader = createBufferReader(content);
+            size = content.length;
+          } finally {
+            await opened.handle.close().catch(() => undefined);
+          }
+        } else {
+          size = opened.size;
+          const blksize = negotiateOptions(request.options, ctx.limits, size).blksize;
+          reader = createFileReader(opened.handle, chunkBytes(blksize));
+        }
+      }
+    }
+    if (this.isDone()) {
+      // Aborted while resolving (server stopping, superseded, reaped).
+      await reader.close().catch(() => undefined);
+      return;
+    }
+    if (mode === 'netascii') {
+      reader = createNetasciiReader(reader);
+      size = undefined;
+    }
+    this.reader = reader;
+    this.negotiated = negotiateOptions(request.options, ctx.limits, size);
+    this.log.debug(
+      { file: this.name, mac: this.mac, mode, blksize: this.negotiated.blksize, windowsize: this.negotiated.windowsize, tsize: this.negotiated.tsize, source: this.sourceLabel },
+      'tftp read request',
+    );
+    await this.openSocket();
+    if (this.isDone()) return;
+    if (this.negotiated.oack) {
+      this.state = 'negotiating';
+      this.sendOack();
+    } else {
+      this.state = 'sending';
+      this.pump();
+    }
+  }
+
+  /** Bind an ephemeral port on the server's address and connect it to the client. */
+  private openSocket(): Promise<void> {
+    return new Promise((resolve) => {
+      const socket = this.ctx.createSocket('transfer');
+      this.socket = socket;
+      const onSetupError = (err: Error): void => {
+        this.log.error({ err: err.message }, 'tftp transfer socket setup failed');
+        this.refuse(TFTP_ERROR.NOT_DEFINED, 'server error', 'bind-error', 'error');
+        resolve();
+      };
+      socket.once('error', onSetupError);
+      // Closed before the setup completed (transfer aborted): nothing more will happen.
+      socket.once('close', () => resolve());
+      socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+        try {
+          this.onMessage(msg, rinfo);
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'tftp transfer message handler failed');
+        }
+      });
+      try {
+        socket.bind(0, this.ctx.host, () => {
+          if (this.isDone()) return;
+          socket.connect(this.client.port, this.client.address, () => {
+            socket.off('error', onSetupError);
+            socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError(err));
+            resolve();
+          });
+        });
+      } catch (err) {
+        onSetupError(err as Error);
+      }
+    });
+  }
+
+  private onSocketError(err: NodeJS.ErrnoException): void {
+    if (err.code === 'ECONNREFUSED') {
+      // The client's port answered ICMP port unreachable: it has gone (rebooted, aborted, or the
+      // request was spoofed). Free the slot now rather than after the retransmission timeout.
+      if (!this.gotAck) {
+        this.log.debug({ file: this.name }, 'tftp client port unreachable before any ack');
+        this.end();
+        return;
+      }
+      this.log.info({ file: this.name, mac: this.mac, bytes: this.bytesSentAcked() }, 'tftp client went away (port unreachable)');
+      this.ctx.record('tftp-error', this.client.address, { file: this.name, reason: 'client-gone', bytes: this.bytesSentAcked() });
+      this.end();
+      return;
+    }
+    this.log.warn({ err: err.message }, 'tftp transfer socket error');
+    this.fail('socket-error', TFTP_ERROR.NOT_DEFINED, 'server error');
+  }
+
+  /** Refuse before the transfer socket exists: error from the listening socket. */
+  private refuse(code: number, message: string, reason: string, level: 'debug' | 'info' | 'warn' | 'error'): void {
+    if (this.state === 'done') return;
+    this.ctx.sendFromMain({ op: 'error', code, message }, this.client);
+    this.log[level]({ file: clip(this.request.filename), mac: this.mac, reason, errorCode: code }, 'tftp request refused');
+    this.ctx.record('tftp-error', this.client.address, { file: clip(this.request.filename), error: code, reason });
+    this.end();
+  }
+
+  /** Send a control packet (OACK, ERROR); the socket closes only once such a send is flushed. */
+  private send(packet: TftpPacket): void {
+    const socket = this.socket;
+    if (!socket) return;
+    this.pendingSends += 1;
+    const done = (): void => {
+      this.pendingSends -= 1;
+      if (this.pendingSends === 0 && this.closeWhenFlushed) this.closeSocket();
+    };
+    try {
+      socket.send(encodePacket(packet), (err) => {
+        if (err) this.log.debug({ err: err.message }, 'tftp send failed');
+        done();
+      });
+    } catch (err) {
+      // The socket was closed under us (transfer ended or server stopping).
+      this.log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
+      done();
+    }
+  }
+
+  /** Send DATA for absolute block `abs` (in the window): header + block view, no copy, no callback. */
+  private sendBlock(abs: number): void {
+    const data = this.window[abs - this.acked - 1];
+    const socket = this.socket;
+    if (data === undefined || !socket) return;
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt16BE(OPCODE.DATA, 0);
+    header.writeUInt16BE(abs & 0xffff, 2);
+    try {
+      socket.send([header, data]);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
+    }
+  }
+
+  /** Close the transfer socket; a datagram still queued (the final ERROR) is sent first. */
+  private closeSocket(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    if (this.pendingSends > 0) {
+      this.closeWhenFlushed = true;
+      return;
+    }
+    this.socket = undefined;
+    try {
+      socket.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  private sendOack(): void {
+    this.send({ op: 'oack', options: this.negotiated.oack ?? [] });
+    this.arm(this.ctx.pendingMs);
+  }
+
+  /** (Re)start the one timer of this transfer; refresh() when the interval is unchanged. */
+  private arm(ms: number): void {
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerMs = ms;
+    this.timer = setTimeout(() => this.onTimeout(), ms);
+  }
+
+  private onTimeout(): void {
+    if (this.state === 'done') return;
+    if (!this.gotAck) {
+      this.endUnanswered();
+      return;
+    }
+    if (this.retriesLeft <= 0) {
+      const lastAckLost = this.lastBlock !== undefined && this.highestSent === this.lastBlock;
+      this.fail(lastAckLost ? 'timeout-final-ack' : 'timeout', TFTP_ERROR.NOT_DEFINED, 'transfer timed out');
+      return;
+    }
+    this.retriesLeft -= 1;
+    this.retransmits += 1;
+    // Resend the whole unacknowledged window (RFC 7440 section 4: the sender times out and
+    // retransmits from the last acknowledged block).
+    this.log.debug({ file: this.name, from: this.acked + 1 }, 'tftp data retransmit');
+    this.nextSend = this.acked + 1;
+    this.pump();
+  }
+
+  /** No ACK ever came within `pendingMs`: the slot is freed without another datagram. */
+  private endUnanswered(): void {
+    if (this.state === 'negotiating' && this.ctx.requestedAgain(this.client.address, this.request.filename, this.startedAt)) {
+      // Some PXE firmware never answers the OACK of its size probe and simply asks again
+      // from a new port: the probe was abandoned, nothing failed.
+      this.log.debug({ file: this.name, mac: this.mac }, 'tftp option negotiation abandoned by client (size probe)');
+      this.end();
+      return;
+    }
+    const ms = Date.now() - this.startedAt;
+    this.ctx.warnLimited({ client: this.key, file: this.name, mac: this.mac, reason: 'no-ack', repeatedRequests: this.repeatedRequests, ms }, 'tftp transfer failed');
+    this.ctx.record('tftp-error', this.client.address, { file: this.name, reason: 'no-ack', bytes: 0, blksize: this.negotiated.blksize, ms });
+    this.end();
+  }
+
+  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.state === 'done') return;
+    if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) {
+      // Cannot happen on a connected socket; a test factory's socket might not be connected.
+      this.log.debug({ from: `${rinfo.address}:${rinfo.port}`, bytes: msg.length }, 'tftp datagram from unknown transfer id dropped');
+      return;
+    }
+    let packet: TftpPacket;
+    try {
+      packet = decodePacket(msg);
+    } catch (err) {
+      if (err instanceof TftpDecodeError && err.reason === 'unknown-opcode') {
+        this.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
+        this.fail('illegal-operation', undefined, undefined);
+        return;
+      }
+      this.log.debug({ bytes: msg.length, reason: err instanceof TftpDecodeError ? err.reason : 'error' }, 'tftp undecodable datagram from client dropped');
+      return;
+    }
+    switch (packet.op) {
+      case 'ack':
+        this.onAck(packet.block);
+        return;
+      case 'error':
+        this.onClientError(packet.code, packet.message);
+        return;
+      default:
+        // RFC 1350: only ACK and ERROR make sense from a reading client.
+        this.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
+        this.fail('illegal-operation', undefined, undefined);
+    }
+  }
+
+  private firstAck(): void {
+    if (this.gotAck) return;
+    this.gotAck = true;
+    this.ctx.acknowledged(this);
+  }
+
+  private onAck(wire: number): void {
+    if (this.state === 'negotiating') {
+      if (wire !== 0) {
+        this.log.debug({ block: wire }, 'tftp unexpected ack before oack was acknowledged');
+        return;
+      }
+      this.firstAck();
+      this.state = 'sending';
+      this.retriesLeft = this.ctx.retries;
+      this.pump();
+      return;
+    }
+    if (this.state !== 'sending') return;
+    // Map the 16-bit number onto the blocks in flight; the window is at most 1024 blocks, so
+    // the match is unique across a rollover.
+    let k: number | undefined;
+    for (let abs = this.highestSent; abs > this.acked; abs -= 1) {
+      if ((abs & 0xffff) === wire) {
+        k = abs;
+        break;
+      }
+    }
+    if (k === undefined) {
+      // A duplicate (or older) ACK. Never retransmit on it: answering duplicates with data is
+      // the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1). The timer handles real loss.
+      this.duplicateAcks += 1;
+      return;
+    }
+    this.firstAck();
+    this.window.splice(0, k - this.acked);
+    this.acked = k;
+    this.retriesLeft = this.ctx.retries;
+    if (this.lastBlock !== undefined && k === this.lastBlock) {
+      this.complete();
+      return;
+    }
+    // RFC 7440 section 4: an ACK inside the window means the client lost the block after it;
+    // the next window starts right after the acknowledged block.
+    if (this.nextSend <= k || k < this.highestSent) this.nextSend = k + 1;
+    this.pump();
+  }
+
+  private onClientError(code: number, message: string): void {
+    const detail = { file: this.name, errorCode: code, clientMessage: message.slice(0, 100), mac: this.mac };
+    if (this.state === 'negotiating' && !this.gotAck) {
+      // UEFI (EDK2) asks with tsize+blksize to learn the size, aborts after the OACK with
+      // error 8 and then sends a new request: normal, not a failure (RFC 2347 section 2).
+      if (code === TFTP_ERROR.OPTION_NEGOTIATION) {
+        this.log.debug(detail, 'tftp client ended option negotiation (size probe)');
+      } else {
+        this.log.info(detail, 'tftp client refused the option acknowledgement');
+        this.ctx.record('tftp-error', this.client.address, { file: this.name, error: code, reason: 'client-error', message: detail.clientMessage });
+      }
+      this.end(this.retryRequest);
+      return;
+    }
+    this.log.info({ ...detail, bytes: this.bytesSentAcked() }, 'tftp client aborted the transfer');
+    this.ctx.record('tftp-error', this.client.address, { file: this.name, error: code, reason: 'client-error', message: detail.clientMessage, bytes: this.bytesSentAcked() });
+    this.end();
+  }
+
+  private bytesSentAcked(): number {
+    // Full blocks before the last one, plus the last block if acknowledged.
+    if (this.lastBlock !== undefined && this.acked >= this.lastBlock) return this.bytesRead;
+    return this.acked * this.negotiated.blksize;
+  }
+
+  /** Take a block read from the source into the window. */
+  private accept(data: Buffer): void {
+    this.window.push(data);
+    this.readCount += 1;
+    this.bytesRead += data.length;
+    // RFC 1350 section 6: a block shorter than blksize (possibly empty) ends the file.
+    if (data.length < this.negotiated.blksize) this.lastBlock = this.readCount;
+  }
+
+  /**
+   * Send what the window allows. Blocks in memory are taken synchronously; when the source must
+   * be awaited (a chunk of a large file, a virtual stream) one read runs and the pump resumes.
+   * Before the first ACK only block 1 is sent (windowsize is 1 without an OACK anyway).
+   */
+  private pump(): void {
+    if (this.filling) return;
+    const { blksize, windowsize } = this.negotiated;
+    for (;;) {
+      if (this.state !== 'sending') return;
+      if (this.nextSend > this.acked + windowsize) break;
+      if (this.lastBlock !== undefined && this.nextSend > this.lastBlock) break;
+      if (!this.gotAck && this.nextSend > 1) break;
+      if (this.nextSend > this.readCount) {
+        const data = this.reader!.readSync?.(blksize);
+        if (data === undefined) {
+          this.fill();
+          return;
+        }
+        this.accept(data);
+        continue;
+      }
+      this.sendBlock(this.nextSend);
+      if (this.nextSend > this.highestSent) this.highestSent = this.nextSend;
+      this.nextSend += 1;
+    }
+    this.arm(this.gotAck ? this.negotiated.timeoutMs : this.ctx.pendingMs);
+  }
+
+  private fill(): void {
+    this.filling = true;
+    this.reader!.read(this.negotiated.blksize).then(
+      (data) => {
+        this.filling = false;
+        if (this.state !== 'sending') return;
+        this.accept(data);
+        this.pump();
+      },
+      (err: unknown) => {
+        this.filling = false;
+        this.log.error({ err: (err as Error).message, file: this.name }, 'tftp read failed');
+        this.fail('read-error', TFTP_ERROR.NOT_DEFINED, 'read error');
+      },
+    );
+  }
+
+  private complete(): void {
+    const ms = Date.now() - this.startedAt;
+    const detail = { file: this.name, bytes: this.bytesRead, blksize: this.negotiated.blksize, windowsize: this.negotiated.windowsize, ms };
+    this.log.info({ ...detail, mac: this.mac, source: this.sourceLabel, retransmits: this.retransmits, duplicateAcks: this.duplicateAcks }, 'tftp transfer complete');
+    if (this.negotiated.tsize !== undefined && this.negotiated.tsize !== this.bytesRead) {
+      this.log.warn({ file: this.name, tsize: this.negotiated.tsize, bytes: this.bytesRead }, 'tftp content size differs from the announced tsize');
+    }
+    this.ctx.record('tftp-file', this.client.address, detail);
+    this.end();
+  }
+
+  /** Give up: optionally tell the client, log, record, close. */
+  private fail(reason: string, code: number | undefined, message: string | undefined): void {
+    if (this.state === 'done') return;
+    if (code !== undefined && message !== undefined) this.send({ op: 'error', code, message });
+    const ms = Date.now() - this.startedAt;
+    this.log.warn({ file: this.name, mac: this.mac, reason, bytes: this.bytesSentAcked(), ms, blksize: this.negotiated.blksize }, 'tftp transfer failed');
+    this.ctx.record('tftp-error', this.client.address, { file: this.name, reason, bytes: this.bytesSentAcked(), blksize: this.negotiated.blksize, ms });
+    this.end();
+  }
+
+  /** Stop silently (server stopping, request superseded, slot reaped). */
+  abort(reason: string): void {
+    if (this.state === 'done') return;
+    this.log.debug({ file: this.name || clip(this.request.filename), reason }, 'tftp transfer aborted');
+    this.end();
+  }
+
+  /** Close everything; `retry` is a repeated request to serve now (see repeatFirstReply). */
+  private end(retry?: RequestPacket): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.window = [];
+    this.closeSocket();
+    if (this.reader) {
+      const reader = this.reader;
+      this.reader = undefined;
+      reader.close().catch((err: Error) => this.log.debug({ err: err.message }, 'tftp reader close failed'));
+    }
+    this.ctx.finished(this, this.client, retry);
+  }
+}
