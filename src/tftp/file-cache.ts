@@ -24,6 +24,8 @@ export interface FileCacheOptions {
 export interface FileCacheStats {
   hits: number;
   misses: number;
+  /** Whole-file reads from disk (concurrent misses share one). */
+  loads: number;
   entries: number;
   bytes: number;
 }
@@ -34,6 +36,8 @@ export interface FileCache {
   fits(size: number): boolean;
   /** The cached content of `file`, if any (counts a hit or a miss). */
   get(file: LocatedFile): Buffer | undefined;
+  /** A read of `file` already under way (a concurrent miss waits for it instead of opening). */
+  loading(file: LocatedFile): Promise<Buffer> | undefined;
   /**
    * Read `handle` (opened for `file`) whole and keep it; resolves with the content. A read of the
    * same key already under way is shared. The handle is left open for the caller to close.
@@ -69,6 +73,7 @@ export function createFileCache(options: FileCacheOptions = {}): FileCache {
   let bytes = 0;
   let hits = 0;
   let misses = 0;
+  let loads = 0;
 
   /** Real path -> the key of its cached version (one version per path). */
   const keyOfPath = new Map<string, string>();
@@ -107,10 +112,12 @@ export function createFileCache(options: FileCacheOptions = {}): FileCache {
       entries.set(key, content);
       return content;
     },
+    loading: (file) => loading.get(keyOf(file)),
     load(file, handle) {
       const key = keyOf(file);
       const pending = loading.get(key);
       if (pending) return pending;
+      loads += 1;
       const promise = (async () => {
         const content = await readWhole(handle, file.size);
         const after = await handle.stat();
@@ -121,7 +128,7 @@ export function createFileCache(options: FileCacheOptions = {}): FileCache {
       loading.set(key, promise);
       return promise;
     },
-    stats: () => ({ hits, misses, entries: entries.size, bytes }),
+    stats: () => ({ hits, misses, loads, entries: entries.size, bytes }),
     clear() {
       entries.clear();
       keyOfPath.clear();

@@ -311,7 +311,8 @@ export class Transfer {
         return;
       }
       this.sourceLabel = located.dir;
-      const cached = ctx.cache.get(located);
+      const cached = ctx.cache.get(located) ?? (await ctx.cache.loading(located)?.catch(() => undefined));
+      if (this.isDone()) return;
       if (cached) {
         reader = createBufferReader(cached);
         size = cached.length;
