@@ -51,10 +51,14 @@ export interface ApplianceDeps {
 }
 
 /** A bind error with the fix in its message (ports below 1024 need privileges). */
-function bindError(service: string, port: number, err: unknown): ApplianceError {
+function bindError(service: string, port: number, err: unknown, host?: string, addressFlag?: string): ApplianceError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
+  if (code === 'EADDRNOTAVAIL' && host !== undefined && addressFlag !== undefined) {
+    // The advertised address is not on this host (NAT, a typo): say how to listen elsewhere.
+    return new ApplianceError('ERR_BIND', `cannot listen for ${service} on ${host}:${port}: the address is not on this host; pass --${addressFlag} with a local address (0.0.0.0 for every interface) or fix --address`, { service, port, host }, { cause: err });
+  }
   // Servers that already explain their bind failure (with the fix) are passed through as they are.
   if (err instanceof ApplianceError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
   const hint =
     code === 'EACCES'
       ? '; run as root or grant node cap_net_bind_service (see README), or pass another port'
@@ -156,8 +160,13 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const apiToken = config.apiToken ?? (await loadOrCreateApiToken(dirname(config.db), log));
 
     // Each server adds its own `subsystem` to the logger it is given: pass the root logger.
+    // HTTP and TFTP listen on the advertised address unless told otherwise: a lab appliance on a
+    // multi-homed host must not serve boot files and the API on every network it touches.
+    const httpHost = config.httpAddress ?? config.address;
     const http: HttpServer = createHttpServer({
+      host: httpHost,
       port: config.httpPort,
+      limits: { maxConnections: config.httpMaxConnections, maxPerClient: config.httpMaxConnectionsPerClient },
       log,
       deps: {
         store,
@@ -180,14 +189,18 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const httpPort = await http.start().then(
       (r) => r.port,
       (err: unknown) => {
-        throw bindError('http', config.httpPort, err);
+        throw bindError('http', config.httpPort, err, httpHost, 'http-address');
       },
     );
     stops.push(() => http.stop());
 
+    const tftpHost = config.tftpAddress ?? config.address;
     const tftp: TftpServer = createTftpServer({
       root: config.tftpRoot,
+      host: tftpHost,
       port: config.tftpPort,
+      maxTransfers: config.tftpMaxTransfers,
+      maxPerClient: config.tftpMaxTransfersPerClient,
       fallbackDirs,
       blksizeMax: config.tftpBlksizeMax,
       log,
@@ -196,7 +209,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const tftpPort = await tftp.start().then(
       (r) => r.port,
       (err: unknown) => {
-        throw bindError('tftp', config.tftpPort, err);
+        throw bindError('tftp', config.tftpPort, err, tftpHost, 'tftp-address');
       },
     );
     stops.push(() => tftp.stop());

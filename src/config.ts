@@ -38,6 +38,14 @@ export interface Config {
   readonly interface: string | undefined;
   readonly httpPort: number;
   readonly tftpPort: number;
+  /** Address HTTP listens on; default `address` (0.0.0.0 only when asked). */
+  readonly httpAddress: string | undefined;
+  /** Address TFTP listens on; default `address`. */
+  readonly tftpAddress: string | undefined;
+  readonly httpMaxConnections: number;
+  readonly httpMaxConnectionsPerClient: number;
+  readonly tftpMaxTransfers: number;
+  readonly tftpMaxTransfersPerClient: number;
   readonly dhcpPort: number;
   readonly proxyPort: number;
   readonly dhcpMode: DhcpMode;
@@ -96,6 +104,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'interface', flag: 'interface', kind: 'string', help: 'network interface the lab is attached to, e.g. br0' },
   { key: 'httpPort', flag: 'http-port', kind: 'port', default: 8080, help: 'HTTP port for iPXE scripts, assets, cloud-config and the API (0 = ephemeral)' },
   { key: 'tftpPort', flag: 'tftp-port', kind: 'port', default: 69, help: 'TFTP port (0 = ephemeral; 69 needs root or cap_net_bind_service)' },
+  { key: 'httpAddress', flag: 'http-address', kind: 'ipv4', help: 'address HTTP listens on (default: --address; 0.0.0.0 = every interface)' },
+  { key: 'tftpAddress', flag: 'tftp-address', kind: 'ipv4', help: 'address TFTP listens on (default: --address; 0.0.0.0 = every interface)' },
+  { key: 'httpMaxConnections', flag: 'http-max-connections', kind: 'int', min: 1, max: 100_000, default: 1024, help: 'open HTTP connections in total; beyond it the oldest idle one is closed, or the new one refused' },
+  { key: 'httpMaxConnectionsPerClient', flag: 'http-max-connections-per-client', kind: 'int', min: 1, max: 100_000, default: 64, help: 'open HTTP connections per client address' },
+  { key: 'tftpMaxTransfers', flag: 'tftp-max-transfers', kind: 'int', min: 1, max: 100_000, default: 1000, help: 'concurrent TFTP transfers; beyond it the oldest unacknowledged one is reaped, or the request refused' },
+  { key: 'tftpMaxTransfersPerClient', flag: 'tftp-max-transfers-per-client', kind: 'int', min: 1, max: 100_000, default: 32, help: 'concurrent TFTP transfers per client address' },
   { key: 'dhcpPort', flag: 'dhcp-port', kind: 'port', default: 67, help: 'DHCP port (67 needs root or cap_net_bind_service)' },
   { key: 'proxyPort', flag: 'proxy-port', kind: 'port', default: 4011, help: 'PXE boot-server (ProxyDHCP) port' },
   { key: 'dhcpMode', flag: 'dhcp-mode', kind: 'enum', values: DHCP_MODES, default: 'auto', help: 'auto: probe for a DHCP server, then proxy beside it or serve addresses; proxy: only answer PXE clients; server: hand out addresses too; off: no DHCP' },

@@ -64,3 +64,45 @@ test('a failed bind rejects start and closes what was already open', async (t) =
   t.is(ports.tftp, busy);
   await appliance.stop();
 });
+
+/** True when a TFTP request to address:port gets any answer within a second. */
+function tftpAnswers(address: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const done = (answered: boolean): void => {
+      clearTimeout(timer);
+      s.close();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    s.on('message', () => done(true));
+    s.on('error', () => done(false));
+    // RRQ for a missing file: error 1 comes back when something listens there.
+    s.send(Buffer.from('\0\x01missing\0octet\0', 'latin1'), port, address);
+  });
+}
+
+test('HTTP and TFTP listen on the advertised address only; --http-address / --tftp-address 0.0.0.0 widen it; a foreign address is a clear bind error', async (t) => {
+  // 127.0.0.2 is another local address (all of 127/8 is loopback on Linux).
+  const narrow = createAppliance(config(), { log: createSilentLogger() });
+  const a = await narrow.start();
+  t.teardown(() => narrow.stop());
+  t.is((await fetch(`http://127.0.0.1:${a.http}/healthz`)).status, 200);
+  await t.throwsAsync(fetch(`http://127.0.0.2:${a.http}/healthz`));
+  t.true(await tftpAnswers('127.0.0.1', a.tftp));
+  t.false(await tftpAnswers('127.0.0.2', a.tftp));
+  await narrow.stop();
+
+  const wide = createAppliance(config({ 'http-address': '0.0.0.0', 'tftp-address': '0.0.0.0' }), { log: createSilentLogger() });
+  const b = await wide.start();
+  t.teardown(() => wide.stop());
+  t.is((await fetch(`http://127.0.0.2:${b.http}/healthz`)).status, 200);
+  t.true(await tftpAnswers('127.0.0.2', b.tftp));
+  await wide.stop();
+
+  // 192.0.2.1 (TEST-NET-1) is on no interface here: advertising it with the default bind fails with the fix.
+  const foreign = createAppliance(config({ address: '192.0.2.1', 'dhcp-mode': 'off' }), { log: createSilentLogger() });
+  const err = await t.throwsAsync(foreign.start());
+  t.is((err as { code?: string }).code, 'ERR_BIND');
+  t.regex(err!.message, /--http-address/);
+});
