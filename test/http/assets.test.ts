@@ -177,3 +177,17 @@ test('HEAD sends headers only (checked with node http as a second client)', asyn
   t.is(length, String(kernel.length));
   t.is(bytes, 0);
 });
+
+test('1 MiB reads: ranges across chunk boundaries, ten parallel downloads exact, buffers returned to the pool', async (t) => {
+  const { base, kernel } = await setup(t);
+  const { pooledBuffers, CHUNK_BYTES } = await import('../../src/http/file-stream.js');
+  const from = CHUNK_BYTES - 5;
+  const to = 2 * CHUNK_BYTES + 5;
+  const r = await curl(['-r', `${from}-${to}`, `${base}/assets/os/v1/vmlinuz`]);
+  t.is(r.status, 206);
+  t.deepEqual(r.body, kernel.subarray(from, to + 1));
+  const all = await Promise.all(Array.from({ length: 10 }, () => curl([`${base}/assets/os/v1/vmlinuz`])));
+  const want = createHash('sha256').update(kernel).digest('hex');
+  for (const got of all) t.is(createHash('sha256').update(got.body).digest('hex'), want);
+  t.true(pooledBuffers() >= 2, `${pooledBuffers()} buffers pooled`);
+});

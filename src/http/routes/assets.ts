@@ -1,12 +1,16 @@
 /**
  * `GET|HEAD /assets/...`: kernels, initrds and images from the assets directory, streamed by
  * `send` (Range, HEAD, ETag, If-Range and Last-Modified done right; NETBOOT-FACTS §4). Paths
- * are resolved to real paths first and must stay inside the directory.
+ * are resolved to real paths first and must stay inside the directory. `send` decides the
+ * status, headers and byte range; the bytes themselves go out through streamFileRange (1 MiB
+ * reads into reused buffers) instead of send's 64 KiB fs.ReadStream.
  */
+import type { ServerResponse } from 'node:http';
 import type Koa from 'koa';
 import send from 'send';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../identity.js';
+import { streamFileRange } from '../file-stream.js';
 import { clientIp, resolveAsset, type RouteEnv } from '../context.js';
 
 const PREFIX = '/assets/';
@@ -15,6 +19,29 @@ const SEND_ERRORS: Record<number, string> = {
   412: 'ERR_PRECONDITION_FAILED',
   416: 'ERR_RANGE_NOT_SATISFIABLE',
 };
+
+/** The parts of send's SendStream this module replaces or calls (send 1.x, see its index.js). */
+interface SendInternals {
+  res: ServerResponse;
+  stream(path: string, options: { start: number; end: number }): void;
+  onStatError(err: Error): void;
+  emit(event: 'end'): boolean;
+}
+
+/**
+ * Replace SendStream#stream (which pipes an fs.ReadStream) with streamFileRange; send has done
+ * everything else (conditional requests, Range, headers) by the time it calls it.
+ */
+function useLargeReads(stream: send.SendStream): void {
+  const internals = stream as unknown as SendInternals;
+  internals.stream = function (path, options) {
+    streamFileRange(path, options.start, options.end, this.res).then(
+      () => this.emit('end'),
+      // Only an open failure gets here (nothing was written): send answers it (404/500).
+      (err: Error) => this.onStatError(err),
+    );
+  };
+}
 
 /** Middleware serving /assets/ (before the router, so any file name is allowed). */
 export function assetsMiddleware(env: RouteEnv): Koa.Middleware {
@@ -30,6 +57,7 @@ export function assetsMiddleware(env: RouteEnv): Koa.Middleware {
     if (!found) throw new ApplianceError('ERR_ASSET_NOT_FOUND', `asset ${ctx.path} does not exist`);
     const encoded = found.rel.split('/').map(encodeURIComponent).join('/');
     const stream = send(ctx.req, `/${encoded}`, { root: found.root, index: false, dotfiles: 'allow', etag: true, lastModified: true });
+    useLargeReads(stream);
 
     await new Promise<void>((resolve, reject) => {
       stream.on('error', (err: { status?: number; headers?: Record<string, string> }) => {
