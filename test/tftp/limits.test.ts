@@ -30,7 +30,7 @@ async function abandon(port: number, count: number): Promise<{ sockets: dgram.So
   for (const [i, socket] of sockets.entries()) {
     socket.send(rrq, port, '127.0.0.1');
     // Paced a little, so the kernel's receive queue of port 69 does not simply drop the flood.
-    if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 5));
+    if (i % 25 === 24) await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return { sockets, received: () => received };
 }
@@ -62,7 +62,7 @@ for (const [name, limits, bound] of [
     await new Promise((resolve) => setTimeout(resolve, 500));
     const stats = s.server.stats();
     t.true(stats.transfers <= bound, `${stats.transfers} transfers held (bound ${bound})`);
-    t.true(stats.reaped >= 500, `reaped ${stats.reaped}`);
+    t.true(stats.reaped >= 300, `reaped ${stats.reaped}`);
     t.is(stats.refusedBusy, 0);
 
     const got = await curlGet(s, dir, 'snponly.efi');
