@@ -4,7 +4,7 @@ import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { api, token } from './api.js';
-import { EditorPage, MachinesPage, StatusPage, TimelinePage } from './views.js';
+import { AssetsPage, EditorPage, MachinesPage, StatusPage, TimelinePage } from './views.js';
 
 const html = htm.bind(h);
 const root = document.getElementById('app');
@@ -56,6 +56,7 @@ function Page({ hash }) {
   if (parts[0] === 'machines' && parts[1]) return html`<${TimelinePage} mac=${parts[1]} />`;
   if (parts[0] === 'edit') return html`<${EditorPage} collection=${parts[1] ?? 'profiles'} id=${parts[2]} />`;
   if (parts[0] === 'status') return html`<${StatusPage} />`;
+  if (parts[0] === 'assets') return html`<${AssetsPage} />`;
   return html`<${MachinesPage} />`;
 }
 
@@ -73,16 +74,18 @@ function App() {
     return () => window.removeEventListener('netboot:unauthorized', on);
   }, []);
   if (!authed) return html`<${Login} message=${message} onLogin=${() => setAuthed(true)} />`;
-  const section = hash.replace(/^#\/?/, '').split('/')[0] || 'machines';
+  const [first, second] = hash.replace(/^#\/?/, '').split('/');
+  const section = first === 'edit' ? `edit-${second || 'profiles'}` : first || 'machines';
   const tab = (href, label, name) => html`<a href=${href} aria-current=${section === name ? 'page' : undefined}>${label}</a>`;
   return html`<div class="shell">
     <header>
       <h1>netboot-appliance</h1>
       <nav aria-label="main">
         ${tab('#/machines', 'Machines', 'machines')}
-        ${tab('#/edit/profiles', 'Profiles', 'edit')}
+        ${tab('#/edit/profiles', 'Profiles', 'edit-profiles')}
         ${tab('#/edit/groups', 'Groups', 'edit-groups')}
         ${tab('#/edit/machines', 'Machine records', 'edit-machines')}
+        ${tab('#/assets', 'Assets', 'assets')}
         ${tab('#/status', 'Status', 'status')}
       </nav>
       <button type="button" class="logout" onClick=${() => {

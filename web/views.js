@@ -119,7 +119,7 @@ export function MachinesPage() {
     ${rows === undefined && !error ? html`<p>Loading…</p>` : null}
     ${rows && shown.length === 0 ? html`<p class="empty">No machines yet. Machines appear here when they boot from this appliance.</p>` : null}
     ${shown.length > 0
-      ? html`<table class="machines">
+      ? html`<table class="list machines">
           <thead><tr>
             <th><span class="sr">select</span></th>
             ${COLUMNS.map(([key, label]) => html`<th><button type="button" class="sort" aria-sort=${sort.key === key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none'} onClick=${() => setSort({ key, dir: sort.key === key ? -sort.dir : 1 })}>${label}${sort.key === key ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''}</button></th>`)}
@@ -397,6 +397,47 @@ export function StatusPage() {
         </dl>
         <h3>Warnings from start-up</h3>
         ${s.warnings?.length ? html`<ul class="warnings">${s.warnings.map((w) => html`<li>${w}</li>`)}</ul>` : html`<p>None.</p>`}`
+      : null}
+  </section>`;
+}
+
+/** Assets and boot files: what each profile needs, present or missing, and how to fetch it. */
+export function AssetsPage() {
+  const [hash, setHash] = useState(false);
+  const [report, error] = useLoad(() => api('GET', `/api/console/assets${hash ? '?sha256=1' : ''}`), [hash]);
+  const fixes = report ? [...new Set([...report.profiles.flatMap((p) => p.files.map((f) => f.fix)), ...report.bootFiles.map((f) => f.fix)].filter(Boolean))] : [];
+  return html`<section>
+    <h2>Assets and boot files</h2>
+    <${ErrorNote} error=${error} />
+    ${fixes.length ? html`<div class="failure" role="alert"><strong>Missing files.</strong> To fix:<ul class="fixes">${fixes.map((f) => html`<li><code>${f}</code></li>`)}</ul></div>` : null}
+    ${report
+      ? html`<h3>What each profile boots</h3>
+          <table class="list assets">
+            <thead><tr><th>Profile</th><th>File</th><th>Status</th><th>Size</th><th>sha256 ${hash ? null : html`<button type="button" onClick=${() => setHash(true)}>compute</button>`}</th></tr></thead>
+            <tbody>${report.profiles.flatMap((p) =>
+              p.files.map(
+                (f) => html`<tr data-profile=${p.id} class=${f.present === false ? 'failed' : ''}>
+                  <td data-label="Profile"><a href=${`#/edit/profiles/${encodeURIComponent(p.id)}`}>${p.id}</a> <small>${f.role}</small></td>
+                  <td data-label="File" class="mono">${f.source}</td>
+                  <td data-label="Status">${f.where === 'remote' ? 'fetched by the machine' : f.present ? html`<span class="ok">present</span>` : html`<span class="error">missing</span>`}</td>
+                  <td data-label="Size">${f.size !== undefined ? fmtBytes(f.size) : ''}</td>
+                  <td data-label="sha256" class="mono hash">${f.sha256 ?? ''}</td>
+                </tr>`,
+              ),
+            )}</tbody>
+          </table>
+          <h3>iPXE binaries per firmware</h3>
+          ${report.bootFiles.length === 0 ? html`<p class="empty">Not known to this server.</p>` : null}
+          <table class="list assets">
+            <thead><tr><th>Firmware</th><th>File</th><th>Found</th></tr></thead>
+            <tbody>${report.bootFiles.map(
+              (f) => html`<tr data-firmware=${f.firmware} class=${f.source === 'missing' && f.fix?.includes('fetch ipxe') ? 'failed' : ''}>
+                <td data-label="Firmware">${f.firmware}</td>
+                <td data-label="File" class="mono">${f.name}</td>
+                <td data-label="Found">${f.source === 'missing' ? html`<span class="error">missing</span>` : html`<span class="mono">${f.path}</span> <small>(${f.source === 'tftp-root' ? 'TFTP root' : 'system package'})</small>`}</td>
+              </tr>`,
+            )}</tbody>
+          </table>`
       : null}
   </section>`;
 }

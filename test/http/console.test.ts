@@ -6,7 +6,10 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createEventLog, type BootEvent, type EventLog } from '../../src/events.js';
 import { MAX_EVENT_STREAMS } from '../../src/http/routes/console.js';
 import { createMemoryStore } from '../../src/store/store.js';
@@ -45,7 +48,7 @@ test('GET / serves the console with the token file path, a CSP that admits only 
 test('console API: no token, a wrong token and a token in the URL are all 401', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
-  for (const p of ['/api/console/machines', `/api/console/machines/${MAC}`, '/api/console/status', '/api/console/schema', `/api/console/preview?mac=${MAC}`, '/api/events/stream']) {
+  for (const p of ['/api/console/machines', `/api/console/machines/${MAC}`, '/api/console/status', '/api/console/schema', `/api/console/preview?mac=${MAC}`, '/api/console/assets', '/api/events/stream']) {
     t.is((await h.req('GET', p)).status, 401, p);
     t.is((await h.req('GET', p, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status, 401, p);
     const sep = p.includes('?') ? '&' : '?';
@@ -205,4 +208,27 @@ test('console schema: the published schema plus the server wording of each patte
   t.is(kernel.pattern, published.properties.profiles.items.properties.kernel.pattern);
   t.regex(kernel['x-message'], /^must be \/assets\/<path>/);
   t.is(s.$id, published.$id);
+});
+
+test('console assets: each profile file present or missing with its fix, size and sha256 on request; iPXE binaries per firmware and where found', async (t) => {
+  const root = await mkdtemp(path.join(tmpdir(), 'netboot-tftproot-'));
+  const system = await mkdtemp(path.join(tmpdir(), 'netboot-system-'));
+  t.teardown(() => Promise.all([rm(root, { recursive: true, force: true }), rm(system, { recursive: true, force: true })]));
+  await writeFile(path.join(root, 'snponly.efi'), 'efi');
+  await writeFile(path.join(system, 'undionly.kpxe'), 'bios');
+  const store = createMemoryStore({ ...createDefaultDb(), profiles: [...createDefaultDb().profiles, { id: 'remote', kernel: 'http://10.0.0.9/vmlinuz', initrd: [], cmdline: '' }] });
+  const h = await startHarness({ store, bootDirs: [root, system] });
+  t.teardown(() => h.close());
+  const before = (await h.req('GET', '/api/console/assets', { headers: auth })).json;
+  const rancher = before.profiles.find((p: { id: string }) => p.id === 'rancheros');
+  t.deepEqual(rancher.files.map((f: { role: string; present: boolean }) => [f.role, f.present]), [['kernel', false], ['initrd', false]]);
+  t.regex(rancher.files[0].fix, /Run: node bin\/appliance fetch rancheros/);
+  t.like(before.profiles.find((p: { id: string }) => p.id === 'remote').files[0], { where: 'remote', present: null });
+  t.deepEqual(before.bootFiles.map((f: { firmware: string; source: string }) => [f.firmware, f.source]), [['bios', 'system'], ['efi-x64', 'tftp-root'], ['efi-ia32', 'missing'], ['efi-arm64', 'missing']]);
+  t.is(before.bootFiles[0].path, path.join(system, 'undionly.kpxe'));
+  await addRancherAssets(h.assetsDir);
+  const after = (await h.req('GET', '/api/console/assets?sha256=1', { headers: auth })).json;
+  const kernel = after.profiles.find((p: { id: string }) => p.id === 'rancheros').files[0];
+  t.like(kernel, { present: true, size: 4096, sha256: createHash('sha256').update(Buffer.alloc(4096, 7)).digest('hex') });
+  t.is((await h.req('GET', '/api/console/assets', { headers: auth })).json.profiles[0].files[0].sha256, undefined, 'sha256 only when asked');
 });

@@ -29,6 +29,15 @@ async function harness(t: { teardown(fn: () => Promise<void>): void }): Promise<
   return h;
 }
 
+/** Poll `check` (the page's CSP forbids evaluating strings, so no waitForFunction) for up to 10 s. */
+async function eventually(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`condition not met within 10 s: ${check.toString()}`);
+}
+
 /** Errors logged by `page` since `from` (index into browser.errors). */
 function newErrors(from: number): string[] {
   return browser.errors.slice(from);
@@ -171,5 +180,65 @@ test.serial('phone width: the machines table becomes cards and nothing scrolls s
   await page.getByRole('link', { name: 'rancheros' }).click();
   await page.locator('#f-kernel').waitFor();
   t.true((await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')) <= 0, 'the editor scrolls sideways');
+  t.deepEqual(newErrors(before), []);
+});
+
+test.serial('machines: filter, sort, and bulk delete of the selected discovered machines only', async (t) => {
+  const h = await harness(t);
+  await h.store.putMachine({ mac: '52:54:00:ee:00:0a', hostname: 'keep-declared', profile: 'rancheros' });
+  await h.store.recordDiscoveries(['52:54:00:ee:00:0b', '52:54:00:ee:00:0c', '52:54:00:ee:00:0d'].map((mac) => ({ mac, at: new Date().toISOString() })), { cap: 100 });
+  const page = await browser.newPage();
+  t.teardown(() => page.close());
+  const before = browser.errors.length;
+  page.on('dialog', (d) => void d.accept());
+  await logIn(page, h.url, TOKEN);
+  const rows = page.locator('table.machines tbody tr');
+  await page.locator('tr[data-mac="52:54:00:ee:00:0d"]').waitFor();
+  t.is(await rows.count(), 4);
+  await page.getByLabel('Filter machines').fill('keep-decl');
+  await eventually(async () => (await rows.count()) === 1);
+  await page.getByLabel('Filter machines').fill('');
+  await page.getByRole('button', { name: /^MAC/ }).click();
+  await eventually(async () => (await rows.first().getAttribute('data-mac')) === '52:54:00:ee:00:0a');
+  await page.getByRole('button', { name: /^MAC/ }).click();
+  await eventually(async () => (await rows.first().getAttribute('data-mac')) === '52:54:00:ee:00:0d');
+  // Declared machines have no checkbox: bulk delete touches discovered ones only.
+  t.is(await page.locator('tr[data-mac="52:54:00:ee:00:0a"] input[type="checkbox"]').count(), 0);
+  await page.getByLabel('select 52:54:00:ee:00:0b').check();
+  await page.getByLabel('select 52:54:00:ee:00:0c').check();
+  await page.getByRole('button', { name: 'Delete selected discovered (2)' }).click();
+  await eventually(async () => (await rows.count()) === 2);
+  t.deepEqual((await h.store.listMachines()).map((m) => m.mac).sort(), ['52:54:00:ee:00:0a', '52:54:00:ee:00:0d']);
+  t.deepEqual(newErrors(before), []);
+});
+
+test.serial('assets, status and preview: missing files with the command that fetches them, boot files, what a machine would boot', async (t) => {
+  const h = await startHarness({ console: { tokenFile: '/x/api-token', status: () => ({ dhcp: { mode: 'proxy', reason: 'auto: another dhcp server answered (10.0.0.2)' }, warnings: ['boot file undionly.kpxe for bios not found'] }) } });
+  t.teardown(() => h.close());
+  await h.store.putMachine({ mac: MAC, hostname: 'preview-me' });
+  const page = await browser.newPage();
+  t.teardown(() => page.close());
+  const before = browser.errors.length;
+  await logIn(page, h.url, TOKEN);
+  await page.getByRole('link', { name: 'Assets' }).click();
+  await page.locator('.failure code').filter({ hasText: 'node bin/appliance fetch rancheros' }).first().waitFor();
+  t.is(await page.locator('tr[data-profile="rancheros"] .error').count(), 2);
+  await addRancherAssets(h.assetsDir);
+  await page.getByRole('button', { name: 'compute' }).click();
+  await page.locator('tr[data-profile="rancheros"] .hash').first().filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
+  t.is(await page.locator('.failure').count(), 0);
+
+  await page.getByRole('link', { name: 'Status' }).click();
+  await page.getByText('proxy: auto: another dhcp server answered (10.0.0.2)').waitFor();
+  t.is(await page.locator('.warnings li').textContent(), 'boot file undionly.kpxe for bios not found');
+
+  await page.goto(`${h.url}/#/edit/machines/${MAC}`);
+  await page.locator('#f-hostname').waitFor();
+  await page.getByText(`Preview what ${MAC} would boot`).click();
+  const ipxe = page.locator('pre.ipxe');
+  await ipxe.filter({ hasText: '#!ipxe' }).waitFor();
+  t.true(((await ipxe.textContent()) ?? '').includes('/assets/rancheros/v1.5.8/vmlinuz'));
+  t.regex((await page.locator('pre.cloud-config').textContent()) ?? '', /^#cloud-config/);
+  t.deepEqual(h.events.list({ mac: MAC }), [], 'a preview is not a boot');
   t.deepEqual(newErrors(before), []);
 });

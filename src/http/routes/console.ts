@@ -9,7 +9,8 @@
  *    the profile selected and why, last seen, arch, facts summary and the standing failure;
  *  - `GET /api/console/status`: address, ports, DHCP mode and start-up warnings, version;
  *  - `GET /api/console/schema`: the database JSON Schema with the server's messages on patterns;
- *  - `GET /api/console/preview?mac=`: the iPXE script and cloud-config the machine would get.
+ *  - `GET /api/console/preview?mac=`: the iPXE script and cloud-config the machine would get;
+ *  - `GET /api/console/assets[?sha256=1]`: each profile's files present or missing, the iPXE binaries.
  * The console pages are static and public (they hold no data); everything they show comes
  * from these token-checked endpoints.
  */
@@ -23,6 +24,7 @@ import { PassThrough } from 'node:stream';
 import { APPLIANCE_HOME } from '../../config.js';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac, type BootEvent } from '../../events.js';
+import { inspectAssets } from '../console-assets.js';
 import { previewBoot } from '../console-preview.js';
 import { consoleJsonSchema } from '../console-schema.js';
 import { machineRow, type MachineRow } from '../console-view.js';
@@ -155,10 +157,11 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     const macs = new Set<string>(machines.map((m) => m.mac));
     // Machines that only talked DHCP/TFTP (stuck before iPXE asked for a script) are rows too.
     for (const e of deps.events.list({ limit: 10_000 })) if (e.mac) macs.add(e.mac);
+    const byMac = new Map(machines.map((m) => [m.mac, m]));
     const out: MachineRow[] = [];
     for (const mac of macs) {
       if (only !== undefined && mac !== only) continue;
-      const machine = machines.find((m) => m.mac === mac);
+      const machine = byMac.get(mac);
       const events = deps.events.list({ mac });
       const selection = await deps.store.selectProfile({ mac, uuid: machine?.uuid });
       out.push(machineRow(mac, machine, selection, events, deps.events.lastIp(mac)));
@@ -184,6 +187,17 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     const uuid = normalizeUuid(typeof ctx.query.uuid === 'string' ? ctx.query.uuid : undefined) ?? (await deps.store.getMachine(mac))?.uuid;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = await previewBoot(env, { mac, uuid });
+  });
+
+  router.get('/api/console/assets', auth, async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await inspectAssets({
+      profiles: await deps.store.listProfiles(),
+      assetsDir: deps.assetsDir,
+      ...(deps.bootDirs ? { bootDirs: deps.bootDirs } : {}),
+      digests: env.digests,
+      hash: ctx.query.sha256 === '1',
+    });
   });
 
   const schema = JSON.stringify(consoleJsonSchema());
