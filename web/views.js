@@ -152,6 +152,39 @@ function detailText(detail) {
     .join('  ');
 }
 
+/** One event in plain words; the raw detail stays beside it. */
+export function describeEvent(e) {
+  const d = e.detail ?? {};
+  switch (e.type) {
+    case 'dhcp-offer':
+    case 'dhcp-ack':
+      return `${e.type === 'dhcp-offer' ? 'DHCP offer' : 'DHCP ack'}${d.arch ? ` to ${d.arch} firmware` : ''}${d.file ? `: boot ${d.file}` : ': no boot file yet (continues on port 4011)'}${d.port ? ` (port ${d.port})` : ''}`;
+    case 'dhcp-nak':
+      return 'DHCP request refused (NAK)';
+    case 'dhcp-release':
+      return 'released its DHCP lease';
+    case 'dhcp-decline':
+      return 'declined its address (conflict on the network)';
+    case 'tftp-file':
+      return `TFTP sent ${d.file ?? 'a file'}${d.bytes !== undefined ? ` (${fmtBytes(d.bytes)}${d.ms !== undefined ? ` in ${d.ms} ms` : ''})` : ''}`;
+    case 'tftp-error':
+      return d.reason === 'client-error' ? `TFTP ${d.file ?? ''} aborted by the client${d.message ? `: ${d.message}` : ''} (normal after a size probe)` : `TFTP ${d.file ?? ''} failed: ${d.reason ?? d.message ?? 'error'}`;
+    case 'http-script':
+      if (d.script) return `fetched ${d.script}`;
+      return d.outcome === 'retry' ? `cannot boot yet: ${d.reason ?? ''}` : `got the iPXE script for profile ${d.profile ?? '?'}${d.via ? ` (chosen by ${VIA[d.via] ?? d.via})` : ''}`;
+    case 'http-asset':
+      return `downloaded ${d.file ?? 'an asset'}${d.status === 206 ? ' (range)' : ''}`;
+    case 'http-cloud-config':
+      return `fetched its cloud-config (profile ${d.profile ?? '?'})${d.microkernel ? `, microkernel ${d.microkernel}` : ''}`;
+    case 'facts':
+      return `reported its hardware facts (${d.outcome ?? 'stored'})`;
+    case 'discovered':
+      return 'registered as a discovered machine';
+    default:
+      return e.type;
+  }
+}
+
 const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad' };
 
 /** One machine's boot timeline, updated live from the event stream. */
@@ -195,11 +228,13 @@ export function TimelinePage({ mac }) {
           <time datetime=${e.at}>${new Date(e.at).toLocaleTimeString()}</time>
           <span class="type">${e.type}</span>
           <span class="ip">${e.ip ?? ''}</span>
+          <span class="what">${describeEvent(e)}</span>
           <span class="detail">${detailText(e.detail)}</span>
         </li>`,
       )}
     </ol>
     ${events.length === 0 && state === 'live' ? html`<p class="empty">No events yet for this machine.</p>` : null}
+    <${Preview} mac=${mac} />
   </section>`;
 }
 
@@ -249,11 +284,31 @@ export function EditorPage({ collection, id }) {
     <div class="split">
       <nav class="records" aria-label=${`${meta.title} list`}>
         <a class="new" href=${`#/edit/${collection}/+new`}>+ New ${meta.one}</a>
+        ${collection === 'profiles' && list ? html`<${DefaultProfile} profiles=${list} />` : null}
         <ul>${(list ?? []).map((r) => html`<li><a href=${`#/edit/${collection}/${encodeURIComponent(r[meta.key])}`} aria-current=${r[meta.key] === id ? 'page' : undefined}>${r[meta.key]}</a>${r.name ? html` <small>${r.name}</small>` : null}</li>`)}</ul>
       </nav>
       ${item && id !== undefined ? html`<${RecordForm} key=${`${collection}/${id}`} collection=${collection} meta=${meta} schema=${item} root=${schema} id=${id === '+new' ? undefined : id} onSaved=${reloadList} />` : html`<p class="empty">Choose a ${meta.one} to edit, or make a new one.</p>`}
     </div>
   </section>`;
+}
+
+/** The profile booted by machines that match nothing else. */
+function DefaultProfile({ profiles }) {
+  const [current, error, reload] = useLoad(() => api('GET', '/api/default-profile'), []);
+  const [saveError, setSaveError] = useState(null);
+  const set = async (id) => {
+    setSaveError(null);
+    await api('PUT', '/api/default-profile', { id: id || null }).catch(setSaveError);
+    reload();
+  };
+  return html`<div class="default-profile">
+    <label for="default-profile">Default profile</label>
+    <select id="default-profile" value=${current?.id ?? ''} onChange=${(e) => set(e.target.value)}>
+      <option value="">(none: unknown machines wait)</option>
+      ${profiles.map((p) => html`<option value=${p.id}>${p.id}</option>`)}
+    </select>
+    <${ErrorNote} error=${error ?? saveError} />
+  </div>`;
 }
 
 function RecordForm({ collection, meta, schema, root, id, onSaved }) {
