@@ -203,6 +203,8 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
       throw new ConfigError(`${configFile} must hold a JSON object of settings`, { file: configFile });
     }
     for (const [key, value] of Object.entries(parsed)) {
+      // Editors read "$schema" (schema/appliance-config.schema.json); the appliance does not.
+      if (key === '$schema') continue;
       const spec = specsByKey.get(key);
       if (!spec) {
         const known = OPTIONS.map((s) => s.key).join(', ');
@@ -280,7 +282,11 @@ function isDirectory(path: string): boolean {
 }
 
 function coerce(spec: OptionSpec, value: unknown, where: string, base: string): unknown {
-  const text = typeof value === 'number' || (typeof value === 'boolean' && spec.kind === 'bool') ? String(value) : value;
+  // The file takes what a flag would, plus the JSON type that means the same: numbers for
+  // ports and counts, booleans for switches, a list for address lists (schema/appliance-config.schema.json).
+  const numeric = spec.kind === 'port' || spec.kind === 'int';
+  const list = spec.kind === 'ipv4list' && Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(',') : undefined;
+  const text = list ?? ((typeof value === 'number' && numeric) || (typeof value === 'boolean' && spec.kind === 'bool') ? String(value) : value);
   if (typeof text !== 'string') {
     throw new ConfigError(`${where}: expected ${describeKind(spec)}, got ${JSON.stringify(value)}`, { setting: spec.key });
   }
@@ -345,6 +351,8 @@ function describeKind(spec: OptionSpec): string {
       return 'an IPv4 address';
     case 'bool':
       return 'true or false';
+    case 'ipv4list':
+      return 'a list of IPv4 addresses (or one comma-separated string)';
     default:
       return 'a string';
   }
