@@ -24,6 +24,14 @@ async function runServe(args: CommandArgs): Promise<number> {
   const { checkServerModeSettings } = await import('../appliance.js');
   checkServerModeSettings(config);
   const output = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stdout, ...(config.logFile !== undefined ? { file: config.logFile } : {}) });
+  // With --interface, DHCP hears only that interface: re-run under scripts/bind-device (dhcp/confine.ts).
+  const { planConfinement, runConfined } = await import('../dhcp/confine.js');
+  const plan = planConfinement(config);
+  if (plan.confine) {
+    output.log.info({ interface: plan.interface }, `confining dhcp to ${plan.interface}: running under scripts/bind-device (--no-strict-interface opts out)`);
+    output.flush();
+    return await runConfined(plan, args.io.argv, args.io.env, args.signals);
+  }
   try {
     return await runServer(config, output, args.signals);
   } catch (err) {

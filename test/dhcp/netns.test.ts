@@ -221,20 +221,26 @@ test.serial('strict mode: sockets bound to the interface (SO_BINDTODEVICE descri
   await stopLab(t, lab);
 });
 
-test.serial('the appliance under scripts/bind-device (strict interface mode) never hears the other interface', async (t) => {
-  // The real entry point, as README shows it: scripts/bind-device opens 67/4011 bound to a0 and
-  // execs bin/appliance with --dhcp-fd/--proxy-fd (bin/appliance runs the build: npm test builds).
+/** The real entry point in the two-interface lab; `extra` are more flags. */
+async function startAppliance(t: ExecutionContext, extra: string[]): Promise<Lab> {
   const dir = await mkdtemp(path.join(tmpdir(), 'netboot-strict-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // bin/appliance runs the build (npm test builds).
   const command = [
-    path.join(ROOT, 'scripts/bind-device'), 'a0',
     process.execPath, path.join(ROOT, 'bin/appliance'),
     '--interface', 'a0', '--address', '10.99.0.1', '--dhcp-mode', 'proxy',
-    '--http-port', '0', '--tftp-port', '0', '--db', path.join(dir, 'db.json'), '--log-level', 'debug',
+    '--http-port', '0', '--tftp-port', '0', '--db', path.join(dir, 'db.json'), '--log-level', 'debug', ...extra,
   ];
-  const lab = await startLab(t, undefined, command);
+  return startLab(t, undefined, command);
+}
+
+test.serial('the appliance with --interface is confined to it by default (scripts/bind-device) and never hears the other interface', async (t) => {
+  const lab = await startAppliance(t, []);
   const { CLA, CLB, logs } = lab;
+  t.truthy(logs.find((l) => /^confining dhcp to a0: running under scripts\/bind-device/.test(String(l['msg']))));
   t.like(lab.ready, { dhcpPort: 67, proxyPort: 4011, strict: true });
+  // scripts/bind-device forces 4 MiB receive buffers past net.core.rmem_max (getsockopt reports double).
+  t.true(Number(lab.ready['recvBuffer']) >= 4 * 1024 * 1024, `receive buffer ${String(lab.ready['recvBuffer'])}`);
   const xidA = 0x2a2a2a2a;
   const xidB = 0x2b2b2b2b;
   const [a, b] = await Promise.all([
@@ -247,6 +253,20 @@ test.serial('the appliance under scripts/bind-device (strict interface mode) nev
   t.truthy(logs.find((l) => l['msg'] === 'proxydhcp offer without boot file: client continues on the pxe port' && l['xid'] === xidA));
   const exited = new Promise<number | null>((resolve) => lab.server.once('exit', (code) => resolve(code)));
   lab.server.kill('SIGTERM');
-  t.is(await exited, 0, 'SIGTERM stops the appliance cleanly');
+  t.is(await exited, 0, 'SIGTERM (forwarded to the confined child) stops the appliance cleanly');
   t.truthy(logs.find((l) => l['msg'] === 'stopped'));
+});
+
+test.serial('--no-strict-interface opts out: the appliance then hears the other interface (and only its reply routing protects it)', async (t) => {
+  const lab = await startAppliance(t, ['--no-strict-interface']);
+  const { CLB, logs } = lab;
+  t.false(logs.some((l) => /^confining dhcp/.test(String(l['msg']))));
+  t.like(lab.ready, { strict: false });
+  const xidB = 0x2c2c2c2c;
+  const b = await runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]);
+  t.deepEqual(b.received, [], 'replies still leave by a0 only');
+  t.true(logs.some((l) => l['xid'] === xidB), 'without confinement the DISCOVER from the other interface is heard');
+  const exited = new Promise<number | null>((resolve) => lab.server.once('exit', (code) => resolve(code)));
+  lab.server.kill('SIGTERM');
+  t.is(await exited, 0);
 });
