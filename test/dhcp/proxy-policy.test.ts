@@ -221,6 +221,9 @@ test('10,000 random and mutated datagrams: no crash, warn for broken PXE, and th
   t.true(stats.received >= sent * 0.99, `received ${stats.received} of ${sent}`);
   t.true(stats.malformed > 1000, `malformed ${stats.malformed}`);
   t.true(lines.some((l) => l['level'] === 40 && l['msg'] === 'dropped malformed datagram'), 'broken PXE is a warning');
+  // A fuzz run must not become megabytes of log: at most 10 malformed lines a minute.
+  const malformedLines = lines.filter((l) => String(l['msg']).startsWith('dropped malformed datagram')).length;
+  t.true(malformedLines <= 11, `${malformedLines} malformed-datagram lines for ${stats.malformed} datagrams`);
   t.false(lines.some((l) => l['level'] === 50), 'no handler failure');
   // The server still answers a good request afterwards.
   client.queue.length = 0;

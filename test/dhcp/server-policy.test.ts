@@ -263,3 +263,28 @@ test('a relayed DISCOVER is served from the relay network and answered to giaddr
   t.like(offer, { xid: 0x6000, yiaddr: '127.1.0.100', giaddr: '127.1.0.1' });
   t.is(offer?.options.at(-1)?.code, 82);
 });
+
+test('refusals reach the boot timeline: a claim for a reserved address (both machines), a full pool, a spent budget; logs stay a few lines', async (t) => {
+  const { client, base } = await setup(t);
+  const { log, lines } = captureLogger();
+  const events = createEventLog();
+  const owner = '52:54:00:00:00:0b';
+  const server = createDhcpServer(base({ log, events, newLeasesPerMinute: 2, reservations: () => [{ mac: owner, ip: '127.0.0.50' }] }));
+  const { dhcpPort } = await server.start();
+  t.teardown(() => server.stop());
+  for (let i = 0; i < 5; i++) {
+    await client.send(request(MessageType.REQUEST, '52:54:00:00:00:0c', 0x7000 + i, {}, [{ code: Opt.REQUESTED_IP, data: ip4('127.0.0.50') }]), dhcpPort);
+    t.is(readOptions(await client.next(0x7000 + i)).messageType, MessageType.NAK);
+  }
+  t.like(events.list({ mac: '52:54:00:00:00:0c' }).find((e) => e.type === 'dhcp-refused'), { ip: '127.0.0.50', detail: { reason: 'reserved for another mac', reservedFor: owner } });
+  t.like(events.list({ mac: owner }).find((e) => e.type === 'dhcp-refused'), { detail: { claimedBy: '52:54:00:00:00:0c' } });
+  t.is(lines.filter((l) => /is reserved for/.test(String(l['msg']))).length, 5, 'claims: five lines a minute at most');
+  // Two new leases a minute: the third new client is refused, once in the log, on its timeline.
+  for (let i = 0; i < 4; i++) await client.send(request(MessageType.DISCOVER, `52:54:00:00:01:0${i}`, 0x7100 + i), dhcpPort);
+  await client.next(0x7100);
+  await client.next(0x7101);
+  for (let k = 0; k < 50 && server.stats().rateLimited < 2; k++) await new Promise((r) => setTimeout(r, 20));
+  t.like(server.stats(), { rateLimited: 2, reservationClaims: 5 });
+  t.is(lines.filter((l) => /new-lease budget spent/.test(String(l['msg']))).length, 1);
+  t.like(events.list({ mac: '52:54:00:00:01:02' }).at(-1), { type: 'dhcp-refused', detail: { reason: 'new-lease rate' } });
+});
