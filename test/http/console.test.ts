@@ -12,9 +12,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createEventLog, type BootEvent, type EventLog } from '../../src/events.js';
 import { MAX_EVENT_STREAMS } from '../../src/http/routes/console.js';
+import { createHttpServer } from '../../src/http/server.js';
+import { createSilentLogger } from '../../src/log.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
-import { addRancherAssets, auth, startHarness, TOKEN } from './helpers.js';
+import { addRancherAssets, auth, startHarness, TEMPLATES, TOKEN } from './helpers.js';
 
 const MAC = '52:54:00:c0:00:01';
 const OTHER = '52:54:00:c0:00:02';
@@ -231,4 +233,33 @@ test('console assets: each profile file present or missing with its fix, size an
   const kernel = after.profiles.find((p: { id: string }) => p.id === 'rancheros').files[0];
   t.like(kernel, { present: true, size: 4096, sha256: createHash('sha256').update(Buffer.alloc(4096, 7)).digest('hex') });
   t.is((await h.req('GET', '/api/console/assets', { headers: auth })).json.profiles[0].files[0].sha256, undefined, 'sha256 only when asked');
+});
+
+test('event stream: a quiet stream outlives the server idle and request timeouts (heartbeat), and stop() ends it', async (t) => {
+  const events = createEventLog();
+  let port = 0;
+  const log = createSilentLogger();
+  const server = createHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    log,
+    timeouts: { headersMs: 300, requestMs: 300, keepAliveMs: 100, idleMs: 600 },
+    deps: { store: createMemoryStore(createDefaultDb()), events, log, address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: TEMPLATES, apiToken: TOKEN },
+  });
+  port = (await server.start()).port;
+  t.teardown(() => server.stop());
+  const stream = await readStream(port, '/api/events/stream', (e) => e.some((x) => x.event === 'ready'));
+  let ended = false;
+  stream.res.on('close', () => (ended = true));
+  let text = '';
+  stream.res.on('data', (c: string) => (text += c));
+  await new Promise((r) => setTimeout(r, 2000));
+  t.false(ended, 'the stream was cut by a server timeout');
+  t.true(text.includes(': ping'), 'no heartbeat within four idle periods');
+  events.record({ mac: MAC, type: 'http-script', detail: { outcome: 'boot' } });
+  await new Promise((r) => setTimeout(r, 100));
+  t.true(text.includes('"type":"http-script"'));
+  await server.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  t.true(ended, 'stop() must end open streams');
 });

@@ -34,7 +34,7 @@ import { normalizeUuid } from '../../store/select.js';
 
 /** Most event streams open at once (each holds a socket and a listener). */
 export const MAX_EVENT_STREAMS = 32;
-/** Comment line sent this often so proxies and the browser keep an idle stream open. */
+/** Comment line sent this often (or at a third of the socket's idle timeout, if shorter) so idle-timeouts and proxies keep a quiet stream open. */
 export const STREAM_HEARTBEAT_MS = 15_000;
 /** A stream whose client reads slower than this much buffered output is closed. */
 const STREAM_MAX_BUFFER = 1024 * 1024;
@@ -240,8 +240,7 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     for (const e of deps.events.list(mac !== undefined ? { mac } : { limit: 500 })) send(e);
     stream.write('event: ready\ndata: {}\n\n');
     const unsubscribe = subscribe.call(deps.events, send);
-    const heartbeat = setInterval(() => stream.write(': ping\n\n'), STREAM_HEARTBEAT_MS);
-    heartbeat.unref();
+    let heartbeat: NodeJS.Timeout | undefined;
     let closed = false;
     const close = (): void => {
       if (closed) return;
@@ -254,9 +253,16 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     ctx.req.on('close', close);
     stream.on('close', close);
     stream.on('finish', close);
-    // A stream is long-lived by design: no socket timeout (stop() closes every connection).
-    ctx.req.socket.setTimeout(0);
     ctx.req.socket.setNoDelay(true);
+    // The server's idle timeout stays (it reaps peers that vanished); the heartbeat keeps a
+    // quiet stream inside it. Read after the server's own request handlers have set it.
+    setImmediate(() => {
+      if (closed) return;
+      const idle = ctx.req.socket.timeout;
+      const every = idle !== undefined && idle > 0 ? Math.min(STREAM_HEARTBEAT_MS, Math.max(50, Math.floor(idle / 3))) : STREAM_HEARTBEAT_MS;
+      heartbeat = setInterval(() => stream.write(': ping\n\n'), every);
+      heartbeat.unref();
+    });
     ctx.status = 200;
     ctx.type = 'text/event-stream; charset=utf-8';
     ctx.set('Cache-Control', 'no-store');
