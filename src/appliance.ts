@@ -5,6 +5,7 @@ import { createEventLog, type EventLog } from './events.js';
 import type { Logger } from './log.js';
 import { validateRange, type DhcpRange, type Reservation } from './dhcp/leases.js';
 import { createDhcpService } from './dhcp/service.js';
+import { parseRelayedNetworks } from './dhcp/server-policy.js';
 import { findLocalAddress } from './dhcp/sockets.js';
 import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
 import { DEFAULT_BOOT_FILES } from './boot-catalogue.js';
@@ -248,6 +249,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
             leaseFile: config.leaseFile,
             reservations: await watchReservations(store),
             newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
+            ...(config.dhcpRelayNetworks !== undefined ? { relayedNetworks: parseRelayedNetworks(config.dhcpRelayNetworks) } : {}),
           }
         : {}),
       force: config.force,

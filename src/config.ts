@@ -72,6 +72,8 @@ export interface Config {
   readonly dhcpProbeInterval: number;
   /** New leases one segment may take per minute (0 = unlimited). */
   readonly dhcpNewLeasesPerMinute: number;
+  /** Server mode: networks behind DHCP relays, `CIDR=START-END[@ROUTER],...`. */
+  readonly dhcpRelayNetworks: string | undefined;
   /** Opt out of strict interface confinement (scripts/bind-device) when `--interface` is given. */
   readonly noStrictInterface: boolean;
   /** Inherited sockets bound to the interface (scripts/bind-device): strict interface mode. */
@@ -122,6 +124,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)' },
   { key: 'dhcpProbeInterval', flag: 'dhcp-probe-interval', kind: 'int', min: 0, max: 86_400, default: 60, help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)' },
   { key: 'dhcpNewLeasesPerMinute', flag: 'dhcp-new-leases-per-minute', kind: 'int', min: 0, max: 100_000, default: 60, help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)' },
+  { key: 'dhcpRelayNetworks', flag: 'dhcp-relay-network', kind: 'string', help: 'server mode: networks behind DHCP relays (giaddr), CIDR=START-END[@ROUTER], comma-separated, e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1' },
   { key: 'noStrictInterface', flag: 'no-strict-interface', kind: 'bool', default: 'false', help: 'with --interface, do not confine DHCP to that interface (by default the DHCP sockets are bound to it through scripts/bind-device)' },
   { key: 'tftpRoot', flag: 'tftp-root', kind: 'dir', default: 'tftpboot', help: 'directory served by TFTP (iPXE binaries; falls back to /usr/lib/ipxe)' },
   { key: 'assets', flag: 'assets', kind: 'dir', default: 'assets', help: 'directory served under /assets (kernels, initrds, images)' },

@@ -106,11 +106,14 @@ export function requestedAddress(packet: DhcpPacket): string | undefined {
  * The network a request belongs to: by giaddr for relayed ones (RFC 2131 section 4.3.1; the
  * longest matching prefix wins), else ours (the first).
  */
-export function selectNetwork(packet: Pick<DhcpPacket, 'giaddr'>, networks: LeaseNetwork[]): LeaseNetwork | undefined {
-  if (packet.giaddr === '0.0.0.0') return networks[0];
+export function selectNetwork(packet: Pick<DhcpPacket, 'giaddr' | 'ciaddr'>, networks: LeaseNetwork[]): LeaseNetwork | undefined {
+  // A configured client behind a relay renews by unicast to us (RFC 2131 section 4.4.5), without
+  // giaddr: its ciaddr says which network it is on.
+  const key = packet.giaddr !== '0.0.0.0' ? packet.giaddr : packet.ciaddr !== '0.0.0.0' ? packet.ciaddr : undefined;
+  if (key === undefined) return networks[0];
   let best: LeaseNetwork | undefined;
-  for (const n of networks) if (inSubnet(packet.giaddr, n.subnet) && (!best || n.subnet.prefix > best.subnet.prefix)) best = n;
-  return best;
+  for (const n of networks) if (inSubnet(key, n.subnet) && (!best || n.subnet.prefix > best.subnet.prefix)) best = n;
+  return best ?? (packet.giaddr === '0.0.0.0' ? networks[0] : undefined);
 }
 
 function maskOf(subnet: Subnet): string {
@@ -289,7 +292,7 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
   if (packet.hlen === 0 || packet.hlen > 16) return ignore(`hardware address length ${packet.hlen}`, 'warn');
   const local = config.networks[0];
   if (!local) return ignore('no network configured', 'warn');
-  const refusal = admissionRefusal(packet, source.address, local.subnet, true);
+  const refusal = admissionRefusal(packet, source.address, local.subnet, true, config.networks.slice(1).map((n) => n.subnet));
   if (refusal) return ignore(refusal);
   const network = selectNetwork(packet, config.networks);
   if (!network) return ignore(`relayed by ${packet.giaddr}, which is on no served network`);

@@ -30,6 +30,8 @@ export interface ListenerOptions {
   subnet?: Subnet;
   /** Admit requests relayed by a DHCP relay (giaddr set), default true. */
   allowRelayed?: boolean;
+  /** Networks behind relays (server mode): their clients' unicasts to 67 are admitted too. */
+  relayedSubnets?: readonly Subnet[];
   /** Malformed-datagram lines logged per minute before the rest are only counted, default 10. */
   malformedLogPerMinute?: number;
   log: Logger;
@@ -46,6 +48,7 @@ export function listenerOptionsOf(options: Omit<ListenerOptions, 'subnet'>, subn
     ...(options.fds !== undefined ? { fds: options.fds } : {}),
     ...(subnet !== undefined ? { subnet } : {}),
     ...(options.allowRelayed !== undefined ? { allowRelayed: options.allowRelayed } : {}),
+    ...(options.relayedSubnets !== undefined ? { relayedSubnets: options.relayedSubnets } : {}),
     ...(options.malformedLogPerMinute !== undefined ? { malformedLogPerMinute: options.malformedLogPerMinute } : {}),
   };
 }
@@ -151,7 +154,12 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     }
     const request: DhcpRequest = { role, port, packet, from: rinfo, mac: clientMac(packet) };
     const context = contextFor(send);
-    const refusal = options.subnet ? admissionRefusal(packet, rinfo.address, options.subnet, allowRelayed) : undefined;
+    // A unicast to the PXE boot server port is a client talking to us on purpose: EDK2 behind a
+    // relay sends its 4011 request straight to siaddr from its far-subnet address (measured with
+    // dnsmasq --dhcp-relay, NETBOOT-FACTS section 7). Only broadcasts could be another
+    // interface's traffic, and those come from 0.0.0.0 or a local ciaddr.
+    const directToBootServer = role === 'proxy' && allowRelayed && rinfo.address !== '0.0.0.0' && packet.giaddr === '0.0.0.0';
+    const refusal = options.subnet && !directToBootServer ? admissionRefusal(packet, rinfo.address, options.subnet, allowRelayed, options.relayedSubnets ?? []) : undefined;
     if (refusal) {
       context.ignore(request, refusal);
       return;

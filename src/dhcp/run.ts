@@ -24,6 +24,7 @@ import { parseDhcpRange, type Reservation } from './leases.js';
 import { DEFAULT_PROBE_TIMEOUT_MS, probeForDhcpServer } from './probe.js';
 import type { On67Style } from './pxe.js';
 import { createDhcpService, DEFAULT_PROBE_INTERVAL_S, type DhcpServiceOptions } from './service.js';
+import { parseRelayedNetworks } from './server-policy.js';
 
 /** Parsed run.ts flags. */
 export interface RunFlags {
@@ -61,6 +62,7 @@ export function parseRunFlags(argv: string[]): RunFlags {
       'probe-timeout': { type: 'string', default: String(DEFAULT_PROBE_TIMEOUT_MS) },
       'probe-interval': { type: 'string', default: String(DEFAULT_PROBE_INTERVAL_S) },
       'new-leases-per-minute': { type: 'string' },
+      'relay-network': { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
       'dhcp-fd': { type: 'string' },
       'proxy-fd': { type: 'string' },
@@ -118,6 +120,7 @@ export function parseRunFlags(argv: string[]): RunFlags {
       ...(values['ipxe-script-url'] !== undefined ? { ipxeScriptUrl: values['ipxe-script-url'] } : {}),
       ...(values['new-leases-per-minute'] !== undefined ? { newLeasesPerMinute: int('new-leases-per-minute', values['new-leases-per-minute'], 100_000) } : {}),
       reservations: () => reservations,
+      ...(values['relay-network'] !== undefined ? { relayedNetworks: values['relay-network'].flatMap(parseRelayedNetworks) } : {}),
       dhcpPort: int('dhcp-port', values['dhcp-port'], 65535),
       proxyPort: int('proxy-port', values['proxy-port'], 65535),
       httpPort: int('http-port', values['http-port'], 65535),

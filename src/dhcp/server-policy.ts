@@ -21,7 +21,7 @@ import { encodePacket } from './packet.js';
 import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPolicy } from './proxy-policy.js';
 import { resolveServedNetwork } from './sockets.js';
 import { ipToNumber, parseCidr, type Subnet } from './subnet.js';
-import { LeasePool, validateRange, type DhcpRange, type Reservation } from './leases.js';
+import { LeasePool, parseDhcpRange, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
 import { createLeaseRateLimiter } from './lease-rate.js';
 import { handleServerRequest, type LeaseNetwork, type ServerAction, type ServerModeConfig } from './lease-decisions.js';
@@ -45,6 +45,19 @@ export interface RelayedNetworkOptions {
   router?: string;
   dns?: string[];
   domain?: string;
+}
+
+/**
+ * Parse `--dhcp-relay-network CIDR=START-END[@ROUTER],...` (e.g.
+ * `10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1`): networks behind DHCP relays, each with its
+ * range and the router its clients get. Throws `ERR_DHCP_CONFIG` / `ERR_DHCP_RANGE`.
+ */
+export function parseRelayedNetworks(text: string): RelayedNetworkOptions[] {
+  return text.split(',').map((part) => part.trim()).filter((p) => p !== '').map((part) => {
+    const m = /^([0-9./]+)=([0-9.]+-[0-9.]+)(?:@([0-9.]+))?$/.exec(part);
+    if (!m || !parseCidr(m[1]!)) throw configError(`relayed network ${JSON.stringify(part)} is not CIDR=START-END[@ROUTER], e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1`);
+    return { subnet: m[1]!, range: parseDhcpRange(m[2]!), ...(m[3] !== undefined ? { router: m[3] } : {}) };
+  });
 }
 
 /** Options of the server policy; PXE answers on 67 default to 'boot-file' for both (a full server gives the file at once). */
@@ -291,6 +304,11 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   };
 }
 
+/** The subnets of the relayed networks (validated by `prepare`). */
+export function relayedSubnetsOf(options: Pick<ServerPolicyOptions, 'relayedNetworks'>): Subnet[] {
+  return (options.relayedNetworks ?? []).flatMap((r) => parseCidr(r.subnet) ?? []);
+}
+
 /** Options of `createDhcpServer`: the listener's and the policy's. */
 export interface DhcpServerOptions extends ServerPolicyOptions, Omit<ListenerOptions, 'subnet' | 'log'> {
   /** Interface that owns `address`; checked at start. */
@@ -322,7 +340,7 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
       const served = resolveServedNetwork(options.address, options.interface, options.subnet, true);
       if (!served.subnet) throw configError(`cannot tell the subnet of ${options.address}; pass --subnet`);
       await policy.prepare(served.subnet);
-      listener = createDhcpListener(listenerOptionsOf(options, served.subnet), policy);
+      listener = createDhcpListener({ ...listenerOptionsOf(options, served.subnet), relayedSubnets: relayedSubnetsOf(options) }, policy);
       const ports = await listener.start();
       return { dhcpPort: ports.dhcpPort, proxyPort: ports.proxyPort };
     },

@@ -24,7 +24,7 @@ import { createDhcpListener, listenerOptionsOf, type DhcpListener, type DhcpPoli
 import { findPortHolders, type PortHolder } from './port-holders.js';
 import { DEFAULT_PROBE_TIMEOUT_MS, decideAutoMode, describeAnswers, probeForDhcpServer, type ProbeAnswer, type ProbeResult } from './probe.js';
 import { createProxyPolicy, type ProxyPolicyOptions } from './proxy-policy.js';
-import { createServerPolicy, ERR_DHCP_CONFIG, type ServerPolicy, type ServerPolicyOptions } from './server-policy.js';
+import { createServerPolicy, ERR_DHCP_CONFIG, relayedSubnetsOf, type ServerPolicy, type ServerPolicyOptions } from './server-policy.js';
 import { resolveServedNetwork } from './sockets.js';
 
 /** Error code: another DHCP server answers on the segment and `force` is off. */
@@ -258,7 +258,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       } else {
         policy = createProxyPolicy(options);
       }
-      listener = createDhcpListener(listenerOptionsOf(options, served.subnet), guarded(policy));
+      listener = createDhcpListener({ ...listenerOptionsOf(options, served.subnet), ...(mode === 'server' ? { relayedSubnets: relayedSubnetsOf(options) } : {}) }, guarded(policy));
       const ports = await listener.start();
       state.mode = mode;
       const common = { address: options.address, interface: served.interface, subnet: served.subnet?.cidr, dhcpPort: ports.dhcpPort, proxyPort: ports.proxyPort, strict: options.fds !== undefined, recvBuffer: ports.buffers.recv, sendBuffer: ports.buffers.send };

@@ -66,13 +66,16 @@ export function admissionRefusal(
   source: string,
   subnet: Subnet,
   allowRelayed: boolean,
+  /** Networks behind relays whose clients may also talk to us directly (renewals by unicast). */
+  relayed: readonly Subnet[] = [],
 ): string | undefined {
   if (packet.giaddr !== '0.0.0.0') {
     return allowRelayed ? undefined : `relayed by ${packet.giaddr}, relayed requests are not answered`;
   }
-  if (packet.ciaddr !== '0.0.0.0' && !inSubnet(packet.ciaddr, subnet)) {
+  const ours = (ip: string): boolean => inSubnet(ip, subnet) || (allowRelayed && relayed.some((r) => inSubnet(ip, r)));
+  if (packet.ciaddr !== '0.0.0.0' && !ours(packet.ciaddr)) {
     return `ciaddr ${packet.ciaddr} is outside ${subnet.cidr}`;
   }
-  if (source !== '0.0.0.0' && !inSubnet(source, subnet)) return `source ${source} is outside ${subnet.cidr}`;
+  if (source !== '0.0.0.0' && !ours(source)) return `source ${source} is outside ${subnet.cidr}`;
   return undefined;
 }

@@ -7,7 +7,7 @@ import test from 'ava';
 import { LeasePool, type Reservation } from '../../src/dhcp/leases.js';
 import { MessageType, Opt, decodePacket, encodePacket, getOption, readIp, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import { decodePxeVendorOptions } from '../../src/dhcp/packet.js';
-import { fitToSize, handleServerRequest, orderOptions, type ServerAction, type ServerModeConfig } from '../../src/dhcp/lease-decisions.js';
+import { selectNetwork, fitToSize, handleServerRequest, orderOptions, type ServerAction, type ServerModeConfig } from '../../src/dhcp/lease-decisions.js';
 import { parseCidr } from '../../src/dhcp/subnet.js';
 import { fixture, independentDhcpCodec } from './helpers.js';
 
@@ -322,4 +322,15 @@ test('no request crashes the decision: mutated fixtures', (t) => {
   t.true(decoded > 500, `${decoded} mutated packets decoded and handled`);
   const ips = pool.snapshot().leases.filter((l) => l.expiresAt > T0 + 3000 * 1000).map((l) => l.ip);
   t.is(new Set(ips).size, ips.length);
+});
+
+test('selectNetwork: by giaddr for relayed requests, by ciaddr for a relayed client renewing by unicast, else ours', (t) => {
+  const local = { subnet: parseCidr('10.99.0.0/24')! };
+  const far = { subnet: parseCidr('10.98.0.0/24')! };
+  const nets = [local, far];
+  t.is(selectNetwork({ giaddr: '0.0.0.0', ciaddr: '0.0.0.0' }, nets), local);
+  t.is(selectNetwork({ giaddr: '10.98.0.1', ciaddr: '0.0.0.0' }, nets), far);
+  t.is(selectNetwork({ giaddr: '0.0.0.0', ciaddr: '10.98.0.7' }, nets), far);
+  t.is(selectNetwork({ giaddr: '0.0.0.0', ciaddr: '10.99.0.7' }, nets), local);
+  t.is(selectNetwork({ giaddr: '10.5.0.1', ciaddr: '0.0.0.0' }, nets), undefined);
 });

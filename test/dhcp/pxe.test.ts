@@ -311,6 +311,11 @@ test('admission: only the configured subnet, or a relay', (t) => {
   t.regex(admissionRefusal({ ...p, ciaddr: '10.98.0.2' }, '0.0.0.0', s, true) ?? '', /ciaddr 10.98.0.2 is outside/);
   t.is(admissionRefusal({ ...p, giaddr: '10.5.0.1' }, '10.5.0.1', s, true), undefined);
   t.regex(admissionRefusal({ ...p, giaddr: '10.5.0.1' }, '10.5.0.1', s, false) ?? '', /relayed requests are not answered/);
+  // A client on a network behind a relay renews by unicast to us, without giaddr.
+  const far = parseCidr('10.98.0.0/24')!;
+  t.is(admissionRefusal({ ...p, ciaddr: '10.98.0.7' }, '10.98.0.7', s, true, [far]), undefined);
+  t.regex(admissionRefusal({ ...p, ciaddr: '10.97.0.7' }, '10.97.0.7', s, true, [far]) ?? '', /outside/);
+  t.regex(admissionRefusal({ ...p, ciaddr: '10.98.0.7' }, '10.98.0.7', s, false, [far]) ?? '', /outside/, 'relays not allowed: nor their clients');
 });
 
 test('the dhcp npm package reads our replies as we meant them', (t) => {
