@@ -96,3 +96,50 @@ export function pcapUdpDatagrams(file: string): CapturedDatagram[] {
   }
   return out;
 }
+
+/** xorshift32: deterministic, so a failing fuzz case reproduces. Returns `rand(n)` in 0..n-1. */
+export function seededRandom(seed: number): (n: number) => number {
+  let state = seed >>> 0 || 1;
+  return (n) => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state % n;
+  };
+}
+
+/** How `fuzzDatagrams` mixes random bytes, mutated fixtures and truncations. */
+export interface FuzzOptions {
+  seed: number;
+  count: number;
+  /** Real datagrams to mutate (captured fixtures). */
+  seeds: readonly Buffer[];
+  /** Every `randomEvery`-th datagram is pure noise of up to `maxRandomBytes`. */
+  randomEvery: number;
+  maxRandomBytes: number;
+  /** Mutations flip bytes after this offset (236: the options; 240: after the cookie). */
+  flipFrom: number;
+  maxFlips: number;
+  /** Every `truncateEvery`-th mutated datagram is also cut short. */
+  truncateEvery: number;
+}
+
+/** Deterministic random and mutated DHCP datagrams for codec and server fuzzing. */
+export function* fuzzDatagrams(o: FuzzOptions): Generator<Buffer> {
+  const rand = seededRandom(o.seed);
+  for (let i = 0; i < o.count; i++) {
+    if (i % o.randomEvery === 0) {
+      const buf = Buffer.alloc(rand(o.maxRandomBytes));
+      for (let k = 0; k < buf.length; k++) buf[k] = rand(256);
+      yield buf;
+      continue;
+    }
+    let buf = Buffer.from(o.seeds[rand(o.seeds.length)]!);
+    const flips = 1 + rand(o.maxFlips);
+    for (let k = 0; k < flips; k++) buf[o.flipFrom + rand(buf.length - o.flipFrom)] = rand(256);
+    if (i % o.truncateEvery === 0) buf = buf.subarray(0, rand(buf.length));
+    yield buf;
+  }
+}

@@ -14,7 +14,7 @@ import {
   readOptions,
   type DhcpPacket,
 } from '../../src/dhcp/packet.js';
-import { fixture, fixtureNames, independentDhcpCodec, rawPacket, textOpt } from './helpers.js';
+import { fixture, fixtureNames, independentDhcpCodec, rawPacket, textOpt, fuzzDatagrams } from './helpers.js';
 
 const decodeErr = (message: RegExp) => ({ instanceOf: ApplianceError, code: 'ERR_DHCP_DECODE', message });
 
@@ -216,30 +216,13 @@ test('encode rejects values that do not fit, with ERR_DHCP_ENCODE', (t) => {
 
 test('fuzz: 10,000 random and mutated datagrams either decode or raise ERR_DHCP_DECODE', (t) => {
   const seeds = fixtureNames().map(fixture);
-  let state = 0x2545f491;
-  const rand = (n: number): number => {
-    // xorshift32: deterministic, so a failure reproduces
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state % n;
-  };
   let decoded = 0;
   let rejected = 0;
   const started = Date.now();
-  for (let i = 0; i < 10_000 && Date.now() - started < 20_000; i++) {
-    let buf: Buffer;
-    if (i % 4 === 0) {
-      buf = Buffer.alloc(rand(600));
-      for (let k = 0; k < buf.length; k++) buf[k] = rand(256);
-    } else {
-      buf = Buffer.from(seeds[rand(seeds.length)]!);
-      const flips = 1 + rand(8);
-      for (let k = 0; k < flips; k++) buf[240 + rand(buf.length - 240)] = rand(256);
-      if (i % 7 === 0) buf = buf.subarray(0, rand(buf.length));
-    }
+  let i = -1;
+  for (const buf of fuzzDatagrams({ seed: 0x2545f491, count: 10_000, seeds, randomEvery: 4, maxRandomBytes: 600, flipFrom: 240, maxFlips: 8, truncateEvery: 7 })) {
+    i += 1;
+    if (Date.now() - started >= 20_000) break;
     try {
       const p = decodePacket(buf);
       readOptions(p);

@@ -1,23 +1,11 @@
 import test from 'ava';
 import dgram from 'node:dgram';
-import { Writable } from 'node:stream';
 import { createEventLog } from '../../src/events.js';
 import { createLogger } from '../../src/log.js';
 import { decodePacket, encodePacket, getOption, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import { createProxyDhcpServer, type ProxyDhcpServerOptions } from '../../src/dhcp/proxy-policy.js';
-import { fixture, fixtureNames } from './helpers.js';
-
-/** A logger whose JSON lines are kept for assertions. */
-function captureLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: createLogger({ level: 'debug', destination }), lines };
-}
+import { captureLogger } from '../helpers/capture-logger.js';
+import { fixture, fixtureNames, fuzzDatagrams } from './helpers.js';
 
 /** A UDP socket on 127.0.0.1 that queues what it receives. */
 async function udpClient(address = '127.0.0.1') {
@@ -183,28 +171,12 @@ test('10,000 random and mutated datagrams: no crash, warn for broken PXE, and th
   // allowRelayed false: a random giaddr must never make the server send off loopback.
   const { server, ports, lines } = await startServer(t, { clientPort: client.port, allowRelayed: false });
   const seeds = fixtureNames().filter((n) => !n.startsWith('dnsmasq')).map(fixture);
-  let state = 0x9e3779b9;
-  const rand = (n: number): number => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state % n;
-  };
   const started = Date.now();
   let sent = 0;
-  for (let i = 0; i < 10_000 && Date.now() - started < 30_000; i++) {
-    let buf: Buffer;
-    if (i % 3 === 0) {
-      buf = Buffer.alloc(rand(700));
-      for (let k = 0; k < buf.length; k++) buf[k] = rand(256);
-    } else {
-      buf = Buffer.from(seeds[rand(seeds.length)]!);
-      const flips = 1 + rand(6);
-      for (let k = 0; k < flips; k++) buf[236 + rand(buf.length - 236)] = rand(256);
-      if (i % 5 === 0) buf = buf.subarray(0, rand(buf.length));
-    }
+  let i = -1;
+  for (const buf of fuzzDatagrams({ seed: 0x9e3779b9, count: 10_000, seeds, randomEvery: 3, maxRandomBytes: 700, flipFrom: 236, maxFlips: 6, truncateEvery: 5 })) {
+    i += 1;
+    if (Date.now() - started >= 30_000) break;
     await client.send(buf, i % 2 === 0 ? ports.dhcpPort : ports.proxyPort);
     sent += 1;
     // Flow control: let the server (same process) catch up so its receive buffer never overflows.

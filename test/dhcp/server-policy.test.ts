@@ -7,24 +7,13 @@ import dgram from 'node:dgram';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { createEventLog } from '../../src/events.js';
-import { createLogger, createSilentLogger } from '../../src/log.js';
+import { createSilentLogger } from '../../src/log.js';
 import { BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import { createDhcpServer, type DhcpServerOptions } from '../../src/dhcp/server-policy.js';
 import { probeForDhcpServer } from '../../src/dhcp/probe.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { fixture } from './helpers.js';
-
-function captureLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: createLogger({ level: 'debug', destination }), lines };
-}
 
 async function udpClient() {
   const socket = dgram.createSocket('udp4');

@@ -1,9 +1,8 @@
 import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { createEventLog } from '../../src/events.js';
-import { createLogger } from '../../src/log.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { createHttpServer, type HttpServerOptions } from '../../src/http/server.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { TEMPLATES, TOKEN } from './helpers.js';
@@ -15,14 +14,7 @@ interface Line {
 }
 
 async function start(extra: Partial<Pick<HttpServerOptions, 'limits' | 'timeouts'>>) {
-  const logs: Line[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Line);
-      cb();
-    },
-  });
-  const log = createLogger({ level: 'debug', destination });
+  const { log, lines: logs } = captureLogger<Line>();
   let port = 0;
   const deps = { store: createMemoryStore(), events: createEventLog(), log, address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: TEMPLATES, apiToken: TOKEN };
   const server = createHttpServer({ host: '127.0.0.1', port: 0, log, deps, ...extra });

@@ -7,9 +7,8 @@ import dgram from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { createEventLog, type EventLog } from '../../src/events.js';
-import { createLogger } from '../../src/log.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { decodePacket, encodePacket, type TftpOptions, type TftpPacket } from '../../src/tftp/packet.js';
 import { createTftpServer, type TftpServer, type TftpServerOptions } from '../../src/tftp/server.js';
 
@@ -45,15 +44,7 @@ export interface TestServer {
 /** Start a server on 127.0.0.1:0 with a temp root (no fallback dirs unless given). */
 export async function startServer(options: Partial<TftpServerOptions> = {}): Promise<TestServer> {
   const root = options.root ?? (await tempDir());
-  const logs: LogLine[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim()) logs.push(JSON.parse(line) as LogLine);
-      }
-      cb();
-    },
-  });
+  const { log, lines: logs } = captureLogger<LogLine>();
   const events = options.events ?? createEventLog();
   const server = createTftpServer({
     fallbackDirs: [],
@@ -61,7 +52,7 @@ export async function startServer(options: Partial<TftpServerOptions> = {}): Pro
     root,
     host: '127.0.0.1',
     port: 0,
-    log: createLogger({ level: 'debug', destination }),
+    log,
     events,
   });
   const { port } = await server.start();
