@@ -247,6 +247,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
             ...(config.domain !== undefined ? { domain: config.domain } : {}),
             leaseTime: config.leaseTime,
             leaseFile: config.leaseFile,
+            leaseSync: config.leaseSync,
             reservations: await watchReservations(store),
             newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
             ...(config.dhcpRelayNetworks !== undefined ? { relayedNetworks: parseRelayedNetworks(config.dhcpRelayNetworks) } : {}),

@@ -6,6 +6,7 @@ import { isIPv4 } from 'node:net';
 import { ConfigError } from './errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
 import { parseDhcpRange } from './dhcp/leases.js';
+import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-file.js';
 
 /**
  * The appliance's home: the package root, where the default directories live. Found by walking up
@@ -66,6 +67,8 @@ export interface Config {
   readonly domain: string | undefined;
   readonly leaseTime: number;
   readonly leaseFile: string;
+  /** Server mode: 'fdatasync' (ACK after the lease is on disk) or 'none'. */
+  readonly leaseSync: LeaseSync;
   /** Server mode: start even when another DHCP server answers on the segment. */
   readonly force: boolean;
   /** Seconds between probes for another DHCP server while serving addresses (0 = never). */
@@ -120,7 +123,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'dns', flag: 'dns', kind: 'ipv4list', help: 'server mode: DNS servers given to clients, comma-separated (option 6)' },
   { key: 'domain', flag: 'domain', kind: 'string', help: 'server mode: domain name given to clients (option 15)' },
   { key: 'leaseTime', flag: 'lease-time', kind: 'int', min: 60, max: 31_536_000, default: 3600, help: 'server mode: lease time in seconds' },
-  { key: 'leaseFile', flag: 'lease-file', kind: 'path', default: 'config/leases.json', help: 'server mode: file the leases persist in' },
+  { key: 'leaseFile', flag: 'lease-file', kind: 'path', default: 'config/leases.json', help: 'server mode: file the leases persist in (an append-only journal, compacted now and then)' },
+  { key: 'leaseSync', flag: 'lease-sync', kind: 'enum', values: LEASE_SYNC_MODES, default: 'fdatasync', help: 'server mode: fdatasync = an ACK goes out once its lease is on stable storage (batched); none = do not wait or sync, like dnsmasq (a power cut may lose the last leases)' },
   { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)' },
   { key: 'dhcpProbeInterval', flag: 'dhcp-probe-interval', kind: 'int', min: 0, max: 86_400, default: 60, help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)' },
   { key: 'dhcpNewLeasesPerMinute', flag: 'dhcp-new-leases-per-minute', kind: 'int', min: 0, max: 100_000, default: 60, help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)' },

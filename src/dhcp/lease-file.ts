@@ -1,62 +1,77 @@
 /**
- * The lease file of the DHCP server mode: JSON, hand-readable, written atomically (temp file in
- * the same directory, fsync, rename, fsync of the directory) so a crash or power cut leaves
- * either the old or the new file, never a torn one. Leases therefore survive a restart, which
- * is what keeps two clients from being given the same address across restarts.
+ * The lease file of the DHCP server mode: an append-only journal of JSON lines, one record per
+ * binding change, as Kea's memfile appends a CSV line per lease change.
+ *
+ *   {"version":2,"journal":"netboot-appliance leases"}
+ *   {"op":"put","key":"mac:52:54:00:00:00:0a","mac":"52:54:00:00:00:0a","ip":"10.99.0.128","state":"bound","expires":"2026-12-01T13:00:00.000Z","bound":true}
+ *   {"op":"drop","key":"mac:52:54:00:00:00:0b"}
+ *   {"op":"decline","ip":"10.99.0.130","until":"2026-12-01T12:10:00.000Z","mac":"52:54:00:00:00:0c"}
+ *
+ * Durability: records are appended in batches (every change recorded while one write and its
+ * `fdatasync` run goes into the next one: group commit), and `flush()` resolves once everything
+ * recorded before the call is on stable storage, so an ACK sent after it survives a crash or a
+ * power cut (RFC 2131 section 4.3.2). `sync: 'none'` (`--lease-sync none`) writes without
+ * fdatasync and does not make replies wait, like dnsmasq, which rewrites its lease file without
+ * fsync: faster, and a power cut may lose the last seconds of bindings.
+ *
+ * The journal is compacted (rewritten as one `put` per record, atomically: temp file, fsync,
+ * rename, fsync of the directory) at start and whenever it has grown to several times the
+ * number of live records. A torn last line (a crash during an append, never acknowledged) is
+ * ignored. A corrupt or empty file is moved aside (`FILE.corrupt-TIME`) with an error in the
+ * log, and the server starts with an empty table; version 1 files (one JSON object, written by
+ * earlier releases) are read and rewritten as a journal.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { open, readFile, mkdir, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileDurable } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../identity.js';
-import type { DeclinedAddress, Lease, LeaseSnapshot } from './leases.js';
+import type { Logger } from '../log.js';
+import type { DeclinedAddress, Lease, LeaseChange, LeaseSnapshot } from './leases.js';
 import { ipToNumber } from './subnet.js';
 
 /** Error code of an unreadable or invalid lease file. */
 export const ERR_LEASE_FILE = 'ERR_LEASE_FILE';
 
-/** The file format version written by this code. */
-export const LEASE_FILE_VERSION = 1;
+/** The journal format version written by this code. */
+export const LEASE_FILE_VERSION = 2;
 
-interface LeaseFileLease {
-  key: string;
-  mac: string;
-  ip: string;
-  state: Lease['state'];
-  expires: string;
-  bound: boolean;
-}
+/** The single-object format of earlier releases, still read (and rewritten as a journal). */
+export const LEASE_FILE_VERSION_LEGACY = 1;
+
+/** How journal appends are made durable; `none` is `--lease-sync none`. */
+export const LEASE_SYNC_MODES = ['fdatasync', 'none'] as const;
+export type LeaseSync = (typeof LEASE_SYNC_MODES)[number];
+
+const HEADER = `${JSON.stringify({ version: LEASE_FILE_VERSION, journal: 'netboot-appliance leases' })}\n`;
 
 function invalid(file: string, what: string): ApplianceError {
   return new ApplianceError(ERR_LEASE_FILE, `lease file ${file} is invalid: ${what}; fix it or move it away (all leases are then forgotten)`, { file });
 }
 
-/** Render a snapshot as the file's text (2-space JSON, times as ISO 8601). */
-export function serializeLeases(snapshot: LeaseSnapshot): string {
-  const body = {
-    version: LEASE_FILE_VERSION,
-    leases: snapshot.leases.map<LeaseFileLease>((l) => ({ key: l.key, mac: l.mac, ip: l.ip, state: l.state, expires: new Date(l.expiresAt).toISOString(), bound: l.bound })),
-    declined: snapshot.declined.map((d) => ({ ip: d.ip, until: new Date(d.until).toISOString(), ...(d.mac !== undefined ? { mac: d.mac } : {}) })),
-  };
-  return `${JSON.stringify(body, null, 2)}\n`;
+function leaseFields(l: Lease): Record<string, unknown> {
+  return { key: l.key, mac: l.mac, ip: l.ip, state: l.state, expires: new Date(l.expiresAt).toISOString(), bound: l.bound };
 }
 
-/** Parse the file's text; throws `ERR_LEASE_FILE` naming the first bad field. */
-export function parseLeases(text: string, file = 'leases'): LeaseSnapshot {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw invalid(file, `not json (${(err as Error).message})`);
+function declinedFields(d: DeclinedAddress): Record<string, unknown> {
+  return { ip: d.ip, until: new Date(d.until).toISOString(), ...(d.mac !== undefined ? { mac: d.mac } : {}) };
+}
+
+/** One journal line (with its newline) for a change. */
+export function encodeChange(change: LeaseChange): string {
+  switch (change.op) {
+    case 'put':
+      return `${JSON.stringify({ op: 'put', ...leaseFields(change.lease) })}\n`;
+    case 'drop':
+      return `${JSON.stringify({ op: 'drop', key: change.key })}\n`;
+    case 'decline':
+      return `${JSON.stringify({ op: 'decline', ...declinedFields(change.declined) })}\n`;
   }
-  if (typeof raw !== 'object' || raw === null) throw invalid(file, 'not an object');
-  const obj = raw as Record<string, unknown>;
-  if (obj['version'] !== LEASE_FILE_VERSION) throw invalid(file, `version ${JSON.stringify(obj['version'])}, expected ${LEASE_FILE_VERSION}`);
-  const list = (name: string): unknown[] => {
-    const v = obj[name] ?? [];
-    if (!Array.isArray(v)) throw invalid(file, `${name} is not a list`);
-    return v;
-  };
+}
+
+/** Field checks shared by both formats; `where` names the entry in errors. */
+function entryParsers(file: string) {
   const time = (v: unknown, where: string): number => {
     const t = typeof v === 'string' ? Date.parse(v) : Number.NaN;
     if (Number.isNaN(t)) throw invalid(file, `${where} is not an iso 8601 time`);
@@ -66,89 +81,370 @@ export function parseLeases(text: string, file = 'leases'): LeaseSnapshot {
     if (typeof v !== 'string' || ipToNumber(v) === undefined) throw invalid(file, `${where} is not an ipv4 address`);
     return v;
   };
-  const leases = list('leases').map((entry, i): Lease => {
-    const where = `leases.${i}`;
-    if (typeof entry !== 'object' || entry === null) throw invalid(file, `${where} is not an object`);
-    const e = entry as Record<string, unknown>;
-    if (typeof e['key'] !== 'string' || !/^(mac|id):/.test(e['key'])) throw invalid(file, `${where}.key is not mac:... or id:...`);
-    const mac = typeof e['mac'] === 'string' ? normalizeMac(e['mac']) : undefined;
-    if (!mac) throw invalid(file, `${where}.mac is not a mac address`);
-    const state = e['state'];
-    if (state !== 'offered' && state !== 'bound' && state !== 'released') throw invalid(file, `${where}.state is not offered, bound or released`);
-    return { key: e['key'], mac, ip: ip(e['ip'], `${where}.ip`), state, expiresAt: time(e['expires'], `${where}.expires`), bound: e['bound'] === true };
-  });
-  const declined = list('declined').map((entry, i): DeclinedAddress => {
-    const where = `declined.${i}`;
-    if (typeof entry !== 'object' || entry === null) throw invalid(file, `${where} is not an object`);
-    const e = entry as Record<string, unknown>;
-    const mac = typeof e['mac'] === 'string' ? normalizeMac(e['mac']) : undefined;
-    return { ip: ip(e['ip'], `${where}.ip`), until: time(e['until'], `${where}.until`), ...(mac ? { mac } : {}) };
-  });
-  return { leases, declined };
+  const key = (v: unknown, where: string): string => {
+    if (typeof v !== 'string' || !/^(mac|id):/.test(v)) throw invalid(file, `${where}.key is not mac:... or id:...`);
+    return v;
+  };
+  const object = (entry: unknown, where: string): Record<string, unknown> => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw invalid(file, `${where} is not an object`);
+    return entry as Record<string, unknown>;
+  };
+  return {
+    object,
+    key,
+    lease(e: Record<string, unknown>, where: string): Lease {
+      const k = key(e['key'], where);
+      const mac = typeof e['mac'] === 'string' ? normalizeMac(e['mac']) : undefined;
+      if (!mac) throw invalid(file, `${where}.mac is not a mac address`);
+      const state = e['state'];
+      if (state !== 'offered' && state !== 'bound' && state !== 'released') throw invalid(file, `${where}.state is not offered, bound or released`);
+      return { key: k, mac, ip: ip(e['ip'], `${where}.ip`), state, expiresAt: time(e['expires'], `${where}.expires`), bound: e['bound'] === true };
+    },
+    declined(e: Record<string, unknown>, where: string): DeclinedAddress {
+      const mac = typeof e['mac'] === 'string' ? normalizeMac(e['mac']) : undefined;
+      return { ip: ip(e['ip'], `${where}.ip`), until: time(e['until'], `${where}.until`), ...(mac ? { mac } : {}) };
+    },
+  };
 }
 
-/** Read the lease file; a missing file is an empty table. Throws `ERR_LEASE_FILE` when unreadable or invalid. */
+/** Render a snapshot in the version 1 format (one JSON object, 2-space indented). */
+export function serializeLeases(snapshot: LeaseSnapshot): string {
+  const body = { version: LEASE_FILE_VERSION_LEGACY, leases: snapshot.leases.map(leaseFields), declined: snapshot.declined.map(declinedFields) };
+  return `${JSON.stringify(body, null, 2)}\n`;
+}
+
+/** Parse the version 1 format; throws `ERR_LEASE_FILE` naming the first bad field. */
+export function parseLeases(text: string, file = 'leases'): LeaseSnapshot {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw invalid(file, `not json (${(err as Error).message})`);
+  }
+  const p = entryParsers(file);
+  const obj = p.object(raw, 'the file');
+  if (obj['version'] !== LEASE_FILE_VERSION_LEGACY) throw invalid(file, `version ${JSON.stringify(obj['version'])}, expected ${LEASE_FILE_VERSION_LEGACY}`);
+  const list = (name: string): unknown[] => {
+    const v = obj[name] ?? [];
+    if (!Array.isArray(v)) throw invalid(file, `${name} is not a list`);
+    return v;
+  };
+  return {
+    leases: list('leases').map((entry, i) => p.lease(p.object(entry, `leases.${i}`), `leases.${i}`)),
+    declined: list('declined').map((entry, i) => p.declined(p.object(entry, `declined.${i}`), `declined.${i}`)),
+  };
+}
+
+/**
+ * The lease table a journal describes, applying changes with LeasePool's rules (a put replaces
+ * the client's previous record and any other record on the same address).
+ */
+export class LeaseTable {
+  readonly byKey = new Map<string, Lease>();
+  readonly byIp = new Map<string, Lease>();
+  readonly declined = new Map<string, DeclinedAddress>();
+
+  apply(change: LeaseChange): void {
+    if (change.op === 'put') {
+      const lease = change.lease;
+      const previousOfKey = this.byKey.get(lease.key);
+      if (previousOfKey && this.byIp.get(previousOfKey.ip) === previousOfKey) this.byIp.delete(previousOfKey.ip);
+      const previousAtIp = this.byIp.get(lease.ip);
+      if (previousAtIp) this.byKey.delete(previousAtIp.key);
+      this.byKey.set(lease.key, lease);
+      this.byIp.set(lease.ip, lease);
+    } else if (change.op === 'drop') {
+      const lease = this.byKey.get(change.key);
+      if (!lease) return;
+      this.byKey.delete(change.key);
+      if (this.byIp.get(lease.ip) === lease) this.byIp.delete(lease.ip);
+    } else {
+      this.declined.set(change.declined.ip, change.declined);
+    }
+  }
+
+  /** Records and live declines (declines that ran out before `now` are left out). */
+  snapshot(now = Date.now()): LeaseSnapshot {
+    return { leases: [...this.byKey.values()], declined: [...this.declined.values()].filter((d) => d.until > now) };
+  }
+
+  get size(): number {
+    return this.byKey.size + this.declined.size;
+  }
+}
+
+/** What a lease file holds. `torn` is true when the last line was cut short (a crash mid-append). */
+export interface ParsedLeaseFile {
+  table: LeaseTable;
+  records: number;
+  torn: boolean;
+  legacy: boolean;
+}
+
+/** Parse a lease file of either format; throws `ERR_LEASE_FILE` for anything but a torn last line. */
+export function parseLeaseFile(text: string, file = 'leases'): ParsedLeaseFile {
+  const table = new LeaseTable();
+  if (text.trim() === '') throw invalid(file, 'the file is empty');
+  if (text.trimStart().startsWith('{\n') || /^\s*\{\s*"version"\s*:\s*1\b/.test(text)) {
+    const snapshot = parseLeases(text, file);
+    for (const lease of [...snapshot.leases].sort((a, b) => a.expiresAt - b.expiresAt)) table.apply({ op: 'put', lease });
+    for (const declined of snapshot.declined) table.apply({ op: 'decline', declined });
+    return { table, records: snapshot.leases.length + snapshot.declined.length, torn: false, legacy: true };
+  }
+  const lines = text.split('\n');
+  // The text after the last newline is a line whose append never completed.
+  const tail = lines.pop() ?? '';
+  const torn = tail !== '';
+  const p = entryParsers(file);
+  let records = 0;
+  for (const [i, line] of lines.entries()) {
+    const where = `line ${i + 1}`;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch (err) {
+      throw invalid(file, `${where} is not json (${(err as Error).message})`);
+    }
+    const e = p.object(raw, where);
+    if (i === 0) {
+      if (e['version'] !== LEASE_FILE_VERSION) throw invalid(file, `${where}: version ${JSON.stringify(e['version'])}, expected ${LEASE_FILE_VERSION}`);
+      continue;
+    }
+    records += 1;
+    if (e['op'] === 'put') table.apply({ op: 'put', lease: p.lease(e, where) });
+    else if (e['op'] === 'drop') table.apply({ op: 'drop', key: p.key(e['key'], where) });
+    else if (e['op'] === 'decline') table.apply({ op: 'decline', declined: p.declined(e, where) });
+    else throw invalid(file, `${where}: op ${JSON.stringify(e['op'])} is not put, drop or decline`);
+  }
+  if (lines.length === 0) throw invalid(file, 'no header line');
+  return { table, records, torn, legacy: false };
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ApplianceError(ERR_LEASE_FILE, `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
+  }
+}
+
+/** Read a lease file (either format) without changing it; a missing file is an empty table. Throws `ERR_LEASE_FILE`. */
 export async function loadLeaseFile(file: string): Promise<LeaseSnapshot> {
+  const text = await readText(file);
+  if (text === undefined) return { leases: [], declined: [] };
+  return parseLeaseFile(text, file).table.snapshot(0);
+}
+
+/** loadLeaseFile, synchronously (tools and tests reading the file of a running server). */
+export function loadLeaseFileSync(file: string): LeaseSnapshot {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { leases: [], declined: [] };
     throw new ApplianceError(ERR_LEASE_FILE, `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
   }
-  return parseLeases(text, file);
+  return parseLeaseFile(text, file).table.snapshot(0);
+}
+
+/** Options of openLeaseJournal. */
+export interface LeaseJournalOptions {
+  file: string;
+  /** Default 'fdatasync'. */
+  sync?: LeaseSync;
+  log: Logger;
+  /** Compact once the journal has this many records per live record (and at least 4096). Default 4. */
+  compactFactor?: number;
+  /** Clock for the name of a moved-aside file and for expiring declines. */
+  now?: () => number;
+}
+
+/** Counters of a journal. */
+export interface LeaseJournalStats {
+  appends: number;
+  writes: number;
+  syncs: number;
+  compactions: number;
+  records: number;
+}
+
+/** An open lease journal. */
+export interface LeaseJournal {
+  /** The table read at open, for LeasePool.load. */
+  readonly loaded: LeaseSnapshot;
+  /** Record one change (synchronous: buffered for the next write). */
+  record(change: LeaseChange): void;
+  /**
+   * Resolves once every change recorded before the call is written and (sync 'fdatasync')
+   * on stable storage; rejects (ERR_LEASE_FILE) when that write failed. With sync 'none' it
+   * resolves at once and the write follows.
+   */
+  flush(): Promise<void>;
+  /** Write what is pending and close the file. */
+  close(): Promise<void>;
+  stats(): LeaseJournalStats;
 }
 
 /**
- * Write the lease file atomically: temp file beside it, fsync, rename over it, fsync the
- * directory. Creates the directory if needed. Throws `ERR_LEASE_FILE`; the old file is intact then.
+ * Open (or create) the journal: read it, move a corrupt or empty file aside, compact it, and
+ * keep it open for appends. Throws `ERR_LEASE_FILE` only when the file cannot be read or the
+ * directory cannot be written.
  */
-export async function saveLeaseFile(file: string, snapshot: LeaseSnapshot): Promise<void> {
+export async function openLeaseJournal(options: LeaseJournalOptions): Promise<LeaseJournal> {
+  const { file, log } = options;
+  const sync = options.sync ?? 'fdatasync';
+  const now = options.now ?? Date.now;
+  const compactFactor = options.compactFactor ?? 4;
+  let table = new LeaseTable();
+  const text = await readText(file);
+  if (text !== undefined) {
+    try {
+      const parsed = parseLeaseFile(text, file);
+      table = parsed.table;
+      if (parsed.torn) log.warn({ file }, 'lease file ended in a half-written record (a crash during an append); that record was never acknowledged and is ignored');
+    } catch (err) {
+      const aside = `${file}.corrupt-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`;
+      try {
+        await rename(file, aside);
+      } catch (renameErr) {
+        throw new ApplianceError(ERR_LEASE_FILE, `${(err as Error).message}; and it cannot be moved aside: ${(renameErr as NodeJS.ErrnoException).code ?? (renameErr as Error).message}`, { file }, { cause: err });
+      }
+      log.error({ file, movedTo: aside, err: (err as Error).message }, `lease file ${file} is corrupt or empty: moved to ${aside}; starting with no leases (clients keep their addresses by asking for them again)`);
+    }
+  }
+  const loaded = table.snapshot(now());
+  const counters = { appends: 0, writes: 0, syncs: 0, compactions: 0 };
+  let records = 0;
+  let handle: FileHandle | undefined;
+  /** Bytes known to be complete in the file: a failed append is cut back to here. */
+  let size = 0;
+  let pending: string[] = [];
+  type Waiter = { resolve(): void; reject(err: Error): void };
+  let waiters: Waiter[] = [];
+  /** The waiters of the batch being written. */
+  let inflight: Waiter[] | undefined;
+  let running: Promise<void> | undefined;
+  let lazy: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function writeError(err: unknown, what: string): ApplianceError {
+    return new ApplianceError(ERR_LEASE_FILE, `cannot ${what} lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
+  }
+
+  /** Rewrite the file as one record per live entry; the old file stays until the rename. */
+  async function compact(): Promise<void> {
+    const snapshot = table.snapshot(now());
+    const lines = [HEADER];
+    for (const lease of snapshot.leases) lines.push(encodeChange({ op: 'put', lease }));
+    for (const declined of snapshot.declined) lines.push(encodeChange({ op: 'decline', declined }));
+    const data = lines.join('');
+    await handle?.close().catch(() => undefined);
+    handle = undefined;
+    await writeFileDurable(file, data);
+    handle = await open(file, 'a');
+    size = Buffer.byteLength(data);
+    records = lines.length - 1;
+    counters.compactions += 1;
+  }
+
+  async function writeBatch(): Promise<void> {
+    while (pending.length > 0) {
+      const batch = pending;
+      const done = waiters;
+      pending = [];
+      waiters = [];
+      inflight = done;
+      try {
+        if (records + batch.length > Math.max(4096, compactFactor * table.size)) {
+          // The table already holds every change of the batch: the compacted file has them too.
+          await compact();
+        } else {
+          const data = Buffer.from(batch.join(''));
+          if (!handle) handle = await open(file, 'a');
+          try {
+            const { bytesWritten } = await handle.write(data, 0, data.length, null);
+            if (bytesWritten !== data.length) throw Object.assign(new Error(`short write (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' });
+          } catch (err) {
+            // Cut a partial append back off, so the file never holds a torn line in its middle.
+            await handle.truncate(size).catch(() => undefined);
+            throw err;
+          }
+          size += data.length;
+          records += batch.length;
+          counters.writes += 1;
+          if (sync === 'fdatasync') {
+            await handle.datasync();
+            counters.syncs += 1;
+          }
+        }
+        for (const w of done) w.resolve();
+      } catch (err) {
+        const error = writeError(err, 'append to');
+        for (const w of done) w.reject(error);
+        if (done.length === 0) log.error({ file, err: error.message }, 'could not write the lease file');
+      }
+      inflight = undefined;
+    }
+  }
+
+  function kick(): void {
+    if (lazy) clearTimeout(lazy);
+    lazy = undefined;
+    if (running) return;
+    running = writeBatch().finally(() => {
+      running = undefined;
+      if (pending.length > 0 && !closed) kick();
+    });
+  }
+
   try {
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFileDurable(file, serializeLeases(snapshot));
+    await compact();
   } catch (err) {
-    throw new ApplianceError(ERR_LEASE_FILE, `cannot write lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; the previous file is unchanged`, { file }, { cause: err });
+    throw writeError(err, 'write');
   }
-}
 
-/**
- * Serialises writes of one lease file and coalesces bursts: `save()` resolves once a write that
- * started after the call has finished (so an ACK sent after `await save()` is on disk), and many
- * calls during one write share the next write.
- */
-export interface LeaseFileWriter {
-  save(): Promise<void>;
-  /** Resolves when no write is pending. */
-  idle(): Promise<void>;
-}
-
-/** Create a writer for `file` that writes `snapshot()` each time. */
-export function createLeaseFileWriter(file: string, snapshot: () => LeaseSnapshot, write: typeof saveLeaseFile = saveLeaseFile): LeaseFileWriter {
-  let running: Promise<void> | undefined;
-  let next: Promise<void> | undefined;
-  const run = (): Promise<void> => {
-    const p = write(file, snapshot());
-    running = p.then(
-      () => undefined,
-      () => undefined,
-    ).finally(() => {
-      running = undefined;
-    });
-    return p;
-  };
   return {
-    save() {
-      if (!running) return run();
-      // A write is in flight with an older snapshot: chain one more write after it.
-      next ??= running.then(() => {
-        next = undefined;
-        return run();
+    loaded,
+    record(change) {
+      table.apply(change);
+      pending.push(encodeChange(change));
+      counters.appends += 1;
+      // A change nobody waits for (an offer's hold) goes out with the next flush, or within 1 s.
+      if (!lazy && !running && !closed) {
+        lazy = setTimeout(kick, 1000);
+        lazy.unref();
+      }
+    },
+    flush() {
+      if (sync === 'none') {
+        if (pending.length > 0 && !closed) kick();
+        return Promise.resolve();
+      }
+      // Nothing pending and no batch being written: every recorded change is on disk already.
+      if (pending.length === 0 && !inflight) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        if (pending.length === 0 && inflight) {
+          // Everything recorded is in the batch being written: wait for that one.
+          inflight.push({ resolve, reject });
+          return;
+        }
+        waiters.push({ resolve, reject });
+        kick();
       });
-      return next;
     },
-    async idle() {
-      while (running || next) await (next ?? running)?.catch(() => undefined);
+    async close() {
+      closed = true;
+      if (lazy) clearTimeout(lazy);
+      lazy = undefined;
+      while (running || pending.length > 0) {
+        if (!running) kick();
+        await running;
+      }
+      await handle?.close().catch(() => undefined);
+      handle = undefined;
     },
+    stats: () => ({ ...counters, records }),
   };
 }

@@ -103,6 +103,13 @@ export interface DeclinedAddress {
   mac?: string;
 }
 
+/**
+ * One change of the table, as the lease journal (lease-file.ts) records it. Replaying the
+ * changes in order with the pool's rules (a put replaces the client's previous record and any
+ * other record on the address) rebuilds the table.
+ */
+export type LeaseChange = { op: 'put'; lease: Lease } | { op: 'drop'; key: string } | { op: 'decline'; declined: DeclinedAddress };
+
 /** What lease-file.ts stores. */
 export interface LeaseSnapshot {
   leases: Lease[];
@@ -138,6 +145,8 @@ export interface LeasePoolOptions {
   offerHoldMs?: number;
   /** How long a declined address is kept out of use, default 10 min. */
   declineMs?: number;
+  /** Called after every change of the table (not for `load`): the lease journal's feed. */
+  onChange?: (change: LeaseChange) => void;
 }
 
 /**
@@ -149,6 +158,7 @@ export class LeasePool {
   readonly #reservations: () => Reservation[];
   readonly #offerHoldMs: number;
   readonly #declineMs: number;
+  readonly #onChange: (change: LeaseChange) => void;
   readonly #byKey = new Map<string, Lease>();
   readonly #byIp = new Map<string, Lease>();
   readonly #declined = new Map<string, DeclinedAddress>();
@@ -164,6 +174,7 @@ export class LeasePool {
     this.#reservations = options.reservations ?? (() => []);
     this.#offerHoldMs = options.offerHoldMs ?? 60_000;
     this.#declineMs = options.declineMs ?? 600_000;
+    this.#onChange = options.onChange ?? (() => undefined);
   }
 
   /** Load records (from the lease file), replacing the table. Inconsistent duplicates keep the later expiry. */
@@ -290,6 +301,7 @@ export class LeasePool {
     if (!lease || lease.ip !== ip) return false;
     lease.state = 'released';
     lease.expiresAt = Math.min(lease.expiresAt, now);
+    this.#onChange({ op: 'put', lease: { ...lease } });
     return true;
   }
 
@@ -302,7 +314,10 @@ export class LeasePool {
     if (!lease || lease.ip !== ip) return false;
     this.#byKey.delete(lease.key);
     this.#byIp.delete(lease.ip);
-    this.#declined.set(ip, { ip, until: now + this.#declineMs, mac: client.mac });
+    const declined = { ip, until: now + this.#declineMs, mac: client.mac };
+    this.#declined.set(ip, declined);
+    this.#onChange({ op: 'drop', key: lease.key });
+    this.#onChange({ op: 'decline', declined: { ...declined } });
     return true;
   }
 
@@ -316,9 +331,11 @@ export class LeasePool {
     if (lease.bound) {
       lease.state = 'released';
       lease.expiresAt = now;
+      this.#onChange({ op: 'put', lease: { ...lease } });
     } else {
       this.#byKey.delete(lease.key);
       this.#byIp.delete(lease.ip);
+      this.#onChange({ op: 'drop', key: lease.key });
     }
     return true;
   }
@@ -397,6 +414,7 @@ export class LeasePool {
   #assign(client: ClientRef, ip: string, fields: Pick<Lease, 'state' | 'expiresAt' | 'bound'>): Lease {
     const lease: Lease = { key: client.key, mac: client.mac, ip, ...fields };
     this.#put(lease);
+    this.#onChange({ op: 'put', lease: { ...lease } });
     return { ...lease };
   }
 

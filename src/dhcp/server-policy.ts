@@ -14,7 +14,7 @@
  * yiaddr (that needs an ARP entry injected by ioctl): replies without ciaddr are broadcast.
  */
 import { ApplianceError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { createSilentLogger, type Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpListener, type DhcpPolicy, type DhcpRequest, type ListenerOptions, type ListenerStats, type PolicyContext } from './listener.js';
 import { createLogBudget } from './log-budget.js';
 import { encodePacket } from './packet.js';
@@ -22,7 +22,7 @@ import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPoli
 import { resolveServedNetwork } from './sockets.js';
 import { ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, parseDhcpRange, validateRange, type DhcpRange, type Reservation } from './leases.js';
-import { createLeaseFileWriter, loadLeaseFile, type LeaseFileWriter } from './lease-file.js';
+import { openLeaseJournal, type LeaseJournal, type LeaseSync } from './lease-file.js';
 import { createLeaseRateLimiter } from './lease-rate.js';
 import { handleServerRequest, type LeaseNetwork, type ServerAction, type ServerModeConfig } from './lease-decisions.js';
 
@@ -76,6 +76,14 @@ export interface ServerPolicyOptions extends BootAnswerOptions {
   relayedNetworks?: RelayedNetworkOptions[];
   /** JSON lease file (e.g. config/leases.json), written atomically. */
   leaseFile: string;
+  /**
+   * 'fdatasync' (default): an ACK goes out once its journal record is on stable storage
+   * (batched: one fdatasync covers every binding recorded meanwhile). 'none': replies do not wait
+   * and nothing is synced, like dnsmasq; a power cut may lose the last bindings.
+   */
+  leaseSync?: LeaseSync;
+  /** Where the lease journal reports a corrupt file or a failed write; default silent. */
+  log?: Logger;
   /** Static reservations (machine records with `ip`); called on every decision. */
   reservations?: () => Reservation[];
   /** How long a declined address is not used, default 10 min. */
@@ -138,12 +146,12 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   const refusalLogs = { exhausted: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), rate: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), claim: createLogBudget(5, REFUSAL_LOG_INTERVAL_MS, now) };
   const refusedSince = { exhausted: 0, rate: 0 };
   let pool: LeasePool | undefined;
-  let writer: LeaseFileWriter | undefined;
+  let journal: LeaseJournal | undefined;
   let modeConfig: ServerModeConfig | undefined;
 
   async function persist(log: Logger, fields: Record<string, unknown>): Promise<void> {
     try {
-      await writer?.save();
+      await journal?.flush();
     } catch (err) {
       // The reply still goes out (availability), but a restart may lose this binding.
       counters.persistErrors += 1;
@@ -272,11 +280,13 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         throw configError(`lease time ${leaseTime} s is out of range; use 10 s or more (3600 is usual)`, { leaseTime });
       }
       const { networks, ranges } = buildNetworks(local);
-      const leasePool = new LeasePool({ ranges, exclude: [options.address], reservations: options.reservations, declineMs: options.declineMs, offerHoldMs: options.offerHoldMs });
-      leasePool.load(await loadLeaseFile(options.leaseFile));
+      await journal?.close();
+      const opened = await openLeaseJournal({ file: options.leaseFile, ...(options.leaseSync !== undefined ? { sync: options.leaseSync } : {}), log: options.log?.child({ subsystem: 'dhcp' }) ?? createSilentLogger(), now });
+      journal = opened;
+      const leasePool = new LeasePool({ ranges, exclude: [options.address], reservations: options.reservations, declineMs: options.declineMs, offerHoldMs: options.offerHoldMs, onChange: (change) => opened.record(change) });
+      leasePool.load(opened.loaded);
       leasePool.pruneDeclined(now());
       pool = leasePool;
-      writer = createLeaseFileWriter(options.leaseFile, () => leasePool.snapshot());
       modeConfig = {
         serverAddress: options.address,
         networks,
@@ -293,7 +303,7 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       else proxy.handle(request, context);
     },
     async close() {
-      await writer?.idle();
+      await journal?.close();
     },
     stats() {
       return { ...counters, proxyAnswered: proxy.answered(), leases: pool ? pool.usage(now()) : { size: 0, bound: 0, offered: 0, declined: 0, reserved: 0 } };

@@ -1,10 +1,12 @@
 import test from 'ava';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hasCode } from '../../src/errors.js';
-import { createLeaseFileWriter, loadLeaseFile, parseLeases, saveLeaseFile, serializeLeases } from '../../src/dhcp/lease-file.js';
-import type { LeaseSnapshot } from '../../src/dhcp/leases.js';
+import { loadLeaseFile, openLeaseJournal, parseLeases, serializeLeases } from '../../src/dhcp/lease-file.js';
+import type { Lease, LeaseSnapshot } from '../../src/dhcp/leases.js';
+import { createSilentLogger } from '../../src/log.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 
 const SNAP: LeaseSnapshot = {
   leases: [
@@ -46,54 +48,127 @@ test('parseLeases: every broken field is a coded error naming it', (t) => {
   }
 });
 
-test('load: a missing file is an empty table; save then load gives the same table, leaving no temp files', async (t) => {
+
+const [A, B] = SNAP.leases as [Lease, Lease];
+
+test('journal: changes recorded and flushed are read back (put, drop, decline); one line per change; a missing file is an empty table', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'sub', 'leases.json');
   t.deepEqual(await loadLeaseFile(file), { leases: [], declined: [] });
-  await saveLeaseFile(file, SNAP);
-  t.deepEqual(await loadLeaseFile(file), SNAP);
-  t.deepEqual(await readdir(path.dirname(file)), ['leases.json']);
+  const journal = await openLeaseJournal({ file, log: createSilentLogger() });
+  t.deepEqual(journal.loaded, { leases: [], declined: [] });
+  journal.record({ op: 'put', lease: A });
+  journal.record({ op: 'put', lease: B });
+  journal.record({ op: 'put', lease: { ...A, state: 'released' } });
+  journal.record({ op: 'drop', key: B.key });
+  const future = Date.now() + 600_000;
+  journal.record({ op: 'decline', declined: { ip: '10.99.0.12', until: future, mac: '52:54:00:00:00:0c' } });
+  await journal.flush();
+  const text = await readFile(file, 'utf8');
+  t.is(text.trim().split('\n').length, 6, 'header and one line per change, appended');
+  t.deepEqual(await loadLeaseFile(file), { leases: [{ ...A, state: 'released' }], declined: [{ ip: '10.99.0.12', until: future, mac: '52:54:00:00:00:0c' }] });
+  // A put on an address held by another client's old record replaces that record (the pool's rule).
+  journal.record({ op: 'put', lease: { ...B, ip: A.ip } });
+  await journal.close();
+  t.deepEqual((await loadLeaseFile(file)).leases, [{ ...B, ip: A.ip }]);
+  t.deepEqual(await readdir(path.dirname(file)), ['leases.json'], 'no temp files left');
 });
 
-test('a failed write leaves the previous file intact and raises ERR_LEASE_FILE', async (t) => {
+test('journal: concurrent flushes share batches (group commit); sync none never waits', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'leases.json');
-  await saveLeaseFile(file, SNAP);
-  const before = await readFile(file, 'utf8');
-  // A directory where the temp file's name would need a file: rename over a directory fails.
-  const blocked = path.join(dir, 'blocked');
-  await writeFile(blocked, 'not a directory');
-  const err = await t.throwsAsync(saveLeaseFile(path.join(blocked, 'leases.json'), { leases: [], declined: [] }));
-  t.true(hasCode(err, 'ERR_LEASE_FILE'));
-  t.is(await readFile(file, 'utf8'), before);
-  await writeFile(file, '{ broken');
-  await t.throwsAsync(loadLeaseFile(file), { code: 'ERR_LEASE_FILE', message: /not json/ } as never);
+  const journal = await openLeaseJournal({ file, log: createSilentLogger() });
+  const waits: Array<Promise<void>> = [];
+  for (let i = 0; i < 200; i++) {
+    journal.record({ op: 'put', lease: { ...A, key: `mac:52:54:00:00:01:${(i % 256).toString(16).padStart(2, '0')}`, ip: `10.99.1.${i}` } });
+    waits.push(journal.flush());
+  }
+  await Promise.all(waits);
+  const stats = journal.stats();
+  t.is(stats.appends, 200);
+  t.true(stats.syncs < 200, `${stats.syncs} fdatasyncs for 200 flushed changes`);
+  t.true(stats.syncs >= 1);
+  await journal.close();
+  t.is((await loadLeaseFile(file)).leases.length, 200);
+
+  const none = await openLeaseJournal({ file: path.join(dir, 'none.json'), sync: 'none', log: createSilentLogger() });
+  none.record({ op: 'put', lease: A });
+  await none.flush();
+  await none.close();
+  t.is(none.stats().syncs, 0);
+  t.deepEqual((await loadLeaseFile(path.join(dir, 'none.json'))).leases, [A]);
 });
 
-test('writer: bursts coalesce, and save() resolves only after a write that includes the change', async (t) => {
-  const writes: string[] = [];
-  let value = 0;
-  let release: (() => void) | undefined;
-  const gate = (): Promise<void> => new Promise((r) => (release = r));
-  let blocking = true;
-  const writer = createLeaseFileWriter(
-    'unused',
-    () => ({ leases: [], declined: [{ ip: `10.0.0.${value}`, until: 0 }] }),
-    async (_file, snap) => {
-      writes.push(snap.declined[0]!.ip);
-      if (blocking) await gate();
-    },
-  );
-  value = 1;
-  const first = writer.save();
-  value = 2;
-  const second = writer.save();
-  value = 3;
-  const third = writer.save();
-  t.is(second, third, 'calls during a write share the next write');
-  blocking = false;
-  release!();
-  await Promise.all([first, second, third]);
-  t.deepEqual(writes, ['10.0.0.1', '10.0.0.3'], 'two writes for three saves; the last one has the newest state');
-  await writer.idle();
+test('journal: compaction keeps the file bounded by the live records', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  const journal = await openLeaseJournal({ file, log: createSilentLogger() });
+  for (let i = 0; i < 10_000; i++) {
+    journal.record({ op: 'put', lease: { ...A, expiresAt: A.expiresAt + i } });
+    if (i % 100 === 0) await journal.flush();
+  }
+  await journal.close();
+  t.true(journal.stats().compactions >= 2, `${journal.stats().compactions} compactions`);
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').length;
+  t.true(lines <= 4097, `${lines} lines for one live lease`);
+  t.deepEqual((await loadLeaseFile(file)).leases, [{ ...A, expiresAt: A.expiresAt + 9999 }]);
+});
+
+test('a torn last line (crash mid-append) is ignored with a warning; the records before it survive', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  const journal = await openLeaseJournal({ file, log: createSilentLogger() });
+  journal.record({ op: 'put', lease: A });
+  await journal.close();
+  await appendFile(file, '{"op":"put","key":"mac:52:54');
+  const { log, lines } = captureLogger();
+  const again = await openLeaseJournal({ file, log });
+  t.deepEqual(again.loaded.leases, [A]);
+  t.true(lines.some((l) => l['level'] === 40 && String(l['msg']).includes('half-written')));
+  await again.close();
+  t.false((await readFile(file, 'utf8')).includes('mac:52:54"'), 'compacted without the torn line');
+});
+
+for (const [name, content] of [
+  ['corrupt', '{"version":2,"journal":"netboot-appliance leases"}\n{"op":"put","key":"mac:x"}\n'],
+  ['empty', ''],
+  ['garbage', '\u0000\u0000\u0000\n'],
+] as const) {
+  test(`${name} lease file: moved aside with an error and the server starts with an empty table`, async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'leases.json');
+    await writeFile(file, content);
+    const { log, lines } = captureLogger();
+    const journal = await openLeaseJournal({ file, log, now: () => Date.parse('2026-12-01T12:00:00.000Z') });
+    t.deepEqual(journal.loaded, { leases: [], declined: [] });
+    await journal.close();
+    const aside = path.join(dir, 'leases.json.corrupt-2026-12-01T12-00-00-000Z');
+    t.is(await readFile(aside, 'utf8'), content, 'the old bytes are kept for the operator');
+    const error = lines.find((l) => l['level'] === 50);
+    t.like(error, { file, movedTo: aside });
+    t.deepEqual(await loadLeaseFile(file), { leases: [], declined: [] });
+  });
+}
+
+test('a version 1 lease file (earlier releases) is read and rewritten as a journal', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  await writeFile(file, serializeLeases(SNAP));
+  const journal = await openLeaseJournal({ file, log: createSilentLogger(), now: () => Date.parse('2026-01-01T00:00:00.000Z') });
+  const byIp = (l: Lease[]) => [...l].sort((x, y) => x.ip.localeCompare(y.ip));
+  t.deepEqual(byIp(journal.loaded.leases), SNAP.leases);
+  t.deepEqual(journal.loaded.declined, SNAP.declined);
+  await journal.close();
+  t.regex(await readFile(file, 'utf8'), /^\{"version":2/);
+  t.deepEqual(byIp((await loadLeaseFile(file)).leases), SNAP.leases);
+});
+
+test('a lease file that cannot be read is ERR_LEASE_FILE; loadLeaseFile names the broken line', async (t) => {
+  const dir = await tempDir(t);
+  await t.throwsAsync(openLeaseJournal({ file: dir, log: createSilentLogger() }), { code: 'ERR_LEASE_FILE' } as never);
+  const file = path.join(dir, 'leases.json');
+  await writeFile(file, '{"version":2}\n{"op":"put"}\n');
+  const err = await t.throwsAsync(loadLeaseFile(file));
+  t.true(hasCode(err, 'ERR_LEASE_FILE'));
+  t.regex(err!.message, /line 2/);
 });

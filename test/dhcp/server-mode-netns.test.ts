@@ -9,8 +9,9 @@
  * The server runs on the real ports 67/4011 through src/dhcp/run.ts.
  */
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { loadLeaseFileSync } from '../../src/dhcp/lease-file.js';
 import { decodePacket, encodePacket } from '../../src/dhcp/packet.js';
 import { fixture } from './helpers.js';
 import { ROOT, UDHCPC, dhclientScript, ip, makeLab, stopServer, udhcpcScript, waitForFile } from './netns-lab.js';
@@ -50,7 +51,7 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
 
   // Restart the server: leases come back from the file.
   await stopServer(t, server);
-  const onDisk = JSON.parse(readFileSync(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string }> };
+  const onDisk = loadLeaseFileSync(leaseFile);
   t.deepEqual(onDisk.leases.filter((l) => l.state === 'bound').map((l) => l.ip).sort(), [ip1, ip2].sort());
   server = lab.server(serverArgs);
   await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
@@ -71,7 +72,7 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   await rel.exited;
   await server.waitForLog((l) => l['msg'] === 'dhcp release' && l['ip'] === ip2, 10_000);
   await stopServer(t, server);
-  const after = JSON.parse(readFileSync(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string }> };
+  const after = loadLeaseFileSync(leaseFile);
   t.like(after.leases.find((l) => l.ip === ip1), { state: 'released' });
   t.like(after.leases.find((l) => l.ip === ip2), { state: 'released' });
   t.false(server.logs.some((l) => (l['level'] as number) >= 50), 'no error logged');

@@ -9,71 +9,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { createEventLog } from '../../src/events.js';
 import { createSilentLogger } from '../../src/log.js';
-import { BootOp, MessageType, Opt, decodePacket, encodePacket, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { MessageType, Opt, decodePacket, encodePacket, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import { createDhcpServer, type DhcpServerOptions } from '../../src/dhcp/server-policy.js';
 import { probeForDhcpServer } from '../../src/dhcp/probe.js';
+import { loadLeaseFile } from '../../src/dhcp/lease-file.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { fixture } from './helpers.js';
+import { ip4, lease, request, udpClient } from './loopback-client.js';
 
-async function udpClient() {
-  const socket = dgram.createSocket('udp4');
-  const queue: DhcpPacket[] = [];
-  const waiters: Array<() => void> = [];
-  socket.on('message', (msg) => {
-    try {
-      queue.push(decodePacket(msg));
-    } catch {
-      return;
-    }
-    waiters.splice(0).forEach((w) => w());
-  });
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  return {
-    port: socket.address().port,
-    send: (msg: Buffer, port: number) => new Promise<void>((resolve, reject) => socket.send(msg, port, '127.0.0.1', (err) => (err ? reject(err) : resolve()))),
-    async next(xid: number, timeoutMs = 3000): Promise<DhcpPacket> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const i = queue.findIndex((p) => p.xid === xid);
-        if (i >= 0) return queue.splice(i, 1)[0]!;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no reply for xid ${xid.toString(16)} within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
-    },
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
-  };
-}
 
-function request(type: number, mac: string, xid: number, extra: Partial<DhcpPacket> = {}, options: DhcpPacket['options'] = []): Buffer {
-  const chaddr = Buffer.alloc(16);
-  Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
-  return encodePacket({
-    op: BootOp.REQUEST,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid,
-    secs: 0,
-    flags: 0x8000,
-    ciaddr: '0.0.0.0',
-    yiaddr: '0.0.0.0',
-    siaddr: '0.0.0.0',
-    giaddr: '0.0.0.0',
-    chaddr,
-    sname: '',
-    file: '',
-    options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([type]) }, ...options],
-    ...extra,
-  });
-}
-const ip4 = (ip: string) => Buffer.from(ip.split('.').map(Number));
 
 async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'dhcpsrv-'));
@@ -97,13 +41,6 @@ async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
   return { client, leaseFile, base };
 }
 
-async function lease(client: Awaited<ReturnType<typeof udpClient>>, port: number, mac: string, xid: number): Promise<{ offer: DhcpPacket; ack: DhcpPacket }> {
-  await client.send(request(MessageType.DISCOVER, mac, xid), port);
-  const offer = await client.next(xid);
-  await client.send(request(MessageType.REQUEST, mac, xid + 1, {}, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }, { code: Opt.REQUESTED_IP, data: ip4(offer.yiaddr) }]), port);
-  const ack = await client.next(xid + 1);
-  return { offer, ack };
-}
 
 test('DISCOVER/REQUEST over UDP: OFFER then ACK; the lease is on disk before the ACK; events and logs carry mac and ip', async (t) => {
   const { client, leaseFile, base } = await setup(t);
@@ -118,7 +55,7 @@ test('DISCOVER/REQUEST over UDP: OFFER then ACK; the lease is on disk before the
   t.is(readOptions(offer).messageType, MessageType.OFFER);
   t.is(ack.yiaddr, '127.0.0.100');
   t.is(readOptions(ack).messageType, MessageType.ACK);
-  const onDisk = JSON.parse(await readFile(leaseFile, 'utf8')) as { leases: Array<{ ip: string; state: string; mac: string }> };
+  const onDisk = await loadLeaseFile(leaseFile);
   t.like(onDisk.leases[0], { ip: '127.0.0.100', state: 'bound', mac: '52:54:00:00:00:0a' });
   t.deepEqual(events.list({ mac: '52:54:00:00:00:0a' }).map((e) => [e.type, e.ip]), [
     ['dhcp-offer', '127.0.0.100'],
@@ -199,16 +136,29 @@ test('the server keeps answering after 2000 broken datagrams', async (t) => {
 });
 
 test('bad options reject before binding', async (t) => {
-  const { base, leaseFile } = await setup(t);
+  const { base } = await setup(t);
   await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
   await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ router: 'gateway' })).start(), { code: 'ERR_DHCP_CONFIG', message: /router "gateway" is not an ipv4 address/ } as never);
   await t.throwsAsync(createDhcpServer(base({ dns: ['1.1.1.1', '1.1.1'] })).start(), { code: 'ERR_DHCP_CONFIG', message: /dns "1.1.1"/ } as never);
   await t.throwsAsync(createDhcpServer(base({ domain: 'bad domain' })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
-  // A broken lease file fails start (and never serves with an empty table).
+});
+
+test('a corrupt lease file is moved aside with an error; the server starts with an empty table and keeps leasing', async (t) => {
+  const { client, base, leaseFile } = await setup(t);
   await writeFile(leaseFile, '{ not json');
-  await t.throwsAsync(createDhcpServer(base()).start(), { code: 'ERR_LEASE_FILE' } as never);
+  const { log, lines } = captureLogger();
+  const server = createDhcpServer(base({ log }));
+  const { dhcpPort } = await server.start();
+  t.teardown(() => server.stop());
+  t.deepEqual(server.leases().leases, []);
+  const error = lines.find((l) => l['level'] === 50);
+  t.regex(String(error?.['msg']), /corrupt or empty: moved to/);
+  t.is(await readFile(String(error?.['movedTo']), 'utf8'), '{ not json');
+  const { ack } = await lease(client, dhcpPort, '52:54:00:00:00:0a', 0x7000);
+  t.is(ack.yiaddr, '127.0.0.100');
+  t.like((await loadLeaseFile(leaseFile)).leases[0], { ip: '127.0.0.100', state: 'bound' });
 });
 
 test('probeForDhcpServer: reports a server that answers, and none when nobody does', async (t) => {

@@ -35,6 +35,8 @@ import type { ManagedProcess, ProcessExit } from '../../src/lab/process.js';
 import { startVm, type Firmware, type Vm } from '../../src/lab/qemu.js';
 import { bootPhases } from '../../src/lab/scenario.js';
 import type { BootEvent } from '../../src/events.js';
+import { loadLeaseFileSync } from '../../src/dhcp/lease-file.js';
+import type { Lease } from '../../src/dhcp/leases.js';
 
 // Fixed MACs so a failure names a machine one can grep for in the appliance log.
 const BIOS_MAC = '52:54:00:6a:01:01';
@@ -104,18 +106,9 @@ function cloudConfigBody(serial: string): string {
   return serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
 }
 
-interface LeaseFileEntry {
-  key: string;
-  mac: string;
-  ip: string;
-  state: string;
-  expires: string;
-  bound: boolean;
-}
-
-function readLeaseFile(path: string): LeaseFileEntry[] {
-  const body = JSON.parse(readFileSync(path, 'utf8')) as { version: number; leases: LeaseFileEntry[] };
-  return body.leases;
+/** The leases in the server's journal (src/dhcp/lease-file.ts reads its format). */
+function readLeaseFile(path: string): Lease[] {
+  return loadLeaseFileSync(path).leases;
 }
 
 /** The first three octets of the lab's /24: `10.99.X.1` -> `10.99.X`. */
