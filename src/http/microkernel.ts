@@ -121,7 +121,7 @@ export async function resolveMicrokernel(args: {
     return {
       kind: 'missing',
       image: mk.image,
-      warning: `microkernel image ${mk.image} is missing on the appliance; this machine boots without it (build and save the image, see agent/README.md)`,
+      warning: `microkernel image ${mk.image} is missing on the appliance; this machine boots without it (run: node bin/appliance build microkernel)`,
     };
   }
   const base = baseUrl(args.server);

@@ -31,6 +31,9 @@ export const RANCHEROS_PROFILE: Profile = {
   cloudConfig: 'rancheros.cloud-config.yaml.njk',
   vars: {
     autologin: 'ttyS0',
+    // The discovery image `node bin/appliance build microkernel` writes (agent/README.md). Until
+    // it exists the cloud-config is served without it and says so in a comment.
+    microkernel: { image: '/assets/microkernel/discovery.tar', name: 'discovery', ref: 'netboot/discovery:1' },
   },
 };
 
