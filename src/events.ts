@@ -26,7 +26,10 @@ export type BootEventType =
   | 'http-asset'
   | 'http-cloud-config'
   | 'facts'
-  | 'discovered';
+  | 'discovered'
+  | 'boot-once'
+  | 'state'
+  | 'power';
 
 /** One thing the appliance did for one machine. */
 export interface BootEvent {

@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { isIPv4 } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { createIpmiPower } from '../power/ipmi.js';
 import { createDiscovery } from '../store/discovery.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
@@ -16,6 +17,7 @@ import { createDigestCache } from './microkernel.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
+import { registerMachineActionRoutes } from './routes/machine-actions.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerBootFileRoutes } from './routes/boot-files.js';
 import { registerConsoleRoutes } from './routes/console.js';
@@ -41,6 +43,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     renderer: createRenderer(deps.templatesDir),
     metrics,
     discovery: deps.discovery ?? createDiscovery({ store: deps.store, log }),
+    power: deps.power ?? createIpmiPower(),
     digests: createDigestCache(),
     server: () => ({ address: deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
@@ -69,6 +72,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const router = new Router();
   registerBootRoutes(router, env);
   registerBootFileRoutes(router, env);
+  registerMachineActionRoutes(router, env);
   registerApiRoutes(router, env);
   registerHealthRoutes(router, env);
   registerConsoleRoutes(router, env);

@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import type { BootEventType, EventLog } from '../events.js';
 import { normalizeMac, normalizeUuid } from '../identity.js';
 import type { Logger } from '../log.js';
+import type { PowerController } from '../power/ipmi.js';
 import type { Discovery } from '../store/discovery.js';
 import type { Store } from '../store/store.js';
 import type { HttpMetrics } from './metrics.js';
@@ -40,6 +41,8 @@ export interface HttpDeps {
   bootDirs?: readonly string[];
   /** What the web console shows about the appliance (routes/console.ts). */
   console?: ConsoleInfo;
+  /** BMC power control (default: ipmitool). */
+  power?: PowerController;
 }
 
 /** Appliance facts for the web console's login and status pages. */
@@ -60,6 +63,7 @@ export interface RouteEnv {
   metrics: HttpMetrics;
   server(): ServerAddress;
   discovery: Discovery;
+  power: PowerController;
   /** sha256 of microkernel tarballs, cached by path, size and mtime. */
   digests: DigestCache;
   /** Record a boot event and count it in the metrics. */

@@ -10,6 +10,7 @@ import nunjucks from 'nunjucks';
 import path from 'node:path';
 import { ApplianceError } from '../errors.js';
 import { IPXE_SAFE, type Machine, type Profile, type VarValue } from '../store/schema.js';
+import { callbackToken } from '../store/lifecycle.js';
 import type { SelectedVia } from '../store/select.js';
 
 /** Renders named templates from one directory. */
@@ -118,7 +119,8 @@ const UNSET = '\u0000';
  * Replace `{{ name }}` placeholders in a profile's cmdline with request values. Deliberately
  * not nunjucks: cmdline strings come from the database (writable through the API), and
  * nunjucks would let them run code. Known names: address, port, mac, uuid, hostname, arch,
- * platform, profile, base_url and vars.NAME (scalars). `{{ name? }}` is optional: when it has
+ * platform, profile, base_url, callback_url (lifecycle.ts; unset without a one-shot) and vars.NAME
+ * (scalars). `{{ name? }}` is optional: when it has
  * no value (unset, null or "") the whole kernel argument is left out (see buildCmdline), so
  * `"rancher.password": "{{ vars.password? }}"` appears only for machines with a password.
  * Returns undefined when an optional placeholder is unset.
@@ -141,6 +143,15 @@ function substitute(text: string, values: Record<string, string | undefined>, wh
   });
 }
 
+/**
+ * Where a provisioning machine reports that it finished (`POST`, lifecycle.ts), with its
+ * one-shot's token; undefined when no one-shot is pending or in progress.
+ */
+export function callbackUrl(server: ServerAddress, mac: string, machine: Machine | undefined): string | undefined {
+  const token = callbackToken(machine);
+  return token === undefined ? undefined : `${baseUrl(server)}/api/machines/${mac}/callback?token=${token}`;
+}
+
 /** The values `{{ name }}` may use in a cmdline. */
 export function placeholderValues(server: ServerAddress, req: BootRequest, profile: Profile, machine: Machine | undefined): Record<string, string | undefined> {
   const values: Record<string, string | undefined> = {
@@ -153,6 +164,7 @@ export function placeholderValues(server: ServerAddress, req: BootRequest, profi
     platform: req.platform,
     hostname: machine?.hostname,
     profile: profile.id,
+    callback_url: callbackUrl(server, req.mac, machine),
   };
   for (const [k, v] of Object.entries(mergeVars(profile, machine))) {
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') values[`vars.${k}`] = String(v);
@@ -279,6 +291,8 @@ export interface CloudConfigContext {
   profile: { id: string; name: string };
   labels: Record<string, string>;
   vars: Record<string, VarValue>;
+  /** `POST` here when provisioning is done ('' when no one-shot is pending or in progress). */
+  callback_url: string;
   /**
    * One-line warnings for YAML comments (e.g. a missing microkernel image); no line breaks.
    * The route adds `microkernel` (MicrokernelPlan plus `script`, the rc.local text) or null.
@@ -298,6 +312,7 @@ export function buildCloudConfigContext(server: ServerAddress, req: BootRequest,
     profile: { id: profile.id, name: profile.name ?? profile.id },
     labels: machine?.labels ?? {},
     vars: mergeVars(profile, machine),
+    callback_url: callbackUrl(server, req.mac, machine) ?? '',
     warnings: [],
   };
 }

@@ -68,6 +68,11 @@ export interface Store {
   findMachineByUuid(uuid: string): Promise<Machine | undefined>;
   putMachine(input: unknown): Promise<PutResult<Machine>>;
   deleteMachine(mac: string): Promise<void>;
+  /**
+   * Read-modify-write one machine inside the write queue: `change` gets a copy and returns the
+   * new record (validated like a put). Throws ERR_MACHINE_NOT_FOUND for an unknown MAC.
+   */
+  updateMachine(mac: string, change: (machine: Machine) => Machine): Promise<Machine>;
   listGroups(): Promise<Group[]>;
   getGroup(id: string): Promise<Group | undefined>;
   putGroup(input: unknown): Promise<PutResult<Group>>;
@@ -231,6 +236,17 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
         const i = d.machines.findIndex((m) => m.mac === key);
         if (i < 0) throw notFound('machine', key);
         d.machines.splice(i, 1);
+      });
+    },
+    async updateMachine(mac, change) {
+      const key = macKey(mac);
+      return write((d) => {
+        const i = d.machines.findIndex((m) => m.mac === key);
+        if (i < 0) throw notFound('machine', key);
+        const next = canonicalizeMachine(parseOrThrow(MachineSchema, change(structuredClone(d.machines[i]!))));
+        if (next.mac !== key) throw new ApplianceError('ERR_VALIDATION', 'mac: an update cannot change the MAC', { field: 'mac' });
+        d.machines[i] = next;
+        return copy(next);
       });
     },
     async listGroups() {

@@ -53,6 +53,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.discovery ? { discovery: overrides.discovery } : {}),
     ...(overrides.bootDirs ? { bootDirs: overrides.bootDirs } : {}),
     ...(overrides.console ? { console: overrides.console } : {}),
+    ...(overrides.power ? { power: overrides.power } : {}),
   });
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

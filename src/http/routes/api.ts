@@ -9,6 +9,7 @@ import { isIPv4 } from 'node:net';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac, normalizeUuid } from '../../identity.js';
 import { dbJsonSchema, FactsSchema, parseOrThrow } from '../../store/schema.js';
+import { keepSecrets, publicMachine } from '../../store/lifecycle.js';
 import type { PutResult } from '../../store/store.js';
 import { readJsonBody } from '../body.js';
 import { clientIp, type RouteEnv } from '../context.js';
@@ -77,18 +78,19 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
 
   // Machines
   router.get('/api/machines', async (ctx) => {
-    ctx.body = await store.listMachines();
+    ctx.body = (await store.listMachines()).map(publicMachine);
   });
   router.get('/api/machines/:mac', async (ctx) => {
     const mac = macParam(ctx);
     const m = await store.getMachine(mac);
     if (!m) throw new ApplianceError('ERR_MACHINE_NOT_FOUND', `machine ${mac} does not exist`);
-    ctx.body = m;
+    ctx.body = publicMachine(m);
   });
   router.put('/api/machines/:mac', auth, async (ctx) => {
     const mac = macParam(ctx);
-    const body = withKey(await readJsonBody(ctx), 'mac', mac, (g) => normalizeMac(g) === mac);
-    sendPut(ctx, await store.putMachine(body));
+    const body = keepSecrets(withKey(await readJsonBody(ctx), 'mac', mac, (g) => normalizeMac(g) === mac), await store.getMachine(mac));
+    const result = await store.putMachine(body);
+    sendPut(ctx, { ...result, value: publicMachine(result.value) });
     audit(ctx, 'machine written');
   });
   router.delete('/api/machines/:mac', auth, async (ctx) => {
@@ -175,7 +177,7 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
       throw new ApplianceError('ERR_BAD_REQUEST', 'q must be a MAC address, an IPv4 address or a UUID', { field: 'q' });
     }
     if (!machine && !(mac && ip)) throw new ApplianceError('ERR_LOOKUP_NOT_FOUND', `nothing known about ${JSON.stringify(q)}`);
-    ctx.body = { q, mac: mac ?? null, ip: ip ?? null, machine: machine ?? null };
+    ctx.body = { q, mac: mac ?? null, ip: ip ?? null, machine: machine ? publicMachine(machine) : null };
   });
 
   // Boot timeline.

@@ -13,6 +13,15 @@ import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
 import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
+import { consumeNextBoot, isBuiltinLocalDisk } from '../../store/lifecycle.js';
+import type { Selection } from '../../store/select.js';
+import { renderLocalDiskScript } from '../local-disk.js';
+
+/** Which group chose the profile and why, for logs and the timeline. */
+export function groupDetail(selection: Selection): Record<string, unknown> {
+  if (selection.kind !== 'profile' || selection.via !== 'group' || !selection.group) return {};
+  return { group: selection.group.id, ...(selection.reasons ? { why: selection.reasons } : {}) };
+}
 
 /** iPXE template used when a profile names none (operators may point a profile at others). */
 export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
@@ -50,6 +59,21 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     ctx.body = renderBootScript(env.server());
   });
 
+  /** The one-shot was served: consume it (state provisioning) and put that in the timeline. */
+  const consumeOnce = async (mac: string, ip: string): Promise<void> => {
+    try {
+      const before = await deps.store.getMachine(mac);
+      const after = await deps.store.updateMachine(mac, (m) => consumeNextBoot(m, new Date().toISOString()));
+      if (before?.state !== after.state) {
+        env.log.info({ mac, ip, from: before?.state ?? null, to: after.state, profile: after.provisioning?.profile }, 'machine state changed');
+        env.record('state', mac, ip, { from: before?.state ?? null, to: after.state ?? null, profile: after.provisioning?.profile ?? before?.nextBoot?.profile });
+      }
+    } catch (err) {
+      // The script is still served; the one-shot then repeats at the next boot.
+      env.log.warn({ mac, err: (err as Error).message }, 'could not consume the one-shot boot');
+    }
+  };
+
   router.get('/ipxe', async (ctx) => {
     ctx.type = SCRIPT_TYPE;
     ctx.set('Cache-Control', 'no-store');
@@ -67,7 +91,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       ctx.body = renderRetryScript(server, req, reason, deps.retrySeconds);
     };
     try {
-      const selection = await deps.store.selectProfile(req);
+      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot' });
       // First boot: no machine record by UUID or MAC. Registration is queued (batched and
       // capped in discovery.ts) and never delays the script. Detected here rather than from
       // DHCP: in proxy mode DHCP sees every device on the segment, while /ipxe is reached
@@ -76,6 +100,13 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       if (selection.machine === undefined) void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip });
       if (selection.kind === 'none') return fail(selection.reason, {});
       const { profile, machine, via } = selection;
+      if (isBuiltinLocalDisk(profile)) {
+        env.log.info({ mac: req.mac, ip, profile: profile.id, via, platform: req.platform }, 'sent local-disk script');
+        env.record('http-script', req.mac, ip, { outcome: 'local-disk', profile: profile.id, via, ...groupDetail(selection) });
+        if (via === 'once') await consumeOnce(req.mac, ip);
+        ctx.body = renderLocalDiskScript(req.mac);
+        return;
+      }
       for (const source of [profile.kernel, ...profile.initrd]) {
         if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length)))) {
           return fail(missingAssetMessage(profile.id, source, deps.assetsDir), { profile: profile.id, asset: source });
@@ -86,8 +117,9 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       if (!script.startsWith('#!ipxe')) {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
       }
-      env.log.info({ mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform }, 'sent ipxe script');
-      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}), ...(req.uuid ? { uuid: req.uuid } : {}) });
+      env.log.info({ mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform, ...groupDetail(selection) }, 'sent ipxe script');
+      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}), ...(req.uuid ? { uuid: req.uuid } : {}), ...groupDetail(selection) });
+      if (via === 'once') await consumeOnce(req.mac, ip);
       ctx.body = script;
     } catch (err) {
       const reason = err instanceof ApplianceError ? err.message : 'internal error while building the boot script';
@@ -100,7 +132,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     const ip = clientIp(ctx);
     const req = withBootUuid(bootRequestFrom(ctx, deps.events), deps.events);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
-    const selection = await deps.store.selectProfile(req);
+    const selection = await deps.store.selectProfile({ ...req, purpose: 'config' });
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     const { profile, machine } = selection;
     const template = profile.cloudConfig ?? DEFAULT_CLOUD_CONFIG_TEMPLATE;
