@@ -156,7 +156,7 @@ export interface ConfigInputs {
   cwd?: string;
   home?: string;
   /** Config file path; default `<home>/config/appliance.json` (optional unless given). */
-  configFile?: string;
+  configFile?: string | undefined;
   interfaces?: NodeJS.Dict<NetworkInterfaceInfo[]>;
   /** Commands that advertise nothing (fetch) do not need an address: 0.0.0.0 when none is found. */
   addressOptional?: boolean;

@@ -42,7 +42,7 @@ export function createLogOutput(options: LoggerOptions = {}): LogOutput {
     const file = pino.destination({ dest: options.file, append: true, mkdir: false, sync: true });
     const format = requested === 'human' ? 'human' : 'json';
     const sink = format === 'human' ? { write: (line: string) => void file.write(`${formatHumanLine(line, { color: false })}\n`) } : file;
-    return { log: pino({ level, base: undefined }, sink), format, reopen: () => file.reopen(), flush: () => file.flushSync() };
+    return { log: pino({ level, base: null }, sink), format, reopen: () => file.reopen(), flush: () => file.flushSync() };
   }
   const stream = options.destination ?? process.stdout;
   const tty = isTerminal(stream);
@@ -56,7 +56,7 @@ export function createLogOutput(options: LoggerOptions = {}): LogOutput {
   } else if (format === 'human') {
     sink = { write: (line) => void stream.write(`${formatHumanLine(line, { color: false })}\n`) };
   }
-  return { log: pino({ level, base: undefined }, sink), format, reopen: () => undefined, flush: () => undefined };
+  return { log: pino({ level, base: null }, sink), format, reopen: () => undefined, flush: () => undefined };
 }
 
 /** The process logger alone (tests, helpers): see createLogOutput. */

@@ -58,9 +58,9 @@ for (const [name, args, env, message] of invalid) {
 
 const helps: Array<[string[], RegExp[], RegExp[]]> = [
   // [argv, must show, must not show]
-  [['--help'], [/^commands:$/m, /^  fetch  /m, /--http-port N/, /exit codes/], []],
+  [['--help'], [/^commands:$/m, /^ {2}fetch {2}/m, /--http-port N/, /exit codes/], []],
   [['serve', '--help'], [/usage: node bin\/appliance serve/, /--dhcp-mode/, /SIGHUP/], [/^commands:$/m]],
-  [['fetch', '--help'], [/usage: node bin\/appliance fetch COMMAND/, /^  ipxe  /m, /^  rancheros  /m], [/--http-port/]],
+  [['fetch', '--help'], [/usage: node bin\/appliance fetch COMMAND/, /^ {2}ipxe {2}/m, /^ {2}rancheros {2}/m], [/--http-port/]],
   [['fetch', 'ipxe', '--help'], [/usage: node bin\/appliance fetch ipxe \[options\]/, /--no-download/, /--tftp-root DIR/, /--mirror URL/], [/--http-port/, /--db/, /--version/]],
   [['fetch', 'rancheros', '-h'], [/fetch rancheros/, /--version TAG/, /--assets DIR/], [/--tftp-root/, /--no-download/]],
   [['status', '--help'], [/--url URL/, /--http-port N/], [/--tftp-root/]],
