@@ -33,9 +33,13 @@ export function planConfinement(config: Pick<Config, 'interface' | 'dhcpMode' | 
  */
 export function runConfined(plan: Extract<ConfinementPlan, { confine: true }>, argv: readonly string[], env: NodeJS.ProcessEnv, signals: NodeJS.EventEmitter): Promise<number> {
   const bin = join(APPLIANCE_HOME, 'bin', 'appliance');
+  // Its own process group: a Ctrl-C or a group kill reaches it once, through this parent (two
+  // signals would mean "exit without waiting"); bind-device asks the kernel to SIGTERM it
+  // should this parent die first (PR_SET_PDEATHSIG), so it is never left holding port 67.
   const child = spawn('perl', [BIND_DEVICE_SCRIPT, plan.interface, process.execPath, bin, ...argv], {
     stdio: 'inherit',
-    env: { ...env, DHCP_PORT: String(plan.dhcpPort), PROXY_PORT: String(plan.proxyPort) },
+    detached: true,
+    env: { ...env, DHCP_PORT: String(plan.dhcpPort), PROXY_PORT: String(plan.proxyPort), BIND_DEVICE_PARENT_DEATH: 'TERM' },
   });
   const forward = (signal: NodeJS.Signals) => () => {
     child.kill(signal);
