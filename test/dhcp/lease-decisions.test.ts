@@ -1,5 +1,5 @@
 /**
- * Table tests of the server-mode decisions (server-mode.ts): captured firmware requests and
+ * Table tests of the lease decisions (lease-decisions.ts): captured firmware requests and
  * hand-built ones in, replies and destinations out. Addresses match the captures (10.77.0.0/24,
  * appliance 10.77.0.1) so fields can be compared with dnsmasq's replies beside them.
  */
@@ -333,4 +333,44 @@ test('selectNetwork: by giaddr for relayed requests, by ciaddr for a relayed cli
   t.is(selectNetwork({ giaddr: '0.0.0.0', ciaddr: '10.98.0.7' }, nets), far);
   t.is(selectNetwork({ giaddr: '0.0.0.0', ciaddr: '10.99.0.7' }, nets), local);
   t.is(selectNetwork({ giaddr: '10.5.0.1', ciaddr: '0.0.0.0' }, nets), undefined);
+});
+
+test('reservations belong to their MAC: a foreign client id neither takes nor blocks it; another MAC claiming it is NAKed with claimOf', (t) => {
+  const owner = '52:54:00:12:34:63';
+  const pool = newPool([{ mac: owner, ip: '10.77.0.50' }]);
+  const initReboot = (mac: string, clientId: Buffer | undefined, xid: number): DhcpPacket => {
+    const base = decodePacket(fixture('busybox-udhcpc-discover'));
+    const chaddr = Buffer.alloc(16);
+    Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+    let options = setOption({ ...base, options: base.options.filter((o) => o.code !== Opt.SERVER_ID) }, Opt.MESSAGE_TYPE, Buffer.from([MessageType.REQUEST]));
+    options = setOption({ ...base, options }, Opt.REQUESTED_IP, Buffer.from([10, 77, 0, 50]));
+    options = setOption({ ...base, options }, Opt.CLIENT_ID, clientId);
+    return { ...base, xid, chaddr, ciaddr: '0.0.0.0', options };
+  };
+  // A spoofer with the owner's chaddr and a made-up client id: the lease stays the MAC's.
+  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff00c0ffee', 'hex'), 1), BCAST, pool, CONFIG, T0), { kind: 'reply', type: 'ack', ip: '10.77.0.50' });
+  t.is(pool.leaseAt('10.77.0.50')?.key, `mac:${owner}`);
+  // The owner with its firmware id, then a DUID: ACK both times, never a NAK.
+  t.like(handleServerRequest(initReboot(owner, Buffer.from(`01${owner.replace(/:/g, '')}`, 'hex'), 2), BCAST, pool, CONFIG, T0 + 1), { type: 'ack', ip: '10.77.0.50' });
+  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff000000010001000130c8a6a2', 'hex'), 3), BCAST, pool, CONFIG, T0 + 2), { type: 'ack', ip: '10.77.0.50' });
+  // Another MAC asking for it.
+  const claim = handleServerRequest(initReboot('02:00:00:00:00:66', undefined, 4), BCAST, pool, CONFIG, T0 + 3);
+  t.like(claim, { kind: 'reply', type: 'nak', ip: '10.77.0.50', claimOf: owner, reason: `10.77.0.50 is reserved for ${owner}` });
+});
+
+test('the new-lease budget: new clients past it are ignored as refused "rate"; a client holding a lease and a reserved one are not counted', async (t) => {
+  const { createLeaseRateLimiter } = await import('../../src/dhcp/lease-rate.js');
+  const reserved = '52:54:00:12:34:63';
+  const pool = newPool([{ mac: reserved, ip: '10.77.0.50' }]);
+  const limiter = createLeaseRateLimiter(1);
+  const discover = (mac: string, xid: number): DhcpPacket => {
+    const p = decodePacket(fixture('busybox-udhcpc-discover'));
+    const chaddr = Buffer.alloc(16);
+    Buffer.from(mac.replace(/:/g, ''), 'hex').copy(chaddr);
+    return { ...p, xid, chaddr, options: setOption(p, Opt.CLIENT_ID, undefined) };
+  };
+  t.like(handleServerRequest(discover('02:00:00:00:00:01', 1), BCAST, pool, CONFIG, T0, limiter), { kind: 'reply', type: 'offer' });
+  t.like(handleServerRequest(discover('02:00:00:00:00:01', 2), BCAST, pool, CONFIG, T0 + 1, limiter), { kind: 'reply', type: 'offer' }, 'a repeated DISCOVER of a client holding an offer is not new');
+  t.like(handleServerRequest(discover('02:00:00:00:00:02', 3), BCAST, pool, CONFIG, T0 + 2, limiter), { kind: 'ignore', refused: 'rate' });
+  t.like(handleServerRequest(discover(reserved, 4), BCAST, pool, CONFIG, T0 + 3, limiter), { kind: 'reply', type: 'offer', ip: '10.77.0.50' });
 });
