@@ -62,6 +62,10 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
+    // QEMU's guestfwd opens one connection to us when the VM starts and carries every guest
+    // request over it; it sits silent until the firmware reaches iPXE (over 10 s for OVMF under
+    // TCG), so the slowloris and keep-alive timeouts must not close it.
+    timeouts: { headersMs: 600_000, requestMs: 600_000, keepAliveMs: 600_000, idleMs: 600_000 },
     // The guest sees us at 10.0.2.100:80 through guestfwd, so that is what scripts advertise.
     deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN, retrySeconds: 1 },
   });
