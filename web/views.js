@@ -161,6 +161,8 @@ export function describeEvent(e) {
       return `${e.type === 'dhcp-offer' ? 'DHCP offer' : 'DHCP ack'}${d.arch ? ` to ${d.arch} firmware` : ''}${d.file ? `: boot ${d.file}` : ': no boot file yet (continues on port 4011)'}${d.port ? ` (port ${d.port})` : ''}`;
     case 'dhcp-nak':
       return 'DHCP request refused (NAK)';
+    case 'dhcp-refused':
+      return `DHCP refused: ${d.reason ?? 'no address'}`;
     case 'dhcp-release':
       return 'released its DHCP lease';
     case 'dhcp-decline':
@@ -185,7 +187,7 @@ export function describeEvent(e) {
   }
 }
 
-const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad' };
+const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad', 'dhcp-refused': 'bad' };
 
 /** One machine's boot timeline, updated live from the event stream. */
 export function TimelinePage({ mac }) {

@@ -94,11 +94,16 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
       const why = str(d['reason']) ?? str(d['message']) ?? 'transfer failed';
       return { at: e.at, source: e.type, message: `tftp transfer of ${file} failed: ${why}${why === 'not-found' ? ' (is iPXE installed? run: node bin/appliance fetch ipxe)' : ''}` };
     }
+    if (e.type === 'dhcp-refused') {
+      const reason = str(d['reason']) ?? 'refused';
+      const hint = reason === 'pool exhausted' ? ' (widen --dhcp-range or shorten --lease-time)' : reason === 'new-lease rate' ? ' (too many new machines at once; it is answered again shortly)' : '';
+      return { at: e.at, source: e.type, message: `the dhcp server refused it: ${reason}${hint}` };
+    }
     if (e.type === 'dhcp-nak' || e.type === 'dhcp-decline') {
       return { at: e.at, source: e.type, message: e.type === 'dhcp-nak' ? 'the dhcp server refused the address the machine asked for' : 'the machine declined its address (address conflict on the network)' };
     }
     // Progress after the failure: the machine got past it.
-    if ((e.type === 'http-script' && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file') break;
+    if ((e.type === 'http-script' && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file' || e.type === 'dhcp-ack') break;
   }
   if (selection?.kind === 'none') return { at: events.at(-1)?.at ?? '', source: 'selection', message: selection.reason };
   return null;

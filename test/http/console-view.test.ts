@@ -14,6 +14,8 @@ test('explainFailure: the standing failure in plain words; later progress clears
   // EDK2's tsize probe aborts with a client error and re-requests: normal, not a failure.
   t.is(explainFailure([ev(1, 'tftp-error', { file: 'snponly.efi', reason: 'client-error', error: 8 })]), null);
   t.regex(explainFailure([ev(1, 'dhcp-decline')])!.message, /declined/);
+  t.regex(explainFailure([ev(1, 'dhcp-refused', { reason: 'pool exhausted' })])!.message, /refused it: pool exhausted \(widen --dhcp-range/);
+  t.is(explainFailure([ev(1, 'dhcp-refused', { reason: 'pool exhausted' }), ev(2, 'dhcp-ack')]), null);
   t.like(explainFailure([ev(1, 'dhcp-offer')], { kind: 'none', reason: 'no profile: no machine record, group or default profile matches' }), { source: 'selection' });
   t.is(explainFailure([]), null);
 });
