@@ -128,12 +128,12 @@ export function MachinesPage() {
             ${shown.map(
               (m) => html`<tr data-mac=${m.mac} class=${m.failure ? 'failed' : ''}>
                 <td data-label="select">${m.kind === 'discovered' ? html`<input type="checkbox" aria-label=${`select ${m.mac}`} checked=${selected.has(m.mac)} onChange=${() => toggle(m.mac)} />` : null}</td>
-                <td data-label="MAC"><a href=${`#/machines/${m.mac}`}>${m.mac}</a> <span class=${`kind kind-${m.kind}`}>${m.kind}</span></td>
+                <td data-label="MAC"><div><a href=${`#/machines/${m.mac}`}>${m.mac}</a> <span class=${`kind kind-${m.kind}`}>${m.kind}</span></div></td>
                 <td data-label="Hostname">${m.hostname ?? ''}</td>
                 <td data-label="UUID" class="mono">${m.uuid ?? ''}</td>
                 <td data-label="Profile">${profileText(m)}</td>
-                <td data-label="State">${m.state ?? ''}${m.failure ? html` <span class="badge bad" title=${m.failure.message}>stuck</span>` : null}</td>
-                <td data-label="Last seen">${fmtTime(m.lastSeen)}${m.lastEvent ? html`<br /><small>${m.lastEvent}</small>` : null}</td>
+                <td data-label="State"><div>${m.state ?? ''}${m.failure ? html` <span class="badge bad" title=${m.failure.message}>stuck</span>` : null}</div></td>
+                <td data-label="Last seen"><div>${fmtTime(m.lastSeen)}${m.lastEvent ? html`<br /><small>${m.lastEvent}</small>` : null}</div></td>
                 <td data-label="IP">${m.lastIp ?? ''}</td>
                 <td data-label="Arch">${m.arch ?? ''}</td>
                 <td data-label="Facts">${factsText(m.facts)}</td>
@@ -474,7 +474,7 @@ export function AssetsPage() {
             <tbody>${report.profiles.flatMap((p) =>
               p.files.map(
                 (f) => html`<tr data-profile=${p.id} class=${f.present === false ? 'failed' : ''}>
-                  <td data-label="Profile"><a href=${`#/edit/profiles/${encodeURIComponent(p.id)}`}>${p.id}</a> <small>${f.role}</small></td>
+                  <td data-label="Profile"><div><a href=${`#/edit/profiles/${encodeURIComponent(p.id)}`}>${p.id}</a> <small>${f.role}</small></div></td>
                   <td data-label="File" class="mono">${f.source}</td>
                   <td data-label="Status">${f.where === 'remote' ? 'fetched by the machine' : f.present ? html`<span class="ok">present</span>` : html`<span class="error">missing</span>`}</td>
                   <td data-label="Size">${f.size !== undefined ? fmtBytes(f.size) : ''}</td>
@@ -491,7 +491,7 @@ export function AssetsPage() {
               (f) => html`<tr data-firmware=${f.firmware} class=${f.source === 'missing' && f.fix?.includes('fetch ipxe') ? 'failed' : ''}>
                 <td data-label="Firmware">${f.firmware}</td>
                 <td data-label="File" class="mono">${f.name}</td>
-                <td data-label="Found">${f.source === 'missing' ? html`<span class="error">missing</span>` : html`<span class="mono">${f.path}</span> <small>(${f.source === 'tftp-root' ? 'TFTP root' : 'system package'})</small>`}</td>
+                <td data-label="Found"><div>${f.source === 'missing' ? html`<span class="error">missing</span>` : html`<span class="mono">${f.path}</span> <small>(${f.source === 'tftp-root' ? 'TFTP root' : 'system package'})</small>`}</div></td>
               </tr>`,
             )}</tbody>
           </table>`

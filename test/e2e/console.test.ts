@@ -91,5 +91,9 @@ test('a VM booting through the appliance appears in the machines table and its t
   t.true(text.includes('discovered') && text.includes('1 CPU'), text);
   t.regex(text, /10\.99\.\d+\.\d+/);
   await page.screenshot({ path: join(shots, 'console-machines.png') });
+  // The same page on a phone: the table turns into cards, nothing scrolls sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  t.true((await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')) <= 0, 'the phone layout scrolls sideways');
+  await page.screenshot({ path: join(shots, 'console-machines-phone.png') });
   t.deepEqual(browser.errors, [], 'console errors in the browser');
 });
