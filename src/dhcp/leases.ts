@@ -51,7 +51,7 @@ export function validateRange(range: DhcpRange, subnet?: Subnet): void {
   if (s > e) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} ends before it starts; write the lower address first`, { range: text });
   if (e - s + 1 > MAX_RANGE_SIZE) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} holds ${e - s + 1} addresses, at most ${MAX_RANGE_SIZE} are supported`, { range: text });
   if (subnet && !(inSubnet(range.start, subnet) && inSubnet(range.end, subnet))) {
-    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} is not inside the served subnet ${subnet.cidr}; pass a range on that network or --subnet`, { range: text, subnet: subnet.cidr });
+    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} is not inside the served subnet ${subnet.cidr}; pass a --dhcp-range on that network`, { range: text, subnet: subnet.cidr });
   }
 }
 

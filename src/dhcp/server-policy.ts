@@ -348,7 +348,7 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
     async start() {
       if (listener || stopped) throw new ApplianceError('ERR_DHCP_BIND', 'dhcp server cannot start twice');
       const served = resolveServedNetwork(options.address, options.interface, options.subnet, true);
-      if (!served.subnet) throw configError(`cannot tell the subnet of ${options.address}; pass --subnet`);
+      if (!served.subnet) throw configError(`cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`);
       await policy.prepare(served.subnet);
       listener = createDhcpListener({ ...listenerOptionsOf(options, served.subnet), relayedSubnets: relayedSubnetsOf(options) }, policy);
       const ports = await listener.start();

@@ -251,7 +251,7 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       if (stopped) throw new ApplianceError('ERR_DHCP_BIND', 'dhcp service was stopped while starting');
       let policy: DhcpPolicy;
       if (mode === 'server') {
-        if (!served.subnet) throw new ApplianceError(ERR_DHCP_CONFIG, `cannot tell the subnet of ${options.address}; pass --subnet`);
+        if (!served.subnet) throw new ApplianceError(ERR_DHCP_CONFIG, `cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`);
         serverPolicy = createServerPolicy(serverOptions());
         await serverPolicy.prepare(served.subnet);
         policy = serverPolicy;
