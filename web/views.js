@@ -167,6 +167,10 @@ export function describeEvent(e) {
       return 'released its DHCP lease';
     case 'dhcp-decline':
       return 'declined its address (conflict on the network)';
+    case 'dhcp-refused':
+      return d.claimedBy ? `its reserved address ${e.ip ?? ''} was claimed by ${d.claimedBy} (refused)` : `DHCP refused: ${d.reason ?? 'no address'}${d.reservedFor ? ` (reserved for ${d.reservedFor})` : ''}`;
+    case 'dhcp-mode':
+      return d.steppedDown ? `DHCP server stepped down: ${(d.servers ?? []).join(', ')} answers on the segment` : `DHCP server handing out addresses again`;
     case 'tftp-file':
       return `TFTP sent ${d.file ?? 'a file'}${d.bytes !== undefined ? ` (${fmtBytes(d.bytes)}${d.ms !== undefined ? ` in ${d.ms} ms` : ''})` : ''}`;
     case 'tftp-error':
