@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import { createLogBudget } from './log-budget.js';
 import { clientMac, decodePacket, type DhcpPacket } from './packet.js';
 import type { PortRole } from './pxe.js';
-import { bindError, openListenerSockets, type DhcpSockets, type SendFunction, type SocketBuffers } from './sockets.js';
+import { bindError, openListenerSockets, type DhcpSockets, type HeardOn, type SendFunction, type SocketBuffers } from './sockets.js';
 import { admissionRefusal, type Subnet } from './subnet.js';
 
 /** Where the listener binds; ports may be 0 (tests) and the bound ones are reported by `start()`. */
@@ -142,7 +142,7 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     log[claimsPxe ? 'warn' : 'debug'](fields, budget.suppressed > 0 ? `dropped malformed datagram (${budget.suppressed} more dropped without a log line in the last minute)` : 'dropped malformed datagram');
   }
 
-  function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo, send: SendFunction): void {
+  function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo, send: SendFunction, heardOn: HeardOn): void {
     counters.received += 1;
     let packet: DhcpPacket;
     try {
@@ -154,11 +154,12 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     }
     const request: DhcpRequest = { role, port, packet, from: rinfo, mac: clientMac(packet) };
     const context = contextFor(send);
-    // A unicast to the PXE boot server port is a client talking to us on purpose: EDK2 behind a
-    // relay sends its 4011 request straight to siaddr from its far-subnet address (measured with
-    // dnsmasq --dhcp-relay, NETBOOT-FACTS section 7). Only broadcasts could be another
-    // interface's traffic, and those come from 0.0.0.0 or a local ciaddr.
-    const directToBootServer = role === 'proxy' && allowRelayed && rinfo.address !== '0.0.0.0' && packet.giaddr === '0.0.0.0';
+    // EDK2 behind a relay sends its 4011 request straight to siaddr from its far-subnet address
+    // (measured with dnsmasq --dhcp-relay, NETBOOT-FACTS section 7): a configured client
+    // (ciaddr = source) sending to our address (heard on the address-bound socket, or on a
+    // descriptor bound to our interface) is talking to us on purpose, whatever its network. The
+    // same request to another address of this host stays refused.
+    const directToBootServer = role === 'proxy' && allowRelayed && packet.giaddr === '0.0.0.0' && packet.ciaddr !== '0.0.0.0' && rinfo.address === packet.ciaddr && heardOn !== 'wildcard';
     const refusal = options.subnet && !directToBootServer ? admissionRefusal(packet, rinfo.address, options.subnet, allowRelayed, options.relayedSubnets ?? []) : undefined;
     if (refusal) {
       context.ignore(request, refusal);

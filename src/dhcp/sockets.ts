@@ -46,8 +46,15 @@ export interface PortSpec {
 /** Sends from the role's sending socket; rejects when it is not (or no longer) open. */
 export type SendFunction = (bytes: Buffer, address: string, port: number) => Promise<void>;
 
+/**
+ * Which socket heard a datagram: `address` (bound to our address: the datagram was sent to us),
+ * `wildcard` (0.0.0.0: a broadcast, or unicast to another address of this host), or `device`
+ * (an inherited descriptor bound to the interface: anything addressed on that interface).
+ */
+export type HeardOn = 'address' | 'wildcard' | 'device';
+
 /** Called for every datagram; must not throw (a throw is caught and reported to `onError`). */
-export type DatagramHandler = (role: SocketRole, port: number, msg: Buffer, from: dgram.RemoteInfo, send: SendFunction) => void;
+export type DatagramHandler = (role: SocketRole, port: number, msg: Buffer, from: dgram.RemoteInfo, send: SendFunction, heardOn: HeardOn) => void;
 
 /**
  * Receive buffer asked for on every DHCP socket: 4 MiB, room for ~3,000 full-size DHCP
@@ -193,11 +200,11 @@ export async function openDhcpSockets(
     if (!socket || closed) return Promise.reject(bindError(`no open ${role} socket to send from`));
     return new Promise((resolve, reject) => socket.send(bytes, port, address, (err) => (err ? reject(err) : resolve())));
   };
-  const listen = (socket: dgram.Socket, role: SocketRole, port: number): void => {
+  const listen = (socket: dgram.Socket, role: SocketRole, port: number, heardOn: HeardOn): void => {
     const send = sendFrom(role);
     socket.on('message', (msg, from) => {
       try {
-        onMessage(role, port, msg, from, send);
+        onMessage(role, port, msg, from, send, heardOn);
       } catch (err) {
         // Defence in depth: no datagram may take the process down.
         onError(err, role, port);
@@ -215,14 +222,14 @@ export async function openDhcpSockets(
           const port = socket.address().port;
           senders.set(spec.role, socket);
           ports[spec.role] = port;
-          listen(socket, spec.role, port);
+          listen(socket, spec.role, port, 'device');
           continue;
         }
         const first = await bindSocket(spec.port, host, undefined);
         opened.push(first);
         const port = first.address().port;
         ports[spec.role] = port;
-        listen(first, spec.role, port);
+        listen(first, spec.role, port, host === options.address ? 'address' : 'wildcard');
         if (host !== WILDCARD || options.address === host) {
           senders.set(spec.role, first);
           continue;
@@ -231,7 +238,7 @@ export async function openDhcpSockets(
         const sender = await bindSocket(port, options.address, undefined);
         opened.push(sender);
         senders.set(spec.role, sender);
-        listen(sender, spec.role, port);
+        listen(sender, spec.role, port, 'address');
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const hint = code === 'EACCES' ? '; ports below 1024 need root or cap_net_bind_service' : code === 'EADDRINUSE' ? '; another dhcp server is bound there' : '';

@@ -260,3 +260,15 @@ test('a subnet override must be a cidr; a valid one widens admission', async (t)
   await source.send(fixture('edk2-ovmf-x64-request-4011'), ports.proxyPort);
   t.is(decodePacket((await source.next()).msg).file, 'snponly.efi');
 });
+
+test('a configured client of another network asking our address on 4011 directly (EDK2 behind a relay) is answered; one whose ciaddr is not its source is not', async (t) => {
+  const far = await udpClient('127.0.1.5');
+  t.teardown(() => far.close());
+  const { ports } = await startServer(t, { clientPort: far.port, subnet: '127.0.0.0/24' });
+  const req = decodePacket(fixture('edk2-ovmf-x64-request-4011'));
+  await far.send(withAddress(req, '127.0.1.5'), ports.proxyPort);
+  const ack = decodePacket((await far.next()).msg);
+  t.is(ack.file, 'snponly.efi');
+  await far.send(encodePacket({ ...req, xid: 0x51, ciaddr: '127.0.1.6' }), ports.proxyPort);
+  await t.throwsAsync(far.next(700));
+});
