@@ -161,8 +161,6 @@ export function describeEvent(e) {
       return `${e.type === 'dhcp-offer' ? 'DHCP offer' : 'DHCP ack'}${d.arch ? ` to ${d.arch} firmware` : ''}${d.file ? `: boot ${d.file}` : ': no boot file yet (continues on port 4011)'}${d.port ? ` (port ${d.port})` : ''}`;
     case 'dhcp-nak':
       return 'DHCP request refused (NAK)';
-    case 'dhcp-refused':
-      return `DHCP refused: ${d.reason ?? 'no address'}`;
     case 'dhcp-release':
       return 'released its DHCP lease';
     case 'dhcp-decline':

@@ -102,9 +102,6 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
     if (e.type === 'dhcp-nak' || e.type === 'dhcp-decline') {
       return { at: e.at, source: e.type, message: e.type === 'dhcp-nak' ? 'the dhcp server refused the address the machine asked for' : 'the machine declined its address (address conflict on the network)' };
     }
-    if (e.type === 'dhcp-refused' && d['claimedBy'] === undefined) {
-      return { at: e.at, source: e.type, message: `the dhcp server gave it no address: ${str(d['reason']) ?? 'refused'}` };
-    }
     // Progress after the failure: the machine got past it.
     if ((e.type === 'http-script' && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file' || e.type === 'dhcp-ack') break;
   }
