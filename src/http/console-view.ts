@@ -120,27 +120,40 @@ function archOf(events: readonly BootEvent[]): string | null {
 }
 
 /**
- * The table row of one machine: its record (undefined for a MAC seen only on the wire), the
- * selection for it and its events (oldest first).
+ * What the appliance knows about one machine, whichever store holds it: the operator's record
+ * (declared), what the appliance saw (runtime: discovered on first boot, last seen) and the
+ * facts it reported. Built by console-machines.ts.
  */
-export function machineRow(mac: string, machine: Machine | undefined, selection: Selection, events: readonly BootEvent[], lastIp: string | undefined): MachineRow {
+export interface MachineSource {
+  mac: string;
+  declared?: Machine | undefined;
+  runtime?: { discovered: boolean; firstSeen?: string | undefined; lastSeen?: string | undefined; lastIp?: string | undefined; uuid?: string | undefined } | undefined;
+  facts?: Facts | undefined;
+}
+
+/**
+ * The table row of one machine: what is known about it, the selection for it and its events
+ * (oldest first); `lastIp` is the event log's freshest address.
+ */
+export function machineRow(source: MachineSource, selection: Selection, events: readonly BootEvent[], lastIp: string | undefined): MachineRow {
+  const { declared, runtime } = source;
   const last = events.at(-1);
-  const kind: MachineRow['kind'] = !machine ? 'seen' : machine.state === 'discovered' ? 'discovered' : 'declared';
-  const lastSeen = [last?.at, machine?.factsAt, machine?.discoveredAt].filter((x): x is string => x !== undefined).sort().at(-1) ?? null;
+  const kind: MachineRow['kind'] = declared ? 'declared' : runtime?.discovered ? 'discovered' : 'seen';
+  const lastSeen = [last?.at, runtime?.lastSeen, runtime?.firstSeen].filter((x): x is string => x !== undefined).sort().at(-1) ?? null;
   return {
-    mac,
+    mac: source.mac,
     kind,
-    hostname: machine?.hostname ?? str(machine?.facts?.['hostname']) ?? null,
-    uuid: machine?.uuid ?? null,
-    state: machine?.state ?? (machine ? null : 'seen'),
+    hostname: declared?.hostname ?? str(source.facts?.['hostname']) ?? null,
+    uuid: declared?.uuid ?? runtime?.uuid ?? null,
+    state: declared?.state ?? (kind === 'declared' ? null : kind),
     profile: selection.kind === 'profile' ? selection.profile.id : null,
     via: selection.kind === 'profile' ? selection.via : null,
     group: selection.group?.id ?? null,
     lastSeen,
-    lastIp: lastIp ?? machine?.lastSeenIp ?? null,
+    lastIp: lastIp ?? runtime?.lastIp ?? null,
     lastEvent: last?.type ?? null,
     arch: archOf(events),
-    facts: summarizeFacts(machine?.facts),
+    facts: summarizeFacts(source.facts),
     failure: explainFailure(events, selection),
   };
 }

@@ -29,9 +29,11 @@ test('summarizeFacts: the reference agent shape, the test OS shape, and nothing 
 
 test('machineRow: kind, profile and why, last seen from the newest of events and records, arch', (t) => {
   const profile = { id: 'p', kernel: '/assets/k', initrd: [], cmdline: '' };
-  const seen = machineRow('52:54:00:00:00:01', undefined, { kind: 'profile', profile, via: 'default' }, [ev(1, 'dhcp-offer', { arch: 'bios' }), ev(5, 'http-script', { platform: 'pcbios' })], '10.0.0.9');
+  const seen = machineRow({ mac: '52:54:00:00:00:01' }, { kind: 'profile', profile, via: 'default' }, [ev(1, 'dhcp-offer', { arch: 'bios' }), ev(5, 'http-script', { platform: 'pcbios' })], '10.0.0.9');
   t.like(seen, { kind: 'seen', state: 'seen', profile: 'p', via: 'default', lastSeen: at(5), lastIp: '10.0.0.9', lastEvent: 'http-script', arch: 'pcbios', facts: null });
-  const discovered = machineRow('52:54:00:00:00:01', { mac: '52:54:00:00:00:01', state: 'discovered', factsAt: at(9), lastSeenIp: '10.0.0.8', facts: { hostname: 'h1' } }, { kind: 'none', reason: 'nothing' }, [ev(1, 'dhcp-offer')], undefined);
+  const discovered = machineRow({ mac: '52:54:00:00:00:01', runtime: { discovered: true, lastSeen: at(9), lastIp: '10.0.0.8' }, facts: { hostname: 'h1' } }, { kind: 'none', reason: 'nothing' }, [ev(1, 'dhcp-offer')], undefined);
   t.like(discovered, { kind: 'discovered', hostname: 'h1', lastSeen: at(9), lastIp: '10.0.0.8', profile: null, via: null });
   t.like(discovered.failure, { source: 'selection', message: 'nothing' });
+  const declared = machineRow({ mac: '52:54:00:00:00:01', declared: { mac: '52:54:00:00:00:01', hostname: 'web', uuid: '5a1e0003-7f3a-4c2b-9d1e-0123456789ab' }, runtime: { discovered: false, uuid: '00000000-0000-0000-0000-000000000001' } }, { kind: 'profile', profile, via: 'machine-uuid' }, [], undefined);
+  t.like(declared, { kind: 'declared', state: null, hostname: 'web', uuid: '5a1e0003-7f3a-4c2b-9d1e-0123456789ab', via: 'machine-uuid', lastSeen: null });
 });

@@ -160,11 +160,13 @@ test('console machines: declared, discovered and wire-only machines with profile
     profiles: [...createDefaultDb().profiles, { id: 'gone', kernel: '/assets/nothing/vmlinuz', initrd: [], cmdline: '' }],
     machines: [
       { mac: MAC, hostname: 'web-1', profile: 'gone' },
-      { mac: '52:54:00:c0:00:03', state: 'discovered', facts: { dmi: { vendor: 'QEMU' }, cpu: { count: 2 }, memory: { totalKiB: 2097152 }, disks: [{ sizeBytes: 1024 }], nics: [{}, {}] } },
     ],
   });
   const h = await startHarness({ store });
   t.teardown(() => h.close());
+  // An unknown machine reporting facts (the agent's POST) is registered as discovered.
+  const facts = { dmi: { vendor: 'QEMU' }, cpu: { count: 2 }, memory: { totalKiB: 2097152 }, disks: [{ sizeBytes: 1024 }], nics: [{}, {}] };
+  t.is((await h.req('POST', '/api/machines/52:54:00:c0:00:03/facts', { body: facts })).status, 201);
   h.events.record({ mac: OTHER, type: 'dhcp-offer', ip: '10.0.0.77', detail: { arch: 'efi-x64' } });
   // A real boot request for the declared machine whose profile's kernel is missing.
   const script = await h.req('GET', `/ipxe?mac=${MAC}`);

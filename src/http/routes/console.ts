@@ -27,7 +27,7 @@ import { normalizeMac, type BootEvent } from '../../events.js';
 import { inspectAssets } from '../console-assets.js';
 import { previewBoot } from '../console-preview.js';
 import { consoleJsonSchema } from '../console-schema.js';
-import { machineRow, type MachineRow } from '../console-view.js';
+import { consoleMachineRows } from '../console-machines.js';
 import type { RouteEnv } from '../context.js';
 import { assertBearer } from '../token.js';
 import { normalizeUuid } from '../../store/select.js';
@@ -152,30 +152,13 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     ctx.body = f.body;
   });
 
-  async function rows(only?: string): Promise<MachineRow[]> {
-    const machines = await deps.store.listMachines();
-    const macs = new Set<string>(machines.map((m) => m.mac));
-    // Machines that only talked DHCP/TFTP (stuck before iPXE asked for a script) are rows too.
-    for (const e of deps.events.list({ limit: 10_000 })) if (e.mac) macs.add(e.mac);
-    const byMac = new Map(machines.map((m) => [m.mac, m]));
-    const out: MachineRow[] = [];
-    for (const mac of macs) {
-      if (only !== undefined && mac !== only) continue;
-      const machine = byMac.get(mac);
-      const events = deps.events.list({ mac });
-      const selection = await deps.store.selectProfile({ mac, uuid: machine?.uuid });
-      out.push(machineRow(mac, machine, selection, events, deps.events.lastIp(mac)));
-    }
-    return out.sort((a, b) => a.mac.localeCompare(b.mac));
-  }
-
   router.get('/api/console/machines', auth, async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = await rows();
+    ctx.body = await consoleMachineRows(deps);
   });
   router.get('/api/console/machines/:mac', auth, async (ctx) => {
     const mac = macQuery(ctx, ctx.params.mac);
-    const [row] = await rows(mac);
+    const [row] = await consoleMachineRows(deps, mac);
     if (!row) throw new ApplianceError('ERR_MACHINE_NOT_FOUND', `nothing known about machine ${mac}`);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = row;
