@@ -94,7 +94,8 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
       const why = str(d['reason']) ?? str(d['message']) ?? 'transfer failed';
       return { at: e.at, source: e.type, message: `tftp transfer of ${file} failed: ${why}${why === 'not-found' ? ' (is iPXE installed? run: node bin/appliance fetch ipxe)' : ''}` };
     }
-    if (e.type === 'dhcp-refused') {
+    // claimedBy: this machine's reserved address was asked for by another MAC; it did not fail.
+    if (e.type === 'dhcp-refused' && d['claimedBy'] === undefined) {
       const reason = str(d['reason']) ?? 'refused';
       const hint = reason === 'pool exhausted' ? ' (widen --dhcp-range or shorten --lease-time)' : reason === 'new-lease rate' ? ' (too many new machines at once; it is answered again shortly)' : '';
       return { at: e.at, source: e.type, message: `the dhcp server refused it: ${reason}${hint}` };

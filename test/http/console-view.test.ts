@@ -16,6 +16,7 @@ test('explainFailure: the standing failure in plain words; later progress clears
   t.regex(explainFailure([ev(1, 'dhcp-decline')])!.message, /declined/);
   t.regex(explainFailure([ev(1, 'dhcp-refused', { reason: 'pool exhausted' })])!.message, /refused it: pool exhausted \(widen --dhcp-range/);
   t.is(explainFailure([ev(1, 'dhcp-refused', { reason: 'pool exhausted' }), ev(2, 'dhcp-ack')]), null);
+  t.is(explainFailure([ev(1, 'dhcp-refused', { reason: 'its reserved address was claimed by another mac', claimedBy: '52:54:00:00:00:09' })]), null);
   t.like(explainFailure([ev(1, 'dhcp-offer')], { kind: 'none', reason: 'no profile: no machine record, group or default profile matches' }), { source: 'selection' });
   t.is(explainFailure([]), null);
 });
