@@ -89,7 +89,7 @@ export const EVENTS_COMMAND: CommandSpec = {
     URL_FLAG,
     { name: 'mac', type: 'string', arg: 'MAC', help: "only this machine's events" },
     { name: 'limit', type: 'string', arg: 'N', help: 'how many recent events first, 1-10000 [default: 50]' },
-    { name: 'follow', type: 'boolean', short: 'f', help: 'keep printing new events until Ctrl-C' },
+    { name: 'follow', type: 'boolean', short: 'f', help: 'keep printing new events as they happen (the live stream) until Ctrl-C' },
     { name: 'json', type: 'boolean', help: 'one JSON object per line' },
   ],
   async run(args) {
@@ -100,34 +100,68 @@ export const EVENTS_COMMAND: CommandSpec = {
     const query = (limit: number) => `/api/events?limit=${limit}${mac !== undefined ? `&mac=${encodeURIComponent(mac)}` : ''}`;
     const show = (e: BootEvent) => print(args, args.flags.json === true ? JSON.stringify(e) : formatEvent(e));
     const seen = new EventCursor();
-    for (const e of seen.fresh(await api.get<BootEvent[]>(query(Number(limitText))))) show(e);
-    if (args.flags.follow !== true) return EXIT.ok;
-    // Poll: the events list is small and bounded; Ctrl-C ends the loop and exits 0.
+    const limit = Number(limitText);
+    if (args.flags.follow !== true) {
+      for (const e of seen.fresh(await api.get<BootEvent[]>(query(limit)))) show(e);
+      return EXIT.ok;
+    }
+    // Follow the live stream (GET /api/events/stream, token-authenticated); reconnect when it
+    // breaks; poll /api/events when the appliance has no stream. Ctrl-C ends it with exit 0.
     let stopped = false;
     let wake: () => void = () => undefined;
+    const controller = new AbortController();
     const onSignal = () => {
       stopped = true;
+      controller.abort();
       wake();
     };
+    const pause = (ms: number) =>
+      new Promise<void>((r) => {
+        // A referenced timer: it is what keeps the process alive between attempts.
+        const timer = setTimeout(r, ms);
+        wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
     args.signals.on('SIGINT', onSignal);
     args.signals.on('SIGTERM', onSignal);
+    let first = true;
+    let polling = false;
     try {
       while (!stopped) {
-        // A referenced timer: it is what keeps the process alive between polls.
-        await new Promise<void>((r) => {
-          const timer = setTimeout(r, 1000);
-          wake = () => {
-            clearTimeout(timer);
-            r();
-          };
-        });
-        if (stopped) break;
         try {
-          for (const e of seen.fresh(await api.get<BootEvent[]>(query(1000)))) show(e);
+          if (polling) {
+            for (const e of seen.fresh(await api.get<BootEvent[]>(query(first ? limit : 1000)))) show(e);
+            first = false;
+            await pause(1000);
+            continue;
+          }
+          const backlog: BootEvent[] = [];
+          let live = false;
+          for await (const ev of api.stream(`/api/events/stream${mac !== undefined ? `?mac=${encodeURIComponent(mac)}` : ''}`, controller.signal)) {
+            if (ev.event === 'ready') {
+              // The stream sends what it has, then `ready`, then live events.
+              for (const e of seen.fresh(first ? backlog.slice(-limit) : backlog)) show(e);
+              backlog.length = 0;
+              live = true;
+              first = false;
+            } else if (ev.event === 'boot') {
+              const e = JSON.parse(ev.data) as BootEvent;
+              if (live) for (const x of seen.fresh([e])) show(x);
+              else backlog.push(e);
+            }
+          }
         } catch (err) {
+          if (stopped) break;
+          if (err instanceof ApplianceError && err.code === 'ERR_API_STATUS' && err.detail?.status === 404) {
+            polling = true;
+            continue;
+          }
           if (!(err instanceof ApplianceError && err.code === 'ERR_API_UNREACHABLE')) throw err;
           args.io.stderr.write(`appliance events: ${err.message}; retrying\n`);
         }
+        if (!stopped) await pause(3000);
       }
       return EXIT.ok;
     } finally {

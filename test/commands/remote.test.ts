@@ -44,7 +44,8 @@ test('status, machines and events talk to the running appliance', async (t) => {
   t.deepEqual(asJson.map((m) => m.mac), [MAC]);
 
   // --follow prints events as they happen, each once, until SIGINT (exit 0).
-  const follow = spawn(process.execPath, [BIN, 'events', '--follow', '--json', '--url', app.url, '--mac', MAC], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The live stream needs the token: --db points the client at the appliance's token file.
+  const follow = spawn(process.execPath, [BIN, 'events', '--follow', '--json', '--url', app.url, '--db', home.db, '--mac', MAC], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => follow.kill('SIGKILL'));
   let out = '';
   follow.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -58,6 +59,11 @@ test('status, machines and events talk to the running appliance', async (t) => {
   const events = out.trim().split('\n').map((l) => JSON.parse(l) as { mac: string; type: string });
   t.is(events.length, 2, out);
   t.true(events.every((e) => e.mac === MAC && e.type === 'http-script'));
+
+  // Without the token the stream is refused, saying how to pass it.
+  const refused = cli(['events', '--follow', '--url', app.url, '--api-token', 'wrong-token-0123456789']);
+  t.is(refused.status, 1);
+  t.regex(refused.stderr, /answered 401: .*pass --api-token, or --db of that appliance/);
 
   const recent = cli(['events', '--url', app.url]);
   t.is(recent.status, 0, recent.stderr);
