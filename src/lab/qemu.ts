@@ -7,15 +7,51 @@ import { createSilentLogger, type Logger } from '../log.js';
 import type { Lab } from './netns.js';
 import type { ManagedProcess, ProcessExit } from './process.js';
 
-/** Firmware of a lab VM. */
-export type Firmware = 'bios' | 'uefi';
+/**
+ * Firmware of a lab VM (NETBOOT-FACTS sections 5 and 7):
+ * - `bios`: SeaBIOS + QEMU's iPXE option ROM;
+ * - `uefi`: OVMF with EDK2's own PXE (arch 7);
+ * - `uefi-http`: OVMF with only its HTTP boot options (PXEv4/v6 switched off by fw_cfg, else
+ *   HTTPv4 is reached after ~132 s of PXE timeouts); DHCP vendor class `HTTPClient`, arch 16;
+ * - `uefi-secureboot`: OVMF built with Secure Boot (q35, SMM) and Microsoft's keys enrolled:
+ *   only signed code runs (shim, Debian's signed grub and kernel);
+ * - `arm64`: AAVMF under qemu-system-aarch64 `-M virt` (arch 11), TCG;
+ * - `uefi-ipv6`: OVMF with only PXEv6 (DHCPv6 option 59 boot-file URL).
+ */
+export type Firmware = 'bios' | 'uefi' | 'uefi-http' | 'uefi-secureboot' | 'arm64' | 'uefi-ipv6';
+
+/** Every lab firmware, in the order the lab command lists them. */
+export const FIRMWARES: readonly Firmware[] = ['bios', 'uefi', 'uefi-http', 'uefi-secureboot', 'arm64', 'uefi-ipv6'];
 
 /** OVMF images (Debian `ovmf`): 4M CODE read-only, VARS copied per VM. */
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 /** Template of the per-VM UEFI variable store. */
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+/** OVMF with Secure Boot support (needs q35 + SMM + a secure pflash). */
+export const OVMF_CODE_SECBOOT = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd';
+/** Variable store with Microsoft's keys enrolled and Secure Boot on. */
+export const OVMF_VARS_MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
+/** ARM64 UEFI (Debian `qemu-efi-aarch64`). */
+export const AAVMF_CODE = '/usr/share/AAVMF/AAVMF_CODE.fd';
+/** Template of the ARM64 variable store. */
+export const AAVMF_VARS = '/usr/share/AAVMF/AAVMF_VARS.fd';
 /** The QEMU system emulator. */
 export const QEMU_BINARY = 'qemu-system-x86_64';
+/** The ARM64 system emulator (Debian `qemu-system-arm`). */
+export const QEMU_ARM64_BINARY = 'qemu-system-aarch64';
+
+/** The emulator a firmware runs under. */
+export function qemuBinaryFor(firmware: Firmware): string {
+  return firmware === 'arm64' ? QEMU_ARM64_BINARY : QEMU_BINARY;
+}
+
+/** Code and variable-store template of a UEFI firmware; undefined for BIOS. */
+export function firmwareImages(firmware: Firmware): { code: string; vars: string } | undefined {
+  if (firmware === 'bios') return undefined;
+  if (firmware === 'arm64') return { code: AAVMF_CODE, vars: AAVMF_VARS };
+  if (firmware === 'uefi-secureboot') return { code: OVMF_CODE_SECBOOT, vars: OVMF_VARS_MS };
+  return { code: OVMF_CODE, vars: OVMF_VARS };
+}
 
 /** Options for {@link startVm}. */
 export interface VmOptions {
@@ -100,6 +136,9 @@ export function buildQemuArgs(o: { firmware: Firmware; tap: string; mac: string;
   const nic = [`virtio-net-pci`, `netdev=n0`, `mac=${o.mac}`, `bootindex=1`];
   const args = [
     '-accel', 'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
+    ...(o.firmware === 'arm64' ? ['-M', 'virt', '-cpu', 'cortex-a57'] : []),
+    // The Secure Boot build of OVMF requires SMM, which needs q35 and a secure pflash.
+    ...(o.firmware === 'uefi-secureboot' ? ['-machine', 'q35,smm=on', '-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
     '-m', String(o.memoryMiB),
     '-smp', '1',
     // -nographic makes SeaBIOS mirror its and iPXE's text console onto the serial port (sercon).
@@ -109,14 +148,22 @@ export function buildQemuArgs(o: { firmware: Firmware; tap: string; mac: string;
     '-no-reboot',
     '-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,
   ];
-  if (o.firmware === 'uefi') {
+  const images = firmwareImages(o.firmware);
+  if (images) {
     if (!o.varsPath) throw new ApplianceError('ERR_LAB_CONFIG', 'uefi vm needs a VARS copy');
     args.push(
-      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${images.code}`,
       '-drive', `if=pflash,format=raw,unit=1,file=${o.varsPath}`,
     );
+    // No iPXE option ROM: the firmware's own network stack boots (EDK2 PXE / HTTP boot).
     nic.push('romfile=');
   }
+  // OVMF cannot order a NIC's PXEv4/PXEv6/HTTPv4/HTTPv6 options by bootindex; switching the
+  // PXE stacks off in fw_cfg leaves the wanted ones (NETBOOT-FACTS section 7).
+  if (o.firmware === 'uefi-http') {
+    args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n', '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n');
+  }
+  if (o.firmware === 'uefi-ipv6') args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n');
   args.push('-device', nic.join(','));
   if (o.uuid) args.push('-uuid', o.uuid);
   args.push(...(o.extraArgs ?? []));
@@ -140,15 +187,17 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
     throw new ApplianceError('ERR_LAB_CONFIG', `vm name ${JSON.stringify(name)} may only use letters, digits, . _ -`);
   }
-  const memoryMiB = options.memoryMiB ?? 512;
+  // The arm64 kernel is an uncompressed 27 MB Image: give AAVMF the 1 GiB the recipes used.
+  const memoryMiB = options.memoryMiB ?? (options.firmware === 'arm64' ? 1024 : 512);
   const timeoutMs = options.timeoutMs ?? 240_000;
   let varsPath: string | undefined;
-  if (options.firmware === 'uefi') {
-    for (const f of [OVMF_CODE, OVMF_VARS]) {
-      if (!existsSync(f)) throw new ApplianceError('ERR_LAB_PREREQ', `${f} is missing; install ovmf`);
+  const images = firmwareImages(options.firmware);
+  if (images) {
+    for (const f of [images.code, images.vars]) {
+      if (!existsSync(f)) throw new ApplianceError('ERR_LAB_PREREQ', `${f} is missing; install ${options.firmware === 'arm64' ? 'qemu-efi-aarch64' : 'ovmf'}`);
     }
-    varsPath = join(lab.workDir, `${name}-OVMF_VARS.fd`);
-    copyFileSync(OVMF_VARS, varsPath);
+    varsPath = join(lab.workDir, `${name}-VARS.fd`);
+    copyFileSync(images.vars, varsPath);
   }
   const tap = await lab.addTap();
   const serialLogPath = join(lab.workDir, `${name}.serial.log`);
@@ -159,7 +208,7 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
   let text = '';
   const waiters = new Set<() => void>();
   const startedAt = performance.now();
-  const proc: ManagedProcess = lab.spawn(QEMU_BINARY, args, { stdoutPath: serialLogPath, stderrPath: qemuLogPath, label: `qemu ${name}` });
+  const proc: ManagedProcess = lab.spawn(qemuBinaryFor(options.firmware), args, { stdoutPath: serialLogPath, stderrPath: qemuLogPath, label: `qemu ${name}` });
   // Arrival time of each chunk, by the offset in `text` where it ends.
   const arrivals: Array<{ end: number; ms: number }> = [];
   proc.onStdout((chunk) => {
