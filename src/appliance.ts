@@ -18,6 +18,12 @@ import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateCha
 import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
+import { createGrubFiles } from './boot/grub-files.js';
+import { withBootDiagnosis } from './boot/diagnosis.js';
+import { chooseLoader, dhcpUuidText } from './boot/loader.js';
+import type { BootFileChooser } from './dhcp/pxe.js';
+import { createRenderer } from './http/render.js';
+import type { Db } from './store/schema.js';
 
 /** The ports actually bound (0 for a service that is off). */
 export interface AppliancePorts {
@@ -142,7 +148,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     // Per start: one registry for /metrics, and every server records through a log instrumented
     // with it, so DHCP and TFTP events are counted next to HTTP's.
     const registry = new Registry();
-    const events = instrumentEventLog(baseEvents, registry);
+    // Diagnoses (e.g. unsigned iPXE refused by Secure Boot) are added to the timeline as events arrive.
+    const events = withBootDiagnosis(instrumentEventLog(baseEvents, registry), log.child({ subsystem: 'diagnosis' }));
     consoleStatus = { warnings: [] };
     log.info(
       { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
@@ -206,6 +213,16 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       blksizeMax: config.tftpBlksizeMax,
       log,
       events,
+      // grub's entry and per-machine scripts, and the assets it loads over TFTP (src/boot/).
+      virtualFiles: createGrubFiles({
+        store,
+        renderer: createRenderer(config.templates),
+        assetsDir: config.assets,
+        server: () => ({ address: config.address, port: http.port() }),
+        secureBootDefault: config.secureBoot,
+        log,
+        events,
+      }),
     });
     const tftpPort = await tftp.start().then(
       (r) => r.port,
@@ -225,8 +242,19 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   /** Start the DHCP side through the one DHCP service (modes, probe, step-down: dhcp/service.ts). */
   async function startDhcp(store: FileStore, httpPort: number, events: EventLog): Promise<{ dhcpPort: number; proxyPort: number }> {
     const leasing = config.dhcpMode === 'server' || config.dhcpMode === 'auto';
+    const db = await watchDb(store);
+    const dlog = log.child({ subsystem: 'dhcp' });
+    const chooseBootFile: BootFileChooser = (boot) => {
+      if (boot.client === 'ipxe') return { kind: 'file', file: undefined };
+      const uuid = boot.request.clientUuid ? dhcpUuidText(boot.request.clientUuid.raw) : undefined;
+      const choice = chooseLoader(db.current(), { mac: boot.mac, uuid, firmware: boot.firmware, client: boot.client }, config.secureBoot);
+      if (choice.kind === 'refuse') return { kind: 'refuse', reason: choice.reason };
+      if (choice.file !== undefined) dlog.debug({ mac: boot.mac, arch: boot.firmware, loader: choice.loader, secureBoot: choice.secureBoot, file: choice.file, source: choice.source }, 'boot loader chosen');
+      return { kind: 'file', file: choice.file };
+    };
     const service = createDhcpService({
       mode: config.dhcpMode,
+      chooseBootFile,
       address: config.address,
       ...(config.interface !== undefined ? { interface: config.interface } : {}),
       dhcpPort: config.dhcpPort,
@@ -248,7 +276,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
             leaseTime: config.leaseTime,
             leaseFile: config.leaseFile,
             leaseSync: config.leaseSync,
-            reservations: await watchReservations(store),
+            reservations: () => db.reservations(),
             newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
             ...(config.dhcpRelayNetworks !== undefined ? { relayedNetworks: parseRelayedNetworks(config.dhcpRelayNetworks) } : {}),
           }
@@ -273,20 +301,22 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   /**
-   * Static reservations come from machine records with an `ip`. The DHCP decision is synchronous,
-   * so it reads a list kept current from the store (refreshed each second and after every start).
+   * DHCP decisions are synchronous, so they read a copy of the database kept current from the
+   * store (refreshed each second and at start): static reservations come from machine records
+   * with an `ip`; boot loader choices (grub, Secure Boot) from machines, groups and profiles.
    */
-  async function watchReservations(store: FileStore): Promise<() => Reservation[]> {
-    let current: Reservation[] = [];
+  async function watchDb(store: FileStore): Promise<{ current(): Db; reservations(): Reservation[] }> {
+    let current: Db = await store.snapshot();
+    let reservations: Reservation[] = [];
     const refresh = async () => {
-      const machines = await store.listMachines();
-      current = machines.flatMap((m) => (m.ip ? [{ mac: m.mac, ip: m.ip, ...(m.hostname ? { hostname: m.hostname } : {}) }] : []));
+      current = await store.snapshot();
+      reservations = current.machines.flatMap((m) => (m.ip ? [{ mac: m.mac, ip: m.ip, ...(m.hostname ? { hostname: m.hostname } : {}) }] : []));
     };
     await refresh();
-    const timer = setInterval(() => void refresh().catch((err: unknown) => log.warn({ err }, 'reading reservations failed')), 1000);
+    const timer = setInterval(() => void refresh().catch((err: unknown) => log.warn({ err }, 'reading the database for dhcp failed')), 1000);
     timer.unref();
     stops.push(async () => clearInterval(timer));
-    return () => current;
+    return { current: () => current, reservations: () => reservations };
   }
 
   /**

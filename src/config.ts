@@ -82,6 +82,8 @@ export interface Config {
   /** Inherited sockets bound to the interface (scripts/bind-device): strict interface mode. */
   readonly dhcpFd: number | undefined;
   readonly proxyFd: number | undefined;
+  /** UEFI machines boot signed code (shim -> signed grub) unless their record, group or profile says otherwise. */
+  readonly secureBoot: boolean;
   /** Where each setting came from, for the start-up log. */
   readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
 }
@@ -140,6 +142,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for API writes (default: generated once and stored beside --db)' },
   { key: 'dhcpFd', flag: 'dhcp-fd', kind: 'int', min: 3, max: 65535, help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard' },
   { key: 'proxyFd', flag: 'proxy-fd', kind: 'int', min: 3, max: 65535, help: 'the same for the PXE boot-server port (4011)' },
+  { key: 'secureBoot', flag: 'secure-boot', kind: 'bool', default: 'false', help: 'UEFI machines get shim + signed grub (run: node bin/appliance fetch secureboot) unless a machine, group or profile sets secureBoot: false' },
   { key: 'tftpBlksizeMax', flag: 'tftp-blksize-max', kind: 'int', min: 512, max: 65464, default: 1468, help: 'largest TFTP blksize granted (some firmware fails above the MTU)' },
 ];
 

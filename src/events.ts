@@ -23,13 +23,15 @@ export type BootEventType =
   | 'tftp-file'
   | 'tftp-error'
   | 'http-script'
+  | 'grub-script'
   | 'http-asset'
   | 'http-cloud-config'
   | 'facts'
   | 'discovered'
   | 'boot-once'
   | 'state'
-  | 'power';
+  | 'power'
+  | 'boot-diagnosis';
 
 /** One thing the appliance did for one machine. */
 export interface BootEvent {

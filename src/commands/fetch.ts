@@ -1,4 +1,4 @@
-/** `fetch ipxe` and `fetch rancheros`: put boot files where the appliance serves them. */
+/** `fetch ipxe`, `fetch rancheros` and `fetch secureboot`: put boot files where the appliance serves them. */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config.js';
@@ -68,12 +68,42 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
   },
 };
 
+/** `fetch secureboot`. */
+export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
+  name: 'secureboot',
+  summary: "copy Debian's shim and signed network grub into --tftp-root (for Secure Boot and grub)",
+  description:
+    "Copy shimx64.efi and grubx64.efi (and shimaa64.efi, grubaa64.efi with --arch arm64) into\n" +
+    '--tftp-root, from the installed shim-signed / grub-efi-*-signed packages or, when absent, from\n' +
+    "packages fetched with apt-get download into --deb-cache (never installed: grub-efi's\n" +
+    'postinst would run grub-install on this host). arm64 adds the dpkg architecture for the\n' +
+    'download and removes it again. Prints what it did as JSON on stdout.',
+  settings: ['tftpRoot', ...LOG_SETTINGS],
+  flags: [
+    { name: 'arch', type: 'string', arg: 'LIST', help: 'amd64, arm64 or amd64,arm64 [default: amd64]' },
+    { name: 'deb-cache', type: 'string', arg: 'DIR', help: 'where downloaded packages are kept [default: /var/cache/netboot-appliance/debs]' },
+  ],
+  async run(args) {
+    const arches = (stringFlag(args, 'arch') ?? 'amd64').split(',');
+    for (const a of arches) {
+      if (a !== 'amd64' && a !== 'arm64') throw new ConfigError(`--arch must be amd64, arm64 or both (comma-separated), not ${JSON.stringify(a)}`);
+    }
+    const config = loadConfig({ keys: ['tftpRoot', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { fetchSecureBoot } = await import('../fetch/secureboot.js');
+    const cacheDir = stringFlag(args, 'deb-cache');
+    const results = await fetchSecureBoot({ tftpRoot: config.tftpRoot, arches: arches as Array<'amd64' | 'arm64'>, ...(cacheDir !== undefined ? { cacheDir: resolve(args.io.cwd, cacheDir) } : {}), log });
+    args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    return EXIT.ok;
+  },
+};
+
 /** The `fetch` group; other fetch targets are added to `subcommands`. */
 export const FETCH_COMMAND: CommandSpec = {
   name: 'fetch',
   summary: 'download or copy boot files (iPXE binaries, OS kernels and initrds)',
   description: 'Put the files machines boot where the appliance serves them.',
-  subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND],
+  subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND, FETCH_SECUREBOOT_COMMAND],
 };
 
 /** `dir` when it is a directory; a ConfigError (exit 2) otherwise. */

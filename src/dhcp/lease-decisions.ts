@@ -23,7 +23,7 @@ import {
   type DhcpPacket,
   type TypedOptions,
 } from './packet.js';
-import { bootOptions, classify, type BootConfig, type BootDecision, type Destination } from './pxe.js';
+import { bootOptions, bootRefusal, classify, type BootConfig, type BootDecision, type Destination } from './pxe.js';
 import { clientRef, type ClientRef, type LeasePool, type Reservation } from './leases.js';
 import { leaseSource, type LeaseRateLimiter } from './lease-rate.js';
 import { admissionRefusal, broadcastOf, inSubnet, numberToIp, type Subnet } from './subnet.js';
@@ -311,7 +311,8 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
   const leaseMs = config.leaseTime * 1000;
   const bootFor = (): BootDecision | undefined => {
     const d = classify(packet, { port: 'dhcp', serverAddress: config.serverAddress, answerRequestOn67: true });
-    return d.kind === 'boot' ? d : undefined;
+    // A refused client (src/boot/loader.ts) still gets its lease, without boot data.
+    return d.kind === 'boot' && bootRefusal(d, config.boot) === undefined ? d : undefined;
   };
   const relayInfo = packet.giaddr !== '0.0.0.0' ? getOption(packet, LeaseOpt.RELAY_AGENT_INFO) : undefined;
   const reply = (parts: ReplyParts, extra: { ip?: string; reason?: string; persist: boolean }): ServerAction => {

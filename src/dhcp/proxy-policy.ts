@@ -7,7 +7,7 @@ import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpPolicy, type ListenerOptions } from './listener.js';
 import { encodePacket } from './packet.js';
-import { buildProxyReply, classify, replyDestination, type BootConfig, type BootFiles, type DestinationOptions, type On67Style } from './pxe.js';
+import { bootRefusal, buildProxyReply, classify, replyDestination, type BootConfig, type BootFileChooser, type BootFiles, type DestinationOptions, type On67Style } from './pxe.js';
 import { bindError, resolveServedNetwork } from './sockets.js';
 
 /** What both policies need to answer a boot: our address, the HTTP port, boot files, reply seams. */
@@ -24,6 +24,8 @@ export interface BootAnswerOptions {
   ipxeScriptUrl?: string;
   /** How firmware PXE is answered on 67 (defaults differ: see each policy). */
   pxeOn67?: { bios?: On67Style; uefi?: On67Style };
+  /** Per-client boot file (grub, shim for Secure Boot; src/boot/loader.ts). */
+  chooseBootFile?: BootFileChooser;
   /** Client port (68); a seam for loopback tests. */
   clientPort?: number;
   /** Relay agents' port (67); a seam for loopback tests. */
@@ -54,6 +56,7 @@ export function bootConfigOf(options: BootAnswerOptions, pxeOn67 = options.pxeOn
     ...(options.httpBootUrl !== undefined ? { httpBootUrl: options.httpBootUrl } : {}),
     ...(options.ipxeScriptUrl !== undefined ? { ipxeScriptUrl: options.ipxeScriptUrl } : {}),
     ...(pxeOn67 !== undefined ? { pxeOn67 } : {}),
+    ...(options.chooseBootFile !== undefined ? { chooseBootFile: options.chooseBootFile } : {}),
   };
 }
 
@@ -85,6 +88,13 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
         context.ignore(request, decision.reason, decision.pxe ? 'warn' : 'debug');
         return;
       }
+      const refused = bootRefusal(decision, bootConfig);
+      if (refused !== undefined) {
+        // Not answered (e.g. Secure Boot over HTTP boot): the firmware moves on to PXE.
+        context.ignore(request, refused, 'warn');
+        options.events?.record({ type: 'boot-diagnosis', mac: request.mac, detail: { problem: 'not-answered', arch: decision.firmware, client: decision.client, reason: refused } });
+        return;
+      }
       const reply = buildProxyReply(packet, decision, bootConfig);
       const to = replyDestination(packet, role, request.from, destinations);
       const fields = {
@@ -103,7 +113,7 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
         type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
         mac: request.mac,
         ...(packet.ciaddr !== '0.0.0.0' ? { ip: packet.ciaddr } : {}),
-        detail: { arch: decision.firmware, file: reply.file, port, ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}) },
+        detail: { arch: decision.firmware, client: decision.client, file: reply.file, port, ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}) },
       });
       void context.send(request, encodePacket(reply.packet), to).then((ok) => {
         if (ok) answered += 1;

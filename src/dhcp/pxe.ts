@@ -157,6 +157,23 @@ export function classify(packet: DhcpPacket, context: ClassifyContext): Classifi
 /** How to answer firmware PXE on port 67: give the boot file at once, or defer to 4011. */
 export type On67Style = 'boot-file' | 'defer';
 
+/**
+ * Per-client boot file choice made outside DHCP (src/boot/loader.ts: grub, shim for Secure
+ * Boot): `file` replaces the firmware's default iPXE file (undefined keeps it); `refuse` means
+ * the client is not answered with boot data, for the logged `reason`.
+ */
+export type BootFileChoice = { kind: 'file'; file: string | undefined } | { kind: 'refuse'; reason: string };
+
+/** Chooses a firmware client's boot file; never called for clients that are already iPXE. */
+export type BootFileChooser = (boot: Pick<BootDecision, 'mac' | 'firmware' | 'client' | 'request'>) => BootFileChoice;
+
+/** The chooser's refusal for a decision, if any (iPXE clients are never refused). */
+export function bootRefusal(boot: BootDecision, config: Pick<BootConfig, 'chooseBootFile'>): string | undefined {
+  if (boot.client === 'ipxe' || !config.chooseBootFile) return undefined;
+  const choice = config.chooseBootFile(boot);
+  return choice.kind === 'refuse' ? choice.reason : undefined;
+}
+
 /** Everything a boot decision needs besides the request. */
 export interface BootConfig {
   /** Our advertised IPv4 address: siaddr, option 54, and the host in URLs. */
@@ -178,6 +195,8 @@ export interface BootConfig {
    * boot.ipxe; SeaBIOS's iPXE ROM takes the script URL straight from the offer on 67.
    */
   pxeOn67?: { bios?: On67Style; uefi?: On67Style };
+  /** Per-client boot file (grub, shim); default: `bootFiles` by firmware. */
+  chooseBootFile?: BootFileChooser;
 }
 
 /** Boot fields and options to add to a reply for a boot decision. */
@@ -193,10 +212,11 @@ export interface BootParams {
 }
 
 /** The file or URL a client should load next (ignoring the 67 "defer" style). */
-export function selectBootFile(boot: Pick<BootDecision, 'client' | 'firmware'>, config: BootConfig): string {
+export function selectBootFile(boot: Pick<BootDecision, 'client' | 'firmware'> & Partial<Pick<BootDecision, 'mac' | 'request'>>, config: BootConfig): string {
   const base = `http://${config.serverAddress}:${config.httpPort}`;
   if (boot.client === 'ipxe') return config.ipxeScriptUrl ?? `${base}/boot.ipxe`;
-  const file = config.bootFiles?.[boot.firmware] ?? DEFAULT_BOOT_FILES[boot.firmware];
+  const chosen = config.chooseBootFile && boot.mac !== undefined && boot.request !== undefined ? config.chooseBootFile({ mac: boot.mac, firmware: boot.firmware, client: boot.client, request: boot.request }) : undefined;
+  const file = (chosen?.kind === 'file' ? chosen.file : undefined) ?? config.bootFiles?.[boot.firmware] ?? DEFAULT_BOOT_FILES[boot.firmware];
   if (boot.client === 'http') return config.httpBootUrl ? config.httpBootUrl(file) : `${base}/boot/${file}`;
   return file;
 }

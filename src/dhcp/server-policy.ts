@@ -241,7 +241,7 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         type: action.type === 'offer' ? 'dhcp-offer' : action.type === 'ack' ? 'dhcp-ack' : 'dhcp-nak',
         mac: action.mac,
         ...(action.ip !== undefined ? { ip: action.ip } : {}),
-        detail: { ...(action.boot ? { arch: action.boot.firmware, file: action.boot.file } : {}), ...(action.reason !== undefined ? { reason: action.reason } : {}), ...relay, server: 'dhcp' },
+        detail: { ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}), ...(action.reason !== undefined ? { reason: action.reason } : {}), ...relay, server: 'dhcp' },
       });
     }
     void go();

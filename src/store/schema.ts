@@ -221,6 +221,17 @@ export const CmdlineSchema = z.union([
   z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - [ ]'), CmdlineValue),
 ]);
 
+/**
+ * Boot loaders a UEFI machine can be handed: `ipxe` (the default: HTTP, scripts) or `grub`
+ * (Debian's signed network grub, TFTP only; the only choice for ARM64 without an iPXE build,
+ * and what Secure Boot runs behind shim).
+ */
+export const BOOT_LOADERS = ['ipxe', 'grub'] as const;
+/** Boot loader choice; machine wins over group, group over profile (src/boot/loader.ts). */
+const BootLoaderSchema = z.enum(BOOT_LOADERS).optional().describe('ipxe (default) or grub; grub scripts are rendered from the profile\'s grub template');
+/** Secure Boot choice; machine wins over group over profile over --secure-boot. */
+const SecureBootSchema = z.boolean().optional().describe('UEFI firmware must boot signed code: DHCP hands out shim, which loads signed grub; the profile must name a signed kernel');
+
 /** A boot profile: what a machine boots. */
 export const ProfileSchema = z
   .object({
@@ -231,6 +242,9 @@ export const ProfileSchema = z
     cmdline: CmdlineSchema.default(''),
     ipxe: TemplateNameSchema.optional().describe('iPXE template in the templates directory (default profile.ipxe.njk)'),
     cloudConfig: TemplateNameSchema.optional().describe('cloud-config template in the templates directory (default cloud-config.yaml.njk)'),
+    grub: TemplateNameSchema.optional().describe('grub template in the templates directory (default profile.grub.njk)'),
+    bootloader: BootLoaderSchema,
+    secureBoot: SecureBootSchema,
     vars: VarsSchema.optional(),
   })
   .strict();
@@ -296,6 +310,8 @@ export const MachineSchema = z
     nextBoot: NextBootSchema.optional().describe('one-shot boot waiting for the next /ipxe request (POST /api/machines/:mac/boot)'),
     provisioning: ProvisioningSchema.optional().describe('the one-shot boot in progress, ended by POST /api/machines/:mac/callback'),
     bmc: BmcSchema.optional().describe('IPMI BMC for POST /api/machines/:mac/power'),
+    bootloader: BootLoaderSchema,
+    secureBoot: SecureBootSchema,
   })
   .strict();
 
@@ -327,6 +343,8 @@ export const GroupSchema = z
       })
       .strict()
       .default({}),
+    bootloader: BootLoaderSchema,
+    secureBoot: SecureBootSchema,
   })
   .strict();
 

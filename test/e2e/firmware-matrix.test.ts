@@ -6,6 +6,13 @@
  *  - OVMF UEFI HTTP boot (PXE switched off, vendor class HTTPClient, arch 16) in proxy mode
  *    beside dnsmasq: option 60 HTTPClient + http://APPLIANCE/boot/snponly.efi, then iPXE,
  *    kernel, initrd, cloud-config.
+ *  - OVMF Secure Boot (Microsoft keys enrolled), the appliance as DHCP server with
+ *    --secure-boot: PXE -> shimx64.efi -> grubx64.efi (Debian's signed network grub, fetched by
+ *    `fetch secureboot`) -> /grub/grub.cfg -> the machine's rendered grub script -> the
+ *    Debian-signed kernel + initrd over TFTP; the kernel reports Secure Boot on, the test OS
+ *    fetches its cloud-config.
+ *  - The same Secure Boot VM handed unsigned iPXE (its machine record says secureBoot: false),
+ *    proxy mode beside dnsmasq: the firmware refuses it and the timeline says why and the fix.
  *
  * Each case makes its own lab (namespaces, bridge, taps) and removes it; at most two VMs run at
  * once. A missing prerequisite (qemu, OVMF, AAVMF, iPXE, kernel, root, signed packages, an
@@ -18,8 +25,10 @@ import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
-import { startVm, type Firmware, type Vm } from '../../src/lab/qemu.js';
+import { startVm, type Firmware, type Vm, type VmOptions } from '../../src/lab/qemu.js';
 import type { BootEvent } from '../../src/events.js';
+import { fetchSecureBoot } from '../../src/fetch/secureboot.js';
+import { createSilentLogger } from '../../src/log.js';
 
 const KEEP = process.env['NETBOOT_LAB_KEEP'] === '1';
 const BOOT_TIMEOUT_MS = 240_000;
@@ -53,11 +62,34 @@ async function newLab(options: { upstreamDhcp: boolean }): Promise<Lab> {
   return lab;
 }
 
-async function boot(t: ExecutionContext, lab: Lab, firmware: Firmware, mac: string): Promise<Vm> {
-  const vm = await startVm(lab, { firmware, mac, timeoutMs: BOOT_TIMEOUT_MS + 30_000 });
+// At most two VMs at once (2 cores, TCG): each test holds a slot from its VM's start to its end.
+let freeSlots = 2;
+const waiting: Array<() => void> = [];
+async function vmSlot(t: ExecutionContext): Promise<void> {
+  if (freeSlots > 0) freeSlots -= 1;
+  else await new Promise<void>((r) => waiting.push(r));
+  t.teardown(() => {
+    const next = waiting.shift();
+    if (next) next();
+    else freeSlots += 1;
+  });
+}
+
+async function boot(t: ExecutionContext, lab: Lab, firmware: Firmware, mac: string, extra: Pick<VmOptions, 'extraArgs'> = {}): Promise<Vm> {
+  const vm = await startVm(lab, { firmware, mac, timeoutMs: BOOT_TIMEOUT_MS + 30_000, ...extra });
   vms.push(vm);
   t.teardown(() => vm.kill());
   return vm;
+}
+
+async function waitForEvent(appliance: LabAppliance, mac: string, match: (e: BootEvent) => boolean, timeoutMs: number, vm: Vm): Promise<BootEvent> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await appliance.events(mac)).find(match);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no matching event for ${mac} within ${timeoutMs} ms; console tail:\n${vm.serial().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 function ofType(events: readonly BootEvent[], type: BootEvent['type']): BootEvent[] {
@@ -75,7 +107,8 @@ async function bootToCloudConfig(t: ExecutionContext, vm: Vm, label: string): Pr
 }
 
 test('OVMF UEFI HTTP boot (proxy mode beside dnsmasq): HTTPClient offer, snponly.efi over HTTP, iPXE, cloud-config', async (t) => {
-  t.timeout(BOOT_TIMEOUT_MS + 90_000);
+  t.timeout(2 * BOOT_TIMEOUT_MS + 90_000);
+  await vmSlot(t);
   const lab = await newLab({ upstreamDhcp: true });
   const appliance = await startTestOsAppliance(lab, bootAssets(), { name: 'appliance-http-boot' });
   appliances.push(appliance);
@@ -97,4 +130,44 @@ test('OVMF UEFI HTTP boot (proxy mode beside dnsmasq): HTTPClient offer, snponly
     'snponly.efi was not fetched over http',
   );
   t.is(ofType(events, 'tftp-file').length, 0, 'an http boot client used tftp');
+});
+
+test('OVMF Secure Boot (appliance as DHCP server): shim, signed grub, grub script per machine, signed kernel, secure boot on', async (t) => {
+  t.timeout(2 * BOOT_TIMEOUT_MS + 120_000);
+  await vmSlot(t);
+  const lab = await newLab({ upstreamDhcp: false });
+  const mac = '52:54:00:16:02:01';
+  const appliance = await startTestOsAppliance(lab, bootAssets(), { name: 'appliance-secureboot', args: ['--dhcp-mode', 'server', '--secure-boot'] });
+  appliances.push(appliance);
+  // Debian's shim-signed and grub-efi-amd64-signed (downloaded into the package cache once).
+  const fetched = await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, log: createSilentLogger() });
+  t.deepEqual(fetched.map((f) => f.name), ['shimx64.efi', 'grubx64.efi']);
+  const vm = await boot(t, lab, 'uefi-secureboot', mac);
+  const serial = await bootToCloudConfig(t, vm, 'uefi-secureboot server');
+  // The signed kernel says so itself: the firmware booted it with Secure Boot enforced.
+  t.regex(serial, /secureboot: Secure boot enabled/);
+  t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac} with grub (secure boot)`), 'the rendered grub script did not run');
+  const events = await appliance.events(mac);
+  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['file'] === 'shimx64.efi'), 'dhcp did not hand out shim');
+  const files = ofType(events, 'tftp-file').map((e) => e.detail?.['file']);
+  for (const f of ['shimx64.efi', 'grubx64.efi', 'grub/grub.cfg', `grub/machines/x86_64/${mac}.cfg`, 'assets/vmlinuz', 'assets/initrd.img']) t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
+  t.like(ofType(events, 'grub-script').at(-1)?.detail, { outcome: 'boot', profile: 'lab-test-os', secureBoot: true });
+  t.truthy(ofType(events, 'http-cloud-config')[0], 'the test OS did not fetch its cloud-config');
+});
+
+test('OVMF Secure Boot handed unsigned iPXE (proxy mode beside dnsmasq): refused, and the timeline says why', async (t) => {
+  t.timeout(BOOT_TIMEOUT_MS + 90_000);
+  await vmSlot(t);
+  const lab = await newLab({ upstreamDhcp: true });
+  const mac = '52:54:00:16:03:01';
+  const appliance = await startTestOsAppliance(lab, bootAssets(), { name: 'appliance-refused', machines: [{ mac, secureBoot: false }] });
+  appliances.push(appliance);
+  // No PXEv6 (nothing answers DHCPv6 here): after the refusal the firmware goes on to HTTPv4.
+  const vm = await boot(t, lab, 'uefi-secureboot', mac, { extraArgs: ['-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n'] });
+  await vm.waitFor(/Access Denied/, BOOT_TIMEOUT_MS);
+  const diagnosis = await waitForEvent(appliance, mac, (e) => e.type === 'boot-diagnosis' && e.detail?.['problem'] === 'unsigned-loader-refused', 120_000, vm);
+  t.like(diagnosis.detail, { file: 'snponly.efi' });
+  t.regex(String(diagnosis.detail?.['explanation']), /secure boot firmware refuses unsigned ipxe/);
+  t.regex(String(diagnosis.detail?.['fix']), /fetch secureboot/);
+  t.log(`uefi-secureboot unsigned ipxe: refused, diagnosed ${(vm.timeOf(/Access Denied/)! / 1000).toFixed(1)} s after VM start (Access Denied)`);
 });
