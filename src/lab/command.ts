@@ -13,7 +13,7 @@ import { startApplianceInLab, startTestOsAppliance, type LabAppliance } from './
 import { buildTestInitrd } from './initrd.js';
 import { createLab, type Lab } from './netns.js';
 import { checkLabPrerequisites } from './prereqs.js';
-import { startVm, type Firmware, type Vm } from './qemu.js';
+import { FIRMWARES, startVm, type Firmware, type Vm } from './qemu.js';
 
 /** Streams and settings the lab command uses; injectable so tests run it in-process. */
 export interface LabCommandIo {
@@ -46,7 +46,12 @@ on exit: when every VM has powered off, or on Ctrl-C / SIGTERM.
 
 VMs (the i-th --firmware/--mac/--uuid goes to the i-th VM; --firmware repeats cyclically):
   --vms N                  number of VMs, 0-16 [default: 1, or as many as --mac/--uuid given]
-  --firmware bios|uefi     bios: SeaBIOS + iPXE ROM; uefi: OVMF with its own PXE [default: bios]
+  --firmware FW            bios: SeaBIOS + iPXE ROM; uefi: OVMF with its own PXE;
+                           uefi-http: OVMF HTTP boot only (PXE off); uefi-secureboot:
+                           OVMF with Secure Boot on (Microsoft keys; needs fetch secureboot
+                           and secureBoot set, see README); arm64: AAVMF under
+                           qemu-system-aarch64 (grub); uefi-ipv6: OVMF PXEv6 only
+                           [default: bios]
   --mac MAC                NIC MAC, e.g. 52:54:00:12:34:56 [default: random 52:54:00:xx:xx:xx]
   --uuid UUID              SMBIOS UUID (-uuid), e.g. to match a machine record by UUID
   --memory MiB             guest memory, 128-16384 [default: 512]
@@ -158,7 +163,7 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
   if (v.help) return 'help';
   const firmwares = v.firmware ?? ['bios'];
   for (const f of firmwares) {
-    if (f !== 'bios' && f !== 'uefi') throw new UsageError(`--firmware must be bios or uefi, not ${JSON.stringify(f)}`);
+    if (!(FIRMWARES as readonly string[]).includes(f)) throw new UsageError(`--firmware must be one of ${FIRMWARES.join(', ')}, not ${JSON.stringify(f)}`);
   }
   const macs = v.mac ?? [];
   const uuids = v.uuid ?? [];
@@ -253,7 +258,8 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
     throw err;
   }
   const fw = new Set(plan.vms.map((v) => v.firmware));
-  const missing = checkLabPrerequisites(fw.size === 2 ? 'both' : fw.has('uefi') ? 'uefi' : 'bios');
+  const uefiLike = [...fw].some((f) => f !== 'bios');
+  const missing = checkLabPrerequisites(fw.has('bios') && uefiLike ? 'both' : uefiLike ? 'uefi' : 'bios', [...fw]);
   if (missing.length > 0) {
     for (const m of missing) say(`missing ${m.what} (${m.fix})`);
     return LAB_EXIT.failure;

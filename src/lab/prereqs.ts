@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { ApplianceError } from '../errors.js';
 import { findTestKernel } from './initrd.js';
-import { OVMF_CODE, OVMF_VARS, QEMU_BINARY } from './qemu.js';
+import { AAVMF_CODE, AAVMF_VARS, OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_MS, QEMU_ARM64_BINARY, QEMU_BINARY, type Firmware } from './qemu.js';
 import { DEFAULT_BOOT_FILES } from '../boot-catalogue.js';
 import { IPXE_DIR } from './baseline.js';
 
@@ -29,7 +29,7 @@ function onPath(cmd: string): boolean {
  * OVMF, iPXE binaries, dnsmasq, static busybox and a Debian kernel with modules.
  * `firmware` limits the check to what one firmware needs.
  */
-export function checkLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both'): MissingPrerequisite[] {
+export function checkLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both', more: readonly Firmware[] = []): MissingPrerequisite[] {
   const missing: MissingPrerequisite[] = [];
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     missing.push({ what: 'root (network namespaces and taps)', fix: 'run as root' });
@@ -47,6 +47,11 @@ export function checkLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both
   ];
   if (firmware !== 'uefi') files.push(['/usr/lib/ipxe/qemu/efi-virtio.rom', 'ipxe-qemu']);
   if (firmware !== 'bios') files.push([join(IPXE_DIR, DEFAULT_BOOT_FILES['efi-x64']), 'ipxe'], [OVMF_CODE, 'ovmf'], [OVMF_VARS, 'ovmf']);
+  if (more.includes('uefi-secureboot')) files.push([OVMF_CODE_SECBOOT, 'ovmf'], [OVMF_VARS_MS, 'ovmf']);
+  if (more.includes('arm64')) {
+    files.push([AAVMF_CODE, 'qemu-efi-aarch64'], [AAVMF_VARS, 'qemu-efi-aarch64']);
+    if (!onPath(QEMU_ARM64_BINARY)) missing.push({ what: QEMU_ARM64_BINARY, fix: 'apt-get install qemu-system-arm' });
+  }
   for (const [file, pkg] of files) if (!existsSync(file)) missing.push({ what: file, fix: `apt-get install ${pkg}` });
   try {
     findTestKernel();
@@ -60,8 +65,8 @@ export function checkLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both
  * Throw `ERR_LAB_PREREQ` listing every missing prerequisite. Tests call this so that a CI
  * host without them fails loudly instead of skipping.
  */
-export function assertLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both'): void {
-  const missing = checkLabPrerequisites(firmware);
+export function assertLabPrerequisites(firmware: 'bios' | 'uefi' | 'both' = 'both', more: readonly Firmware[] = []): void {
+  const missing = checkLabPrerequisites(firmware, more);
   if (missing.length > 0) {
     const list = missing.map((m) => `${m.what} (${m.fix})`).join('; ');
     throw new ApplianceError('ERR_LAB_PREREQ', `vm lab prerequisites missing: ${list}`, { missing });

@@ -39,7 +39,7 @@ const appliances: LabAppliance[] = [];
 const vms: Vm[] = [];
 
 test.before(() => {
-  assertLabPrerequisites('uefi');
+  assertLabPrerequisites('uefi', ['uefi-http', 'uefi-secureboot']);
   assertApplianceBuilt();
   const initrd = buildTestInitrd();
   assets = { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG };

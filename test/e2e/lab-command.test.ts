@@ -84,7 +84,7 @@ test('--help prints the usage; bad flags exit 2 with the reason', async (t) => {
   t.is(await help.done, LAB_EXIT.ok);
   t.is(help.stdout(), `${LAB_USAGE}\n`);
   for (const [argv, why] of [
-    [['--firmware', 'arm'], /--firmware must be bios or uefi/],
+    [['--firmware', 'arm'], /--firmware must be one of bios, uefi, uefi-http, uefi-secureboot, arm64, uefi-ipv6, not "arm"/],
     [['--mac', 'nope'], /--mac "nope" is not a MAC address/],
     [['--vms', '99'], /--vms must be a whole number from 0 to 16/],
     [['--mac', '52:54:00:00:00:01', '--mac', '52:54:00:00:00:01'], /--mac values must differ/],
