@@ -98,7 +98,7 @@ test('captured EDK2 DISCOVER on 67 gets an OFFER broadcast to the client port; l
   t.is(ev.length, 1);
   t.is(ev[0]?.type, 'dhcp-offer');
   t.is(ev[0]?.ip, undefined);
-  t.deepEqual(ev[0]?.detail, { arch: 'efi-x64', file: '', port: ports.dhcpPort });
+  t.deepEqual(ev[0]?.detail, { arch: 'efi-x64', client: 'pxe', file: '', port: ports.dhcpPort });
 });
 
 test('4011 REQUEST: the ACK goes back to the source address and port, not to the client port', async (t) => {
@@ -124,7 +124,7 @@ test('4011 REQUEST: the ACK goes back to the source address and port, not to the
   const ack0 = events.list({ mac: '52:54:00:12:34:63' })[0];
   t.is(ack0?.type, 'dhcp-ack');
   t.is(ack0?.ip, '127.0.0.170');
-  t.deepEqual(ack0?.detail, { arch: 'efi-x64', file: 'snponly.efi', port: ports.proxyPort });
+  t.deepEqual(ack0?.detail, { arch: 'efi-x64', client: 'pxe', file: 'snponly.efi', port: ports.proxyPort });
 });
 
 test('iPXE fixtures get the boot script URL on 67 and on 4011', async (t) => {
