@@ -184,12 +184,16 @@ export function describeEvent(e) {
       return `reported its hardware facts (${d.outcome ?? 'stored'})`;
     case 'discovered':
       return 'registered as a discovered machine';
+    case 'grub-script':
+      return d.outcome === 'retry' ? `cannot boot yet (grub): ${d.reason ?? ''}` : `got the grub script for profile ${d.profile ?? '?'}${d.secureBoot ? ' (secure boot)' : ''}`;
+    case 'boot-diagnosis':
+      return `${d.explanation ?? d.reason ?? 'boot problem'}${d.fix ? `. Fix: ${d.fix}` : ''}`;
     default:
       return e.type;
   }
 }
 
-const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad', 'dhcp-refused': 'bad' };
+const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad', 'dhcp-refused': 'bad', 'boot-diagnosis': 'bad' };
 
 /** One machine's boot timeline, updated live from the event stream. */
 export function TimelinePage({ mac }) {

@@ -86,8 +86,12 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i]!;
     const d = e.detail ?? {};
-    if (e.type === 'http-script' && d['outcome'] === 'retry') {
+    if ((e.type === 'http-script' || e.type === 'grub-script') && d['outcome'] === 'retry') {
       return { at: e.at, source: e.type, message: str(d['reason']) ?? 'the boot script could not be built' };
+    }
+    if (e.type === 'boot-diagnosis') {
+      const fix = str(d['fix']);
+      return { at: e.at, source: e.type, message: `${str(d['explanation']) ?? str(d['reason']) ?? 'boot problem'}${fix ? `; fix: ${fix}` : ''}` };
     }
     if (e.type === 'tftp-error' && d['reason'] !== 'client-error') {
       const file = str(d['file']) ?? 'a file';
@@ -104,7 +108,7 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
       return { at: e.at, source: e.type, message: e.type === 'dhcp-nak' ? 'the dhcp server refused the address the machine asked for' : 'the machine declined its address (address conflict on the network)' };
     }
     // Progress after the failure: the machine got past it.
-    if ((e.type === 'http-script' && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file' || e.type === 'dhcp-ack') break;
+    if (((e.type === 'http-script' || e.type === 'grub-script') && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file' || e.type === 'dhcp-ack') break;
   }
   if (selection?.kind === 'none') return { at: events.at(-1)?.at ?? '', source: 'selection', message: selection.reason };
   return null;
