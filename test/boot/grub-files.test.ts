@@ -1,0 +1,89 @@
+/**
+ * What grub reads from the appliance's TFTP server, fetched with curl's TFTP client (a client
+ * nobody here wrote), through the real TFTP server with the grub virtual files mounted.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { createGrubFiles } from '../../src/boot/grub-files.js';
+import { createEventLog } from '../../src/events.js';
+import { createRenderer } from '../../src/http/render.js';
+import { createSilentLogger } from '../../src/log.js';
+import { createMemoryStore } from '../../src/store/store.js';
+import { startServer, tempDir } from '../tftp/helpers.js';
+
+const run = promisify(execFile);
+const TEMPLATES = fileURLToPath(new URL('../../templates', import.meta.url));
+const MAC = '52:54:00:16:05:01';
+
+async function tftpGet(port: number, name: string): Promise<{ ok: boolean; body: string; code: number | string | undefined }> {
+  try {
+    const { stdout } = await run('curl', ['-sS', '--fail', `tftp://127.0.0.1:${port}/${name}`], { timeout: 20_000, maxBuffer: 64 * 1024 * 1024 });
+    return { ok: true, body: stdout, code: 0 };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { code?: number | string };
+    if (e.code === 'ENOENT') throw new Error('curl is not installed (scripts/install installs it)');
+    return { ok: false, body: '', code: e.code };
+  }
+}
+
+async function setup(t: { teardown(fn: () => unknown): void }, db: Parameters<typeof createMemoryStore>[0], secureBootDefault = false) {
+  const assets = await tempDir('grub-assets-');
+  await mkdir(path.join(assets, 'os'));
+  // A real signed kernel head is not needed for these cases: plain bytes stand in for files.
+  await writeFile(path.join(assets, 'os', 'vmlinuz'), Buffer.alloc(70_000, 7));
+  await writeFile(path.join(assets, 'os', 'initrd.img'), 'initrd-bytes');
+  await writeFile(path.join(path.dirname(assets), `${path.basename(assets)}-secret`), 'outside');
+  const events = createEventLog();
+  const store = createMemoryStore(db);
+  const s = await startServer({
+    events,
+    virtualFiles: createGrubFiles({ store, renderer: createRenderer(TEMPLATES), assetsDir: assets, server: () => ({ address: '10.99.0.1', port: 8080 }), secureBootDefault, log: createSilentLogger(), events }),
+  });
+  t.teardown(() => s.close());
+  return { s, assets, events };
+}
+
+const PROFILE = { id: 'os', kernel: '/assets/os/vmlinuz', initrd: ['/assets/os/initrd.img'], cmdline: { console: 'ttyS0', ds: '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]' } };
+
+test('grub.cfg, the machine script and the assets it names are served over tftp', async (t) => {
+  const { s, assets, events } = await setup(t, { defaultProfile: 'os', profiles: [PROFILE] });
+  const entry = await tftpGet(s.port, 'grub/grub.cfg');
+  t.true(entry.ok);
+  t.true(entry.body.includes('source (tftp,10.99.0.1)/grub/machines/$grub_cpu/$net_default_mac.cfg'));
+  const script = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
+  t.true(script.body.includes(`linux (tftp,10.99.0.1)/assets/os/vmlinuz 'console=ttyS0' 'ds=[url:http://10.99.0.1:8080/cloud-config?mac=${MAC}]'`), script.body);
+  t.true(script.body.includes('initrd (tftp,10.99.0.1)/assets/os/initrd.img'));
+  const kernel = await tftpGet(s.port, 'assets/os/vmlinuz');
+  t.is(Buffer.from(kernel.body, 'latin1').length, 70_000);
+  t.is((await tftpGet(s.port, 'assets/os/initrd.img')).body, await readFile(path.join(assets, 'os', 'initrd.img'), 'utf8'));
+  t.like(events.list({ mac: MAC }).find((e) => e.type === 'grub-script')?.detail, { outcome: 'boot', profile: 'os', via: 'default', arch: 'x86_64' });
+});
+
+test('nothing outside the assets directory is served, and unknown grub paths are not files', async (t) => {
+  const { s, assets } = await setup(t, { defaultProfile: 'os', profiles: [PROFILE] });
+  t.false((await tftpGet(s.port, `assets/../${path.basename(assets)}-secret`)).ok);
+  t.false((await tftpGet(s.port, 'assets/os/missing')).ok);
+  // grub probes these module lists at start; not found is what it expects.
+  t.false((await tftpGet(s.port, 'grub/x86_64-efi/command.lst')).ok);
+});
+
+test('a machine that cannot boot yet gets a grub script saying why, which retries', async (t) => {
+  const { s, events } = await setup(t, { defaultProfile: 'gone', profiles: [{ ...PROFILE, id: 'nokernel', kernel: '/assets/none/vmlinuz' }], machines: [{ mac: '52:54:00:16:05:02', profile: 'nokernel' }] });
+  const none = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
+  t.regex(none.body, /echo 'netboot-appliance: default profile "gone" does not exist'/);
+  t.true(none.body.includes('configfile (tftp,10.99.0.1)/grub/grub.cfg'));
+  const missing = await tftpGet(s.port, 'grub/machines/x86_64/52:54:00:16:05:02.cfg');
+  t.regex(missing.body, /\/assets\/none\/vmlinuz is missing on the appliance/);
+  t.like(events.list({ mac: '52:54:00:16:05:02' }).find((e) => e.type === 'grub-script')?.detail, { outcome: 'retry', asset: '/assets/none/vmlinuz' });
+});
+
+test('under secure boot an unsigned kernel is refused before shim would refuse it', async (t) => {
+  const { s } = await setup(t, { defaultProfile: 'os', profiles: [PROFILE] }, true);
+  const script = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
+  t.regex(script.body, /secure boot is on and kernel \/assets\/os\/vmlinuz carries no authenticode signature/);
+  t.false(script.body.includes('linux '));
+});
