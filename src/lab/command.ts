@@ -9,11 +9,13 @@ import { parseArgs } from 'node:util';
 import { ApplianceError } from '../errors.js';
 import { createSilentLogger } from '../log.js';
 import { DEFAULT_CLOUD_CONFIG } from './baseline.js';
-import { startApplianceInLab, startTestOsAppliance, type LabAppliance } from './appliance.js';
+import { startApplianceInLab, startTestOsAppliance, testOsProfile, type LabAppliance } from './appliance.js';
+import { prepareArm64TestOs } from './arm64.js';
+import { fetchSecureBoot } from '../fetch/secureboot.js';
 import { buildTestInitrd } from './initrd.js';
 import { createLab, type Lab } from './netns.js';
 import { checkLabPrerequisites } from './prereqs.js';
-import { FIRMWARES, startVm, type Firmware, type Vm } from './qemu.js';
+import { FIRMWARES, randomMac, startVm, type Firmware, type Vm } from './qemu.js';
 
 /** Streams and settings the lab command uses; injectable so tests run it in-process. */
 export interface LabCommandIo {
@@ -68,7 +70,10 @@ What the VMs boot:
   --log-level LEVEL        passed to the appliance (network flags are set by the lab)
   --test-os                instead, a private database whose default profile boots a busybox
                            test OS that fetches its cloud-config, reports facts and powers off:
-                           checks that the lab and the appliance work on this host
+                           checks that the lab and the appliance work on this host;
+                           arm64 VMs get Debian's arm64 kernel, uefi-secureboot VMs a
+                           machine record with secureBoot, both shim + signed grub
+                           (packages downloaded once; use --no-upstream-dhcp for grub)
 
 Network:
   --attach IFACE           move a host NIC onto the lab bridge for the run, so a bare-metal
@@ -299,7 +304,34 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
     const common = { httpPort: plan.httpPort, checkBuild: false, logLevel: plan.logLevel ?? (plan.testOs ? 'info' : null) };
     if (plan.testOs) {
       const initrd = buildTestInitrd();
-      appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, { ...common, args: plan.applianceArgs });
+      const kinds = new Set(plan.vms.map((v) => v.firmware));
+      const grubKinds = kinds.has('arm64') || kinds.has('uefi-secureboot');
+      if (grubKinds && plan.upstreamDhcp) say("warning: grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, and the lab's plain dnsmasq names itself: pass --no-upstream-dhcp so the appliance serves addresses (README: Firmware paths)");
+      // Secure Boot VMs need a MAC for their machine record (secureBoot: true); others keep theirs.
+      for (const v of plan.vms) if (v.firmware === 'uefi-secureboot' && v.mac === undefined) v.mac = randomMac();
+      const arm64 = kinds.has('arm64') ? await prepareArm64TestOs() : undefined;
+      const arm64Profile = arm64 ? { ...testOsProfile('lab-test-os-arm64', { extraCmdline: { console: 'ttyAMA0' } }), kernel: '/assets/arm64/vmlinuz', initrd: ['/assets/arm64/initrd.img'] } : undefined;
+      const started = await startTestOsAppliance(
+        lab,
+        { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
+        {
+          ...common,
+          args: plan.applianceArgs,
+          ...(arm64Profile ? { profiles: [arm64Profile], groups: [{ id: 'arm64', profile: arm64Profile.id, selector: { arch: 'arm64' } }] } : {}),
+          machines: plan.vms.filter((v) => v.firmware === 'uefi-secureboot').map((v) => ({ mac: v.mac!, secureBoot: true })),
+        },
+      );
+      appliance = started;
+      if (arm64) {
+        mkdirSync(join(started.home.assets, 'arm64'), { recursive: true });
+        copyFileSync(arm64.kernelPath, join(started.home.assets, 'arm64', 'vmlinuz'));
+        copyFileSync(arm64.initrdPath, join(started.home.assets, 'arm64', 'initrd.img'));
+      }
+      if (grubKinds) {
+        const arches: Array<'amd64' | 'arm64'> = [...(kinds.has('uefi-secureboot') ? (['amd64'] as const) : []), ...(kinds.has('arm64') ? (['arm64'] as const) : [])];
+        await fetchSecureBoot({ tftpRoot: started.home.tftpRoot, arches, log: createSilentLogger() });
+        say(`shim and signed grub (${arches.join(', ')}) in the test os tftp root`);
+      }
     } else {
       appliance = await startApplianceInLab(lab, { ...common, args: plan.applianceArgs, env: io.env });
     }
