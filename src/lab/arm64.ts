@@ -57,6 +57,15 @@ export async function prepareArm64TestOs(options: { cacheDir?: string; log?: Log
   }
   const kernel = findKernel(x);
   if (!kernel) throw new ApplianceError('ERR_LAB_PREREQ', `no arm64 kernel with modules unpacked in ${x}`);
+  // modules.dep is made by the package's postinst, which dpkg-deb -x does not run; depmod reads
+  // the arm64 modules fine from here (kmod).
+  if (!existsSync(join(x, 'lib', 'modules', kernel.version, 'modules.dep'))) {
+    try {
+      execFileSync('depmod', ['-b', x, kernel.version], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      throw new ApplianceError('ERR_LAB_PREREQ', `depmod -b ${x} ${kernel.version} failed (install kmod): ${(err as Error).message}`, {}, { cause: err });
+    }
+  }
   const initrd: TestInitrd = buildTestInitrd({ kernel, busyboxPath: join(x, 'bin', 'busybox'), modulesRoot: join(x, 'lib', 'modules') });
   return { kernelPath: kernel.path, initrdPath: initrd.path, version: kernel.version };
 }
