@@ -10,6 +10,9 @@ import { SERVE_COMMAND } from './commands/serve.js';
 
 export { EXIT, type CliIo } from './commands/command.js';
 
+/** Errors that name a bad setting or argument (a version tag, a mirror URL): exit 2 like any setting error. */
+const SETTING_ERROR_CODES = new Set(['ERR_CONFIG', 'ERR_FETCH_VERSION', 'ERR_FETCH_MIRROR', 'ERR_FETCH_URL']);
+
 /** The top-level `--help`: the commands, then the options of `serve` (the default). */
 export function mainHelp(): string {
   const lines = ['usage: node bin/appliance [serve] [options]        run the appliance (the default command)', '       node bin/appliance COMMAND [options]', '', 'commands:'];
@@ -97,7 +100,7 @@ export async function main(io: CliIo, signals: NodeJS.EventEmitter = process): P
     }
     return await command.run!(args);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || (err instanceof ApplianceError && SETTING_ERROR_CODES.has(err.code))) {
       write(io.stderr, `appliance: ${err.message}`);
       return EXIT.usage;
     }

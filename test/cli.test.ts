@@ -43,6 +43,8 @@ const invalid: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
   ['stray argument', ['version', 'x'], {}, /version: unexpected argument "x"/],
   ['bad log format', ['--log-format', 'xml'], {}, /--log-format: "xml" is not one of auto, human, json/],
   ['server mode on an address of no interface', ['--dhcp-mode', 'server', '--force', '--address', '192.0.2.1', '--http-port', '0', '--tftp-port', '0'], {}, /--address 192\.0\.2\.1 is not an address of this host/],
+  ['bad release tag', ['fetch', 'rancheros', '--version', 'latest'], {}, /rancheros version "latest" is not a release tag; use the form v1\.5\.8/],
+  ['bad mirror', ['fetch', 'ipxe', '--mirror', 'ftp://example.invalid/'], {}, /must use http: or https:/],
   ['bad --url of a client command', ['status', '--url', 'ftp://x'], {}, /--url "ftp:\/\/x" must use http: or https:/],
 ];
 for (const [name, args, env, message] of invalid) {
