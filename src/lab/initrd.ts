@@ -28,6 +28,8 @@ export const MARKERS = {
   factsPosted: '=== FACTS POSTED ===',
   /** The facts report was refused or the server was unreachable. */
   factsFailed: '=== FACTS POST FAILED ===',
+  /** `netboot.callback=URL` was on the command line and the POST to it succeeded. */
+  callbackPosted: '=== CALLBACK POSTED ===',
   /** `/init` is about to power off. */
   done: '=== NETBOOT-TEST-OS DONE ===',
 } as const;
@@ -209,6 +211,15 @@ elif [ -n "$url" ]; then
     echo '${MARKERS.factsPosted}'
   else
     echo '${MARKERS.factsFailed}'
+  fi
+fi
+# netboot.callback=URL (the appliance's {{ callback_url }}): report the provisioning done.
+callback=$(sed -n 's/.*netboot\\.callback=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+if [ -n "$callback" ]; then
+  if timeout 30 wget -q -O /tmp/callback-reply --post-data '' "$callback"; then
+    echo '${MARKERS.callbackPosted}'
+  else
+    echo '=== CALLBACK FAILED ==='
   fi
 fi
 echo '${MARKERS.done}'
