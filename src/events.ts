@@ -26,6 +26,7 @@ export type BootEventType =
   | 'grub-script'
   | 'http-asset'
   | 'http-cloud-config'
+  | 'http-preseed'
   | 'facts'
   | 'discovered'
   | 'boot-once'

@@ -98,12 +98,33 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
   },
 };
 
+/** `fetch debian-installer`. */
+export const FETCH_DEBIAN_INSTALLER_COMMAND: CommandSpec = {
+  name: 'debian-installer',
+  summary: "copy Debian 12's netboot installer (kernel, initrd) from its Debian package into --assets, offline",
+  description:
+    'Copy linux and initrd.gz of the Debian package debian-installer-12-netboot-amd64 into\n' +
+    'ASSETS/debian-installer/12/amd64/, each checked against the package md5sums. The shipped\n' +
+    'debian-installer profile boots them with a per-machine preseed. Prints what it did as JSON.',
+  settings: ['assets', ...LOG_SETTINGS],
+  flags: [{ name: 'from', type: 'string', arg: 'DIR', help: 'a .deb unpacked with dpkg-deb -R DEB DIR [default: the installed package]' }],
+  async run(args) {
+    const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { fetchDebianInstaller } = await import('../fetch/debian-installer.js');
+    const from = stringFlag(args, 'from');
+    const results = await fetchDebianInstaller({ assetsDir: config.assets, log, ...(from !== undefined ? { from: resolve(args.io.cwd, from) } : {}) });
+    args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    return EXIT.ok;
+  },
+};
+
 /** The `fetch` group; other fetch targets are added to `subcommands`. */
 export const FETCH_COMMAND: CommandSpec = {
   name: 'fetch',
   summary: 'download or copy boot files (iPXE binaries, OS kernels and initrds)',
   description: 'Put the files machines boot where the appliance serves them.',
-  subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND, FETCH_SECUREBOOT_COMMAND],
+  subcommands: [FETCH_IPXE_COMMAND, FETCH_RANCHEROS_COMMAND, FETCH_SECUREBOOT_COMMAND, FETCH_DEBIAN_INSTALLER_COMMAND],
 };
 
 /** `dir` when it is a directory; a ConfigError (exit 2) otherwise. */

@@ -18,6 +18,7 @@ import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
 import { registerMachineActionRoutes } from './routes/machine-actions.js';
+import { registerPreseedRoutes } from './routes/preseed.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerBootFileRoutes } from './routes/boot-files.js';
 import { registerConsoleRoutes } from './routes/console.js';
@@ -73,6 +74,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   registerBootRoutes(router, env);
   registerBootFileRoutes(router, env);
   registerMachineActionRoutes(router, env);
+  registerPreseedRoutes(router, env);
   registerApiRoutes(router, env);
   registerHealthRoutes(router, env);
   registerConsoleRoutes(router, env);

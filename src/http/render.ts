@@ -56,6 +56,8 @@ export function createRenderer(templatesDir: string): Renderer {
   env.addFilter('yaml', yamlQuote);
   env.addFilter('ipxe', (v: unknown) => assertIpxeSafe(String(v), 'value'));
   env.addFilter('comment', yamlComment);
+  // One line of a line-oriented file (preseed): nothing a value holds can start a new line.
+  env.addFilter('line', yamlComment);
   return {
     render(name, context) {
       if (!/^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) {

@@ -37,11 +37,35 @@ export const RANCHEROS_PROFILE: Profile = {
   },
 };
 
+/**
+ * Debian 12's network installer from the Debian package (`fetch debian-installer`), fully
+ * automated by a per-machine preseed from this appliance (`/preseed?mac=`, templates/
+ * debian.preseed.njk). `auto=true priority=critical` defers the locale and keyboard questions
+ * until the preseed is loaded; `url=` is where it is loaded from (an IP literal: the installer
+ * has no name service for the appliance).
+ */
+export const DEBIAN_INSTALLER_PROFILE: Profile = {
+  id: 'debian-installer',
+  name: 'Debian 12 installer (preseeded)',
+  kernel: '/assets/debian-installer/12/amd64/linux',
+  initrd: ['/assets/debian-installer/12/amd64/initrd.gz'],
+  cmdline: {
+    auto: 'true',
+    priority: 'critical',
+    url: 'http://{{ address }}:{{ port }}/preseed?mac={{ mac }}',
+    // netcfg/choose_interface (d-i's short alias): the NIC that has a link.
+    interface: 'auto',
+    'DEBIAN_FRONTEND': 'text',
+    console: ['tty0', 'ttyS0,115200n8'],
+  },
+  preseed: 'debian.preseed.njk',
+};
+
 /** A fresh database: the RancherOS profile, set as default. */
 export function createDefaultDb(): Db {
   return {
     defaultProfile: RANCHEROS_PROFILE.id,
-    profiles: [structuredClone(RANCHEROS_PROFILE)],
+    profiles: [structuredClone(RANCHEROS_PROFILE), structuredClone(DEBIAN_INSTALLER_PROFILE)],
     machines: [],
     groups: [],
   };

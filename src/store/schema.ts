@@ -245,6 +245,7 @@ export const ProfileSchema = z
     grub: TemplateNameSchema.optional().describe('grub template in the templates directory (default profile.grub.njk)'),
     bootloader: BootLoaderSchema,
     secureBoot: SecureBootSchema,
+    preseed: TemplateNameSchema.optional().describe('Debian installer preseed template served at /preseed?mac= (default debian.preseed.njk)'),
     vars: VarsSchema.optional(),
   })
   .strict();

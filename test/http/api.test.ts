@@ -18,7 +18,7 @@ test('profiles: PUT creates (201) then replaces (200), GET, list, DELETE, 404s',
   const u = await h.req('PUT', '/api/profiles/p1', { body: { ...profile, id: 'p1', name: 'P one' }, headers: auth });
   t.is(u.status, 200);
   t.is((await h.req('GET', '/api/profiles/p1')).json.name, 'P one');
-  t.deepEqual((await h.req('GET', '/api/profiles')).json.map((p: { id: string }) => p.id).sort(), ['p1', 'rancheros']);
+  t.deepEqual((await h.req('GET', '/api/profiles')).json.map((p: { id: string }) => p.id).sort(), ['debian-installer', 'p1', 'rancheros']);
   t.is((await h.req('DELETE', '/api/profiles/p1', { headers: auth })).status, 204);
   const gone = await h.req('GET', '/api/profiles/p1');
   t.is(gone.status, 404);
@@ -68,7 +68,7 @@ test('writes need the bearer token (401) and change nothing without it', async (
       t.regex(String(r.headers['www-authenticate']), /^Bearer/);
     }
   }
-  t.deepEqual((await h.store.listProfiles()).map((p) => p.id), ['rancheros']);
+  t.deepEqual((await h.store.listProfiles()).map((p) => p.id), ['rancheros', 'debian-installer']);
   t.deepEqual(await h.store.listMachines(), []);
 });
 

@@ -153,7 +153,7 @@ test('an edit not yet seen by the watcher is merged before an API write, not ove
   await writeFile(file, JSON.stringify(db));
   await store.putProfile(profile('by-api'));
   const onDisk = JSON.parse(await readFile(file, 'utf8')) as { profiles: { id: string }[] };
-  t.deepEqual(onDisk.profiles.map((p) => p.id).sort(), ['by-api', 'by-hand', 'rancheros']);
+  t.deepEqual(onDisk.profiles.map((p) => p.id).sort(), ['by-api', 'by-hand', 'debian-installer', 'rancheros']);
 });
 
 test('file mode is preserved across writes', async (t) => {

@@ -7,6 +7,8 @@
  */
 import test from 'ava';
 import type { Page } from 'playwright-core';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createMemoryStore } from '../../src/store/store.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { addRancherAssets, startHarness, TOKEN, type Harness } from '../http/helpers.js';
@@ -226,6 +228,9 @@ test.serial('assets, status and preview: missing files with the command that fet
   await page.locator('.failure code').filter({ hasText: 'node bin/appliance fetch rancheros' }).first().waitFor();
   t.is(await page.locator('tr[data-profile="rancheros"] .error').count(), 2);
   await addRancherAssets(h.assetsDir);
+  // The shipped debian-installer profile's files (fetch debian-installer) too.
+  await mkdir(path.join(h.assetsDir, 'debian-installer', '12', 'amd64'), { recursive: true });
+  for (const f of ['linux', 'initrd.gz']) await writeFile(path.join(h.assetsDir, 'debian-installer', '12', 'amd64', f), 'x');
   await page.getByRole('button', { name: 'compute' }).click();
   await page.locator('tr[data-profile="rancheros"] .hash').first().filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
   t.is(await page.locator('.failure').count(), 0);

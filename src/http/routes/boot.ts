@@ -8,6 +8,7 @@ import type Router from '@koa/router';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ApplianceError } from '../../errors.js';
+import { DEBIAN_INSTALLER_ASSET_DIR } from '../../fetch/debian-installer.js';
 import { DEFAULT_RANCHEROS_VERSION } from '../../fetch/rancheros.js';
 import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
 import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
@@ -37,6 +38,10 @@ const SCRIPT_TYPE = 'text/plain; charset=utf-8';
  * command's defaults.
  */
 export function missingAssetMessage(profileId: string, source: string, assetsDir: string): string {
+  if (source.startsWith(`/assets/${DEBIAN_INSTALLER_ASSET_DIR}/`)) {
+    const assets = path.resolve(assetsDir);
+    return `profile ${profileId}: ${source} is missing on the appliance. Run: node bin/appliance fetch debian-installer${assets === path.resolve('assets') ? '' : ` --assets ${assets}`}`;
+  }
   const m = /^\/assets\/rancheros\/([^/]+)\/[^/]+$/.exec(source);
   if (!m) return `profile ${profileId}: ${source} is missing on the appliance (put it under the assets directory)`;
   const version = m[1]!;
