@@ -145,7 +145,11 @@ export function parseCommandArgs(command: CommandSpec, path: string, argv: strin
   return { flags: own, settingFlags, configFile, positionals: parsed.positionals, io, signals };
 }
 
-function parseErrorMessage(err: Error & { code?: string }, flags: FlagSpec[], path: string): string {
+/**
+ * One line for a `util.parseArgs` error, with a guess from `flags` ("unknown option --vsm; did you
+ * mean --vms?"). For commands that parse their own arguments (lab).
+ */
+export function parseErrorMessage(err: Error & { code?: string }, flags: ReadonlyArray<Pick<FlagSpec, 'name'> & Partial<FlagSpec>>, path: string): string {
   // Node's texts name the option in quotes and add advice about `--`; say it in one line instead.
   const name = /'(-[^' ]+)/.exec(err.message)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && name !== undefined) {
@@ -155,7 +159,7 @@ function parseErrorMessage(err: Error & { code?: string }, flags: FlagSpec[], pa
     return `${path}: unknown option ${name}${guess ? `; did you mean --${guess}?` : ''} (see ${path} --help)`;
   }
   if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && name !== undefined) {
-    const flag = flags.find((f) => `--${f.name}` === name || `-${f.short}` === name);
+    const flag = flags.find((f) => `--${f.name}` === name || (f.short !== undefined && `-${f.short}` === name));
     return flag?.type === 'boolean' ? `${path}: ${name} takes no value` : `${path}: ${name} needs a value${flag?.arg ? ` (${flag.arg})` : ''}`;
   }
   return `${path}: ${err.message.replace(/^./, (c) => c.toLowerCase())}`;

@@ -6,6 +6,7 @@
 import { createWriteStream, mkdirSync, copyFileSync, existsSync, type WriteStream } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseErrorMessage } from '../commands/command.js';
 import { ApplianceError } from '../errors.js';
 import { createSilentLogger } from '../log.js';
 import { DEFAULT_CLOUD_CONFIG } from './baseline.js';
@@ -162,7 +163,9 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
       },
     });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.replace(/^./, (c) => c.toLowerCase())}; see lab --help`);
+    // The flags named in LAB_USAGE are the ones accepted: guesses come from there.
+    const known = [...new Set([...LAB_USAGE.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]!))].map((name) => ({ name }));
+    throw new UsageError(parseErrorMessage(err as Error & { code?: string }, known, 'lab').replace(/^lab: /, ''));
   }
   const v = parsed.values;
   if (v.help) return 'help';

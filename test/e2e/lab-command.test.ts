@@ -90,7 +90,8 @@ test('--help prints the usage; bad flags exit 2 with the reason', async (t) => {
     [['--mac', '52:54:00:00:00:01', '--mac', '52:54:00:00:00:01'], /--mac values must differ/],
     [['--vms', '1', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2c'], /2 --mac\/--uuid values for --vms 1/],
     [['--test-os', '--db', 'x.json'], /--test-os uses a private database/],
-    [['--bogus'], /unknown option '--bogus'/],
+    [['--bogus'], /^appliance lab: unknown option --bogus \(see lab --help\)$/m],
+    [['--vsm', '2'], /unknown option --vsm; did you mean --vms\?/],
   ] as const) {
     const r = run([...argv]);
     t.is(await r.done, LAB_EXIT.usage, argv.join(' '));
