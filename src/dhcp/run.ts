@@ -164,21 +164,34 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger({ level: flags.logLevel });
+  // The handlers are in place before start: "listening" is logged inside run(), and a SIGTERM
+  // that arrives before run() returns must still stop cleanly instead of killing the process.
   let server: { stop(): Promise<void> } | undefined;
+  let stopRequested = false;
+  const stop = (): void => {
+    if (!server) {
+      stopRequested = true;
+      return;
+    }
+    void server.stop().then(() => log.info('dhcp stopped'));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
   try {
     server = await run(flags, log);
   } catch (err) {
     log.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'dhcp failed to start');
     process.exitCode = 1;
+    process.removeListener('SIGTERM', stop);
+    process.removeListener('SIGINT', stop);
     return;
   }
-  if (!server) return;
-  const running = server;
-  const stop = (): void => {
-    void running.stop().then(() => log.info('dhcp stopped'));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  if (!server) {
+    process.removeListener('SIGTERM', stop);
+    process.removeListener('SIGINT', stop);
+    return;
+  }
+  if (stopRequested) stop();
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
