@@ -7,6 +7,7 @@ import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpPolicy, type ListenerOptions } from './listener.js';
 import { encodePacket } from './packet.js';
+import { createPhaseLog } from './phase-log.js';
 import { bootRefusal, buildProxyReply, classify, replyDestination, type BootConfig, type BootFileChooser, type BootFiles, type DestinationOptions, type On67Style } from './pxe.js';
 import { bindError, resolveServedNetwork } from './sockets.js';
 
@@ -73,6 +74,8 @@ export function destinationOptionsOf(options: BootAnswerOptions): DestinationOpt
 export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
   const bootConfig = bootConfigOf(options);
   const destinations = destinationOptionsOf(options);
+  // Per-packet lines at debug; the first answer of a kind per machine and minute at info.
+  const phases = createPhaseLog();
   let answered = 0;
   return {
     name: 'proxy',
@@ -108,7 +111,7 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
         to: `${to.address}:${to.port}`,
         ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}),
       };
-      context.log.info(fields, reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`);
+      context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](fields, reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`);
       options.events?.record({
         type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
         mac: request.mac,

@@ -17,6 +17,7 @@ import { ApplianceError } from '../errors.js';
 import { createSilentLogger, type Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpListener, type DhcpPolicy, type DhcpRequest, type ListenerOptions, type ListenerStats, type PolicyContext } from './listener.js';
 import { createLogBudget } from './log-budget.js';
+import { createPhaseLog } from './phase-log.js';
 import { encodePacket } from './packet.js';
 import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPolicy } from './proxy-policy.js';
 import { resolveServedNetwork } from './sockets.js';
@@ -145,6 +146,8 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   // Hostile traffic must not become a log flood: refusals are summarised once per interval.
   const refusalLogs = { exhausted: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), rate: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), claim: createLogBudget(5, REFUSAL_LOG_INTERVAL_MS, now) };
   const refusedSince = { exhausted: 0, rate: 0 };
+  // Per-packet lines at debug; the first reply of a kind per machine and minute at info.
+  const phases = createPhaseLog();
   let pool: LeasePool | undefined;
   let journal: LeaseJournal | undefined;
   let modeConfig: ServerModeConfig | undefined;
@@ -234,7 +237,7 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       options.events?.record({ type: 'dhcp-refused', mac: action.mac, ...(action.ip !== undefined ? { ip: action.ip } : {}), detail: { reason: 'reserved for another mac', reservedFor: action.claimOf, ...relay } });
       options.events?.record({ type: 'dhcp-refused', mac: action.claimOf, ...(action.ip !== undefined ? { ip: action.ip } : {}), detail: { reason: 'its reserved address was claimed by another mac', claimedBy: action.mac, ...relay } });
     } else {
-      log.info(fields, `dhcp ${action.type}`);
+      log[phases.level(action.mac, `${action.type}:${action.ip ?? ''}`)](fields, `dhcp ${action.type}`);
     }
     if (action.type !== 'inform') {
       options.events?.record({
