@@ -1,7 +1,12 @@
 /**
- * Boot-time bench: time from VM start to cloud-config fetched, per boot server and firmware.
+ * The bench (`npm run bench`): first the services side by side with their anchors (TFTP vs
+ * dnsmasq, tftpd-hpa and atftpd; HTTP vs nginx-light; src/lab/service-bench.ts), then the boot
+ * time from VM start to cloud-config fetched, per boot server and firmware.
  *
- *   node --import=tsx scripts/bench.ts [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]
+ *   node --import=tsx scripts/bench.ts [--only services|vm] [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]
+ *
+ * Run it under the machine-wide lock (`flock /tmp/netboot-qemu.lock npm run bench`): both parts
+ * compete for the CPU with anything else running.
  *
  * Needs root, the VM lab packages (see src/lab/prereqs.ts) and a current build (`npm run
  * build`: the appliance variant runs `node bin/appliance`, which imports dist/). The first
@@ -11,16 +16,18 @@
  * `--ipv6-router` puts an IPv6 router on the lab network: iPXE then stops waiting ~16 s for a
  * Router Advertisement, which otherwise dominates every variant's figure.
  */
+import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DNSMASQ_BASELINE, formatBenchSummary, runBench, summarizeBench, type BenchVariant } from '../src/lab/bench.js';
 import { APPLIANCE_VARIANT, assertApplianceBuilt } from '../src/lab/appliance.js';
 import { checkLabPrerequisites } from '../src/lab/prereqs.js';
+import { formatServiceBench, runServiceBench, SERVICE_BENCH_TOOLS } from '../src/lab/service-bench.js';
 import type { Firmware } from '../src/lab/qemu.js';
 
 /** Run the bench with `variants` (baseline first) and print the report; returns the exit code. */
 export async function main(argv: readonly string[], variants: readonly BenchVariant[]): Promise<number> {
-  let values: { firmware: string; runs: string; json: boolean; 'ipv6-router': boolean };
+  let values: { firmware: string; runs: string; json: boolean; 'ipv6-router': boolean; only?: string | undefined };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -29,10 +36,11 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
         runs: { type: 'string', default: '1' },
         json: { type: 'boolean', default: false },
         'ipv6-router': { type: 'boolean', default: false },
+        only: { type: 'string' },
       },
     }));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]\n`);
+    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--only services|vm] [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]\n`);
     return 2;
   }
   const fw = values.firmware;
@@ -44,6 +52,27 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
     process.stderr.write(`bench: --runs must be an integer 1..20, not ${values.runs}\n`);
     return 2;
+  }
+  if (values.only !== undefined && values.only !== 'services' && values.only !== 'vm') {
+    process.stderr.write(`bench: --only must be services or vm, not ${values.only}\n`);
+    return 2;
+  }
+  if (values.only !== 'vm') {
+    const tools = SERVICE_BENCH_TOOLS.filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+    if (tools.length > 0) {
+      for (const [bin, pkg] of tools) process.stderr.write(`bench: missing ${bin} (apt-get install ${pkg}, or run scripts/install)\n`);
+      return 2;
+    }
+    try {
+      assertApplianceBuilt();
+    } catch (err) {
+      process.stderr.write(`bench: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const result = await runServiceBench({ runs: Math.max(runs, 3), progress: (line) => process.stderr.write(`${line}\n`) });
+    if (values.json) process.stdout.write(`${JSON.stringify({ services: result }, null, 2)}\n`);
+    else process.stdout.write(`${formatServiceBench(result)}\n\n`);
+    if (values.only === 'services') return 0;
   }
   const missing = checkLabPrerequisites(fw);
   if (missing.length > 0) {
