@@ -45,11 +45,17 @@ export interface ServiceBenchResult {
 
 const ADDR = { ours: '127.0.0.10', dnsmasq: '127.0.0.11', tftpdHpa: '127.0.0.12', atftpd: '127.0.0.13', nginx: '127.0.0.14' } as const;
 
-/** The Debian packages the service bench needs (scripts/install installs them). */
+/**
+ * atftpd conflicts with tftpd-hpa as a Debian package (both ship /usr/sbin/in.tftpd), so
+ * scripts/install unpacks its binary here instead of installing it.
+ */
+export const ATFTPD = '/usr/local/lib/netboot-appliance/atftpd/usr/sbin/atftpd';
+
+/** The commands the service bench needs and where they come from (scripts/install). */
 export const SERVICE_BENCH_TOOLS: ReadonlyArray<[string, string]> = [
   ['dnsmasq', 'dnsmasq-base'],
   ['in.tftpd', 'tftpd-hpa'],
-  ['atftpd', 'atftpd'],
+  [ATFTPD, 'atftpd, unpacked by scripts/install'],
   ['atftp', 'atftp'],
   ['nginx', 'nginx-light'],
   ['curl', 'curl'],
@@ -103,7 +109,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn']);
     inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
     inNs('in.tftpd', ['-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
-    inNs('atftpd', ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
+    inNs(ATFTPD, ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
     inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
     await waitUntilServing(ns, progress);
 
