@@ -98,6 +98,11 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
   try {
     await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // getaddrinfo's AI_ADDRCONFIG ignores loopback: without another IPv4 address in the namespace,
+    // tftpd-hpa cannot resolve its own bind address (exit 66).
+    await run('ip', ['-n', ns, 'link', 'add', 'bench0', 'type', 'dummy']);
+    await run('ip', ['-n', ns, 'addr', 'add', '10.254.254.1/32', 'dev', 'bench0']);
+    await run('ip', ['-n', ns, 'link', 'set', 'bench0', 'up']);
     const root = join(dir, 'root');
     mkdirSync(root);
     writeFileSync(join(root, 'big32'), randomBytes(32 * 1024 * 1024));
@@ -108,7 +113,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
 
     const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn']);
     inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
-    inNs('in.tftpd', ['-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
+    inNs('in.tftpd', ['-4', '-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
     inNs(ATFTPD, ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
     inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
     await waitUntilServing(ns, progress);
