@@ -100,9 +100,10 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     // getaddrinfo's AI_ADDRCONFIG ignores loopback: without another IPv4 address in the namespace,
     // tftpd-hpa cannot resolve its own bind address (exit 66).
-    await run('ip', ['-n', ns, 'link', 'add', 'bench0', 'type', 'dummy']);
-    await run('ip', ['-n', ns, 'addr', 'add', '10.254.254.1/32', 'dev', 'bench0']);
+    await run('ip', ['-n', ns, 'link', 'add', 'bench0', 'type', 'veth', 'peer', 'name', 'bench1']);
+    await run('ip', ['-n', ns, 'addr', 'add', '10.254.254.1/30', 'dev', 'bench0']);
     await run('ip', ['-n', ns, 'link', 'set', 'bench0', 'up']);
+    await run('ip', ['-n', ns, 'link', 'set', 'bench1', 'up']);
     const root = join(dir, 'root');
     mkdirSync(root);
     writeFileSync(join(root, 'big32'), randomBytes(32 * 1024 * 1024));
