@@ -69,7 +69,7 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
       process.stderr.write(`bench: ${(err as Error).message}\n`);
       return 2;
     }
-    const result = await runServiceBench({ runs: Math.max(runs, 3), progress: (line) => process.stderr.write(`${line}\n`) });
+    const result = await runServiceBench({ runs: values.runs === '1' ? 3 : runs, progress: (line) => process.stderr.write(`${line}\n`) });
     if (values.json) process.stdout.write(`${JSON.stringify({ services: result }, null, 2)}\n`);
     else process.stdout.write(`${formatServiceBench(result)}\n\n`);
     if (values.only === 'services') return 0;

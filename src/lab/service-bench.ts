@@ -9,7 +9,7 @@
  * The appliance runs as `node bin/appliance --dhcp-mode off` (the build in dist/), exactly as
  * a user starts it; its peak RSS (VmHWM) is read from /proc after the storms.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,6 +95,18 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     return child;
   };
   let stopping = false;
+  // A signal ends the bench through process.exit (scripts/bench.ts), which skips `finally`.
+  const onExit = (): void => {
+    for (const child of children) child.kill('SIGKILL');
+    try {
+      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+      execFileSync('ip', ['netns', 'del', ns]);
+    } catch {
+      // not created yet, or gone
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   try {
     await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -113,7 +125,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/nginx.err;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${ADDR.nginx}:8080; root ${root}; location /assets/ { alias ${root}/; } } }\n`);
 
     const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn']);
-    inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
+    inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', '--tftp-max=1000', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
     inNs('in.tftpd', ['-4', '-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
     inNs(ATFTPD, ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
     inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
@@ -125,8 +137,8 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       return Number(process.hrtime.bigint() - started) / 1e9;
     };
     const curlTftp = (addr: string, file: string, blksize: number) => `curl -sf --max-time 120 --tftp-blksize ${blksize} -o /dev/null tftp://${addr}/${file}`;
-    const storm = (addr: string, n: number) => `for i in $(seq ${n}); do ${curlTftp(addr, 'boot170', 1468)} & done; wait`;
-    const http = (url: string, n: number) => `for i in $(seq ${n}); do curl -sf --max-time 300 -o /dev/null ${url} & done; wait`;
+    const storm = (addr: string, n: number) => `f=$(mktemp); for i in $(seq ${n}); do (${curlTftp(addr, 'boot170', 1468)} || echo x >> $f) & done; wait; test ! -s $f`;
+    const http = (url: string, n: number) => `f=$(mktemp); for i in $(seq ${n}); do (curl -sf --max-time 300 -o /dev/null ${url} || echo x >> $f) & done; wait; test ! -s $f`;
     const atftp = (addr: string) => `atftp --option "blksize 1468" --option "windowsize 8" -g -r big32 -l /dev/null ${addr}`;
 
     const cases: Array<{ what: string; anchor: string; ours: string; theirs: string }> = [];
@@ -158,10 +170,20 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     }
     return { rows, rssPeakMiB: peakRssMiB(appliance.pid) };
   } finally {
+    process.off('exit', onExit);
     stopping = true;
     for (const child of children) child.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    // Clients a failed run left behind live in the namespace too.
+    const left = await run('ip', ['netns', 'pids', ns]).then((r) => r.stdout.split('\n').filter(Boolean), () => []);
+    for (const pid of left) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -282,9 +282,16 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
     const key = `${client.address}:${client.port}`;
     const existing = transfers.get(key);
     if (existing) {
-      if (existing.awaitingFirstReply && sameRequest(existing.request, request)) {
-        log.debug({ client: key, file: clip(request.filename) }, 'tftp repeated request: first reply sent again');
-        existing.repeatFirstReply(request);
+      if (sameRequest(existing.request, request)) {
+        if (existing.awaitingFirstReply) {
+          log.debug({ client: key, file: clip(request.filename) }, 'tftp repeated request: first reply sent again');
+          existing.repeatFirstReply(request);
+        } else {
+          // A late copy of the request (the client repeated it while our reply was on its way
+          // under load): the transfer it started is running; restarting it would strand the
+          // client, which only listens to the first transfer's port.
+          log.debug({ client: key, file: clip(request.filename) }, 'tftp repeated request for a running transfer ignored');
+        }
         return;
       }
       // Same client port, different (or later) request: the client has moved on.

@@ -519,3 +519,28 @@ test('a 60 000-byte file name is refused and logged clipped, not whole', async (
   t.true(String(line?.file).length <= 260);
   t.true(JSON.stringify(s.logs).length < 20_000);
 });
+
+test('a late copy of the request from the same port does not restart a running transfer', async (t) => {
+  const s = await startServer({ timeoutMs: 2000 });
+  t.teardown(() => s.close());
+  const content = await s.put('f', 1500);
+  const peer = await rawPeer();
+  t.teardown(() => peer.close());
+  const rrq: TftpPacket = { op: 'rrq', filename: 'f', mode: 'octet', options: [] };
+  peer.send(rrq, s.port);
+  const d1 = await peer.next();
+  t.like(d1?.packet, { op: 'data', block: 1 });
+  peer.send({ op: 'ack', block: 1 }, d1!.from);
+  const d2 = await peer.next();
+  t.like(d2?.packet, { op: 'data', block: 2 });
+  peer.send(rrq, s.port); // the client's retransmitted RRQ, arriving late
+  peer.send({ op: 'ack', block: 2 }, d1!.from);
+  const d3 = await peer.next();
+  t.like(d3?.packet, { op: 'data', block: 3 });
+  t.is(d3?.from, d1?.from, 'still the first transfer');
+  peer.send({ op: 'ack', block: 3 }, d1!.from);
+  const parts = [d1, d2, d3].map((d) => (d!.packet as { data: Buffer }).data);
+  t.is(sha256(Buffer.concat(parts)), sha256(content));
+  t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp transfer complete')));
+  t.deepEqual(await peer.collect(200), [], 'no second transfer started');
+});
