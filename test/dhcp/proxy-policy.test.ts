@@ -272,3 +272,31 @@ test('a configured client of another network asking our address on 4011 directly
   await far.send(encodePacket({ ...req, xid: 0x51, ciaddr: '127.0.1.6' }), ports.proxyPort);
   await t.throwsAsync(far.next(700));
 });
+
+test('secure boot over UEFI HTTP boot is not answered (signed grub has no http): warned, in the timeline; PXE from the same machine is', async (t) => {
+  const client = await udpClient();
+  t.teardown(() => client.close());
+  const { chooseLoader } = await import('../../src/boot/loader.js');
+  const { parseDb } = await import('../../src/store/schema.js');
+  const db = parseDb({});
+  const { ports, lines, events } = await startServer(t, {
+    clientPort: client.port,
+    chooseBootFile: (b) => {
+      const c = chooseLoader(db, { mac: b.mac, firmware: b.firmware, client: b.client === 'ipxe' ? 'pxe' : b.client }, true);
+      return c.kind === 'refuse' ? { kind: 'refuse', reason: c.reason } : { kind: 'file', file: c.file };
+    },
+  });
+  const pxe = decodePacket(fixture('edk2-ovmf-x64-discover'));
+  // The same DISCOVER as OVMF's HTTPv4 boot option sends it: vendor class HTTPClient, arch 16.
+  const http: DhcpPacket = {
+    ...pxe,
+    options: pxe.options.map((o) => (o.code === 60 ? { code: 60, data: Buffer.from('HTTPClient:Arch:00016:UNDI:003000') } : o.code === 93 ? { code: 93, data: Buffer.from([0, 16]) } : o)),
+  };
+  await client.send(encodePacket(http), ports.dhcpPort);
+  await t.throwsAsync(client.next(700), { message: /no datagram/ });
+  t.truthy(lines.find((l) => l['level'] === 40 && /debian's signed grub has none.*falls back to pxe/.test(String(l['reason']))));
+  const diagnosis = events.list().find((e) => e.type === 'boot-diagnosis');
+  t.like(diagnosis?.detail, { problem: 'not-answered', client: 'http', arch: 'efi-x64' });
+  await client.send(encodePacket(pxe), ports.dhcpPort);
+  t.is(decodePacket((await client.next()).msg).xid, pxe.xid, 'the PXE DISCOVER is answered');
+});
