@@ -39,6 +39,8 @@ import { join } from 'node:path';
 
 const KEEP = process.env['NETBOOT_LAB_KEEP'] === '1';
 const BOOT_TIMEOUT_MS = 240_000;
+// grub reads the 14 MB kernel over TFTP in 1 KiB lock-step blocks: 60-200 s on a loaded 2-core host.
+const GRUB_TIMEOUT_MS = 420_000;
 
 let assets: BootAssets | undefined;
 const labs: Lab[] = [];
@@ -140,7 +142,7 @@ test('OVMF UEFI HTTP boot (proxy mode beside dnsmasq): HTTPClient offer, snponly
 });
 
 test('OVMF Secure Boot (appliance as DHCP server): shim, signed grub, grub script per machine, signed kernel, secure boot on', async (t) => {
-  t.timeout(2 * BOOT_TIMEOUT_MS + 120_000);
+  t.timeout(GRUB_TIMEOUT_MS + BOOT_TIMEOUT_MS + 120_000);
   await vmSlot(t);
   const lab = await newLab({ upstreamDhcp: false });
   const mac = '52:54:00:16:02:01';
@@ -149,8 +151,8 @@ test('OVMF Secure Boot (appliance as DHCP server): shim, signed grub, grub scrip
   // Debian's shim-signed and grub-efi-amd64-signed (downloaded into the package cache once).
   const fetched = await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, log: createSilentLogger() });
   t.deepEqual(fetched.map((f) => f.name), ['shimx64.efi', 'grubx64.efi']);
-  const vm = await boot(t, lab, 'uefi-secureboot', mac);
-  const serial = await bootToCloudConfig(t, vm, 'uefi-secureboot server');
+  const vm = await boot(t, lab, 'uefi-secureboot', mac, {}, GRUB_TIMEOUT_MS);
+  const serial = await bootToCloudConfig(t, vm, 'uefi-secureboot server', GRUB_TIMEOUT_MS);
   // The signed kernel says so itself: the firmware booted it with Secure Boot enforced.
   t.regex(serial, /secureboot: Secure boot enabled/);
   t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac} with grub (secure boot)`), 'the rendered grub script did not run');
