@@ -15,6 +15,10 @@ import { createHttpServer, type HttpServer } from './http/server.js';
 import { API_TOKEN_FILE, loadOrCreateApiToken } from './http/token.js';
 import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-store.js';
 import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
+import { FactsSchema } from './store/schema.js';
+import { openStateStore, stateDirFor, type StateStore } from './store/state-store.js';
+import { openTimeline } from './store/timeline.js';
+import type { LegacyMachineState } from './store/file-store.js';
 import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
@@ -73,6 +77,16 @@ function bindError(service: string, port: number, err: unknown, host?: string, a
         ? '; another program (dnsmasq? tftpd?) holds it: stop it or pass another port'
         : '';
   return new ApplianceError('ERR_BIND', `cannot bind ${service} port ${port}: ${(err as Error).message}${hint}`, { service, port }, { cause: err });
+}
+
+/** Runtime data an older db.json carried, into the state store (once, at start). */
+async function migrateLegacyState(state: StateStore, records: LegacyMachineState[]): Promise<void> {
+  for (const r of records) {
+    state.sighted({ mac: r.mac, ip: r.lastSeenIp, uuid: r.uuid }, !r.discovered);
+    const facts = FactsSchema.safeParse(r.facts);
+    if (r.facts !== undefined && facts.success) await state.putFacts(r.mac, facts.data, r.lastSeenIp, !r.discovered).catch(() => undefined);
+  }
+  await state.flush();
 }
 
 /**
@@ -148,8 +162,14 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     // Per start: one registry for /metrics, and every server records through a log instrumented
     // with it, so DHCP and TFTP events are counted next to HTTP's.
     const registry = new Registry();
+    // Runtime state and the boot timeline live beside db.json, never in it.
+    const stateDir = stateDirFor(config.db);
+    const state = await openStateStore({ dir: stateDir, log, discovery: config.discovery === 'on' });
+    stops.push(() => state.close());
+    const timeline = await openTimeline({ dir: stateDir, log, events: baseEvents });
+    stops.push(() => timeline.close());
     // Diagnoses (e.g. unsigned iPXE refused by Secure Boot) are added to the timeline as events arrive.
-    const events = withBootDiagnosis(instrumentEventLog(baseEvents, registry), log.child({ subsystem: 'diagnosis' }));
+    const events = withBootDiagnosis(instrumentEventLog(timeline, registry), log.child({ subsystem: 'diagnosis' }));
     consoleStatus = { warnings: [] };
     log.info(
       { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
@@ -158,7 +178,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     logBootFiles();
     checkServerModeSettings(config);
 
-    const store: FileStore = await openFileStore({ path: config.db, log });
+    const store: FileStore = await openFileStore({ path: config.db, log, templatesDir: config.templates, migrate: (records) => migrateLegacyState(state, records) });
     openStore = store;
     templates = snapshotTemplates(config.templates);
     stops.push(async () => {
@@ -186,6 +206,9 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         templatesDir: config.templates,
         assetsDir: config.assets,
         apiToken,
+        apiReadToken: config.apiReadToken,
+        state,
+        timelineStatus: () => timeline.status(),
         registry,
         bootDirs: [config.tftpRoot, ...fallbackDirs],
         console: {

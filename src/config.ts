@@ -59,6 +59,10 @@ export interface Config {
   /** Append logs to this file instead of stdout; SIGHUP reopens it (logrotate). */
   readonly logFile: string | undefined;
   readonly apiToken: string | undefined;
+  /** A token that may only read the API. */
+  readonly apiReadToken: string | undefined;
+  /** Register unknown machines that boot (in the state store): on or off. */
+  readonly discovery: 'on' | 'off';
   readonly tftpBlksizeMax: number;
   /** Server mode: addresses leased (`START-END`); default the upper half of the subnet. */
   readonly dhcpRange: { start: string; end: string } | undefined;
@@ -139,7 +143,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', help: 'log level' },
   { key: 'logFormat', flag: 'log-format', kind: 'enum', values: LOG_FORMATS, default: 'auto', help: 'auto: one human line per event on a terminal, JSON otherwise; human; json' },
   { key: 'logFile', flag: 'log-file', kind: 'path', help: 'append logs to this file instead of stdout (JSON unless --log-format human); SIGHUP reopens it' },
-  { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for API writes (default: generated once and stored beside --db)' },
+  { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for the API (default: generated once and stored beside --db)' },
+  { key: 'apiReadToken', flag: 'api-read-token', kind: 'string', secret: true, help: 'a second bearer token that may only read the API (GET)' },
+  { key: 'discovery', flag: 'discovery', kind: 'enum', values: ['on', 'off'], default: 'on', help: 'on: register unknown machines that boot, in the state store beside --db; off: only declared machines are tracked (also PUT /api/discovery)' },
   { key: 'dhcpFd', flag: 'dhcp-fd', kind: 'int', min: 3, max: 65535, help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard' },
   { key: 'proxyFd', flag: 'proxy-fd', kind: 'int', min: 3, max: 65535, help: 'the same for the PXE boot-server port (4011)' },
   { key: 'secureBoot', flag: 'secure-boot', kind: 'bool', default: 'false', help: 'UEFI machines get shim + signed grub (run: node bin/appliance fetch secureboot) unless a machine, group or profile sets secureBoot: false' },

@@ -279,11 +279,17 @@ function fromTexts(schema, texts) {
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
+/**
+ * The operator's record from an API answer: machines come as `{ mac, declared, runtime }`
+ * (declared and discovered together); the editor edits the declared part only.
+ */
+const recordOf = (collection, r) => (collection === 'machines' && r && 'declared' in r ? (r.declared ?? { mac: r.mac }) : r);
+
 /** The editor of one collection: list on one side, the schema-driven form on the other. */
 export function EditorPage({ collection, id }) {
   const meta = COLLECTIONS[collection];
   const [schema, schemaError] = useLoad(() => api('GET', '/api/console/schema'), []);
-  const [list, listError, reloadList] = useLoad(() => api('GET', `/api/${collection}`), [collection]);
+  const [list, listError, reloadList] = useLoad(() => api('GET', `/api/${collection}`).then((l) => l.map((r) => recordOf(collection, r))), [collection]);
   if (!meta) return html`<p class="error">Unknown collection ${collection}</p>`;
   const item = schema ? itemSchema(schema, collection) : undefined;
   return html`<section class="editor">
@@ -336,7 +342,7 @@ function RecordForm({ collection, meta, schema, root, id, onSaved }) {
   };
   useEffect(() => {
     if (id === undefined) load({});
-    else api('GET', url(id)).then(load, setLoadError);
+    else api('GET', url(id)).then((r) => load(recordOf(collection, r)), setLoadError);
   }, [id]);
 
   const { value, errors: parseErrors } = fromTexts(schema, texts);
@@ -359,7 +365,7 @@ function RecordForm({ collection, meta, schema, root, id, onSaved }) {
     try {
       if (id !== undefined && !force) {
         // Someone (the file, another console, the API) may have changed it since it was loaded.
-        const current = await api('GET', url(id)).catch((e) => (e.status === 404 ? null : Promise.reject(e)));
+        const current = await api('GET', url(id)).then((r) => recordOf(collection, r), (e) => (e.status === 404 ? null : Promise.reject(e)));
         if (!same(current, original)) {
           setConflict(current);
           return;

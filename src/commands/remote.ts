@@ -28,14 +28,11 @@ interface Health {
   store: { ok: boolean; error?: string; loadedAt: string };
 }
 
+/** One entry of GET /api/machines: the operator's record and the runtime state. */
 interface MachineRow {
   mac: string;
-  hostname?: string;
-  profile?: string;
-  ip?: string;
-  uuid?: string;
-  state?: string;
-  lastSeenIp?: string;
+  declared: { hostname?: string; profile?: string; ip?: string; state?: string } | null;
+  runtime: { lastIp?: string; discovered?: boolean } | null;
 }
 
 /** `status`. */
@@ -74,7 +71,10 @@ export const MACHINES_COMMAND: CommandSpec = {
       return EXIT.ok;
     }
     const rows = [['MAC', 'HOSTNAME', 'PROFILE', 'IP', 'STATE']];
-    for (const m of machines) rows.push([m.mac, m.hostname ?? '-', m.profile ?? '(default)', m.ip ?? m.lastSeenIp ?? '-', m.state ?? '-']);
+    for (const m of machines) {
+      const d = m.declared;
+      rows.push([m.mac, d?.hostname ?? '-', d?.profile ?? '(default)', d?.ip ?? m.runtime?.lastIp ?? '-', d?.state ?? (m.runtime?.discovered ? 'discovered' : '-')]);
+    }
     print(args, formatTable(rows));
     return EXIT.ok;
   },

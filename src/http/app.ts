@@ -22,6 +22,7 @@ import { registerPreseedRoutes } from './routes/preseed.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerBootFileRoutes } from './routes/boot-files.js';
 import { registerConsoleRoutes } from './routes/console.js';
+import { registerCompatRoutes } from './routes/compat.js';
 import { registerHealthRoutes } from './routes/health.js';
 
 export type { HttpDeps } from './context.js';
@@ -43,7 +44,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     log,
     renderer: createRenderer(deps.templatesDir),
     metrics,
-    discovery: deps.discovery ?? createDiscovery({ store: deps.store, log }),
+    discovery: deps.discovery ?? createDiscovery({ store: deps.store, log, ...(deps.state ? { state: deps.state } : {}) }),
     power: deps.power ?? createIpmiPower(),
     digests: createDigestCache(),
     server: () => ({ address: deps.address, port: deps.httpPort() }),
@@ -76,6 +77,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   registerMachineActionRoutes(router, env);
   registerPreseedRoutes(router, env);
   registerApiRoutes(router, env);
+  registerCompatRoutes(router, env);
   registerHealthRoutes(router, env);
   registerConsoleRoutes(router, env);
   app.use(router.routes());

@@ -11,6 +11,7 @@ import { normalizeMac, normalizeUuid } from '../identity.js';
 import type { Logger } from '../log.js';
 import type { PowerController } from '../power/ipmi.js';
 import type { Discovery } from '../store/discovery.js';
+import type { StateStore } from '../store/state-store.js';
 import type { Store } from '../store/store.js';
 import type { HttpMetrics } from './metrics.js';
 import type { DigestCache } from './microkernel.js';
@@ -29,8 +30,14 @@ export interface HttpDeps {
   templatesDir: string;
   /** Files served under /assets/. */
   assetsDir: string;
-  /** Bearer token required for API writes. */
+  /** Bearer token required for API writes (and accepted for reads). */
   apiToken: string;
+  /** A token that may only read the API (GET); optional. */
+  apiReadToken?: string | undefined;
+  /** Health of the persisted boot timeline, for /healthz. */
+  timelineStatus?: () => { ok: boolean; error?: string };
+  /** Runtime state (sightings, facts); default: in memory. Ignored when `discovery` is given. */
+  state?: StateStore;
   /** Registry for /metrics (default: a new one per app). */
   registry?: Registry;
   /** Seconds a machine that cannot boot yet waits before asking again (default 20). */
@@ -87,9 +94,9 @@ function queryString(ctx: Koa.Context, name: string): string | undefined {
  * to the MAC last seen at the client's address (learned from DHCP). Values that fail
  * validation are dropped, never passed on: a hostile query string cannot reach a template.
  */
-export function bootRequestFrom(ctx: Koa.Context, events: EventLog): BootRequest | undefined {
+export function bootRequestFrom(ctx: Koa.Context, events: EventLog, fallbackMac?: string): BootRequest | undefined {
   const rawMac = queryString(ctx, 'mac');
-  const mac = (rawMac !== undefined ? normalizeMac(rawMac) : undefined) ?? events.macForIp(clientIp(ctx));
+  const mac = (rawMac !== undefined ? normalizeMac(rawMac) : undefined) ?? events.macForIp(clientIp(ctx)) ?? fallbackMac;
   if (mac === undefined) return undefined;
   const word = (s: string | undefined): string | undefined => (s !== undefined && /^[A-Za-z0-9_-]{1,32}$/.test(s) ? s : undefined);
   return {
@@ -98,6 +105,20 @@ export function bootRequestFrom(ctx: Koa.Context, events: EventLog): BootRequest
     arch: word(queryString(ctx, 'arch')),
     platform: word(queryString(ctx, 'platform')),
   };
+}
+
+/**
+ * The booting machine's identity like bootRequestFrom, and when the request carries no usable
+ * MAC but a UUID (`/ipxe?uuid=`, bootcfg's and matchbox's habit), the MAC of the operator's
+ * machine record with that UUID. Never a discovered record: the network cannot pick a MAC.
+ */
+export async function identifyMachine(ctx: Koa.Context, deps: Pick<HttpDeps, 'events' | 'store'>): Promise<BootRequest | undefined> {
+  const req = bootRequestFrom(ctx, deps.events);
+  if (req) return req;
+  const uuid = normalizeUuid(queryString(ctx, 'uuid'));
+  if (uuid === undefined) return undefined;
+  const machine = await deps.store.findMachineByUuid(uuid);
+  return machine ? bootRequestFrom(ctx, deps.events, machine.mac) : undefined;
 }
 
 /**

@@ -26,6 +26,9 @@ const STATUS: Record<string, number> = {
   ERR_SELECTOR: 422,
   ERR_BMC: 502,
   ERR_STORE_FILE_INVALID: 409,
+  ERR_STORE_CONFLICT: 409,
+  ERR_FORBIDDEN: 403,
+  ERR_FACTS_TOO_LARGE: 413,
   ERR_PRECONDITION_FAILED: 412,
   ERR_BODY_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,
@@ -38,6 +41,8 @@ const STATUS: Record<string, number> = {
   ERR_DISCOVERY_FULL: 503,
   ERR_DISCOVERY_BUSY: 503,
   ERR_TOO_MANY_STREAMS: 503,
+  ERR_DISCOVERY_OFF: 403,
+  ERR_STATE_FULL: 507,
 };
 
 /** HTTP status for an error code (500 for codes this edge does not know). */

@@ -2,15 +2,20 @@
  * Rendering of iPXE scripts and cloud-configs. Templates are nunjucks files from the operator's
  * templates directory only (nunjucks is not sandboxed: a template can run code, so templates
  * are never taken from the database or a request). Values that reach a template are checked
- * first: every value in an iPXE context matches IPXE_SAFE (no whitespace, `$`, `#`, `|`, `&`,
- * `;`), and cloud-config values are placed with the `yaml` filter, which always emits a quoted
- * scalar, so a hostile value can neither inject an iPXE command nor break the YAML.
+ * first: every operator value in an iPXE context is one iPXE argument by iPXE's own tokenizer
+ * (store/cmdline.ts: no whitespace, control characters or quotes, no `#`-leading, `||`, `&&`
+ * or `;` token, no final `\`), request values are plain words, MACs and UUIDs, and cloud-config
+ * values are placed with the `yaml` filter, which always emits a quoted scalar, so no value can
+ * inject an iPXE command, add a kernel argument or break the YAML.
  */
 import nunjucks from 'nunjucks';
 import path from 'node:path';
 import { ApplianceError } from '../errors.js';
+import { ipxeEchoText, ipxeTokenProblem, PLACEHOLDER, splitCmdline } from '../store/cmdline.js';
 import { IPXE_SAFE, type Machine, type Profile, type VarValue } from '../store/schema.js';
 import { callbackToken } from '../store/lifecycle.js';
+
+export { ipxeEchoText } from '../store/cmdline.js';
 import type { SelectedVia } from '../store/select.js';
 
 /** Renders named templates from one directory. */
@@ -37,11 +42,10 @@ export function yamlComment(value: unknown): string {
   return String(value).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]/g, ' ');
 }
 
-/** Throw ERR_UNSAFE_VALUE unless `value` can be one iPXE script token. */
+/** Throw ERR_UNSAFE_VALUE unless `value` is one iPXE argument (store/cmdline.ts). */
 export function assertIpxeSafe(value: string, what: string): string {
-  if (!IPXE_SAFE.test(value)) {
-    throw new ApplianceError('ERR_UNSAFE_VALUE', `${what} contains characters that are not allowed in an iPXE script (whitespace, quotes, $, #, |, &, ;)`, { field: what });
-  }
+  const problem = ipxeTokenProblem(value);
+  if (problem) throw new ApplianceError('ERR_UNSAFE_VALUE', `${what} ${problem}`, { field: what });
   return value;
 }
 
@@ -134,14 +138,15 @@ export function interpolate(text: string, values: Record<string, string | undefi
 
 /** interpolate, leaving UNSET where an optional placeholder had no value. */
 function substitute(text: string, values: Record<string, string | undefined>, what: string): string {
-  return text.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(\?)?\s*\}\}/g, (_m, name: string, optional: string | undefined) => {
-    const v = values[name];
+  return text.replace(PLACEHOLDER, (_m, name: string, optional: string | undefined) => {
+    // Own keys only: `{{ constructor }}` must not find Object.prototype.constructor.
+    const v = Object.hasOwn(values, name) ? values[name] : undefined;
     if (optional && (v === undefined || v === '')) return UNSET;
     if (v === undefined) {
       throw new ApplianceError('ERR_TEMPLATE', `${what}: {{ ${name} }} is not known here (known: ${Object.keys(values).filter((k) => values[k] !== undefined).join(', ')})`, { field: what });
     }
     // A NUL inside a value would be mistaken for UNSET; it is refused as unsafe later anyway.
-    return v.replace(/\u0000/g, '');
+    return String(v).replace(/\u0000/g, '');
   });
 }
 
@@ -156,7 +161,7 @@ export function callbackUrl(server: ServerAddress, mac: string, machine: Machine
 
 /** The values `{{ name }}` may use in a cmdline. */
 export function placeholderValues(server: ServerAddress, req: BootRequest, profile: Profile, machine: Machine | undefined): Record<string, string | undefined> {
-  const values: Record<string, string | undefined> = {
+  const values: Record<string, string | undefined> = Object.assign(Object.create(null) as Record<string, string | undefined>, {
     address: server.address,
     port: String(server.port),
     base_url: baseUrl(server),
@@ -167,20 +172,27 @@ export function placeholderValues(server: ServerAddress, req: BootRequest, profi
     hostname: machine?.hostname,
     profile: profile.id,
     callback_url: callbackUrl(server, req.mac, machine),
-  };
+  });
   for (const [k, v] of Object.entries(mergeVars(profile, machine))) {
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') values[`vars.${k}`] = String(v);
   }
   return values;
 }
 
-/** Build the kernel command line tokens; every token is checked to be iPXE-safe. */
+/**
+ * Build the kernel command line arguments; every argument is checked to be one iPXE token. The
+ * string form is split first and each argument substituted on its own, so a value can never add
+ * an argument (a value with a space is refused, not split).
+ */
 export function buildCmdline(profile: Profile, values: Record<string, string | undefined>): string[] {
   const where = `profile ${profile.id} cmdline`;
   const tokens: string[] = [];
   if (typeof profile.cmdline === 'string') {
-    // An unset optional placeholder drops only the argument (space-separated token) it is in.
-    for (const t of substitute(profile.cmdline, values, where).split(/[ \t]+/)) if (t && !t.includes(UNSET)) tokens.push(t);
+    // An unset optional placeholder drops only the argument it is in.
+    for (const t of splitCmdline(profile.cmdline)) {
+      const v = substitute(t, values, where);
+      if (v !== '' && !v.includes(UNSET)) tokens.push(v);
+    }
   } else {
     for (const [key, raw] of Object.entries(profile.cmdline)) {
       for (const v of Array.isArray(raw) ? raw : [raw]) {
@@ -190,7 +202,7 @@ export function buildCmdline(profile: Profile, values: Record<string, string | u
       }
     }
   }
-  return tokens.map((t) => assertIpxeSafe(t, `${where} token ${JSON.stringify(t.slice(0, 40))}`));
+  return tokens.map((t) => assertIpxeSafe(t, `${where} argument ${JSON.stringify(t.slice(0, 40))}`));
 }
 
 /** One boot file (kernel or initrd) as iPXE will fetch it. */
@@ -245,7 +257,7 @@ export interface IpxeContext {
   retry_url: string;
   /** Seconds to wait before retrying after a failure. */
   retry_seconds: number;
-  /** Profile and machine vars whose values are iPXE-safe scalars; others are left out. */
+  /** Profile and machine vars whose values are scalars that are one iPXE argument; others are left out. */
   vars: Record<string, string>;
 }
 
@@ -256,7 +268,7 @@ export function buildIpxeContext(server: ServerAddress, req: BootRequest, profil
   const initrds = profile.initrd.map((s, i) => bootFile(server, s, names[i]!));
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries(mergeVars(profile, machine))) {
-    if ((typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') && IPXE_SAFE.test(String(v))) vars[k] = String(v);
+    if ((typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') && ipxeTokenProblem(String(v)) === undefined) vars[k] = String(v);
   }
   const cmdline = buildCmdline(profile, values).join(' ');
   const initrdArgs = initrds.map((i) => `initrd=${i.name}`).join(' ');
@@ -317,15 +329,6 @@ export function buildCloudConfigContext(server: ServerAddress, req: BootRequest,
     callback_url: callbackUrl(server, req.mac, machine) ?? '',
     warnings: [],
   };
-}
-
-/** Reduce a message to what `echo` can print safely in iPXE (no `$`, `#`, `|`, `&`, `;`). */
-export function ipxeEchoText(message: string): string {
-  return message
-    .replace(/[^A-Za-z0-9 .,:/_=()\-'"@+?!*[\]<>%~^]/g, '?')
-    .replace(/\s+/g, ' ')
-    .trim()
-    .slice(0, 300);
 }
 
 /**

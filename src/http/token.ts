@@ -49,6 +49,18 @@ export function tokensMatch(presented: string, expected: string): boolean {
   return timingSafeEqual(a, b) && expected.length > 0;
 }
 
+/**
+ * Which token the Authorization header carries: `write` (the API token), `read` (the read-only
+ * token, when one is configured), or undefined.
+ */
+export function bearerAccess(header: string | undefined, writeToken: string, readToken?: string): 'write' | 'read' | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m) return undefined;
+  if (tokensMatch(m[1]!, writeToken)) return 'write';
+  if (readToken !== undefined && readToken.length > 0 && tokensMatch(m[1]!, readToken)) return 'read';
+  return undefined;
+}
+
 /** Throw ERR_UNAUTHORIZED unless the Authorization header carries `Bearer <expected>`. */
 export function assertBearer(header: string | undefined, expected: string): void {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');

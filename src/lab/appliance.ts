@@ -4,7 +4,7 @@
  * the process itself started inside the lab namespace on the lab bridge with real ports.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { APPLIANCE_HOME } from '../config.js';
 import { ApplianceError } from '../errors.js';
 import type { BootEvent } from '../events.js';
@@ -172,6 +172,15 @@ export interface LabAppliance extends BootServer {
   events(mac: string): Promise<BootEvent[]>;
 }
 
+/** The API token an appliance started with `args` uses: `--api-token`, or the file beside `--db`. */
+function apiTokenOf(args: readonly string[]): string | undefined {
+  const flag = args.indexOf('--api-token');
+  if (flag >= 0) return args[flag + 1];
+  const db = args.indexOf('--db');
+  const file = db >= 0 && args[db + 1] !== undefined ? join(dirname(args[db + 1]!), 'api-token') : undefined;
+  return file !== undefined && existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
+
 /** This process's environment minus the appliance's settings variables (`APPLIANCE_*`). */
 export function cleanApplianceEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('APPLIANCE_')));
@@ -219,7 +228,10 @@ export async function startApplianceInLab(lab: Lab, options: StartApplianceOptio
     }
     // Not -q: on an HTTP error busybox wget names the status on stderr, which the error
     // carries. No -T: busybox 1.35 wget fails silently with it here (runCommand bounds it).
-    const { stdout } = await lab.exec('busybox', ['wget', '-O', '-', `${baseUrl}${path}`]);
+    // API reads need the token: --api-token, or the one generated beside --db.
+    const token = apiTokenOf(args);
+    const auth = path.startsWith('/api/') && token !== undefined ? ['--header', `Authorization: Bearer ${token}`] : [];
+    const { stdout } = await lab.exec('busybox', ['wget', ...auth, '-O', '-', `${baseUrl}${path}`]);
     try {
       return JSON.parse(stdout) as unknown;
     } catch {

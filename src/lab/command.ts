@@ -88,7 +88,7 @@ Network:
   -h, --help               show this help
 
 The appliance's API is reachable inside the lab namespace, e.g.
-  ip netns exec lab-ID curl http://10.99.X.1:8080/api/events
+  ip netns exec lab-ID curl -H "Authorization: Bearer $(cat HOME/api-token)" http://10.99.X.1:8080/api/events
 
 exit codes: 0 every VM powered off (with --keep or --vms 0: stopped by a signal), 1 a VM
 crashed or timed out or the lab could not start, 2 invalid flags, 130 interrupted before every
@@ -338,7 +338,7 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
     } else {
       appliance = await startApplianceInLab(lab, { ...common, args: plan.applianceArgs, env: io.env });
     }
-    say(`appliance at ${appliance.baseUrl} (log ${appliance.logPaths?.['stdout'] ?? '?'}); API: ip netns exec ${lab.netns} curl ${appliance.baseUrl}/api/events`);
+    say(`appliance at ${appliance.baseUrl} (log ${appliance.logPaths?.['stdout'] ?? '?'}); API: ip netns exec ${lab.netns} curl -H "Authorization: Bearer TOKEN" ${appliance.baseUrl}/api/events`);
     if (signalled) throw new ApplianceError('ERR_LAB_INTERRUPTED', 'interrupted');
 
     for (const spec of plan.vms) {

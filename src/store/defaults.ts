@@ -61,9 +61,13 @@ export const DEBIAN_INSTALLER_PROFILE: Profile = {
   preseed: 'debian.preseed.njk',
 };
 
-/** A fresh database: the RancherOS profile, set as default. */
+/** File name of the JSON Schema written beside a new database (its `"$schema"` names it). */
+export const DB_SCHEMA_FILE = 'appliance-db.schema.json';
+
+/** A fresh database: the RancherOS profile, set as default; `$schema` lets editors validate it. */
 export function createDefaultDb(): Db {
   return {
+    $schema: `./${DB_SCHEMA_FILE}`,
     defaultProfile: RANCHEROS_PROFILE.id,
     profiles: [structuredClone(RANCHEROS_PROFILE), structuredClone(DEBIAN_INSTALLER_PROFILE)],
     machines: [],

@@ -5,19 +5,25 @@
  * slow mtime poll for filesystems where inotify says nothing, e.g. some bind mounts). A file that
  * fails to parse or validate is refused with a log line naming the field, and the last good
  * state keeps serving; API writes are refused (ERR_STORE_FILE_INVALID) until the file is fixed,
- * so they never overwrite the operator's unfinished edit.
+ * so they never overwrite the operator's unfinished edit. An API write never overwrites a hand
+ * edit that landed after the file was read: the file is compared again right before the rename,
+ * and a changed file is reloaded and the API write refused (ERR_STORE_CONFLICT, 409), with a log
+ * line saying so. Only the operator's records live here: runtime state is in state-store.ts.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createDefaultDb } from './defaults.js';
-import { DurableJsonFile, parseDbText, type WriteTempFile } from './durable-json-file.js';
-import type { Db } from './schema.js';
+import { DurableJsonFile, parseDbText, previousPathFor, type WriteTempFile } from './durable-json-file.js';
+import { assertDbTemplates } from './references.js';
+import { locateJsonPath } from './json-locate.js';
+import { DB_SCHEMA_FILE } from './defaults.js';
+import { LEGACY_RUNTIME_FIELDS, dbJsonSchema, type Db } from './schema.js';
 import { createStoreCore, type Store, type StoreStatus } from './store.js';
-import { isTempFileOf } from '../durable-file.js';
+import { isTempFileOf, writeFileDurable } from '../durable-file.js';
 
 /** Options for {@link openFileStore}. */
 export interface FileStoreOptions {
@@ -36,6 +42,53 @@ export interface FileStoreOptions {
   pollMs?: number;
   /** Test seam: replaces the temp-file writer (simulate a failed or torn write). */
   writeTemp?: WriteTempFile;
+  /** Templates directory: profiles naming a template that is not there are refused. */
+  templatesDir?: string;
+  /**
+   * Runtime fields found in machine records of an older db.json (facts, discovered machines):
+   * handed over once at start (to the state store), then removed from the file.
+   */
+  migrate?: (records: LegacyMachineState[]) => Promise<void>;
+}
+
+/** Runtime data an older db.json kept in machine records. */
+export interface LegacyMachineState {
+  mac: string;
+  /** The record was registered by discovery (state "discovered"): it leaves db.json entirely. */
+  discovered: boolean;
+  uuid?: string;
+  facts?: unknown;
+  factsAt?: string;
+  lastSeenIp?: string;
+  discoveredAt?: string;
+}
+
+/** Split runtime data out of a parsed older db.json (mutates `raw`); the records found. */
+export function extractLegacyState(raw: unknown): LegacyMachineState[] {
+  const machines = raw && typeof raw === 'object' ? (raw as { machines?: unknown }).machines : undefined;
+  if (!Array.isArray(machines)) return [];
+  const found: LegacyMachineState[] = [];
+  const keep: unknown[] = [];
+  for (const m of machines) {
+    const rec = m as Record<string, unknown>;
+    const hasLegacy = rec && typeof rec === 'object' && LEGACY_RUNTIME_FIELDS.some((k) => k in rec);
+    const discovered = rec?.['state'] === 'discovered';
+    if (!hasLegacy && !discovered) {
+      keep.push(m);
+      continue;
+    }
+    const out: LegacyMachineState = { mac: String(rec['mac']), discovered };
+    if (typeof rec['uuid'] === 'string') out.uuid = rec['uuid'];
+    if (rec['facts'] !== undefined) out.facts = rec['facts'];
+    for (const k of ['factsAt', 'lastSeenIp', 'discoveredAt'] as const) if (typeof rec[k] === 'string') out[k] = rec[k] as string;
+    found.push(out);
+    if (discovered) continue;
+    const cleaned = { ...rec };
+    for (const k of LEGACY_RUNTIME_FIELDS) delete cleaned[k];
+    keep.push(cleaned);
+  }
+  (raw as { machines: unknown[] }).machines = keep;
+  return found;
 }
 
 /** What a reload did. */
@@ -68,12 +121,23 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
     }
   }
 
+  // A crash in the instant of a swap leaves the database parked beside its name: put it back.
+  const parked = previousPathFor(file);
+  if (!(await stat(file).then(() => true, () => false)) && (await stat(parked).then(() => true, () => false))) {
+    await rename(parked, file);
+    log.warn({ file }, 'restored the database from the copy an interrupted write had parked beside it');
+  }
   const adapter = new DurableJsonFile(file, options.writeTemp ? { writeTemp: options.writeTemp } : {});
+  const check = (db: Db): void => {
+    if (options.templatesDir !== undefined) assertDbTemplates(db, options.templatesDir);
+  };
+  await migrateLegacy(adapter, file, log, options.migrate);
   // One Low instance per file (lowdb keeps no cross-instance lock). Constructed directly: the
   // JSONFilePreset helper silently switches to an in-memory adapter when NODE_ENV=test.
   const low = new Low<Db>(adapter, options.defaults ?? createDefaultDb());
   try {
     await low.read();
+    if (adapter.lastText !== undefined) checkLocated(low.data, adapter.lastText, file, check);
   } catch (err) {
     if (err instanceof ApplianceError) {
       throw new ApplianceError(err.code, `${file}: ${err.message}`, { ...err.detail, file }, { cause: err });
@@ -82,10 +146,12 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   }
   if (adapter.lastText === undefined) {
     await low.write();
+    await writeSchemaBeside(file, log);
     log.info({ file }, 'database file did not exist; created it with defaults');
   }
 
   let fileError: string | undefined;
+  let writeError: string | undefined;
   let refusedText: string | undefined;
   let closed = false;
   let loadedAt = new Date().toISOString();
@@ -96,11 +162,20 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       low.data = next;
       try {
         await low.write();
+        writeError = undefined;
       } catch (err) {
         low.data = previous;
+        if (err instanceof ApplianceError && err.code === 'ERR_STORE_CONFLICT') {
+          // The operator's edit wins: load it, refuse the API write, say so.
+          const outcome = await reloadNow();
+          log.warn({ file, outcome }, 'a hand edit of the database landed while an API write was in flight: reloaded the hand edit and refused the API write (409); retry it');
+        } else {
+          writeError = (err as Error).message;
+        }
         throw err;
       }
     },
+    check,
     beforeWrite: async () => {
       // A hand edit that the watcher has not delivered yet must not be overwritten.
       const outcome = await reloadNow();
@@ -108,8 +183,12 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
         throw new ApplianceError('ERR_STORE_FILE_INVALID', `${file} was edited by hand and is invalid (${fileError}); fix the file before writing through the API`, { file });
       }
     },
-    status: () => ({ ok: fileError === undefined, ...(fileError !== undefined ? { error: fileError } : {}), loadedAt }),
+    status: () => {
+      const error = fileError ?? writeError;
+      return { ok: error === undefined, ...(error !== undefined ? { error } : {}), loadedAt };
+    },
   });
+
 
   /** Read the file; swap in a valid edit, refuse an invalid one. Call inside the queue. */
   async function reloadNow(): Promise<ReloadOutcome> {
@@ -124,6 +203,7 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
     }
     try {
       const db = parseDbText(text, file);
+      checkLocated(db, text, file, check);
       adapter.lastText = text;
       low.data = db;
       core.replace(db);
@@ -137,7 +217,7 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       fileError = e.message;
       if (refusedText !== text) {
         refusedText = text;
-        log.warn({ file, field: e.detail?.field, code: e.code, err: e.message }, 'database file refused; keeping the last good state');
+        log.warn({ file, field: e.detail?.field, line: e.detail?.line, column: e.detail?.column, issues: e.detail?.issues, code: e.code, err: e.message }, 'database file refused; keeping the last good state');
       }
       return 'refused';
     }
@@ -204,4 +284,47 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       await core.close();
     },
   };
+}
+
+/** Run `check` on `db`; its problems are reported like schema problems, with line and column in `text`. */
+function checkLocated(db: Db, text: string, file: string, check: (db: Db) => void): void {
+  try {
+    check(db);
+  } catch (err) {
+    if (!(err instanceof ApplianceError) || err.code !== 'ERR_VALIDATION') throw err;
+    const issues = (err.detail?.issues ?? []) as { field: string; path: (string | number)[]; message: string }[];
+    const lines = issues.map((i) => {
+      const pos = locateJsonPath(text, i.path);
+      return `${pos ? `${file}:${pos.line}:${pos.column}` : file}: ${i.field}: ${i.message}`;
+    });
+    throw new ApplianceError('ERR_VALIDATION', lines.join('; ') || err.message, { ...err.detail, file }, { cause: err });
+  }
+}
+
+/** Move runtime data out of an older db.json once, before it is read as the operator's file. */
+async function migrateLegacy(adapter: DurableJsonFile, file: string, log: Logger, migrate: FileStoreOptions['migrate']): Promise<void> {
+  if (!migrate) return;
+  const text = await adapter.readText();
+  if (text === null) return;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return; // Reported by the normal read.
+  }
+  const found = extractLegacyState(raw);
+  if (found.length === 0) return;
+  await migrate(found);
+  await writeFileDurable(file, `${JSON.stringify(raw, null, 2)}\n`);
+  log.warn({ file, machines: found.length, discovered: found.filter((f) => f.discovered).length }, 'moved runtime state (facts, discovered machines) out of the database file into the state store; db.json rewritten once');
+}
+
+/** The JSON Schema beside a new database, so the "$schema" it carries resolves in editors. */
+async function writeSchemaBeside(file: string, log: Logger): Promise<void> {
+  const target = path.join(path.dirname(file), DB_SCHEMA_FILE);
+  try {
+    await writeFileDurable(target, `${JSON.stringify(dbJsonSchema(), null, 2)}\n`);
+  } catch (err) {
+    log.warn({ file: target, err: (err as Error).message }, 'cannot write the JSON Schema beside the database');
+  }
 }

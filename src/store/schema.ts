@@ -9,12 +9,13 @@ import { z } from 'zod';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import { FACT_SELECTOR_LIMITS, parseFactSelector } from './fact-selector.js';
+import { cmdlineIssues, ipxeTokenProblem } from './cmdline.js';
+import { LOCAL_DISK_PROFILE_ID } from './lifecycle.js';
 
 /**
- * Characters allowed in any value that ends up in an iPXE script token. iPXE splits a line on
- * whitespace, expands `${...}`, starts a comment at a token beginning with `#` and treats
- * `||`, `&&` and `;` tokens as command separators (ipxe src/core/exec.c), so whitespace, `$`,
- * `#`, `|`, `&`, `;`, quotes and backslashes are refused outright.
+ * Characters of values the appliance itself (not the operator) places in iPXE scripts: names it
+ * derives from files and request values. Operator values follow cmdline.ts instead, which
+ * accepts everything iPXE passes through unchanged.
  */
 export const IPXE_SAFE = /^[A-Za-z0-9._~:/?=,+@%\-[\]()!*^]+$/;
 
@@ -125,7 +126,10 @@ export const VarsSchema = z
     password: z
       .string()
       .max(256)
-      .regex(IPXE_SAFE, 'goes on the kernel command line (rancher.password=): no whitespace, quotes, $, #, |, &, ;')
+      .superRefine((v, ctx) => {
+        const p = ipxeTokenProblem(`rancher.password=${v}`);
+        if (p) ctx.addIssue({ code: 'custom', message: `goes on the kernel command line (rancher.password=) and ${p}` });
+      })
       .optional()
       .describe('rancher user password (kernel command line, visible in /proc/cmdline)'),
     autologin: z
@@ -193,21 +197,25 @@ export const FactsSchema = z.record(FactKey, FactValueSchema).superRefine(checkF
 /** Validated facts. */
 export type Facts = z.output<typeof FactsSchema>;
 
-/** IPXE_SAFE's characters, for building path/URL patterns. */
+/** IPXE_SAFE's characters, for building path patterns. */
 const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
 /**
  * Where a kernel or initrd comes from: `/assets/...` (served by this appliance from
- * `--assets`) or an absolute `http(s)://` URL. Both end up verbatim in an iPXE script.
+ * `--assets`; plain path characters, since the appliance resolves it itself) or an absolute
+ * `http(s)://` URL, which iPXE fetches and may hold iPXE settings (`${buildarch}`) and a query
+ * (`?a=1&b=2`): anything that is one iPXE argument (cmdline.ts).
  */
 export const BootFileSchema = z
   .string()
   .max(2048)
   .regex(
-    new RegExp(
-      `^(/assets/(?!\\.{1,2}(/|$))(?!.*/\\.{1,2}(/|$))[${TOKEN_CHARS}]+|https?://[A-Za-z0-9.\\-]+(:[0-9]{1,5})?(/[${TOKEN_CHARS}?]*)?)$`,
-    ),
-    'must be /assets/<path> (no . or .. segments) or an http(s):// URL, without spaces, quotes, $, #, |, &, ;',
-  );
+    new RegExp(`^(/assets/(?!\\.{1,2}(/|$))(?!.*/\\.{1,2}(/|$))[${TOKEN_CHARS}]+|https?://[^/?#\\s]+([/?].*)?)$`),
+    'must be /assets/<path> of plain path characters (no . or .. segments) or an http(s):// URL',
+  )
+  .superRefine((v, ctx) => {
+    const p = ipxeTokenProblem(v);
+    if (p) ctx.addIssue({ code: 'custom', message: `goes on an iPXE command line and ${p}` });
+  });
 
 /**
  * One kernel argument value: a string (may use `{{ address }}` style placeholders), number or
@@ -215,11 +223,19 @@ export const BootFileSchema = z
  */
 const CmdlineScalar = z.union([z.string().max(4096), z.number(), z.boolean()]);
 const CmdlineValue = z.union([CmdlineScalar, z.array(CmdlineScalar).max(16)]);
-/** The kernel command line: `{ key: value | "" }` ("" means a bare flag) or one string. */
-export const CmdlineSchema = z.union([
-  z.string().max(8192),
-  z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - [ ]'), CmdlineValue),
-]);
+/**
+ * The kernel command line: `{ key: value | "" }` ("" means a bare flag) or one string. Every
+ * argument must be one iPXE token (cmdline.ts): `$`, `{}`, `?`, `&`, `;`, `=`, `[]`, `:`, `/`,
+ * `%`, `,` are fine, and `${uuid}`-style iPXE settings reach iPXE unchanged.
+ */
+export const CmdlineSchema = z
+  .union([
+    z.string().max(8192),
+    z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - [ ]'), CmdlineValue),
+  ])
+  .superRefine((cmdline, ctx) => {
+    for (const issue of cmdlineIssues(cmdline)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  });
 
 /**
  * Boot loaders a UEFI machine can be handed: `ipxe` (the default: HTTP, scripts) or `grub`
@@ -246,9 +262,15 @@ export const ProfileSchema = z
     bootloader: BootLoaderSchema,
     secureBoot: SecureBootSchema,
     preseed: TemplateNameSchema.optional().describe('Debian installer preseed template served at /preseed?mac= (default debian.preseed.njk)'),
+    ignition: TemplateNameSchema.optional().describe('Ignition template served at /ignition (matchbox)'),
+    generic: TemplateNameSchema.optional().describe('template served at /generic (matchbox)'),
     vars: VarsSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((profile, ctx) => {
+    if (!profile.vars) return;
+    for (const issue of machineVarIssues(profile, profile.vars)) ctx.addIssue({ code: 'custom', path: ['vars', ...issue.path], message: issue.message });
+  });
 
 /** Lifecycle states of a machine. */
 export const MACHINE_STATES = ['discovered', 'ready', 'provisioning', 'provisioned', 'failed', 'retired'] as const;
@@ -304,10 +326,6 @@ export const MachineSchema = z
     vars: VarsSchema.optional(),
     ip: z.ipv4().optional().describe('static address reservation (used by the DHCP server mode)'),
     state: z.enum(MACHINE_STATES).optional(),
-    facts: FactsSchema.optional().describe('facts reported by the machine (POST /api/machines/:mac/facts); never placed in templates'),
-    factsAt: z.iso.datetime().optional().describe('when the facts were reported'),
-    lastSeenIp: z.ipv4().optional().describe('address the machine last reported facts or was discovered from'),
-    discoveredAt: z.iso.datetime().optional().describe('when the appliance first saw this machine boot'),
     nextBoot: NextBootSchema.optional().describe('one-shot boot waiting for the next /ipxe request (POST /api/machines/:mac/boot)'),
     provisioning: ProvisioningSchema.optional().describe('the one-shot boot in progress, ended by POST /api/machines/:mac/callback'),
     bmc: BmcSchema.optional().describe('IPMI BMC for POST /api/machines/:mac/power'),
@@ -315,6 +333,12 @@ export const MachineSchema = z
     secureBoot: SecureBootSchema,
   })
   .strict();
+
+/**
+ * Runtime fields machine records carried before they moved to the state store (state-store.ts).
+ * A file holding them is migrated once at start; afterwards they are unknown fields.
+ */
+export const LEGACY_RUNTIME_FIELDS = ['facts', 'factsAt', 'lastSeenIp', 'discoveredAt'] as const;
 
 /** A group: machines matching the selector boot `profile`. */
 export const GroupSchema = z
@@ -346,6 +370,7 @@ export const GroupSchema = z
       .default({}),
     bootloader: BootLoaderSchema,
     secureBoot: SecureBootSchema,
+    metadata: z.record(VarKey, VarValueSchema).optional().describe('values served at /metadata and given to templates as metadata (matchbox)'),
   })
   .strict();
 
@@ -375,7 +400,49 @@ export const DbSchema = z
       (i) => ['machines', i, 'uuid'],
       'machine uuid',
     );
+    // Every rule that would refuse at boot refuses here instead (the API answers 422, a hand
+    // edit is refused with its line and column).
+    // The built-in local-disk profile (lifecycle.ts) is always there.
+    const profiles = new Set([...db.profiles.map((p) => p.id), LOCAL_DISK_PROFILE_ID]);
+    const missing = (id: string): string => `profile "${id}" does not exist (profiles: ${[...profiles].slice(0, 10).join(', ') || 'none'})`;
+    if (db.defaultProfile !== undefined && !profiles.has(db.defaultProfile)) ctx.addIssue({ code: 'custom', path: ['defaultProfile'], message: missing(db.defaultProfile) });
+    db.machines.forEach((m, i) => {
+      if (m.profile !== undefined && !profiles.has(m.profile)) ctx.addIssue({ code: 'custom', path: ['machines', i, 'profile'], message: missing(m.profile) });
+    });
+    db.groups.forEach((g, i) => {
+      if (!profiles.has(g.profile)) ctx.addIssue({ code: 'custom', path: ['groups', i, 'profile'], message: missing(g.profile) });
+    });
+    const reserved = new Map<string, string>();
+    db.machines.forEach((m, i) => {
+      if (m.ip === undefined) return;
+      const other = reserved.get(m.ip);
+      if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['machines', i, 'ip'], message: `${m.ip} is already reserved by machine ${other}` });
+      else reserved.set(m.ip, normalizeMac(m.mac) ?? m.mac);
+    });
+    // Machine vars placed in the cmdline of the profile the machine names.
+    db.machines.forEach((m, i) => {
+      const profile = m.profile !== undefined ? db.profiles.find((p) => p.id === m.profile) : undefined;
+      if (!profile || !m.vars) return;
+      for (const issue of machineVarIssues(profile, m.vars)) ctx.addIssue({ code: 'custom', path: ['machines', i, 'vars', ...issue.path], message: issue.message });
+    });
   });
+
+/**
+ * Vars a machine sets that its profile's cmdline places with `{{ vars.NAME }}`: the argument
+ * the value lands in must still be one iPXE token (checked here and again at render time).
+ */
+export function machineVarIssues(profile: { cmdline?: unknown }, vars: Record<string, unknown>): { path: string[]; message: string }[] {
+  const out: { path: string[]; message: string }[] = [];
+  const cmdline = profile.cmdline;
+  const texts: string[] = typeof cmdline === 'string' ? [cmdline] : cmdline && typeof cmdline === 'object' ? Object.values(cmdline).flat().map(String) : [];
+  for (const [name, v] of Object.entries(vars)) {
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') continue;
+    if (!texts.some((t) => new RegExp(`\\{\\{\\s*vars\\.${name}\\s*\\??\\s*\\}\\}`).test(t))) continue;
+    const p = ipxeTokenProblem(`x=${String(v)}`);
+    if (p) out.push({ path: [name], message: `is placed in the kernel command line of its profile and ${p}` });
+  }
+  return out;
+}
 
 /** A validated profile (defaults applied: `initrd` [], `cmdline` ''). */
 export type Profile = z.output<typeof ProfileSchema>;
@@ -405,21 +472,26 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * Validate `value` against `schema`; on failure throw ERR_VALIDATION naming the first failing
  * field (zod path, prefixed by `prefix`), e.g. `profiles.0.kernel: must be /assets/...`.
  */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix: (string | number)[] = []): z.output<S> {
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix: (string | number)[] = [], format: (path: readonly PropertyKey[]) => string = formatPath): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const path = [...prefix, ...issue.path];
-  const field = formatPath(path);
-  // A record key that fails its pattern carries the useful message one level down.
-  const keyIssue = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
-  const message =
-    issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : keyIssue ? `invalid name: ${keyIssue.message}` : issue.message;
-  throw new ApplianceError('ERR_VALIDATION', `${field}: ${message}`, {
-    field,
-    issues: result.error.issues.slice(0, 10).map((i) => ({ field: formatPath([...prefix, ...i.path]), message: i.message })),
+  const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES).map((issue) => {
+    const path = [...prefix, ...issue.path] as (string | number)[];
+    // A record key that fails its pattern carries the useful message one level down.
+    const keyIssue = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
+    const message =
+      issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : keyIssue ? `invalid name: ${keyIssue.message}` : issue.message;
+    // Unknown keys are reported at the key itself, so a line/column points at it.
+    const at = issue.code === 'unrecognized_keys' && issue.keys.length > 0 ? [...path, issue.keys[0]!] : path;
+    return { field: format(path), path: at, message };
   });
+  const first = issues[0]!;
+  const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem${result.error.issues.length > 2 ? 's' : ''})` : '';
+  throw new ApplianceError('ERR_VALIDATION', `${first.field}: ${first.message}${more}`, { field: first.field, issues });
 }
+
+/** How many problems one refusal reports (a broken hand edit lists them all up to this). */
+export const MAX_REPORTED_ISSUES = 20;
 
 /** Put MACs and UUIDs into their canonical lowercase forms (after validation). */
 export function canonicalizeMachine(m: Machine): Machine {
@@ -436,7 +508,18 @@ export function canonicalizeGroup(g: Group): Group {
 
 /** Validate a whole database document and canonicalize it; throws ERR_VALIDATION naming the field. */
 export function parseDb(value: unknown): Db {
-  const db = parseOrThrow(DbSchema, value);
+  // Machines are named by MAC in messages (`machines[52:54:00:12:34:56].profile`): an index
+  // means nothing to someone editing a file of 200 machines.
+  const list = value && typeof value === 'object' ? (value as { machines?: unknown }).machines : undefined;
+  const macOf = (i: unknown): string | undefined => {
+    const m = Array.isArray(list) && typeof i === 'number' ? (list[i] as { mac?: unknown } | undefined)?.mac : undefined;
+    return typeof m === 'string' ? (normalizeMac(m) ?? undefined) : undefined;
+  };
+  const format = (path: readonly PropertyKey[]): string => {
+    if (path[0] === 'machines' && macOf(path[1]) !== undefined) return formatPath([`machines[${macOf(path[1])}]`, ...path.slice(2)]);
+    return formatPath(path);
+  };
+  const db = parseOrThrow(DbSchema, value, [], format);
   return { ...db, machines: db.machines.map(canonicalizeMachine), groups: db.groups.map(canonicalizeGroup) };
 }
 

@@ -20,7 +20,7 @@
 import { normalizeMac, normalizeUuid } from '../identity.js';
 import { checkFacts } from './fact-selector.js';
 import { LOCAL_DISK_PROFILE, LOCAL_DISK_PROFILE_ID } from './lifecycle.js';
-import type { Db, Group, Machine, Profile } from './schema.js';
+import type { Db, Facts, Group, Machine, Profile } from './schema.js';
 
 /** What a booting machine tells us about itself (from the iPXE query string). */
 export interface SelectQuery {
@@ -32,6 +32,11 @@ export interface SelectQuery {
    * cloud-config or preseed request, which a provisioning in progress answers.
    */
   purpose?: 'boot' | 'config' | undefined;
+  /**
+   * The machine's last facts report (runtime state store), for fact selectors on groups. Never
+   * part of the operator's record: it can only match a group's fact selector, never a record.
+   */
+  facts?: Facts | undefined;
 }
 
 /** How a profile was chosen, for logs and the boot script header. */
@@ -98,7 +103,7 @@ export function explainGroup(group: Group, query: SelectQuery, machine: Machine 
   if (sel.facts !== undefined && sel.facts.length > 0) {
     // Facts are the machine's own claim (POST .../facts): a machine without a record or
     // without facts matches no fact selector.
-    const { checks } = checkFacts(sel.facts, machine?.facts);
+    const { checks } = checkFacts(sel.facts, query.facts);
     for (const c of checks) {
       if (!c.matched) return no(`facts: ${c.reason}`);
       reasons.push(`facts: ${c.reason}`);

@@ -6,8 +6,8 @@
  */
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../identity.js';
+import { applyMergePatch } from './merge-patch.js';
 import {
-  FactsSchema,
   GroupSchema,
   IdSchema,
   MachineSchema,
@@ -18,32 +18,11 @@ import {
   parseOrThrow,
   type Db,
   type DbInput,
-  type Facts,
   type Group,
   type Machine,
   type Profile,
 } from './schema.js';
 import { selectProfile as selectFromDb, type SelectQuery, type Selection } from './select.js';
-
-/**
- * One thing the discovery loop learned about a machine: it booted (a sighting, from the first
- * `/ipxe` request) or it reported facts. Applied in batches by {@link Store.recordDiscoveries}.
- */
-export interface DiscoveryUpdate {
-  /** MAC in any common notation. */
-  mac: string;
-  /** ISO time of the sighting or report. */
-  at: string;
-  /** SMBIOS UUID reported by firmware or the agent; kept only on registration and when unique. */
-  uuid?: string | undefined;
-  /** Client address the machine talked to us from. */
-  ip?: string | undefined;
-  /** Reported facts (already validated or validated here). */
-  facts?: Facts | undefined;
-}
-
-/** What a discovery update did: `capped` means the machine was new but the cap was reached. */
-export type DiscoveryOutcome = 'registered' | 'updated' | 'known' | 'capped';
 
 /** Result of a put: the stored value and whether it was new (201) or replaced (200). */
 export interface PutResult<T> {
@@ -78,12 +57,12 @@ export interface Store {
   putGroup(input: unknown): Promise<PutResult<Group>>;
   deleteGroup(id: string): Promise<void>;
   /**
-   * Apply discovery updates in one write (one fsync for a burst of boots). An unknown MAC is
-   * registered with `state: "discovered"` unless `cap` machines in that state already exist; a
-   * known machine gets only `facts`, `factsAt` and `lastSeenIp` from a report, and nothing from
-   * a sighting (no write at all when nothing changed). Outcomes are in input order.
+   * Change a few fields of a record with a JSON merge patch (RFC 7396: `null` removes a field).
+   * A machine that has no record yet is created from `{ mac }` plus the patch.
    */
-  recordDiscoveries(updates: DiscoveryUpdate[], options: { cap: number }): Promise<DiscoveryOutcome[]>;
+  patchProfile(id: string, patch: unknown): Promise<PutResult<Profile>>;
+  patchMachine(mac: string, patch: unknown): Promise<PutResult<Machine>>;
+  patchGroup(id: string, patch: unknown): Promise<PutResult<Group>>;
   getDefaultProfileId(): Promise<string | undefined>;
   /** Set (or clear with undefined) the default profile; the profile must exist. */
   setDefaultProfileId(id: string | undefined): Promise<void>;
@@ -112,6 +91,8 @@ export interface StoreCoreHooks {
   persist?: (db: Db) => Promise<void>;
   /** Runs inside the write queue before each write (the file store reloads hand edits here). */
   beforeWrite?: () => Promise<void>;
+  /** Checks beyond the schema (template files exist); throws ERR_VALIDATION naming the field. */
+  check?: (db: Db) => void;
   status?: () => StoreStatus;
   close?: () => Promise<void>;
 }
@@ -159,6 +140,7 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
       const result = change(draft);
       if (result instanceof Unchanged) return result.value as T;
       const next = parseDb(draft);
+      hooks.check?.(next);
       await hooks.persist?.(next);
       db = next;
       loadedAt = new Date().toISOString();
@@ -271,42 +253,33 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
         d.groups.splice(i, 1);
       });
     },
-    async recordDiscoveries(updates, options) {
-      // Validate each update before entering the queue, so one bad report cannot fail a batch.
-      const clean = updates.map((u) => {
-        const mac = normalizeMac(u.mac);
-        if (!mac) throw new ApplianceError('ERR_VALIDATION', `mac: ${JSON.stringify(u.mac)} is not a MAC address`, { field: 'mac' });
-        return { ...u, mac, facts: u.facts === undefined ? undefined : parseOrThrow(FactsSchema, u.facts, ['facts']) };
+    async patchProfile(id, patch) {
+      return write((d) => {
+        const i = d.profiles.findIndex((p) => p.id === id);
+        if (i < 0) throw notFound('profile', id);
+        const next = parseOrThrow(ProfileSchema, { ...(applyMergePatch(d.profiles[i], patch) as object), id });
+        d.profiles[i] = next;
+        return { value: copy(next), created: false };
       });
-      return writeIfChanged<DiscoveryOutcome[]>((d) => {
-        let changed = false;
-        let discovered = d.machines.filter((m) => m.state === 'discovered').length;
-        const outcomes = clean.map((u): DiscoveryOutcome => {
-          const existing = d.machines.find((m) => m.mac === u.mac);
-          if (existing) {
-            if (u.facts === undefined) return 'known';
-            existing.facts = u.facts;
-            existing.factsAt = u.at;
-            if (u.ip !== undefined) existing.lastSeenIp = u.ip;
-            changed = true;
-            return 'updated';
-          }
-          if (discovered >= options.cap) return 'capped';
-          const uuid = u.uuid?.toLowerCase();
-          const uuidFree = uuid !== undefined && !d.machines.some((m) => m.uuid === uuid);
-          d.machines.push({
-            mac: u.mac,
-            ...(uuidFree ? { uuid } : {}),
-            state: 'discovered',
-            discoveredAt: u.at,
-            ...(u.ip !== undefined ? { lastSeenIp: u.ip } : {}),
-            ...(u.facts !== undefined ? { facts: u.facts, factsAt: u.at } : {}),
-          });
-          discovered++;
-          changed = true;
-          return 'registered';
-        });
-        return changed ? outcomes : new Unchanged(outcomes);
+    },
+    async patchMachine(mac, patch) {
+      const key = macKey(mac);
+      return write((d) => {
+        const i = d.machines.findIndex((m) => m.mac === key);
+        const base = i >= 0 ? d.machines[i] : { mac: key };
+        const next = canonicalizeMachine(parseOrThrow(MachineSchema, { ...(applyMergePatch(base, patch) as object), mac: key }));
+        if (i >= 0) d.machines[i] = next;
+        else d.machines.push(next);
+        return { value: copy(next), created: i < 0 };
+      });
+    },
+    async patchGroup(id, patch) {
+      return write((d) => {
+        const i = d.groups.findIndex((g) => g.id === id);
+        if (i < 0) throw notFound('group', id);
+        const next = canonicalizeGroup(parseOrThrow(GroupSchema, { ...(applyMergePatch(d.groups[i], patch) as object), id }));
+        d.groups[i] = next;
+        return { value: copy(next), created: false };
       });
     },
     async getDefaultProfileId() {

@@ -10,6 +10,7 @@ import { createEventLog } from '../../src/events.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
+import { createStateStore, type StateStore } from '../../src/store/state-store.js';
 import { createMemoryStore, type Store } from '../../src/store/store.js';
 
 const run = promisify(execFile);
@@ -18,21 +19,22 @@ const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 const HOST_PATH = process.env.PATH ?? '/usr/bin:/bin';
 
 /** A started appliance HTTP server on 127.0.0.1:0 over a memory store. */
-async function startAppliance(t: ExecutionContext, store: Store = createMemoryStore(createDefaultDb())): Promise<{ url: string; store: Store }> {
+async function startAppliance(t: ExecutionContext, store: Store = createMemoryStore(createDefaultDb())): Promise<{ url: string; store: Store; state: StateStore }> {
+  const state = createStateStore({ log: createSilentLogger() });
   const assets = await mkdtemp(path.join(tmpdir(), 'netboot-agent-assets-'));
   let port = 0;
   const server = createHttpServer({
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
-    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: assets, apiToken: 'agent-test-token' },
+    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: assets, apiToken: 'agent-test-token', state },
   });
   port = (await server.start()).port;
   t.teardown(async () => {
     await server.stop();
     await rm(assets, { recursive: true, force: true });
   });
-  return { url: `http://127.0.0.1:${port}`, store };
+  return { url: `http://127.0.0.1:${port}`, store, state };
 }
 
 /** A directory of busybox applets only: the agent then runs as in the VM's busybox initrd. */
@@ -90,11 +92,12 @@ test('busybox sh with fake /proc and /sys: exact facts, escaped, posted with wge
     timeout: 60_000,
   });
   t.regex(r.stderr, new RegExp(`facts for ${MAC} posted`));
-  const m = await app.store.getMachine(MAC);
-  t.is(m?.state, 'discovered');
-  t.is(m?.uuid, 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee');
-  t.is(m?.lastSeenIp, '127.0.0.1');
-  t.deepEqual(m?.facts, {
+  // Registered in the state store, never in the operator's records.
+  t.is(await app.store.getMachine(MAC), undefined);
+  const m = app.state.get(MAC);
+  t.is(m?.discovered, true);
+  t.is(m?.lastIp, '127.0.0.1');
+  t.deepEqual(await app.state.getFacts(MAC), {
     agent: { name: 'netboot-discover', version: '1', tools: 'none' },
     mac: MAC,
     hostname: 'rancher',
@@ -119,7 +122,8 @@ test('busybox sh against the real /proc and /sys (busybox ip, wget): plausible f
   await run('busybox', ['sh', SCRIPT], { env: { PATH: bb, APPLIANCE_URL: app.url, MACHINE_MAC: '52:54:00:00:00:42', HOST_PROC: '/proc', HOST_SYS: '/sys', HOST_DEV: '/dev' }, timeout: 60_000 });
   const m = await store.getMachine('52:54:00:00:00:42');
   t.like(m, { hostname: 'keep-me', profile: 'rancheros', state: 'ready' });
-  const f = m?.facts as any;
+  t.is(app.state.get('52:54:00:00:00:42')?.discovered, false);
+  const f = (await app.state.getFacts('52:54:00:00:00:42')) as any;
   t.is(f.mac, '52:54:00:00:00:42');
   t.is(f.kernel.release, release());
   t.is(f.cpu.count, cpus().length);
@@ -135,7 +139,7 @@ test('host tools (lscpu, lsblk, ip, curl) against the real system: posted and va
   // Not in a container: /host-proc does not exist here, so the defaults must be /proc, /sys.
   const r = await run('sh', [SCRIPT], { env: { PATH: HOST_PATH, APPLIANCE_URL: app.url, MACHINE_MAC: MAC }, timeout: 60_000 });
   t.regex(r.stderr, /posted/);
-  const f = (await app.store.getMachine(MAC))?.facts as any;
+  const f = (await app.state.getFacts(MAC)) as any;
   t.is(f.agent.tools, 'auto');
   t.is(f.cpu.count, cpus().length);
   t.is(f.kernel.release, release());

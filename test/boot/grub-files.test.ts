@@ -72,9 +72,11 @@ test('nothing outside the assets directory is served, and unknown grub paths are
 });
 
 test('a machine that cannot boot yet gets a grub script saying why, which retries', async (t) => {
-  const { s, events } = await setup(t, { defaultProfile: 'gone', profiles: [{ ...PROFILE, id: 'nokernel', kernel: '/assets/none/vmlinuz' }], machines: [{ mac: '52:54:00:16:05:02', profile: 'nokernel' }] });
+  // A default profile that does not exist is refused at write time now; no default at all is
+  // what still leaves a machine without a profile.
+  const { s, events } = await setup(t, { profiles: [{ ...PROFILE, id: 'nokernel', kernel: '/assets/none/vmlinuz' }], machines: [{ mac: '52:54:00:16:05:02', profile: 'nokernel' }] });
   const none = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
-  t.regex(none.body, /echo 'netboot-appliance: default profile "gone" does not exist'/);
+  t.regex(none.body, /echo 'netboot-appliance: no machine record, group or default profile matches this machine'/);
   t.true(none.body.includes('configfile (tftp,10.99.0.1)/grub/grub.cfg'));
   const missing = await tftpGet(s.port, 'grub/machines/x86_64/52:54:00:16:05:02.cfg');
   t.regex(missing.body, /\/assets\/none\/vmlinuz is missing on the appliance/);

@@ -37,10 +37,10 @@ test('status, machines and events talk to the running appliance', async (t) => {
   t.regex(status.stdout, /^database: ok, loaded \S+$/m);
   t.regex(status.stdout, /^machines: 1$/m);
 
-  const machines = cli(['machines', '--url', app.url]);
+  const machines = cli(['machines', '--url', app.url, '--db', home.db]);
   t.is(machines.status, 0, machines.stderr);
   t.regex(machines.stdout, /^MAC +HOSTNAME +PROFILE +IP +STATE\n52:54:00:aa:bb:02 +node7 +rancheros +- +-$/m);
-  const asJson = JSON.parse(cli(['machines', '--url', app.url, '--json']).stdout) as Array<{ mac: string }>;
+  const asJson = JSON.parse(cli(['machines', '--url', app.url, '--db', home.db, '--json']).stdout) as Array<{ mac: string }>;
   t.deepEqual(asJson.map((m) => m.mac), [MAC]);
 
   // --follow prints events as they happen, each once, until SIGINT (exit 0).
@@ -65,7 +65,7 @@ test('status, machines and events talk to the running appliance', async (t) => {
   t.is(refused.status, 1);
   t.regex(refused.stderr, /answered 401: .*pass --api-token, or --db of that appliance/);
 
-  const recent = cli(['events', '--url', app.url]);
+  const recent = cli(['events', '--url', app.url, '--db', home.db]);
   t.is(recent.status, 0, recent.stderr);
   t.regex(recent.stdout, /^\S+Z http-script +52:54:00:aa:bb:02 +127\.0\.0\.1 +outcome=retry/m);
 });

@@ -130,15 +130,15 @@ function ofType(events: readonly BootEvent[], type: BootEvent['type']): BootEven
 async function assertFacts(t: ExecutionContext, serial: string, mac: string): Promise<void> {
   t.true(serial.includes(`facts: agent POST ${ready().appliance.baseUrl}/api/machines/${mac}/facts`), 'the reference agent did not report to the appliance');
   t.true(serial.includes(MARKERS.factsPosted), 'the appliance refused the facts report');
-  const machine = (await ready().appliance.getJson(`/api/machines/${mac}`)) as { facts?: Record<string, unknown>; factsAt?: string; lastSeenIp?: string };
+  const machine = (await ready().appliance.getJson(`/api/machines/${mac}`)) as { facts?: Record<string, unknown>; runtime?: { factsAt?: string; lastIp?: string } };
   // What agent/discover.sh gathered inside the VM from /proc and /sys with busybox tools.
   t.like(machine.facts, { mac, agent: { name: 'netboot-discover' }, cpu: { count: 1 }, hostname: `netboot-test-${mac.replace(/:/g, '')}` });
   const nics = machine.facts?.['nics'] as Array<{ mac: string; ipv4: string[] }>;
   const eth0 = nics.find((n) => n.mac === mac);
   t.truthy(eth0, `no nic with ${mac} in ${JSON.stringify(nics)}`);
   t.regex(String(eth0?.ipv4[0]), /^10\.99\.\d+\.1\d\d\/24$/);
-  t.is(`${machine.lastSeenIp}/24`, String(eth0?.ipv4[0]));
-  t.truthy(machine.factsAt);
+  t.is(`${machine.runtime?.lastIp}/24`, String(eth0?.ipv4[0]));
+  t.truthy(machine.runtime?.factsAt);
 }
 
 test('case 1: SeaBIOS + iPXE ROM, unknown MAC, boots the default profile through our DHCP and HTTP', async (t) => {

@@ -17,10 +17,10 @@ test('profiles: PUT creates (201) then replaces (200), GET, list, DELETE, 404s',
   t.deepEqual(c.json, { id: 'p1', ...profile });
   const u = await h.req('PUT', '/api/profiles/p1', { body: { ...profile, id: 'p1', name: 'P one' }, headers: auth });
   t.is(u.status, 200);
-  t.is((await h.req('GET', '/api/profiles/p1')).json.name, 'P one');
-  t.deepEqual((await h.req('GET', '/api/profiles')).json.map((p: { id: string }) => p.id).sort(), ['debian-installer', 'p1', 'rancheros']);
+  t.is((await h.req('GET', '/api/profiles/p1', { headers: auth })).json.name, 'P one');
+  t.deepEqual((await h.req('GET', '/api/profiles', { headers: auth })).json.map((p: { id: string }) => p.id).sort(), ['debian-installer', 'p1', 'rancheros']);
   t.is((await h.req('DELETE', '/api/profiles/p1', { headers: auth })).status, 204);
-  const gone = await h.req('GET', '/api/profiles/p1');
+  const gone = await h.req('GET', '/api/profiles/p1', { headers: auth });
   t.is(gone.status, 404);
   t.deepEqual(gone.json, { error: { code: 'ERR_PROFILE_NOT_FOUND', message: 'profile "p1" does not exist' } });
   t.is((await h.req('DELETE', '/api/profiles/p1', { headers: auth })).json.error.code, 'ERR_PROFILE_NOT_FOUND');
@@ -32,17 +32,17 @@ test('machines and groups: CRUD, MAC in any notation, 404s', async (t) => {
   const m = await h.req('PUT', '/api/machines/52-54-00-AA-BB-CC', { body: { hostname: 'n1', labels: { role: 'db' } }, headers: auth });
   t.is(m.status, 201);
   t.is(m.json.mac, '52:54:00:aa:bb:cc');
-  t.is((await h.req('GET', '/api/machines/52:54:00:aa:bb:cc')).json.hostname, 'n1');
-  t.is((await h.req('GET', '/api/machines')).json.length, 1);
-  t.is((await h.req('GET', '/api/machines/52:54:00:00:00:00')).json.error.code, 'ERR_MACHINE_NOT_FOUND');
-  const badMac = await h.req('GET', '/api/machines/not-a-mac');
+  t.is((await h.req('GET', '/api/machines/52:54:00:aa:bb:cc', { headers: auth })).json.declared.hostname, 'n1');
+  t.is((await h.req('GET', '/api/machines', { headers: auth })).json.length, 1);
+  t.is((await h.req('GET', '/api/machines/52:54:00:00:00:00', { headers: auth })).json.error.code, 'ERR_MACHINE_NOT_FOUND');
+  const badMac = await h.req('GET', '/api/machines/not-a-mac', { headers: auth });
   t.is(badMac.status, 400);
   t.is(badMac.json.error.field, 'mac');
   const g = await h.req('PUT', '/api/groups/dbs', { body: { profile: 'rancheros', selector: { labels: { role: 'db' } } }, headers: auth });
   t.is(g.status, 201);
-  t.is((await h.req('GET', '/api/groups/dbs')).json.profile, 'rancheros');
-  t.is((await h.req('GET', '/api/groups')).json.length, 1);
-  t.is((await h.req('GET', '/api/groups/nope')).status, 404);
+  t.is((await h.req('GET', '/api/groups/dbs', { headers: auth })).json.profile, 'rancheros');
+  t.is((await h.req('GET', '/api/groups', { headers: auth })).json.length, 1);
+  t.is((await h.req('GET', '/api/groups/nope', { headers: auth })).status, 404);
   t.is((await h.req('DELETE', '/api/groups/dbs', { headers: auth })).status, 204);
   t.is((await h.req('DELETE', '/api/machines/52:54:00:aa:bb:cc', { headers: auth })).status, 204);
   t.is((await h.req('DELETE', '/api/machines/52:54:00:aa:bb:cc', { headers: auth })).status, 404);
@@ -114,10 +114,10 @@ test('deleting a profile in use is 409; default profile get/set', async (t) => {
   const r = await h.req('DELETE', '/api/profiles/rancheros', { headers: auth });
   t.is(r.status, 409);
   t.is(r.json.error.code, 'ERR_PROFILE_IN_USE');
-  t.deepEqual((await h.req('GET', '/api/default-profile')).json, { id: 'rancheros' });
+  t.deepEqual((await h.req('GET', '/api/default-profile', { headers: auth })).json, { id: 'rancheros' });
   t.is((await h.req('PUT', '/api/default-profile', { body: { id: 'nope' }, headers: auth })).status, 404);
   t.is((await h.req('PUT', '/api/default-profile', { body: { id: null }, headers: auth })).status, 200);
-  t.deepEqual((await h.req('GET', '/api/default-profile')).json, { id: null });
+  t.deepEqual((await h.req('GET', '/api/default-profile', { headers: auth })).json, { id: null });
   t.is((await h.req('DELETE', '/api/profiles/rancheros', { headers: auth })).status, 204);
 });
 
@@ -126,20 +126,20 @@ test('lookups by MAC, IP and UUID; 400 and 404', async (t) => {
   t.teardown(() => h.close());
   await h.req('PUT', '/api/machines/52:54:00:00:00:01', { body: { uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE', hostname: 'n1' }, headers: auth });
   h.events.record({ mac: '52:54:00:00:00:01', type: 'dhcp-ack', ip: '10.0.0.50' });
-  const byMac = await h.req('GET', '/api/lookups?q=52-54-00-00-00-01');
+  const byMac = await h.req('GET', '/api/lookups?q=52-54-00-00-00-01', { headers: auth });
   t.like(byMac.json, { mac: '52:54:00:00:00:01', ip: '10.0.0.50', machine: { hostname: 'n1' } });
-  const byIp = await h.req('GET', '/api/lookups?q=10.0.0.50');
+  const byIp = await h.req('GET', '/api/lookups?q=10.0.0.50', { headers: auth });
   t.like(byIp.json, { mac: '52:54:00:00:00:01', ip: '10.0.0.50', machine: { hostname: 'n1' } });
-  const byUuid = await h.req('GET', '/api/lookups?q=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee');
+  const byUuid = await h.req('GET', '/api/lookups?q=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee', { headers: auth });
   t.like(byUuid.json, { mac: '52:54:00:00:00:01', ip: '10.0.0.50' });
   // Seen by DHCP but not in the store: still answered.
   h.events.record({ mac: '52:54:00:00:00:77', type: 'dhcp-offer', ip: '10.0.0.77' });
-  t.like((await h.req('GET', '/api/lookups?q=10.0.0.77')).json, { mac: '52:54:00:00:00:77', machine: null });
-  t.is((await h.req('GET', '/api/lookups?q=10.9.9.9')).status, 404);
-  const bad = await h.req('GET', '/api/lookups?q=nonsense');
+  t.like((await h.req('GET', '/api/lookups?q=10.0.0.77', { headers: auth })).json, { mac: '52:54:00:00:00:77', machine: null });
+  t.is((await h.req('GET', '/api/lookups?q=10.9.9.9', { headers: auth })).status, 404);
+  const bad = await h.req('GET', '/api/lookups?q=nonsense', { headers: auth });
   t.is(bad.status, 400);
   t.is(bad.json.error.field, 'q');
-  t.is((await h.req('GET', '/api/lookups')).status, 400);
+  t.is((await h.req('GET', '/api/lookups', { headers: auth })).status, 400);
 });
 
 test('events per MAC (boot timeline) and recent events', async (t) => {
@@ -149,24 +149,24 @@ test('events per MAC (boot timeline) and recent events', async (t) => {
   h.events.record({ mac: '52:54:00:00:00:01', type: 'tftp-file', ip: '10.0.0.5', detail: { file: 'undionly.kpxe' } });
   h.events.record({ mac: '52:54:00:00:00:02', type: 'dhcp-offer' });
   await h.req('GET', '/ipxe?mac=52:54:00:00:00:01');
-  const r = await h.req('GET', '/api/events?mac=52-54-00-00-00-01');
+  const r = await h.req('GET', '/api/events?mac=52-54-00-00-00-01', { headers: auth });
   t.deepEqual(r.json.map((e: { type: string }) => e.type), ['dhcp-offer', 'tftp-file', 'http-script']);
-  t.is((await h.req('GET', '/api/events?limit=2')).json.length, 2);
-  t.is((await h.req('GET', '/api/events?mac=zz')).status, 400);
-  t.is((await h.req('GET', '/api/events?limit=0')).status, 400);
+  t.is((await h.req('GET', '/api/events?limit=2', { headers: auth })).json.length, 2);
+  t.is((await h.req('GET', '/api/events?mac=zz', { headers: auth })).status, 400);
+  t.is((await h.req('GET', '/api/events?limit=0', { headers: auth })).status, 400);
 });
 
 test('schema, healthz, metrics, unknown route, wrong method', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
-  const s = await h.req('GET', '/api/schema');
+  const s = await h.req('GET', '/api/schema', { headers: auth });
   t.is(s.status, 200);
   t.deepEqual(s.json, dbJsonSchema());
   t.deepEqual(s.json, JSON.parse(await readFile(new URL('../../schema/appliance-db.schema.json', import.meta.url), 'utf8')));
   const hz = await h.req('GET', '/healthz');
   t.like(hz.json, { status: 'ok', store: { ok: true } });
   await h.req('GET', '/ipxe?mac=52:54:00:00:00:01');
-  await h.req('GET', '/api/profiles/nope');
+  await h.req('GET', '/api/profiles/nope', { headers: auth });
   const m = await h.req('GET', '/metrics');
   t.is(m.status, 200);
   t.regex(m.text, /netboot_http_requests_total\{method="GET",route="\/ipxe",status="200"\} 1/);
@@ -198,7 +198,7 @@ test('a store failure is a coded 5xx, not a crash', async (t) => {
   broken.listProfiles = async () => {
     throw new Error('disk on fire');
   };
-  const r = await h.req('GET', '/api/profiles');
+  const r = await h.req('GET', '/api/profiles', { headers: auth });
   t.is(r.status, 500);
   t.deepEqual(r.json, { error: { code: 'ERR_INTERNAL', message: 'internal error' } });
   // /ipxe turns a store failure into a retry script.
@@ -223,7 +223,7 @@ test('200 concurrent API writes against the file store are all present afterward
   const mac = (i: number) => `52:54:00:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
   const results = await Promise.all(Array.from({ length: 200 }, (_, i) => h.req('PUT', `/api/machines/${mac(i)}`, { body: { hostname: `n${i}` }, headers: auth })));
   t.true(results.every((r) => r.status === 201), JSON.stringify(results.filter((r) => r.status !== 201).slice(0, 2).map((r) => r.json)));
-  t.is((await h.req('GET', '/api/machines')).json.length, 200);
+  t.is((await h.req('GET', '/api/machines', { headers: auth })).json.length, 200);
   const onDisk = JSON.parse(await readFile(file, 'utf8')) as { machines: { mac: string }[] };
   t.deepEqual(new Set(onDisk.machines.map((m) => m.mac)), new Set(Array.from({ length: 200 }, (_, i) => mac(i))));
 });
@@ -243,9 +243,9 @@ test('a refused hand edit answers 409 on writes and is visible in /healthz', asy
   t.is(w.status, 409);
   t.is(w.json.error.code, 'ERR_STORE_FILE_INVALID');
   t.regex(w.json.error.message, /profiles\.0\.kernel/);
-  t.like((await h.req('GET', '/healthz')).json, { status: 'ok', store: { ok: false } });
+  t.like((await h.req('GET', '/healthz')).json, { status: 'degraded', store: { ok: false } });
   // Still serving the last good state.
-  t.is((await h.req('GET', '/api/profiles/rancheros')).status, 200);
+  t.is((await h.req('GET', '/api/profiles/rancheros', { headers: auth })).status, 200);
 });
 
 test('instrumentEventLog counts events from every subsystem once, in the shared registry', async (t) => {

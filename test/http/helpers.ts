@@ -8,6 +8,7 @@ import { createEventLog, type EventLog } from '../../src/events.js';
 import { createSilentLogger, type Logger } from '../../src/log.js';
 import { createHttpApp, type HttpDeps } from '../../src/http/app.js';
 import { createMemoryStore, type Store } from '../../src/store/store.js';
+import { createStateStore, type StateStore } from '../../src/store/state-store.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
@@ -26,6 +27,8 @@ export interface Res {
 export interface Harness {
   app: Koa;
   store: Store;
+  /** Runtime state (sightings, facts, discovered machines) the app writes. */
+  state: StateStore;
   events: EventLog;
   assetsDir: string;
   port: number;
@@ -39,6 +42,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
   const assetsDir = await mkdtemp(path.join(tmpdir(), 'netboot-assets-'));
   const store = overrides.store ?? createMemoryStore(createDefaultDb());
   const events = overrides.events ?? createEventLog();
+  const state = overrides.discovery?.state ?? overrides.state ?? createStateStore({ log: createSilentLogger() });
   let port = 0;
   const app = createHttpApp({
     store,
@@ -54,6 +58,8 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.bootDirs ? { bootDirs: overrides.bootDirs } : {}),
     ...(overrides.console ? { console: overrides.console } : {}),
     ...(overrides.power ? { power: overrides.power } : {}),
+    ...(overrides.apiReadToken ? { apiReadToken: overrides.apiReadToken } : {}),
+    state,
   });
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -62,6 +68,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
   return {
     app,
     store,
+    state,
     events,
     assetsDir,
     port,

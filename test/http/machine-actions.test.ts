@@ -70,12 +70,12 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.true(second.text.includes('sanboot --no-describe --drive 0x80'));
   t.true(second.text.includes('iseq ${platform} efi && goto netboot-exit'));
   t.regex(second.text, /\nexit\n$/);
-  const events = (await h.req('GET', `/api/events?mac=${MAC}`)).json as Array<{ type: string; detail?: Record<string, unknown> }>;
+  const events = (await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>;
   t.deepEqual(events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']), ['provisioning']);
   const local = events.find((e) => e.detail?.['outcome'] === 'local-disk');
   t.like(local?.detail, { group: 'qemu-vms', why: ['facts: dmi.vendor == QEMU (got "QEMU")', 'facts: cpu.count >= 1 (got 2)'] });
 
-  const sel = await h.req('GET', `/api/machines/${MAC}/selection`);
+  const sel = await h.req('GET', `/api/machines/${MAC}/selection`, { headers: auth });
   t.like(sel.json, { profile: 'local-disk', via: 'group', group: 'qemu-vms' });
   t.deepEqual(sel.json.reasons, ['facts: dmi.vendor == QEMU (got "QEMU")', 'facts: cpu.count >= 1 (got 2)']);
 
@@ -86,7 +86,7 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.is(done.status, 200, done.text);
   t.is(done.json.state, 'provisioned');
   t.is((await h.req('POST', `/api/machines/${MAC}/callback?token=${token}`)).status, 409);
-  const states = ((await h.req('GET', `/api/events?mac=${MAC}`)).json as Array<{ type: string; detail?: Record<string, unknown> }>).filter((e) => e.type === 'state');
+  const states = ((await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>).filter((e) => e.type === 'state');
   t.deepEqual(states.map((e) => e.detail?.['to']), ['provisioning', 'provisioned']);
 });
 
@@ -109,7 +109,7 @@ test('fact selectors are validated at write time, naming the position', async (t
   t.is(bad.status, 422);
   t.regex(bad.json.error.message, /selector\.facts\.0: fact selector "memory.totalKiB >= lots": >= needs a number/);
   t.is((await h.req('PUT', '/api/groups/big', { headers: auth, body: { profile: 'rancheros', selector: { facts: ['memory.totalKiB >= 64Gi', 'disks.# >= 2'] } } })).status, 201);
-  const sel = await h.req('GET', `/api/machines/${MAC}/selection`);
+  const sel = await h.req('GET', `/api/machines/${MAC}/selection`, { headers: auth });
   t.like(sel.json, { profile: 'rancheros', via: 'default' });
   t.like(sel.json.groups.find((g: { group: string }) => g.group === 'big'), { score: -1, failed: 'facts: memory.totalKiB >= 64Gi (no such fact)' });
 });
@@ -128,7 +128,7 @@ test('power through the BMC: bootdev, actions, reboot in the one-shot call; the 
   t.false(put.text.includes('hunter2'));
   for (const path of [`/api/machines/${MAC}`, '/api/machines', `/api/lookups?q=${MAC}`]) t.false((await h.req('GET', path)).text.includes('hunter2'), path);
   // A GET-then-PUT round trip keeps the password.
-  const read = (await h.req('GET', `/api/machines/${MAC}`)).json;
+  const read = (await h.req('GET', `/api/machines/${MAC}`, { headers: auth })).json;
   await h.req('PUT', `/api/machines/${MAC}`, { headers: auth, body: { ...read, hostname: 'node-14' } });
   t.is((await h.store.getMachine(MAC))?.bmc?.password, 'hunter2');
 
@@ -141,6 +141,6 @@ test('power through the BMC: bootdev, actions, reboot in the one-shot call; the 
   // The RackHD flow in one call: PXE next, then on (it was off).
   t.deepEqual(power.calls, ['chassis power status', 'chassis bootdev pxe', 'chassis power status', 'chassis power on']);
   t.is(power.bmcs.at(-1)?.password, 'hunter2');
-  const events = (await h.req('GET', `/api/events?mac=${MAC}`)).json as Array<{ type: string; detail?: Record<string, unknown> }>;
+  const events = (await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>;
   t.deepEqual(events.find((e) => e.type === 'power')?.detail?.['steps'], ['chassis bootdev pxe', 'chassis power status', 'chassis power on']);
 });

@@ -31,7 +31,7 @@ test('the debian-installer profile boots the packaged installer with auto, prior
   t.regex(pre.text, /late_command string .*true$/m);
   // Every line is a comment or a directive: nothing a value held started a line of its own.
   for (const line of pre.text.split('\n').filter(Boolean)) t.regex(line, /^(#|d-i |tasksel |popularity-contest )/, line);
-  const ev = (await h.req('GET', `/api/events?mac=${MAC}`)).json as Array<{ type: string; detail?: Record<string, unknown> }>;
+  const ev = (await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>;
   t.like(ev.find((e) => e.type === 'http-preseed')?.detail, { profile: 'debian-installer', template: 'debian.preseed.njk' });
 });
 

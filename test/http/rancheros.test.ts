@@ -77,7 +77,7 @@ test('a password that cannot go on the kernel line is refused at write time', as
   const env = await h.req('PUT', `/api/machines/${MAC}`, { body: { vars: { microkernel: { image: '/assets/a.tar', env: { MACHINE_MAC: 'x' } } } }, headers: auth });
   t.is(env.status, 422);
   t.regex(env.json.error.message, /MACHINE_MAC is set by the appliance/);
-  t.is((await h.req('GET', `/api/machines/${MAC}`)).status, 404);
+  t.is((await h.req('GET', `/api/machines/${MAC}`, { headers: auth })).status, 404);
 });
 
 test('missing RancherOS assets: the console names the fetch command', async (t) => {

@@ -21,6 +21,7 @@ import { createHttpServer } from '../../src/http/server.js';
 import { MICROKERNEL_ASSET, MICROKERNEL_REF, type MicrokernelBuild } from '../../src/image/microkernel.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
+import { createStateStore } from '../../src/store/state-store.js';
 import { createMemoryStore } from '../../src/store/store.js';
 
 const run = promisify(execFile);
@@ -109,12 +110,13 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
   t.is(found.trim().split('\n').length >= tools.split(' ').length, true, found);
 
   const store = createMemoryStore(createDefaultDb());
+  const state = createStateStore({ log: createSilentLogger() });
   let port = 0;
   const server = createHttpServer({
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
-    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: work, apiToken: 'image-test-token' },
+    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: work, apiToken: 'image-test-token', state },
   });
   port = (await server.start()).port;
   t.teardown(() => server.stop());
@@ -133,9 +135,10 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
     timeout: 120_000,
   });
   t.regex(stderr, new RegExp(`facts for ${MAC} posted`));
-  const machine = await store.getMachine(MAC);
-  const facts = machine?.facts as { agent: { tools: string }; kernel: { release: string }; cpu: { count: number }; dmi: { vendor: string | null }; nics: Array<{ name: string }>; memory: { totalKiB: number } };
-  t.is(machine?.state, 'discovered');
+  // Facts go to the runtime state store, never into the operator's records.
+  t.is(await store.getMachine(MAC), undefined);
+  const facts = (await state.getFacts(MAC)) as unknown as { agent: { tools: string }; kernel: { release: string }; cpu: { count: number }; dmi: { vendor: string | null }; nics: Array<{ name: string }>; memory: { totalKiB: number } };
+  t.is(state.get(MAC)?.discovered, true);
   t.is(facts.agent.tools, 'auto');
   t.is(facts.kernel.release, release());
   t.is(facts.cpu.count, cpus().length);

@@ -51,7 +51,7 @@ test('API writes persist to disk; 200 concurrent puts are all present afterwards
   const onDisk = JSON.parse(await readFile(file, 'utf8')) as { machines: unknown[] };
   t.is(onDisk.machines.length, 200);
   // No temp files left behind.
-  t.deepEqual((await readdir(dir)).sort(), ['db.json']);
+  t.deepEqual((await readdir(dir)).sort(), ['appliance-db.schema.json', 'db.json']);
 });
 
 test('a failed write leaves the previous file intact and the state unchanged', async (t) => {
@@ -75,7 +75,7 @@ test('a failed write leaves the previous file intact and the state unchanged', a
   t.regex(err!.message, /previous file is unchanged/);
   t.is(await readFile(file, 'utf8'), before);
   t.is(await store.getProfile('after'), undefined);
-  t.deepEqual((await readdir(dir)).sort(), ['db.json']);
+  t.deepEqual((await readdir(dir)).sort(), ['appliance-db.schema.json', 'db.json']);
   fail = false;
   await store.putProfile(profile('after'));
   t.truthy(await store.getProfile('after'));
@@ -179,7 +179,7 @@ test('temp files left by an interrupted write are removed at open; the db file i
   const { log, lines } = captureLogger();
   const store = await openFileStore({ path: file, log, watch: false });
   t.teardown(() => store.close());
-  t.deepEqual((await readdir(dir)).sort(), ['db.json', 'unrelated.tmp']);
+  t.deepEqual((await readdir(dir)).sort(), ['appliance-db.schema.json', 'db.json', 'unrelated.tmp']);
   t.is(await readFile(file, 'utf8'), before);
   t.true(lines.some((l) => l.temp === '.db.json.4242.deadbeef.tmp'));
 });

@@ -5,14 +5,15 @@ import { selectProfile, normalizeUuid, type SelectedVia } from '../../src/store/
 const U1 = '11111111-2222-3333-4444-555555555555';
 const U2 = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
 
-const db: Db = parseDb({
+// Records naming a missing profile cannot be written any more (refused at write time); the
+// selection still reports them as `none` should one reach it, so they are added past parseDb.
+const parsed: Db = parseDb({
   defaultProfile: 'fallback',
   profiles: ['fallback', 'by-uuid', 'by-mac', 'g-arch', 'g-label', 'g-two', 'g-mac', 'g-a', 'g-b'].map((id) => ({ id, kernel: `/assets/${id}/vmlinuz` })),
   machines: [
     { mac: '52:54:00:00:00:01', uuid: U1, profile: 'by-uuid' },
     { mac: '52:54:00:00:00:02', profile: 'by-mac' },
     { mac: '52:54:00:00:00:03', labels: { role: 'worker', rack: 'r1' } },
-    { mac: '52:54:00:00:00:04', profile: 'ghost' },
     { mac: '52:54:00:00:00:05', labels: { tie: 'yes' } },
   ],
   groups: [
@@ -22,9 +23,13 @@ const db: Db = parseDb({
     { id: 'one-mac', profile: 'g-mac', selector: { mac: '52-54-00-00-00-09' } },
     { id: 'zzz', profile: 'g-b', selector: { labels: { tie: 'yes' } } },
     { id: 'aaa', profile: 'g-a', selector: { labels: { tie: 'yes' } } },
-    { id: 'broken', profile: 'missing', selector: { mac: '52:54:00:00:00:0a' } },
   ],
 });
+const db: Db = {
+  ...parsed,
+  machines: [...parsed.machines, { mac: '52:54:00:00:00:04', profile: 'ghost' }],
+  groups: [...parsed.groups, { id: 'broken', profile: 'missing', selector: { mac: '52:54:00:00:00:0a' } }],
+};
 
 const cases: { name: string; query: Parameters<typeof selectProfile>[1]; want: string; via?: SelectedVia }[] = [
   { name: 'machine by uuid wins over its mac', query: { uuid: U1, mac: '52:54:00:00:00:02' }, want: 'by-uuid', via: 'machine-uuid' },
@@ -69,7 +74,7 @@ test('selectProfile: the order of groups in the file does not change the answer'
 });
 
 test('selectProfile: an empty selector is a catch-all that beats the default but loses to any specific group', (t) => {
-  const withCatchAll = parseDb({ ...db, groups: [...db.groups, { id: 'all', profile: 'g-b', selector: {} }] });
+  const withCatchAll: Db = { ...db, groups: [...db.groups, { id: 'all', profile: 'g-b', selector: {} }] };
   const a = selectProfile(withCatchAll, { mac: '52:54:00:99:99:99' });
   t.true(a.kind === 'profile' && a.profile.id === 'g-b' && a.via === 'group');
   const b = selectProfile(withCatchAll, { mac: '52:54:00:99:99:99', arch: 'arm64' });

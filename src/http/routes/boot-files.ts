@@ -16,7 +16,12 @@ const PREFIX = '/boot/';
 export function registerBootFileRoutes(router: Router, env: RouteEnv): void {
   const handler: Koa.Middleware = async (ctx) => {
     ctx.state.route = '/boot/:file';
-    const raw = decodeURIComponent(ctx.path.slice(PREFIX.length));
+    let raw: string;
+    try {
+      raw = decodeURIComponent(ctx.path.slice(PREFIX.length));
+    } catch {
+      throw new ApplianceError('ERR_BAD_REQUEST', 'the boot file name is not valid percent-encoding');
+    }
     const checked = normalizeRequestName(raw);
     if (checked.kind === 'refused') throw new ApplianceError('ERR_ASSET_NOT_FOUND', `boot file ${JSON.stringify(raw)} is not served (${checked.reason})`);
     const found = await resolveFile(checked.name, env.deps.bootDirs ?? []);

@@ -11,7 +11,7 @@ import { ApplianceError } from '../../errors.js';
 import { DEBIAN_INSTALLER_ASSET_DIR } from '../../fetch/debian-installer.js';
 import { DEFAULT_RANCHEROS_VERSION } from '../../fetch/rancheros.js';
 import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
-import { bootRequestFrom, clientIp, resolveAsset, type RouteEnv } from '../context.js';
+import { clientIp, identifyMachine, resolveAsset, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
 import { consumeNextBoot, isBuiltinLocalDisk } from '../../store/lifecycle.js';
@@ -84,10 +84,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     ctx.set('Cache-Control', 'no-store');
     const ip = clientIp(ctx);
     const server = env.server();
-    const req = bootRequestFrom(ctx, deps.events);
+    const req = await identifyMachine(ctx, deps);
     if (!req) {
       env.log.warn({ ip }, 'ipxe script requested without a usable mac');
-      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address (chain /boot.ipxe)', deps.retrySeconds);
+      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address and no UUID of a declared machine (chain /boot.ipxe)', deps.retrySeconds);
       return;
     }
     const fail = (reason: string, detail: Record<string, unknown>): void => {
@@ -96,13 +96,15 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       ctx.body = renderRetryScript(server, req, reason, deps.retrySeconds);
     };
     try {
-      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot' });
-      // First boot: no machine record by UUID or MAC. Registration is queued (batched and
-      // capped in discovery.ts) and never delays the script. Detected here rather than from
-      // DHCP: in proxy mode DHCP sees every device on the segment, while /ipxe is reached
-      // only by machines that really netboot from this appliance, with the MAC of the NIC
-      // that booted and the SMBIOS UUID.
-      if (selection.machine === undefined) void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip });
+      // Selection reads only the operator's records (db.json), plus the machine's own facts
+      // for fact selectors on groups: a sighting or a replayed UUID never changes it.
+      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot', facts: await env.discovery.state.getFacts(req.mac) });
+      // Every boot is noted in the state store (last seen, address, profile served); an
+      // unknown MAC is registered as discovered there (capped, switchable), never in db.json.
+      // Detected here rather than from DHCP: in proxy mode DHCP sees every device on the
+      // segment, while /ipxe is reached only by machines that really netboot from this
+      // appliance, with the MAC of the NIC that booted and the SMBIOS UUID.
+      void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip, ...(selection.kind === 'profile' ? { profile: selection.profile.id } : {}) });
       if (selection.kind === 'none') return fail(selection.reason, {});
       const { profile, machine, via } = selection;
       if (isBuiltinLocalDisk(profile)) {
@@ -133,9 +135,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     }
   });
 
-  router.get('/cloud-config', async (ctx) => {
+  // `/cloud` is bootcfg's name for the same document.
+  router.get(['/cloud-config', '/cloud'], async (ctx) => {
     const ip = clientIp(ctx);
-    const req = withBootUuid(bootRequestFrom(ctx, deps.events), deps.events);
+    const req = withBootUuid(await identifyMachine(ctx, deps), deps.events);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
     const selection = await deps.store.selectProfile({ ...req, purpose: 'config' });
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });

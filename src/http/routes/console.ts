@@ -154,11 +154,11 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
 
   router.get('/api/console/machines', auth, async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = await consoleMachineRows(deps);
+    ctx.body = await consoleMachineRows(deps, env.discovery.state);
   });
   router.get('/api/console/machines/:mac', auth, async (ctx) => {
     const mac = macQuery(ctx, ctx.params.mac);
-    const [row] = await consoleMachineRows(deps, mac);
+    const [row] = await consoleMachineRows(deps, env.discovery.state, mac);
     if (!row) throw new ApplianceError('ERR_MACHINE_NOT_FOUND', `nothing known about machine ${mac}`);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = row;

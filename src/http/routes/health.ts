@@ -6,10 +6,19 @@ import type { RouteEnv } from '../context.js';
 /** Register health and metrics routes. */
 export function registerHealthRoutes(router: Router, env: RouteEnv): void {
   router.get('/healthz', (ctx) => {
-    // 200 while serving, even from the last good state; `store.ok` says whether a hand edit
-    // is currently refused.
+    // 200 while serving, even from the last good state (restarting would not help); `status`
+    // says `degraded` while a hand edit is refused or a write of the database, the state
+    // store or the timeline fails, and `problems` says which.
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: 'ok', store: env.deps.store.status() };
+    const store = env.deps.store.status();
+    const state = env.discovery.state.status();
+    const timeline = env.deps.timelineStatus?.();
+    const problems = [
+      ...(store.ok ? [] : [`database: ${store.error ?? 'not ok'}`]),
+      ...(state.ok ? [] : [`state store: ${state.error ?? 'not ok'}`]),
+      ...(timeline && !timeline.ok ? [`timeline: ${timeline.error ?? 'not ok'}`] : []),
+    ];
+    ctx.body = { status: problems.length === 0 ? 'ok' : 'degraded', ...(problems.length > 0 ? { problems } : {}), store, state: { ok: state.ok, machines: state.machines, factsBytes: state.factsBytes, discovery: env.discovery.state.discovery } };
   });
   router.get('/api/version', (ctx) => {
     ctx.body = versionInfo();

@@ -113,10 +113,10 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
     ctx.body = { mac, state: after.state };
   });
 
-  router.get('/api/machines/:mac/selection', async (ctx) => {
+  router.get('/api/machines/:mac/selection', auth, async (ctx) => {
     const mac = macOf(ctx);
     const db = await store.snapshot();
-    const query = { mac, ...(typeof ctx.query.arch === 'string' ? { arch: ctx.query.arch } : {}) };
+    const query = { mac, ...(typeof ctx.query.arch === 'string' ? { arch: ctx.query.arch } : {}), facts: await env.discovery.state.getFacts(mac) };
     const machine = db.machines.find((m) => m.mac === mac);
     const selection = selectProfile(db, { ...query, purpose: 'boot' });
     ctx.body = {

@@ -1,0 +1,122 @@
+/**
+ * Endpoints other netboot tools' users already script against:
+ *
+ * - matchbox: `/ignition`, `/generic` (the profile's templates of those kinds, rendered for the
+ *   machine) and `/metadata` (`KEY=value` lines: the machine's identity and its group's
+ *   metadata), all selected by `?uuid=` and/or `?mac=` like `/ipxe`;
+ * - Pixiecore API mode: `GET /pixiecore/v1/boot/:mac` answers `{ kernel, initrd, cmdline }`
+ *   (danderson/netboot pixiecore/README.api.md), so a Pixiecore started with
+ *   `pixiecore api http://APPLIANCE:PORT/pixiecore` boots machines from this appliance's
+ *   profiles; any non-200 tells Pixiecore to ignore the machine.
+ *
+ * Like the boot endpoints they are open (machines fetch them), select from the operator's
+ * records only, and place no request value anywhere but the validated MAC/UUID/arch.
+ */
+import type Router from '@koa/router';
+import type Koa from 'koa';
+import { ApplianceError } from '../../errors.js';
+import { normalizeMac } from '../../events.js';
+import type { VarValue } from '../../store/schema.js';
+import { clientIp, identifyMachine, resolveAsset, type RouteEnv } from '../context.js';
+import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
+
+/** `KEY=value` lines of matchbox's /metadata: keys upper-cased, nested keys joined by `_`. */
+export function metadataLines(values: Record<string, VarValue | undefined>): string {
+  const out: string[] = [];
+  const walk = (prefix: string, v: VarValue | undefined): void => {
+    if (v === undefined || v === null) return;
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) walk(prefix === '' ? k : `${prefix}_${k}`, x);
+      return;
+    }
+    const text = Array.isArray(v) ? v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(',') : String(v);
+    // One line per key: a line break in a value must not make another key.
+    out.push(`${prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}=${text.replace(/[\r\n\u0085\u2028\u2029]/g, ' ')}`);
+  };
+  for (const [k, v] of Object.entries(values)) walk(k, v);
+  return out.length > 0 ? `${out.join('\n')}\n` : '';
+}
+
+/** Register the compatibility routes. */
+export function registerCompatRoutes(router: Router, env: RouteEnv): void {
+  const { deps } = env;
+
+  const select = async (ctx: Koa.Context) => {
+    const req = await identifyMachine(ctx, deps);
+    if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> or ?uuid=<UUID> of a declared machine');
+    const selection = await deps.store.selectProfile(req);
+    if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no profile for ${req.mac}: ${selection.reason}`, { mac: req.mac });
+    return { req, selection };
+  };
+
+  const templated = (kind: 'ignition' | 'generic') => async (ctx: Koa.Context) => {
+    const { req, selection } = await select(ctx);
+    const { profile, machine, group } = selection;
+    const template = profile[kind];
+    if (template === undefined) throw new ApplianceError('ERR_NOT_FOUND', `profile ${profile.id} has no ${kind} template (set "${kind}" in the profile)`, { mac: req.mac });
+    const context = { ...buildCloudConfigContext(env.server(), req, profile, machine), metadata: group?.metadata ?? {} };
+    const text = env.renderer.render(template, context);
+    env.log.info({ mac: req.mac, ip: clientIp(ctx), profile: profile.id, template, kind }, `sent ${kind}`);
+    env.record('http-cloud-config', req.mac, clientIp(ctx), { profile: profile.id, template, kind });
+    let json = false;
+    try {
+      JSON.parse(text);
+      json = true;
+    } catch {
+      // Not JSON (a Butane/YAML or plain template): served as text.
+    }
+    ctx.type = json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = text;
+  };
+  router.get('/ignition', templated('ignition'));
+  router.get('/generic', templated('generic'));
+
+  router.get('/metadata', async (ctx) => {
+    const { req, selection } = await select(ctx);
+    const { machine, group } = selection;
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = metadataLines({
+      mac: req.mac,
+      uuid: machine?.uuid ?? req.uuid,
+      hostname: machine?.hostname,
+      profile: selection.profile.id,
+      ...(machine?.labels ?? {}),
+      ...(group?.metadata ?? {}),
+    });
+  });
+
+  router.get('/pixiecore/v1/boot/:mac', async (ctx) => {
+    const mac = normalizeMac(String(ctx.params.mac ?? ''));
+    if (!mac) throw new ApplianceError('ERR_BAD_REQUEST', 'the URL does not end in a MAC address', { field: 'mac' });
+    const req: BootRequest = { mac };
+    const selection = await deps.store.selectProfile(req);
+    const ip = clientIp(ctx);
+    if (selection.kind === 'none') {
+      env.log.info({ mac, ip, reason: selection.reason }, 'pixiecore asked for a machine with no profile; told it to ignore the machine');
+      throw new ApplianceError('ERR_NO_PROFILE', selection.reason, { mac });
+    }
+    const { profile, machine } = selection;
+    for (const source of [profile.kernel, ...profile.initrd]) {
+      if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length)))) {
+        throw new ApplianceError('ERR_ASSET_NOT_FOUND', `profile ${profile.id}: ${source} is missing on the appliance`, { mac });
+      }
+    }
+    const server = env.server();
+    const names = initrdNames(profile.initrd);
+    const cmdline = buildCmdline(profile, placeholderValues(server, req, profile, machine));
+    void env.discovery.sighted({ mac, ip, profile: profile.id });
+    env.log.info({ mac, ip, profile: profile.id, via: selection.via }, 'sent pixiecore boot spec');
+    env.record('http-script', mac, ip, { outcome: 'boot', profile: profile.id, via: selection.via, api: 'pixiecore' });
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      kernel: bootFile(server, profile.kernel, 'kernel').url,
+      initrd: profile.initrd.map((s, i) => bootFile(server, s, names[i]!).url),
+      // Pixiecore runs the cmdline through Go text/template; ours never holds `{{` (placeholders
+      // are substituted and unknown ones refused at write time).
+      cmdline: cmdline.join(' '),
+      message: `netboot-appliance: booting ${profile.id}`,
+    };
+  });
+}

@@ -1,0 +1,99 @@
+import test from 'ava';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { metadataLines } from '../../src/http/routes/compat.js';
+import { createDefaultDb } from '../../src/store/defaults.js';
+import { createMemoryStore } from '../../src/store/store.js';
+import { addRancherAssets, startHarness, TEMPLATES } from './helpers.js';
+
+const MAC = '52:54:00:aa:00:01';
+const UUID = '5a1e0003-7f3a-4c2b-9d1e-0123456789ab';
+
+async function harness(t: import('ava').ExecutionContext) {
+  const templates = await mkdtemp(path.join(tmpdir(), 'netboot-compat-'));
+  await cp(TEMPLATES, templates, { recursive: true });
+  await writeFile(path.join(templates, 'node.ign'), '{"ignition":{"version":"3.3.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":[{{ vars.key | yaml }}]}]},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{ hostname }}"}}]}}\n');
+  await writeFile(path.join(templates, 'node.generic'), 'mac={{ mac }} role={{ metadata.role }}\n');
+  const store = createMemoryStore({
+    ...createDefaultDb(),
+    profiles: [
+      ...createDefaultDb().profiles,
+      {
+        id: 'coreos',
+        kernel: '/assets/rancheros/v1.5.8/vmlinuz',
+        initrd: ['/assets/rancheros/v1.5.8/initrd'],
+        cmdline: { 'coreos.config.url': 'http://{{ address }}:{{ port }}/ignition?uuid=${uuid}&mac=${mac:hexhyp}', 'coreos.autologin': '' },
+        ignition: 'node.ign',
+        generic: 'node.generic',
+        vars: { key: 'ssh-ed25519 AAAA k@x' },
+      },
+    ],
+    machines: [{ mac: MAC, uuid: UUID, hostname: 'node1', labels: { rack: 'r1' } }],
+    groups: [{ id: 'workers', profile: 'coreos', selector: { uuid: UUID }, metadata: { role: 'worker', etcd: { name: 'node1' } } }],
+  });
+  const h = await startHarness({ store, templatesDir: templates, fixedPort: 8080 });
+  await addRancherAssets(h.assetsDir);
+  t.teardown(async () => {
+    await h.close();
+    await rm(templates, { recursive: true, force: true });
+  });
+  return h;
+}
+
+test('/ipxe?uuid= alone selects the declared machine by UUID; iPXE settings reach the script unchanged', async (t) => {
+  const h = await harness(t);
+  const r = await h.req('GET', `/ipxe?uuid=${UUID}`);
+  t.regex(r.text, /booting coreos on 52:54:00:aa:00:01/);
+  t.regex(r.text, /coreos\.config\.url=http:\/\/10\.0\.0\.1:8080\/ignition\?uuid=\$\{uuid\}&mac=\$\{mac:hexhyp\} coreos\.autologin /);
+});
+
+test('/cloud (bootcfg) serves the cloud-config by uuid or mac', async (t) => {
+  const h = await harness(t);
+  for (const q of [`uuid=${UUID}`, `mac=${MAC}`]) {
+    const r = await h.req('GET', `/cloud?${q}`);
+    t.is(r.status, 200, q);
+    t.true(r.text.startsWith('#cloud-config\n'), q);
+    t.regex(r.text, /profile coreos/, q);
+  }
+});
+
+test('matchbox /ignition, /generic and /metadata: the profile templates and the group metadata', async (t) => {
+  const h = await harness(t);
+  const ign = await h.req('GET', `/ignition?uuid=${UUID}&mac=${MAC.replace(/:/g, '-')}`);
+  t.is(ign.status, 200);
+  t.regex(String(ign.headers['content-type']), /application\/json/);
+  t.like(ign.json, { ignition: { version: '3.3.0' }, passwd: { users: [{ name: 'core', sshAuthorizedKeys: ['ssh-ed25519 AAAA k@x'] }] } });
+  const gen = await h.req('GET', `/generic?mac=${MAC}&uuid=${UUID}`);
+  t.is(gen.text, `mac=${MAC} role=worker\n`);
+  const md = await h.req('GET', `/metadata?uuid=${UUID}`);
+  t.is(md.text, `MAC=${MAC}\nUUID=${UUID}\nHOSTNAME=node1\nPROFILE=coreos\nRACK=r1\nROLE=worker\nETCD_NAME=node1\n`);
+  // A profile without the kind is a 404 naming it; an unknown machine 404s too.
+  const none = await h.req('GET', '/ignition?mac=52:54:00:00:00:99');
+  t.is(none.status, 404);
+  t.regex(none.json.error.message, /rancheros has no ignition template/);
+  t.is(metadataLines({ a: 'x\ny=1' }), 'A=x y=1\n');
+});
+
+test('Pixiecore API: GET /pixiecore/v1/boot/:mac answers kernel, initrd and cmdline; 404 tells Pixiecore to ignore', async (t) => {
+  const h = await harness(t);
+  const r = await h.req('GET', `/pixiecore/v1/boot/${MAC}`);
+  t.is(r.status, 200);
+  // By MAC: the declared machine carries the UUID its group selects.
+  t.deepEqual(Object.keys(r.json).sort(), ['cmdline', 'initrd', 'kernel', 'message']);
+  t.is(r.json.kernel, 'http://10.0.0.1:8080/assets/rancheros/v1.5.8/vmlinuz');
+  t.deepEqual(r.json.initrd, ['http://10.0.0.1:8080/assets/rancheros/v1.5.8/initrd']);
+  t.is(r.json.cmdline, 'coreos.config.url=http://10.0.0.1:8080/ignition?uuid=${uuid}&mac=${mac:hexhyp} coreos.autologin');
+  t.notRegex(r.json.cmdline, /\{\{/);
+  t.is((await h.req('GET', '/pixiecore/v1/boot/not-a-mac')).status, 400);
+  await rm(path.join(h.assetsDir, 'rancheros'), { recursive: true });
+  t.is((await h.req('GET', `/pixiecore/v1/boot/${MAC}`)).status, 404);
+});
+
+test('no request from the network produces a 500: /boot/%zz, {{ constructor }} in a query', async (t) => {
+  const h = await harness(t);
+  for (const p of ['/boot/%zz', '/assets/%zz', '/ipxe?mac=%zz', `/ignition?uuid=${encodeURIComponent('{{ constructor }}')}`, '/metadata?mac={{constructor}}', '/pixiecore/v1/boot/%zz', '/cloud?mac=__proto__']) {
+    const r = await h.req('GET', p);
+    t.true(r.status < 500, `${p}: ${r.status}`);
+  }
+});
