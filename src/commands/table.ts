@@ -7,6 +7,7 @@ import { versionInfo } from '../version.js';
 import { EXIT, type CommandSpec } from './command.js';
 import { BUILD_COMMAND } from '../image/command.js';
 import { FETCH_COMMAND } from './fetch.js';
+import { IMPORT_COMMAND } from './import.js';
 import { EVENTS_COMMAND, MACHINES_COMMAND, STATUS_COMMAND } from './remote.js';
 import { SERVE_COMMAND } from './serve.js';
 
@@ -32,4 +33,4 @@ export const VERSION_COMMAND: CommandSpec = {
 };
 
 /** Every top-level command, in the order `--help` lists them. */
-export const COMMANDS: readonly CommandSpec[] = [SERVE_COMMAND, FETCH_COMMAND, BUILD_COMMAND, LAB_COMMAND, STATUS_COMMAND, MACHINES_COMMAND, EVENTS_COMMAND, VERSION_COMMAND];
+export const COMMANDS: readonly CommandSpec[] = [SERVE_COMMAND, FETCH_COMMAND, IMPORT_COMMAND, BUILD_COMMAND, LAB_COMMAND, STATUS_COMMAND, MACHINES_COMMAND, EVENTS_COMMAND, VERSION_COMMAND];
