@@ -124,7 +124,9 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     mkdirSync(join(dir, 'state'));
     writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/nginx.err;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${ADDR.nginx}:8080; root ${root}; location /assets/ { alias ${root}/; } } }\n`);
 
-    const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn']);
+    const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn',
+      // Every bench client comes from one loopback address; a lab's machines each have their own.
+      '--tftp-max-transfers-per-client', '1000', '--http-max-connections-per-client', '1000']);
     inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', '--tftp-max=1000', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
     inNs('in.tftpd', ['-4', '-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
     inNs(ATFTPD, ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
