@@ -56,6 +56,9 @@ test('console API: no token, a wrong token and a token in the URL are all 401', 
     const sep = p.includes('?') ? '&' : '?';
     t.is((await h.req('GET', `${p}${sep}token=${TOKEN}&access_token=${TOKEN}`)).status, 401, `${p} with the token in the query`);
   }
+  const reader = await startHarness({ apiReadToken: 'read-only-token-0123456789' });
+  t.teardown(() => reader.close());
+  t.is((await reader.req('GET', '/api/console/machines', { headers: { authorization: 'Bearer read-only-token-0123456789' } })).status, 200, 'the read-only token may watch');
   const ok = await h.req('GET', '/api/console/status', { headers: auth });
   t.is(ok.status, 200);
   t.like(ok.json, { address: '10.0.0.1', httpPort: h.port });

@@ -29,7 +29,7 @@ import { previewBoot } from '../console-preview.js';
 import { consoleJsonSchema } from '../console-schema.js';
 import { consoleMachineRows } from '../console-machines.js';
 import type { RouteEnv } from '../context.js';
-import { assertBearer } from '../token.js';
+import { bearerAccess } from '../token.js';
 import { normalizeUuid } from '../../store/select.js';
 
 /** Most event streams open at once (each holds a socket and a listener). */
@@ -128,7 +128,10 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
   let openStreams = 0;
 
   const auth: Koa.Middleware = async (ctx, next) => {
-    assertBearer(ctx.get('Authorization') || undefined, deps.apiToken);
+    // Every console endpoint only reads: the read-only token is enough (writes go to /api/*).
+    if (bearerAccess(ctx.get('Authorization') || undefined, deps.apiToken, deps.apiReadToken) === undefined) {
+      throw new ApplianceError('ERR_UNAUTHORIZED', 'the console api needs "Authorization: Bearer <token>" with the api token or the read-only token');
+    }
     await next();
   };
 
