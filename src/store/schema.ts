@@ -231,7 +231,7 @@ const CmdlineValue = z.union([CmdlineScalar, z.array(CmdlineScalar).max(16)]);
 export const CmdlineSchema = z
   .union([
     z.string().max(8192),
-    z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - [ ]'), CmdlineValue),
+    z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - / [ ] (d-i preseeds questions as netcfg/get_hostname=...)'), CmdlineValue),
   ])
   .superRefine((cmdline, ctx) => {
     for (const issue of cmdlineIssues(cmdline)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
