@@ -128,7 +128,7 @@ async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => strin
       }
     });
     child.on('exit', (code) => reject(new Error(`server exited ${code}: ${stderr.slice(0, 800)}`)));
-    setTimeout(() => reject(new Error(`server not listening after 20 s: ${stderr.slice(0, 800)}`)), 20_000);
+    setTimeout(() => reject(new Error(`server not listening after 60 s: ${stderr.slice(0, 800)}`)), 60_000);
   });
   return { SRV, CLA, CLB, logs, ready, server: child };
 }
