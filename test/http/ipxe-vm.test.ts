@@ -14,6 +14,7 @@ import { createEventLog } from '../../src/events.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
+import type { DbInput } from '../../src/store/schema.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { TEMPLATES, TOKEN } from './helpers.js';
 
@@ -39,7 +40,7 @@ async function buildAssets(root: string): Promise<string> {
   return assets;
 }
 
-async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', options: { initrdLate?: boolean } = {}): Promise<void> {
+async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', options: { initrdLate?: boolean; db?: DbInput; uuid?: string } = {}): Promise<string | undefined> {
   const root = await mkdtemp(path.join(tmpdir(), 'netboot-vm-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const assetsDir = await buildAssets(root);
@@ -67,13 +68,13 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
     // TCG), so the slowloris and keep-alive timeouts must not close it.
     timeouts: { headersMs: 600_000, requestMs: 600_000, keepAliveMs: 600_000, idleMs: 600_000 },
     // The guest sees us at 10.0.2.100:80 through guestfwd, so that is what scripts advertise.
-    deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN, retrySeconds: 1 },
+    deps: { store: createMemoryStore(options.db ?? createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN, retrySeconds: 1 },
   });
   const { port } = await server.start();
   t.teardown(() => server.stop());
 
   const netdev = `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_ADDR}:80-tcp:127.0.0.1:${port},bootfile=http://${GUEST_ADDR}/boot.ipxe`;
-  const args = ['-accel', 'tcg', '-m', '512', '-nographic', '-no-reboot', '-netdev', netdev];
+  const args = ['-accel', 'tcg', '-m', '512', '-nographic', '-no-reboot', '-netdev', netdev, ...(options.uuid ? ['-uuid', options.uuid] : [])];
   if (mode === 'bios') {
     args.push('-device', `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`);
   } else {
@@ -103,6 +104,7 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
   await done;
   const line = /NETBOOT-CMDLINE: (.*)\r?\n/.exec(console)?.[1];
   t.truthy(line, `kernel never printed its command line; console tail:\n${console.slice(-2000)}`);
+  if (options.db) return line;
   t.regex(line ?? '', new RegExp(`rancher\\.cloud_init\\.datasources=\\[url:http://${GUEST_ADDR.replace(/\./g, '\\.')}:80/cloud-config\\?mac=${MAC}\\]`));
   t.regex(line ?? '', /(^| )initrd=initrd( |$)/);
   const types = events.list({ mac: MAC }).map((e) => `${e.type}:${String(e.detail?.file ?? e.detail?.platform ?? '')}`);
@@ -117,8 +119,40 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
   } else {
     t.deepEqual(types, boot);
   }
+  return line;
 }
 
 test.serial('real iPXE, BIOS (SeaBIOS + QEMU iPXE ROM): boot.ipxe -> /ipxe -> kernel + initrd', (t) => bootVm(t, 'bios'));
 test.serial('real iPXE, BIOS: a missing asset prints the reason on the console, sleeps, and the retry boots', (t) => bootVm(t, 'bios', { initrdLate: true }));
 test.serial('real iPXE, UEFI (OVMF + ipxe.efi): initrd= on the kernel line reaches the EFI stub', (t) => bootVm(t, 'efi'));
+
+test.serial('real iPXE expands the settings operators write: bootcfg ${uuid}, RancherOS ${net0/mac}, NoCloud ;, matchbox ${mac:hexhyp}&', async (t) => {
+  const uuid = '5a1e0010-7f3a-4c2b-9d1e-0123456789ab';
+  const base = createDefaultDb().profiles[0]!;
+  const line = await bootVm(t, 'bios', {
+    uuid,
+    db: {
+      defaultProfile: 'forms',
+      profiles: [
+        {
+          ...base,
+          id: 'forms',
+          cmdline: {
+            console: 'ttyS0',
+            'cloud-config-url': 'http://10.0.2.100/cloud?uuid=${uuid}',
+            'coreos.autologin': '',
+            'rancher.cloud_init.datasources': '[url:http://10.0.2.100/cloud-config?mac=${net0/mac}]',
+            ds: 'nocloud-net;s=http://10.0.2.100/nocloud/',
+            'coreos.config.url': 'http://10.0.2.100/ignition?uuid=${uuid}&mac=${mac:hexhyp}',
+          },
+        },
+      ],
+    },
+  });
+  const args = (line ?? '').split(' ');
+  t.true(args.includes(`cloud-config-url=http://10.0.2.100/cloud?uuid=${uuid}`), line);
+  t.true(args.includes('coreos.autologin'), line);
+  t.true(args.includes(`rancher.cloud_init.datasources=[url:http://10.0.2.100/cloud-config?mac=${MAC}]`), line);
+  t.true(args.includes('ds=nocloud-net;s=http://10.0.2.100/nocloud/'), line);
+  t.true(args.includes(`coreos.config.url=http://10.0.2.100/ignition?uuid=${uuid}&mac=${MAC.replace(/:/g, '-')}`), line);
+});
