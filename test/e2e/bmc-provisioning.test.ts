@@ -193,8 +193,8 @@ test('BMC power-cycles the VM into the discovery image once; facts match a group
   t.true(first.includes(MARKERS.callbackPosted), 'the callback was not posted');
   await waitPower('off', 30_000); // the test OS powers off; ipmi_sim sees QEMU gone
 
-  const machine = (await appliance!.getJson(`/api/machines/${MAC}`)) as { state: string; facts: { dmi: { vendor: string } }; bmc: Record<string, unknown> };
-  t.is(machine.state, 'provisioned');
+  const machine = (await appliance!.getJson(`/api/machines/${MAC}`)) as { declared: { state: string }; facts: { dmi: { vendor: string } } };
+  t.is(machine.declared.state, 'provisioned');
   t.is(machine.facts.dmi.vendor, 'QEMU');
   t.false(JSON.stringify(machine).includes('lab-bmc-pw'));
   const selection = (await appliance!.getJson(`/api/machines/${MAC}/selection`)) as { profile: string; group: string; reasons: string[] };
