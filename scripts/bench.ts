@@ -40,7 +40,9 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
       },
     }));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}; usage: bench [--only services|vm] [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]\n`);
+    process.stderr.write(
+      `bench: ${(err as Error).message}; usage: bench [--only services|vm] [--firmware bios|uefi|both] [--runs N] [--ipv6-router] [--json]\n`,
+    );
     return 2;
   }
   const fw = values.firmware;
@@ -94,12 +96,17 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
     runs,
     ipv6Router: values['ipv6-router'],
     onResult: (r) => {
-      const phases = Object.entries(r.phases ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+      const phases = Object.entries(r.phases ?? {})
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ');
       const what = r.seconds === null ? `FAILED: ${r.error ?? ''}` : `${r.seconds.toFixed(1)} s (${phases})`;
       process.stderr.write(`${r.firmware} ${r.variant} run ${r.run}: ${what}\n`);
     },
   });
-  const summary = summarizeBench(rows, variants.map((v) => v.name));
+  const summary = summarizeBench(
+    rows,
+    variants.map((v) => v.name),
+  );
   if (values.json) process.stdout.write(`${JSON.stringify({ rows, summary }, null, 2)}\n`);
   else process.stdout.write(`${formatBenchSummary(summary)}\n`);
   return rows.some((r) => r.seconds === null) ? 1 : 0;

@@ -66,7 +66,12 @@ function bindError(service: string, port: number, err: unknown, host?: string, a
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException })?.cause?.code;
   if (code === 'EADDRNOTAVAIL' && host !== undefined && addressFlag !== undefined) {
     // The advertised address is not on this host (NAT, a typo): say how to listen elsewhere.
-    return new ApplianceError('ERR_BIND', `cannot listen for ${service} on ${host}:${port}: the address is not on this host; pass --${addressFlag} with a local address (0.0.0.0 for every interface) or fix --address`, { service, port, host }, { cause: err });
+    return new ApplianceError(
+      'ERR_BIND',
+      `cannot listen for ${service} on ${host}:${port}: the address is not on this host; pass --${addressFlag} with a local address (0.0.0.0 for every interface) or fix --address`,
+      { service, port, host },
+      { cause: err },
+    );
   }
   // Servers that already explain their bind failure (with the fix) are passed through as they are.
   if (err instanceof ApplianceError) return err;
@@ -96,7 +101,10 @@ async function migrateLegacyState(state: StateStore, records: LegacyMachineState
 export function defaultDhcpRange(address: string, prefix = findLocalAddress(address)?.prefix): DhcpRange {
   const subnet = prefix !== undefined ? subnetOf(address, prefix) : undefined;
   if (!subnet || subnet.prefix > 29) {
-    throw new ConfigError(`cannot choose a dhcp range for ${address}${prefix !== undefined ? '/' + prefix : ' (not on this host)'}; pass --dhcp-range START-END`, { setting: 'dhcpRange' });
+    throw new ConfigError(
+      `cannot choose a dhcp range for ${address}${prefix !== undefined ? '/' + prefix : ' (not on this host)'}; pass --dhcp-range START-END`,
+      { setting: 'dhcpRange' },
+    );
   }
   const size = 2 ** (32 - subnet.prefix);
   const last = ipToNumber(broadcastOf(subnet))! - 1;
@@ -121,14 +129,20 @@ export function checkServerModeSettings(config: Pick<Config, 'dhcpMode' | 'addre
   if (config.dhcpMode !== 'server') return;
   const local = findLocalAddress(config.address);
   if (!local) {
-    throw new ConfigError(`--dhcp-mode server: --address ${config.address} is not an address of this host, so the subnet to lease from is unknown; pass an address of this host (ip -4 addr) or --dhcp-mode proxy`, { setting: 'address' });
+    throw new ConfigError(
+      `--dhcp-mode server: --address ${config.address} is not an address of this host, so the subnet to lease from is unknown; pass an address of this host (ip -4 addr) or --dhcp-mode proxy`,
+      { setting: 'address' },
+    );
   }
   const range = config.dhcpRange ?? defaultDhcpRange(config.address, local.prefix);
   const subnet = subnetOf(config.address, local.prefix);
   try {
     validateRange(range, subnet);
   } catch {
-    throw new ConfigError(`--dhcp-range ${range.start}-${range.end} is not inside ${subnet?.cidr ?? config.address}, the subnet of --address ${config.address}; pass a range on that network`, { setting: 'dhcpRange' });
+    throw new ConfigError(
+      `--dhcp-range ${range.start}-${range.end} is not inside ${subnet?.cidr ?? config.address}, the subnet of --address ${config.address}; pass a range on that network`,
+      { setting: 'dhcpRange' },
+    );
   }
 }
 
@@ -172,13 +186,27 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const events = withBootDiagnosis(instrumentEventLog(timeline, registry), log.child({ subsystem: 'diagnosis' }));
     consoleStatus = { warnings: [] };
     log.info(
-      { address: config.address, interface: config.interface, dhcpMode: config.dhcpMode, tftpRoot: config.tftpRoot, assets: config.assets, templates: config.templates, db: config.db, sources: config.sources },
+      {
+        address: config.address,
+        interface: config.interface,
+        dhcpMode: config.dhcpMode,
+        tftpRoot: config.tftpRoot,
+        assets: config.assets,
+        templates: config.templates,
+        db: config.db,
+        sources: config.sources,
+      },
       'starting netboot appliance',
     );
     logBootFiles();
     checkServerModeSettings(config);
 
-    const store: FileStore = await openFileStore({ path: config.db, log, templatesDir: config.templates, migrate: (records) => migrateLegacyState(state, records) });
+    const store: FileStore = await openFileStore({
+      path: config.db,
+      log,
+      templatesDir: config.templates,
+      migrate: (records) => migrateLegacyState(state, records),
+    });
     openStore = store;
     templates = snapshotTemplates(config.templates);
     stops.push(async () => {
@@ -272,7 +300,11 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       const uuid = boot.request.clientUuid ? dhcpUuidText(boot.request.clientUuid.raw) : undefined;
       const choice = chooseLoader(db.current(), { mac: boot.mac, uuid, firmware: boot.firmware, client: boot.client }, config.secureBoot);
       if (choice.kind === 'refuse') return { kind: 'refuse', reason: choice.reason };
-      if (choice.file !== undefined) dlog.debug({ mac: boot.mac, arch: boot.firmware, loader: choice.loader, secureBoot: choice.secureBoot, file: choice.file, source: choice.source }, 'boot loader chosen');
+      if (choice.file !== undefined)
+        dlog.debug(
+          { mac: boot.mac, arch: boot.firmware, loader: choice.loader, secureBoot: choice.secureBoot, file: choice.file, source: choice.source },
+          'boot loader chosen',
+        );
       return { kind: 'file', file: choice.file };
     };
     const service = createDhcpService({
@@ -356,7 +388,10 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         consoleStatus.warnings.push(warning);
       } else {
         // Noise for most labs: Debian ships no such build and fetch ipxe cannot download one.
-        log.debug({ firmware: f.firmware, file: f.name }, `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`);
+        log.debug(
+          { firmware: f.firmware, file: f.name },
+          `boot file ${f.name} for ${f.firmware} not present; put an iPXE ${f.firmware} build there to boot such machines`,
+        );
       }
     }
   }
@@ -385,7 +420,11 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       const changes = diffTemplates(templates, now);
       templates = now;
       const broken = findBrokenTemplates(config.templates, [...changes.added, ...changes.changed]);
-      for (const b of broken) log.warn({ subsystem: 'http', template: b.template, err: b.error }, `template ${b.template} does not compile; machines using it get a retry script until it is fixed`);
+      for (const b of broken)
+        log.warn(
+          { subsystem: 'http', template: b.template, err: b.error },
+          `template ${b.template} does not compile; machines using it get a retry script until it is fixed`,
+        );
       return { db, templates: { ...changes, broken: broken.map((b) => b.template) } };
     },
   };

@@ -59,12 +59,60 @@ export const IPXE_SYSTEM_DIRS: readonly string[] = ['/usr/lib/ipxe', '/usr/share
  * `bin-arm64-efi/snponly.efi` under these flat names.
  */
 export const BOOT_FILE_CATALOGUE: readonly BootFileEntry[] = [
-  { name: 'undionly.kpxe', firmware: 'bios', dhcpDefault: true, required: true, systemNames: ['undionly.kpxe'], downloadPath: 'undionly.kpxe', note: "chainloads through the PXE ROM's UNDI driver: any NIC the BIOS can PXE boot from" },
-  { name: 'ipxe.efi', firmware: 'efi-x64', dhcpDefault: false, required: true, systemNames: ['ipxe.efi'], downloadPath: 'ipxe.efi', note: "iPXE's own NIC drivers, for firmware whose SNP is broken" },
-  { name: 'snponly.efi', firmware: 'efi-x64', dhcpDefault: true, required: true, systemNames: ['snponly.efi'], downloadPath: 'snponly.efi', note: "drives the NIC through the firmware's SNP protocol; proven under OVMF" },
-  { name: 'snponly-arm64.efi', firmware: 'efi-arm64', dhcpDefault: true, required: false, systemNames: ['arm64-efi/snponly.efi', 'snponly-arm64.efi', 'snponly_arm64.efi'], downloadPath: undefined, note: 'ARM64 UEFI through SNP' },
-  { name: 'ipxe-arm64.efi', firmware: 'efi-arm64', dhcpDefault: false, required: false, systemNames: ['arm64-efi/ipxe.efi', 'ipxe-arm64.efi', 'ipxe_arm64.efi'], downloadPath: undefined, note: 'ARM64 UEFI with iPXE drivers' },
-  { name: 'snponly-ia32.efi', firmware: 'efi-ia32', dhcpDefault: true, required: false, systemNames: ['i386-efi/snponly.efi', 'snponly-ia32.efi'], downloadPath: undefined, note: 'not packaged by Debian: drop an upstream bin-i386-efi build here' },
+  {
+    name: 'undionly.kpxe',
+    firmware: 'bios',
+    dhcpDefault: true,
+    required: true,
+    systemNames: ['undionly.kpxe'],
+    downloadPath: 'undionly.kpxe',
+    note: "chainloads through the PXE ROM's UNDI driver: any NIC the BIOS can PXE boot from",
+  },
+  {
+    name: 'ipxe.efi',
+    firmware: 'efi-x64',
+    dhcpDefault: false,
+    required: true,
+    systemNames: ['ipxe.efi'],
+    downloadPath: 'ipxe.efi',
+    note: "iPXE's own NIC drivers, for firmware whose SNP is broken",
+  },
+  {
+    name: 'snponly.efi',
+    firmware: 'efi-x64',
+    dhcpDefault: true,
+    required: true,
+    systemNames: ['snponly.efi'],
+    downloadPath: 'snponly.efi',
+    note: "drives the NIC through the firmware's SNP protocol; proven under OVMF",
+  },
+  {
+    name: 'snponly-arm64.efi',
+    firmware: 'efi-arm64',
+    dhcpDefault: true,
+    required: false,
+    systemNames: ['arm64-efi/snponly.efi', 'snponly-arm64.efi', 'snponly_arm64.efi'],
+    downloadPath: undefined,
+    note: 'ARM64 UEFI through SNP',
+  },
+  {
+    name: 'ipxe-arm64.efi',
+    firmware: 'efi-arm64',
+    dhcpDefault: false,
+    required: false,
+    systemNames: ['arm64-efi/ipxe.efi', 'ipxe-arm64.efi', 'ipxe_arm64.efi'],
+    downloadPath: undefined,
+    note: 'ARM64 UEFI with iPXE drivers',
+  },
+  {
+    name: 'snponly-ia32.efi',
+    firmware: 'efi-ia32',
+    dhcpDefault: true,
+    required: false,
+    systemNames: ['i386-efi/snponly.efi', 'snponly-ia32.efi'],
+    downloadPath: undefined,
+    note: 'not packaged by Debian: drop an upstream bin-i386-efi build here',
+  },
 ];
 
 /** Boot file per firmware family. */

@@ -15,7 +15,12 @@ const SETTING_ERROR_CODES = new Set(['ERR_CONFIG', 'ERR_FETCH_VERSION', 'ERR_FET
 
 /** The top-level `--help`: the commands, then the options of `serve` (the default). */
 export function mainHelp(): string {
-  const lines = ['usage: node bin/appliance [serve] [options]        run the appliance (the default command)', '       node bin/appliance COMMAND [options]', '', 'commands:'];
+  const lines = [
+    'usage: node bin/appliance [serve] [options]        run the appliance (the default command)',
+    '       node bin/appliance COMMAND [options]',
+    '',
+    'commands:',
+  ];
   for (const c of COMMANDS) lines.push(`  ${c.name}`.padEnd(34) + c.summary);
   lines.push('', 'node bin/appliance COMMAND --help shows the options of each; --version prints the version.', '');
   const serve = commandHelp(SERVE_COMMAND, 'serve').split('\n');
@@ -41,8 +46,13 @@ export function findCommand(argv: string[]): { command: CommandSpec; path: strin
     if (!found || name === undefined) {
       const where = path === '' ? '' : `${path} `;
       if (name === undefined || name === '--help' || name === '-h') throw new HelpRequest(path);
-      const guess = didYouMean(name, table.map((c) => c.name));
-      throw new UsageError(`unknown command "${where}${name}"${guess ? `; did you mean "${where}${guess}"?` : ''} (commands: ${table.map((c) => `${where}${c.name}`).join(', ')})`);
+      const guess = didYouMean(
+        name,
+        table.map((c) => c.name),
+      );
+      throw new UsageError(
+        `unknown command "${where}${name}"${guess ? `; did you mean "${where}${guess}"?` : ''} (commands: ${table.map((c) => `${where}${c.name}`).join(', ')})`,
+      );
     }
     path = path === '' ? found.name : `${path} ${found.name}`;
     rest = rest.slice(1);

@@ -13,9 +13,21 @@ function propertySchema(spec: OptionSpec): Record<string, unknown> {
   const description = spec.help + (spec.default !== undefined ? ` [default: ${spec.default}]` : '');
   switch (spec.kind) {
     case 'port':
-      return { description, anyOf: [{ type: 'integer', minimum: 0, maximum: 65535 }, { type: 'string', pattern: DIGITS }] };
+      return {
+        description,
+        anyOf: [
+          { type: 'integer', minimum: 0, maximum: 65535 },
+          { type: 'string', pattern: DIGITS },
+        ],
+      };
     case 'int':
-      return { description, anyOf: [{ type: 'integer', minimum: spec.min ?? 0, ...(spec.max !== undefined ? { maximum: spec.max } : {}) }, { type: 'string', pattern: DIGITS }] };
+      return {
+        description,
+        anyOf: [
+          { type: 'integer', minimum: spec.min ?? 0, ...(spec.max !== undefined ? { maximum: spec.max } : {}) },
+          { type: 'string', pattern: DIGITS },
+        ],
+      };
     case 'enum':
       return { description, enum: [...spec.values!] };
     case 'bool':
@@ -23,7 +35,13 @@ function propertySchema(spec: OptionSpec): Record<string, unknown> {
     case 'ipv4':
       return { description, type: 'string', format: 'ipv4' };
     case 'ipv4list':
-      return { description, anyOf: [{ type: 'array', items: { type: 'string', format: 'ipv4' }, minItems: 1 }, { type: 'string', minLength: 7 }] };
+      return {
+        description,
+        anyOf: [
+          { type: 'array', items: { type: 'string', format: 'ipv4' }, minItems: 1 },
+          { type: 'string', minLength: 7 },
+        ],
+      };
     case 'range':
       return { description, type: 'string', pattern: '^\\s*\\d{1,3}(\\.\\d{1,3}){3}\\s*-\\s*\\d{1,3}(\\.\\d{1,3}){3}\\s*$' };
     case 'string':
@@ -35,13 +53,16 @@ function propertySchema(spec: OptionSpec): Record<string, unknown> {
 
 /** The schema object; `schema/appliance-config.schema.json` is this, committed. */
 export function configJsonSchema(): Record<string, unknown> {
-  const properties: Record<string, unknown> = { $schema: { type: 'string', description: 'the schema this file follows (for editors); ignored by the appliance' } };
+  const properties: Record<string, unknown> = {
+    $schema: { type: 'string', description: 'the schema this file follows (for editors); ignored by the appliance' },
+  };
   for (const spec of OPTIONS) properties[spec.key] = propertySchema(spec);
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'https://netboot-appliance.invalid/schema/appliance-config.schema.json',
     title: 'netboot-appliance settings (config/appliance.json)',
-    description: 'Each key is also a flag (--http-port for httpPort) and an APPLIANCE_* environment variable; flags win over the environment, the environment over this file.',
+    description:
+      'Each key is also a flag (--http-port for httpPort) and an APPLIANCE_* environment variable; flags win over the environment, the environment over this file.',
     type: 'object',
     properties,
     additionalProperties: false,

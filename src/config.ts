@@ -111,45 +111,170 @@ export interface OptionSpec {
 
 /** Every setting, in the order `--help` lists them. Flags, env names and file keys derive from it. */
 export const OPTIONS: readonly OptionSpec[] = [
-  { key: 'address', flag: 'address', kind: 'ipv4', help: 'IPv4 address advertised to clients (default: the address of --interface, or the only non-loopback IPv4 address)' },
+  {
+    key: 'address',
+    flag: 'address',
+    kind: 'ipv4',
+    help: 'IPv4 address advertised to clients (default: the address of --interface, or the only non-loopback IPv4 address)',
+  },
   { key: 'interface', flag: 'interface', kind: 'string', help: 'network interface the lab is attached to, e.g. br0' },
   { key: 'httpPort', flag: 'http-port', kind: 'port', default: 8080, help: 'HTTP port for iPXE scripts, assets, cloud-config and the API (0 = ephemeral)' },
   { key: 'tftpPort', flag: 'tftp-port', kind: 'port', default: 69, help: 'TFTP port (0 = ephemeral; 69 needs root or cap_net_bind_service)' },
   { key: 'httpAddress', flag: 'http-address', kind: 'ipv4', help: 'address HTTP listens on (default: --address; 0.0.0.0 = every interface)' },
   { key: 'tftpAddress', flag: 'tftp-address', kind: 'ipv4', help: 'address TFTP listens on (default: --address; 0.0.0.0 = every interface)' },
-  { key: 'httpMaxConnections', flag: 'http-max-connections', kind: 'int', min: 1, max: 100_000, default: 1024, help: 'open HTTP connections in total; beyond it the oldest idle one is closed, or the new one refused' },
-  { key: 'httpMaxConnectionsPerClient', flag: 'http-max-connections-per-client', kind: 'int', min: 1, max: 100_000, default: 64, help: 'open HTTP connections per client address' },
-  { key: 'tftpMaxTransfers', flag: 'tftp-max-transfers', kind: 'int', min: 1, max: 100_000, default: 1000, help: 'concurrent TFTP transfers; beyond it the oldest unacknowledged one is reaped, or the request refused' },
-  { key: 'tftpMaxTransfersPerClient', flag: 'tftp-max-transfers-per-client', kind: 'int', min: 1, max: 100_000, default: 32, help: 'concurrent TFTP transfers per client address' },
+  {
+    key: 'httpMaxConnections',
+    flag: 'http-max-connections',
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: 1024,
+    help: 'open HTTP connections in total; beyond it the oldest idle one is closed, or the new one refused',
+  },
+  {
+    key: 'httpMaxConnectionsPerClient',
+    flag: 'http-max-connections-per-client',
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: 64,
+    help: 'open HTTP connections per client address',
+  },
+  {
+    key: 'tftpMaxTransfers',
+    flag: 'tftp-max-transfers',
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: 1000,
+    help: 'concurrent TFTP transfers; beyond it the oldest unacknowledged one is reaped, or the request refused',
+  },
+  {
+    key: 'tftpMaxTransfersPerClient',
+    flag: 'tftp-max-transfers-per-client',
+    kind: 'int',
+    min: 1,
+    max: 100_000,
+    default: 32,
+    help: 'concurrent TFTP transfers per client address',
+  },
   { key: 'dhcpPort', flag: 'dhcp-port', kind: 'port', default: 67, help: 'DHCP port (67 needs root or cap_net_bind_service)' },
   { key: 'proxyPort', flag: 'proxy-port', kind: 'port', default: 4011, help: 'PXE boot-server (ProxyDHCP) port' },
-  { key: 'dhcpMode', flag: 'dhcp-mode', kind: 'enum', values: DHCP_MODES, default: 'auto', help: 'auto: probe for a DHCP server, then proxy beside it or serve addresses; proxy: only answer PXE clients; server: hand out addresses too; off: no DHCP' },
+  {
+    key: 'dhcpMode',
+    flag: 'dhcp-mode',
+    kind: 'enum',
+    values: DHCP_MODES,
+    default: 'auto',
+    help: 'auto: probe for a DHCP server, then proxy beside it or serve addresses; proxy: only answer PXE clients; server: hand out addresses too; off: no DHCP',
+  },
   { key: 'dhcpRange', flag: 'dhcp-range', kind: 'range', help: 'server mode: addresses to lease, START-END (default: the upper half of the subnet)' },
   { key: 'router', flag: 'router', kind: 'ipv4', help: 'server mode: default gateway given to clients (option 3; default none)' },
   { key: 'dns', flag: 'dns', kind: 'ipv4list', help: 'server mode: DNS servers given to clients, comma-separated (option 6)' },
   { key: 'domain', flag: 'domain', kind: 'string', help: 'server mode: domain name given to clients (option 15)' },
   { key: 'leaseTime', flag: 'lease-time', kind: 'int', min: 60, max: 31_536_000, default: 3600, help: 'server mode: lease time in seconds' },
-  { key: 'leaseFile', flag: 'lease-file', kind: 'path', default: 'config/leases.json', help: 'server mode: file the leases persist in (an append-only journal, compacted now and then)' },
-  { key: 'leaseSync', flag: 'lease-sync', kind: 'enum', values: LEASE_SYNC_MODES, default: 'fdatasync', help: 'server mode: fdatasync = an ACK goes out once its lease is on stable storage (batched); none = do not wait or sync, like dnsmasq (a power cut may lose the last leases)' },
-  { key: 'force', flag: 'force', kind: 'bool', default: 'false', help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)' },
-  { key: 'dhcpProbeInterval', flag: 'dhcp-probe-interval', kind: 'int', min: 0, max: 86_400, default: 60, help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)' },
-  { key: 'dhcpNewLeasesPerMinute', flag: 'dhcp-new-leases-per-minute', kind: 'int', min: 0, max: 100_000, default: 60, help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)' },
-  { key: 'dhcpRelayNetworks', flag: 'dhcp-relay-network', kind: 'string', help: 'server mode: networks behind DHCP relays (giaddr), CIDR=START-END[@ROUTER], comma-separated, e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1' },
-  { key: 'noStrictInterface', flag: 'no-strict-interface', kind: 'bool', default: 'false', help: 'with --interface, do not confine DHCP to that interface (by default the DHCP sockets are bound to it through scripts/bind-device)' },
+  {
+    key: 'leaseFile',
+    flag: 'lease-file',
+    kind: 'path',
+    default: 'config/leases.json',
+    help: 'server mode: file the leases persist in (an append-only journal, compacted now and then)',
+  },
+  {
+    key: 'leaseSync',
+    flag: 'lease-sync',
+    kind: 'enum',
+    values: LEASE_SYNC_MODES,
+    default: 'fdatasync',
+    help: 'server mode: fdatasync = an ACK goes out once its lease is on stable storage (batched); none = do not wait or sync, like dnsmasq (a power cut may lose the last leases)',
+  },
+  {
+    key: 'force',
+    flag: 'force',
+    kind: 'bool',
+    default: 'false',
+    help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)',
+  },
+  {
+    key: 'dhcpProbeInterval',
+    flag: 'dhcp-probe-interval',
+    kind: 'int',
+    min: 0,
+    max: 86_400,
+    default: 60,
+    help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)',
+  },
+  {
+    key: 'dhcpNewLeasesPerMinute',
+    flag: 'dhcp-new-leases-per-minute',
+    kind: 'int',
+    min: 0,
+    max: 100_000,
+    default: 60,
+    help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)',
+  },
+  {
+    key: 'dhcpRelayNetworks',
+    flag: 'dhcp-relay-network',
+    kind: 'string',
+    help: 'server mode: networks behind DHCP relays (giaddr), CIDR=START-END[@ROUTER], comma-separated, e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1',
+  },
+  {
+    key: 'noStrictInterface',
+    flag: 'no-strict-interface',
+    kind: 'bool',
+    default: 'false',
+    help: 'with --interface, do not confine DHCP to that interface (by default the DHCP sockets are bound to it through scripts/bind-device)',
+  },
   { key: 'tftpRoot', flag: 'tftp-root', kind: 'dir', default: 'tftpboot', help: 'directory served by TFTP (iPXE binaries; falls back to /usr/lib/ipxe)' },
   { key: 'assets', flag: 'assets', kind: 'dir', default: 'assets', help: 'directory served under /assets (kernels, initrds, images)' },
   { key: 'templates', flag: 'templates', kind: 'dir', default: 'templates', help: 'directory of nunjucks templates (iPXE scripts, cloud-configs)' },
   { key: 'db', flag: 'db', kind: 'path', default: 'config/db.json', help: 'JSON file holding profiles, machines and groups (created if missing)' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', help: 'log level' },
-  { key: 'logFormat', flag: 'log-format', kind: 'enum', values: LOG_FORMATS, default: 'auto', help: 'auto: one human line per event on a terminal, JSON otherwise; human; json' },
+  {
+    key: 'logFormat',
+    flag: 'log-format',
+    kind: 'enum',
+    values: LOG_FORMATS,
+    default: 'auto',
+    help: 'auto: one human line per event on a terminal, JSON otherwise; human; json',
+  },
   { key: 'logFile', flag: 'log-file', kind: 'path', help: 'append logs to this file instead of stdout (JSON unless --log-format human); SIGHUP reopens it' },
   { key: 'apiToken', flag: 'api-token', kind: 'string', secret: true, help: 'bearer token for the API (default: generated once and stored beside --db)' },
   { key: 'apiReadToken', flag: 'api-read-token', kind: 'string', secret: true, help: 'a second bearer token that may only read the API (GET)' },
-  { key: 'discovery', flag: 'discovery', kind: 'enum', values: ['on', 'off'], default: 'on', help: 'on: register unknown machines that boot, in the state store beside --db; off: only declared machines are tracked (also PUT /api/discovery)' },
-  { key: 'dhcpFd', flag: 'dhcp-fd', kind: 'int', min: 3, max: 65535, help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard' },
+  {
+    key: 'discovery',
+    flag: 'discovery',
+    kind: 'enum',
+    values: ['on', 'off'],
+    default: 'on',
+    help: 'on: register unknown machines that boot, in the state store beside --db; off: only declared machines are tracked (also PUT /api/discovery)',
+  },
+  {
+    key: 'dhcpFd',
+    flag: 'dhcp-fd',
+    kind: 'int',
+    min: 3,
+    max: 65535,
+    help: 'a UDP socket already bound to the DHCP port (scripts/bind-device, or systemd BindToDevice=): only that interface is heard',
+  },
   { key: 'proxyFd', flag: 'proxy-fd', kind: 'int', min: 3, max: 65535, help: 'the same for the PXE boot-server port (4011)' },
-  { key: 'secureBoot', flag: 'secure-boot', kind: 'bool', default: 'false', help: 'UEFI machines get shim + signed grub (run: node bin/appliance fetch secureboot) unless a machine, group or profile sets secureBoot: false' },
-  { key: 'tftpBlksizeMax', flag: 'tftp-blksize-max', kind: 'int', min: 512, max: 65464, default: 1468, help: 'largest TFTP blksize granted (some firmware fails above the MTU)' },
+  {
+    key: 'secureBoot',
+    flag: 'secure-boot',
+    kind: 'bool',
+    default: 'false',
+    help: 'UEFI machines get shim + signed grub (run: node bin/appliance fetch secureboot) unless a machine, group or profile sets secureBoot: false',
+  },
+  {
+    key: 'tftpBlksizeMax',
+    flag: 'tftp-blksize-max',
+    kind: 'int',
+    min: 512,
+    max: 65464,
+    default: 1468,
+    help: 'largest TFTP blksize granted (some firmware fails above the MTU)',
+  },
 ];
 
 /** `APPLIANCE_HTTP_PORT` for `http-port`. */
@@ -329,9 +454,13 @@ function coerce(spec: OptionSpec, value: unknown, where: string, base: string): 
       if (/^(false|0|no)$/i.test(text)) return false;
       throw new ConfigError(`${where}: "${text}" is not true or false`, { setting: spec.key });
     case 'ipv4list': {
-      const list = text.split(',').map((a) => a.trim()).filter((a) => a !== '');
+      const list = text
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a !== '');
       const bad = list.find((a) => !isIPv4(a));
-      if (list.length === 0 || bad !== undefined) throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv4 address (expected a comma-separated list)`, { setting: spec.key });
+      if (list.length === 0 || bad !== undefined)
+        throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv4 address (expected a comma-separated list)`, { setting: spec.key });
       return Object.freeze(list);
     }
     case 'range':
@@ -391,7 +520,8 @@ export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict
   if (iface !== undefined) {
     const addrs = interfaceAddresses(iface, interfaces);
     if (addrs.length === 0) throw new ConfigError(`--interface ${iface} has no IPv4 address; assign one or pass --address`, { setting: 'interface' });
-    if (addrs.length > 1) throw new ConfigError(`--interface ${iface} has several IPv4 addresses (${addrs.join(', ')}); pass --address to choose one`, { setting: 'address' });
+    if (addrs.length > 1)
+      throw new ConfigError(`--interface ${iface} has several IPv4 addresses (${addrs.join(', ')}); pass --address to choose one`, { setting: 'address' });
     return addrs[0]!;
   }
   const candidates: string[] = [];
@@ -402,7 +532,11 @@ export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict
   }
   if (candidates.length === 1) return candidates[0]!.split(' ')[0]!;
   if (candidates.length === 0) {
-    throw new ConfigError('no non-loopback IPv4 address found to advertise; pass --address (e.g. --address 127.0.0.1 for a local test) or --interface', { setting: 'address' });
+    throw new ConfigError('no non-loopback IPv4 address found to advertise; pass --address (e.g. --address 127.0.0.1 for a local test) or --interface', {
+      setting: 'address',
+    });
   }
-  throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, { setting: 'address' });
+  throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, {
+    setting: 'address',
+  });
 }

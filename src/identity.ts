@@ -6,7 +6,10 @@
 
 /** Normalise a MAC to lowercase colon-separated form (`52:54:00:12:34:56`); undefined when it is not a MAC. */
 export function normalizeMac(input: string): string | undefined {
-  const hex = input.trim().toLowerCase().replace(/[:\-.]/g, '');
+  const hex = input
+    .trim()
+    .toLowerCase()
+    .replace(/[:\-.]/g, '');
   if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
   return hex.match(/../g)!.join(':');
 }

@@ -61,7 +61,13 @@ export function findBrokenTemplates(dir: string, names: readonly string[]): Arra
     try {
       env.getTemplate(name, true);
     } catch (err) {
-      broken.push({ template: name, error: (err as Error).message.replace(/\s+/g, ' ').replace(/^\([^)]*\)\s*/, '').trim() });
+      broken.push({
+        template: name,
+        error: (err as Error).message
+          .replace(/\s+/g, ' ')
+          .replace(/^\([^)]*\)\s*/, '')
+          .trim(),
+      });
     }
   }
   return broken;

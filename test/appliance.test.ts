@@ -14,7 +14,17 @@ function config(extra: Record<string, string> = {}) {
   mkdirSync(join(dir, 'assets'));
   return loadConfig({
     env: {},
-    flags: { address: '127.0.0.1', 'http-port': '0', 'tftp-port': '0', 'dhcp-port': '0', 'proxy-port': '0', 'dhcp-mode': 'proxy', db: join(dir, 'db.json'), assets: join(dir, 'assets'), ...extra },
+    flags: {
+      address: '127.0.0.1',
+      'http-port': '0',
+      'tftp-port': '0',
+      'dhcp-port': '0',
+      'proxy-port': '0',
+      'dhcp-mode': 'proxy',
+      db: join(dir, 'db.json'),
+      assets: join(dir, 'assets'),
+      ...extra,
+    },
   });
 }
 
@@ -35,7 +45,10 @@ test('start binds every service on ephemeral ports; stop frees them', async (t) 
   await appliance.stop();
   // Every port is free again: rebinding them succeeds.
   await new Promise<void>((resolve, reject) => {
-    const s = net.createServer().once('error', reject).listen(ports.http, '0.0.0.0', () => s.close(() => resolve()));
+    const s = net
+      .createServer()
+      .once('error', reject)
+      .listen(ports.http, '0.0.0.0', () => s.close(() => resolve()));
   });
   for (const port of [ports.tftp, ports.dhcp, ports.proxy]) {
     await new Promise<void>((resolve, reject) => {

@@ -24,7 +24,21 @@ function sha256(data: Buffer): string {
 test('--help lists the options and exits 0', (t) => {
   const r = run(['--help']);
   t.is(r.status, 0, r.stderr);
-  for (const flag of ['--address', '--interface', '--http-port', '--tftp-port', '--dhcp-port', '--proxy-port', '--dhcp-mode', '--tftp-root', '--assets', '--templates', '--db', '--log-level', '--api-token']) {
+  for (const flag of [
+    '--address',
+    '--interface',
+    '--http-port',
+    '--tftp-port',
+    '--dhcp-port',
+    '--proxy-port',
+    '--dhcp-mode',
+    '--tftp-root',
+    '--assets',
+    '--templates',
+    '--db',
+    '--log-level',
+    '--api-token',
+  ]) {
     t.true(r.stdout.includes(flag), flag);
   }
 });
@@ -33,7 +47,12 @@ const invalid: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
   ['bad port flag', ['--http-port', 'abc'], {}, /--http-port: "abc" is not a port/],
   ['unknown flag, with a guess', ['--htp-port', '1'], {}, /^appliance: serve: unknown option --htp-port; did you mean --http-port\? \(see serve --help\)$/m],
   ['bad env', ['--address', '127.0.0.1'], { APPLIANCE_TFTP_PORT: 'x' }, /APPLIANCE_TFTP_PORT: "x" is not a port/],
-  ['missing directory', ['--address', '127.0.0.1', '--tftp-root', '/nonexistent/tftpboot'], {}, /--tftp-root: directory \/nonexistent\/tftpboot does not exist/],
+  [
+    'missing directory',
+    ['--address', '127.0.0.1', '--tftp-root', '/nonexistent/tftpboot'],
+    {},
+    /--tftp-root: directory \/nonexistent\/tftpboot does not exist/,
+  ],
   ['unknown command, with a guess', ['statsu'], {}, /unknown command "statsu"; did you mean "status"\?/],
   ['unknown fetch target', ['fetch', 'foo'], {}, /unknown command "fetch foo" \(commands: fetch ipxe, fetch rancheros/],
   ['fetch target typo', ['fetch', 'ipx'], {}, /did you mean "fetch ipxe"\?/],
@@ -42,7 +61,12 @@ const invalid: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
   ['flag without its value', ['--db'], {}, /serve: --db needs a value/],
   ['stray argument', ['version', 'x'], {}, /version: unexpected argument "x"/],
   ['bad log format', ['--log-format', 'xml'], {}, /--log-format: "xml" is not one of auto, human, json/],
-  ['server mode on an address of no interface', ['--dhcp-mode', 'server', '--force', '--address', '192.0.2.1', '--http-port', '0', '--tftp-port', '0'], {}, /--address 192\.0\.2\.1 is not an address of this host/],
+  [
+    'server mode on an address of no interface',
+    ['--dhcp-mode', 'server', '--force', '--address', '192.0.2.1', '--http-port', '0', '--tftp-port', '0'],
+    {},
+    /--address 192\.0\.2\.1 is not an address of this host/,
+  ],
   ['bad release tag', ['fetch', 'rancheros', '--version', 'latest'], {}, /rancheros version "latest" is not a release tag; use the form v1\.5\.8/],
   ['bad mirror', ['fetch', 'ipxe', '--mirror', 'ftp://example.invalid/'], {}, /must use http: or https:/],
   ['bad --url of a client command', ['status', '--url', 'ftp://x'], {}, /--url "ftp:\/\/x" must use http: or https:/],
@@ -63,8 +87,16 @@ const helps: Array<[string[], RegExp[], RegExp[]]> = [
   [['--help'], [/^commands:$/m, /^ {2}fetch {2}/m, /--http-port N/, /exit codes/], []],
   [['serve', '--help'], [/usage: node bin\/appliance serve/, /--dhcp-mode/, /SIGHUP/], [/^commands:$/m]],
   [['fetch', '--help'], [/usage: node bin\/appliance fetch COMMAND/, /^ {2}ipxe {2}/m, /^ {2}rancheros {2}/m], [/--http-port/]],
-  [['fetch', 'ipxe', '--help'], [/usage: node bin\/appliance fetch ipxe \[options\]/, /--no-download/, /--tftp-root DIR/, /--mirror URL/], [/--http-port/, /--db/, /--version/]],
-  [['fetch', 'rancheros', '-h'], [/fetch rancheros/, /--version TAG/, /--assets DIR/], [/--tftp-root/, /--no-download/]],
+  [
+    ['fetch', 'ipxe', '--help'],
+    [/usage: node bin\/appliance fetch ipxe \[options\]/, /--no-download/, /--tftp-root DIR/, /--mirror URL/],
+    [/--http-port/, /--db/, /--version/],
+  ],
+  [
+    ['fetch', 'rancheros', '-h'],
+    [/fetch rancheros/, /--version TAG/, /--assets DIR/],
+    [/--tftp-root/, /--no-download/],
+  ],
   [['status', '--help'], [/--url URL/, /--http-port N/], [/--tftp-root/]],
   [['machines', '--help'], [/--json/], [/--dhcp-mode/]],
   [['events', '--help'], [/--follow/, /--mac MAC/], [/--assets/]],
@@ -172,11 +204,32 @@ test('a port that cannot be bound fails start with exit 1 and a message with the
   const dir = mkdtempSync(join(tmpdir(), 'appliance-cli-'));
   chmodSync(dir, 0o777);
   // As nobody, port 69 needs cap_net_bind_service.
-  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', process.execPath, bin, '--dhcp-mode', 'off', '--tftp-port', '69', '--http-port', '0', '--address', '127.0.0.1', '--db', join(dir, 'db.json')], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
+  const r = spawnSync(
+    'setpriv',
+    [
+      '--reuid=nobody',
+      '--regid=nogroup',
+      '--clear-groups',
+      '--',
+      process.execPath,
+      bin,
+      '--dhcp-mode',
+      'off',
+      '--tftp-port',
+      '69',
+      '--http-port',
+      '0',
+      '--address',
+      '127.0.0.1',
+      '--db',
+      join(dir, 'db.json'),
+    ],
+    {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
   t.is(r.status, 1, r.stdout + r.stderr);
   t.regex(r.stdout + r.stderr, /tftp.*:69\b.*cap_net_bind_service/i);
 });

@@ -63,7 +63,10 @@ for (const [key, value, ok] of cases) {
   test(`file setting ${key}=${JSON.stringify(value)} is ${ok ? 'accepted' : 'refused'} by both the schema and loadConfig`, (t) => {
     t.is(validator.safeParse({ [key]: value }).success, ok, 'schema');
     const h = home();
-    writeFileSync(join(h, 'config', 'appliance.json'), JSON.stringify({ $schema: '../schema/appliance-config.schema.json', address: '10.0.0.1', [key]: value }));
+    writeFileSync(
+      join(h, 'config', 'appliance.json'),
+      JSON.stringify({ $schema: '../schema/appliance-config.schema.json', address: '10.0.0.1', [key]: value }),
+    );
     const load = () => loadConfig({ home: h, env: {}, interfaces: {} });
     if (ok) t.notThrows(load);
     else t.throws(load, { code: 'ERR_CONFIG' } as never);

@@ -120,7 +120,12 @@ test('help lists every option with its env name', (t) => {
 });
 
 test('server-mode settings parse: range, dns list, boolean force from env', (t) => {
-  const c = loadConfig({ home: home(), env: { APPLIANCE_FORCE: 'true' }, interfaces: oneNic, flags: { 'dhcp-mode': 'server', 'dhcp-range': '10.0.0.100-10.0.0.150', dns: '10.0.0.1, 1.1.1.1', 'lease-time': '600' } });
+  const c = loadConfig({
+    home: home(),
+    env: { APPLIANCE_FORCE: 'true' },
+    interfaces: oneNic,
+    flags: { 'dhcp-mode': 'server', 'dhcp-range': '10.0.0.100-10.0.0.150', dns: '10.0.0.1, 1.1.1.1', 'lease-time': '600' },
+  });
   t.deepEqual(c.dhcpRange, { start: '10.0.0.100', end: '10.0.0.150' });
   t.deepEqual(c.dns, ['10.0.0.1', '1.1.1.1']);
   t.is(c.force, true);
@@ -136,6 +141,12 @@ test('a command reads only its settings: unused ones are not validated, wherever
   // The same file fails a command that uses the db.
   t.throws(() => loadConfig({ home: h, env: {}, keys: ['db'] }), { instanceOf: ConfigError, message: /directory \/nonexistent\/dir/ });
   // Unknown names are refused everywhere, and a flag for an unused setting is unknown.
-  t.throws(() => loadConfig({ home: h, env: { APPLIANCE_HTP_PORT: '1' }, keys: ['assets'] }), { instanceOf: ConfigError, message: /unknown environment variable APPLIANCE_HTP_PORT/ });
-  t.throws(() => loadConfig({ home: h, env: {}, keys: ['assets'], flags: { 'http-port': '1' } }), { instanceOf: ConfigError, message: /unknown option --http-port/ });
+  t.throws(() => loadConfig({ home: h, env: { APPLIANCE_HTP_PORT: '1' }, keys: ['assets'] }), {
+    instanceOf: ConfigError,
+    message: /unknown environment variable APPLIANCE_HTP_PORT/,
+  });
+  t.throws(() => loadConfig({ home: h, env: {}, keys: ['assets'], flags: { 'http-port': '1' } }), {
+    instanceOf: ConfigError,
+    message: /unknown option --http-port/,
+  });
 });

@@ -25,9 +25,25 @@ function fakeTty(): Writable & { isTTY: boolean; columns: number; text(): string
 
 test('a human line: time, level, subsystem, MAC, message, key fields', (t) => {
   const time = new Date(2026, 11, 1, 9, 8, 7, 6).getTime();
-  const line = JSON.stringify({ level: 30, time, subsystem: 'dhcp', mac: '52:54:00:12:34:56', xid: '0x1a2b', arch: 7, file: 'snponly.efi', reason: 'two words', msg: 'proxy offer sent' });
-  t.is(formatHumanLine(line, { color: false }), '09:08:07.006 INFO  dhcp   52:54:00:12:34:56 proxy offer sent xid=0x1a2b arch=7 file=snponly.efi reason="two words"');
-  t.is(formatHumanLine(JSON.stringify({ level: 50, time, msg: 'x', err: { type: 'Error', message: 'boom', stack: 'Error: boom\n at' } }), { color: false }), '09:08:07.006 ERROR        x err="boom"');
+  const line = JSON.stringify({
+    level: 30,
+    time,
+    subsystem: 'dhcp',
+    mac: '52:54:00:12:34:56',
+    xid: '0x1a2b',
+    arch: 7,
+    file: 'snponly.efi',
+    reason: 'two words',
+    msg: 'proxy offer sent',
+  });
+  t.is(
+    formatHumanLine(line, { color: false }),
+    '09:08:07.006 INFO  dhcp   52:54:00:12:34:56 proxy offer sent xid=0x1a2b arch=7 file=snponly.efi reason="two words"',
+  );
+  t.is(
+    formatHumanLine(JSON.stringify({ level: 50, time, msg: 'x', err: { type: 'Error', message: 'boom', stack: 'Error: boom\n at' } }), { color: false }),
+    '09:08:07.006 ERROR        x err="boom"',
+  );
   t.regex(formatHumanLine(JSON.stringify({ level: 40, time, msg: 'w' }), { color: true }), /\x1b\[33mWARN \x1b\[0m/);
   t.is(formatHumanLine('not json', { color: false }), 'not json');
   // A message cannot forge a second line.

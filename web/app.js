@@ -44,7 +44,10 @@ function Login({ onLogin, message }) {
     <form onSubmit=${submit}>
       <label for="token">API token</label>
       <input id="token" name="token" type="password" autocomplete="off" required value=${value} onInput=${(e) => setValue(e.target.value)} />
-      <p class="hint">The token is in <code class="token-file">${tokenFile}</code> on the appliance (readable by root only). It is kept in this browser tab until you log out or close it.</p>
+      <p class="hint">
+        The token is in <code class="token-file">${tokenFile}</code> on the appliance (readable by root only). It is kept in this browser tab until you log out
+        or close it.
+      </p>
       ${error ? html`<p class="error" role="alert">${error}</p>` : null}
       <button type="submit" disabled=${busy || value.trim() === ''}>Log in</button>
     </form>
@@ -81,18 +84,20 @@ function App() {
     <header>
       <h1>netboot-appliance</h1>
       <nav aria-label="main">
-        ${tab('#/machines', 'Machines', 'machines')}
-        ${tab('#/edit/profiles', 'Profiles', 'edit-profiles')}
-        ${tab('#/edit/groups', 'Groups', 'edit-groups')}
-        ${tab('#/edit/machines', 'Machine records', 'edit-machines')}
-        ${tab('#/assets', 'Assets', 'assets')}
-        ${tab('#/status', 'Status', 'status')}
+        ${tab('#/machines', 'Machines', 'machines')} ${tab('#/edit/profiles', 'Profiles', 'edit-profiles')} ${tab('#/edit/groups', 'Groups', 'edit-groups')}
+        ${tab('#/edit/machines', 'Machine records', 'edit-machines')} ${tab('#/assets', 'Assets', 'assets')} ${tab('#/status', 'Status', 'status')}
       </nav>
-      <button type="button" class="logout" onClick=${() => {
-        token.clear();
-        setMessage(null);
-        setAuthed(false);
-      }}>Log out</button>
+      <button
+        type="button"
+        class="logout"
+        onClick=${() => {
+          token.clear();
+          setMessage(null);
+          setAuthed(false);
+        }}
+      >
+        Log out
+      </button>
     </header>
     <main><${Page} hash=${hash} /></main>
   </div>`;

@@ -69,7 +69,8 @@ export function validate(schema, value, root = schema, path = []) {
     if (schema.maxLength !== undefined && [...value].length > schema.maxLength) fail(`must be at most ${schema.maxLength} characters`);
     if (schema.minLength !== undefined && [...value].length < schema.minLength) fail(`must be at least ${schema.minLength} characters`);
     if (schema.pattern !== undefined && !regex(schema.pattern).test(value)) fail(schema['x-message'] ?? `does not match ${schema.pattern}`);
-    if (schema.format && FORMATS[schema.format] && !FORMATS[schema.format](value)) fail(`must be ${schema.format === 'ipv4' ? 'an IPv4 address' : 'an ISO 8601 date-time'}`);
+    if (schema.format && FORMATS[schema.format] && !FORMATS[schema.format](value))
+      fail(`must be ${schema.format === 'ipv4' ? 'an IPv4 address' : 'an ISO 8601 date-time'}`);
   }
   if (typeof value === 'number') {
     if (schema.minimum !== undefined && value < schema.minimum) fail(`must be at least ${schema.minimum}`);

@@ -50,7 +50,13 @@ function ErrorNote({ error }) {
 
 function factsText(f) {
   if (!f) return '';
-  return [f.vendor && `${f.vendor}${f.product ? ` ${f.product}` : ''}`, f.cpus !== undefined && `${f.cpus} CPU`, f.memoryMiB !== undefined && `${f.memoryMiB} MiB`, f.disks !== undefined && `${f.disks} disk${f.disks === 1 ? '' : 's'}${f.diskBytes ? ` (${fmtBytes(f.diskBytes)})` : ''}`, f.nics !== undefined && `${f.nics} NIC${f.nics === 1 ? '' : 's'}`]
+  return [
+    f.vendor && `${f.vendor}${f.product ? ` ${f.product}` : ''}`,
+    f.cpus !== undefined && `${f.cpus} CPU`,
+    f.memoryMiB !== undefined && `${f.memoryMiB} MiB`,
+    f.disks !== undefined && `${f.disks} disk${f.disks === 1 ? '' : 's'}${f.diskBytes ? ` (${fmtBytes(f.diskBytes)})` : ''}`,
+    f.nics !== undefined && `${f.nics} NIC${f.nics === 1 ? '' : 's'}`,
+  ]
     .filter(Boolean)
     .join(', ');
 }
@@ -83,8 +89,12 @@ export function MachinesPage() {
 
   const shown = useMemo(() => {
     const q = filter.trim().toLowerCase();
-    const list = (rows ?? []).filter((m) => (kind === 'all' || m.kind === kind) && (!q || [m.mac, m.hostname, m.uuid, m.profile, m.state, m.lastIp, m.arch, factsText(m.facts)].some((v) => v && String(v).toLowerCase().includes(q))));
-    const val = (m) => (sort.key === 'facts' ? factsText(m.facts) : sort.key === 'profile' ? profileText(m) : m[sort.key] ?? '');
+    const list = (rows ?? []).filter(
+      (m) =>
+        (kind === 'all' || m.kind === kind) &&
+        (!q || [m.mac, m.hostname, m.uuid, m.profile, m.state, m.lastIp, m.arch, factsText(m.facts)].some((v) => v && String(v).toLowerCase().includes(q))),
+    );
+    const val = (m) => (sort.key === 'facts' ? factsText(m.facts) : sort.key === 'profile' ? profileText(m) : (m[sort.key] ?? ''));
     return list.sort((a, b) => String(val(a)).localeCompare(String(val(b))) * sort.dir);
   }, [rows, filter, kind, sort]);
 
@@ -96,7 +106,11 @@ export function MachinesPage() {
   };
   const deleteSelected = async () => {
     const macs = [...selected].filter((mac) => discovered.some((m) => m.mac === mac));
-    if (macs.length === 0 || !window.confirm(`Delete ${macs.length} discovered machine${macs.length === 1 ? '' : 's'}? They register again on their next boot.`)) return;
+    if (
+      macs.length === 0 ||
+      !window.confirm(`Delete ${macs.length} discovered machine${macs.length === 1 ? '' : 's'}? They register again on their next boot.`)
+    )
+      return;
     setBusy('deleting');
     const failed = [];
     for (const mac of macs) await api('DELETE', `/api/machines/${mac}`).catch((e) => failed.push(`${mac}: ${e.message}`));
@@ -108,40 +122,62 @@ export function MachinesPage() {
   return html`<section>
     <h2>Machines</h2>
     <div class="toolbar">
-      <input type="search" placeholder="Filter (MAC, name, profile, IP...)" aria-label="Filter machines" value=${filter} onInput=${(e) => setFilter(e.target.value)} />
+      <input
+        type="search"
+        placeholder="Filter (MAC, name, profile, IP...)"
+        aria-label="Filter machines"
+        value=${filter}
+        onInput=${(e) => setFilter(e.target.value)}
+      />
       <select aria-label="Kind" value=${kind} onChange=${(e) => setKind(e.target.value)}>
-        <option value="all">all</option><option value="declared">declared</option><option value="discovered">discovered</option><option value="seen">only seen on the wire</option>
+        <option value="all">all</option>
+        <option value="declared">declared</option>
+        <option value="discovered">discovered</option>
+        <option value="seen">only seen on the wire</option>
       </select>
-      <button type="button" disabled=${selected.size === 0 || busy === 'deleting'} onClick=${deleteSelected}>Delete selected discovered (${selected.size})</button>
+      <button type="button" disabled=${selected.size === 0 || busy === 'deleting'} onClick=${deleteSelected}>
+        Delete selected discovered (${selected.size})
+      </button>
     </div>
     ${busy && busy !== 'deleting' ? html`<p class="error" role="alert">${busy}</p>` : null}
     <${ErrorNote} error=${error} />
     ${rows === undefined && !error ? html`<p>Loading…</p>` : null}
     ${rows && shown.length === 0 ? html`<p class="empty">No machines yet. Machines appear here when they boot from this appliance.</p>` : null}
-    ${shown.length > 0
-      ? html`<table class="list machines">
-          <thead><tr>
-            <th><span class="sr">select</span></th>
-            ${COLUMNS.map(([key, label]) => html`<th><button type="button" class="sort" aria-sort=${sort.key === key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none'} onClick=${() => setSort({ key, dir: sort.key === key ? -sort.dir : 1 })}>${label}${sort.key === key ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''}</button></th>`)}
-          </tr></thead>
-          <tbody>
-            ${shown.map(
-              (m) => html`<tr data-mac=${m.mac} class=${m.failure ? 'failed' : ''}>
-                <td data-label="select">${m.kind === 'discovered' ? html`<input type="checkbox" aria-label=${`select ${m.mac}`} checked=${selected.has(m.mac)} onChange=${() => toggle(m.mac)} />` : null}</td>
-                <td data-label="MAC"><div><a href=${`#/machines/${m.mac}`}>${m.mac}</a> <span class=${`kind kind-${m.kind}`}>${m.kind}</span></div></td>
-                <td data-label="Hostname">${m.hostname ?? ''}</td>
-                <td data-label="UUID" class="mono">${m.uuid ?? ''}</td>
-                <td data-label="Profile">${profileText(m)}</td>
-                <td data-label="State"><div>${m.state ?? ''}${m.failure ? html` <span class="badge bad" title=${m.failure.message}>stuck</span>` : null}</div></td>
-                <td data-label="Last seen"><div>${fmtTime(m.lastSeen)}${m.lastEvent ? html`<br /><small>${m.lastEvent}</small>` : null}</div></td>
-                <td data-label="IP">${m.lastIp ?? ''}</td>
-                <td data-label="Arch">${m.arch ?? ''}</td>
-                <td data-label="Facts">${factsText(m.facts)}</td>
-              </tr>`,
-            )}
-          </tbody>
-        </table>`
-      : null}
+    ${
+      shown.length > 0
+        ? html`<table class="list machines">
+            <thead>
+              <tr>
+                <th><span class="sr">select</span></th>
+                ${COLUMNS.map(([key, label]) => html`<th><button type="button" class="sort" aria-sort=${sort.key === key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none'} onClick=${() => setSort({ key, dir: sort.key === key ? -sort.dir : 1 })}>${label}${sort.key === key ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''}</button></th>`)}
+              </tr>
+            </thead>
+            <tbody>
+              ${shown.map(
+                (m) =>
+                  html`<tr data-mac=${m.mac} class=${m.failure ? 'failed' : ''}>
+                    <td data-label="select">
+                      ${m.kind === 'discovered' ? html`<input type="checkbox" aria-label=${`select ${m.mac}`} checked=${selected.has(m.mac)} onChange=${() => toggle(m.mac)} />` : null}
+                    </td>
+                    <td data-label="MAC">
+                      <div><a href=${`#/machines/${m.mac}`}>${m.mac}</a> <span class=${`kind kind-${m.kind}`}>${m.kind}</span></div>
+                    </td>
+                    <td data-label="Hostname">${m.hostname ?? ''}</td>
+                    <td data-label="UUID" class="mono">${m.uuid ?? ''}</td>
+                    <td data-label="Profile">${profileText(m)}</td>
+                    <td data-label="State">
+                      <div>${m.state ?? ''}${m.failure ? html` <span class="badge bad" title=${m.failure.message}>stuck</span>` : null}</div>
+                    </td>
+                    <td data-label="Last seen"><div>${fmtTime(m.lastSeen)}${m.lastEvent ? html`<br /><small>${m.lastEvent}</small>` : null}</div></td>
+                    <td data-label="IP">${m.lastIp ?? ''}</td>
+                    <td data-label="Arch">${m.arch ?? ''}</td>
+                    <td data-label="Facts">${factsText(m.facts)}</td>
+                  </tr>`,
+              )}
+            </tbody>
+          </table>`
+        : null
+    }
   </section>`;
 }
 
@@ -166,16 +202,22 @@ export function describeEvent(e) {
     case 'dhcp-decline':
       return 'declined its address (conflict on the network)';
     case 'dhcp-refused':
-      return d.claimedBy ? `its reserved address ${e.ip ?? ''} was claimed by ${d.claimedBy} (refused)` : `DHCP refused: ${d.reason ?? 'no address'}${d.reservedFor ? ` (reserved for ${d.reservedFor})` : ''}`;
+      return d.claimedBy
+        ? `its reserved address ${e.ip ?? ''} was claimed by ${d.claimedBy} (refused)`
+        : `DHCP refused: ${d.reason ?? 'no address'}${d.reservedFor ? ` (reserved for ${d.reservedFor})` : ''}`;
     case 'dhcp-mode':
       return d.steppedDown ? `DHCP server stepped down: ${(d.servers ?? []).join(', ')} answers on the segment` : `DHCP server handing out addresses again`;
     case 'tftp-file':
       return `TFTP sent ${d.file ?? 'a file'}${d.bytes !== undefined ? ` (${fmtBytes(d.bytes)}${d.ms !== undefined ? ` in ${d.ms} ms` : ''})` : ''}`;
     case 'tftp-error':
-      return d.reason === 'client-error' ? `TFTP ${d.file ?? ''} aborted by the client${d.message ? `: ${d.message}` : ''} (normal after a size probe)` : `TFTP ${d.file ?? ''} failed: ${d.reason ?? d.message ?? 'error'}`;
+      return d.reason === 'client-error'
+        ? `TFTP ${d.file ?? ''} aborted by the client${d.message ? `: ${d.message}` : ''} (normal after a size probe)`
+        : `TFTP ${d.file ?? ''} failed: ${d.reason ?? d.message ?? 'error'}`;
     case 'http-script':
       if (d.script) return `fetched ${d.script}`;
-      return d.outcome === 'retry' ? `cannot boot yet: ${d.reason ?? ''}` : `got the iPXE script for profile ${d.profile ?? '?'}${d.via ? ` (chosen by ${VIA[d.via] ?? d.via})` : ''}`;
+      return d.outcome === 'retry'
+        ? `cannot boot yet: ${d.reason ?? ''}`
+        : `got the iPXE script for profile ${d.profile ?? '?'}${d.via ? ` (chosen by ${VIA[d.via] ?? d.via})` : ''}`;
     case 'http-asset':
       return `downloaded ${d.file ?? 'an asset'}${d.status === 206 ? ' (range)' : ''}`;
     case 'http-cloud-config':
@@ -185,7 +227,9 @@ export function describeEvent(e) {
     case 'discovered':
       return 'registered as a discovered machine';
     case 'grub-script':
-      return d.outcome === 'retry' ? `cannot boot yet (grub): ${d.reason ?? ''}` : `got the grub script for profile ${d.profile ?? '?'}${d.secureBoot ? ' (secure boot)' : ''}`;
+      return d.outcome === 'retry'
+        ? `cannot boot yet (grub): ${d.reason ?? ''}`
+        : `got the grub script for profile ${d.profile ?? '?'}${d.secureBoot ? ' (secure boot)' : ''}`;
     case 'boot-diagnosis':
       return `${d.explanation ?? d.reason ?? 'boot problem'}${d.fix ? `. Fix: ${d.fix}` : ''}`;
     default:
@@ -217,28 +261,37 @@ export function TimelinePage({ mac }) {
   return html`<section>
     <p><a href="#/machines">← Machines</a></p>
     <h2>Timeline of <span class="mono">${mac}</span> <span class=${`live live-${state}`} aria-live="polite">${state === 'live' ? '● live' : state}</span></h2>
-    ${row
-      ? html`<dl class="summary">
-          <dt>Profile</dt><dd>${profileText(row)}</dd>
-          <dt>State</dt><dd>${row.state ?? ''}${row.kind === row.state ? '' : ` (${row.kind})`}</dd>
-          <dt>Hostname</dt><dd>${row.hostname ?? ''}</dd>
-          <dt>Last seen</dt><dd>${fmtTime(row.lastSeen)} ${row.lastIp ? `from ${row.lastIp}` : ''}</dd>
-          <dt>Arch</dt><dd>${row.arch ?? ''}</dd>
-          <dt>Facts</dt><dd>${factsText(row.facts)}</dd>
-        </dl>
-        ${row.kind !== 'seen' ? html`<p><a href=${`#/edit/machines/${mac}`}>Edit this machine's record</a></p>` : null}
-        ${row.failure ? html`<div class="failure" role="alert"><strong>Why it is stuck:</strong> ${row.failure.message}</div>` : null}`
-      : null}
+    ${
+      row
+        ? html`<dl class="summary">
+              <dt>Profile</dt>
+              <dd>${profileText(row)}</dd>
+              <dt>State</dt>
+              <dd>${row.state ?? ''}${row.kind === row.state ? '' : ` (${row.kind})`}</dd>
+              <dt>Hostname</dt>
+              <dd>${row.hostname ?? ''}</dd>
+              <dt>Last seen</dt>
+              <dd>${fmtTime(row.lastSeen)} ${row.lastIp ? `from ${row.lastIp}` : ''}</dd>
+              <dt>Arch</dt>
+              <dd>${row.arch ?? ''}</dd>
+              <dt>Facts</dt>
+              <dd>${factsText(row.facts)}</dd>
+            </dl>
+            ${row.kind !== 'seen' ? html`<p><a href=${`#/edit/machines/${mac}`}>Edit this machine's record</a></p>` : null}
+            ${row.failure ? html`<div class="failure" role="alert"><strong>Why it is stuck:</strong> ${row.failure.message}</div>` : null}`
+        : null
+    }
     ${notFound ? html`<p class="empty">Nothing known about this machine yet; its events appear here as soon as it boots.</p>` : html`<${ErrorNote} error=${rowError} />`}
     <ol class="timeline" aria-label="boot events">
       ${events.map(
-        (e) => html`<li class=${`ev ev-${e.type} ${EVENT_CLASS[e.type] ?? ''} ${e.detail?.outcome === 'retry' ? 'bad' : ''}`}>
-          <time datetime=${e.at}>${new Date(e.at).toLocaleTimeString()}</time>
-          <span class="type">${e.type}</span>
-          <span class="ip">${e.ip ?? ''}</span>
-          <span class="what">${describeEvent(e)}</span>
-          <span class="detail">${detailText(e.detail)}</span>
-        </li>`,
+        (e) =>
+          html`<li class=${`ev ev-${e.type} ${EVENT_CLASS[e.type] ?? ''} ${e.detail?.outcome === 'retry' ? 'bad' : ''}`}>
+            <time datetime=${e.at}>${new Date(e.at).toLocaleTimeString()}</time>
+            <span class="type">${e.type}</span>
+            <span class="ip">${e.ip ?? ''}</span>
+            <span class="what">${describeEvent(e)}</span>
+            <span class="detail">${detailText(e.detail)}</span>
+          </li>`,
       )}
     </ol>
     ${events.length === 0 && state === 'live' ? html`<p class="empty">No events yet for this machine.</p>` : null}
@@ -299,7 +352,9 @@ export function EditorPage({ collection, id }) {
       <nav class="records" aria-label=${`${meta.title} list`}>
         <a class="new" href=${`#/edit/${collection}/+new`}>+ New ${meta.one}</a>
         ${collection === 'profiles' && list ? html`<${DefaultProfile} profiles=${list} />` : null}
-        <ul>${(list ?? []).map((r) => html`<li><a href=${`#/edit/${collection}/${encodeURIComponent(r[meta.key])}`} aria-current=${r[meta.key] === id ? 'page' : undefined}>${r[meta.key]}</a>${r.name ? html` <small>${r.name}</small>` : null}</li>`)}</ul>
+        <ul>
+          ${(list ?? []).map((r) => html`<li><a href=${`#/edit/${collection}/${encodeURIComponent(r[meta.key])}`} aria-current=${r[meta.key] === id ? 'page' : undefined}>${r[meta.key]}</a>${r.name ? html` <small>${r.name}</small>` : null}</li>`)}
+        </ul>
       </nav>
       ${item && id !== undefined ? html`<${RecordForm} key=${`${collection}/${id}`} collection=${collection} meta=${meta} schema=${item} root=${schema} id=${id === '+new' ? undefined : id} onSaved=${reloadList} />` : html`<p class="empty">Choose a ${meta.one} to edit, or make a new one.</p>`}
     </div>
@@ -365,7 +420,10 @@ function RecordForm({ collection, meta, schema, root, id, onSaved }) {
     try {
       if (id !== undefined && !force) {
         // Someone (the file, another console, the API) may have changed it since it was loaded.
-        const current = await api('GET', url(id)).then((r) => recordOf(collection, r), (e) => (e.status === 404 ? null : Promise.reject(e)));
+        const current = await api('GET', url(id)).then(
+          (r) => recordOf(collection, r),
+          (e) => (e.status === 404 ? null : Promise.reject(e)),
+        );
         if (!same(current, original)) {
           setConflict(current);
           return;
@@ -393,38 +451,57 @@ function RecordForm({ collection, meta, schema, root, id, onSaved }) {
 
   if (loadError) return html`<${ErrorNote} error=${loadError} />`;
   if (original === undefined) return html`<p>Loading…</p>`;
-  return html`<form class="record" novalidate onSubmit=${(e) => {
-    e.preventDefault();
-    if (!invalid) save();
-  }}>
+  return html`<form
+    class="record"
+    novalidate
+    onSubmit=${(e) => {
+      e.preventDefault();
+      if (!invalid) save();
+    }}
+  >
     <h3>${id === undefined ? `New ${meta.one}` : `${meta.one} ${id}`}</h3>
     ${Object.entries(schema.properties).map(([name, prop]) => {
       const err = fieldErrors[name];
       const fid = `f-${name}`;
       const readOnly = name === meta.key && id !== undefined;
-      const common = { id: fid, name, 'aria-invalid': err ? 'true' : 'false', 'aria-describedby': err ? `${fid}-err` : undefined, readOnly, value: texts[name] ?? '', onInput: (e) => setTexts({ ...texts, [name]: e.target.value }) };
+      const common = {
+        id: fid,
+        name,
+        'aria-invalid': err ? 'true' : 'false',
+        'aria-describedby': err ? `${fid}-err` : undefined,
+        readOnly,
+        value: texts[name] ?? '',
+        onInput: (e) => setTexts({ ...texts, [name]: e.target.value }),
+      };
       const input = prop.enum
-        ? html`<select ...${common} onChange=${common.onInput}><option value="">(none)</option>${prop.enum.map((v) => html`<option value=${v}>${v}</option>`)}</select>`
+        ? html`<select ...${common} onChange=${common.onInput}>
+            <option value="">(none)</option>
+            ${prop.enum.map((v) => html`<option value=${v}>${v}</option>`)}
+          </select>`
         : prop.type === 'string'
           ? html`<input type="text" spellcheck="false" ...${common} />`
           : html`<textarea rows=${Math.min(12, Math.max(2, (texts[name] ?? '').split('\n').length))} spellcheck="false" ...${common}></textarea>`;
       const required = (schema.required ?? []).includes(name);
       return html`<div class=${`field${err ? ' invalid' : ''}`} data-field=${name}>
         <label for=${fid}>${name}${required ? ' *' : ''}${prop.type !== 'string' ? html` <small>(JSON)</small>` : null}</label>
-        ${input}
-        ${prop.description ? html`<small class="hint">${prop.description}</small>` : null}
+        ${input} ${prop.description ? html`<small class="hint">${prop.description}</small>` : null}
         ${err ? html`<p class="field-error" id=${`${fid}-err`} role="alert">${err}</p>` : null}
       </div>`;
     })}
     ${serverError && !(serverError.field && serverError.field.split('.')[0] in schema.properties) ? html`<p class="error" role="alert">${serverError.message}</p>` : null}
-    ${conflict !== null
-      ? html`<div class="conflict" role="alert">
-          <p><strong>Changed underneath:</strong> this ${meta.one} ${conflict ? 'was changed' : 'was deleted'} since you opened it (file edit, API or another console). Nothing was saved.</p>
-          ${conflict ? html`<pre>${JSON.stringify(conflict, null, 2)}</pre>` : null}
-          <button type="button" onClick=${() => load(conflict ?? {})}>Discard mine, load theirs</button>
-          <button type="button" onClick=${() => save(true)}>Overwrite with mine</button>
-        </div>`
-      : null}
+    ${
+      conflict !== null
+        ? html`<div class="conflict" role="alert">
+            <p>
+              <strong>Changed underneath:</strong> this ${meta.one} ${conflict ? 'was changed' : 'was deleted'} since you opened it (file edit, API or another
+              console). Nothing was saved.
+            </p>
+            ${conflict ? html`<pre>${JSON.stringify(conflict, null, 2)}</pre>` : null}
+            <button type="button" onClick=${() => load(conflict ?? {})}>Discard mine, load theirs</button>
+            <button type="button" onClick=${() => save(true)}>Overwrite with mine</button>
+          </div>`
+        : null
+    }
     ${notice ? html`<p class="ok" role="status">${notice}</p>` : null}
     <div class="actions">
       <button type="submit" disabled=${invalid}>Save</button>
@@ -442,10 +519,14 @@ function Preview({ mac }) {
   return html`<details class="preview">
     <summary>Preview what ${mac} would boot <button type="button" onClick=${reload}>refresh</button></summary>
     <${ErrorNote} error=${error} />
-    ${data
-      ? html`<h4>iPXE script</h4><pre class="ipxe">${data.ipxe.text ?? data.ipxe.error}</pre>
-          <h4>cloud-config</h4><pre class="cloud-config">${data.cloudConfig.text ?? data.cloudConfig.error}</pre>`
-      : null}
+    ${
+      data
+        ? html`<h4>iPXE script</h4>
+            <pre class="ipxe">${data.ipxe.text ?? data.ipxe.error}</pre>
+            <h4>cloud-config</h4>
+            <pre class="cloud-config">${data.cloudConfig.text ?? data.cloudConfig.error}</pre>`
+        : null
+    }
   </details>`;
 }
 
@@ -455,18 +536,40 @@ export function StatusPage() {
   return html`<section>
     <h2>Appliance status</h2>
     <${ErrorNote} error=${error} />
-    ${s
-      ? html`<dl class="summary">
-          <dt>Version</dt><dd>${s.version ?? 'unknown'}</dd>
-          <dt>Address</dt><dd>${s.address}${s.interface ? ` on ${s.interface}` : ''}</dd>
-          <dt>Ports</dt><dd>${s.ports ? Object.entries(s.ports).map(([k, v]) => `${k} ${v || 'off'}`).join(', ') : `http ${s.httpPort}`}</dd>
-          <dt>DHCP</dt><dd>${s.dhcp ? `${s.dhcp.mode}: ${s.dhcp.reason}` : 'unknown'}</dd>
-          <dt>Database</dt><dd>${s.db ?? ''} ${s.store?.ok ? 'ok' : html`<span class="error">${s.store?.error}</span>`}</dd>
-          <dt>Token file</dt><dd>${s.tokenFile ?? 'given with --api-token'}</dd>
-        </dl>
-        <h3>Warnings from start-up</h3>
-        ${s.warnings?.length ? html`<ul class="warnings">${s.warnings.map((w) => html`<li>${w}</li>`)}</ul>` : html`<p>None.</p>`}`
-      : null}
+    ${
+      s
+        ? html`<dl class="summary">
+              <dt>Version</dt>
+              <dd>${s.version ?? 'unknown'}</dd>
+              <dt>Address</dt>
+              <dd>${s.address}${s.interface ? ` on ${s.interface}` : ''}</dd>
+              <dt>Ports</dt>
+              <dd>
+                ${
+                  s.ports
+                    ? Object.entries(s.ports)
+                        .map(([k, v]) => `${k} ${v || 'off'}`)
+                        .join(', ')
+                    : `http ${s.httpPort}`
+                }
+              </dd>
+              <dt>DHCP</dt>
+              <dd>${s.dhcp ? `${s.dhcp.mode}: ${s.dhcp.reason}` : 'unknown'}</dd>
+              <dt>Database</dt>
+              <dd>${s.db ?? ''} ${s.store?.ok ? 'ok' : html`<span class="error">${s.store?.error}</span>`}</dd>
+              <dt>Token file</dt>
+              <dd>${s.tokenFile ?? 'given with --api-token'}</dd>
+            </dl>
+            <h3>Warnings from start-up</h3>
+            ${
+              s.warnings?.length
+                ? html`<ul class="warnings">
+                    ${s.warnings.map((w) => html`<li>${w}</li>`)}
+                  </ul>`
+                : html`<p>None.</p>`
+            }`
+        : null
+    }
   </section>`;
 }
 
@@ -474,39 +577,80 @@ export function StatusPage() {
 export function AssetsPage() {
   const [hash, setHash] = useState(false);
   const [report, error] = useLoad(() => api('GET', `/api/console/assets${hash ? '?sha256=1' : ''}`), [hash]);
-  const fixes = report ? [...new Set([...report.profiles.flatMap((p) => p.files.map((f) => f.fix)), ...report.bootFiles.map((f) => f.fix)].filter(Boolean))] : [];
+  const fixes = report
+    ? [...new Set([...report.profiles.flatMap((p) => p.files.map((f) => f.fix)), ...report.bootFiles.map((f) => f.fix)].filter(Boolean))]
+    : [];
   return html`<section>
     <h2>Assets and boot files</h2>
     <${ErrorNote} error=${error} />
-    ${fixes.length ? html`<div class="failure" role="alert"><strong>Missing files.</strong> To fix:<ul class="fixes">${fixes.map((f) => html`<li><code>${f}</code></li>`)}</ul></div>` : null}
-    ${report
-      ? html`<h3>What each profile boots</h3>
-          <table class="list assets">
-            <thead><tr><th>Profile</th><th>File</th><th>Status</th><th>Size</th><th>sha256 ${hash ? null : html`<button type="button" onClick=${() => setHash(true)}>compute</button>`}</th></tr></thead>
-            <tbody>${report.profiles.flatMap((p) =>
-              p.files.map(
-                (f) => html`<tr data-profile=${p.id} class=${f.present === false ? 'failed' : ''}>
-                  <td data-label="Profile"><div><a href=${`#/edit/profiles/${encodeURIComponent(p.id)}`}>${p.id}</a> <small>${f.role}</small></div></td>
-                  <td data-label="File" class="mono">${f.source}</td>
-                  <td data-label="Status">${f.where === 'remote' ? 'fetched by the machine' : f.present ? html`<span class="ok">present</span>` : html`<span class="error">missing</span>`}</td>
-                  <td data-label="Size">${f.size !== undefined ? fmtBytes(f.size) : ''}</td>
-                  <td data-label="sha256" class="mono hash">${f.sha256 ?? ''}</td>
-                </tr>`,
-              ),
-            )}</tbody>
-          </table>
-          <h3>iPXE binaries per firmware</h3>
-          ${report.bootFiles.length === 0 ? html`<p class="empty">Not known to this server.</p>` : null}
-          <table class="list assets">
-            <thead><tr><th>Firmware</th><th>File</th><th>Found</th></tr></thead>
-            <tbody>${report.bootFiles.map(
-              (f) => html`<tr data-firmware=${f.firmware} class=${f.source === 'missing' && f.fix?.includes('fetch ipxe') ? 'failed' : ''}>
-                <td data-label="Firmware">${f.firmware}</td>
-                <td data-label="File" class="mono">${f.name}</td>
-                <td data-label="Found"><div>${f.source === 'missing' ? html`<span class="error">missing</span>` : html`<span class="mono">${f.path}</span> <small>(${f.source === 'tftp-root' ? 'TFTP root' : 'system package'})</small>`}</div></td>
-              </tr>`,
-            )}</tbody>
-          </table>`
-      : null}
+    ${
+      fixes.length
+        ? html`<div class="failure" role="alert">
+            <strong>Missing files.</strong> To fix:
+            <ul class="fixes">
+              ${fixes.map((f) => html`<li><code>${f}</code></li>`)}
+            </ul>
+          </div>`
+        : null
+    }
+    ${
+      report
+        ? html`<h3>What each profile boots</h3>
+            <table class="list assets">
+              <thead>
+                <tr>
+                  <th>Profile</th>
+                  <th>File</th>
+                  <th>Status</th>
+                  <th>Size</th>
+                  <th>sha256 ${hash ? null : html`<button type="button" onClick=${() => setHash(true)}>compute</button>`}</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${report.profiles.flatMap((p) =>
+                  p.files.map(
+                    (f) =>
+                      html`<tr data-profile=${p.id} class=${f.present === false ? 'failed' : ''}>
+                        <td data-label="Profile">
+                          <div><a href=${`#/edit/profiles/${encodeURIComponent(p.id)}`}>${p.id}</a> <small>${f.role}</small></div>
+                        </td>
+                        <td data-label="File" class="mono">${f.source}</td>
+                        <td data-label="Status">
+                          ${f.where === 'remote' ? 'fetched by the machine' : f.present ? html`<span class="ok">present</span>` : html`<span class="error">missing</span>`}
+                        </td>
+                        <td data-label="Size">${f.size !== undefined ? fmtBytes(f.size) : ''}</td>
+                        <td data-label="sha256" class="mono hash">${f.sha256 ?? ''}</td>
+                      </tr>`,
+                  ),
+                )}
+              </tbody>
+            </table>
+            <h3>iPXE binaries per firmware</h3>
+            ${report.bootFiles.length === 0 ? html`<p class="empty">Not known to this server.</p>` : null}
+            <table class="list assets">
+              <thead>
+                <tr>
+                  <th>Firmware</th>
+                  <th>File</th>
+                  <th>Found</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${report.bootFiles.map(
+                  (f) =>
+                    html`<tr data-firmware=${f.firmware} class=${f.source === 'missing' && f.fix?.includes('fetch ipxe') ? 'failed' : ''}>
+                      <td data-label="Firmware">${f.firmware}</td>
+                      <td data-label="File" class="mono">${f.name}</td>
+                      <td data-label="Found">
+                        <div>
+                          ${f.source === 'missing' ? html`<span class="error">missing</span>` : html`<span class="mono">${f.path}</span> <small>(${f.source === 'tftp-root' ? 'TFTP root' : 'system package'})</small>`}
+                        </div>
+                      </td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+        : null
+    }
   </section>`;
 }

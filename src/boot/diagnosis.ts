@@ -34,7 +34,9 @@ function servedEfi(e: BootEvent): string | undefined {
 
 /** True for events that only a running iPXE (or a booted OS) produces. */
 function ipxeRan(e: BootEvent): boolean {
-  return (e.type === 'dhcp-offer' || e.type === 'dhcp-ack') && e.detail?.['client'] === 'ipxe' ? true : e.type === 'http-script' || e.type === 'http-cloud-config' || e.type === 'facts';
+  return (e.type === 'dhcp-offer' || e.type === 'dhcp-ack') && e.detail?.['client'] === 'ipxe'
+    ? true
+    : e.type === 'http-script' || e.type === 'http-cloud-config' || e.type === 'facts';
 }
 
 /**

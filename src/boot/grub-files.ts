@@ -72,7 +72,11 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
       for (const source of [profile.kernel, ...profile.initrd]) {
         if (!source.startsWith('/assets/')) continue;
         const found = await resolveFile(source.slice('/assets/'.length), [deps.assetsDir]);
-        if (found.kind === 'refused') return fail(`profile ${profile.id}: ${source} is missing on the appliance (put it under the assets directory)`, { profile: profile.id, asset: source });
+        if (found.kind === 'refused')
+          return fail(`profile ${profile.id}: ${source} is missing on the appliance (put it under the assets directory)`, {
+            profile: profile.id,
+            asset: source,
+          });
         await found.handle.close();
         if (secureBoot && source === profile.kernel) {
           const head = await readHead(found.path);
@@ -93,7 +97,9 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
       return script;
     } catch (err) {
       if (!(err instanceof ApplianceError)) log.error({ mac, err }, 'grub script failed');
-      return fail(err instanceof ApplianceError ? err.message : 'internal error while building the grub script', { code: err instanceof ApplianceError ? err.code : 'ERR_INTERNAL' });
+      return fail(err instanceof ApplianceError ? err.message : 'internal error while building the grub script', {
+        code: err instanceof ApplianceError ? err.code : 'ERR_INTERNAL',
+      });
     }
   }
 
@@ -102,7 +108,8 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
     if (name === 'grub/grub.cfg') return Buffer.from(renderGrubEntry(deps.server(), retrySeconds));
     const machine = parseGrubMachinePath(name);
     if (machine) return Buffer.from(await machineScript(machine.grubCpu, machine.mac, request));
-    if (name.startsWith('grub/machines/')) return Buffer.from(renderGrubRetry(deps.server(), `${name.slice(0, 80)} is not a machine script path (grub/machines/CPU/MAC.cfg)`, retrySeconds));
+    if (name.startsWith('grub/machines/'))
+      return Buffer.from(renderGrubRetry(deps.server(), `${name.slice(0, 80)} is not a machine script path (grub/machines/CPU/MAC.cfg)`, retrySeconds));
     if (name.startsWith('assets/')) {
       const found = await resolveFile(name.slice('assets/'.length), [deps.assetsDir]);
       // Not found: fall through (the TFTP server then answers "file not found").

@@ -80,7 +80,8 @@ function recordsFor(db: Db, query: LoaderQuery): { machine?: Machine; group?: Gr
  */
 export function chooseLoader(db: Db, query: LoaderQuery, secureBootDefault: boolean): LoaderChoice {
   const { machine, group, profile } = recordsFor(db, query);
-  const where = (from: string): string => (from === 'machine' ? `machine ${machine?.mac}` : from === 'group' ? `group ${group?.id}` : from === 'profile' ? `profile ${profile?.id}` : from);
+  const where = (from: string): string =>
+    from === 'machine' ? `machine ${machine?.mac}` : from === 'group' ? `group ${group?.id}` : from === 'profile' ? `profile ${profile?.id}` : from;
   if (query.firmware === 'bios' || query.firmware === 'efi-ia32') {
     return { kind: 'boot', loader: 'ipxe', secureBoot: false, file: undefined, source: 'bios and ia32 boot ipxe' };
   }
@@ -99,7 +100,12 @@ export function chooseLoader(db: Db, query: LoaderQuery, secureBootDefault: bool
   if (sb.value) {
     if (chosen?.value === 'ipxe') {
       // A record asks for iPXE and Secure Boot at once: unsigned iPXE would be refused.
-      return { kind: 'refuse', loader: 'ipxe', secureBoot: true, reason: `${where(chosen.from)} asks for ipxe but secure boot is on (${where(sb.from)}): secure boot firmware refuses unsigned ipxe; set bootloader grub or secureBoot false` };
+      return {
+        kind: 'refuse',
+        loader: 'ipxe',
+        secureBoot: true,
+        reason: `${where(chosen.from)} asks for ipxe but secure boot is on (${where(sb.from)}): secure boot firmware refuses unsigned ipxe; set bootloader grub or secureBoot false`,
+      };
     }
     if (query.client === 'http') {
       return {
@@ -115,7 +121,12 @@ export function chooseLoader(db: Db, query: LoaderQuery, secureBootDefault: bool
   const source = chosen ? where(chosen.from) : query.firmware === 'efi-arm64' ? 'arm64 default (no arm64 ipxe in debian)' : 'default';
   if (loader === 'ipxe') return { kind: 'boot', loader, secureBoot: false, file: undefined, source };
   if (query.client === 'http') {
-    return { kind: 'refuse', loader, secureBoot: false, reason: `grub (${source}) cannot be http booted: debian's signed grub has no http module; not answering so the firmware falls back to pxe (tftp)` };
+    return {
+      kind: 'refuse',
+      loader,
+      secureBoot: false,
+      reason: `grub (${source}) cannot be http booted: debian's signed grub has no http module; not answering so the firmware falls back to pxe (tftp)`,
+    };
   }
   return { kind: 'boot', loader, secureBoot: false, file: files.grub, source };
 }

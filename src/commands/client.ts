@@ -72,7 +72,12 @@ export function createApiClient(options: { base: string; token: string | undefin
       res = await fetch(url, { headers: headers(accept), signal });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw new ApplianceError('ERR_API_UNREACHABLE', `no appliance answers at ${base} (${cause}); is it running? pass --url or --http-port`, { url }, { cause: err });
+      throw new ApplianceError(
+        'ERR_API_UNREACHABLE',
+        `no appliance answers at ${base} (${cause}); is it running? pass --url or --http-port`,
+        { url },
+        { cause: err },
+      );
     }
     if (!res.ok) {
       const text = await res.text();
@@ -113,7 +118,12 @@ export function createApiClient(options: { base: string; token: string | undefin
         }
       } catch (err) {
         if (signal.aborted) return;
-        throw new ApplianceError('ERR_API_UNREACHABLE', `the event stream from ${base} broke: ${(err as Error).message}`, { url: `${base}${path}` }, { cause: err });
+        throw new ApplianceError(
+          'ERR_API_UNREACHABLE',
+          `the event stream from ${base} broke: ${(err as Error).message}`,
+          { url: `${base}${path}` },
+          { cause: err },
+        );
       }
     },
   };

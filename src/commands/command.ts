@@ -154,7 +154,10 @@ export function parseErrorMessage(err: Error & { code?: string }, flags: Readonl
   const name = /'(-[^' ]+)/.exec(err.message)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && name !== undefined) {
     const bare = name.replace(/^-+/, '').split('=')[0]!;
-    const guess = didYouMean(bare, flags.map((f) => f.name));
+    const guess = didYouMean(
+      bare,
+      flags.map((f) => f.name),
+    );
     if (guess === undefined && OPTIONS.some((o) => o.flag === bare)) return `${path}: --${bare} does not apply to ${path} (see ${path} --help)`;
     return `${path}: unknown option ${name}${guess ? `; did you mean --${guess}?` : ''} (see ${path} --help)`;
   }
@@ -165,7 +168,18 @@ export function parseErrorMessage(err: Error & { code?: string }, flags: Readonl
   return `${path}: ${err.message.replace(/^./, (c) => c.toLowerCase())}`;
 }
 
-const ARG_NAMES: Record<OptionSpec['kind'], string> = { enum: '', port: 'N', int: 'N', ipv4: 'IP', ipv4list: 'IP[,IP]', range: 'START-END', string: 'VALUE', bool: '', path: 'PATH', dir: 'DIR' };
+const ARG_NAMES: Record<OptionSpec['kind'], string> = {
+  enum: '',
+  port: 'N',
+  int: 'N',
+  ipv4: 'IP',
+  ipv4list: 'IP[,IP]',
+  range: 'START-END',
+  string: 'VALUE',
+  bool: '',
+  path: 'PATH',
+  dir: 'DIR',
+};
 
 function row(head: string, text: string): string[] {
   // A long head gets its own line, so the help column stays aligned.

@@ -23,14 +23,26 @@ export const FETCH_IPXE_COMMAND: CommandSpec = {
     { name: 'from', type: 'string', arg: 'DIR', help: 'offline: take the files from DIR first (format-checked like the system package)' },
   ],
   async run(args) {
-    const config = loadConfig({ keys: ['tftpRoot', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const config = loadConfig({
+      keys: ['tftpRoot', ...LOG_SETTINGS],
+      flags: args.settingFlags,
+      env: args.io.env,
+      cwd: args.io.cwd,
+      configFile: args.configFile,
+    });
     const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
     const { fetchIpxe } = await import('../fetch/ipxe.js');
     const mirror = stringFlag(args, 'mirror');
     const from = stringFlag(args, 'from');
     const { DEFAULT_IPXE_SYSTEM_DIRS } = await import('../fetch/ipxe.js');
     const systemDirs = from !== undefined ? [await existingDir(resolve(args.io.cwd, from)), ...DEFAULT_IPXE_SYSTEM_DIRS] : DEFAULT_IPXE_SYSTEM_DIRS;
-    const results = await fetchIpxe({ tftpRoot: config.tftpRoot, systemDirs, download: args.flags['no-download'] !== true, ...(mirror !== undefined ? { mirror } : {}), log });
+    const results = await fetchIpxe({
+      tftpRoot: config.tftpRoot,
+      systemDirs,
+      download: args.flags['no-download'] !== true,
+      ...(mirror !== undefined ? { mirror } : {}),
+      log,
+    });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return EXIT.ok;
   },
@@ -46,8 +58,18 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
   settings: ['assets', ...LOG_SETTINGS],
   flags: [
     { name: 'version', type: 'string', arg: 'TAG', help: 'release tag [default: v1.5.8, the last 1.x]' },
-    { name: 'mirror', type: 'string', arg: 'URL', help: 'base URL holding VERSION/ directories, http(s):// or file:///path [default: https://releases.rancher.com/os]' },
-    { name: 'from', type: 'string', arg: 'DIR|FILE', help: 'offline: import vmlinuz and initrd (or one FILE) from a folder holding the release checksums.txt; same sha256 check' },
+    {
+      name: 'mirror',
+      type: 'string',
+      arg: 'URL',
+      help: 'base URL holding VERSION/ directories, http(s):// or file:///path [default: https://releases.rancher.com/os]',
+    },
+    {
+      name: 'from',
+      type: 'string',
+      arg: 'DIR|FILE',
+      help: 'offline: import vmlinuz and initrd (or one FILE) from a folder holding the release checksums.txt; same sha256 check',
+    },
   ],
   async run(args) {
     const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
@@ -73,7 +95,7 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
   name: 'secureboot',
   summary: "copy Debian's shim and signed network grub into --tftp-root (for Secure Boot and grub)",
   description:
-    "Copy shimx64.efi and grubx64.efi (and shimaa64.efi, grubaa64.efi with --arch arm64) into\n" +
+    'Copy shimx64.efi and grubx64.efi (and shimaa64.efi, grubaa64.efi with --arch arm64) into\n' +
     '--tftp-root, from the installed shim-signed / grub-efi-*-signed packages or, when absent, from\n' +
     "packages fetched with apt-get download into --deb-cache (never installed: grub-efi's\n" +
     'postinst would run grub-install on this host). arm64 adds the dpkg architecture for the\n' +
@@ -88,11 +110,22 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
     for (const a of arches) {
       if (a !== 'amd64' && a !== 'arm64') throw new ConfigError(`--arch must be amd64, arm64 or both (comma-separated), not ${JSON.stringify(a)}`);
     }
-    const config = loadConfig({ keys: ['tftpRoot', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const config = loadConfig({
+      keys: ['tftpRoot', ...LOG_SETTINGS],
+      flags: args.settingFlags,
+      env: args.io.env,
+      cwd: args.io.cwd,
+      configFile: args.configFile,
+    });
     const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
     const { fetchSecureBoot } = await import('../fetch/secureboot.js');
     const cacheDir = stringFlag(args, 'deb-cache');
-    const results = await fetchSecureBoot({ tftpRoot: config.tftpRoot, arches: arches as Array<'amd64' | 'arm64'>, ...(cacheDir !== undefined ? { cacheDir: resolve(args.io.cwd, cacheDir) } : {}), log });
+    const results = await fetchSecureBoot({
+      tftpRoot: config.tftpRoot,
+      arches: arches as Array<'amd64' | 'arm64'>,
+      ...(cacheDir !== undefined ? { cacheDir: resolve(args.io.cwd, cacheDir) } : {}),
+      log,
+    });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return EXIT.ok;
   },

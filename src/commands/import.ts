@@ -26,7 +26,13 @@ export const IMPORT_COMMAND: CommandSpec = {
   async run(args) {
     const dir = args.positionals[0];
     if (dir === undefined) throw new UsageError('import needs the data directory: node bin/appliance import DIR');
-    const config = loadConfig({ keys: ['db', 'templates', 'logLevel', 'logFormat'], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+    const config = loadConfig({
+      keys: ['db', 'templates', 'logLevel', 'logFormat'],
+      flags: args.settingFlags,
+      env: args.io.env,
+      cwd: args.io.cwd,
+      configFile: args.configFile,
+    });
     const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
     const { planImport } = await import('../store/import.js');
     const { openFileStore } = await import('../store/file-store.js');

@@ -10,7 +10,14 @@ import { stringFlag } from './fetch.js';
 const JSON_FLAG = { name: 'json', type: 'boolean', help: 'print the API answer as JSON' } as const;
 
 function connect(args: CommandArgs): ApiClient {
-  const config = loadConfig({ keys: CLIENT_SETTINGS, requireDbDir: false, flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+  const config = loadConfig({
+    keys: CLIENT_SETTINGS,
+    requireDbDir: false,
+    flags: args.settingFlags,
+    env: args.io.env,
+    cwd: args.io.cwd,
+    configFile: args.configFile,
+  });
   const base = stringFlag(args, 'url') ?? `http://127.0.0.1:${config.httpPort}`;
   try {
     return createApiClient({ base, token: clientToken(config) });
@@ -45,7 +52,11 @@ export const STATUS_COMMAND: CommandSpec = {
   epilog: 'exit codes: 0 running and the database is served, 1 not reachable or the database file is refused',
   async run(args) {
     const api = connect(args);
-    const [version, health, machines] = await Promise.all([api.get<VersionInfo>('/api/version'), api.get<Health>('/healthz'), api.get<MachineRow[]>('/api/machines')]);
+    const [version, health, machines] = await Promise.all([
+      api.get<VersionInfo>('/api/version'),
+      api.get<Health>('/healthz'),
+      api.get<MachineRow[]>('/api/machines'),
+    ]);
     if (args.flags.json === true) {
       print(args, JSON.stringify({ url: api.base, version, health, machines: machines.length }, null, 2));
     } else {
@@ -73,7 +84,13 @@ export const MACHINES_COMMAND: CommandSpec = {
     const rows = [['MAC', 'HOSTNAME', 'PROFILE', 'IP', 'STATE']];
     for (const m of machines) {
       const d = m.declared;
-      rows.push([m.mac, d?.hostname ?? '-', d?.profile ?? '(default)', d?.ip ?? m.runtime?.lastIp ?? '-', d?.state ?? (m.runtime?.discovered ? 'discovered' : '-')]);
+      rows.push([
+        m.mac,
+        d?.hostname ?? '-',
+        d?.profile ?? '(default)',
+        d?.ip ?? m.runtime?.lastIp ?? '-',
+        d?.state ?? (m.runtime?.discovered ? 'discovered' : '-'),
+      ]);
     }
     print(args, formatTable(rows));
     return EXIT.ok;
@@ -94,7 +111,8 @@ export const EVENTS_COMMAND: CommandSpec = {
   ],
   async run(args) {
     const limitText = stringFlag(args, 'limit') ?? '50';
-    if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 10_000) throw new UsageError(`events: --limit must be a whole number from 1 to 10000, not ${JSON.stringify(limitText)}`);
+    if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 10_000)
+      throw new UsageError(`events: --limit must be a whole number from 1 to 10000, not ${JSON.stringify(limitText)}`);
     const mac = stringFlag(args, 'mac');
     const api = connect(args);
     const query = (limit: number) => `/api/events?limit=${limit}${mac !== undefined ? `&mac=${encodeURIComponent(mac)}` : ''}`;

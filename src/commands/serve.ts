@@ -23,7 +23,12 @@ async function runServe(args: CommandArgs): Promise<number> {
   const config = loadConfig({ flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
   const { checkServerModeSettings } = await import('../appliance.js');
   checkServerModeSettings(config);
-  const output = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stdout, ...(config.logFile !== undefined ? { file: config.logFile } : {}) });
+  const output = createLogOutput({
+    level: config.logLevel,
+    format: config.logFormat,
+    destination: args.io.stdout,
+    ...(config.logFile !== undefined ? { file: config.logFile } : {}),
+  });
   // With --interface, DHCP hears only that interface: re-run under scripts/bind-device (dhcp/confine.ts).
   const { planConfinement, runConfined } = await import('../dhcp/confine.js');
   const plan = planConfinement(config);

@@ -33,4 +33,14 @@ export const VERSION_COMMAND: CommandSpec = {
 };
 
 /** Every top-level command, in the order `--help` lists them. */
-export const COMMANDS: readonly CommandSpec[] = [SERVE_COMMAND, FETCH_COMMAND, IMPORT_COMMAND, BUILD_COMMAND, LAB_COMMAND, STATUS_COMMAND, MACHINES_COMMAND, EVENTS_COMMAND, VERSION_COMMAND];
+export const COMMANDS: readonly CommandSpec[] = [
+  SERVE_COMMAND,
+  FETCH_COMMAND,
+  IMPORT_COMMAND,
+  BUILD_COMMAND,
+  LAB_COMMAND,
+  STATUS_COMMAND,
+  MACHINES_COMMAND,
+  EVENTS_COMMAND,
+  VERSION_COMMAND,
+];

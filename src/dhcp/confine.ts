@@ -18,7 +18,9 @@ export const BIND_DEVICE_SCRIPT = join(APPLIANCE_HOME, 'scripts', 'bind-device')
 export type ConfinementPlan = { confine: true; interface: string; dhcpPort: number; proxyPort: number } | { confine: false; reason: string };
 
 /** Decide confinement from the settings. */
-export function planConfinement(config: Pick<Config, 'interface' | 'dhcpMode' | 'noStrictInterface' | 'dhcpFd' | 'proxyFd' | 'dhcpPort' | 'proxyPort'>): ConfinementPlan {
+export function planConfinement(
+  config: Pick<Config, 'interface' | 'dhcpMode' | 'noStrictInterface' | 'dhcpFd' | 'proxyFd' | 'dhcpPort' | 'proxyPort'>,
+): ConfinementPlan {
   if (config.dhcpMode === 'off') return { confine: false, reason: 'dhcp is off' };
   if (config.interface === undefined) return { confine: false, reason: 'no --interface given' };
   if (config.noStrictInterface) return { confine: false, reason: '--no-strict-interface' };
@@ -31,7 +33,12 @@ export function planConfinement(config: Pick<Config, 'interface' | 'dhcpMode' | 
  * Run `bin/appliance ARGV` under scripts/bind-device for the planned interface, stdio inherited;
  * resolves with its exit code (1 when bind-device itself failed, e.g. not root).
  */
-export function runConfined(plan: Extract<ConfinementPlan, { confine: true }>, argv: readonly string[], env: NodeJS.ProcessEnv, signals: NodeJS.EventEmitter): Promise<number> {
+export function runConfined(
+  plan: Extract<ConfinementPlan, { confine: true }>,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  signals: NodeJS.EventEmitter,
+): Promise<number> {
   const bin = join(APPLIANCE_HOME, 'bin', 'appliance');
   // Its own process group: a Ctrl-C or a group kill reaches it once, through this parent (two
   // signals would mean "exit without waiting"); bind-device asks the kernel to SIGTERM it

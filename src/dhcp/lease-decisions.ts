@@ -139,7 +139,10 @@ export function orderOptions(options: DhcpOption[], parameterList: number[] | un
     const p = parameterList?.indexOf(code) ?? -1;
     return p >= 0 ? 100 + p : 1000;
   };
-  return options.map((o, i) => ({ o, i })).sort((a, b) => rank(a.o.code) - rank(b.o.code) || a.i - b.i).map(({ o }) => o);
+  return options
+    .map((o, i) => ({ o, i }))
+    .sort((a, b) => rank(a.o.code) - rank(b.o.code) || a.i - b.i)
+    .map(({ o }) => o);
 }
 
 /**
@@ -183,7 +186,11 @@ export function fitToSize(packet: DhcpPacket, limit: number): DhcpPacket {
  *    the broadcast bit is clear, which needs an ARP entry injected by hand (dnsmasq does it with
  *    an ioctl); Node cannot, and every client must accept broadcast replies anyway.
  */
-export function serverReplyDestination(request: DhcpPacket, type: 'offer' | 'ack' | 'nak' | 'inform', config: Pick<ServerModeConfig, 'clientPort' | 'relayPort' | 'broadcastAddress'>): Destination {
+export function serverReplyDestination(
+  request: DhcpPacket,
+  type: 'offer' | 'ack' | 'nak' | 'inform',
+  config: Pick<ServerModeConfig, 'clientPort' | 'relayPort' | 'broadcastAddress'>,
+): Destination {
   const clientPort = config.clientPort ?? 68;
   if (request.giaddr !== '0.0.0.0') return { address: request.giaddr, port: config.relayPort ?? 67, broadcast: false };
   if (type !== 'nak' && request.ciaddr !== '0.0.0.0') return { address: request.ciaddr, port: clientPort, broadcast: false };
@@ -198,7 +205,12 @@ interface ReplyParts {
   boot?: BootDecision;
 }
 
-function buildReply(request: DhcpPacket, typed: TypedOptions, parts: ReplyParts, config: ServerModeConfig): { packet: DhcpPacket; boot?: { file: string; firmware: string; client: string } } {
+function buildReply(
+  request: DhcpPacket,
+  typed: TypedOptions,
+  parts: ReplyParts,
+  config: ServerModeConfig,
+): { packet: DhcpPacket; boot?: { file: string; firmware: string; client: string } } {
   const messageType = parts.type === 'offer' ? MessageType.OFFER : parts.type === 'nak' ? MessageType.NAK : MessageType.ACK;
   const options: DhcpOption[] = [u8Option(Opt.MESSAGE_TYPE, messageType), ipOption(Opt.SERVER_ID, config.serverAddress)];
   if (parts.type === 'nak') {
@@ -225,13 +237,18 @@ function buildReply(request: DhcpPacket, typed: TypedOptions, parts: ReplyParts,
   }
   if (parts.type !== 'inform') {
     // T1 = 0.5 and T2 = 0.875 of the lease (RFC 2131 section 4.4.5), as dnsmasq sends them.
-    options.push(u32Option(Opt.LEASE_TIME, config.leaseTime), u32Option(LeaseOpt.RENEWAL_T1, config.leaseTime * 0.5), u32Option(LeaseOpt.REBINDING_T2, config.leaseTime * 0.875));
+    options.push(
+      u32Option(Opt.LEASE_TIME, config.leaseTime),
+      u32Option(LeaseOpt.RENEWAL_T1, config.leaseTime * 0.5),
+      u32Option(LeaseOpt.REBINDING_T2, config.leaseTime * 0.875),
+    );
   }
   const net = parts.network;
   if (net) {
     options.push(ipOption(Opt.SUBNET_MASK, maskOf(net.subnet)), ipOption(LeaseOpt.BROADCAST, broadcastOf(net.subnet)));
     if (net.router !== undefined) options.push(ipOption(Opt.ROUTER, net.router));
-    if (net.dns !== undefined && net.dns.length > 0) options.push({ code: LeaseOpt.DNS, data: Buffer.concat(net.dns.map((d) => ipOption(LeaseOpt.DNS, d).data)) });
+    if (net.dns !== undefined && net.dns.length > 0)
+      options.push({ code: LeaseOpt.DNS, data: Buffer.concat(net.dns.map((d) => ipOption(LeaseOpt.DNS, d).data)) });
     if (net.domain !== undefined && net.domain !== '') options.push(textOption(LeaseOpt.DOMAIN, net.domain));
   }
   if (parts.reservation?.hostname !== undefined) options.push(textOption(LeaseOpt.HOSTNAME, parts.reservation.hostname));
@@ -276,7 +293,14 @@ function buildReply(request: DhcpPacket, typed: TypedOptions, parts: ReplyParts,
  * declines) and `newLeases` (the per-segment budget, lease-rate.ts); never throws for a packet
  * `decodePacket` accepted.
  */
-export function handleServerRequest(packet: DhcpPacket, source: { address: string; port: number }, pool: LeasePool, config: ServerModeConfig, now: number, newLeases?: LeaseRateLimiter): ServerAction {
+export function handleServerRequest(
+  packet: DhcpPacket,
+  source: { address: string; port: number },
+  pool: LeasePool,
+  config: ServerModeConfig,
+  now: number,
+  newLeases?: LeaseRateLimiter,
+): ServerAction {
   const mac = clientMac(packet);
   const xid = packet.xid;
   const ignore = (reason: string, level: 'debug' | 'warn' = 'debug'): ServerAction => ({ kind: 'ignore', reason, level, mac, xid });
@@ -292,7 +316,13 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
   if (packet.hlen === 0 || packet.hlen > 16) return ignore(`hardware address length ${packet.hlen}`, 'warn');
   const local = config.networks[0];
   if (!local) return ignore('no network configured', 'warn');
-  const refusal = admissionRefusal(packet, source.address, local.subnet, true, config.networks.slice(1).map((n) => n.subnet));
+  const refusal = admissionRefusal(
+    packet,
+    source.address,
+    local.subnet,
+    true,
+    config.networks.slice(1).map((n) => n.subnet),
+  );
   if (refusal) return ignore(refusal);
   const network = selectNetwork(packet, config.networks);
   if (!network) return ignore(`relayed by ${packet.giaddr}, which is on no served network`);
@@ -349,7 +379,10 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
     const result = pool.request(client, ip, network.subnet, now, leaseMs);
     if (!result.ok) return nak(ip, result.reason);
     const boot = bootFor();
-    return reply({ type: 'ack', yiaddr: ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) }, { ip, persist: true });
+    return reply(
+      { type: 'ack', yiaddr: ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) },
+      { ip, persist: true },
+    );
   };
 
   switch (type) {
@@ -359,7 +392,10 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
       const result = pool.offer(client, network.subnet, now, requestedAddress(packet));
       if (!result.ok) return { kind: 'ignore', reason: result.reason, level: 'warn', mac, xid, ...(result.exhausted ? { refused: 'exhausted' as const } : {}) };
       const boot = bootFor();
-      return reply({ type: 'offer', yiaddr: result.ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) }, { ip: result.ip, persist: false });
+      return reply(
+        { type: 'offer', yiaddr: result.ip, network, ...(result.reservation ? { reservation: result.reservation } : {}), ...(boot ? { boot } : {}) },
+        { ip: result.ip, persist: false },
+      );
     }
     case MessageType.REQUEST: {
       const requested = requestedAddress(packet);
@@ -405,7 +441,10 @@ export function handleServerRequest(packet: DhcpPacket, source: { address: strin
       if (packet.ciaddr === '0.0.0.0') return ignore('inform without ciaddr', 'warn');
       const boot = bootFor();
       const reservation = pool.reservationFor(mac, network.subnet);
-      return reply({ type: 'inform', yiaddr: '0.0.0.0', network, ...(reservation?.ip === packet.ciaddr ? { reservation } : {}), ...(boot ? { boot } : {}) }, { ip: packet.ciaddr, persist: false });
+      return reply(
+        { type: 'inform', yiaddr: '0.0.0.0', network, ...(reservation?.ip === packet.ciaddr ? { reservation } : {}), ...(boot ? { boot } : {}) },
+        { ip: packet.ciaddr, persist: false },
+      );
     }
     default:
       return ignore(`message type ${type} is not a client message`);

@@ -225,7 +225,12 @@ async function readText(file: string): Promise<string | undefined> {
     return await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ApplianceError(ERR_LEASE_FILE, `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
+    throw new ApplianceError(
+      ERR_LEASE_FILE,
+      `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+      { cause: err },
+    );
   }
 }
 
@@ -243,7 +248,12 @@ export function loadLeaseFileSync(file: string): LeaseSnapshot {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { leases: [], declined: [] };
-    throw new ApplianceError(ERR_LEASE_FILE, `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
+    throw new ApplianceError(
+      ERR_LEASE_FILE,
+      `cannot read lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+      { cause: err },
+    );
   }
   return parseLeaseFile(text, file).table.snapshot(0);
 }
@@ -302,15 +312,24 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
     try {
       const parsed = parseLeaseFile(text, file);
       table = parsed.table;
-      if (parsed.torn) log.warn({ file }, 'lease file ended in a half-written record (a crash during an append); that record was never acknowledged and is ignored');
+      if (parsed.torn)
+        log.warn({ file }, 'lease file ended in a half-written record (a crash during an append); that record was never acknowledged and is ignored');
     } catch (err) {
       const aside = `${file}.corrupt-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`;
       try {
         await rename(file, aside);
       } catch (renameErr) {
-        throw new ApplianceError(ERR_LEASE_FILE, `${(err as Error).message}; and it cannot be moved aside: ${(renameErr as NodeJS.ErrnoException).code ?? (renameErr as Error).message}`, { file }, { cause: err });
+        throw new ApplianceError(
+          ERR_LEASE_FILE,
+          `${(err as Error).message}; and it cannot be moved aside: ${(renameErr as NodeJS.ErrnoException).code ?? (renameErr as Error).message}`,
+          { file },
+          { cause: err },
+        );
       }
-      log.error({ file, movedTo: aside, err: (err as Error).message }, `lease file ${file} is corrupt or empty: moved to ${aside}; starting with no leases (clients keep their addresses by asking for them again)`);
+      log.error(
+        { file, movedTo: aside, err: (err as Error).message },
+        `lease file ${file} is corrupt or empty: moved to ${aside}; starting with no leases (clients keep their addresses by asking for them again)`,
+      );
     }
   }
   const loaded = table.snapshot(now());
@@ -329,7 +348,12 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
   let closed = false;
 
   function writeError(err: unknown, what: string): ApplianceError {
-    return new ApplianceError(ERR_LEASE_FILE, `cannot ${what} lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file }, { cause: err });
+    return new ApplianceError(
+      ERR_LEASE_FILE,
+      `cannot ${what} lease file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+      { cause: err },
+    );
   }
 
   /** Rewrite the file as one record per live entry; the old file stays until the rename. */

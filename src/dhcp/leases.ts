@@ -49,9 +49,13 @@ export function validateRange(range: DhcpRange, subnet?: Subnet): void {
   if (s === undefined) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range start ${JSON.stringify(range.start)} is not an ipv4 address`, { range: text });
   if (e === undefined) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range end ${JSON.stringify(range.end)} is not an ipv4 address`, { range: text });
   if (s > e) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} ends before it starts; write the lower address first`, { range: text });
-  if (e - s + 1 > MAX_RANGE_SIZE) throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} holds ${e - s + 1} addresses, at most ${MAX_RANGE_SIZE} are supported`, { range: text });
+  if (e - s + 1 > MAX_RANGE_SIZE)
+    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} holds ${e - s + 1} addresses, at most ${MAX_RANGE_SIZE} are supported`, { range: text });
   if (subnet && !(inSubnet(range.start, subnet) && inSubnet(range.end, subnet))) {
-    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} is not inside the served subnet ${subnet.cidr}; pass a --dhcp-range on that network`, { range: text, subnet: subnet.cidr });
+    throw new ApplianceError(ERR_DHCP_RANGE, `dhcp range ${text} is not inside the served subnet ${subnet.cidr}; pass a --dhcp-range on that network`, {
+      range: text,
+      subnet: subnet.cidr,
+    });
   }
 }
 
@@ -190,7 +194,7 @@ export class LeasePool {
   /** All records and declined addresses, for persistence. */
   snapshot(): LeaseSnapshot {
     return {
-      leases: [...this.#byKey.values()].map((l) => ({ ...l })).sort((a, b) => (ipToNumber(a.ip)! - ipToNumber(b.ip)!)),
+      leases: [...this.#byKey.values()].map((l) => ({ ...l })).sort((a, b) => ipToNumber(a.ip)! - ipToNumber(b.ip)!),
       declined: [...this.#declined.values()].map((d) => ({ ...d })),
     };
   }
@@ -269,7 +273,8 @@ export class LeasePool {
         if (index.byIp.has(ip)) continue; // reserved for another MAC (this client has none here)
         const holder = this.#byIp.get(ip);
         if (holder) {
-          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.#unavailable(ip, client, subnet, now, index) === undefined) oldest = holder;
+          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.#unavailable(ip, client, subnet, now, index) === undefined)
+            oldest = holder;
           continue;
         }
         if (this.#unavailable(ip, client, subnet, now, index) === undefined) {

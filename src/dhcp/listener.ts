@@ -116,14 +116,20 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
       log,
       ignore(request, reason, level = 'debug') {
         counters.ignored += 1;
-        log[level]({ mac: request.mac, xid: request.packet.xid, port: request.port, from: `${request.from.address}:${request.from.port}`, reason }, 'ignored request');
+        log[level](
+          { mac: request.mac, xid: request.packet.xid, port: request.port, from: `${request.from.address}:${request.from.port}`, reason },
+          'ignored request',
+        );
       },
       send(request, bytes, to) {
         return send(bytes, to.address, to.port).then(
           () => true,
           (err: unknown) => {
             counters.sendErrors += 1;
-            log.warn({ mac: request.mac, xid: request.packet.xid, to: `${to.address}:${to.port}`, code: (err as NodeJS.ErrnoException).code }, 'dhcp send failed');
+            log.warn(
+              { mac: request.mac, xid: request.packet.xid, to: `${to.address}:${to.port}`, code: (err as NodeJS.ErrnoException).code },
+              'dhcp send failed',
+            );
             return false;
           },
         );
@@ -138,8 +144,20 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     if (!budget.log) return;
     const claimsPxe = msg.includes('PXEClient') || msg.includes('HTTPClient');
     const code = err instanceof ApplianceError ? err.code : 'ERR_DHCP_DECODE';
-    const fields = { from: `${rinfo.address}:${rinfo.port}`, port, length: msg.length, code, reason: (err as Error).message, ...(budget.suppressed > 0 ? { suppressed: budget.suppressed, malformedTotal: counters.malformed } : {}) };
-    log[claimsPxe ? 'warn' : 'debug'](fields, budget.suppressed > 0 ? `dropped malformed datagram (${budget.suppressed} more dropped without a log line in the last minute)` : 'dropped malformed datagram');
+    const fields = {
+      from: `${rinfo.address}:${rinfo.port}`,
+      port,
+      length: msg.length,
+      code,
+      reason: (err as Error).message,
+      ...(budget.suppressed > 0 ? { suppressed: budget.suppressed, malformedTotal: counters.malformed } : {}),
+    };
+    log[claimsPxe ? 'warn' : 'debug'](
+      fields,
+      budget.suppressed > 0
+        ? `dropped malformed datagram (${budget.suppressed} more dropped without a log line in the last minute)`
+        : 'dropped malformed datagram',
+    );
   }
 
   function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo, send: SendFunction, heardOn: HeardOn): void {
@@ -159,8 +177,15 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     // (ciaddr = source) sending to our address (heard on the address-bound socket, or on a
     // descriptor bound to our interface) is talking to us on purpose, whatever its network. The
     // same request to another address of this host stays refused.
-    const directToBootServer = role === 'proxy' && allowRelayed && packet.giaddr === '0.0.0.0' && packet.ciaddr !== '0.0.0.0' && rinfo.address === packet.ciaddr && heardOn !== 'wildcard';
-    const refusal = options.subnet && !directToBootServer ? admissionRefusal(packet, rinfo.address, options.subnet, allowRelayed, options.relayedSubnets ?? []) : undefined;
+    const directToBootServer =
+      role === 'proxy' &&
+      allowRelayed &&
+      packet.giaddr === '0.0.0.0' &&
+      packet.ciaddr !== '0.0.0.0' &&
+      rinfo.address === packet.ciaddr &&
+      heardOn !== 'wildcard';
+    const refusal =
+      options.subnet && !directToBootServer ? admissionRefusal(packet, rinfo.address, options.subnet, allowRelayed, options.relayedSubnets ?? []) : undefined;
     if (refusal) {
       context.ignore(request, refusal);
       return;

@@ -146,14 +146,7 @@ function cString(buf: Buffer): string {
  * Walk one options area (options field, or file/sname under overload) and append its options
  * to `out`, joining repeated codes (RFC 3396). Returns the option 52 value if one was seen.
  */
-function readOptionArea(
-  buf: Buffer,
-  start: number,
-  end: number,
-  where: string,
-  out: Map<number, Buffer[]>,
-  allowOverload: boolean,
-): number | undefined {
+function readOptionArea(buf: Buffer, start: number, end: number, where: string, out: Map<number, Buffer[]>, allowOverload: boolean): number | undefined {
   let overload: number | undefined;
   let i = start;
   while (i < end) {
@@ -500,9 +493,7 @@ export function encodePxeVendorOptions(value: PxeVendorOptions): Buffer {
   if (value.bootServers !== undefined) {
     sub(
       PxeOpt.BOOT_SERVERS,
-      Buffer.concat(
-        value.bootServers.flatMap((s) => [u16(s.type), Buffer.from([s.addresses.length]), ...s.addresses.map((a) => ipBytes(a, 'option 43.8'))]),
-      ),
+      Buffer.concat(value.bootServers.flatMap((s) => [u16(s.type), Buffer.from([s.addresses.length]), ...s.addresses.map((a) => ipBytes(a, 'option 43.8'))])),
     );
   }
   if (value.bootMenu !== undefined) {

@@ -20,7 +20,19 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { BROADCAST_FLAG, BootOp, MessageType, Opt, decodePacket, encodePacket, getOption, readOptions, textOption, u8Option, type DhcpPacket } from './packet.js';
+import {
+  BROADCAST_FLAG,
+  BootOp,
+  MessageType,
+  Opt,
+  decodePacket,
+  encodePacket,
+  getOption,
+  readOptions,
+  textOption,
+  u8Option,
+  type DhcpPacket,
+} from './packet.js';
 import { findLocalAddress } from './sockets.js';
 
 /** Error code of a probe that could not run (bind failure, bad address). */
@@ -173,9 +185,15 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   const serverPort = options.serverPort ?? 67;
   const broadcast = options.broadcastAddress ?? '255.255.255.255';
   const local = findLocalAddress(options.address);
-  if (!local) throw probeError(`address ${options.address} is not assigned to any interface of this host that is up and has carrier; cannot probe its network`, { address: options.address });
+  if (!local)
+    throw probeError(`address ${options.address} is not assigned to any interface of this host that is up and has carrier; cannot probe its network`, {
+      address: options.address,
+    });
   if (options.interface !== undefined && local.name !== options.interface) {
-    throw probeError(`address ${options.address} is on interface ${local.name}, not ${options.interface}`, { address: options.address, interface: options.interface });
+    throw probeError(`address ${options.address} is on interface ${local.name}, not ${options.interface}`, {
+      address: options.address,
+      interface: options.interface,
+    });
   }
   const mac = options.mac ?? interfaceMac(options.address) ?? randomLocalMac();
   const xid = randomBytes(4).readUInt32BE(0);
@@ -190,7 +208,11 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
   } catch (err) {
     await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const code = (err as NodeJS.ErrnoException).code;
-    throw probeError(`cannot open the dhcp probe socket on port ${clientPort}: ${code ?? (err as Error).message}${code === 'EACCES' ? '; port 68 needs root or cap_net_bind_service' : ''}`, { port: clientPort, code }, err);
+    throw probeError(
+      `cannot open the dhcp probe socket on port ${clientPort}: ${code ?? (err as Error).message}${code === 'EACCES' ? '; port 68 needs root or cap_net_bind_service' : ''}`,
+      { port: clientPort, code },
+      err,
+    );
   }
   const sender = sockets[sockets.length - 1]!;
   const started = Date.now();
@@ -242,12 +264,15 @@ export async function probeForDhcpServer(options: ProbeOptions): Promise<ProbeRe
     for (const s of sockets) s.on('message', onMessage);
     for (let i = 0; i < attempts; i++) {
       timers.push(
-        setTimeout(() => {
-          if (done) return;
-          sender.send(bytes, serverPort, broadcast, (err) => {
-            if (err) log.warn({ code: (err as NodeJS.ErrnoException).code, xid }, 'dhcp probe send failed');
-          });
-        }, Math.floor((timeoutMs * i) / (attempts + 1))),
+        setTimeout(
+          () => {
+            if (done) return;
+            sender.send(bytes, serverPort, broadcast, (err) => {
+              if (err) log.warn({ code: (err as NodeJS.ErrnoException).code, xid }, 'dhcp probe send failed');
+            });
+          },
+          Math.floor((timeoutMs * i) / (attempts + 1)),
+        ),
       );
     }
     timers.push(setTimeout(finish, timeoutMs));
@@ -280,12 +305,22 @@ export interface AutoModeFacts {
 export function decideAutoMode(facts: AutoModeFacts): { mode: 'proxy' | 'server'; reason: string } {
   const where = facts.interface ?? 'this interface';
   const result = facts.probe;
-  if (!result) return { mode: 'proxy', reason: 'the dhcp port is not 67, so the segment was not probed: answering pxe clients only; pass --dhcp-mode server to hand out addresses' };
+  if (!result)
+    return {
+      mode: 'proxy',
+      reason: 'the dhcp port is not 67, so the segment was not probed: answering pxe clients only; pass --dhcp-mode server to hand out addresses',
+    };
   if (result.found) {
     return { mode: 'proxy', reason: `dhcp server ${result.servers.map((s) => s.serverId).join(', ')} answered the probe: answering pxe clients beside it` };
   }
   if (facts.carriesDefaultRoute) {
-    return { mode: 'proxy', reason: `no dhcp server answered within ${result.elapsedMs} ms, but ${where} carries this host's default route (an uplink, where a missed answer is likelier than a network without dhcp): answering pxe clients only; pass --dhcp-mode server to hand out addresses here` };
+    return {
+      mode: 'proxy',
+      reason: `no dhcp server answered within ${result.elapsedMs} ms, but ${where} carries this host's default route (an uplink, where a missed answer is likelier than a network without dhcp): answering pxe clients only; pass --dhcp-mode server to hand out addresses here`,
+    };
   }
-  return { mode: 'server', reason: `no dhcp server answered within ${result.elapsedMs} ms and ${where} carries no default route: serving addresses ourselves, probing again periodically to step down if a server appears` };
+  return {
+    mode: 'server',
+    reason: `no dhcp server answered within ${result.elapsedMs} ms and ${where} carries no default route: serving addresses ourselves, probing again periodically to step down if a server appears`,
+  };
 }

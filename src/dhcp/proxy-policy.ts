@@ -8,7 +8,17 @@ import type { Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpPolicy, type ListenerOptions } from './listener.js';
 import { encodePacket } from './packet.js';
 import { createPhaseLog } from './phase-log.js';
-import { bootRefusal, buildProxyReply, classify, replyDestination, type BootConfig, type BootFileChooser, type BootFiles, type DestinationOptions, type On67Style } from './pxe.js';
+import {
+  bootRefusal,
+  buildProxyReply,
+  classify,
+  replyDestination,
+  type BootConfig,
+  type BootFileChooser,
+  type BootFiles,
+  type DestinationOptions,
+  type On67Style,
+} from './pxe.js';
 import { bindError, resolveServedNetwork } from './sockets.js';
 
 /** What both policies need to answer a boot: our address, the HTTP port, boot files, reply seams. */
@@ -95,7 +105,11 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
       if (refused !== undefined) {
         // Not answered (e.g. Secure Boot over HTTP boot): the firmware moves on to PXE.
         context.ignore(request, refused, 'warn');
-        options.events?.record({ type: 'boot-diagnosis', mac: request.mac, detail: { problem: 'not-answered', arch: decision.firmware, client: decision.client, reason: refused } });
+        options.events?.record({
+          type: 'boot-diagnosis',
+          mac: request.mac,
+          detail: { problem: 'not-answered', arch: decision.firmware, client: decision.client, reason: refused },
+        });
         return;
       }
       const reply = buildProxyReply(packet, decision, bootConfig);
@@ -111,7 +125,10 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
         to: `${to.address}:${to.port}`,
         ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}),
       };
-      context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](fields, reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`);
+      context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](
+        fields,
+        reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`,
+      );
       options.events?.record({
         type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
         mac: request.mac,
@@ -163,7 +180,15 @@ export function createProxyDhcpServer(options: ProxyDhcpServerOptions): ProxyDhc
       listener = createDhcpListener(listenerOptionsOf(options, network.subnet), policy);
       const ports = await listener.start();
       options.log.child({ subsystem: 'dhcp' }).info(
-        { address: options.address, interface: network.interface, subnet: network.subnet?.cidr, dhcpPort: ports.dhcpPort, proxyPort: ports.proxyPort, strict: options.fds !== undefined, recvBuffer: ports.buffers.recv },
+        {
+          address: options.address,
+          interface: network.interface,
+          subnet: network.subnet?.cidr,
+          dhcpPort: ports.dhcpPort,
+          proxyPort: ports.proxyPort,
+          strict: options.fds !== undefined,
+          recvBuffer: ports.buffers.recv,
+        },
         'proxydhcp listening',
       );
       return { dhcpPort: ports.dhcpPort, proxyPort: ports.proxyPort };

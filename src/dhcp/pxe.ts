@@ -103,7 +103,11 @@ export function classify(packet: DhcpPacket, context: ClassifyContext): Classifi
   const pxeClient = vendorClass.startsWith('PXEClient');
   const httpClient = vendorClass.startsWith('HTTPClient');
   if (!pxeClient && !httpClient) {
-    return ignore(vendorClass ? `vendor class ${JSON.stringify(vendorClass.slice(0, 32))} is not PXEClient/HTTPClient` : 'no vendor class (option 60): not a pxe client', false, packet);
+    return ignore(
+      vendorClass ? `vendor class ${JSON.stringify(vendorClass.slice(0, 32))} is not PXEClient/HTTPClient` : 'no vendor class (option 60): not a pxe client',
+      false,
+      packet,
+    );
   }
   const messageType = options.messageType;
   if (messageType === undefined) return ignore('no message type (option 53): bootp is not answered', true, packet);
@@ -215,7 +219,10 @@ export interface BootParams {
 export function selectBootFile(boot: Pick<BootDecision, 'client' | 'firmware'> & Partial<Pick<BootDecision, 'mac' | 'request'>>, config: BootConfig): string {
   const base = `http://${config.serverAddress}:${config.httpPort}`;
   if (boot.client === 'ipxe') return config.ipxeScriptUrl ?? `${base}/boot.ipxe`;
-  const chosen = config.chooseBootFile && boot.mac !== undefined && boot.request !== undefined ? config.chooseBootFile({ mac: boot.mac, firmware: boot.firmware, client: boot.client, request: boot.request }) : undefined;
+  const chosen =
+    config.chooseBootFile && boot.mac !== undefined && boot.request !== undefined
+      ? config.chooseBootFile({ mac: boot.mac, firmware: boot.firmware, client: boot.client, request: boot.request })
+      : undefined;
   const file = (chosen?.kind === 'file' ? chosen.file : undefined) ?? config.bootFiles?.[boot.firmware] ?? DEFAULT_BOOT_FILES[boot.firmware];
   if (boot.client === 'http') return config.httpBootUrl ? config.httpBootUrl(file) : `${base}/boot/${file}`;
   return file;
@@ -233,7 +240,7 @@ export function bootOptions(boot: BootDecision, config: BootConfig): BootParams 
   options.push(textOption(Opt.VENDOR_CLASS, boot.client === 'http' ? 'HTTPClient' : 'PXEClient'));
   if (uuid) options.push({ code: Opt.CLIENT_UUID, data: Buffer.from(uuid.raw) });
 
-  const style = boot.firmware === 'bios' ? config.pxeOn67?.bios ?? 'boot-file' : config.pxeOn67?.uefi ?? 'defer';
+  const style = boot.firmware === 'bios' ? (config.pxeOn67?.bios ?? 'boot-file') : (config.pxeOn67?.uefi ?? 'defer');
   if (boot.port === 'dhcp' && boot.client === 'pxe' && style === 'defer') {
     // dnsmasq's reply to EDK2 on 67: siaddr, 54, 60, 97, no 43 and no file -> client asks on 4011.
     return { siaddr: config.serverAddress, sname: '', file: '', options, deferred: true };

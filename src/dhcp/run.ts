@@ -71,7 +71,7 @@ export function parseRunFlags(argv: string[]): RunFlags {
   });
   const mode = values.mode;
   if (mode !== 'proxy' && mode !== 'server' && mode !== 'auto' && mode !== 'probe') throw new Error(`--mode ${mode}: use proxy, server, auto or probe`);
-  if (values.address === undefined) throw new Error('--address is required (this host\'s ipv4 address on the boot network)');
+  if (values.address === undefined) throw new Error("--address is required (this host's ipv4 address on the boot network)");
   const int = (name: string, v: string, max: number, min = 0): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} ${v} is not a number from ${min} to ${max}`);
@@ -140,7 +140,12 @@ export function parseRunFlags(argv: string[]): RunFlags {
 async function run(flags: RunFlags, log: Logger): Promise<{ stop(): Promise<void> } | undefined> {
   const { options } = flags;
   if (flags.mode === 'probe') {
-    const result = await probeForDhcpServer({ address: options.address, ...(options.interface !== undefined ? { interface: options.interface } : {}), ...(options.probeTimeoutMs !== undefined ? { timeoutMs: options.probeTimeoutMs } : {}), log });
+    const result = await probeForDhcpServer({
+      address: options.address,
+      ...(options.interface !== undefined ? { interface: options.interface } : {}),
+      ...(options.probeTimeoutMs !== undefined ? { timeoutMs: options.probeTimeoutMs } : {}),
+      log,
+    });
     log.info({ found: result.found, servers: result.servers, mac: result.mac, xid: result.xid, elapsedMs: result.elapsedMs }, 'dhcp probe result');
     return undefined;
   }

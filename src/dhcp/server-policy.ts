@@ -15,7 +15,16 @@
  */
 import { ApplianceError } from '../errors.js';
 import { createSilentLogger, type Logger } from '../log.js';
-import { createDhcpListener, listenerOptionsOf, type DhcpListener, type DhcpPolicy, type DhcpRequest, type ListenerOptions, type ListenerStats, type PolicyContext } from './listener.js';
+import {
+  createDhcpListener,
+  listenerOptionsOf,
+  type DhcpListener,
+  type DhcpPolicy,
+  type DhcpRequest,
+  type ListenerOptions,
+  type ListenerStats,
+  type PolicyContext,
+} from './listener.js';
 import { createLogBudget } from './log-budget.js';
 import { createPhaseLog } from './phase-log.js';
 import { encodePacket } from './packet.js';
@@ -54,11 +63,16 @@ export interface RelayedNetworkOptions {
  * range and the router its clients get. Throws `ERR_DHCP_CONFIG` / `ERR_DHCP_RANGE`.
  */
 export function parseRelayedNetworks(text: string): RelayedNetworkOptions[] {
-  return text.split(',').map((part) => part.trim()).filter((p) => p !== '').map((part) => {
-    const m = /^([0-9./]+)=([0-9.]+-[0-9.]+)(?:@([0-9.]+))?$/.exec(part);
-    if (!m || !parseCidr(m[1]!)) throw configError(`relayed network ${JSON.stringify(part)} is not CIDR=START-END[@ROUTER], e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1`);
-    return { subnet: m[1]!, range: parseDhcpRange(m[2]!), ...(m[3] !== undefined ? { router: m[3] } : {}) };
-  });
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((p) => p !== '')
+    .map((part) => {
+      const m = /^([0-9./]+)=([0-9.]+-[0-9.]+)(?:@([0-9.]+))?$/.exec(part);
+      if (!m || !parseCidr(m[1]!))
+        throw configError(`relayed network ${JSON.stringify(part)} is not CIDR=START-END[@ROUTER], e.g. 10.98.0.0/24=10.98.0.100-10.98.0.150@10.98.0.1`);
+      return { subnet: m[1]!, range: parseDhcpRange(m[2]!), ...(m[3] !== undefined ? { router: m[3] } : {}) };
+    });
 }
 
 /** Options of the server policy; PXE answers on 67 default to 'boot-file' for both (a full server gives the file at once). */
@@ -144,7 +158,11 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   const limiter = createLeaseRateLimiter(options.newLeasesPerMinute ?? DEFAULT_NEW_LEASES_PER_MINUTE);
   const counters = { offers: 0, acks: 0, naks: 0, informs: 0, releases: 0, declines: 0, exhausted: 0, rateLimited: 0, reservationClaims: 0, persistErrors: 0 };
   // Hostile traffic must not become a log flood: refusals are summarised once per interval.
-  const refusalLogs = { exhausted: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), rate: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now), claim: createLogBudget(5, REFUSAL_LOG_INTERVAL_MS, now) };
+  const refusalLogs = {
+    exhausted: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now),
+    rate: createLogBudget(1, REFUSAL_LOG_INTERVAL_MS, now),
+    claim: createLogBudget(5, REFUSAL_LOG_INTERVAL_MS, now),
+  };
   const refusedSince = { exhausted: 0, rate: 0 };
   // Per-packet lines at debug; the first reply of a kind per machine and minute at info.
   const phases = createPhaseLog();
@@ -167,7 +185,14 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
     if (kind === 'exhausted') counters.exhausted += 1;
     else counters.rateLimited += 1;
     refusedSince[kind] += 1;
-    options.events?.record({ type: 'dhcp-refused', mac: action.mac, detail: { reason: kind === 'exhausted' ? 'pool exhausted' : 'new-lease rate', ...(request.packet.giaddr !== '0.0.0.0' ? { relay: request.packet.giaddr } : {}) } });
+    options.events?.record({
+      type: 'dhcp-refused',
+      mac: action.mac,
+      detail: {
+        reason: kind === 'exhausted' ? 'pool exhausted' : 'new-lease rate',
+        ...(request.packet.giaddr !== '0.0.0.0' ? { relay: request.packet.giaddr } : {}),
+      },
+    });
     const budget = refusalLogs[kind].take();
     if (!budget.log) return;
     const usage = pool!.usage(now());
@@ -175,9 +200,15 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
     refusedSince[kind] = 0;
     const fields = { mac: action.mac, xid: action.xid, reason: action.reason, refused: count, intervalS: REFUSAL_LOG_INTERVAL_MS / 1000, ...usage };
     if (kind === 'exhausted') {
-      context.log.warn(fields, `dhcp pool exhausted: ${count} request(s) refused; ${usage.bound} bound, ${usage.offered} offered, ${usage.declined} declined, ${usage.reserved} reserved of ${usage.size}; reserved machines are still served`);
+      context.log.warn(
+        fields,
+        `dhcp pool exhausted: ${count} request(s) refused; ${usage.bound} bound, ${usage.offered} offered, ${usage.declined} declined, ${usage.reserved} reserved of ${usage.size}; reserved machines are still served`,
+      );
     } else {
-      context.log.warn(fields, `dhcp new-lease budget spent: ${count} request(s) refused (at most ${options.newLeasesPerMinute ?? DEFAULT_NEW_LEASES_PER_MINUTE} new leases per segment per minute; raise --dhcp-new-leases-per-minute if this is a real boot storm)`);
+      context.log.warn(
+        fields,
+        `dhcp new-lease budget spent: ${count} request(s) refused (at most ${options.newLeasesPerMinute ?? DEFAULT_NEW_LEASES_PER_MINUTE} new leases per segment per minute; raise --dhcp-new-leases-per-minute if this is a real boot storm)`,
+      );
     }
   }
 
@@ -233,9 +264,23 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       // host. Warn (budgeted: a flood stays a few lines) and put it on both machines' timelines.
       counters.reservationClaims += 1;
       const budget = refusalLogs.claim.take();
-      if (budget.log) log.warn({ ...fields, reservedFor: action.claimOf, ...(budget.suppressed > 0 ? { suppressed: budget.suppressed } : {}) }, `dhcp nak: ${action.ip} is reserved for ${action.claimOf}, refused to ${action.mac}`);
-      options.events?.record({ type: 'dhcp-refused', mac: action.mac, ...(action.ip !== undefined ? { ip: action.ip } : {}), detail: { reason: 'reserved for another mac', reservedFor: action.claimOf, ...relay } });
-      options.events?.record({ type: 'dhcp-refused', mac: action.claimOf, ...(action.ip !== undefined ? { ip: action.ip } : {}), detail: { reason: 'its reserved address was claimed by another mac', claimedBy: action.mac, ...relay } });
+      if (budget.log)
+        log.warn(
+          { ...fields, reservedFor: action.claimOf, ...(budget.suppressed > 0 ? { suppressed: budget.suppressed } : {}) },
+          `dhcp nak: ${action.ip} is reserved for ${action.claimOf}, refused to ${action.mac}`,
+        );
+      options.events?.record({
+        type: 'dhcp-refused',
+        mac: action.mac,
+        ...(action.ip !== undefined ? { ip: action.ip } : {}),
+        detail: { reason: 'reserved for another mac', reservedFor: action.claimOf, ...relay },
+      });
+      options.events?.record({
+        type: 'dhcp-refused',
+        mac: action.claimOf,
+        ...(action.ip !== undefined ? { ip: action.ip } : {}),
+        detail: { reason: 'its reserved address was claimed by another mac', claimedBy: action.mac, ...relay },
+      });
     } else {
       log[phases.level(action.mac, `${action.type}:${action.ip ?? ''}`)](fields, `dhcp ${action.type}`);
     }
@@ -244,7 +289,12 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         type: action.type === 'offer' ? 'dhcp-offer' : action.type === 'ack' ? 'dhcp-ack' : 'dhcp-nak',
         mac: action.mac,
         ...(action.ip !== undefined ? { ip: action.ip } : {}),
-        detail: { ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}), ...(action.reason !== undefined ? { reason: action.reason } : {}), ...relay, server: 'dhcp' },
+        detail: {
+          ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}),
+          ...(action.reason !== undefined ? { reason: action.reason } : {}),
+          ...relay,
+          server: 'dhcp',
+        },
       });
     }
     void go();
@@ -253,9 +303,11 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   /** Router, DNS and domain are checked once here, so no reply can fail to encode later. */
   function checkNetworkOptions(where: string, n: { router?: string; dns?: string[]; domain?: string }): void {
     for (const [name, value] of [['router', n.router], ...(n.dns ?? []).map((d) => ['dns', d])] as Array<[string, string | undefined]>) {
-      if (value !== undefined && ipToNumber(value) === undefined) throw configError(`${where} ${name} ${JSON.stringify(value)} is not an ipv4 address`, { [name]: value });
+      if (value !== undefined && ipToNumber(value) === undefined)
+        throw configError(`${where} ${name} ${JSON.stringify(value)} is not an ipv4 address`, { [name]: value });
     }
-    if (n.domain !== undefined && !/^[A-Za-z0-9.-]{1,253}$/.test(n.domain)) throw configError(`${where} domain ${JSON.stringify(n.domain)} is not a domain name`, { domain: n.domain });
+    if (n.domain !== undefined && !/^[A-Za-z0-9.-]{1,253}$/.test(n.domain))
+      throw configError(`${where} domain ${JSON.stringify(n.domain)} is not a domain name`, { domain: n.domain });
   }
 
   function buildNetworks(subnet: Subnet): { networks: LeaseNetwork[]; ranges: Array<DhcpRange & { subnet: Subnet }> } {
@@ -284,9 +336,21 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       }
       const { networks, ranges } = buildNetworks(local);
       await journal?.close();
-      const opened = await openLeaseJournal({ file: options.leaseFile, ...(options.leaseSync !== undefined ? { sync: options.leaseSync } : {}), log: options.log?.child({ subsystem: 'dhcp' }) ?? createSilentLogger(), now });
+      const opened = await openLeaseJournal({
+        file: options.leaseFile,
+        ...(options.leaseSync !== undefined ? { sync: options.leaseSync } : {}),
+        log: options.log?.child({ subsystem: 'dhcp' }) ?? createSilentLogger(),
+        now,
+      });
       journal = opened;
-      const leasePool = new LeasePool({ ranges, exclude: [options.address], reservations: options.reservations, declineMs: options.declineMs, offerHoldMs: options.offerHoldMs, onChange: (change) => opened.record(change) });
+      const leasePool = new LeasePool({
+        ranges,
+        exclude: [options.address],
+        reservations: options.reservations,
+        declineMs: options.declineMs,
+        offerHoldMs: options.offerHoldMs,
+        onChange: (change) => opened.record(change),
+      });
       leasePool.load(opened.loaded);
       leasePool.pruneDeclined(now());
       pool = leasePool;
@@ -351,7 +415,10 @@ export function createDhcpServer(options: DhcpServerOptions): DhcpServer {
     async start() {
       if (listener || stopped) throw new ApplianceError('ERR_DHCP_BIND', 'dhcp server cannot start twice');
       const served = resolveServedNetwork(options.address, options.interface, options.subnet, true);
-      if (!served.subnet) throw configError(`cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`);
+      if (!served.subnet)
+        throw configError(
+          `cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`,
+        );
       await policy.prepare(served.subnet);
       listener = createDhcpListener({ ...listenerOptionsOf(options, served.subnet), relayedSubnets: relayedSubnetsOf(options) }, policy);
       const ports = await listener.start();

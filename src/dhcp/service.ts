@@ -41,7 +41,8 @@ export const DEFAULT_PROBE_INTERVAL_S = 60;
 export type DhcpServiceMode = 'off' | 'proxy' | 'server' | 'auto';
 
 /** Options of the DHCP service: the listener's, both policies', and the probe's. */
-export interface DhcpServiceOptions extends ProxyPolicyOptions, Omit<ListenerOptions, 'subnet' | 'log'>, Partial<Omit<ServerPolicyOptions, keyof ProxyPolicyOptions>> {
+export interface DhcpServiceOptions
+  extends ProxyPolicyOptions, Omit<ListenerOptions, 'subnet' | 'log'>, Partial<Omit<ServerPolicyOptions, keyof ProxyPolicyOptions>> {
   mode: DhcpServiceMode;
   /** Interface that owns `address`; checked at start. */
   interface?: string;
@@ -120,7 +121,13 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       setTimeout(() => ownXids.delete(xid), timeoutMs + 10_000).unref();
     };
     if (options.probe) return options.probe({ timeoutMs, onXid });
-    return probeForDhcpServer({ address: options.address, ...(options.interface !== undefined ? { interface: options.interface } : {}), timeoutMs, onXid, log: options.log });
+    return probeForDhcpServer({
+      address: options.address,
+      ...(options.interface !== undefined ? { interface: options.interface } : {}),
+      timeoutMs,
+      onXid,
+      log: options.log,
+    });
   };
 
   /** Our own probe's DISCOVERs reach our own listener: never answer them. */
@@ -149,12 +156,17 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     if (options.portHolders) holders = await options.portHolders();
     else {
       const found = await findPortHolders(ports, options.address, where);
-      if (!found.checked) log.warn({ ports }, 'cannot list udp sockets (ss from iproute2 is missing): not checking whether another process shares the dhcp ports');
+      if (!found.checked)
+        log.warn({ ports }, 'cannot list udp sockets (ss from iproute2 is missing): not checking whether another process shares the dhcp ports');
       holders = found.holders;
     }
     if (holders.length === 0) return;
     const list = holders.map((h) => `${h.owner} on ${h.address}${h.device ? '%' + h.device : ''}:${h.port}`).join(', ');
-    refuse(ERR_DHCP_PORT_SHARED, `another process already listens on the dhcp ports: ${list}; two responders on one segment race with different answers: stop it, or pass --force`, { holders });
+    refuse(
+      ERR_DHCP_PORT_SHARED,
+      `another process already listens on the dhcp ports: ${list}; two responders on one segment race with different answers: stop it, or pass --force`,
+      { holders },
+    );
   }
 
   async function startupProbe(mode: DhcpServiceMode, where: string | undefined): Promise<ProbeResult | undefined> {
@@ -163,18 +175,28 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
     const { addressServers, pxeResponders } = describeAnswers(result);
     const iface = where ?? options.address;
     if (pxeResponders.length > 0) {
-      refuse(ERR_DHCP_OTHER_RESPONDER, `another pxe responder (${names(pxeResponders)}) already answers pxe clients on ${iface}; two would race with different boot answers: stop it, or pass --force`, { servers: pxeResponders });
+      refuse(
+        ERR_DHCP_OTHER_RESPONDER,
+        `another pxe responder (${names(pxeResponders)}) already answers pxe clients on ${iface}; two would race with different boot answers: stop it, or pass --force`,
+        { servers: pxeResponders },
+      );
     }
     if (mode === 'server' && result.found) {
       const others = addressServers.length > 0 ? addressServers : result.servers;
       if (options.force === true) log.warn({ servers: names(others) }, 'another dhcp server answers on this segment; starting anyway (--force)');
-      else throw new ApplianceError(ERR_DHCP_OTHER_SERVER, `another dhcp server (${names(others)}) answers on ${iface}; run --dhcp-mode proxy beside it, stop it, or pass --force`, { servers: others });
+      else
+        throw new ApplianceError(
+          ERR_DHCP_OTHER_SERVER,
+          `another dhcp server (${names(others)}) answers on ${iface}; run --dhcp-mode proxy beside it, stop it, or pass --force`,
+          { servers: others },
+        );
     }
     return result;
   }
 
   function serverOptions(): ServerPolicyOptions {
-    if (options.range === undefined || options.leaseFile === undefined) throw new ApplianceError(ERR_DHCP_CONFIG, 'server mode needs a dhcp range and a lease file');
+    if (options.range === undefined || options.leaseFile === undefined)
+      throw new ApplianceError(ERR_DHCP_CONFIG, 'server mode needs a dhcp range and a lease file');
     return { ...options, range: options.range, leaseFile: options.leaseFile };
   }
 
@@ -201,7 +223,10 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       state.steppedDown = true;
       state.reason = `stepped down: dhcp server ${names(others)} answers on this segment; answering pxe clients only until it is gone`;
       listener.setPolicy(guarded(serverPolicy.proxy));
-      log.error({ servers: others.map((s) => s.serverId), mode: 'proxy' }, `another dhcp server (${names(others)}) now answers on this segment: stopped handing out addresses, answering pxe clients as a proxy until it is gone`);
+      log.error(
+        { servers: others.map((s) => s.serverId), mode: 'proxy' },
+        `another dhcp server (${names(others)}) now answers on this segment: stopped handing out addresses, answering pxe clients as a proxy until it is gone`,
+      );
       options.events?.record({ type: 'dhcp-mode', mac: '', detail: { mode: 'proxy', steppedDown: true, servers: others.map((s) => s.serverId) } });
       return;
     }
@@ -243,28 +268,61 @@ export function createDhcpService(options: DhcpServiceOptions): DhcpService {
       state.reason = 'configured with --dhcp-mode';
       if (options.mode === 'auto') {
         const routes = (options.defaultRouteInterfaces ?? defaultRouteInterfaces)();
-        const decision = decideAutoMode({ probe: probed, interface: served.interface, carriesDefaultRoute: served.interface !== undefined && routes.includes(served.interface) });
-        log.info({ mode: decision.mode, servers: probed?.servers.map((x) => x.serverId) ?? [], interface: served.interface, defaultRoute: routes }, `dhcp mode auto chose ${decision.mode}: ${decision.reason}`);
+        const decision = decideAutoMode({
+          probe: probed,
+          interface: served.interface,
+          carriesDefaultRoute: served.interface !== undefined && routes.includes(served.interface),
+        });
+        log.info(
+          { mode: decision.mode, servers: probed?.servers.map((x) => x.serverId) ?? [], interface: served.interface, defaultRoute: routes },
+          `dhcp mode auto chose ${decision.mode}: ${decision.reason}`,
+        );
         mode = decision.mode;
         state.reason = `auto: ${decision.reason}`;
       }
       if (stopped) throw new ApplianceError('ERR_DHCP_BIND', 'dhcp service was stopped while starting');
       let policy: DhcpPolicy;
       if (mode === 'server') {
-        if (!served.subnet) throw new ApplianceError(ERR_DHCP_CONFIG, `cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`);
+        if (!served.subnet)
+          throw new ApplianceError(
+            ERR_DHCP_CONFIG,
+            `cannot tell the subnet of ${options.address}: it is not an address of this host; pass --address with an address of this host (ip -4 addr) or --dhcp-mode proxy`,
+          );
         serverPolicy = createServerPolicy(serverOptions());
         await serverPolicy.prepare(served.subnet);
         policy = serverPolicy;
       } else {
         policy = createProxyPolicy(options);
       }
-      listener = createDhcpListener({ ...listenerOptionsOf(options, served.subnet), ...(mode === 'server' ? { relayedSubnets: relayedSubnetsOf(options) } : {}) }, guarded(policy));
+      listener = createDhcpListener(
+        { ...listenerOptionsOf(options, served.subnet), ...(mode === 'server' ? { relayedSubnets: relayedSubnetsOf(options) } : {}) },
+        guarded(policy),
+      );
       const ports = await listener.start();
       state.mode = mode;
-      const common = { address: options.address, interface: served.interface, subnet: served.subnet?.cidr, dhcpPort: ports.dhcpPort, proxyPort: ports.proxyPort, strict: options.fds !== undefined, recvBuffer: ports.buffers.recv, sendBuffer: ports.buffers.send };
+      const common = {
+        address: options.address,
+        interface: served.interface,
+        subnet: served.subnet?.cidr,
+        dhcpPort: ports.dhcpPort,
+        proxyPort: ports.proxyPort,
+        strict: options.fds !== undefined,
+        recvBuffer: ports.buffers.recv,
+        sendBuffer: ports.buffers.send,
+      };
       if (mode === 'server') {
         const usage = serverPolicy!.stats().leases;
-        log.info({ mode: 'server', ...common, range: `${options.range!.start}-${options.range!.end}`, leaseTime: options.leaseTime, leases: usage.bound, probeIntervalS: probeIntervalMs / 1000 }, 'dhcp server listening');
+        log.info(
+          {
+            mode: 'server',
+            ...common,
+            range: `${options.range!.start}-${options.range!.end}`,
+            leaseTime: options.leaseTime,
+            leases: usage.bound,
+            probeIntervalS: probeIntervalMs / 1000,
+          },
+          'dhcp server listening',
+        );
         if (probed !== undefined || options.probe !== undefined) schedule();
       } else {
         log.info({ mode: 'proxy', ...common }, 'proxydhcp listening');

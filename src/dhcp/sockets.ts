@@ -120,7 +120,10 @@ export function resolveServedNetwork(address: string, iface: string | undefined,
   if (!found && requireLocal) {
     // libuv lists only interfaces that are up and running: a bridge without a port up has no
     // carrier, so its address is missing here until a port comes up (measured in the VM lab).
-    throw bindError(`address ${address} is not assigned to any interface of this host that is up and has carrier; pass this host's address on the boot network (a bridge needs a port up)`, { address });
+    throw bindError(
+      `address ${address} is not assigned to any interface of this host that is up and has carrier; pass this host's address on the boot network (a bridge needs a port up)`,
+      { address },
+    );
   }
   if (found && iface !== undefined && found.name !== iface) {
     throw bindError(`address ${address} is on interface ${found.name}, not ${iface}`, { address, interface: iface });
@@ -195,11 +198,13 @@ export async function openDhcpSockets(
   const ports: Partial<Record<SocketRole, number>> = {};
 
   let closed = false;
-  const sendFrom = (role: SocketRole): SendFunction => (bytes, address, port) => {
-    const socket = senders.get(role);
-    if (!socket || closed) return Promise.reject(bindError(`no open ${role} socket to send from`));
-    return new Promise((resolve, reject) => socket.send(bytes, port, address, (err) => (err ? reject(err) : resolve())));
-  };
+  const sendFrom =
+    (role: SocketRole): SendFunction =>
+    (bytes, address, port) => {
+      const socket = senders.get(role);
+      if (!socket || closed) return Promise.reject(bindError(`no open ${role} socket to send from`));
+      return new Promise((resolve, reject) => socket.send(bytes, port, address, (err) => (err ? reject(err) : resolve())));
+    };
   const listen = (socket: dgram.Socket, role: SocketRole, port: number, heardOn: HeardOn): void => {
     const send = sendFrom(role);
     socket.on('message', (msg, from) => {
@@ -241,9 +246,14 @@ export async function openDhcpSockets(
         listen(sender, spec.role, port, 'address');
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        const hint = code === 'EACCES' ? '; ports below 1024 need root or cap_net_bind_service' : code === 'EADDRINUSE' ? '; another dhcp server is bound there' : '';
+        const hint =
+          code === 'EACCES' ? '; ports below 1024 need root or cap_net_bind_service' : code === 'EADDRINUSE' ? '; another dhcp server is bound there' : '';
         const where = spec.fd !== undefined ? `descriptor ${spec.fd}` : `port ${spec.port} on ${host}`;
-        throw bindError(`cannot bind dhcp ${spec.role === 'dhcp' ? 'server' : 'proxy (pxe boot server)'} ${where}: ${code ?? (err as Error).message}${hint}`, { port: spec.port, host, code }, err);
+        throw bindError(
+          `cannot bind dhcp ${spec.role === 'dhcp' ? 'server' : 'proxy (pxe boot server)'} ${where}: ${code ?? (err as Error).message}${hint}`,
+          { port: spec.port, host, code },
+          err,
+        );
       }
     }
   } catch (err) {

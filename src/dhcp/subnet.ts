@@ -45,7 +45,7 @@ export function parseCidr(cidr: string): Subnet | undefined {
 /** True when `ip` lies inside `subnet`. */
 export function inSubnet(ip: string, subnet: Subnet): boolean {
   const n = ipToNumber(ip);
-  return n !== undefined && ((n & maskOf(subnet.prefix)) >>> 0) === subnet.network;
+  return n !== undefined && (n & maskOf(subnet.prefix)) >>> 0 === subnet.network;
 }
 
 /** The subnet-directed broadcast address (`10.99.0.255` for 10.99.0.0/24). */

@@ -93,7 +93,12 @@ export async function fetchDebianInstaller(options: FetchDebianInstallerOptions)
     try {
       await copyFile(src, tmp);
       const got = await digests(tmp);
-      if (got.md5 !== want) throw new ApplianceError('ERR_CHECKSUM', `${src} has md5 ${got.md5}, but ${DEBIAN_INSTALLER_PACKAGE} lists ${want}: the file is damaged; reinstall the package`, { file: src });
+      if (got.md5 !== want)
+        throw new ApplianceError(
+          'ERR_CHECKSUM',
+          `${src} has md5 ${got.md5}, but ${DEBIAN_INSTALLER_PACKAGE} lists ${want}: the file is damaged; reinstall the package`,
+          { file: src },
+        );
       await rename(tmp, out);
       await syncDir(outDir);
       results.push({ file: out, asset: `/assets/${DEBIAN_INSTALLER_ASSET_DIR}/${name}`, ...got, action: 'copied' });

@@ -236,9 +236,16 @@ async function downloadOnce(url: URL, expected: string | undefined, options: Dow
       } else if (status === 206 && offset > 0) {
         const range = parseContentRange(res.headers['content-range']);
         const length = contentLength(res);
-        if (range === undefined || range.start !== offset || (length !== undefined && length !== range.end - range.start + 1)
-          || (range.total !== undefined && range.end + 1 !== range.total)) {
-          log.warn({ url: finalUrl.href, offset, contentRange: res.headers['content-range'] }, 'unusable Content-Range in reply to resume; restarting from zero');
+        if (
+          range === undefined ||
+          range.start !== offset ||
+          (length !== undefined && length !== range.end - range.start + 1) ||
+          (range.total !== undefined && range.end + 1 !== range.total)
+        ) {
+          log.warn(
+            { url: finalUrl.href, offset, contentRange: res.headers['content-range'] },
+            'unusable Content-Range in reply to resume; restarting from zero',
+          );
           throw new RestartFromZero();
         }
         total = range.total;
@@ -260,7 +267,10 @@ async function downloadOnce(url: URL, expected: string | undefined, options: Dow
         await discardPart(part, metaPath);
         if (pass === 0) continue;
         // Unreachable in practice: a fresh request sends no Range, so nothing can restart it.
-        throw new ApplianceError('ERR_FETCH_HTTP', `${finalUrl.href} kept answering with an unusable range reply (status ${status})`, { url: finalUrl.href, status });
+        throw new ApplianceError('ERR_FETCH_HTTP', `${finalUrl.href} kept answering with an unusable range reply (status ${status})`, {
+          url: finalUrl.href,
+          status,
+        });
       }
       throw err;
     }
@@ -443,7 +453,10 @@ function abortedError(url: URL): ApplianceError {
 function httpError(url: URL, res: IncomingMessage): ApplianceError {
   const status = res.statusCode ?? 0;
   const hint = status === 404 ? '; check the version and the mirror' : '';
-  return new ApplianceError('ERR_FETCH_HTTP', `${url.href} answered http ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${hint}`, { url: url.href, status });
+  return new ApplianceError('ERR_FETCH_HTTP', `${url.href} answered http ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}${hint}`, {
+    url: url.href,
+    status,
+  });
 }
 
 function isRetryable(err: unknown): boolean {
@@ -509,4 +522,3 @@ async function fileSize(path: string): Promise<number> {
     throw err;
   }
 }
-

@@ -23,7 +23,13 @@ export type IpxeArch = Firmware;
 export type IpxeFileSpec = Pick<BootFileEntry, 'name' | 'required' | 'systemNames' | 'downloadPath'> & { arch: Firmware };
 
 /** The boot files `fetch ipxe` installs: the whole catalogue (src/boot-catalogue.ts). */
-export const IPXE_FILES: readonly IpxeFileSpec[] = BOOT_FILE_CATALOGUE.map((e) => ({ name: e.name, arch: e.firmware, required: e.required, systemNames: e.systemNames, downloadPath: e.downloadPath }));
+export const IPXE_FILES: readonly IpxeFileSpec[] = BOOT_FILE_CATALOGUE.map((e) => ({
+  name: e.name,
+  arch: e.firmware,
+  required: e.required,
+  systemNames: e.systemNames,
+  downloadPath: e.downloadPath,
+}));
 
 /** Default places the Debian/Ubuntu `ipxe` package installs to. */
 export const DEFAULT_IPXE_SYSTEM_DIRS: readonly string[] = IPXE_SYSTEM_DIRS;
@@ -115,7 +121,16 @@ export async function fetchIpxe(options: FetchIpxeOptions): Promise<IpxeFileResu
     const existing = await readValid(dest, spec.arch);
     if (existing !== undefined) {
       log.info({ file: spec.name, path: dest }, 'not in the system package; keeping the copy already in the tftp root');
-      results.push({ name: spec.name, arch: spec.arch, source: 'present', from: dest, path: dest, sha256: existing.sha256, bytes: existing.bytes, changed: false });
+      results.push({
+        name: spec.name,
+        arch: spec.arch,
+        source: 'present',
+        from: dest,
+        path: dest,
+        sha256: existing.sha256,
+        bytes: existing.bytes,
+        changed: false,
+      });
       continue;
     }
     if (spec.downloadPath === undefined) {
@@ -166,7 +181,16 @@ export async function fetchIpxe(options: FetchIpxeOptions): Promise<IpxeFileResu
       reporter.stop();
     }
     log.info({ file: spec.name, url, sha256: result.sha256, bytes: result.bytes }, 'downloaded boot file (format checked, no published checksum)');
-    results.push({ name: spec.name, arch: spec.arch, source: 'download', from: result.finalUrl, path: dest, sha256: result.sha256, bytes: result.bytes, changed: true });
+    results.push({
+      name: spec.name,
+      arch: spec.arch,
+      source: 'download',
+      from: result.finalUrl,
+      path: dest,
+      sha256: result.sha256,
+      bytes: result.bytes,
+      changed: true,
+    });
   }
 
   if (missing.length > 0) {

@@ -19,11 +19,7 @@ export interface ProgressReporter {
  * `stream` defaults to process.stderr (stdout stays clean for scripts); `intervalMs` paces the
  * log lines when it is not a TTY.
  */
-export function createProgressReporter(options: {
-  log: Logger;
-  stream?: NodeJS.WriteStream;
-  intervalMs?: number;
-}): ProgressReporter {
+export function createProgressReporter(options: { log: Logger; stream?: NodeJS.WriteStream; intervalMs?: number }): ProgressReporter {
   const stream = options.stream ?? process.stderr;
   return stream.isTTY ? createBarReporter(stream) : createLogReporter(options.log, options.intervalMs ?? 5000);
 }

@@ -75,11 +75,7 @@ const VERSION_RE = /^v?\d+\.\d+\.\d+[\w.-]*$/;
  */
 export function normalizeRancherOSVersion(version: string): string {
   if (typeof version !== 'string' || !VERSION_RE.test(version)) {
-    throw new ApplianceError(
-      'ERR_FETCH_VERSION',
-      `rancheros version ${JSON.stringify(version)} is not a release tag; use the form v1.5.8`,
-      { version },
-    );
+    throw new ApplianceError('ERR_FETCH_VERSION', `rancheros version ${JSON.stringify(version)} is not a release tag; use the form v1.5.8`, { version });
   }
   return version.startsWith('v') ? version : `v${version}`;
 }
@@ -203,12 +199,14 @@ function localMirrorPath(mirror: string): string {
 async function importRancherOS(args: { from: string; version: string; dir: string; log: Logger }): Promise<FetchRancherOSResult> {
   const { from, version, dir, log } = args;
   const kind = await pathKind(from);
-  if (kind === undefined || kind === 'other') throw new ConfigError(`--from ${from} is not a file or folder; pass the folder holding vmlinuz, initrd and checksums.txt`, { setting: 'from' });
+  if (kind === undefined || kind === 'other')
+    throw new ConfigError(`--from ${from} is not a file or folder; pass the folder holding vmlinuz, initrd and checksums.txt`, { setting: 'from' });
   let folder = from;
   let names: readonly RancherOSFile[] = RANCHEROS_FILES;
   if (kind === 'file') {
     const name = basename(from);
-    if (!(RANCHEROS_FILES as readonly string[]).includes(name)) throw new ConfigError(`--from ${from}: a single file must be named ${RANCHEROS_FILES.join(' or ')} (with checksums.txt beside it)`, { setting: 'from' });
+    if (!(RANCHEROS_FILES as readonly string[]).includes(name))
+      throw new ConfigError(`--from ${from}: a single file must be named ${RANCHEROS_FILES.join(' or ')} (with checksums.txt beside it)`, { setting: 'from' });
     folder = dirname(from);
     names = [name as RancherOSFile];
   } else if ((await pathKind(join(from, 'checksums.txt'))) === undefined && (await pathKind(join(from, version))) === 'dir') {
@@ -240,7 +238,10 @@ async function importRancherOS(args: { from: string; version: string; dir: strin
       continue;
     }
     if (!(await isFile(source))) {
-      throw new ApplianceError('ERR_FETCH_FROM', `${source} is missing: copy ${DEFAULT_RANCHEROS_MIRROR}/${version}/${name} into ${folder}`, { file: name, folder });
+      throw new ApplianceError('ERR_FETCH_FROM', `${source} is missing: copy ${DEFAULT_RANCHEROS_MIRROR}/${version}/${name} into ${folder}`, {
+        file: name,
+        folder,
+      });
     }
     const { sha256, bytes } = await importVerified({ source, dest: path, expected, log });
     files.push({ name, path, sha256, bytes, action: 'imported', resumedFrom: 0, url });

@@ -68,7 +68,11 @@ function fetchError(message: string, cause?: unknown): ApplianceError {
  * unpack every .deb into `cacheDir/x`. Packages of `arch` arm64 on an amd64 host get the arm64
  * dpkg architecture for the download only. Returns the unpack directory.
  */
-export async function downloadDebs(packages: readonly string[], cacheDir: string, options: { log: Logger; run?: Runner; foreignArch?: string }): Promise<string> {
+export async function downloadDebs(
+  packages: readonly string[],
+  cacheDir: string,
+  options: { log: Logger; run?: Runner; foreignArch?: string },
+): Promise<string> {
   const runner = options.run ?? defaultRunner;
   await mkdir(cacheDir, { recursive: true });
   const have = await readdir(cacheDir);
@@ -92,12 +96,18 @@ export async function downloadDebs(packages: readonly string[], cacheDir: string
       try {
         await runner('apt-get', ['download', ...missing], { cwd: cacheDir });
       } catch (err) {
-        const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim().split('\n').slice(-3).join('; ');
+        const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message)
+          .trim()
+          .split('\n')
+          .slice(-3)
+          .join('; ');
         throw fetchError(`apt-get download ${missing.join(' ')} failed: ${stderr}; run apt-get update, or check the apt sources reach deb.debian.org`, err);
       }
     } finally {
       if (added && arch !== undefined) {
-        await runner('dpkg', ['--remove-architecture', arch]).catch((err: unknown) => options.log.warn({ err, arch }, `could not remove the dpkg architecture ${arch}; remove it with dpkg --remove-architecture ${arch}`));
+        await runner('dpkg', ['--remove-architecture', arch]).catch((err: unknown) =>
+          options.log.warn({ err, arch }, `could not remove the dpkg architecture ${arch}; remove it with dpkg --remove-architecture ${arch}`),
+        );
         await runner('apt-get', ['update', '-qq']).catch(() => undefined);
       }
     }
@@ -164,7 +174,11 @@ export async function fetchSecureBoot(options: FetchSecureBootOptions): Promise<
       const cache = join(cacheDir, arch);
       const x = join(cache, 'x');
       if (!specs.every((s) => existsSync(join(x, s.packagePath)))) {
-        await downloadDebs(specs.map((s) => s.pkg), cache, { log: options.log, ...(options.run ? { run: options.run } : {}), ...(arch === 'arm64' ? { foreignArch: 'arm64' } : {}) });
+        await downloadDebs(
+          specs.map((s) => s.pkg),
+          cache,
+          { log: options.log, ...(options.run ? { run: options.run } : {}), ...(arch === 'arm64' ? { foreignArch: 'arm64' } : {}) },
+        );
       }
       base = x;
       source = `downloaded package (${cache})`;

@@ -32,7 +32,13 @@ export interface AssetsReport {
 }
 
 /** Inspect every profile's files (sha256 only when `hash`) and the boot files in `bootDirs`. */
-export async function inspectAssets(args: { profiles: readonly Profile[]; assetsDir: string; bootDirs?: readonly string[]; digests: DigestCache; hash: boolean }): Promise<AssetsReport> {
+export async function inspectAssets(args: {
+  profiles: readonly Profile[];
+  assetsDir: string;
+  bootDirs?: readonly string[];
+  digests: DigestCache;
+  hash: boolean;
+}): Promise<AssetsReport> {
   const profiles = [];
   for (const p of args.profiles) {
     const files: AssetStatus[] = [];
@@ -52,12 +58,19 @@ export async function inspectAssets(args: { profiles: readonly Profile[]; assets
     profiles.push({ id: p.id, name: p.name ?? null, files });
   }
   const [root, ...fallbacks] = args.bootDirs ?? [];
-  const bootFiles = root === undefined
-    ? []
-    : findBootFiles(root, fallbacks, DEFAULT_BOOT_FILES).map((f) =>
-        f.source !== 'missing'
-          ? f
-          : { ...f, fix: f.firmware === 'bios' || f.firmware === 'efi-x64' ? `install Debian's ipxe package or run: node bin/appliance fetch ipxe` : `put an iPXE ${f.firmware} build named ${f.name} into ${root}` },
-      );
+  const bootFiles =
+    root === undefined
+      ? []
+      : findBootFiles(root, fallbacks, DEFAULT_BOOT_FILES).map((f) =>
+          f.source !== 'missing'
+            ? f
+            : {
+                ...f,
+                fix:
+                  f.firmware === 'bios' || f.firmware === 'efi-x64'
+                    ? `install Debian's ipxe package or run: node bin/appliance fetch ipxe`
+                    : `put an iPXE ${f.firmware} build named ${f.name} into ${root}`,
+              },
+        );
   return { profiles, bootFiles };
 }

@@ -38,7 +38,8 @@ export async function previewBoot(env: RouteEnv, req: BootRequest): Promise<Boot
   try {
     const missing: string[] = [];
     for (const source of [profile.kernel, ...profile.initrd]) {
-      if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length)))) missing.push(missingAssetMessage(profile.id, source, deps.assetsDir));
+      if (source.startsWith('/assets/') && !(await resolveAsset(deps.assetsDir, source.slice('/assets/'.length))))
+        missing.push(missingAssetMessage(profile.id, source, deps.assetsDir));
     }
     if (missing.length > 0) throw new ApplianceError('ERR_ASSET_NOT_FOUND', missing.join('; '));
     ipxe = { text: env.renderer.render(profile.ipxe ?? DEFAULT_IPXE_TEMPLATE, { ...buildIpxeContext(server, req, profile, machine, via, deps.retrySeconds) }) };

@@ -51,7 +51,8 @@ export interface MachineRow {
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const obj = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const obj = (v: unknown): Record<string, unknown> | undefined =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 
 /** Summarize facts in the reference agent's shape (agent/README.md); unknown shapes give {}. */
 export function summarizeFacts(facts: Facts | undefined): FactsSummary | null {
@@ -96,19 +97,43 @@ export function explainFailure(events: readonly BootEvent[], selection?: Selecti
     if (e.type === 'tftp-error' && d['reason'] !== 'client-error') {
       const file = str(d['file']) ?? 'a file';
       const why = str(d['reason']) ?? str(d['message']) ?? 'transfer failed';
-      return { at: e.at, source: e.type, message: `tftp transfer of ${file} failed: ${why}${why === 'not-found' ? ' (is iPXE installed? run: node bin/appliance fetch ipxe)' : ''}` };
+      return {
+        at: e.at,
+        source: e.type,
+        message: `tftp transfer of ${file} failed: ${why}${why === 'not-found' ? ' (is iPXE installed? run: node bin/appliance fetch ipxe)' : ''}`,
+      };
     }
     // claimedBy: this machine's reserved address was asked for by another MAC; it did not fail.
     if (e.type === 'dhcp-refused' && d['claimedBy'] === undefined) {
       const reason = str(d['reason']) ?? 'refused';
-      const hint = reason === 'pool exhausted' ? ' (widen --dhcp-range or shorten --lease-time)' : reason === 'new-lease rate' ? ' (too many new machines at once; it is answered again shortly)' : '';
+      const hint =
+        reason === 'pool exhausted'
+          ? ' (widen --dhcp-range or shorten --lease-time)'
+          : reason === 'new-lease rate'
+            ? ' (too many new machines at once; it is answered again shortly)'
+            : '';
       return { at: e.at, source: e.type, message: `the dhcp server refused it: ${reason}${hint}` };
     }
     if (e.type === 'dhcp-nak' || e.type === 'dhcp-decline') {
-      return { at: e.at, source: e.type, message: e.type === 'dhcp-nak' ? 'the dhcp server refused the address the machine asked for' : 'the machine declined its address (address conflict on the network)' };
+      return {
+        at: e.at,
+        source: e.type,
+        message:
+          e.type === 'dhcp-nak'
+            ? 'the dhcp server refused the address the machine asked for'
+            : 'the machine declined its address (address conflict on the network)',
+      };
     }
     // Progress after the failure: the machine got past it.
-    if (((e.type === 'http-script' || e.type === 'grub-script') && d['outcome'] === 'boot') || e.type === 'http-asset' || e.type === 'http-cloud-config' || e.type === 'facts' || e.type === 'tftp-file' || e.type === 'dhcp-ack') break;
+    if (
+      ((e.type === 'http-script' || e.type === 'grub-script') && d['outcome'] === 'boot') ||
+      e.type === 'http-asset' ||
+      e.type === 'http-cloud-config' ||
+      e.type === 'facts' ||
+      e.type === 'tftp-file' ||
+      e.type === 'dhcp-ack'
+    )
+      break;
   }
   if (selection?.kind === 'none') return { at: events.at(-1)?.at ?? '', source: 'selection', message: selection.reason };
   return null;
@@ -132,7 +157,8 @@ function archOf(events: readonly BootEvent[]): string | null {
 export interface MachineSource {
   mac: string;
   declared?: Machine | undefined;
-  runtime?: { discovered: boolean; firstSeen?: string | undefined; lastSeen?: string | undefined; lastIp?: string | undefined; uuid?: string | undefined } | undefined;
+  runtime?:
+    { discovered: boolean; firstSeen?: string | undefined; lastSeen?: string | undefined; lastIp?: string | undefined; uuid?: string | undefined } | undefined;
   facts?: Facts | undefined;
 }
 
@@ -144,7 +170,11 @@ export function machineRow(source: MachineSource, selection: Selection, events: 
   const { declared, runtime } = source;
   const last = events.at(-1);
   const kind: MachineRow['kind'] = declared ? 'declared' : runtime?.discovered ? 'discovered' : 'seen';
-  const lastSeen = [last?.at, runtime?.lastSeen, runtime?.firstSeen].filter((x): x is string => x !== undefined).sort().at(-1) ?? null;
+  const lastSeen =
+    [last?.at, runtime?.lastSeen, runtime?.firstSeen]
+      .filter((x): x is string => x !== undefined)
+      .sort()
+      .at(-1) ?? null;
   return {
     mac: source.mac,
     kind,

@@ -25,8 +25,19 @@ function bootEventsCounter(registry: Registry): Counter<'type'> {
 export function createHttpMetrics(registry: Registry = new Registry()): HttpMetrics {
   return {
     registry,
-    requests: new Counter({ name: 'netboot_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
-    duration: new Histogram({ name: 'netboot_http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['route'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [registry] }),
+    requests: new Counter({
+      name: 'netboot_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'netboot_http_request_duration_seconds',
+      help: 'HTTP request duration',
+      labelNames: ['route'],
+      buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+      registers: [registry],
+    }),
     bootEvents: bootEventsCounter(registry),
   };
 }

@@ -40,10 +40,7 @@ export interface MicrokernelPlan {
 }
 
 /** The outcome of looking at `vars.microkernel` for one machine. */
-export type MicrokernelResolution =
-  | { kind: 'off' }
-  | { kind: 'ready'; plan: MicrokernelPlan }
-  | { kind: 'missing'; image: string; warning: string };
+export type MicrokernelResolution = { kind: 'off' } | { kind: 'ready'; plan: MicrokernelPlan } | { kind: 'missing'; image: string; warning: string };
 
 /** sha256 of files, cached by path + inode + size + mtime (tarballs are hundreds of MiB). */
 export interface DigestCache {
@@ -105,7 +102,11 @@ export async function resolveMicrokernel(args: {
   if (!parsed.success) {
     // The store validates vars on every write and read; this guards templates against a
     // future path that skips it.
-    return { kind: 'missing', image: '(invalid)', warning: `vars.microkernel is invalid (${parsed.error.issues[0]?.message ?? 'bad value'}); booting without the microkernel` };
+    return {
+      kind: 'missing',
+      image: '(invalid)',
+      warning: `vars.microkernel is invalid (${parsed.error.issues[0]?.message ?? 'bad value'}); booting without the microkernel`,
+    };
   }
   const mk = parsed.data;
   const found = await resolveAsset(args.assetsDir, mk.image.slice('/assets/'.length));

@@ -77,7 +77,10 @@ export function createRenderer(templatesDir: string): Renderer {
         const e = err as Error;
         if (e instanceof ApplianceError) throw e;
         // nunjucks prefixes "(/full/path/name.njk)"; the name is enough (and the client sees it).
-        const msg = e.message.replace(/\s+/g, ' ').replace(/^\([^)]*\)\s*/, '').trim();
+        const msg = e.message
+          .replace(/\s+/g, ' ')
+          .replace(/^\([^)]*\)\s*/, '')
+          .trim();
         throw new ApplianceError('ERR_TEMPLATE', `template ${name}: ${msg}`, { template: name }, { cause: err });
       }
     },
@@ -143,7 +146,13 @@ function substitute(text: string, values: Record<string, string | undefined>, wh
     const v = Object.hasOwn(values, name) ? values[name] : undefined;
     if (optional && (v === undefined || v === '')) return UNSET;
     if (v === undefined) {
-      throw new ApplianceError('ERR_TEMPLATE', `${what}: {{ ${name} }} is not known here (known: ${Object.keys(values).filter((k) => values[k] !== undefined).join(', ')})`, { field: what });
+      throw new ApplianceError(
+        'ERR_TEMPLATE',
+        `${what}: {{ ${name} }} is not known here (known: ${Object.keys(values)
+          .filter((k) => values[k] !== undefined)
+          .join(', ')})`,
+        { field: what },
+      );
     }
     // A NUL inside a value would be mistaken for UNSET; it is refused as unsafe later anyway.
     return String(v).replace(/\u0000/g, '');
@@ -262,7 +271,14 @@ export interface IpxeContext {
 }
 
 /** Build the iPXE template context; throws ERR_UNSAFE_VALUE / ERR_TEMPLATE naming the value. */
-export function buildIpxeContext(server: ServerAddress, req: BootRequest, profile: Profile, machine: Machine | undefined, via: SelectedVia, retrySeconds = 20): IpxeContext {
+export function buildIpxeContext(
+  server: ServerAddress,
+  req: BootRequest,
+  profile: Profile,
+  machine: Machine | undefined,
+  via: SelectedVia,
+  retrySeconds = 20,
+): IpxeContext {
   const values = placeholderValues(server, req, profile, machine);
   const names = initrdNames(profile.initrd);
   const initrds = profile.initrd.map((s, i) => bootFile(server, s, names[i]!));
@@ -363,7 +379,7 @@ export function renderBootScript(server: ServerAddress, options: { dhcpAttempts?
   return `${[
     '#!ipxe',
     '# netboot-appliance entry script: get an address if we have none, then ask for this',
-    '# machine\'s profile. iPXE can miss a ProxyDHCP reply, so dhcp is retried (bounded).',
+    "# machine's profile. iPXE can miss a ProxyDHCP reply, so dhcp is retried (bounded).",
     'set netboot-tries:int32 0',
     'isset ${netX/ip} && goto netboot-chain ||',
     ':netboot-dhcp',

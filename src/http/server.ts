@@ -24,7 +24,9 @@ export interface HttpTimeouts {
 }
 
 /** Options for {@link createHttpServer}: an app, or deps to build one. */
-export type HttpServerOptions = { host?: string; port: number; log: Logger; limits?: ConnectionLimits; timeouts?: HttpTimeouts } & ({ app: Koa } | { deps: HttpDeps });
+export type HttpServerOptions = { host?: string; port: number; log: Logger; limits?: ConnectionLimits; timeouts?: HttpTimeouts } & (
+  { app: Koa } | { deps: HttpDeps }
+);
 
 /** A started-on-demand HTTP server. */
 export interface HttpServer {

@@ -95,11 +95,9 @@ export async function writeDockerArchive(out: string, layers: LayerSource[], set
   const tmp = tempPathFor(out);
   const fh = await open(tmp, 'wx', 0o644);
   const hash = createHash('sha256');
-  let size = 0;
   const put = async (buf: Buffer): Promise<void> => {
     if (buf.length === 0) return;
     hash.update(buf);
-    size += buf.length;
     await fh.write(buf);
   };
   const putFile = async (name: string, data: Buffer): Promise<void> => {

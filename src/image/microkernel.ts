@@ -22,17 +22,7 @@ import { writeDockerArchive, type DockerArchive } from './docker-archive.js';
 import { encodeTar } from './tar.js';
 
 /** Debian packages in the image: the tools the agent and an operator logged into it use. */
-export const MICROKERNEL_PACKAGES: readonly string[] = [
-  'curl',
-  'dmidecode',
-  'ethtool',
-  'iproute2',
-  'ipmitool',
-  'lldpd',
-  'lshw',
-  'pciutils',
-  'util-linux',
-];
+export const MICROKERNEL_PACKAGES: readonly string[] = ['curl', 'dmidecode', 'ethtool', 'iproute2', 'ipmitool', 'lldpd', 'lshw', 'pciutils', 'util-linux'];
 /** Image reference the tarball loads as. */
 export const MICROKERNEL_REF = 'netboot/discovery:1';
 /** Where the tarball goes, relative to the assets directory (served as `/assets/...`). */
@@ -71,7 +61,11 @@ export async function mirrorReleaseDigest(mirror: string, suite: string, timeout
       body = Buffer.from(await res.arrayBuffer());
     }
   } catch (err) {
-    throw new ApplianceError('ERR_IMAGE_BUILD', `cannot read ${url}: ${(err as Error).message}; the image is built from that Debian mirror (pass --mirror URL)`, { step: 'mirror' });
+    throw new ApplianceError(
+      'ERR_IMAGE_BUILD',
+      `cannot read ${url}: ${(err as Error).message}; the image is built from that Debian mirror (pass --mirror URL)`,
+      { step: 'mirror' },
+    );
   }
   return createHash('sha256').update(body).digest('hex');
 }
@@ -148,7 +142,9 @@ export interface MicrokernelBuild extends DockerArchive {
 function mmdebstrapVersion(): string {
   const r = spawnSync('mmdebstrap', ['--version'], { encoding: 'utf8', timeout: 30_000 });
   if (r.error || r.status !== 0) {
-    throw new ApplianceError('ERR_IMAGE_BUILD', 'mmdebstrap is not installed; install it (apt-get install mmdebstrap, or scripts/install)', { step: 'mmdebstrap --version' });
+    throw new ApplianceError('ERR_IMAGE_BUILD', 'mmdebstrap is not installed; install it (apt-get install mmdebstrap, or scripts/install)', {
+      step: 'mmdebstrap --version',
+    });
   }
   return r.stdout.trim();
 }
@@ -204,8 +200,10 @@ export async function buildMicrokernel(options: BuildMicrokernelOptions): Promis
     mmdebstrap: mmdebstrapVersion(),
     release: '',
   };
-  if (!/^[a-z][a-z0-9-]{1,31}$/.test(inputs.suite)) throw new ApplianceError('ERR_IMAGE_BUILD', `suite ${JSON.stringify(inputs.suite)} is not a Debian suite name like bookworm`);
-  if (!/^(https?|file):\/\/[^\s]+$/.test(inputs.mirror)) throw new ApplianceError('ERR_IMAGE_BUILD', `mirror ${JSON.stringify(inputs.mirror)} must be an http(s):// or file:// URL`);
+  if (!/^[a-z][a-z0-9-]{1,31}$/.test(inputs.suite))
+    throw new ApplianceError('ERR_IMAGE_BUILD', `suite ${JSON.stringify(inputs.suite)} is not a Debian suite name like bookworm`);
+  if (!/^(https?|file):\/\/[^\s]+$/.test(inputs.mirror))
+    throw new ApplianceError('ERR_IMAGE_BUILD', `mirror ${JSON.stringify(inputs.mirror)} must be an http(s):// or file:// URL`);
   inputs.release = await mirrorReleaseDigest(inputs.mirror, inputs.suite);
   const key = rootfsKey(inputs);
   const agentFile = options.agentScript ?? path.join(APPLIANCE_HOME, 'agent', 'discover.sh');
@@ -221,7 +219,9 @@ export async function buildMicrokernel(options: BuildMicrokernelOptions): Promis
   let scratch: string | undefined;
   if (cacheDir !== undefined) {
     await mkdir(cacheDir, { recursive: true }).catch((err: Error) => {
-      throw new ApplianceError('ERR_IMAGE_BUILD', `cannot create the image cache ${cacheDir}: ${err.message}; pass --cache-dir DIR or --no-cache`, { step: 'cache' });
+      throw new ApplianceError('ERR_IMAGE_BUILD', `cannot create the image cache ${cacheDir}: ${err.message}; pass --cache-dir DIR or --no-cache`, {
+        step: 'cache',
+      });
     });
     rootfs = path.join(cacheDir, `rootfs-${key}.tar`);
     cached = await exists(rootfs);

@@ -131,13 +131,19 @@ function newest(dir: string, ext: string): { mtimeMs: number; path: string } {
 export function assertApplianceBuilt(home = APPLIANCE_HOME): void {
   const cli = join(home, 'dist', 'src', 'cli.js');
   if (!existsSync(cli)) {
-    throw new ApplianceError('ERR_LAB_PREREQ', `${relative(process.cwd(), cli) || cli} is missing: run \`npm run build\` before starting the appliance in the lab`);
+    throw new ApplianceError(
+      'ERR_LAB_PREREQ',
+      `${relative(process.cwd(), cli) || cli} is missing: run \`npm run build\` before starting the appliance in the lab`,
+    );
   }
   if (!existsSync(join(home, 'src'))) return;
   const src = newest(join(home, 'src'), '.ts');
   const built = newest(join(home, 'dist', 'src'), '.js');
   if (src.mtimeMs > built.mtimeMs + 1000) {
-    throw new ApplianceError('ERR_LAB_PREREQ', `dist/ is older than ${relative(home, src.path)}: run \`npm run build\` so bin/appliance runs the current sources`);
+    throw new ApplianceError(
+      'ERR_LAB_PREREQ',
+      `dist/ is older than ${relative(home, src.path)}: run \`npm run build\` so bin/appliance runs the current sources`,
+    );
   }
 }
 
@@ -197,13 +203,20 @@ export async function startApplianceInLab(lab: Lab, options: StartApplianceOptio
   const baseUrl = `http://${lab.serverAddress}:${port}`;
   const args = [
     APPLIANCE_BIN,
-    '--interface', lab.bridge,
-    '--address', lab.serverAddress,
-    '--http-port', String(port),
-    '--tftp-port', '69',
-    '--dhcp-port', '67',
-    '--proxy-port', '4011',
-    '--dhcp-mode', 'proxy',
+    '--interface',
+    lab.bridge,
+    '--address',
+    lab.serverAddress,
+    '--http-port',
+    String(port),
+    '--tftp-port',
+    '69',
+    '--dhcp-port',
+    '67',
+    '--proxy-port',
+    '4011',
+    '--dhcp-mode',
+    'proxy',
     ...(options.logLevel === null ? [] : ['--log-level', options.logLevel ?? 'debug']),
     ...(options.args ?? []),
   ];
@@ -251,11 +264,27 @@ export async function startApplianceInLab(lab: Lab, options: StartApplianceOptio
  * Start the appliance with a fresh test OS home in `lab.workDir` (see {@link writeTestOsHome}):
  * what the bench and the e2e tests boot through.
  */
-export async function startTestOsAppliance(lab: Lab, assets: BootAssets, options: TestOsHomeOptions & StartApplianceOptions = {}): Promise<LabAppliance & { home: ApplianceHome }> {
+export async function startTestOsAppliance(
+  lab: Lab,
+  assets: BootAssets,
+  options: TestOsHomeOptions & StartApplianceOptions = {},
+): Promise<LabAppliance & { home: ApplianceHome }> {
   const home = writeTestOsHome(join(lab.workDir, `${options.name ?? 'appliance'}-home`), assets, options);
   const appliance = await startApplianceInLab(lab, {
     ...options,
-    args: ['--config', home.config, '--db', home.db, '--assets', home.assets, '--templates', home.templates, '--tftp-root', home.tftpRoot, ...(options.args ?? [])],
+    args: [
+      '--config',
+      home.config,
+      '--db',
+      home.db,
+      '--assets',
+      home.assets,
+      '--templates',
+      home.templates,
+      '--tftp-root',
+      home.tftpRoot,
+      ...(options.args ?? []),
+    ],
   });
   return { ...appliance, home };
 }

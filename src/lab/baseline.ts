@@ -133,7 +133,10 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
   copyFileSync(assets.kernelPath, join(httpRoot, 'vmlinuz'));
   copyFileSync(assets.initrdPath, join(httpRoot, 'initrd.img'));
   writeFileSync(join(httpRoot, 'cloud-config'), assets.cloudConfig);
-  writeFileSync(join(httpRoot, 'boot.ipxe'), renderBootScript({ baseUrl, cloudConfigUrl, ...(options.extraCmdline ? { extraCmdline: options.extraCmdline } : {}) }));
+  writeFileSync(
+    join(httpRoot, 'boot.ipxe'),
+    renderBootScript({ baseUrl, cloudConfigUrl, ...(options.extraCmdline ? { extraCmdline: options.extraCmdline } : {}) }),
+  );
   const httpConf = join(root, 'httpd.conf');
   writeFileSync(httpConf, '');
   // A CGI that stores each POSTed facts report, so tests can check the test OS's report end
@@ -165,31 +168,45 @@ export async function startDnsmasqBaseline(lab: Lab, assets: BootAssets, options
       `--pxe-service=tag:ipxe,x86PC,iPXE boot script,${bootScriptUrl}`,
       `--pxe-service=tag:ipxe,X86-64_EFI,iPXE boot script,${bootScriptUrl}`,
     ];
-    const dnsmasq = lab.spawn('dnsmasq', [
-      '--no-daemon',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--user=root',
-      `--interface=${lab.bridge}`,
-      '--bind-interfaces',
-      ...((options.proxyDhcp ?? true) ? proxyArgs : []),
-      '--enable-tftp',
-      `--tftp-root=${tftpRoot}`,
-      `--pid-file=${join(root, 'dnsmasq.pid')}`,
-      `--dhcp-leasefile=${join(root, 'dnsmasq.leases')}`,
-      '--log-dhcp',
-      `--log-facility=${dnsmasqLogPath}`,
-    ], { label: 'dnsmasq (baseline proxy)', stderrPath: join(root, 'dnsmasq.stderr') });
+    const dnsmasq = lab.spawn(
+      'dnsmasq',
+      [
+        '--no-daemon',
+        '--conf-file=/dev/null',
+        '--port=0',
+        '--user=root',
+        `--interface=${lab.bridge}`,
+        '--bind-interfaces',
+        ...((options.proxyDhcp ?? true) ? proxyArgs : []),
+        '--enable-tftp',
+        `--tftp-root=${tftpRoot}`,
+        `--pid-file=${join(root, 'dnsmasq.pid')}`,
+        `--dhcp-leasefile=${join(root, 'dnsmasq.leases')}`,
+        '--log-dhcp',
+        `--log-facility=${dnsmasqLogPath}`,
+      ],
+      { label: 'dnsmasq (baseline proxy)', stderrPath: join(root, 'dnsmasq.stderr') },
+    );
     procs.push(dnsmasq);
     const httpd = lab.spawn('busybox', ['httpd', '-f', '-vv', '-p', `${lab.serverAddress}:${port}`, '-h', httpRoot, '-c', httpConf], {
       label: 'busybox httpd (baseline)',
       stderrPath: httpLogPath,
     });
     procs.push(httpd);
-    await waitUntil('dnsmasq (baseline proxy)', () => /TFTP root is/.test(readFileSync(dnsmasqLogPath, 'utf8')), readyMs, dnsmasq, join(root, 'dnsmasq.stderr'));
+    await waitUntil(
+      'dnsmasq (baseline proxy)',
+      () => /TFTP root is/.test(readFileSync(dnsmasqLogPath, 'utf8')),
+      readyMs,
+      dnsmasq,
+      join(root, 'dnsmasq.stderr'),
+    );
     await waitUntil(
       'busybox httpd (baseline)',
-      () => lab.exec('busybox', ['wget', '-q', '-O', '/dev/null', cloudConfigUrl]).then(() => true, () => false),
+      () =>
+        lab.exec('busybox', ['wget', '-q', '-O', '/dev/null', cloudConfigUrl]).then(
+          () => true,
+          () => false,
+        ),
       readyMs,
       httpd,
       httpLogPath,

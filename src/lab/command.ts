@@ -177,7 +177,8 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
   const uuids = v.uuid ?? [];
   for (const m of macs) if (!MAC_RE.test(m)) throw new UsageError(`--mac ${JSON.stringify(m)} is not a MAC address like 52:54:00:12:34:56`);
   for (const u of uuids) if (!UUID_RE.test(u)) throw new UsageError(`--uuid ${JSON.stringify(u)} is not a UUID like 8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b`);
-  if (new Set(macs.map((m) => m.toLowerCase())).size !== macs.length) throw new UsageError('--mac values must differ: two NICs with one MAC on one bridge do not boot');
+  if (new Set(macs.map((m) => m.toLowerCase())).size !== macs.length)
+    throw new UsageError('--mac values must differ: two NICs with one MAC on one bridge do not boot');
   const count = intFlag(v.vms, 'vms', 0, 16, Math.max(1, macs.length, uuids.length));
   if (macs.length > count || uuids.length > count) throw new UsageError(`${Math.max(macs.length, uuids.length)} --mac/--uuid values for --vms ${count}`);
   const attach = v.attach ?? [];
@@ -189,7 +190,8 @@ function parsePlan(argv: string[], cwd: string): LabPlan | 'help' {
     if (value !== undefined) applianceArgs.push(`--${flag}`, isAbsolute(value) ? value : resolve(cwd, value));
   }
   if (v['api-token'] !== undefined) applianceArgs.push('--api-token', v['api-token']);
-  if (v['test-os'] && applianceArgs.length > 0) throw new UsageError('--test-os uses a private database, assets and templates: drop --db/--assets/--templates/--tftp-root/--config/--api-token');
+  if (v['test-os'] && applianceArgs.length > 0)
+    throw new UsageError('--test-os uses a private database, assets and templates: drop --db/--assets/--templates/--tftp-root/--config/--api-token');
   const vms = Array.from({ length: count }, (_, i) => {
     const firmware = firmwares[i % firmwares.length] as Firmware;
     const mac = macs[i]?.toLowerCase();
@@ -299,7 +301,9 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
     if (plan.serialLogDir) mkdirSync(plan.serialLogDir, { recursive: true });
     lab = await createLab({ upstreamDhcp: plan.upstreamDhcp, ipv6Router: plan.ipv6Router, log: createSilentLogger() });
     if (signalled) throw new ApplianceError('ERR_LAB_INTERRUPTED', 'interrupted');
-    say(`network ${lab.network}/${lab.prefixLength} on ${lab.bridge} in netns ${lab.netns}${plan.upstreamDhcp ? `, plain DHCP from ${lab.upstreamAddress}` : ''}${plan.ipv6Router ? ', IPv6 router on' : ''}`);
+    say(
+      `network ${lab.network}/${lab.prefixLength} on ${lab.bridge} in netns ${lab.netns}${plan.upstreamDhcp ? `, plain DHCP from ${lab.upstreamAddress}` : ''}${plan.ipv6Router ? ', IPv6 router on' : ''}`,
+    );
     for (const ifname of plan.attach) {
       await lab.attachInterface(ifname);
       say(`attached ${ifname} to the lab bridge`);
@@ -309,11 +313,20 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
       const initrd = buildTestInitrd();
       const kinds = new Set(plan.vms.map((v) => v.firmware));
       const grubKinds = kinds.has('arm64') || kinds.has('uefi-secureboot');
-      if (grubKinds && plan.upstreamDhcp) say("warning: grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, and the lab's plain dnsmasq names itself: pass --no-upstream-dhcp so the appliance serves addresses (README: Firmware paths)");
+      if (grubKinds && plan.upstreamDhcp)
+        say(
+          "warning: grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, and the lab's plain dnsmasq names itself: pass --no-upstream-dhcp so the appliance serves addresses (README: Firmware paths)",
+        );
       // Secure Boot VMs need a MAC for their machine record (secureBoot: true); others keep theirs.
       for (const v of plan.vms) if (v.firmware === 'uefi-secureboot' && v.mac === undefined) v.mac = randomMac();
       const arm64 = kinds.has('arm64') ? await prepareArm64TestOs() : undefined;
-      const arm64Profile = arm64 ? { ...testOsProfile('lab-test-os-arm64', { extraCmdline: { console: 'ttyAMA0' } }), kernel: '/assets/arm64/vmlinuz', initrd: ['/assets/arm64/initrd.img'] } : undefined;
+      const arm64Profile = arm64
+        ? {
+            ...testOsProfile('lab-test-os-arm64', { extraCmdline: { console: 'ttyAMA0' } }),
+            kernel: '/assets/arm64/vmlinuz',
+            initrd: ['/assets/arm64/initrd.img'],
+          }
+        : undefined;
       const started = await startTestOsAppliance(
         lab,
         { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
@@ -331,14 +344,19 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
         copyFileSync(arm64.initrdPath, join(started.home.assets, 'arm64', 'initrd.img'));
       }
       if (grubKinds) {
-        const arches: Array<'amd64' | 'arm64'> = [...(kinds.has('uefi-secureboot') ? (['amd64'] as const) : []), ...(kinds.has('arm64') ? (['arm64'] as const) : [])];
+        const arches: Array<'amd64' | 'arm64'> = [
+          ...(kinds.has('uefi-secureboot') ? (['amd64'] as const) : []),
+          ...(kinds.has('arm64') ? (['arm64'] as const) : []),
+        ];
         await fetchSecureBoot({ tftpRoot: started.home.tftpRoot, arches, log: createSilentLogger() });
         say(`shim and signed grub (${arches.join(', ')}) in the test os tftp root`);
       }
     } else {
       appliance = await startApplianceInLab(lab, { ...common, args: plan.applianceArgs, env: io.env });
     }
-    say(`appliance at ${appliance.baseUrl} (log ${appliance.logPaths?.['stdout'] ?? '?'}); API: ip netns exec ${lab.netns} curl -H "Authorization: Bearer TOKEN" ${appliance.baseUrl}/api/events`);
+    say(
+      `appliance at ${appliance.baseUrl} (log ${appliance.logPaths?.['stdout'] ?? '?'}); API: ip netns exec ${lab.netns} curl -H "Authorization: Bearer TOKEN" ${appliance.baseUrl}/api/events`,
+    );
     if (signalled) throw new ApplianceError('ERR_LAB_INTERRUPTED', 'interrupted');
 
     for (const spec of plan.vms) {
@@ -362,7 +380,11 @@ export async function runLabCommand(argv: string[], io: LabCommandIo, signals: N
         const by = vm.stoppedBy();
         const poweredOff = exit.code === 0 && by === undefined;
         exitCodes.set(vm, poweredOff ? 0 : (exit.code ?? -1) || -1);
-        say(poweredOff ? `${vm.name} powered off` : `${vm.name} stopped (${by === 'timeout' ? `still running after --timeout ${plan.timeoutMs / 1000} s` : by === 'kill' ? 'killed by the lab' : (exit.signal ?? `exit code ${exit.code}`)})`);
+        say(
+          poweredOff
+            ? `${vm.name} powered off`
+            : `${vm.name} stopped (${by === 'timeout' ? `still running after --timeout ${plan.timeoutMs / 1000} s` : by === 'kill' ? 'killed by the lab' : (exit.signal ?? `exit code ${exit.code}`)})`,
+        );
       });
       if (signalled) break;
     }

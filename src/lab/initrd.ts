@@ -71,11 +71,10 @@ export function findTestKernel(bootDir = '/boot', modulesRoot = '/lib/modules'):
     .sort((a, b) => b.version.localeCompare(a.version, 'en', { numeric: true }));
   const found = candidates[0];
   if (!found) {
-    throw new ApplianceError(
-      'ERR_LAB_PREREQ',
-      `no ${bootDir}/vmlinuz-* with modules in ${modulesRoot}; install linux-image-cloud-amd64`,
-      { bootDir, modulesRoot },
-    );
+    throw new ApplianceError('ERR_LAB_PREREQ', `no ${bootDir}/vmlinuz-* with modules in ${modulesRoot}; install linux-image-cloud-amd64`, {
+      bootDir,
+      modulesRoot,
+    });
   }
   return found;
 }

@@ -256,23 +256,28 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       await ipn(upstreamNetns, 'addr', 'add', `${ipv6Prefix}2/64`, 'dev', 'vdhcp', 'nodad');
     }
     if (options.upstreamDhcp ?? true) {
-      const upstream = spawnIn(upstreamNetns, 'dnsmasq', [
-        '--no-daemon',
-        '--conf-file=/dev/null',
-        '--port=0',
-        '--user=root',
-        '--interface=vdhcp',
-        '--bind-interfaces',
-        // dnsmasq pings an address for up to 3 s before offering it; the lab subnet is empty, so
-        // the probe only adds the same 3 s to every variant's boot.
-        '--no-ping',
-        `--dhcp-range=${dhcpRange.start},${dhcpRange.end},255.255.255.0,10m`,
-        `--dhcp-leasefile=${join(workDir, 'upstream.leases')}`,
-        `--pid-file=${join(workDir, 'upstream.pid')}`,
-        '--log-dhcp',
-        `--log-facility=${upstreamLogPath}`,
-        ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
-      ], { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') });
+      const upstream = spawnIn(
+        upstreamNetns,
+        'dnsmasq',
+        [
+          '--no-daemon',
+          '--conf-file=/dev/null',
+          '--port=0',
+          '--user=root',
+          '--interface=vdhcp',
+          '--bind-interfaces',
+          // dnsmasq pings an address for up to 3 s before offering it; the lab subnet is empty, so
+          // the probe only adds the same 3 s to every variant's boot.
+          '--no-ping',
+          `--dhcp-range=${dhcpRange.start},${dhcpRange.end},255.255.255.0,10m`,
+          `--dhcp-leasefile=${join(workDir, 'upstream.leases')}`,
+          `--pid-file=${join(workDir, 'upstream.pid')}`,
+          '--log-dhcp',
+          `--log-facility=${upstreamLogPath}`,
+          ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
+        ],
+        { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') },
+      );
       // dnsmasq logs its range once its DHCP socket is bound: only then is the lab usable.
       const deadline = Date.now() + 10_000;
       while (!/DHCP, IP range/.test(readFileSync(upstreamLogPath, 'utf8'))) {

@@ -51,9 +51,13 @@ export async function startProcessBootServer(lab: Lab, options: ProcessBootServe
   try {
     for (;;) {
       const byPattern = options.readyPattern ? options.readyPattern.test(out) : true;
-      const byUrl = byPattern && options.readyUrl
-        ? await lab.exec('busybox', ['wget', '-q', '-O', '/dev/null', options.readyUrl]).then(() => true, () => false)
-        : true;
+      const byUrl =
+        byPattern && options.readyUrl
+          ? await lab.exec('busybox', ['wget', '-q', '-O', '/dev/null', options.readyUrl]).then(
+              () => true,
+              () => false,
+            )
+          : true;
       if (byPattern && byUrl) break;
       if (proc.exitStatus()) {
         throw new ApplianceError('ERR_LAB_SERVER', `${options.name} exited during startup:\n${logTail()}`, { name: options.name });

@@ -132,29 +132,40 @@ function tail(text: string, lines = 25): string {
  * (the client is iPXE from the first DHCP packet). UEFI: OVMF with `romfile=` empty so EDK2's
  * own PXE (arch 7) boots, as on most real UEFI machines (NETBOOT-FACTS section 5).
  */
-export function buildQemuArgs(o: { firmware: Firmware; tap: string; mac: string; memoryMiB: number; uuid?: string; varsPath?: string; extraArgs?: readonly string[] }): string[] {
+export function buildQemuArgs(o: {
+  firmware: Firmware;
+  tap: string;
+  mac: string;
+  memoryMiB: number;
+  uuid?: string;
+  varsPath?: string;
+  extraArgs?: readonly string[];
+}): string[] {
   const nic = [`virtio-net-pci`, `netdev=n0`, `mac=${o.mac}`, `bootindex=1`];
   const args = [
-    '-accel', 'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
+    '-accel',
+    'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
     ...(o.firmware === 'arm64' ? ['-M', 'virt', '-cpu', 'cortex-a57'] : []),
     // The Secure Boot build of OVMF requires SMM, which needs q35 and a secure pflash.
     ...(o.firmware === 'uefi-secureboot' ? ['-machine', 'q35,smm=on', '-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
-    '-m', String(o.memoryMiB),
-    '-smp', '1',
+    '-m',
+    String(o.memoryMiB),
+    '-smp',
+    '1',
     // -nographic makes SeaBIOS mirror its and iPXE's text console onto the serial port (sercon).
     '-nographic',
-    '-monitor', 'none',
-    '-serial', 'stdio',
+    '-monitor',
+    'none',
+    '-serial',
+    'stdio',
     '-no-reboot',
-    '-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,
+    '-netdev',
+    `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,
   ];
   const images = firmwareImages(o.firmware);
   if (images) {
     if (!o.varsPath) throw new ApplianceError('ERR_LAB_CONFIG', 'uefi vm needs a VARS copy');
-    args.push(
-      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${images.code}`,
-      '-drive', `if=pflash,format=raw,unit=1,file=${o.varsPath}`,
-    );
+    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${images.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${o.varsPath}`);
     // No iPXE option ROM: the firmware's own network stack boots (EDK2 PXE / HTTP boot).
     nic.push('romfile=');
   }
@@ -203,7 +214,15 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
   const serialLogPath = join(lab.workDir, `${name}.serial.log`);
   const qemuLogPath = join(lab.workDir, `${name}.qemu.log`);
   writeFileSync(serialLogPath, '');
-  const args = buildQemuArgs({ firmware: options.firmware, tap, mac, memoryMiB, ...(options.uuid ? { uuid: options.uuid } : {}), ...(varsPath ? { varsPath } : {}), ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}) });
+  const args = buildQemuArgs({
+    firmware: options.firmware,
+    tap,
+    mac,
+    memoryMiB,
+    ...(options.uuid ? { uuid: options.uuid } : {}),
+    ...(varsPath ? { varsPath } : {}),
+    ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}),
+  });
 
   let text = '';
   const waiters = new Set<() => void>();
@@ -246,7 +265,13 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
         }
         if (exitedFlag) {
           done();
-          reject(new ApplianceError('ERR_LAB_VM_EXITED', `vm ${name} exited before its console matched ${re}; last lines:\n${tail(text)}`, { name, serialLogPath, qemuLogPath }));
+          reject(
+            new ApplianceError('ERR_LAB_VM_EXITED', `vm ${name} exited before its console matched ${re}; last lines:\n${tail(text)}`, {
+              name,
+              serialLogPath,
+              qemuLogPath,
+            }),
+          );
         }
       };
       const done = () => {
@@ -255,7 +280,13 @@ export async function startVm(lab: Lab, options: VmOptions): Promise<Vm> {
       };
       timer = setTimeout(() => {
         done();
-        reject(new ApplianceError('ERR_LAB_TIMEOUT', `vm ${name} console did not match ${re} within ${waitMs} ms; last lines:\n${tail(text)}`, { name, serialLogPath, qemuLogPath }));
+        reject(
+          new ApplianceError('ERR_LAB_TIMEOUT', `vm ${name} console did not match ${re} within ${waitMs} ms; last lines:\n${tail(text)}`, {
+            name,
+            serialLogPath,
+            qemuLogPath,
+          }),
+        );
       }, waitMs);
       waiters.add(check);
       check();

@@ -122,12 +122,47 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     writeFileSync(join(root, 'boot170'), randomBytes(170 * 1024));
     writeFileSync(join(root, 'initrd64'), randomBytes(64 * 1024 * 1024));
     mkdirSync(join(dir, 'state'));
-    writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/nginx.err;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${ADDR.nginx}:8080; root ${root}; location /assets/ { alias ${root}/; } } }\n`);
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/nginx.err;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${ADDR.nginx}:8080; root ${root}; location /assets/ { alias ${root}/; } } }\n`,
+    );
 
-    const appliance = inNs(process.execPath, [APPLIANCE_BIN, '--dhcp-mode', 'off', '--address', ADDR.ours, '--tftp-port', '69', '--http-port', '8080', '--tftp-root', root, '--assets', root, '--db', join(dir, 'state', 'db.json'), '--log-level', 'warn',
+    const appliance = inNs(process.execPath, [
+      APPLIANCE_BIN,
+      '--dhcp-mode',
+      'off',
+      '--address',
+      ADDR.ours,
+      '--tftp-port',
+      '69',
+      '--http-port',
+      '8080',
+      '--tftp-root',
+      root,
+      '--assets',
+      root,
+      '--db',
+      join(dir, 'state', 'db.json'),
+      '--log-level',
+      'warn',
       // Every bench client comes from one loopback address; a lab's machines each have their own.
-      '--tftp-max-transfers-per-client', '1000', '--http-max-connections-per-client', '1000']);
-    inNs('dnsmasq', ['-k', '--port=0', '--conf-file=/dev/null', '--enable-tftp', `--tftp-root=${root}`, `--listen-address=${ADDR.dnsmasq}`, '--bind-interfaces', '--tftp-max=1000', `--pid-file=${dir}/dnsmasq.pid`, '--user=root']);
+      '--tftp-max-transfers-per-client',
+      '1000',
+      '--http-max-connections-per-client',
+      '1000',
+    ]);
+    inNs('dnsmasq', [
+      '-k',
+      '--port=0',
+      '--conf-file=/dev/null',
+      '--enable-tftp',
+      `--tftp-root=${root}`,
+      `--listen-address=${ADDR.dnsmasq}`,
+      '--bind-interfaces',
+      '--tftp-max=1000',
+      `--pid-file=${dir}/dnsmasq.pid`,
+      '--user=root',
+    ]);
     inNs('in.tftpd', ['-4', '-L', '-a', `${ADDR.tftpdHpa}:69`, '-s', root]);
     inNs(ATFTPD, ['--daemon', '--no-fork', '--bind-address', ADDR.atftpd, '--port', '69', '--user', 'root.root', '--logfile', '/dev/null', root]);
     inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
@@ -139,20 +174,35 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       return Number(process.hrtime.bigint() - started) / 1e9;
     };
     const curlTftp = (addr: string, file: string, blksize: number) => `curl -sf --max-time 120 --tftp-blksize ${blksize} -o /dev/null tftp://${addr}/${file}`;
-    const storm = (addr: string, n: number) => `f=$(mktemp); for i in $(seq ${n}); do (${curlTftp(addr, 'boot170', 1468)} || echo x >> $f) & done; wait; test ! -s $f`;
-    const http = (url: string, n: number) => `f=$(mktemp); for i in $(seq ${n}); do (curl -sf --max-time 300 -o /dev/null ${url} || echo x >> $f) & done; wait; test ! -s $f`;
+    const storm = (addr: string, n: number) =>
+      `f=$(mktemp); for i in $(seq ${n}); do (${curlTftp(addr, 'boot170', 1468)} || echo x >> $f) & done; wait; test ! -s $f`;
+    const http = (url: string, n: number) =>
+      `f=$(mktemp); for i in $(seq ${n}); do (curl -sf --max-time 300 -o /dev/null ${url} || echo x >> $f) & done; wait; test ! -s $f`;
     const atftp = (addr: string) => `atftp --option "blksize 1468" --option "windowsize 8" -g -r big32 -l /dev/null ${addr}`;
 
     const cases: Array<{ what: string; anchor: string; ours: string; theirs: string }> = [];
-    for (const [anchor, addr] of [['dnsmasq', ADDR.dnsmasq], ['tftpd-hpa', ADDR.tftpdHpa]] as const) {
-      cases.push({ what: 'TFTP 32 MiB lock-step, blksize 1468 (curl)', anchor, ours: curlTftp(ADDR.ours, 'big32', 1468), theirs: curlTftp(addr, 'big32', 1468) });
+    for (const [anchor, addr] of [
+      ['dnsmasq', ADDR.dnsmasq],
+      ['tftpd-hpa', ADDR.tftpdHpa],
+    ] as const) {
+      cases.push({
+        what: 'TFTP 32 MiB lock-step, blksize 1468 (curl)',
+        anchor,
+        ours: curlTftp(ADDR.ours, 'big32', 1468),
+        theirs: curlTftp(addr, 'big32', 1468),
+      });
       cases.push({ what: 'TFTP 32 MiB lock-step, blksize 512 (curl)', anchor, ours: curlTftp(ADDR.ours, 'big32', 512), theirs: curlTftp(addr, 'big32', 512) });
       cases.push({ what: 'TFTP storm 50 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 50), theirs: storm(addr, 50) });
       cases.push({ what: 'TFTP storm 200 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 200), theirs: storm(addr, 200) });
     }
     cases.push({ what: 'TFTP 32 MiB windowsize 8, blksize 1468 (atftp)', anchor: 'atftpd', ours: atftp(ADDR.ours), theirs: atftp(ADDR.atftpd) });
     for (const n of [1, 10, 50]) {
-      cases.push({ what: `HTTP ${n} x 64 MiB initrd (curl)`, anchor: 'nginx-light', ours: http(`http://${ADDR.ours}:8080/assets/initrd64`, n), theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n) });
+      cases.push({
+        what: `HTTP ${n} x 64 MiB initrd (curl)`,
+        anchor: 'nginx-light',
+        ours: http(`http://${ADDR.ours}:8080/assets/initrd64`, n),
+        theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n),
+      });
     }
 
     const rows: ServiceBenchRow[] = [];
@@ -178,7 +228,10 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     // Clients a failed run left behind live in the namespace too.
-    const left = await run('ip', ['netns', 'pids', ns]).then((r) => r.stdout.split('\n').filter(Boolean), () => []);
+    const left = await run('ip', ['netns', 'pids', ns]).then(
+      (r) => r.stdout.split('\n').filter(Boolean),
+      () => [],
+    );
     for (const pid of left) {
       try {
         process.kill(Number(pid), 'SIGKILL');

@@ -38,15 +38,21 @@ export function bmcName(bmc: Bmc): string {
 export function ipmitoolArgs(bmc: Bmc, step: IpmiStep): string[] {
   const iface = bmc.interface ?? 'lanplus';
   return [
-    '-I', iface,
-    '-H', bmc.address,
-    '-p', String(bmc.port ?? 623),
-    '-U', bmc.user,
+    '-I',
+    iface,
+    '-H',
+    bmc.address,
+    '-p',
+    String(bmc.port ?? 623),
+    '-U',
+    bmc.user,
     '-E',
     ...(iface === 'lanplus' ? ['-C', String(bmc.cipherSuite ?? 3)] : []),
     // ipmitool's own retry and per-try timeout; the process is killed after timeoutMs anyway.
-    '-N', '3',
-    '-R', '2',
+    '-N',
+    '3',
+    '-R',
+    '2',
     ...stepCommand(step),
   ];
 }

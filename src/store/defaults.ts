@@ -55,7 +55,7 @@ export const DEBIAN_INSTALLER_PROFILE: Profile = {
     url: 'http://{{ address }}:{{ port }}/preseed?mac={{ mac }}',
     // netcfg/choose_interface (d-i's short alias): the NIC that has a link.
     interface: 'auto',
-    'DEBIAN_FRONTEND': 'text',
+    DEBIAN_FRONTEND: 'text',
     console: ['tty0', 'ttyS0,115200n8'],
   },
   preseed: 'debian.preseed.njk',

@@ -34,7 +34,12 @@ export function parseDbText(text: string, file: string): Db {
     const message = (err as Error).message;
     const pos = parseErrorPosition(text, message);
     const where = pos ? `${file}:${pos.line}:${pos.column}` : file;
-    throw new ApplianceError('ERR_STORE_BAD_JSON', `${where}: not valid JSON: ${message}`, { file, ...(pos ? { line: pos.line, column: pos.column } : {}) }, { cause: err });
+    throw new ApplianceError(
+      'ERR_STORE_BAD_JSON',
+      `${where}: not valid JSON: ${message}`,
+      { file, ...(pos ? { line: pos.line, column: pos.column } : {}) },
+      { cause: err },
+    );
   }
   return parseDbValue(raw, text, file);
 }
@@ -53,7 +58,12 @@ export function parseDbValue(raw: unknown, text: string, file: string): Db {
     // In file order, so the report reads top to bottom like the file.
     located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
     const lines = located.map((i) => `${i.line !== undefined ? `${file}:${i.line}:${i.column}` : file}: ${i.field}: ${i.message}`);
-    throw new ApplianceError('ERR_VALIDATION', lines.length > 1 ? `${lines.length} problems: ${lines.join('; ')}` : (lines[0] ?? err.message), { ...err.detail, file, issues: located, ...(located[0]?.line !== undefined ? { line: located[0].line, column: located[0].column } : {}) }, { cause: err });
+    throw new ApplianceError(
+      'ERR_VALIDATION',
+      lines.length > 1 ? `${lines.length} problems: ${lines.join('; ')}` : (lines[0] ?? err.message),
+      { ...err.detail, file, issues: located, ...(located[0]?.line !== undefined ? { line: located[0].line, column: located[0].column } : {}) },
+      { cause: err },
+    );
   }
 }
 
@@ -108,7 +118,12 @@ export class DurableJsonFile implements Adapter<Db> {
       await syncDir(path.dirname(this.file));
     } catch (err) {
       if (err instanceof ApplianceError) throw err;
-      throw new ApplianceError('ERR_STORE_WRITE', `could not write ${this.file}: ${(err as Error).message}; the previous file is unchanged`, { file: this.file }, { cause: err });
+      throw new ApplianceError(
+        'ERR_STORE_WRITE',
+        `could not write ${this.file}: ${(err as Error).message}; the previous file is unchanged`,
+        { file: this.file },
+        { cause: err },
+      );
     }
     this.lastText = text;
   }
@@ -128,7 +143,12 @@ export function previousPathFor(file: string): string {
  */
 function swapIfUnchanged(file: string, tmp: string, expected: string | undefined): void {
   const previous = previousPathFor(file);
-  const conflict = () => new ApplianceError('ERR_STORE_CONFLICT', `${file} was edited by hand while this write was in flight; the hand edit was loaded and this write refused: retry it`, { file });
+  const conflict = () =>
+    new ApplianceError(
+      'ERR_STORE_CONFLICT',
+      `${file} was edited by hand while this write was in flight; the hand edit was loaded and this write refused: retry it`,
+      { file },
+    );
   let moved = false;
   try {
     renameSync(file, previous);

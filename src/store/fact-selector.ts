@@ -45,7 +45,10 @@ export const FACT_SELECTOR_LIMITS = { length: 256, expressions: 32, segments: 8 
 const UNITS: Record<string, number> = { K: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
 
 function fail(source: string, at: number, message: string): never {
-  throw new ApplianceError('ERR_SELECTOR', `fact selector ${JSON.stringify(source)}: ${message} at character ${at + 1}`, { selector: source, position: at + 1 });
+  throw new ApplianceError('ERR_SELECTOR', `fact selector ${JSON.stringify(source)}: ${message} at character ${at + 1}`, {
+    selector: source,
+    position: at + 1,
+  });
 }
 
 /** Read a number with an optional unit; undefined when `text` is not one. */

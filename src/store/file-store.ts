@@ -123,7 +123,16 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
 
   // A crash in the instant of a swap leaves the database parked beside its name: put it back.
   const parked = previousPathFor(file);
-  if (!(await stat(file).then(() => true, () => false)) && (await stat(parked).then(() => true, () => false))) {
+  if (
+    !(await stat(file).then(
+      () => true,
+      () => false,
+    )) &&
+    (await stat(parked).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     await rename(parked, file);
     log.warn({ file }, 'restored the database from the copy an interrupted write had parked beside it');
   }
@@ -168,7 +177,10 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
         if (err instanceof ApplianceError && err.code === 'ERR_STORE_CONFLICT') {
           // The operator's edit wins: load it, refuse the API write, say so.
           const outcome = await reloadNow();
-          log.warn({ file, outcome }, 'a hand edit of the database landed while an API write was in flight: reloaded the hand edit and refused the API write (409); retry it');
+          log.warn(
+            { file, outcome },
+            'a hand edit of the database landed while an API write was in flight: reloaded the hand edit and refused the API write (409); retry it',
+          );
         } else {
           writeError = (err as Error).message;
         }
@@ -180,7 +192,11 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       // A hand edit that the watcher has not delivered yet must not be overwritten.
       const outcome = await reloadNow();
       if (outcome === 'refused') {
-        throw new ApplianceError('ERR_STORE_FILE_INVALID', `${file} was edited by hand and is invalid (${fileError}); fix the file before writing through the API`, { file });
+        throw new ApplianceError(
+          'ERR_STORE_FILE_INVALID',
+          `${file} was edited by hand and is invalid (${fileError}); fix the file before writing through the API`,
+          { file },
+        );
       }
     },
     status: () => {
@@ -188,7 +204,6 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       return { ok: error === undefined, ...(error !== undefined ? { error } : {}), loadedAt };
     },
   });
-
 
   /** Read the file; swap in a valid edit, refuse an invalid one. Call inside the queue. */
   async function reloadNow(): Promise<ReloadOutcome> {
@@ -217,7 +232,10 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       fileError = e.message;
       if (refusedText !== text) {
         refusedText = text;
-        log.warn({ file, field: e.detail?.field, line: e.detail?.line, column: e.detail?.column, issues: e.detail?.issues, code: e.code, err: e.message }, 'database file refused; keeping the last good state');
+        log.warn(
+          { file, field: e.detail?.field, line: e.detail?.line, column: e.detail?.column, issues: e.detail?.issues, code: e.code, err: e.message },
+          'database file refused; keeping the last good state',
+        );
       }
       return 'refused';
     }
@@ -239,16 +257,17 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
   let watcher: FSWatcher | undefined;
   let poller: NodeJS.Timeout | undefined;
   if (options.watch ?? true) {
-    if (options.fsEvents ?? true) try {
-      // Watch the directory, not the file: an editor's rename replaces the inode a file watch
-      // would be attached to.
-      watcher = watch(path.dirname(file), { persistent: false }, (_event, name) => {
-        if (name === null || name === path.basename(file)) schedule();
-      });
-      watcher.on('error', (err) => log.warn({ file, err: err.message }, 'database watch failed; relying on polling'));
-    } catch (err) {
-      log.warn({ file, err: (err as Error).message }, 'cannot watch the database directory; relying on polling');
-    }
+    if (options.fsEvents ?? true)
+      try {
+        // Watch the directory, not the file: an editor's rename replaces the inode a file watch
+        // would be attached to.
+        watcher = watch(path.dirname(file), { persistent: false }, (_event, name) => {
+          if (name === null || name === path.basename(file)) schedule();
+        });
+        watcher.on('error', (err) => log.warn({ file, err: err.message }, 'database watch failed; relying on polling'));
+      } catch (err) {
+        log.warn({ file, err: (err as Error).message }, 'cannot watch the database directory; relying on polling');
+      }
     if (pollMs > 0) {
       const signature = async (): Promise<string> => {
         try {
@@ -316,7 +335,10 @@ async function migrateLegacy(adapter: DurableJsonFile, file: string, log: Logger
   if (found.length === 0) return;
   await migrate(found);
   await writeFileDurable(file, `${JSON.stringify(raw, null, 2)}\n`);
-  log.warn({ file, machines: found.length, discovered: found.filter((f) => f.discovered).length }, 'moved runtime state (facts, discovered machines) out of the database file into the state store; db.json rewritten once');
+  log.warn(
+    { file, machines: found.length, discovered: found.filter((f) => f.discovered).length },
+    'moved runtime state (facts, discovered machines) out of the database file into the state store; db.json rewritten once',
+  );
 }
 
 /** The JSON Schema beside a new database, so the "$schema" it carries resolves in editors. */

@@ -23,9 +23,19 @@ export interface ImportPlan {
   problems: string[];
 }
 
-const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory(), () => false);
+const isDir = (p: string): Promise<boolean> =>
+  stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 const list = async (p: string): Promise<string[]> => ((await isDir(p)) ? (await readdir(p)).filter((n) => !n.startsWith('.')).sort() : []);
-const idOf = (name: string): string => name.replace(/\.(json|ya?ml|ign|yaml\.tmpl|tmpl)$/i, '').toLowerCase().replace(/[^a-z0-9._-]/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63) || 'imported';
+const idOf = (name: string): string =>
+  name
+    .replace(/\.(json|ya?ml|ign|yaml\.tmpl|tmpl)$/i, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-')
+    .replace(/^[^a-z0-9]+/, '')
+    .slice(0, 63) || 'imported';
 
 async function readJson(file: string, problems: string[]): Promise<Record<string, unknown> | undefined> {
   try {
@@ -74,12 +84,25 @@ async function planMatchbox(root: string): Promise<ImportPlan> {
     const file = path.join(root, 'profiles', name);
     const p = await readJson(file, plan.problems);
     if (!p) continue;
-    const profile: Record<string, unknown> = { id: idOf(String(p['id'] ?? name)), ...(typeof p['name'] === 'string' ? { name: p['name'] } : {}), ...bootFields((p['boot'] ?? {}) as Record<string, unknown>) };
-    for (const [key, field, sub] of [['ignition_id', 'ignition', 'ignition'], ['cloud_id', 'cloudConfig', 'cloud'], ['generic_id', 'generic', 'generic']] as const) {
+    const profile: Record<string, unknown> = {
+      id: idOf(String(p['id'] ?? name)),
+      ...(typeof p['name'] === 'string' ? { name: p['name'] } : {}),
+      ...bootFields((p['boot'] ?? {}) as Record<string, unknown>),
+    };
+    for (const [key, field, sub] of [
+      ['ignition_id', 'ignition', 'ignition'],
+      ['cloud_id', 'cloudConfig', 'cloud'],
+      ['generic_id', 'generic', 'generic'],
+    ] as const) {
       const ref = p[key];
       if (typeof ref !== 'string' || ref === '') continue;
       const src = path.join(root, sub, ref);
-      if (!(await stat(src).then((s) => s.isFile(), () => false))) {
+      if (
+        !(await stat(src).then(
+          (s) => s.isFile(),
+          () => false,
+        ))
+      ) {
         plan.problems.push(`${file}: ${key} ${ref} is not in ${path.join(root, sub)}; left out`);
         continue;
       }
@@ -146,7 +169,8 @@ async function planBootcfg(root: string): Promise<ImportPlan> {
     plan.profiles.push({ id, ...bootFields(b), ...(cloud ? { cloudConfig: cloud } : {}) });
     if (e.kind === 'default') plan.defaultProfile = id;
     else if (e.kind === 'mac' && normalizeMac(e.key)) machines.set(normalizeMac(e.key)!, { mac: normalizeMac(e.key), profile: id });
-    else if (e.kind === 'uuid') plan.problems.push(`${e.file}: a UUID-only boot config needs the machine's MAC; made profile ${id}, add a machine record with that uuid and profile`);
+    else if (e.kind === 'uuid')
+      plan.problems.push(`${e.file}: a UUID-only boot config needs the machine's MAC; made profile ${id}, add a machine record with that uuid and profile`);
     else plan.problems.push(`${e.file}: ${e.key} is not a MAC address; made profile ${id} only`);
   }
   plan.machines.push(...machines.values());

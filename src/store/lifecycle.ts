@@ -152,7 +152,14 @@ export function keepSecrets(input: Record<string, unknown>, existing: Machine | 
   for (const key of ['nextBoot', 'provisioning'] as const) {
     const v = out[key];
     const old = existing[key];
-    if (v && typeof v === 'object' && !Array.isArray(v) && old?.token && (v as Record<string, unknown>)['profile'] === old.profile && (v as Record<string, unknown>)['token'] === undefined) {
+    if (
+      v &&
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      old?.token &&
+      (v as Record<string, unknown>)['profile'] === old.profile &&
+      (v as Record<string, unknown>)['token'] === undefined
+    ) {
       out[key] = { ...(v as Record<string, unknown>), token: old.token };
     }
   }

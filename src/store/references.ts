@@ -37,12 +37,21 @@ export function assertProfileTemplates(profile: Profile, templatesDir: string): 
   const issues = profileTemplateIssues(profile, templatesDir);
   if (issues.length === 0) return;
   const first = issues[0]!;
-  throw new ApplianceError('ERR_VALIDATION', `${first.path.join('.')}: ${first.message}`, { field: first.path.join('.'), issues: issues.map((i) => ({ field: i.path.join('.'), path: i.path, message: i.message })) });
+  throw new ApplianceError('ERR_VALIDATION', `${first.path.join('.')}: ${first.message}`, {
+    field: first.path.join('.'),
+    issues: issues.map((i) => ({ field: i.path.join('.'), path: i.path, message: i.message })),
+  });
 }
 
 /** Throw ERR_VALIDATION (with paths into the document) when any profile names a missing template. */
 export function assertDbTemplates(db: Db, templatesDir: string): void {
-  const issues = db.profiles.flatMap((p, i) => profileTemplateIssues(p, templatesDir).map((x) => ({ path: ['profiles', i, ...x.path], field: `profiles.${i}.${x.path.join('.')}`, message: `profile ${p.id}: ${x.message}` })));
+  const issues = db.profiles.flatMap((p, i) =>
+    profileTemplateIssues(p, templatesDir).map((x) => ({
+      path: ['profiles', i, ...x.path],
+      field: `profiles.${i}.${x.path.join('.')}`,
+      message: `profile ${p.id}: ${x.message}`,
+    })),
+  );
   if (issues.length === 0) return;
   throw new ApplianceError('ERR_VALIDATION', `${issues[0]!.field}: ${issues[0]!.message}`, { field: issues[0]!.field, issues });
 }
@@ -53,7 +62,8 @@ export function profileAssetWarnings(profile: Profile, assetsDir: string): strin
   for (const source of [profile.kernel, ...profile.initrd]) {
     if (!source.startsWith('/assets/')) continue;
     const rel = source.slice('/assets/'.length);
-    if (!existsSync(path.join(assetsDir, ...rel.split('/')))) out.push(`${source} is not in ${assetsDir} yet; machines get a retry script until it is (node bin/appliance fetch ...)`);
+    if (!existsSync(path.join(assetsDir, ...rel.split('/'))))
+      out.push(`${source} is not in ${assetsDir} yet; machines get a retry script until it is (node bin/appliance fetch ...)`);
   }
   return out;
 }

@@ -20,14 +20,10 @@ import { LOCAL_DISK_PROFILE_ID } from './lifecycle.js';
 export const IPXE_SAFE = /^[A-Za-z0-9._~:/?=,+@%\-[\]()!*^]+$/;
 
 /** Profile and group ids: short, lowercase, safe in URLs, file names and iPXE scripts. */
-export const IdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 . _ - starting with a letter or digit');
+export const IdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 . _ - starting with a letter or digit');
 
 /** A MAC address, any case, `:` or `-` separated; stored lowercase colon-separated. */
-export const MacSchema = z
-  .string()
-  .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, 'must be a MAC address like 52:54:00:12:34:56');
+export const MacSchema = z.string().regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, 'must be a MAC address like 52:54:00:12:34:56');
 
 /** An SMBIOS UUID in the 8-4-4-4-12 form iPXE prints for `${uuid}`. */
 export const UuidSchema = z
@@ -75,7 +71,10 @@ export const RESERVED_MICROKERNEL_ENV = ['APPLIANCE_URL', 'MACHINE_MAC'] as cons
 const AssetPath = z
   .string()
   .max(1024)
-  .regex(/^\/assets\/(?!\.{1,2}(\/|$))(?!.*\/\.{1,2}(\/|$))[A-Za-z0-9._~:\/=,+@%-]+$/, 'must be /assets/<path> of letters, digits and . _ ~ : / = , + @ % - (no . or .. segments)');
+  .regex(
+    /^\/assets\/(?!\.{1,2}(\/|$))(?!.*\/\.{1,2}(\/|$))[A-Za-z0-9._~:/=,+@%-]+$/,
+    'must be /assets/<path> of letters, digits and . _ ~ : / = , + @ % - (no . or .. segments)',
+  );
 
 /**
  * `vars.microkernel`: a docker image tarball (from `docker save`) under `/assets/` that the
@@ -98,9 +97,7 @@ export const MicrokernelSchema = z
       .describe('image to run after docker load (default: the image the tarball says it loaded)'),
     env: z
       .record(
-        z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are A-Z a-z 0-9 _ not starting with a digit'),
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are A-Z a-z 0-9 _ not starting with a digit'),
         SafeString.max(4096),
       )
       .superRefine((env, ctx) => {
@@ -198,7 +195,7 @@ export const FactsSchema = z.record(FactKey, FactValueSchema).superRefine(checkF
 export type Facts = z.output<typeof FactsSchema>;
 
 /** IPXE_SAFE's characters, for building path patterns. */
-const TOKEN_CHARS = "A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-";
+const TOKEN_CHARS = 'A-Za-z0-9._~:/=,+@%()!*^\\[\\]\\-';
 /**
  * Where a kernel or initrd comes from: `/assets/...` (served by this appliance from
  * `--assets`; plain path characters, since the appliance resolves it itself) or an absolute
@@ -231,7 +228,15 @@ const CmdlineValue = z.union([CmdlineScalar, z.array(CmdlineScalar).max(16)]);
 export const CmdlineSchema = z
   .union([
     z.string().max(8192),
-    z.record(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._/\-[\]]{0,127}$/, 'kernel parameter names are A-Z a-z 0-9 . _ - / [ ] (d-i preseeds questions as netcfg/get_hostname=...)'), CmdlineValue),
+    z.record(
+      z
+        .string()
+        .regex(
+          /^[A-Za-z0-9_][A-Za-z0-9._/\-[\]]{0,127}$/,
+          'kernel parameter names are A-Z a-z 0-9 . _ - / [ ] (d-i preseeds questions as netcfg/get_hostname=...)',
+        ),
+      CmdlineValue,
+    ),
   ])
   .superRefine((cmdline, ctx) => {
     for (const issue of cmdlineIssues(cmdline)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
@@ -244,9 +249,12 @@ export const CmdlineSchema = z
  */
 export const BOOT_LOADERS = ['ipxe', 'grub'] as const;
 /** Boot loader choice; machine wins over group, group over profile (src/boot/loader.ts). */
-const BootLoaderSchema = z.enum(BOOT_LOADERS).optional().describe('ipxe (default) or grub; grub scripts are rendered from the profile\'s grub template');
+const BootLoaderSchema = z.enum(BOOT_LOADERS).optional().describe("ipxe (default) or grub; grub scripts are rendered from the profile's grub template");
 /** Secure Boot choice; machine wins over group over profile over --secure-boot. */
-const SecureBootSchema = z.boolean().optional().describe('UEFI firmware must boot signed code: DHCP hands out shim, which loads signed grub; the profile must name a signed kernel');
+const SecureBootSchema = z
+  .boolean()
+  .optional()
+  .describe('UEFI firmware must boot signed code: DHCP hands out shim, which loads signed grub; the profile must name a signed kernel');
 
 /** A boot profile: what a machine boots. */
 export const ProfileSchema = z
@@ -308,8 +316,18 @@ export const BmcSchema = z
   .object({
     address: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/, 'must be the BMC IP address or host name'),
     port: z.number().int().min(1).max(65535).optional().describe('RMCP port (default 623)'),
-    user: z.string().min(1).max(16).regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters').describe('IPMI user name (at most 16 bytes)'),
-    password: z.string().max(20).regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters').optional().describe('IPMI password (at most 20 bytes; never returned by the API)'),
+    user: z
+      .string()
+      .min(1)
+      .max(16)
+      .regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters')
+      .describe('IPMI user name (at most 16 bytes)'),
+    password: z
+      .string()
+      .max(20)
+      .regex(/^[^\u0000-\u001f\u007f]*$/, 'no control characters')
+      .optional()
+      .describe('IPMI password (at most 20 bytes; never returned by the API)'),
     interface: z.enum(['lanplus', 'lan']).optional().describe('ipmitool interface (default lanplus, IPMI 2.0)'),
     cipherSuite: z.number().int().min(0).max(17).optional().describe('lanplus cipher suite (ipmitool -C; default 3)'),
   })
@@ -350,7 +368,10 @@ export const GroupSchema = z
       .object({
         mac: MacSchema.optional(),
         uuid: UuidSchema.optional(),
-        arch: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'arch is an iPXE ${buildarch} such as x86_64, i386, arm64').optional(),
+        arch: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,32}$/, 'arch is an iPXE ${buildarch} such as x86_64, i386, arm64')
+          .optional(),
         labels: LabelsSchema.optional(),
         facts: z
           .array(
@@ -392,9 +413,21 @@ export const DbSchema = z
         seen.add(key);
       });
     };
-    dup(db.profiles.map((p) => p.id), (i) => ['profiles', i, 'id'], 'profile id');
-    dup(db.groups.map((g) => g.id), (i) => ['groups', i, 'id'], 'group id');
-    dup(db.machines.map((m) => normalizeMac(m.mac) ?? m.mac), (i) => ['machines', i, 'mac'], 'machine mac');
+    dup(
+      db.profiles.map((p) => p.id),
+      (i) => ['profiles', i, 'id'],
+      'profile id',
+    );
+    dup(
+      db.groups.map((g) => g.id),
+      (i) => ['groups', i, 'id'],
+      'group id',
+    );
+    dup(
+      db.machines.map((m) => normalizeMac(m.mac) ?? m.mac),
+      (i) => ['machines', i, 'mac'],
+      'machine mac',
+    );
     dup(
       db.machines.map((m, i) => (m.uuid ? m.uuid.toLowerCase() : `#${i}`)),
       (i) => ['machines', i, 'uuid'],
@@ -405,7 +438,8 @@ export const DbSchema = z
     // The built-in local-disk profile (lifecycle.ts) is always there.
     const profiles = new Set([...db.profiles.map((p) => p.id), LOCAL_DISK_PROFILE_ID]);
     const missing = (id: string): string => `profile "${id}" does not exist (profiles: ${[...profiles].slice(0, 10).join(', ') || 'none'})`;
-    if (db.defaultProfile !== undefined && !profiles.has(db.defaultProfile)) ctx.addIssue({ code: 'custom', path: ['defaultProfile'], message: missing(db.defaultProfile) });
+    if (db.defaultProfile !== undefined && !profiles.has(db.defaultProfile))
+      ctx.addIssue({ code: 'custom', path: ['defaultProfile'], message: missing(db.defaultProfile) });
     db.machines.forEach((m, i) => {
       if (m.profile !== undefined && !profiles.has(m.profile)) ctx.addIssue({ code: 'custom', path: ['machines', i, 'profile'], message: missing(m.profile) });
     });
@@ -423,7 +457,8 @@ export const DbSchema = z
     db.machines.forEach((m, i) => {
       const profile = m.profile !== undefined ? db.profiles.find((p) => p.id === m.profile) : undefined;
       if (!profile || !m.vars) return;
-      for (const issue of machineVarIssues(profile, m.vars)) ctx.addIssue({ code: 'custom', path: ['machines', i, 'vars', ...issue.path], message: issue.message });
+      for (const issue of machineVarIssues(profile, m.vars))
+        ctx.addIssue({ code: 'custom', path: ['machines', i, 'vars', ...issue.path], message: issue.message });
     });
   });
 
@@ -472,7 +507,12 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * Validate `value` against `schema`; on failure throw ERR_VALIDATION naming the first failing
  * field (zod path, prefixed by `prefix`), e.g. `profiles.0.kernel: must be /assets/...`.
  */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, prefix: (string | number)[] = [], format: (path: readonly PropertyKey[]) => string = formatPath): z.output<S> {
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  prefix: (string | number)[] = [],
+  format: (path: readonly PropertyKey[]) => string = formatPath,
+): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES).map((issue) => {
@@ -480,7 +520,11 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
     // A record key that fails its pattern carries the useful message one level down.
     const keyIssue = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
     const message =
-      issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : keyIssue ? `invalid name: ${keyIssue.message}` : issue.message;
+      issue.code === 'unrecognized_keys'
+        ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
+        : keyIssue
+          ? `invalid name: ${keyIssue.message}`
+          : issue.message;
     // Unknown keys are reported at the key itself, so a line/column points at it.
     const at = issue.code === 'unrecognized_keys' && issue.keys.length > 0 ? [...path, issue.keys[0]!] : path;
     return { field: format(path), path: at, message };

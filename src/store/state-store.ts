@@ -236,7 +236,10 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
     const t = now().getTime();
     if (t - cappedWarnedAt >= 60_000) {
       cappedWarnedAt = t;
-      log.warn({ mac, cap: limits.maxDiscovered }, `discovered-machine cap (${limits.maxDiscovered}) reached; new machines are not registered until some are declared or deleted`);
+      log.warn(
+        { mac, cap: limits.maxDiscovered },
+        `discovered-machine cap (${limits.maxDiscovered}) reached; new machines are not registered until some are declared or deleted`,
+      );
     }
   };
 
@@ -308,11 +311,20 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
       }
       const previous = records.get(mac)?.factsBytes ?? 0;
       if (totalFacts - previous + bytes > limits.maxTotalFactsBytes) {
-        throw new ApplianceError('ERR_STATE_FULL', `the state store holds ${totalFacts} bytes of facts, its bound is ${limits.maxTotalFactsBytes}; delete discovered machines to make room`, { mac });
+        throw new ApplianceError(
+          'ERR_STATE_FULL',
+          `the state store holds ${totalFacts} bytes of facts, its bound is ${limits.maxTotalFactsBytes}; delete discovered machines to make room`,
+          { mac },
+        );
       }
       const at = now().toISOString();
       const found = recordFor(mac, declared, at);
-      if (found === 'capped') throw new ApplianceError('ERR_DISCOVERY_FULL', `the appliance already holds ${limits.maxDiscovered} discovered machines; declare or delete some before new machines can report`, { mac });
+      if (found === 'capped')
+        throw new ApplianceError(
+          'ERR_DISCOVERY_FULL',
+          `the appliance already holds ${limits.maxDiscovered} discovered machines; declare or delete some before new machines can report`,
+          { mac },
+        );
       if (found === 'off') throw new ApplianceError('ERR_DISCOVERY_OFF', 'discovery is switched off: only declared machines may report facts', { mac });
       const { rec, created } = found;
       if (factsDir) {
@@ -382,4 +394,3 @@ export function stateDirFor(dbPath: string): string {
   const base = path.basename(dbPath).replace(/\.json$/i, '');
   return path.join(path.dirname(dbPath), `${base}.state`);
 }
-

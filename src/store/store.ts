@@ -113,7 +113,9 @@ class Unchanged<T> {
 }
 
 function notFound(kind: 'profile' | 'machine' | 'group', key: string): ApplianceError {
-  return new ApplianceError(`ERR_${kind.toUpperCase()}_NOT_FOUND`, `${kind} ${JSON.stringify(key)} does not exist`, { [kind === 'machine' ? 'mac' : 'id']: key });
+  return new ApplianceError(`ERR_${kind.toUpperCase()}_NOT_FOUND`, `${kind} ${JSON.stringify(key)} does not exist`, {
+    [kind === 'machine' ? 'mac' : 'id']: key,
+  });
 }
 
 /** Build a store around an initial state; `hooks.persist` makes it durable. */
@@ -184,7 +186,11 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
         if (i < 0) throw notFound('profile', id);
         const users = profileUsers(d, id);
         if (users.length > 0) {
-          throw new ApplianceError('ERR_PROFILE_IN_USE', `profile "${id}" is still used by ${users.slice(0, 5).join(', ')}${users.length > 5 ? ', ...' : ''}; reassign them first`, { id, users });
+          throw new ApplianceError(
+            'ERR_PROFILE_IN_USE',
+            `profile "${id}" is still used by ${users.slice(0, 5).join(', ')}${users.length > 5 ? ', ...' : ''}; reassign them first`,
+            { id, users },
+          );
         }
         d.profiles.splice(i, 1);
       });

@@ -62,7 +62,10 @@ export async function openTimeline(options: TimelineOptions): Promise<Persistent
       }
     }
   }
-  let size = await stat(file).then((s) => s.size, () => 0);
+  let size = await stat(file).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (replayed > 0) log.info({ file, events: replayed }, 'boot timeline replayed');
 
   let buffer: string[] = [];
@@ -106,7 +109,8 @@ export async function openTimeline(options: TimelineOptions): Promise<Persistent
     record(input) {
       const event = inner.record(input);
       let line = `${JSON.stringify(event)}\n`;
-      if (line.length > MAX_LINE) line = `${JSON.stringify({ at: event.at, mac: event.mac, type: event.type, ...(event.ip ? { ip: event.ip } : {}), detail: { truncated: true } })}\n`;
+      if (line.length > MAX_LINE)
+        line = `${JSON.stringify({ at: event.at, mac: event.mac, type: event.type, ...(event.ip ? { ip: event.ip } : {}), detail: { truncated: true } })}\n`;
       buffer.push(line);
       if (!scheduled) {
         scheduled = true;

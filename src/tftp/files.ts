@@ -49,7 +49,10 @@ export type NameCheck = { kind: 'ok'; name: string } | Refusal;
  */
 export function normalizeRequestName(raw: string): NameCheck {
   if (raw.includes('\0')) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'nul-in-name' };
-  const segments = raw.replace(/\\/g, '/').split('/').filter((s) => s !== '' && s !== '.');
+  const segments = raw
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) return { kind: 'refused', code: TFTP_ERROR.ACCESS_VIOLATION, reason: 'parent-segment' };
   if (segments.length === 0) return { kind: 'refused', code: TFTP_ERROR.FILE_NOT_FOUND, reason: 'empty-name' };
   return { kind: 'ok', name: segments.join('/') };

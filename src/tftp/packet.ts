@@ -185,11 +185,7 @@ export function encodePacket(packet: TftpPacket): Buffer {
     case 'wrq':
       checkString(packet.filename, 'file name');
       checkString(packet.mode, 'mode');
-      return encodeStrings(packet.op === 'rrq' ? OPCODE.RRQ : OPCODE.WRQ, [
-        packet.filename,
-        packet.mode,
-        ...flattenOptions(packet.options),
-      ]);
+      return encodeStrings(packet.op === 'rrq' ? OPCODE.RRQ : OPCODE.WRQ, [packet.filename, packet.mode, ...flattenOptions(packet.options)]);
     case 'data': {
       checkU16(packet.block, 'block');
       const out = Buffer.allocUnsafe(4 + packet.data.length);

@@ -371,7 +371,12 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
             // never bound
           }
           reject(
-            new ApplianceError('ERR_TFTP_BIND', `cannot listen for tftp on ${host}:${options.port}: ${err.message}; pick another port or run with CAP_NET_BIND_SERVICE for port 69`, { host, port: options.port }, { cause: err }),
+            new ApplianceError(
+              'ERR_TFTP_BIND',
+              `cannot listen for tftp on ${host}:${options.port}: ${err.message}; pick another port or run with CAP_NET_BIND_SERVICE for port 69`,
+              { host, port: options.port },
+              { cause: err },
+            ),
           );
         };
         socket.once('error', onBindError);
@@ -395,7 +400,19 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
             } catch (err) {
               log.debug({ err: (err as Error).message }, 'tftp receive buffer left at the default');
             }
-            log.info({ host, port: boundPort, root: options.root, blksizeMax: limits.blksizeMax, windowsizeMax: limits.windowsizeMax, maxTransfers, maxPerClient, timeoutMaxMs: limits.timeoutMaxMs }, 'tftp listening');
+            log.info(
+              {
+                host,
+                port: boundPort,
+                root: options.root,
+                blksizeMax: limits.blksizeMax,
+                windowsizeMax: limits.windowsizeMax,
+                maxTransfers,
+                maxPerClient,
+                timeoutMaxMs: limits.timeoutMaxMs,
+              },
+              'tftp listening',
+            );
             resolve({ port: boundPort });
           });
         } catch (err) {

@@ -174,11 +174,7 @@ type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
 
 /** True when two requests are the same (a client repeating its RRQ). */
 export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
-  return (
-    a.filename === b.filename &&
-    a.mode.toLowerCase() === b.mode.toLowerCase() &&
-    JSON.stringify(a.options) === JSON.stringify(b.options)
-  );
+  return a.filename === b.filename && a.mode.toLowerCase() === b.mode.toLowerCase() && JSON.stringify(a.options) === JSON.stringify(b.options);
 }
 
 /** Blocks per chunk read from a file too large for the cache (about 128 KiB, whole blocks). */
@@ -350,7 +346,15 @@ export class Transfer {
     this.reader = reader;
     this.negotiated = negotiateOptions(request.options, ctx.limits, size);
     this.log.debug(
-      { file: this.name, mac: this.mac, mode, blksize: this.negotiated.blksize, windowsize: this.negotiated.windowsize, tsize: this.negotiated.tsize, source: this.sourceLabel },
+      {
+        file: this.name,
+        mac: this.mac,
+        mode,
+        blksize: this.negotiated.blksize,
+        windowsize: this.negotiated.windowsize,
+        tsize: this.negotiated.tsize,
+        source: this.sourceLabel,
+      },
       'tftp read request',
     );
     await this.openSocket();
@@ -524,7 +528,10 @@ export class Transfer {
       return;
     }
     const ms = Date.now() - this.startedAt;
-    this.ctx.warnLimited({ client: this.key, file: this.name, mac: this.mac, reason: 'no-ack', repeatedRequests: this.repeatedRequests, ms }, 'tftp transfer failed');
+    this.ctx.warnLimited(
+      { client: this.key, file: this.name, mac: this.mac, reason: 'no-ack', repeatedRequests: this.repeatedRequests, ms },
+      'tftp transfer failed',
+    );
     this.ctx.record('tftp-error', this.client.address, { file: this.name, reason: 'no-ack', bytes: 0, blksize: this.negotiated.blksize, ms });
     this.end();
   }
@@ -625,7 +632,13 @@ export class Transfer {
       return;
     }
     this.log.info({ ...detail, bytes: this.bytesSentAcked() }, 'tftp client aborted the transfer');
-    this.ctx.record('tftp-error', this.client.address, { file: this.name, error: code, reason: 'client-error', message: detail.clientMessage, bytes: this.bytesSentAcked() });
+    this.ctx.record('tftp-error', this.client.address, {
+      file: this.name,
+      error: code,
+      reason: 'client-error',
+      message: detail.clientMessage,
+      bytes: this.bytesSentAcked(),
+    });
     this.end();
   }
 
@@ -693,7 +706,10 @@ export class Transfer {
   private complete(): void {
     const ms = Date.now() - this.startedAt;
     const detail = { file: this.name, bytes: this.bytesRead, blksize: this.negotiated.blksize, windowsize: this.negotiated.windowsize, ms };
-    this.log.info({ ...detail, mac: this.mac, source: this.sourceLabel, retransmits: this.retransmits, duplicateAcks: this.duplicateAcks }, 'tftp transfer complete');
+    this.log.info(
+      { ...detail, mac: this.mac, source: this.sourceLabel, retransmits: this.retransmits, duplicateAcks: this.duplicateAcks },
+      'tftp transfer complete',
+    );
     if (this.negotiated.tsize !== undefined && this.negotiated.tsize !== this.bytesRead) {
       this.log.warn({ file: this.name, tsize: this.negotiated.tsize, bytes: this.bytesRead }, 'tftp content size differs from the announced tsize');
     }

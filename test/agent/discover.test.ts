@@ -19,7 +19,10 @@ const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 const HOST_PATH = process.env.PATH ?? '/usr/bin:/bin';
 
 /** A started appliance HTTP server on 127.0.0.1:0 over a memory store. */
-async function startAppliance(t: ExecutionContext, store: Store = createMemoryStore(createDefaultDb())): Promise<{ url: string; store: Store; state: StateStore }> {
+async function startAppliance(
+  t: ExecutionContext,
+  store: Store = createMemoryStore(createDefaultDb()),
+): Promise<{ url: string; store: Store; state: StateStore }> {
   const state = createStateStore({ log: createSilentLogger() });
   const assets = await mkdtemp(path.join(tmpdir(), 'netboot-agent-assets-'));
   let port = 0;
@@ -27,7 +30,17 @@ async function startAppliance(t: ExecutionContext, store: Store = createMemorySt
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
-    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: assets, apiToken: 'agent-test-token', state },
+    deps: {
+      store,
+      events: createEventLog(),
+      log: createSilentLogger(),
+      address: '127.0.0.1',
+      httpPort: () => port,
+      templatesDir: TEMPLATES,
+      assetsDir: assets,
+      apiToken: 'agent-test-token',
+      state,
+    },
   });
   port = (await server.start()).port;
   t.teardown(async () => {
@@ -61,13 +74,21 @@ async function fakeHost(t: ExecutionContext): Promise<{ proc: string; sys: strin
   await mkdir(dev, { recursive: true });
   await put(proc, 'sys/kernel/osrelease', '4.14.138-rancher\n');
   await put(proc, 'sys/kernel/hostname', 'rancher\n');
-  await put(proc, 'cpuinfo', 'processor\t: 0\nmodel name\t: Intel(R) Xeon(R) "Gold" 6130 \\ CPU\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) "Gold" 6130 \\ CPU\n');
+  await put(
+    proc,
+    'cpuinfo',
+    'processor\t: 0\nmodel name\t: Intel(R) Xeon(R) "Gold" 6130 \\ CPU\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) "Gold" 6130 \\ CPU\n',
+  );
   await put(proc, 'meminfo', 'MemTotal:        2048000 kB\nMemFree:          100000 kB\n');
   await put(sys, 'class/dmi/id/product_uuid', 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE\n');
   await put(sys, 'class/dmi/id/sys_vendor', 'Ven"dor\\ Inc.\t(tab)\n');
   await put(sys, 'class/dmi/id/product_name', 'Prodüct \u0001ctl $(reboot) `x`\n');
   await put(sys, 'class/dmi/id/product_serial', 'SN-0001\n');
-  for (const [name, mac, state, physical] of [['lo', '00:00:00:00:00:00', 'unknown', false], ['eth0', '52:54:00:AB:CD:EF', 'up', true], ['docker0', '02:42:ac:11:00:01', 'down', false]] as const) {
+  for (const [name, mac, state, physical] of [
+    ['lo', '00:00:00:00:00:00', 'unknown', false],
+    ['eth0', '52:54:00:AB:CD:EF', 'up', true],
+    ['docker0', '02:42:ac:11:00:01', 'down', false],
+  ] as const) {
     await put(sys, `class/net/${name}/address`, `${mac}\n`);
     await put(sys, `class/net/${name}/operstate`, `${state}\n`);
     await put(sys, `class/net/${name}/mtu`, '1500\n');
@@ -119,7 +140,10 @@ test('busybox sh against the real /proc and /sys (busybox ip, wget): plausible f
   await store.putMachine({ mac: '52:54:00:00:00:42', hostname: 'keep-me', profile: 'rancheros', state: 'ready' });
   const app = await startAppliance(t, store);
   const bb = await busyboxPath(t);
-  await run('busybox', ['sh', SCRIPT], { env: { PATH: bb, APPLIANCE_URL: app.url, MACHINE_MAC: '52:54:00:00:00:42', HOST_PROC: '/proc', HOST_SYS: '/sys', HOST_DEV: '/dev' }, timeout: 60_000 });
+  await run('busybox', ['sh', SCRIPT], {
+    env: { PATH: bb, APPLIANCE_URL: app.url, MACHINE_MAC: '52:54:00:00:00:42', HOST_PROC: '/proc', HOST_SYS: '/sys', HOST_DEV: '/dev' },
+    timeout: 60_000,
+  });
   const m = await store.getMachine('52:54:00:00:00:42');
   t.like(m, { hostname: 'keep-me', profile: 'rancheros', state: 'ready' });
   t.is(app.state.get('52:54:00:00:00:42')?.discovered, false);
@@ -163,7 +187,10 @@ test('--print, usage errors and an unreachable appliance', async (t) => {
   const port = (probe.address() as net.AddressInfo).port;
   await new Promise((resolve) => probe.close(resolve));
   const unreachable = await t.throwsAsync(
-    run('busybox', ['sh', SCRIPT], { env: { ...env, APPLIANCE_URL: `http://127.0.0.1:${port}`, DISCOVER_ATTEMPTS: '2', DISCOVER_RETRY_SECONDS: '0' }, timeout: 60_000 }),
+    run('busybox', ['sh', SCRIPT], {
+      env: { ...env, APPLIANCE_URL: `http://127.0.0.1:${port}`, DISCOVER_ATTEMPTS: '2', DISCOVER_RETRY_SECONDS: '0' },
+      timeout: 60_000,
+    }),
   );
   t.is((unreachable as { code?: number }).code, 1);
   t.regex((unreachable as { stderr?: string }).stderr ?? '', /after 2 attempts/);

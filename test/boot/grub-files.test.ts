@@ -41,13 +41,26 @@ async function setup(t: { teardown(fn: () => unknown): void }, db: Parameters<ty
   const store = createMemoryStore(db);
   const s = await startServer({
     events,
-    virtualFiles: createGrubFiles({ store, renderer: createRenderer(TEMPLATES), assetsDir: assets, server: () => ({ address: '10.99.0.1', port: 8080 }), secureBootDefault, log: createSilentLogger(), events }),
+    virtualFiles: createGrubFiles({
+      store,
+      renderer: createRenderer(TEMPLATES),
+      assetsDir: assets,
+      server: () => ({ address: '10.99.0.1', port: 8080 }),
+      secureBootDefault,
+      log: createSilentLogger(),
+      events,
+    }),
   });
   t.teardown(() => s.close());
   return { s, assets, events };
 }
 
-const PROFILE = { id: 'os', kernel: '/assets/os/vmlinuz', initrd: ['/assets/os/initrd.img'], cmdline: { console: 'ttyS0', ds: '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]' } };
+const PROFILE = {
+  id: 'os',
+  kernel: '/assets/os/vmlinuz',
+  initrd: ['/assets/os/initrd.img'],
+  cmdline: { console: 'ttyS0', ds: '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]' },
+};
 
 test('grub.cfg, the machine script and the assets it names are served over tftp', async (t) => {
   const { s, assets, events } = await setup(t, { defaultProfile: 'os', profiles: [PROFILE] });
@@ -55,7 +68,10 @@ test('grub.cfg, the machine script and the assets it names are served over tftp'
   t.true(entry.ok);
   t.true(entry.body.includes('source (tftp,10.99.0.1)/grub/machines/$grub_cpu/$net_default_mac.cfg'));
   const script = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
-  t.true(script.body.includes(`linux (tftp,10.99.0.1)/assets/os/vmlinuz 'console=ttyS0' 'ds=[url:http://10.99.0.1:8080/cloud-config?mac=${MAC}]'`), script.body);
+  t.true(
+    script.body.includes(`linux (tftp,10.99.0.1)/assets/os/vmlinuz 'console=ttyS0' 'ds=[url:http://10.99.0.1:8080/cloud-config?mac=${MAC}]'`),
+    script.body,
+  );
   t.true(script.body.includes('initrd (tftp,10.99.0.1)/assets/os/initrd.img'));
   const kernel = await tftpGet(s.port, 'assets/os/vmlinuz');
   t.is(Buffer.from(kernel.body, 'latin1').length, 70_000);
@@ -74,7 +90,10 @@ test('nothing outside the assets directory is served, and unknown grub paths are
 test('a machine that cannot boot yet gets a grub script saying why, which retries', async (t) => {
   // A default profile that does not exist is refused at write time now; no default at all is
   // what still leaves a machine without a profile.
-  const { s, events } = await setup(t, { profiles: [{ ...PROFILE, id: 'nokernel', kernel: '/assets/none/vmlinuz' }], machines: [{ mac: '52:54:00:16:05:02', profile: 'nokernel' }] });
+  const { s, events } = await setup(t, {
+    profiles: [{ ...PROFILE, id: 'nokernel', kernel: '/assets/none/vmlinuz' }],
+    machines: [{ mac: '52:54:00:16:05:02', profile: 'nokernel' }],
+  });
   const none = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
   t.regex(none.body, /echo 'netboot-appliance: no machine record, group or default profile matches this machine'/);
   t.true(none.body.includes('configfile (tftp,10.99.0.1)/grub/grub.cfg'));

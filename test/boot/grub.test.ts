@@ -9,7 +9,12 @@ const server = { address: '10.99.0.1', port: 8080 };
 const TEMPLATES = fileURLToPath(new URL('../../templates', import.meta.url));
 const db = parseDb({
   profiles: [
-    { id: 'os', kernel: '/assets/os/vmlinuz', initrd: ['/assets/os/initrd.img', '/assets/extra.cpio'], cmdline: { console: 'ttyS0', 'ds': '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]', quiet: '' } },
+    {
+      id: 'os',
+      kernel: '/assets/os/vmlinuz',
+      initrd: ['/assets/os/initrd.img', '/assets/extra.cpio'],
+      cmdline: { console: 'ttyS0', ds: '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]', quiet: '' },
+    },
     { id: 'web', kernel: 'http://mirror.example/vmlinuz' },
   ],
 });

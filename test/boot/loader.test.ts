@@ -25,7 +25,12 @@ const db = parseDb({
   ],
 });
 
-const q = (mac: string, firmware: LoaderQuery['firmware'] = 'efi-x64', client: LoaderQuery['client'] = 'pxe', uuid?: string): LoaderQuery => ({ mac, firmware, client, ...(uuid ? { uuid } : {}) });
+const q = (mac: string, firmware: LoaderQuery['firmware'] = 'efi-x64', client: LoaderQuery['client'] = 'pxe', uuid?: string): LoaderQuery => ({
+  mac,
+  firmware,
+  client,
+  ...(uuid ? { uuid } : {}),
+});
 
 const table: Array<{ name: string; query: LoaderQuery; sbDefault?: boolean; want: Record<string, unknown> }> = [
   { name: 'unknown x64 machine: default ipxe file', query: q('52:54:00:00:00:99'), want: { kind: 'boot', loader: 'ipxe', secureBoot: false, file: undefined } },
@@ -35,17 +40,40 @@ const table: Array<{ name: string; query: LoaderQuery; sbDefault?: boolean; want
   { name: 'machine bootloader wins over profile', query: q('52:54:00:00:00:04'), want: { kind: 'boot', loader: 'ipxe' } },
   { name: 'ipxe and secure boot at once is refused with the fix', query: q('52:54:00:00:00:05'), want: { kind: 'refuse', secureBoot: true } },
   { name: 'group sets secure boot', query: q('52:54:00:00:00:06'), want: { kind: 'boot', file: 'shimx64.efi', source: 'secure boot from group sb-rack' } },
-  { name: 'appliance default secure boot', query: q('52:54:00:00:00:99'), sbDefault: true, want: { kind: 'boot', file: 'shimx64.efi', source: 'secure boot from --secure-boot' } },
-  { name: 'machine secureBoot false beats the appliance default', query: q('52:54:00:00:00:03'), sbDefault: true, want: { kind: 'boot', loader: 'ipxe', secureBoot: false } },
+  {
+    name: 'appliance default secure boot',
+    query: q('52:54:00:00:00:99'),
+    sbDefault: true,
+    want: { kind: 'boot', file: 'shimx64.efi', source: 'secure boot from --secure-boot' },
+  },
+  {
+    name: 'machine secureBoot false beats the appliance default',
+    query: q('52:54:00:00:00:03'),
+    sbDefault: true,
+    want: { kind: 'boot', loader: 'ipxe', secureBoot: false },
+  },
   { name: 'arm64 pxe defaults to grub', query: q('52:54:00:00:00:99', 'efi-arm64'), want: { kind: 'boot', loader: 'grub', file: 'grubaa64.efi' } },
   { name: 'arm64 secure boot: shimaa64', query: q('52:54:00:00:00:99', 'efi-arm64'), sbDefault: true, want: { kind: 'boot', file: 'shimaa64.efi' } },
   { name: 'arm64 machine that asks for ipxe keeps it', query: q('52:54:00:00:00:04', 'efi-arm64'), want: { kind: 'boot', loader: 'ipxe', file: undefined } },
   { name: 'x64 http boot with ipxe: default file', query: q('52:54:00:00:00:99', 'efi-x64', 'http'), want: { kind: 'boot', loader: 'ipxe' } },
-  { name: 'secure boot over http boot is refused (no http in signed grub)', query: q('52:54:00:00:00:02', 'efi-x64', 'http'), want: { kind: 'refuse', loader: 'grub', secureBoot: true } },
+  {
+    name: 'secure boot over http boot is refused (no http in signed grub)',
+    query: q('52:54:00:00:00:02', 'efi-x64', 'http'),
+    want: { kind: 'refuse', loader: 'grub', secureBoot: true },
+  },
   { name: 'grub over http boot is refused', query: q('52:54:00:00:00:01', 'efi-x64', 'http'), want: { kind: 'refuse', loader: 'grub' } },
   { name: 'arm64 http boot defaults to grub and is refused', query: q('52:54:00:00:00:99', 'efi-arm64', 'http'), want: { kind: 'refuse' } },
-  { name: 'bios always ipxe, even with secure boot default', query: q('52:54:00:00:00:02', 'bios'), sbDefault: true, want: { kind: 'boot', loader: 'ipxe', secureBoot: false, file: undefined } },
-  { name: 'machine found by uuid', query: q('52:54:00:00:00:98', 'efi-x64', 'pxe', '5a1e0003-7f3a-4c2b-9d1e-0123456789ab'), want: { kind: 'boot', loader: 'grub' } },
+  {
+    name: 'bios always ipxe, even with secure boot default',
+    query: q('52:54:00:00:00:02', 'bios'),
+    sbDefault: true,
+    want: { kind: 'boot', loader: 'ipxe', secureBoot: false, file: undefined },
+  },
+  {
+    name: 'machine found by uuid',
+    query: q('52:54:00:00:00:98', 'efi-x64', 'pxe', '5a1e0003-7f3a-4c2b-9d1e-0123456789ab'),
+    want: { kind: 'boot', loader: 'grub' },
+  },
 ];
 
 for (const c of table) {

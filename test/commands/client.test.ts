@@ -16,9 +16,15 @@ test('parseEventStream splits complete events, keeps the unfinished rest, skips 
 test('EventCursor returns each event once, oldest first, across overlapping batches', (t) => {
   const e = (at: string, type: string) => ({ at, mac: '52:54:00:00:00:01', type: type as 'dhcp-offer' });
   const c = new EventCursor();
-  t.deepEqual(c.fresh([e('2026-12-01T10:00:02Z', 'dhcp-ack'), e('2026-12-01T10:00:01Z', 'dhcp-offer')]).map((x) => x.type), ['dhcp-offer', 'dhcp-ack']);
+  t.deepEqual(
+    c.fresh([e('2026-12-01T10:00:02Z', 'dhcp-ack'), e('2026-12-01T10:00:01Z', 'dhcp-offer')]).map((x) => x.type),
+    ['dhcp-offer', 'dhcp-ack'],
+  );
   // Same second, a new event; the old ones again.
-  t.deepEqual(c.fresh([e('2026-12-01T10:00:01Z', 'dhcp-offer'), e('2026-12-01T10:00:02Z', 'dhcp-ack'), e('2026-12-01T10:00:02Z', 'tftp-file')]).map((x) => x.type), ['tftp-file']);
+  t.deepEqual(
+    c.fresh([e('2026-12-01T10:00:01Z', 'dhcp-offer'), e('2026-12-01T10:00:02Z', 'dhcp-ack'), e('2026-12-01T10:00:02Z', 'tftp-file')]).map((x) => x.type),
+    ['tftp-file'],
+  );
   t.deepEqual(c.fresh([e('2026-12-01T10:00:02Z', 'tftp-file')]), []);
 });
 

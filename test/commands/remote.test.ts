@@ -33,7 +33,10 @@ test('status, machines and events talk to the running appliance', async (t) => {
   const where = ['--http-port', String(app.ports.http), '--db', home.db];
   const status = cli(['status', ...where]);
   t.is(status.status, 0, status.stderr);
-  t.regex(status.stdout, new RegExp(`^netboot-appliance ${pkg.version.replace(/\./g, '\\.')} \\(node v[\\d.]+\\) at http://127\\.0\\.0\\.1:${app.ports.http}\\n`));
+  t.regex(
+    status.stdout,
+    new RegExp(`^netboot-appliance ${pkg.version.replace(/\./g, '\\.')} \\(node v[\\d.]+\\) at http://127\\.0\\.0\\.1:${app.ports.http}\\n`),
+  );
   t.regex(status.stdout, /^database: ok, loaded \S+$/m);
   t.regex(status.stdout, /^machines: 1$/m);
 
@@ -41,11 +44,18 @@ test('status, machines and events talk to the running appliance', async (t) => {
   t.is(machines.status, 0, machines.stderr);
   t.regex(machines.stdout, /^MAC +HOSTNAME +PROFILE +IP +STATE\n52:54:00:aa:bb:02 +node7 +rancheros +- +-$/m);
   const asJson = JSON.parse(cli(['machines', '--url', app.url, '--db', home.db, '--json']).stdout) as Array<{ mac: string }>;
-  t.deepEqual(asJson.map((m) => m.mac), [MAC]);
+  t.deepEqual(
+    asJson.map((m) => m.mac),
+    [MAC],
+  );
 
   // --follow prints events as they happen, each once, until SIGINT (exit 0).
   // The live stream needs the token: --db points the client at the appliance's token file.
-  const follow = spawn(process.execPath, [BIN, 'events', '--follow', '--json', '--url', app.url, '--db', home.db, '--mac', MAC], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const follow = spawn(process.execPath, [BIN, 'events', '--follow', '--json', '--url', app.url, '--db', home.db, '--mac', MAC], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   t.teardown(() => follow.kill('SIGKILL'));
   let out = '';
   follow.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -56,7 +66,10 @@ test('status, machines and events talk to the running appliance', async (t) => {
   await new Promise((r) => setTimeout(r, 1200));
   follow.kill('SIGINT');
   t.is(await followExit, 0);
-  const events = out.trim().split('\n').map((l) => JSON.parse(l) as { mac: string; type: string });
+  const events = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { mac: string; type: string });
   t.is(events.length, 2, out);
   t.true(events.every((e) => e.mac === MAC && e.type === 'http-script'));
 

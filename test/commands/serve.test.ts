@@ -69,7 +69,11 @@ test('on a terminal the log is one human line per event; --log-format json keeps
   const runOnPty = (extra: string[]) =>
     new Promise<string>((resolveOut, reject) => {
       const cmd = [process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`).join(' ');
-      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: ROOT, env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       const timer = setTimeout(() => {
         child.kill('SIGKILL');

@@ -45,7 +45,10 @@ test('the socket unit binds 67 then 4011 to the interface; the service reads the
   const dir = install(['--interface', 'br7']);
   const socket = readFileSync(join(dir, 'netboot-appliance-iface.socket'), 'utf8');
   const service = readFileSync(join(dir, 'netboot-appliance-iface.service'), 'utf8');
-  t.deepEqual([...socket.matchAll(/^ListenDatagram=(.*)$/gm)].map((m) => m[1]), ['0.0.0.0:67', '0.0.0.0:4011']);
+  t.deepEqual(
+    [...socket.matchAll(/^ListenDatagram=(.*)$/gm)].map((m) => m[1]),
+    ['0.0.0.0:67', '0.0.0.0:4011'],
+  );
   t.regex(socket, /^BindToDevice=br7$/m);
   t.regex(service, new RegExp(`^ExecStart=\\S+ ${ROOT.replace(/[/.]/g, '\\$&')}/bin/appliance serve --interface br7 --dhcp-fd 3 --proxy-fd 4 `, 'm'));
   for (const unit of [service, readFileSync(join(dir, 'netboot-appliance.service'), 'utf8')]) {

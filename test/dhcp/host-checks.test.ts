@@ -22,9 +22,15 @@ test('conflictingHolders: only foreign sockets that hear our segment on our port
   const lines = parseSsOutput(SS);
   const own = new Set([30001]);
   // Not confined: the virbr0 socket hears only virbr0, 192.168.1.5 is not our address, 68 is not our port.
-  t.deepEqual(conflictingHolders(lines, own, [67, 4011], '10.99.0.1', 'br0').map((h) => h.owner), ['perl (pid 25040)']);
+  t.deepEqual(
+    conflictingHolders(lines, own, [67, 4011], '10.99.0.1', 'br0').map((h) => h.owner),
+    ['perl (pid 25040)'],
+  );
   // On virbr0 itself libvirt's dnsmasq is a conflict.
-  t.deepEqual(conflictingHolders(lines, own, [67, 4011], '192.168.122.1', 'virbr0').map((h) => `${h.owner}:${h.port}`), ['dnsmasq (pid 812):67', 'perl (pid 25040):4011']);
+  t.deepEqual(
+    conflictingHolders(lines, own, [67, 4011], '192.168.122.1', 'virbr0').map((h) => `${h.owner}:${h.port}`),
+    ['dnsmasq (pid 812):67', 'perl (pid 25040):4011'],
+  );
   t.deepEqual(conflictingHolders(lines, new Set([27763, 27764, 30001]), [67, 4011], '10.99.0.1', 'br0'), []);
 });
 

@@ -91,7 +91,10 @@ test('EDK2 PXE DISCOVER -> OFFER with an address and the TFTP boot file, like dn
   for (const code of plain.options.map((o) => o.code)) t.truthy(getOption(p, code), `option ${code} that dnsmasq sends is present`);
   // EDK2 asks 1,2,3,4,5,6,12,13,15,17,18,22,23,28,40,41,42,43,50,51,54,58,59,60,66,67,97,...: the
   // reply follows that order after 53, 54, 51, 58, 59.
-  t.deepEqual(p.options.map((o) => o.code), [53, 54, 51, 58, 59, 1, 3, 6, 15, 28, 43, 60, 97]);
+  t.deepEqual(
+    p.options.map((o) => o.code),
+    [53, 54, 51, 58, 59, 1, 3, 6, 15, 28, 43, 60, 97],
+  );
 });
 
 test('BIOS PXE (no iPXE yet) gets undionly.kpxe; iPXE gets the boot.ipxe URL; UEFI iPXE too', (t) => {
@@ -110,7 +113,11 @@ test('BIOS PXE (no iPXE yet) gets undionly.kpxe; iPXE gets the boot.ipxe URL; UE
 
 test('UEFI HTTP boot gets the URL and option 60 HTTPClient', (t) => {
   const p = edit('edk2-ovmf-x64-discover', (q) => ({
-    options: setOption({ ...q, options: setOption(q, Opt.CLIENT_ARCH, Buffer.from([0, 16])) }, Opt.VENDOR_CLASS, Buffer.from('HTTPClient:Arch:00016:UNDI:003001')),
+    options: setOption(
+      { ...q, options: setOption(q, Opt.CLIENT_ARCH, Buffer.from([0, 16])) },
+      Opt.VENDOR_CLASS,
+      Buffer.from('HTTPClient:Arch:00016:UNDI:003001'),
+    ),
   }));
   const a = reply(t, handleServerRequest(p, BCAST, newPool(), CONFIG, T0));
   t.is(a.packet.file, 'http://10.77.0.1:8080/boot/snponly.efi');
@@ -123,7 +130,10 @@ test('a non-PXE client (udhcpc) gets a lease and no boot data, options in its op
   t.like(a.packet, { file: '', sname: '', siaddr: '0.0.0.0', yiaddr: '10.77.0.100' });
   t.is(a.boot, undefined);
   // udhcpc asks 1, 3, 6, 12, 15, 28, 42.
-  t.deepEqual(a.packet.options.map((o) => o.code), [53, 54, 51, 58, 59, 1, 3, 6, 15, 28]);
+  t.deepEqual(
+    a.packet.options.map((o) => o.code),
+    [53, 54, 51, 58, 59, 1, 3, 6, 15, 28],
+  );
 });
 
 test('full exchange: DISCOVER, REQUEST (selecting), RENEW (unicast), REBIND, RELEASE; another client never gets the address', (t) => {
@@ -144,7 +154,11 @@ test('full exchange: DISCOVER, REQUEST (selecting), RENEW (unicast), REBIND, REL
   t.like(ack, { type: 'ack', ip, persist: true });
   t.like(pool.leaseOf('mac:52:54:00:12:34:63'), { state: 'bound', expiresAt: T0 + 10 + 3_600_000 });
 
-  const other = { ...discover, chaddr: Buffer.from('525400999999' + '00'.repeat(10), 'hex'), options: discover.options.filter((o) => o.code !== Opt.CLIENT_ID) };
+  const other = {
+    ...discover,
+    chaddr: Buffer.from('525400999999' + '00'.repeat(10), 'hex'),
+    options: discover.options.filter((o) => o.code !== Opt.CLIENT_ID),
+  };
   t.not(reply(t, handleServerRequest(other, BCAST, pool, CONFIG, T0 + 20)).packet.yiaddr, ip);
 
   const renew: DhcpPacket = { ...discover, ciaddr: ip, options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) }] };
@@ -155,7 +169,14 @@ test('full exchange: DISCOVER, REQUEST (selecting), RENEW (unicast), REBIND, REL
   // REBINDING looks the same on the wire except it is broadcast: same answer.
   t.like(reply(t, handleServerRequest(renew, { address: ip, port: 68 }, pool, CONFIG, T0 + 3_200_000)), { type: 'ack' });
 
-  const release: DhcpPacket = { ...discover, ciaddr: ip, options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.RELEASE]) }, { code: Opt.SERVER_ID, data: Buffer.from([10, 77, 0, 1]) }] };
+  const release: DhcpPacket = {
+    ...discover,
+    ciaddr: ip,
+    options: [
+      { code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.RELEASE]) },
+      { code: Opt.SERVER_ID, data: Buffer.from([10, 77, 0, 1]) },
+    ],
+  };
   t.like(handleServerRequest(release, { address: ip, port: 68 }, pool, CONFIG, T0 + 3_300_000), { kind: 'silent', type: 'release', ip, persist: true });
   t.like(pool.leaseOf('mac:52:54:00:12:34:63'), { state: 'released' });
 });
@@ -172,7 +193,9 @@ test('REQUEST naming another server drops our offer silently', (t) => {
 
 test('REQUEST selecting our offer with a PXE client: the ACK carries the lease and the boot file', (t) => {
   const pool = newPool();
-  const req = edit('edk2-ovmf-x64-request', (p) => ({ options: setOption({ ...p, options: setOption(p, Opt.SERVER_ID, Buffer.from([10, 77, 0, 1])) }, Opt.REQUESTED_IP, Buffer.from([10, 77, 0, 170])) }));
+  const req = edit('edk2-ovmf-x64-request', (p) => ({
+    options: setOption({ ...p, options: setOption(p, Opt.SERVER_ID, Buffer.from([10, 77, 0, 1])) }, Opt.REQUESTED_IP, Buffer.from([10, 77, 0, 170])),
+  }));
   const ack = reply(t, handleServerRequest(req, BCAST, pool, CONFIG, T0));
   t.like(ack.packet, { yiaddr: '10.77.0.170', file: 'snponly.efi', siaddr: '10.77.0.1' });
   t.is(readOptions(ack.packet).messageType, MessageType.ACK);
@@ -184,7 +207,13 @@ test('NAKs: wrong network, address of another client, reserved for another; NAK 
   pool.request({ key: 'mac:52:54:00:00:00:01', mac: '52:54:00:00:00:01' }, '10.77.0.150', NET, T0, 3_600_000);
   const initReboot = (ip: number[]): DhcpPacket => {
     const d = decodePacket(fixture('busybox-udhcpc-discover'));
-    return { ...d, options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) }, { code: Opt.REQUESTED_IP, data: Buffer.from(ip) }] };
+    return {
+      ...d,
+      options: [
+        { code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) },
+        { code: Opt.REQUESTED_IP, data: Buffer.from(ip) },
+      ],
+    };
   };
   const rows: Array<[number[], RegExp]> = [
     [[192, 168, 1, 5], /not on 10.77.0.0\/24/],
@@ -197,11 +226,18 @@ test('NAKs: wrong network, address of another client, reserved for another; NAK 
     t.is(a.type, 'nak');
     t.regex(a.reason ?? '', reason);
     t.like(a.packet, { yiaddr: '0.0.0.0', ciaddr: '0.0.0.0', siaddr: '0.0.0.0', file: '' });
-    t.deepEqual(a.packet.options.map((o) => o.code), [53, 54]);
+    t.deepEqual(
+      a.packet.options.map((o) => o.code),
+      [53, 54],
+    );
     t.deepEqual(a.to, { address: '255.255.255.255', port: 68, broadcast: true });
   }
   // A renewal (ciaddr set, unicast) of an address held by another client: NAK, broadcast all the same.
-  const renew: DhcpPacket = { ...initReboot([0, 0, 0, 0]), ciaddr: '10.77.0.150', options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) }] };
+  const renew: DhcpPacket = {
+    ...initReboot([0, 0, 0, 0]),
+    ciaddr: '10.77.0.150',
+    options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) }],
+  };
   t.like(reply(t, handleServerRequest(renew, { address: '10.77.0.150', port: 68 }, pool, CONFIG, T0 + 2)), { type: 'nak', to: { broadcast: true } });
   // INIT-REBOOT of a free address nobody holds: authoritative ACK.
   t.like(reply(t, handleServerRequest(initReboot([10, 77, 0, 160]), BCAST, pool, CONFIG, T0 + 3)), { type: 'ack', ip: '10.77.0.160' });
@@ -211,7 +247,14 @@ test('DECLINE marks the address bad; the client is offered another', (t) => {
   const pool = newPool();
   const d = decodePacket(fixture('busybox-udhcpc-discover'));
   const ip = reply(t, handleServerRequest(d, BCAST, pool, CONFIG, T0)).packet.yiaddr;
-  const decline: DhcpPacket = { ...d, options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.DECLINE]) }, { code: Opt.REQUESTED_IP, data: Buffer.from(ip.split('.').map(Number)) }, { code: Opt.SERVER_ID, data: Buffer.from([10, 77, 0, 1]) }] };
+  const decline: DhcpPacket = {
+    ...d,
+    options: [
+      { code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.DECLINE]) },
+      { code: Opt.REQUESTED_IP, data: Buffer.from(ip.split('.').map(Number)) },
+      { code: Opt.SERVER_ID, data: Buffer.from([10, 77, 0, 1]) },
+    ],
+  };
   t.like(handleServerRequest(decline, BCAST, pool, CONFIG, T0 + 1), { kind: 'silent', type: 'decline', ip, persist: true });
   const again = reply(t, handleServerRequest(d, BCAST, pool, CONFIG, T0 + 2));
   t.not(again.packet.yiaddr, ip);
@@ -219,7 +262,14 @@ test('DECLINE marks the address bad; the client is offered another', (t) => {
 
 test('INFORM: ACK with configuration, no yiaddr and no lease time, unicast to ciaddr', (t) => {
   const d = decodePacket(fixture('busybox-udhcpc-discover'));
-  const inform: DhcpPacket = { ...d, ciaddr: '10.77.0.20', options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.INFORM]) }, { code: Opt.PARAMETER_LIST, data: Buffer.from([1, 3, 6]) }] };
+  const inform: DhcpPacket = {
+    ...d,
+    ciaddr: '10.77.0.20',
+    options: [
+      { code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.INFORM]) },
+      { code: Opt.PARAMETER_LIST, data: Buffer.from([1, 3, 6]) },
+    ],
+  };
   const a = reply(t, handleServerRequest(inform, { address: '10.77.0.20', port: 68 }, newPool(), CONFIG, T0));
   t.like(a, { type: 'inform', to: { address: '10.77.0.20', port: 68, broadcast: false } });
   t.like(a.packet, { yiaddr: '0.0.0.0', ciaddr: '10.77.0.20' });
@@ -242,7 +292,13 @@ test('relayed requests: address from the relay subnet, reply to giaddr:67; unkno
   t.is(unknown.kind, 'ignore');
   t.regex(unknown.kind === 'ignore' ? unknown.reason : '', /no served network/);
   // A NAK to a relayed client goes to the relay too.
-  const nak = { ...relayed, options: [{ code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) }, { code: Opt.REQUESTED_IP, data: Buffer.from([10, 77, 0, 100]) }] };
+  const nak = {
+    ...relayed,
+    options: [
+      { code: Opt.MESSAGE_TYPE, data: Buffer.from([MessageType.REQUEST]) },
+      { code: Opt.REQUESTED_IP, data: Buffer.from([10, 77, 0, 100]) },
+    ],
+  };
   t.like(reply(t, handleServerRequest(nak, { address: '10.78.0.1', port: 67 }, pool, CONFIG, T0)), { type: 'nak', to: { address: '10.78.0.1', port: 67 } });
 });
 
@@ -270,7 +326,10 @@ test('reservation hostname is sent as option 12', (t) => {
 });
 
 test('option 57: a reply is trimmed to fit, essential options kept', (t) => {
-  const big: ServerModeConfig = { ...CONFIG, networks: [{ ...CONFIG.networks[0]!, dns: Array.from({ length: 60 }, (_, i) => `10.77.1.${i}`), domain: 'x'.repeat(200) }] };
+  const big: ServerModeConfig = {
+    ...CONFIG,
+    networks: [{ ...CONFIG.networks[0]!, dns: Array.from({ length: 60 }, (_, i) => `10.77.1.${i}`), domain: 'x'.repeat(200) }],
+  };
   const d = decodePacket(fixture('busybox-udhcpc-discover')); // 57 = 576
   const a = reply(t, handleServerRequest(d, BCAST, newPool(), big, T0));
   const bytes = encodePacket(a.packet);
@@ -282,7 +341,10 @@ test('option 57: a reply is trimmed to fit, essential options kept', (t) => {
 
 test('orderOptions: fixed first, then option 55 order, then the rest', (t) => {
   const o = (code: number) => ({ code, data: Buffer.from([0]) });
-  t.deepEqual(orderOptions([o(53), o(54), o(1), o(3), o(6), o(12), o(51)], [6, 12, 3]).map((x) => x.code), [53, 54, 51, 6, 12, 3, 1]);
+  t.deepEqual(
+    orderOptions([o(53), o(54), o(1), o(3), o(6), o(12), o(51)], [6, 12, 3]).map((x) => x.code),
+    [53, 54, 51, 6, 12, 3, 1],
+  );
 });
 
 test('the dhcp npm package (an independent reader) decodes our OFFER', (t) => {
@@ -320,7 +382,10 @@ test('no request crashes the decision: mutated fixtures', (t) => {
     if (a.kind === 'reply') encodePacket(a.packet);
   }
   t.true(decoded > 500, `${decoded} mutated packets decoded and handled`);
-  const ips = pool.snapshot().leases.filter((l) => l.expiresAt > T0 + 3000 * 1000).map((l) => l.ip);
+  const ips = pool
+    .snapshot()
+    .leases.filter((l) => l.expiresAt > T0 + 3000 * 1000)
+    .map((l) => l.ip);
   t.is(new Set(ips).size, ips.length);
 });
 
@@ -348,11 +413,21 @@ test('reservations belong to their MAC: a foreign client id neither takes nor bl
     return { ...base, xid, chaddr, ciaddr: '0.0.0.0', options };
   };
   // A spoofer with the owner's chaddr and a made-up client id: the lease stays the MAC's.
-  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff00c0ffee', 'hex'), 1), BCAST, pool, CONFIG, T0), { kind: 'reply', type: 'ack', ip: '10.77.0.50' });
+  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff00c0ffee', 'hex'), 1), BCAST, pool, CONFIG, T0), {
+    kind: 'reply',
+    type: 'ack',
+    ip: '10.77.0.50',
+  });
   t.is(pool.leaseAt('10.77.0.50')?.key, `mac:${owner}`);
   // The owner with its firmware id, then a DUID: ACK both times, never a NAK.
-  t.like(handleServerRequest(initReboot(owner, Buffer.from(`01${owner.replace(/:/g, '')}`, 'hex'), 2), BCAST, pool, CONFIG, T0 + 1), { type: 'ack', ip: '10.77.0.50' });
-  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff000000010001000130c8a6a2', 'hex'), 3), BCAST, pool, CONFIG, T0 + 2), { type: 'ack', ip: '10.77.0.50' });
+  t.like(handleServerRequest(initReboot(owner, Buffer.from(`01${owner.replace(/:/g, '')}`, 'hex'), 2), BCAST, pool, CONFIG, T0 + 1), {
+    type: 'ack',
+    ip: '10.77.0.50',
+  });
+  t.like(handleServerRequest(initReboot(owner, Buffer.from('ff000000010001000130c8a6a2', 'hex'), 3), BCAST, pool, CONFIG, T0 + 2), {
+    type: 'ack',
+    ip: '10.77.0.50',
+  });
   // Another MAC asking for it.
   const claim = handleServerRequest(initReboot('02:00:00:00:00:66', undefined, 4), BCAST, pool, CONFIG, T0 + 3);
   t.like(claim, { kind: 'reply', type: 'nak', ip: '10.77.0.50', claimOf: owner, reason: `10.77.0.50 is reserved for ${owner}` });
@@ -370,7 +445,11 @@ test('the new-lease budget: new clients past it are ignored as refused "rate"; a
     return { ...p, xid, chaddr, options: setOption(p, Opt.CLIENT_ID, undefined) };
   };
   t.like(handleServerRequest(discover('02:00:00:00:00:01', 1), BCAST, pool, CONFIG, T0, limiter), { kind: 'reply', type: 'offer' });
-  t.like(handleServerRequest(discover('02:00:00:00:00:01', 2), BCAST, pool, CONFIG, T0 + 1, limiter), { kind: 'reply', type: 'offer' }, 'a repeated DISCOVER of a client holding an offer is not new');
+  t.like(
+    handleServerRequest(discover('02:00:00:00:00:01', 2), BCAST, pool, CONFIG, T0 + 1, limiter),
+    { kind: 'reply', type: 'offer' },
+    'a repeated DISCOVER of a client holding an offer is not new',
+  );
   t.like(handleServerRequest(discover('02:00:00:00:00:02', 3), BCAST, pool, CONFIG, T0 + 2, limiter), { kind: 'ignore', refused: 'rate' });
   t.like(handleServerRequest(discover(reserved, 4), BCAST, pool, CONFIG, T0 + 3, limiter), { kind: 'reply', type: 'offer', ip: '10.77.0.50' });
 });

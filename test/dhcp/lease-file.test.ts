@@ -10,7 +10,14 @@ import { captureLogger } from '../helpers/capture-logger.js';
 
 const SNAP: LeaseSnapshot = {
   leases: [
-    { key: 'mac:52:54:00:00:00:0a', mac: '52:54:00:00:00:0a', ip: '10.99.0.10', state: 'bound', expiresAt: Date.parse('2026-01-01T01:00:00.000Z'), bound: true },
+    {
+      key: 'mac:52:54:00:00:00:0a',
+      mac: '52:54:00:00:00:0a',
+      ip: '10.99.0.10',
+      state: 'bound',
+      expiresAt: Date.parse('2026-01-01T01:00:00.000Z'),
+      bound: true,
+    },
     { key: 'id:ff00000001', mac: '52:54:00:00:00:0b', ip: '10.99.0.11', state: 'released', expiresAt: Date.parse('2026-01-01T00:30:00.000Z'), bound: true },
   ],
   declined: [{ ip: '10.99.0.12', until: Date.parse('2026-01-01T00:10:00.000Z'), mac: '52:54:00:00:00:0c' }],
@@ -47,7 +54,6 @@ test('parseLeases: every broken field is a coded error naming it', (t) => {
     t.regex(err!.message, msg, name);
   }
 });
-
 
 const [A, B] = SNAP.leases as [Lease, Lease];
 

@@ -80,7 +80,11 @@ test('request: acceptable or the reason for a NAK', (t) => {
     t.false(r.ok, ip);
     if (!r.ok) t.regex(r.reason, reason, ip);
   }
-  t.like(p.request(C, '10.99.0.50', NET, T0 + 1, HOUR), { ok: true, reservation: { ip: '10.99.0.50' } }, 'a reservation outside the range is fine for its owner');
+  t.like(
+    p.request(C, '10.99.0.50', NET, T0 + 1, HOUR),
+    { ok: true, reservation: { ip: '10.99.0.50' } },
+    'a reservation outside the range is fine for its owner',
+  );
 });
 
 test('renew extends the lease; an expired lease of the same client is renewed when still free', (t) => {
@@ -162,7 +166,10 @@ test('the search goes on from the last address handed out and wraps around, so a
 
 test('500 reservations and a /16: an offer stays cheap', (t) => {
   const big = parseCidr('10.0.0.0/16')!;
-  const reservations: Reservation[] = Array.from({ length: 500 }, (_, i) => ({ mac: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, ip: `10.0.200.${i % 250}` }));
+  const reservations: Reservation[] = Array.from({ length: 500 }, (_, i) => ({
+    mac: `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+    ip: `10.0.200.${i % 250}`,
+  }));
   const p = new LeasePool({ ranges: [{ start: '10.0.0.1', end: '10.0.255.254', subnet: big }], reservations: () => reservations });
   const started = Date.now();
   for (let i = 0; i < 3000; i++) {

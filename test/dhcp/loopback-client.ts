@@ -68,11 +68,21 @@ export function request(type: number, mac: string, xid: number, extra: Partial<D
 export const ip4 = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
 
 /** DISCOVER, then REQUEST the offered address from server 127.0.0.1; rejects when a reply does not come. */
-export async function lease(client: Awaited<ReturnType<typeof udpClient>>, port: number, mac: string, xid: number): Promise<{ offer: DhcpPacket; ack: DhcpPacket }> {
+export async function lease(
+  client: Awaited<ReturnType<typeof udpClient>>,
+  port: number,
+  mac: string,
+  xid: number,
+): Promise<{ offer: DhcpPacket; ack: DhcpPacket }> {
   await client.send(request(MessageType.DISCOVER, mac, xid), port);
   const offer = await client.next(xid);
-  await client.send(request(MessageType.REQUEST, mac, xid + 1, {}, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }, { code: Opt.REQUESTED_IP, data: ip4(offer.yiaddr) }]), port);
+  await client.send(
+    request(MessageType.REQUEST, mac, xid + 1, {}, [
+      { code: Opt.SERVER_ID, data: ip4('127.0.0.1') },
+      { code: Opt.REQUESTED_IP, data: ip4(offer.yiaddr) },
+    ]),
+    port,
+  );
   const ack = await client.next(xid + 1);
   return { offer, ack };
 }
-

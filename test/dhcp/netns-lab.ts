@@ -37,10 +37,12 @@ export class Proc {
     };
     child.stdout?.on('data', take);
     child.stderr?.on('data', take);
-    this.exited = new Promise((resolve) => child.on('exit', (code) => {
-      this.#waiters.splice(0).forEach((w) => w());
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.#waiters.splice(0).forEach((w) => w());
+        resolve(code);
+      }),
+    );
   }
   #buf = '';
   /** JSON log lines (pino). */
@@ -62,7 +64,8 @@ export class Proc {
         if (m) return m;
       }
       const left = deadline - Date.now();
-      if (left <= 0 || this.child.exitCode !== null) throw new Error(`no line matching ${re} within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
+      if (left <= 0 || this.child.exitCode !== null)
+        throw new Error(`no line matching ${re} within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 200));
         this.#waiters.push(() => {
@@ -78,7 +81,8 @@ export class Proc {
     for (;;) {
       const hit = this.logs.find(pred);
       if (hit) return hit;
-      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`no matching log entry within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
+      if (Date.now() > deadline || this.child.exitCode !== null)
+        throw new Error(`no matching log entry within ${timeoutMs} ms (exit ${this.child.exitCode}):\n${this.lines.slice(-15).join('\n')}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -137,7 +141,20 @@ export function makeLab(t: ExecutionContext, n: number): Lab {
     clients,
     dir,
     spawn: spawnIn,
-    server: (args) => spawnIn(srv, [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--mode', 'server', '--address', '10.99.0.1', '--probe-timeout', '1500', ...args]),
+    server: (args) =>
+      spawnIn(srv, [
+        process.execPath,
+        '--import',
+        'tsx',
+        path.join(ROOT, 'src/dhcp/run.ts'),
+        '--mode',
+        'server',
+        '--address',
+        '10.99.0.1',
+        '--probe-timeout',
+        '1500',
+        ...args,
+      ]),
   };
 }
 
@@ -194,6 +211,8 @@ export async function waitForFile(file: string, re: RegExp, timeoutMs: number): 
 export async function stopServer(t: ExecutionContext, server: Proc): Promise<void> {
   server.signal('SIGTERM');
   await server.exited;
-  t.truthy(server.logs.find((l) => l['msg'] === 'dhcp stopped'), 'SIGTERM stops the server cleanly');
+  t.truthy(
+    server.logs.find((l) => l['msg'] === 'dhcp stopped'),
+    'SIGTERM stops the server cleanly',
+  );
 }
-

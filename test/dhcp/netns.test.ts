@@ -105,7 +105,18 @@ async function startLab(t: ExecutionContext, wrap?: (runArgs: string[]) => strin
   }
 
   const logs: Array<Record<string, unknown>> = [];
-  const runArgs = command ?? [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/dhcp/run.ts'), '--address', '10.99.0.1', '--http-port', '8080', '--log-level', 'debug'];
+  const runArgs = command ?? [
+    process.execPath,
+    '--import',
+    'tsx',
+    path.join(ROOT, 'src/dhcp/run.ts'),
+    '--address',
+    '10.99.0.1',
+    '--http-port',
+    '8080',
+    '--log-level',
+    'debug',
+  ];
   server = spawn('ip', ['netns', 'exec', SRV, ...(wrap ? wrap(runArgs) : runArgs)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const child = server;
   let stderr = '';
@@ -137,7 +148,10 @@ async function stopLab(t: ExecutionContext, lab: Lab): Promise<void> {
   const exited = new Promise((resolve) => lab.server.once('exit', resolve));
   lab.server.kill('SIGTERM');
   await exited;
-  t.truthy(lab.logs.find((l) => l['msg'] === 'dhcp stopped'), 'SIGTERM stops the server cleanly');
+  t.truthy(
+    lab.logs.find((l) => l['msg'] === 'dhcp stopped'),
+    'SIGTERM stops the server cleanly',
+  );
 }
 
 test.serial('two interfaces: a client on the configured subnet is answered through it; a client on the other interface gets nothing', async (t) => {
@@ -161,8 +175,14 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
   // A broadcast DISCOVER from 0.0.0.0 cannot be placed by a 0.0.0.0 socket (no IP_PKTINFO), so
   // B's DISCOVER is answered too; that reply leaves by A (where no client has that xid), never
   // by B, although the default route points there.
-  t.true(a.received.every((r) => r.from === '10.99.0.1'), 'every reply seen on A came from the configured address');
-  t.truthy(logs.find((l) => String(l['msg']).startsWith('proxydhcp offer') && l['xid'] === xidB), 'documented limitation: B discover was answered (through A)');
+  t.true(
+    a.received.every((r) => r.from === '10.99.0.1'),
+    'every reply seen on A came from the configured address',
+  );
+  t.truthy(
+    logs.find((l) => String(l['msg']).startsWith('proxydhcp offer') && l['xid'] === xidB),
+    'documented limitation: B discover was answered (through A)',
+  );
 
   // Phase 2: clients with addresses talk to 4011 by unicast.
   ip('-n', CLA, 'addr', 'add', '10.99.0.2/24', 'dev', 'a1');
@@ -176,7 +196,10 @@ test.serial('two interfaces: a client on the configured subnet is answered throu
   const ack = a2.received.find((r) => r.xid === 0x0a0a0a0b);
   t.like(ack, { from: '10.99.0.1', fromPort: 4011, type: 5, file: 'snponly.efi' });
   t.deepEqual(b2.received, []);
-  t.truthy(logs.find((l) => l['xid'] === 0x0b0b0b0c && /(ciaddr|source) 10.98.0.2 is outside 10.99.0.0\/24/.test(String(l['reason']))), 'B request refused by admission');
+  t.truthy(
+    logs.find((l) => l['xid'] === 0x0b0b0b0c && /(ciaddr|source) 10.98.0.2 is outside 10.99.0.0\/24/.test(String(l['reason']))),
+    'B request refused by admission',
+  );
   t.truthy(logs.find((l) => l['msg'] === 'proxydhcp ack' && l['xid'] === 0x0a0a0a0b && l['mac'] === '52:54:00:12:34:63'));
   await stopLab(t, lab);
 });
@@ -211,13 +234,25 @@ test.serial('strict mode: sockets bound to the interface (SO_BINDTODEVICE descri
     runClient(CLA, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidA)]),
     runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]),
   ]);
-  t.like(a.received.find((r) => r.xid === xidA), { from: '10.99.0.1', fromPort: 67, type: 2 });
+  t.like(
+    a.received.find((r) => r.xid === xidA),
+    { from: '10.99.0.1', fromPort: 67, type: 2 },
+  );
   t.deepEqual(b.received, []);
-  t.false(a.received.some((r) => r.xid === xidB), 'no reply for B anywhere');
-  t.false(logs.some((l) => l['xid'] === xidB), 'B discover never reached the server');
+  t.false(
+    a.received.some((r) => r.xid === xidB),
+    'no reply for B anywhere',
+  );
+  t.false(
+    logs.some((l) => l['xid'] === xidB),
+    'B discover never reached the server',
+  );
   ip('-n', CLA, 'addr', 'add', '10.99.0.2/24', 'dev', 'a1');
   const a2 = await runClient(CLA, ['10.99.0.2', '4011', '10.99.0.1', '4011', '2000', hexWithXid('edk2-ovmf-x64-request-4011', 0x1a1a1a1b, '10.99.0.2')]);
-  t.like(a2.received.find((r) => r.xid === 0x1a1a1a1b), { from: '10.99.0.1', fromPort: 4011, type: 5, file: 'snponly.efi' });
+  t.like(
+    a2.received.find((r) => r.xid === 0x1a1a1a1b),
+    { from: '10.99.0.1', fromPort: 4011, type: 5, file: 'snponly.efi' },
+  );
   await stopLab(t, lab);
 });
 
@@ -227,9 +262,23 @@ async function startAppliance(t: ExecutionContext, extra: string[]): Promise<Lab
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   // bin/appliance runs the build (npm test builds).
   const command = [
-    process.execPath, path.join(ROOT, 'bin/appliance'),
-    '--interface', 'a0', '--address', '10.99.0.1', '--dhcp-mode', 'proxy',
-    '--http-port', '0', '--tftp-port', '0', '--db', path.join(dir, 'db.json'), '--log-level', 'debug', ...extra,
+    process.execPath,
+    path.join(ROOT, 'bin/appliance'),
+    '--interface',
+    'a0',
+    '--address',
+    '10.99.0.1',
+    '--dhcp-mode',
+    'proxy',
+    '--http-port',
+    '0',
+    '--tftp-port',
+    '0',
+    '--db',
+    path.join(dir, 'db.json'),
+    '--log-level',
+    'debug',
+    ...extra,
   ];
   return startLab(t, undefined, command);
 }
@@ -247,9 +296,15 @@ test.serial('the appliance with --interface is confined to it by default (script
     runClient(CLA, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidA)]),
     runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]),
   ]);
-  t.like(a.received.find((r) => r.xid === xidA), { from: '10.99.0.1', fromPort: 67, type: 2 });
+  t.like(
+    a.received.find((r) => r.xid === xidA),
+    { from: '10.99.0.1', fromPort: 67, type: 2 },
+  );
   t.deepEqual(b.received, []);
-  t.false(logs.some((l) => l['xid'] === xidB), 'B discover never reached the appliance');
+  t.false(
+    logs.some((l) => l['xid'] === xidB),
+    'B discover never reached the appliance',
+  );
   t.truthy(logs.find((l) => l['msg'] === 'proxydhcp offer without boot file: client continues on the pxe port' && l['xid'] === xidA));
   const exited = new Promise<number | null>((resolve) => lab.server.once('exit', (code) => resolve(code)));
   lab.server.kill('SIGTERM');
@@ -265,7 +320,10 @@ test.serial('--no-strict-interface opts out: the appliance then hears the other 
   const xidB = 0x2c2c2c2c;
   const b = await runClient(CLB, ['0.0.0.0', '68', '255.255.255.255', '67', '2500', hexWithXid('edk2-ovmf-x64-discover', xidB)]);
   t.deepEqual(b.received, [], 'replies still leave by a0 only');
-  t.true(logs.some((l) => l['xid'] === xidB), 'without confinement the DISCOVER from the other interface is heard');
+  t.true(
+    logs.some((l) => l['xid'] === xidB),
+    'without confinement the DISCOVER from the other interface is heard',
+  );
   const exited = new Promise<number | null>((resolve) => lab.server.once('exit', (code) => resolve(code)));
   lab.server.kill('SIGTERM');
   t.is(await exited, 0);

@@ -117,7 +117,10 @@ test('RFC 3396: options longer than 255 are split on encode and joined on decode
 test('RFC 3396: repeated non-adjacent instances are concatenated in order', (t) => {
   const p = decodePacket(rawPacket([224, 2, 1, 2, ...textOpt(53, '\x01'), 224, 1, 3, 255]));
   t.deepEqual(getOption(p, 224), Buffer.from([1, 2, 3]));
-  t.deepEqual(p.options.map((o) => o.code), [224, 53]);
+  t.deepEqual(
+    p.options.map((o) => o.code),
+    [224, 53],
+  );
 });
 
 test('option overload 52: file and sname carry options (options field, then file, then sname)', (t) => {
@@ -164,7 +167,11 @@ const malformed: Array<[string, Buffer, RegExp]> = [
   ['52 length 2', rawPacket([52, 2, 1, 1, 255]), /option 52 length 2, expected 1/],
   ['52 value 4', rawPacket([52, 1, 4, 255]), /option 52 value 4, expected 1, 2 or 3/],
   ['52 inside file', rawPacket([52, 1, 1, 255], (h) => Buffer.from([52, 1, 2, 255]).copy(h, 108)), /option 52 \(overload\) inside the file field/],
-  ['overloaded file truncated', rawPacket([52, 1, 1, 255], (h) => Buffer.from([12, 200]).copy(h, 234)), /option 12 length 200 at offset 234 runs past the end of the file field/],
+  [
+    'overloaded file truncated',
+    rawPacket([52, 1, 1, 255], (h) => Buffer.from([12, 200]).copy(h, 234)),
+    /option 12 length 200 at offset 234 runs past the end of the file field/,
+  ],
   ['53 length 2', rawPacket([53, 2, 1, 1, 255]), /option 53 length 2, expected 1/],
   ['54 length 3', rawPacket([54, 3, 1, 2, 3, 255]), /option 54 length 3, expected 4/],
   ['57 length 1', rawPacket([57, 1, 5, 255]), /option 57 length 1, expected 2/],
@@ -178,7 +185,11 @@ const malformed: Array<[string, Buffer, RegExp]> = [
   ['175 sub-option past end', rawPacket([175, 3, 0xeb, 5, 1, 255]), /option 175 sub-option 235 length 5 runs past the end/],
   ['43.71 length 3 (PXE)', rawPacket([...textOpt(60, 'PXEClient'), 43, 5, 71, 3, 0, 0, 0, 255]), /option 43 sub-option 71 length 3, expected 4/],
   ['43.8 short (PXE)', rawPacket([...textOpt(60, 'PXEClient'), 43, 6, 8, 4, 0, 1, 2, 1, 255]), /option 43 sub-option 8 lists 2 addresses but is too short/],
-  ['43.9 short (PXE)', rawPacket([...textOpt(60, 'PXEClient'), 43, 6, 9, 4, 0, 1, 9, 65, 255]), /option 43 sub-option 9 description length 9 runs past its end/],
+  [
+    '43.9 short (PXE)',
+    rawPacket([...textOpt(60, 'PXEClient'), 43, 6, 9, 4, 0, 1, 9, 65, 255]),
+    /option 43 sub-option 9 description length 9 runs past its end/,
+  ],
   ['43.6 length 2 (PXE)', rawPacket([...textOpt(60, 'PXEClient'), 43, 4, 6, 2, 8, 8, 255]), /option 43 sub-option 6 length 2, expected 1/],
 ];
 
@@ -220,7 +231,16 @@ test('fuzz: 10,000 random and mutated datagrams either decode or raise ERR_DHCP_
   let rejected = 0;
   const started = Date.now();
   let i = -1;
-  for (const buf of fuzzDatagrams({ seed: 0x2545f491, count: 10_000, seeds, randomEvery: 4, maxRandomBytes: 600, flipFrom: 240, maxFlips: 8, truncateEvery: 7 })) {
+  for (const buf of fuzzDatagrams({
+    seed: 0x2545f491,
+    count: 10_000,
+    seeds,
+    randomEvery: 4,
+    maxRandomBytes: 600,
+    flipFrom: 240,
+    maxFlips: 8,
+    truncateEvery: 7,
+  })) {
     i += 1;
     if (Date.now() - started >= 20_000) break;
     try {

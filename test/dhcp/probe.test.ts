@@ -56,14 +56,33 @@ test('probeForDhcpServer rejects with ERR_DHCP_PROBE for an address that is not 
 
 test('run.ts flags: parsed values and clear errors', (t) => {
   t.is(parseRunFlags(['--address', '10.99.0.1']).mode, 'proxy');
-  const f = parseRunFlags(['--mode', 'server', '--address', '10.99.0.1', '--range', '10.99.0.100-10.99.0.200', '--lease-file', '/tmp/l.json', '--dns', '1.1.1.1', '--dns', '9.9.9.9', '--reservation', '52:54:00:00:00:01=10.99.0.5=node1', '--lease-time', '600']);
+  const f = parseRunFlags([
+    '--mode',
+    'server',
+    '--address',
+    '10.99.0.1',
+    '--range',
+    '10.99.0.100-10.99.0.200',
+    '--lease-file',
+    '/tmp/l.json',
+    '--dns',
+    '1.1.1.1',
+    '--dns',
+    '9.9.9.9',
+    '--reservation',
+    '52:54:00:00:00:01=10.99.0.5=node1',
+    '--lease-time',
+    '600',
+  ]);
   t.is(f.mode, 'server');
   t.deepEqual(f.options.range, { start: '10.99.0.100', end: '10.99.0.200' });
   t.deepEqual(f.options.dns, ['1.1.1.1', '9.9.9.9']);
   t.is(f.options.leaseTime, 600);
   t.deepEqual(f.options.reservations?.(), [{ mac: '52:54:00:00:00:01', ip: '10.99.0.5', hostname: 'node1' }]);
   t.is(f.options.probeIntervalMs, 60_000);
-  t.throws(() => parseRunFlags(['--mode', 'server', '--address', '10.99.0.1', '--range', '10.99.0.200-10.99.0.1', '--lease-file', 'x']), { code: 'ERR_DHCP_RANGE' } as never);
+  t.throws(() => parseRunFlags(['--mode', 'server', '--address', '10.99.0.1', '--range', '10.99.0.200-10.99.0.1', '--lease-file', 'x']), {
+    code: 'ERR_DHCP_RANGE',
+  } as never);
   t.throws(() => parseRunFlags(['--mode', 'server', '--address', '10.99.0.1', '--lease-file', 'x']), { message: /--range START-END is required/ });
   t.throws(() => parseRunFlags(['--address', '10.99.0.1', '--mode', 'maybe']), { message: /use proxy, server, auto or probe/ });
   t.throws(() => parseRunFlags(['--address', '10.99.0.1', '--boot-file', 'efi-x65=a.efi']), { message: /ARCH one of bios, efi-x64/ });

@@ -172,11 +172,22 @@ test('10,000 random and mutated datagrams: no crash, warn for broken PXE, and th
   t.teardown(() => client.close());
   // allowRelayed false: a random giaddr must never make the server send off loopback.
   const { server, ports, lines } = await startServer(t, { clientPort: client.port, allowRelayed: false });
-  const seeds = fixtureNames().filter((n) => !n.startsWith('dnsmasq')).map(fixture);
+  const seeds = fixtureNames()
+    .filter((n) => !n.startsWith('dnsmasq'))
+    .map(fixture);
   const started = Date.now();
   let sent = 0;
   let i = -1;
-  for (const buf of fuzzDatagrams({ seed: 0x9e3779b9, count: 10_000, seeds, randomEvery: 3, maxRandomBytes: 700, flipFrom: 236, maxFlips: 6, truncateEvery: 5 })) {
+  for (const buf of fuzzDatagrams({
+    seed: 0x9e3779b9,
+    count: 10_000,
+    seeds,
+    randomEvery: 3,
+    maxRandomBytes: 700,
+    flipFrom: 236,
+    maxFlips: 6,
+    truncateEvery: 5,
+  })) {
     i += 1;
     if (Date.now() - started >= 30_000) break;
     await client.send(buf, i % 2 === 0 ? ports.dhcpPort : ports.proxyPort);
@@ -194,11 +205,17 @@ test('10,000 random and mutated datagrams: no crash, warn for broken PXE, and th
   const stats = server.stats();
   t.true(stats.received >= sent * 0.99, `received ${stats.received} of ${sent}`);
   t.true(stats.malformed > 1000, `malformed ${stats.malformed}`);
-  t.true(lines.some((l) => l['level'] === 40 && l['msg'] === 'dropped malformed datagram'), 'broken PXE is a warning');
+  t.true(
+    lines.some((l) => l['level'] === 40 && l['msg'] === 'dropped malformed datagram'),
+    'broken PXE is a warning',
+  );
   // A fuzz run must not become megabytes of log: at most 10 malformed lines a minute.
   const malformedLines = lines.filter((l) => String(l['msg']).startsWith('dropped malformed datagram')).length;
   t.true(malformedLines <= 11, `${malformedLines} malformed-datagram lines for ${stats.malformed} datagrams`);
-  t.false(lines.some((l) => l['level'] === 50), 'no handler failure');
+  t.false(
+    lines.some((l) => l['level'] === 50),
+    'no handler failure',
+  );
   // The server still answers a good request afterwards.
   client.queue.length = 0;
   const marker = decodePacket(fixture('edk2-ovmf-x64-discover'));
@@ -217,7 +234,14 @@ test('start() rejects with ERR_DHCP_BIND when the port is taken, and releases wh
   await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => holder.close(() => resolve())));
   const taken = holder.address().port;
-  const server = createProxyDhcpServer({ address: '127.0.0.1', host: '127.0.0.1', dhcpPort: 0, proxyPort: taken, httpPort: 80, log: createLogger({ level: 'silent' }) });
+  const server = createProxyDhcpServer({
+    address: '127.0.0.1',
+    host: '127.0.0.1',
+    dhcpPort: 0,
+    proxyPort: taken,
+    httpPort: 80,
+    log: createLogger({ level: 'silent' }),
+  });
   await t.throwsAsync(server.start(), { code: 'ERR_DHCP_BIND', message: new RegExp(`port ${taken} on 127.0.0.1: EADDRINUSE`) });
   await t.notThrowsAsync(server.stop());
 });
@@ -292,7 +316,9 @@ test('secure boot over UEFI HTTP boot is not answered (signed grub has no http):
   // The same DISCOVER as OVMF's HTTPv4 boot option sends it: vendor class HTTPClient, arch 16.
   const http: DhcpPacket = {
     ...pxe,
-    options: pxe.options.map((o) => (o.code === 60 ? { code: 60, data: Buffer.from('HTTPClient:Arch:00016:UNDI:003000') } : o.code === 93 ? { code: 93, data: Buffer.from([0, 16]) } : o)),
+    options: pxe.options.map((o) =>
+      o.code === 60 ? { code: 60, data: Buffer.from('HTTPClient:Arch:00016:UNDI:003000') } : o.code === 93 ? { code: 93, data: Buffer.from([0, 16]) } : o,
+    ),
   };
   await client.send(encodePacket(http), ports.dhcpPort);
   await t.throwsAsync(client.next(700), { message: /no datagram/ });

@@ -51,11 +51,13 @@ test('a refusal is reported for firmware clients only', (t) => {
 test('wired to chooseLoader: a secureBoot machine record gets shim, others snponly.efi', (t) => {
   const req = decodePacket(fixture('edk2-ovmf-x64-request-4011'));
   const d = decision('edk2-ovmf-x64-request-4011', 'proxy');
-  const chooserFor = (secure: boolean): BootFileChooser => (b) => {
-    const db = parseDb({ machines: [{ mac: b.mac, secureBoot: secure }] });
-    const c = chooseLoader(db, { mac: b.mac, firmware: b.firmware, client: b.client === 'ipxe' ? 'pxe' : b.client }, false);
-    return c.kind === 'refuse' ? { kind: 'refuse', reason: c.reason } : { kind: 'file', file: c.file };
-  };
+  const chooserFor =
+    (secure: boolean): BootFileChooser =>
+    (b) => {
+      const db = parseDb({ machines: [{ mac: b.mac, secureBoot: secure }] });
+      const c = chooseLoader(db, { mac: b.mac, firmware: b.firmware, client: b.client === 'ipxe' ? 'pxe' : b.client }, false);
+      return c.kind === 'refuse' ? { kind: 'refuse', reason: c.reason } : { kind: 'file', file: c.file };
+    };
   t.is(buildProxyReply(req, d, { serverAddress: SERVER, httpPort: 8080, chooseBootFile: chooserFor(true) }).file, 'shimx64.efi');
   t.is(buildProxyReply(req, d, { serverAddress: SERVER, httpPort: 8080, chooseBootFile: chooserFor(false) }).file, 'snponly.efi');
 });

@@ -1,13 +1,5 @@
 import test from 'ava';
-import {
-  MessageType,
-  Opt,
-  decodePacket,
-  encodePacket,
-  getOption,
-  readOptions,
-  type DhcpPacket,
-} from '../../src/dhcp/packet.js';
+import { MessageType, Opt, decodePacket, encodePacket, getOption, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
 import {
   DEFAULT_BOOT_FILES,
   bootOptions,
@@ -35,7 +27,16 @@ function boot(t: { fail(m: string): void }, c: Classification): BootDecision {
 }
 
 /** A PXE request built from parts, for the classification table. */
-function request(opts: { type?: number; vendor?: string; arch?: number[]; user77?: number[]; ipxe175?: boolean; serverId?: number[]; op?: number; htype?: number }): DhcpPacket {
+function request(opts: {
+  type?: number;
+  vendor?: string;
+  arch?: number[];
+  user77?: number[];
+  ipxe175?: boolean;
+  serverId?: number[];
+  op?: number;
+  htype?: number;
+}): DhcpPacket {
   const o: number[] = [];
   if (opts.type !== undefined) o.push(53, 1, opts.type);
   if (opts.vendor !== undefined) o.push(...textOpt(60, opts.vendor));
@@ -65,41 +66,191 @@ const table: Array<{
   expect: { kind: 'ignore'; reason: RegExp; pxe: boolean } | { kind: 'boot'; client: string; firmware: string; archCode: number };
   answerRequestOn67?: boolean;
 }> = [
-  { name: 'busybox udhcpc fixture', packet: decodePacket(fixture('busybox-udhcpc-discover')), port: 'dhcp', expect: { kind: 'ignore', reason: /vendor class "udhcp 1.35.0" is not PXEClient/, pxe: false } },
+  {
+    name: 'busybox udhcpc fixture',
+    packet: decodePacket(fixture('busybox-udhcpc-discover')),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /vendor class "udhcp 1.35.0" is not PXEClient/, pxe: false },
+  },
   { name: 'no vendor class', packet: request({ type: D, arch: [0] }), port: 'dhcp', expect: { kind: 'ignore', reason: /no vendor class/, pxe: false } },
-  { name: 'a reply (op 2)', packet: request({ op: 2, type: 2, vendor: 'PXEClient', arch: [0] }), port: 'dhcp', expect: { kind: 'ignore', reason: /op 2 is a reply/, pxe: false } },
-  { name: 'bootp (no 53)', packet: request({ vendor: 'PXEClient', arch: [0] }), port: 'dhcp', expect: { kind: 'ignore', reason: /no message type/, pxe: true } },
-  { name: 'not ethernet', packet: request({ type: D, vendor: 'PXEClient', arch: [0], htype: 6 }), port: 'dhcp', expect: { kind: 'ignore', reason: /hardware type 6/, pxe: true } },
-  { name: 'BIOS PXE (93=0)', packet: request({ type: D, vendor: 'PXEClient:Arch:00000:UNDI:002001', arch: [0] }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 } },
-  { name: 'UEFI IA32 (6)', packet: request({ type: D, vendor: 'PXEClient', arch: [6] }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-ia32', archCode: 6 } },
-  { name: 'UEFI x64 (7) EDK2 fixture', packet: decodePacket(fixture('edk2-ovmf-x64-discover')), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: 'UEFI x64 (9)', packet: request({ type: D, vendor: 'PXEClient', arch: [9] }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 9 } },
-  { name: 'UEFI ARM64 (11)', packet: request({ type: D, vendor: 'PXEClient', arch: [11] }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-arm64', archCode: 11 } },
-  { name: 'ARM32 (10) unsupported', packet: request({ type: D, vendor: 'PXEClient', arch: [10] }), port: 'dhcp', expect: { kind: 'ignore', reason: /architecture 10 is not supported/, pxe: true } },
-  { name: 'arch from 60 when 93 is missing', packet: request({ type: D, vendor: PXE7 }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: 'no arch anywhere', packet: request({ type: D, vendor: 'PXEClient' }), port: 'dhcp', expect: { kind: 'ignore', reason: /no client architecture/, pxe: true } },
-  { name: 'UEFI HTTP x64 (16)', packet: request({ type: D, vendor: 'HTTPClient:Arch:00016:UNDI:003000', arch: [16] }), port: 'dhcp', expect: { kind: 'boot', client: 'http', firmware: 'efi-x64', archCode: 16 } },
-  { name: 'UEFI HTTP IA32 (15)', packet: request({ type: D, vendor: 'HTTPClient', arch: [15] }), port: 'dhcp', expect: { kind: 'boot', client: 'http', firmware: 'efi-ia32', archCode: 15 } },
-  { name: 'UEFI HTTP ARM64 (19)', packet: request({ type: D, vendor: 'HTTPClient', arch: [19] }), port: 'dhcp', expect: { kind: 'boot', client: 'http', firmware: 'efi-arm64', archCode: 19 } },
-  { name: 'HTTP arch with PXEClient class', packet: request({ type: D, vendor: 'PXEClient', arch: [16] }), port: 'dhcp', expect: { kind: 'ignore', reason: /uefi http boot but vendor class/, pxe: true } },
-  { name: 'iPXE BIOS fixture (raw 77)', packet: decodePacket(fixture('ipxe-bios-rom-discover')), port: 'dhcp', expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 } },
-  { name: 'iPXE EFI fixture', packet: decodePacket(fixture('ipxe-efi-snponly-discover')), port: 'dhcp', expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: 'iPXE by RFC 3004 77 only', packet: request({ type: D, vendor: 'PXEClient', arch: [7], user77: [4, ...iPXE] }), port: 'dhcp', expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: 'iPXE by 175 only', packet: request({ type: D, vendor: 'PXEClient', arch: [0], ipxe175: true }), port: 'dhcp', expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 } },
-  { name: 'other user class is not iPXE', packet: request({ type: D, vendor: 'PXEClient', arch: [0], user77: [3, 102, 111, 111] }), port: 'dhcp', expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 } },
-  { name: 'REQUEST on 67 (to the dhcp server) is not ours', packet: decodePacket(fixture('edk2-ovmf-x64-request')), port: 'dhcp', expect: { kind: 'ignore', reason: /names server 10.77.0.254, not us/, pxe: false } },
-  { name: 'REQUEST on 67 without 54, default', packet: request({ type: R, vendor: 'PXEClient', arch: [0] }), port: 'dhcp', expect: { kind: 'ignore', reason: /message type 3 on port 67/, pxe: false } },
-  { name: 'REQUEST on 67 without 54, smee style', packet: request({ type: R, vendor: 'PXEClient', arch: [0] }), port: 'dhcp', answerRequestOn67: true, expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 } },
-  { name: 'EDK2 4011 request fixture', packet: decodePacket(fixture('edk2-ovmf-x64-request-4011')), port: 'proxy', expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: 'iPXE BIOS 4011 request fixture', packet: decodePacket(fixture('ipxe-bios-rom-request-4011')), port: 'proxy', expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 } },
-  { name: 'iPXE EFI 4011 request with 54 = us', packet: decodePacket(fixture('ipxe-efi-snponly-request-4011')), port: 'proxy', expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 } },
-  { name: '4011 request naming another server', packet: request({ type: R, vendor: 'PXEClient', arch: [7], serverId: [10, 0, 0, 9] }), port: 'proxy', expect: { kind: 'ignore', reason: /names server 10.0.0.9/, pxe: false } },
-  { name: 'DISCOVER on 4011', packet: request({ type: D, vendor: 'PXEClient', arch: [7] }), port: 'proxy', expect: { kind: 'ignore', reason: /message type 1 on port 4011/, pxe: true } },
+  {
+    name: 'a reply (op 2)',
+    packet: request({ op: 2, type: 2, vendor: 'PXEClient', arch: [0] }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /op 2 is a reply/, pxe: false },
+  },
+  {
+    name: 'bootp (no 53)',
+    packet: request({ vendor: 'PXEClient', arch: [0] }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /no message type/, pxe: true },
+  },
+  {
+    name: 'not ethernet',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [0], htype: 6 }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /hardware type 6/, pxe: true },
+  },
+  {
+    name: 'BIOS PXE (93=0)',
+    packet: request({ type: D, vendor: 'PXEClient:Arch:00000:UNDI:002001', arch: [0] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'UEFI IA32 (6)',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [6] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-ia32', archCode: 6 },
+  },
+  {
+    name: 'UEFI x64 (7) EDK2 fixture',
+    packet: decodePacket(fixture('edk2-ovmf-x64-discover')),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: 'UEFI x64 (9)',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [9] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 9 },
+  },
+  {
+    name: 'UEFI ARM64 (11)',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [11] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-arm64', archCode: 11 },
+  },
+  {
+    name: 'ARM32 (10) unsupported',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [10] }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /architecture 10 is not supported/, pxe: true },
+  },
+  {
+    name: 'arch from 60 when 93 is missing',
+    packet: request({ type: D, vendor: PXE7 }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: 'no arch anywhere',
+    packet: request({ type: D, vendor: 'PXEClient' }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /no client architecture/, pxe: true },
+  },
+  {
+    name: 'UEFI HTTP x64 (16)',
+    packet: request({ type: D, vendor: 'HTTPClient:Arch:00016:UNDI:003000', arch: [16] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'http', firmware: 'efi-x64', archCode: 16 },
+  },
+  {
+    name: 'UEFI HTTP IA32 (15)',
+    packet: request({ type: D, vendor: 'HTTPClient', arch: [15] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'http', firmware: 'efi-ia32', archCode: 15 },
+  },
+  {
+    name: 'UEFI HTTP ARM64 (19)',
+    packet: request({ type: D, vendor: 'HTTPClient', arch: [19] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'http', firmware: 'efi-arm64', archCode: 19 },
+  },
+  {
+    name: 'HTTP arch with PXEClient class',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [16] }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /uefi http boot but vendor class/, pxe: true },
+  },
+  {
+    name: 'iPXE BIOS fixture (raw 77)',
+    packet: decodePacket(fixture('ipxe-bios-rom-discover')),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'iPXE EFI fixture',
+    packet: decodePacket(fixture('ipxe-efi-snponly-discover')),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: 'iPXE by RFC 3004 77 only',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [7], user77: [4, ...iPXE] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: 'iPXE by 175 only',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [0], ipxe175: true }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'other user class is not iPXE',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [0], user77: [3, 102, 111, 111] }),
+    port: 'dhcp',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'REQUEST on 67 (to the dhcp server) is not ours',
+    packet: decodePacket(fixture('edk2-ovmf-x64-request')),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /names server 10.77.0.254, not us/, pxe: false },
+  },
+  {
+    name: 'REQUEST on 67 without 54, default',
+    packet: request({ type: R, vendor: 'PXEClient', arch: [0] }),
+    port: 'dhcp',
+    expect: { kind: 'ignore', reason: /message type 3 on port 67/, pxe: false },
+  },
+  {
+    name: 'REQUEST on 67 without 54, smee style',
+    packet: request({ type: R, vendor: 'PXEClient', arch: [0] }),
+    port: 'dhcp',
+    answerRequestOn67: true,
+    expect: { kind: 'boot', client: 'pxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'EDK2 4011 request fixture',
+    packet: decodePacket(fixture('edk2-ovmf-x64-request-4011')),
+    port: 'proxy',
+    expect: { kind: 'boot', client: 'pxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: 'iPXE BIOS 4011 request fixture',
+    packet: decodePacket(fixture('ipxe-bios-rom-request-4011')),
+    port: 'proxy',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'bios', archCode: 0 },
+  },
+  {
+    name: 'iPXE EFI 4011 request with 54 = us',
+    packet: decodePacket(fixture('ipxe-efi-snponly-request-4011')),
+    port: 'proxy',
+    expect: { kind: 'boot', client: 'ipxe', firmware: 'efi-x64', archCode: 7 },
+  },
+  {
+    name: '4011 request naming another server',
+    packet: request({ type: R, vendor: 'PXEClient', arch: [7], serverId: [10, 0, 0, 9] }),
+    port: 'proxy',
+    expect: { kind: 'ignore', reason: /names server 10.0.0.9/, pxe: false },
+  },
+  {
+    name: 'DISCOVER on 4011',
+    packet: request({ type: D, vendor: 'PXEClient', arch: [7] }),
+    port: 'proxy',
+    expect: { kind: 'ignore', reason: /message type 1 on port 4011/, pxe: true },
+  },
 ];
 
 for (const row of table) {
   test(`classify: ${row.name}`, (t) => {
-    const c = classify(row.packet, { port: row.port, serverAddress: SERVER, ...(row.answerRequestOn67 !== undefined ? { answerRequestOn67: row.answerRequestOn67 } : {}) });
+    const c = classify(row.packet, {
+      port: row.port,
+      serverAddress: SERVER,
+      ...(row.answerRequestOn67 !== undefined ? { answerRequestOn67: row.answerRequestOn67 } : {}),
+    });
     if (row.expect.kind === 'ignore') {
       t.is(c.kind, 'ignore');
       if (c.kind === 'ignore') {
@@ -187,7 +338,10 @@ test('no loop: every iPXE request gets the script URL, never an iPXE binary', (t
     const req = decodePacket(fixture(name));
     const reply = buildProxyReply(req, boot(t, classify(req, { port, serverAddress: SERVER })), config);
     t.is(reply.file, 'http://10.77.0.1:8080/boot.ipxe', name);
-    t.false(Object.values(DEFAULT_BOOT_FILES).some((f) => reply.packet.file.includes(f)), name);
+    t.false(
+      Object.values(DEFAULT_BOOT_FILES).some((f) => reply.packet.file.includes(f)),
+      name,
+    );
   }
 });
 
@@ -244,7 +398,10 @@ test('a URL longer than the file field goes in option 67', (t) => {
 test('bootOptions: 60, 97 echoed, in dnsmasq order, for reuse by a full dhcp server', (t) => {
   const req = decodePacket(fixture('edk2-ovmf-x64-request-4011'));
   const params = bootOptions(boot(t, classify(req, { port: 'proxy', serverAddress: SERVER })), config);
-  t.deepEqual(params.options.map((o) => o.code), [60, 97]);
+  t.deepEqual(
+    params.options.map((o) => o.code),
+    [60, 97],
+  );
   t.deepEqual(params.options[1]?.data, getOption(req, 97));
   t.is(params.file, 'snponly.efi');
   t.false(params.deferred);
@@ -272,11 +429,29 @@ test('replies: yiaddr 0, siaddr server, broadcast bit when the client has no add
 
 const dest = decodePacket(fixture('edk2-ovmf-x64-discover'));
 const destinations: Array<[string, DhcpPacket, PortRole, { address: string; port: number }, { address: string; port: number; broadcast: boolean }]> = [
-  ['4011 from 4011 (EDK2): back to source port', decodePacket(fixture('edk2-ovmf-x64-request-4011')), 'proxy', { address: '10.77.0.170', port: 4011 }, { address: '10.77.0.170', port: 4011, broadcast: false }],
-  ['4011 from 68 (iPXE): back to source port', decodePacket(fixture('ipxe-bios-rom-request-4011')), 'proxy', { address: '10.77.0.169', port: 68 }, { address: '10.77.0.169', port: 68, broadcast: false }],
+  [
+    '4011 from 4011 (EDK2): back to source port',
+    decodePacket(fixture('edk2-ovmf-x64-request-4011')),
+    'proxy',
+    { address: '10.77.0.170', port: 4011 },
+    { address: '10.77.0.170', port: 4011, broadcast: false },
+  ],
+  [
+    '4011 from 68 (iPXE): back to source port',
+    decodePacket(fixture('ipxe-bios-rom-request-4011')),
+    'proxy',
+    { address: '10.77.0.169', port: 68 },
+    { address: '10.77.0.169', port: 68, broadcast: false },
+  ],
   ['discover without address: broadcast to 68', dest, 'dhcp', { address: '0.0.0.0', port: 68 }, { address: '255.255.255.255', port: 68, broadcast: true }],
   ['relayed: to giaddr:67', { ...dest, giaddr: '10.5.0.1' }, 'dhcp', { address: '10.5.0.1', port: 67 }, { address: '10.5.0.1', port: 67, broadcast: false }],
-  ['ciaddr set on 67: unicast to ciaddr:68', { ...dest, ciaddr: '10.77.0.50' }, 'dhcp', { address: '10.77.0.50', port: 68 }, { address: '10.77.0.50', port: 68, broadcast: false }],
+  [
+    'ciaddr set on 67: unicast to ciaddr:68',
+    { ...dest, ciaddr: '10.77.0.50' },
+    'dhcp',
+    { address: '10.77.0.50', port: 68 },
+    { address: '10.77.0.50', port: 68, broadcast: false },
+  ],
 ];
 for (const [name, req, port, source, expected] of destinations) {
   test(`replyDestination: ${name}`, (t) => {
@@ -285,8 +460,16 @@ for (const [name, req, port, source, expected] of destinations) {
 }
 
 test('replyDestination seams: client port, relay port, broadcast address', (t) => {
-  t.deepEqual(replyDestination(dest, 'dhcp', { address: '0.0.0.0', port: 68 }, { clientPort: 5000, broadcastAddress: '127.0.0.1' }), { address: '127.0.0.1', port: 5000, broadcast: true });
-  t.deepEqual(replyDestination({ ...dest, giaddr: '127.0.0.2' }, 'dhcp', { address: '127.0.0.2', port: 9 }, { relayPort: 6000 }), { address: '127.0.0.2', port: 6000, broadcast: false });
+  t.deepEqual(replyDestination(dest, 'dhcp', { address: '0.0.0.0', port: 68 }, { clientPort: 5000, broadcastAddress: '127.0.0.1' }), {
+    address: '127.0.0.1',
+    port: 5000,
+    broadcast: true,
+  });
+  t.deepEqual(replyDestination({ ...dest, giaddr: '127.0.0.2' }, 'dhcp', { address: '127.0.0.2', port: 9 }, { relayPort: 6000 }), {
+    address: '127.0.0.2',
+    port: 6000,
+    broadcast: false,
+  });
 });
 
 test('subnet arithmetic', (t) => {
@@ -368,7 +551,11 @@ test('replaying both lab captures: we answer exactly the requests dnsmasq answer
       const b = boot(t, c);
       const reply = buildProxyReply(packet, b, config);
       t.is(reply.type, readOptions(decodePacket(theirs.payload)).messageType === 2 ? 'offer' : 'ack', label);
-      t.deepEqual(replyDestination(packet, port, { address: d.src, port: d.srcPort }), { address: theirs.dst, port: theirs.dstPort, broadcast: theirs.dst === '255.255.255.255' }, label);
+      t.deepEqual(
+        replyDestination(packet, port, { address: d.src, port: d.srcPort }),
+        { address: theirs.dst, port: theirs.dstPort, broadcast: theirs.dst === '255.255.255.255' },
+        label,
+      );
       compared += 1;
     });
   }

@@ -21,7 +21,22 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   const [c1, c2, c3] = lab.clients as [string, string, string];
   const leaseFile = path.join(lab.dir, 'leases.json');
   // Three addresses only: if the leases were lost on restart, the third client would get .100.
-  const serverArgs = ['--range', '10.99.0.100-10.99.0.102', '--lease-file', leaseFile, '--lease-time', '10', '--router', '10.99.0.1', '--dns', '10.99.0.53', '--domain', 'lab.test', '--log-level', 'debug'];
+  const serverArgs = [
+    '--range',
+    '10.99.0.100-10.99.0.102',
+    '--lease-file',
+    leaseFile,
+    '--lease-time',
+    '10',
+    '--router',
+    '10.99.0.1',
+    '--dns',
+    '10.99.0.53',
+    '--domain',
+    'lab.test',
+    '--log-level',
+    'debug',
+  ];
   let server = lab.server(serverArgs);
   await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
   const uscript = udhcpcScript(lab.dir);
@@ -36,12 +51,19 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   const dh = dhclientScript(lab.dir, 'c2');
   const dhArgs = ['-lf', path.join(lab.dir, 'c2.leases'), '-pf', path.join(lab.dir, 'c2.pid'), '-sf', dh.script, 'eth0'];
   const d2 = lab.spawn(c2, ['dhclient', '-1', '-d', '-v', ...dhArgs]);
-  const bound2 = await waitForFile(dh.events, /DHCLIENT BOUND ip=(\S+) mask=255.255.255.0 router=10.99.0.1 dns=10.99.0.53 domain=lab.test lease=10 server=10.99.0.1/, 20_000);
+  const bound2 = await waitForFile(
+    dh.events,
+    /DHCLIENT BOUND ip=(\S+) mask=255.255.255.0 router=10.99.0.1 dns=10.99.0.53 domain=lab.test lease=10 server=10.99.0.1/,
+    20_000,
+  );
   const ip2 = bound2[1]!;
   t.not(ip1, ip2, 'two clients never share an address');
   await waitForFile(dh.events, new RegExp(`DHCLIENT RENEW ip=${ip2.replace(/\./g, '\\.')} `), 15_000);
   await server.waitForLog((l) => l['msg'] === 'dhcp ack' && l['ip'] === ip2 && l['to'] === `${ip2}:68`, 5000);
-  t.truthy(d2.lines.find((l) => /DHCPREQUEST for .* to 10\.99\.0\.1 port 67/.test(l)), 'dhclient renewed by unicast to us');
+  t.truthy(
+    d2.lines.find((l) => /DHCPREQUEST for .* to 10\.99\.0\.1 port 67/.test(l)),
+    'dhclient renewed by unicast to us',
+  );
 
   // udhcpc renew on SIGUSR1 (unicast REQUEST from its address).
   const mark = u1.lines.length;
@@ -52,7 +74,13 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   // Restart the server: leases come back from the file.
   await stopServer(t, server);
   const onDisk = loadLeaseFileSync(leaseFile);
-  t.deepEqual(onDisk.leases.filter((l) => l.state === 'bound').map((l) => l.ip).sort(), [ip1, ip2].sort());
+  t.deepEqual(
+    onDisk.leases
+      .filter((l) => l.state === 'bound')
+      .map((l) => l.ip)
+      .sort(),
+    [ip1, ip2].sort(),
+  );
   server = lab.server(serverArgs);
   await server.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
   // A new client in C3 gets the third address, not one of the remembered ones.
@@ -73,9 +101,18 @@ test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates
   await server.waitForLog((l) => l['msg'] === 'dhcp release' && l['ip'] === ip2, 10_000);
   await stopServer(t, server);
   const after = loadLeaseFileSync(leaseFile);
-  t.like(after.leases.find((l) => l.ip === ip1), { state: 'released' });
-  t.like(after.leases.find((l) => l.ip === ip2), { state: 'released' });
-  t.false(server.logs.some((l) => (l['level'] as number) >= 50), 'no error logged');
+  t.like(
+    after.leases.find((l) => l.ip === ip1),
+    { state: 'released' },
+  );
+  t.like(
+    after.leases.find((l) => l.ip === ip2),
+    { state: 'released' },
+  );
+  t.false(
+    server.logs.some((l) => (l['level'] as number) >= 50),
+    'no error logged',
+  );
 });
 
 test.serial('probe and auto mode beside dnsmasq; server mode refuses to start next to it unless --force', async (t) => {
@@ -88,11 +125,23 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   // Nobody else: the probe finds nothing.
   const none = lab.server(['--mode', 'probe']);
   t.is(await none.exited, 0);
-  t.like(none.logs.find((l) => l['msg'] === 'dhcp probe result'), { found: false });
+  t.like(
+    none.logs.find((l) => l['msg'] === 'dhcp probe result'),
+    { found: false },
+  );
 
   const dnsmasq = lab.spawn(dns, [
-    'dnsmasq', '--port=0', '--no-daemon', '--conf-file=/dev/null', '--log-facility=-', '--log-dhcp', '--interface=eth0', '--bind-interfaces',
-    '--dhcp-range=10.99.0.150,10.99.0.160,1h', `--dhcp-leasefile=${path.join(lab.dir, 'dnsmasq.leases')}`, `--pid-file=${path.join(lab.dir, 'dnsmasq.pid')}`,
+    'dnsmasq',
+    '--port=0',
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--log-facility=-',
+    '--log-dhcp',
+    '--interface=eth0',
+    '--bind-interfaces',
+    '--dhcp-range=10.99.0.150,10.99.0.160,1h',
+    `--dhcp-leasefile=${path.join(lab.dir, 'dnsmasq.leases')}`,
+    `--pid-file=${path.join(lab.dir, 'dnsmasq.pid')}`,
   ]);
   await dnsmasq.waitFor(/DHCP, IP range 10\.99\.0\.150/, 10_000);
 
@@ -106,7 +155,10 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
 
   const refused = lab.server(['--mode', 'server', '--probe-timeout', '5000', ...modeArgs]);
   t.is(await refused.exited, 1);
-  t.like(refused.logs.find((l) => l['msg'] === 'dhcp failed to start'), { code: 'ERR_DHCP_OTHER_SERVER' });
+  t.like(
+    refused.logs.find((l) => l['msg'] === 'dhcp failed to start'),
+    { code: 'ERR_DHCP_OTHER_SERVER' },
+  );
   t.false(existsSync(leaseFile), 'nothing was served');
 
   const auto = lab.server(['--mode', 'auto', '--probe-timeout', '5000', ...modeArgs]);
@@ -134,41 +186,67 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
   ip('-n', client, 'route', 'add', 'default', 'dev', 'eth0');
   const pxe = decodePacket(fixture('edk2-ovmf-x64-discover'));
   const hex = encodePacket({ ...pxe, xid: 0x0e0e0e0e }).toString('hex');
-  const probe = lab.spawn(client, [process.execPath, '--import', 'tsx', path.join(ROOT, 'test/dhcp/netns-client.ts'), '0.0.0.0', '68', '255.255.255.255', '67', '2500', hex]);
+  const probe = lab.spawn(client, [
+    process.execPath,
+    '--import',
+    'tsx',
+    path.join(ROOT, 'test/dhcp/netns-client.ts'),
+    '0.0.0.0',
+    '68',
+    '255.255.255.255',
+    '67',
+    '2500',
+    hex,
+  ]);
   await probe.exited;
   const report = JSON.parse(probe.lines.at(-1) ?? '{}') as { received?: Array<Record<string, unknown>> };
-  t.like(report.received?.find((r) => r['xid'] === 0x0e0e0e0e), { from: '10.99.0.1', fromPort: 67, type: 2, file: 'snponly.efi', siaddr: '10.99.0.1' });
+  t.like(
+    report.received?.find((r) => r['xid'] === 0x0e0e0e0e),
+    { from: '10.99.0.1', fromPort: 67, type: 2, file: 'snponly.efi', siaddr: '10.99.0.1' },
+  );
   const offerLog = await alone.waitForLog((l) => l['msg'] === 'dhcp offer' && l['xid'] === 0x0e0e0e0e, 2000);
   t.like(offerLog, { mac: '52:54:00:12:34:63', arch: 'efi-x64', client: 'pxe', file: 'snponly.efi' });
   t.regex(String(offerLog['ip']), /^10\.99\.0\.1(0\d|10)$/);
   await stopServer(t, alone);
 });
 
-test.serial('REBINDING: when the server that granted a lease is gone, udhcpc broadcasts and the server now on the segment ACKs from the lease file', async (t) => {
-  const lab = makeLab(t, 1);
-  const [c1] = lab.clients as [string];
-  const leaseFile = path.join(lab.dir, 'leases.json');
-  const args = ['--range', '10.99.0.100-10.99.0.110', '--lease-file', leaseFile, '--log-level', 'debug'];
-  const first = lab.server(args);
-  await first.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
-  const u = lab.spawn(c1, [...UDHCPC, '-f', '-t', '5', '-T', '1', '-A', '1', '-s', udhcpcScript(lab.dir), '-i', 'eth0']);
-  const addr = (await u.waitFor(/UDHCPC bound ip=(\S+) .*serverid=10\.99\.0\.1/, 20_000))[1]!;
-  await stopServer(t, first);
-  // The appliance comes back under another address: unicast renewals to 10.99.0.1 go nowhere.
-  ip('-n', lab.srv, 'addr', 'del', '10.99.0.1/24', 'dev', 'br0');
-  ip('-n', lab.srv, 'addr', 'add', '10.99.0.2/24', 'dev', 'br0');
-  const second = lab.server([...args, '--address', '10.99.0.2']);
-  await second.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
-  // SIGUSR1: RENEWING now; three unicast renewals (-T 1) time out, then udhcpc enters REBINDING
-  // and broadcasts the REQUEST with ciaddr set (RFC 2131 section 4.4.5).
-  const mark = u.lines.length;
-  u.signal('SIGUSR1');
-  await u.waitFor(new RegExp(`UDHCPC renew ip=${addr.replace(/\./g, '\\.')} .*serverid=10\\.99\\.0\\.2`), 20_000, mark);
-  const said = u.lines.slice(mark);
-  t.true(said.some((l) => /sending renew to server 10\.99\.0\.1/.test(l)), 'renewing by unicast first');
-  t.true(said.some((l) => /broadcasting renew/.test(l)), `then rebinding by broadcast: ${said.join(' | ')}`);
-  const ack = await second.waitForLog((l) => l['msg'] === 'dhcp ack' && l['ip'] === addr, 2000);
-  t.like(ack, { to: `${addr}:68` }, 'the ACK to a rebinding client goes to ciaddr');
-  t.false(second.logs.some((l) => l['msg'] === 'dhcp offer'), 'no new DISCOVER: the lease was rebound, not started over');
-  await stopServer(t, second);
-});
+test.serial(
+  'REBINDING: when the server that granted a lease is gone, udhcpc broadcasts and the server now on the segment ACKs from the lease file',
+  async (t) => {
+    const lab = makeLab(t, 1);
+    const [c1] = lab.clients as [string];
+    const leaseFile = path.join(lab.dir, 'leases.json');
+    const args = ['--range', '10.99.0.100-10.99.0.110', '--lease-file', leaseFile, '--log-level', 'debug'];
+    const first = lab.server(args);
+    await first.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
+    const u = lab.spawn(c1, [...UDHCPC, '-f', '-t', '5', '-T', '1', '-A', '1', '-s', udhcpcScript(lab.dir), '-i', 'eth0']);
+    const addr = (await u.waitFor(/UDHCPC bound ip=(\S+) .*serverid=10\.99\.0\.1/, 20_000))[1]!;
+    await stopServer(t, first);
+    // The appliance comes back under another address: unicast renewals to 10.99.0.1 go nowhere.
+    ip('-n', lab.srv, 'addr', 'del', '10.99.0.1/24', 'dev', 'br0');
+    ip('-n', lab.srv, 'addr', 'add', '10.99.0.2/24', 'dev', 'br0');
+    const second = lab.server([...args, '--address', '10.99.0.2']);
+    await second.waitForLog((l) => l['msg'] === 'dhcp server listening', 20_000);
+    // SIGUSR1: RENEWING now; three unicast renewals (-T 1) time out, then udhcpc enters REBINDING
+    // and broadcasts the REQUEST with ciaddr set (RFC 2131 section 4.4.5).
+    const mark = u.lines.length;
+    u.signal('SIGUSR1');
+    await u.waitFor(new RegExp(`UDHCPC renew ip=${addr.replace(/\./g, '\\.')} .*serverid=10\\.99\\.0\\.2`), 20_000, mark);
+    const said = u.lines.slice(mark);
+    t.true(
+      said.some((l) => /sending renew to server 10\.99\.0\.1/.test(l)),
+      'renewing by unicast first',
+    );
+    t.true(
+      said.some((l) => /broadcasting renew/.test(l)),
+      `then rebinding by broadcast: ${said.join(' | ')}`,
+    );
+    const ack = await second.waitForLog((l) => l['msg'] === 'dhcp ack' && l['ip'] === addr, 2000);
+    t.like(ack, { to: `${addr}:68` }, 'the ACK to a rebinding client goes to ciaddr');
+    t.false(
+      second.logs.some((l) => l['msg'] === 'dhcp offer'),
+      'no new DISCOVER: the lease was rebound, not started over',
+    );
+    await stopServer(t, second);
+  },
+);

@@ -17,8 +17,6 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { fixture } from './helpers.js';
 import { ip4, lease, request, udpClient } from './loopback-client.js';
 
-
-
 async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'dhcpsrv-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -41,7 +39,6 @@ async function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
   return { client, leaseFile, base };
 }
 
-
 test('DISCOVER/REQUEST over UDP: OFFER then ACK; the lease is on disk before the ACK; events and logs carry mac and ip', async (t) => {
   const { client, leaseFile, base } = await setup(t);
   const { log, lines } = captureLogger();
@@ -57,21 +54,47 @@ test('DISCOVER/REQUEST over UDP: OFFER then ACK; the lease is on disk before the
   t.is(readOptions(ack).messageType, MessageType.ACK);
   const onDisk = await loadLeaseFile(leaseFile);
   t.like(onDisk.leases[0], { ip: '127.0.0.100', state: 'bound', mac: '52:54:00:00:00:0a' });
-  t.deepEqual(events.list({ mac: '52:54:00:00:00:0a' }).map((e) => [e.type, e.ip]), [
-    ['dhcp-offer', '127.0.0.100'],
-    ['dhcp-ack', '127.0.0.100'],
-  ]);
-  t.truthy(lines.find((l) => l['msg'] === 'dhcp ack' && l['mac'] === '52:54:00:00:00:0a' && l['ip'] === '127.0.0.100' && l['xid'] === 0x1001 && l['level'] === 30));
+  t.deepEqual(
+    events.list({ mac: '52:54:00:00:00:0a' }).map((e) => [e.type, e.ip]),
+    [
+      ['dhcp-offer', '127.0.0.100'],
+      ['dhcp-ack', '127.0.0.100'],
+    ],
+  );
+  t.truthy(
+    lines.find((l) => l['msg'] === 'dhcp ack' && l['mac'] === '52:54:00:00:00:0a' && l['ip'] === '127.0.0.100' && l['xid'] === 0x1001 && l['level'] === 30),
+  );
   const b = await lease(client, dhcpPort, '52:54:00:00:00:0b', 0x2000);
   t.is(b.ack.yiaddr, '127.0.0.50', 'reservation');
   t.like(server.stats(), { offers: 2, acks: 2, leases: { bound: 2 } });
   // Release then decline are silent but recorded.
-  await client.send(request(MessageType.RELEASE, '52:54:00:00:00:0b', 0x2002, { ciaddr: '127.0.0.50', flags: 0 }, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }]), dhcpPort);
-  await client.send(request(MessageType.DECLINE, '52:54:00:00:00:0a', 0x2003, {}, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }, { code: Opt.REQUESTED_IP, data: ip4('127.0.0.100') }]), dhcpPort);
+  await client.send(
+    request(MessageType.RELEASE, '52:54:00:00:00:0b', 0x2002, { ciaddr: '127.0.0.50', flags: 0 }, [{ code: Opt.SERVER_ID, data: ip4('127.0.0.1') }]),
+    dhcpPort,
+  );
+  await client.send(
+    request(MessageType.DECLINE, '52:54:00:00:00:0a', 0x2003, {}, [
+      { code: Opt.SERVER_ID, data: ip4('127.0.0.1') },
+      { code: Opt.REQUESTED_IP, data: ip4('127.0.0.100') },
+    ]),
+    dhcpPort,
+  );
   for (let i = 0; i < 50 && server.stats().declines < 1; i++) await new Promise((r) => setTimeout(r, 20));
   t.like(server.stats(), { releases: 1, declines: 1 });
-  t.deepEqual(events.list({ mac: '52:54:00:00:00:0b' }).map((e) => e.type).slice(-1), ['dhcp-release']);
-  t.deepEqual(events.list({ mac: '52:54:00:00:00:0a' }).map((e) => e.type).slice(-1), ['dhcp-decline']);
+  t.deepEqual(
+    events
+      .list({ mac: '52:54:00:00:00:0b' })
+      .map((e) => e.type)
+      .slice(-1),
+    ['dhcp-release'],
+  );
+  t.deepEqual(
+    events
+      .list({ mac: '52:54:00:00:00:0a' })
+      .map((e) => e.type)
+      .slice(-1),
+    ['dhcp-decline'],
+  );
 });
 
 test('a restart keeps leases: the same client gets the same address, another client does not', async (t) => {
@@ -132,14 +155,20 @@ test('the server keeps answering after 2000 broken datagrams', async (t) => {
   const offer = await client.next(0x5000);
   t.regex(offer.yiaddr, /^127\.0\.[0-3]\.\d+$/);
   t.true(server.stats().malformed > 1000, JSON.stringify(server.stats()));
-  t.false(lines.some((l) => (l['level'] as number) >= 50), 'no handler failure');
+  t.false(
+    lines.some((l) => (l['level'] as number) >= 50),
+    'no handler failure',
+  );
 });
 
 test('bad options reject before binding', async (t) => {
   const { base } = await setup(t);
   await t.throwsAsync(createDhcpServer(base({ range: { start: '10.0.0.1', end: '10.0.0.5' } })).start(), { code: 'ERR_DHCP_RANGE' } as never);
   await t.throwsAsync(createDhcpServer(base({ leaseTime: 5 })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
-  await t.throwsAsync(createDhcpServer(base({ router: 'gateway' })).start(), { code: 'ERR_DHCP_CONFIG', message: /router "gateway" is not an ipv4 address/ } as never);
+  await t.throwsAsync(createDhcpServer(base({ router: 'gateway' })).start(), {
+    code: 'ERR_DHCP_CONFIG',
+    message: /router "gateway" is not an ipv4 address/,
+  } as never);
   await t.throwsAsync(createDhcpServer(base({ dns: ['1.1.1.1', '1.1.1'] })).start(), { code: 'ERR_DHCP_CONFIG', message: /dns "1.1.1"/ } as never);
   await t.throwsAsync(createDhcpServer(base({ domain: 'bad domain' })).start(), { code: 'ERR_DHCP_CONFIG' } as never);
   await t.throwsAsync(createDhcpServer(base({ address: '10.250.250.250' })).start(), { code: 'ERR_DHCP_BIND' } as never);
@@ -173,7 +202,16 @@ test('probeForDhcpServer: reports a server that answers, and none when nobody do
   t.teardown(() => server.stop());
   const log = createSilentLogger();
   // On loopback the other server's id is our own address, which the probe ignores by default.
-  const found = await probeForDhcpServer({ address: '127.0.0.1', clientPort: probePort, serverPort: dhcpPort, broadcastAddress: '127.0.0.1', timeoutMs: 2000, log, ignoreServers: [], mac: '02:00:00:00:00:01' });
+  const found = await probeForDhcpServer({
+    address: '127.0.0.1',
+    clientPort: probePort,
+    serverPort: dhcpPort,
+    broadcastAddress: '127.0.0.1',
+    timeoutMs: 2000,
+    log,
+    ignoreServers: [],
+    mac: '02:00:00:00:00:01',
+  });
   t.true(found.found);
   t.like(found.servers[0], { from: '127.0.0.1', offered: '127.0.0.100', messageType: MessageType.OFFER });
   t.true(found.elapsedMs < 2000);
@@ -191,10 +229,14 @@ test('a relayed DISCOVER is served from the relay network and answered to giaddr
   await new Promise<void>((r) => relay.bind(0, '127.1.0.1', r));
   t.teardown(() => new Promise<void>((r) => relay.close(() => r())));
   const relayPort = relay.address().port;
-  const server = createDhcpServer(base({ relayPort, relayedNetworks: [{ subnet: '127.1.0.0/16', range: { start: '127.1.0.100', end: '127.1.0.110' }, router: '127.1.0.1' }] }));
+  const server = createDhcpServer(
+    base({ relayPort, relayedNetworks: [{ subnet: '127.1.0.0/16', range: { start: '127.1.0.100', end: '127.1.0.110' }, router: '127.1.0.1' }] }),
+  );
   const { dhcpPort } = await server.start();
   t.teardown(() => server.stop());
-  const msg = request(MessageType.DISCOVER, '52:54:00:00:00:1a', 0x6000, { giaddr: '127.1.0.1', hops: 1 }, [{ code: 82, data: Buffer.from('01020a0b', 'hex') }]);
+  const msg = request(MessageType.DISCOVER, '52:54:00:00:00:1a', 0x6000, { giaddr: '127.1.0.1', hops: 1 }, [
+    { code: 82, data: Buffer.from('01020a0b', 'hex') },
+  ]);
   await new Promise<void>((resolve, reject) => relay.send(msg, dhcpPort, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
   for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
   const offer = got[0];
@@ -215,8 +257,14 @@ test('refusals reach the boot timeline: a claim for a reserved address (both mac
     await client.send(request(MessageType.REQUEST, '52:54:00:00:00:0c', 0x7000 + i, {}, [{ code: Opt.REQUESTED_IP, data: ip4('127.0.0.50') }]), dhcpPort);
     t.is(readOptions(await client.next(0x7000 + i)).messageType, MessageType.NAK);
   }
-  t.like(events.list({ mac: '52:54:00:00:00:0c' }).find((e) => e.type === 'dhcp-refused'), { ip: '127.0.0.50', detail: { reason: 'reserved for another mac', reservedFor: owner } });
-  t.like(events.list({ mac: owner }).find((e) => e.type === 'dhcp-refused'), { detail: { claimedBy: '52:54:00:00:00:0c' } });
+  t.like(
+    events.list({ mac: '52:54:00:00:00:0c' }).find((e) => e.type === 'dhcp-refused'),
+    { ip: '127.0.0.50', detail: { reason: 'reserved for another mac', reservedFor: owner } },
+  );
+  t.like(
+    events.list({ mac: owner }).find((e) => e.type === 'dhcp-refused'),
+    { detail: { claimedBy: '52:54:00:00:00:0c' } },
+  );
   t.is(lines.filter((l) => /is reserved for/.test(String(l['msg']))).length, 5, 'claims: five lines a minute at most');
   // Two new leases a minute: the third new client is refused, once in the log, on its timeline.
   for (let i = 0; i < 4; i++) await client.send(request(MessageType.DISCOVER, `52:54:00:00:01:0${i}`, 0x7100 + i), dhcpPort);

@@ -90,10 +90,17 @@ test('start refuses a second responder, another dhcp server (server mode) and sh
   const { options, setProbe } = await setup(t);
   setProbe(result([answer('127.0.0.7', '0.0.0.0', true)]));
   for (const mode of ['proxy', 'server', 'auto'] as const) {
-    await t.throwsAsync(createDhcpService(options({ mode })).start(), { code: 'ERR_DHCP_OTHER_RESPONDER', message: /another pxe responder \(127\.0\.0\.7\) already answers pxe clients on lo.*--force/ } as never, mode);
+    await t.throwsAsync(
+      createDhcpService(options({ mode })).start(),
+      { code: 'ERR_DHCP_OTHER_RESPONDER', message: /another pxe responder \(127\.0\.0\.7\) already answers pxe clients on lo.*--force/ } as never,
+      mode,
+    );
   }
   setProbe(result([answer('127.0.0.9', '127.0.0.150', false)]));
-  await t.throwsAsync(createDhcpService(options()).start(), { code: 'ERR_DHCP_OTHER_SERVER', message: /another dhcp server \(127\.0\.0\.9\) answers on lo.*--force/ } as never);
+  await t.throwsAsync(createDhcpService(options()).start(), {
+    code: 'ERR_DHCP_OTHER_SERVER',
+    message: /another dhcp server \(127\.0\.0\.9\) answers on lo.*--force/,
+  } as never);
   const proxy = createDhcpService(options({ mode: 'proxy' }));
   t.is((await proxy.start()).mode, 'proxy', 'a proxy beside a plain dhcp server is the point');
   await proxy.stop();
@@ -102,7 +109,10 @@ test('start refuses a second responder, another dhcp server (server mode) and sh
   await forced.stop();
   setProbe(result([]));
   const holder = { port: 67, address: '0.0.0.0', owner: 'dnsmasq (pid 42)' };
-  await t.throwsAsync(createDhcpService(options({ checkPorts: true, portHolders: async () => [holder] })).start(), { code: 'ERR_DHCP_PORT_SHARED', message: /dnsmasq \(pid 42\) on 0\.0\.0\.0:67/ } as never);
+  await t.throwsAsync(createDhcpService(options({ checkPorts: true, portHolders: async () => [holder] })).start(), {
+    code: 'ERR_DHCP_PORT_SHARED',
+    message: /dnsmasq \(pid 42\) on 0\.0\.0\.0:67/,
+  } as never);
 });
 
 test('auto: server only without answers and without the default route on the interface; the decision is in the state', async (t) => {

@@ -46,30 +46,34 @@ test.before(async () => {
   const initrd = buildTestInitrd();
   // NETBOOT_LAB_KEEP=1 keeps the lab's work directory (serial consoles, appliance log).
   lab = await createLab({ ipv6Router: IPV6_ROUTER, keepWorkDir: process.env['NETBOOT_LAB_KEEP'] === '1' });
-  appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, {
-    profiles: [
-      {
-        id: UUID_PROFILE,
-        kernel: '/assets/vmlinuz',
-        initrd: ['/assets/initrd.img'],
-        cmdline: {
-          'rancher.cloud_init.datasources': '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]',
-          console: 'ttyS0',
-          panic: '-1',
-          'netboot.lab_case': 'uuid-7f3a',
+  appliance = await startTestOsAppliance(
+    lab,
+    { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
+    {
+      profiles: [
+        {
+          id: UUID_PROFILE,
+          kernel: '/assets/vmlinuz',
+          initrd: ['/assets/initrd.img'],
+          cmdline: {
+            'rancher.cloud_init.datasources': '[url:http://{{ address }}:{{ port }}/cloud-config?mac={{ mac }}]',
+            console: 'ttyS0',
+            panic: '-1',
+            'netboot.lab_case': 'uuid-7f3a',
+          },
+          cloudConfig: 'lab-uuid.cloud-config.yaml.njk',
         },
-        cloudConfig: 'lab-uuid.cloud-config.yaml.njk',
+        { id: MISSING_PROFILE, kernel: '/assets/lab-missing/vmlinuz', initrd: ['/assets/lab-missing/initrd.img'], cmdline: 'console=ttyS0' },
+      ],
+      machines: [
+        { mac: UUID_RECORD_MAC, uuid: UUID, profile: UUID_PROFILE, hostname: 'uuid-matched' },
+        { mac: MISSING_MAC, profile: MISSING_PROFILE },
+      ],
+      templates: {
+        'lab-uuid.cloud-config.yaml.njk': `#cloud-config\n# ${UUID_CLOUD_CONFIG_TOKEN}\nhostname: {{ hostname | yaml }}\nwrite_files:\n  - path: /etc/lab-profile\n    content: {{ profile.id | yaml }}\n`,
       },
-      { id: MISSING_PROFILE, kernel: '/assets/lab-missing/vmlinuz', initrd: ['/assets/lab-missing/initrd.img'], cmdline: 'console=ttyS0' },
-    ],
-    machines: [
-      { mac: UUID_RECORD_MAC, uuid: UUID, profile: UUID_PROFILE, hostname: 'uuid-matched' },
-      { mac: MISSING_MAC, profile: MISSING_PROFILE },
-    ],
-    templates: {
-      'lab-uuid.cloud-config.yaml.njk': `#cloud-config\n# ${UUID_CLOUD_CONFIG_TOKEN}\nhostname: {{ hostname | yaml }}\nwrite_files:\n  - path: /etc/lab-profile\n    content: {{ profile.id | yaml }}\n`,
     },
-  });
+  );
 });
 
 test.after.always(async () => {
@@ -96,7 +100,9 @@ async function bootToPowerOff(t: ExecutionContext, vm: Vm): Promise<string> {
   await vm.waitFor(new RegExp(MARKERS.done), 30_000);
   const exit = await Promise.race([vm.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000).unref())]);
   t.is(exit?.code, 0, `${vm.name} did not power off cleanly`);
-  const phases = Object.entries(bootPhases(vm)).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+  const phases = Object.entries(bootPhases(vm))
+    .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+    .join(', ');
   t.log(`${vm.firmware} ${vm.mac}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s (${phases})`);
   return vm.serial();
 }
@@ -105,7 +111,10 @@ function cloudConfigBody(serial: string): string {
   const begin = serial.indexOf(MARKERS.cloudConfigBegin);
   const end = serial.indexOf(MARKERS.cloudConfigEnd);
   if (begin < 0 || end < begin) return '';
-  return serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
+  return serial
+    .slice(begin + MARKERS.cloudConfigBegin.length, end)
+    .replace(/\r/g, '')
+    .trim();
 }
 
 /** The kernel command line the test OS printed from /proc/cmdline. */
@@ -130,7 +139,10 @@ function ofType(events: readonly BootEvent[], type: BootEvent['type']): BootEven
 async function assertFacts(t: ExecutionContext, serial: string, mac: string): Promise<void> {
   t.true(serial.includes(`facts: agent POST ${ready().appliance.baseUrl}/api/machines/${mac}/facts`), 'the reference agent did not report to the appliance');
   t.true(serial.includes(MARKERS.factsPosted), 'the appliance refused the facts report');
-  const machine = (await ready().appliance.getJson(`/api/machines/${mac}`)) as { facts?: Record<string, unknown>; runtime?: { factsAt?: string; lastIp?: string } };
+  const machine = (await ready().appliance.getJson(`/api/machines/${mac}`)) as {
+    facts?: Record<string, unknown>;
+    runtime?: { factsAt?: string; lastIp?: string };
+  };
   // What agent/discover.sh gathered inside the VM from /proc and /sys with busybox tools.
   t.like(machine.facts, { mac, agent: { name: 'netboot-discover' }, cpu: { count: 1 }, hostname: `netboot-test-${mac.replace(/:/g, '')}` });
   const nics = machine.facts?.['nics'] as Array<{ mac: string; ipv4: string[] }>;
@@ -162,7 +174,12 @@ test('case 1: SeaBIOS + iPXE ROM, unknown MAC, boots the default profile through
   // (GET /boot.ipxe is not in this MAC's timeline: the ROM's DHCP carried no address, so the
   // appliance cannot tell whose request it was; the serial log above shows it was fetched.)
   t.like(ofType(events, 'http-script').find((e) => e.detail?.['outcome'] === 'boot')?.detail, { profile: 'lab-test-os', via: 'default', platform: 'pcbios' });
-  t.deepEqual(ofType(events, 'http-asset').map((e) => e.detail?.['file']).sort(), ['/assets/initrd.img', '/assets/vmlinuz']);
+  t.deepEqual(
+    ofType(events, 'http-asset')
+      .map((e) => e.detail?.['file'])
+      .sort(),
+    ['/assets/initrd.img', '/assets/vmlinuz'],
+  );
   t.like(ofType(events, 'http-cloud-config')[0]?.detail, { profile: 'lab-test-os' });
   // BIOS iPXE never touches TFTP.
   t.is(ofType(events, 'tftp-file').length, 0);
@@ -175,7 +192,15 @@ test('case 2: OVMF with EDK2 PXE (romfile=) TFTPs snponly.efi from our TFTP serv
   const vm = await boot(t, 'uefi', UEFI_MAC);
   const serial = await bootToPowerOff(t, vm);
   let from = 0;
-  for (const needle of ['Start PXE over IPv4', 'NBP file downloaded successfully', 'iPXE', `netboot-appliance: booting lab-test-os on ${UEFI_MAC}`, MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.done]) {
+  for (const needle of [
+    'Start PXE over IPv4',
+    'NBP file downloaded successfully',
+    'iPXE',
+    `netboot-appliance: booting lab-test-os on ${UEFI_MAC}`,
+    MARKERS.initStarted,
+    MARKERS.cloudConfigFetched,
+    MARKERS.done,
+  ]) {
     const at = serial.indexOf(needle, from);
     t.true(at >= 0, `serial console lacks ${needle} after offset ${from}`);
     if (at >= 0) from = at + needle.length;
@@ -189,15 +214,38 @@ test('case 2: OVMF with EDK2 PXE (romfile=) TFTPs snponly.efi from our TFTP serv
   t.log(`events: ${types.join(' ')}`);
   // EDK2: DISCOVER on 67 gets an offer without a boot file, then the REQUEST on 4011 is
   // ACKed with snponly.efi (PXE spec 2.1 boot server exchange).
-  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['arch'] !== undefined && e.detail['port'] === 67), 'no dhcp-offer on 67');
-  t.true(ofType(events, 'dhcp-ack').some((e) => e.detail?.['port'] === 4011 && e.detail['file'] === 'snponly.efi'), 'no dhcp-ack with snponly.efi on 4011');
-  t.true(ofType(events, 'tftp-file').some((e) => e.detail?.['file'] === 'snponly.efi'), 'snponly.efi was not served by our TFTP');
-  t.true(ofType(events, 'http-script').some((e) => e.detail?.['outcome'] === 'boot' && e.detail['platform'] === 'efi'), 'no profile script for platform efi');
-  t.deepEqual(ofType(events, 'http-asset').map((e) => e.detail?.['file']).sort(), ['/assets/initrd.img', '/assets/vmlinuz']);
+  t.true(
+    ofType(events, 'dhcp-offer').some((e) => e.detail?.['arch'] !== undefined && e.detail['port'] === 67),
+    'no dhcp-offer on 67',
+  );
+  t.true(
+    ofType(events, 'dhcp-ack').some((e) => e.detail?.['port'] === 4011 && e.detail['file'] === 'snponly.efi'),
+    'no dhcp-ack with snponly.efi on 4011',
+  );
+  t.true(
+    ofType(events, 'tftp-file').some((e) => e.detail?.['file'] === 'snponly.efi'),
+    'snponly.efi was not served by our TFTP',
+  );
+  t.true(
+    ofType(events, 'http-script').some((e) => e.detail?.['outcome'] === 'boot' && e.detail['platform'] === 'efi'),
+    'no profile script for platform efi',
+  );
+  t.deepEqual(
+    ofType(events, 'http-asset')
+      .map((e) => e.detail?.['file'])
+      .sort(),
+    ['/assets/initrd.img', '/assets/vmlinuz'],
+  );
   t.is(ofType(events, 'http-cloud-config').length, 1);
   // In boot order.
   const first = (type: BootEvent['type']) => types.indexOf(type);
-  t.true(first('dhcp-offer') < first('tftp-file') && first('tftp-file') < first('http-script') && first('http-script') < first('http-asset') && first('http-asset') < first('http-cloud-config'), types.join(' '));
+  t.true(
+    first('dhcp-offer') < first('tftp-file') &&
+      first('tftp-file') < first('http-script') &&
+      first('http-script') < first('http-asset') &&
+      first('http-asset') < first('http-cloud-config'),
+    types.join(' '),
+  );
   await assertFacts(t, serial, UEFI_MAC);
 });
 
@@ -212,7 +260,7 @@ function bootUuidVm(t: ExecutionContext): Promise<{ vm: Vm; serial: string }> {
   return uuidBoot;
 }
 
-test('case 3: a VM whose SMBIOS UUID matches a machine record (of another NIC) gets that profile\'s kernel command line', async (t) => {
+test("case 3: a VM whose SMBIOS UUID matches a machine record (of another NIC) gets that profile's kernel command line", async (t) => {
   t.timeout(BOOT_TIMEOUT_MS + 60_000);
   const { appliance } = ready();
   const { serial } = await bootUuidVm(t);
@@ -224,7 +272,7 @@ test('case 3: a VM whose SMBIOS UUID matches a machine record (of another NIC) g
 
 // The datasource URL carries only ?mac= (a profile cmdline cannot hold "&uuid=": `&` is
 // refused as iPXE-unsafe); the appliance follows the UUID of the machine's last /ipxe boot.
-test('case 3: the same VM gets that profile\'s cloud-config', async (t) => {
+test("case 3: the same VM gets that profile's cloud-config", async (t) => {
   t.timeout(BOOT_TIMEOUT_MS + 60_000);
   const { appliance } = ready();
   const { serial } = await bootUuidVm(t);
@@ -236,7 +284,7 @@ test('case 3: the same VM gets that profile\'s cloud-config', async (t) => {
   t.like(ofType(events, 'http-cloud-config')[0]?.detail, { profile: UUID_PROFILE });
 });
 
-test('case 4: a machine whose profile\'s assets are missing shows the appliance\'s message on its console', async (t) => {
+test("case 4: a machine whose profile's assets are missing shows the appliance's message on its console", async (t) => {
   t.timeout(BOOT_TIMEOUT_MS + 60_000);
   const { appliance } = ready();
   const vm = await boot(t, 'bios', MISSING_MAC);
@@ -245,7 +293,10 @@ test('case 4: a machine whose profile\'s assets are missing shows the appliance\
   await vm.waitFor(/netboot-appliance: retrying in \d+ seconds/, 10_000);
   t.false(vm.serial().includes('Linux version'), 'a kernel booted although the assets are missing');
   const events = await appliance.events(MISSING_MAC);
-  t.like(ofType(events, 'http-script').find((e) => e.detail?.['outcome'] === 'retry')?.detail, { profile: MISSING_PROFILE, asset: '/assets/lab-missing/vmlinuz' });
+  t.like(ofType(events, 'http-script').find((e) => e.detail?.['outcome'] === 'retry')?.detail, {
+    profile: MISSING_PROFILE,
+    asset: '/assets/lab-missing/vmlinuz',
+  });
   t.is(ofType(events, 'http-asset').length, 0);
   await vm.kill();
 });

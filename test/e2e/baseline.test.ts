@@ -26,17 +26,25 @@ function assertInOrder(t: import('ava').ExecutionContext, text: string, needles:
   let from = 0;
   for (const needle of needles) {
     const rest = text.slice(from);
-    const m = typeof needle === 'string' ? { index: rest.indexOf(needle), length: needle.length } : (() => {
-      const r = needle.exec(rest);
-      return r ? { index: r.index, length: r[0].length } : { index: -1, length: 0 };
-    })();
+    const m =
+      typeof needle === 'string'
+        ? { index: rest.indexOf(needle), length: needle.length }
+        : (() => {
+            const r = needle.exec(rest);
+            return r ? { index: r.index, length: r[0].length } : { index: -1, length: 0 };
+          })();
     t.true(m.index >= 0, `serial console lacks ${String(needle)} after offset ${from}`);
     if (m.index < 0) return;
     from += m.index + m.length;
   }
 }
 
-async function bootThroughBaseline(t: import('ava').ExecutionContext, firmware: 'bios' | 'uefi', mac: string, o: { uuid?: string; postFacts?: boolean } = {}): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
+async function bootThroughBaseline(
+  t: import('ava').ExecutionContext,
+  firmware: 'bios' | 'uefi',
+  mac: string,
+  o: { uuid?: string; postFacts?: boolean } = {},
+): Promise<{ r: BootScenarioResult; lab: Lab; server: BaselineServer }> {
   const uuid = o.uuid;
   let lab: Lab | undefined;
   let server: BaselineServer | undefined;
@@ -65,8 +73,15 @@ function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResu
   // Every milestone was seen, in boot order, and the last one is the measured figure.
   const order = ['ipxe', 'bootScript', 'kernel', 'init', 'dhcp', 'cloudConfig'] as const;
   const times = order.map((p) => r.phases[p]);
-  t.true(times.every((x) => x !== undefined), `missing phases: ${JSON.stringify(r.phases)}`);
-  t.deepEqual([...times].sort((a, b) => (a ?? 0) - (b ?? 0)), times, `phases out of order: ${JSON.stringify(r.phases)}`);
+  t.true(
+    times.every((x) => x !== undefined),
+    `missing phases: ${JSON.stringify(r.phases)}`,
+  );
+  t.deepEqual(
+    [...times].sort((a, b) => (a ?? 0) - (b ?? 0)),
+    times,
+    `phases out of order: ${JSON.stringify(r.phases)}`,
+  );
   t.is(r.phases.cloudConfig !== undefined && Math.abs(r.phases.cloudConfig - r.secondsToCloudConfig) < 0.5, true);
   t.log(`${r.firmware} phases (s): ${order.map((p) => `${p} ${r.phases[p]?.toFixed(1)}`).join(', ')}`);
   // The test OS got its address from the plain upstream server, never from the proxy.
@@ -76,7 +91,10 @@ function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResu
   const begin = serial.indexOf(MARKERS.cloudConfigBegin);
   const end = serial.indexOf(MARKERS.cloudConfigEnd);
   t.true(begin >= 0 && end > begin, 'cloud-config markers missing');
-  const body = serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
+  const body = serial
+    .slice(begin + MARKERS.cloudConfigBegin.length, end)
+    .replace(/\r/g, '')
+    .trim();
   t.is(body, DEFAULT_CLOUD_CONFIG.trim());
   t.true(serial.includes(`rancher.cloud_init.datasources=[url:${server.cloudConfigUrl}]`), 'kernel command line lacks the datasource');
   t.true(r.poweredOff, 'test OS did not power off cleanly');
@@ -94,7 +112,17 @@ test.serial('BIOS: SeaBIOS + iPXE ROM boots the test OS through dnsmasq proxy an
   t.timeout(300_000);
   const mac = '52:54:00:b1:05:01';
   const { r, lab, server } = await bootThroughBaseline(t, 'bios', mac, { postFacts: true });
-  assertInOrder(t, r.serial, ['SeaBIOS', 'iPXE', `Filename: ${server.bootScriptUrl}`, '=== BOOT.IPXE', 'Linux version', MARKERS.initStarted, MARKERS.dhcpBound, MARKERS.cloudConfigFetched, MARKERS.done]);
+  assertInOrder(t, r.serial, [
+    'SeaBIOS',
+    'iPXE',
+    `Filename: ${server.bootScriptUrl}`,
+    '=== BOOT.IPXE',
+    'Linux version',
+    MARKERS.initStarted,
+    MARKERS.dhcpBound,
+    MARKERS.cloudConfigFetched,
+    MARKERS.done,
+  ]);
   // The ROM is iPXE from its first packet: user class iPXE, arch 0, never TFTP.
   const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
   t.regex(dnsmasq, /vendor class: PXEClient:Arch:00000/);
@@ -103,9 +131,18 @@ test.serial('BIOS: SeaBIOS + iPXE ROM boots the test OS through dnsmasq proxy an
   // The test OS reported its facts by HTTP POST from inside the VM, as JSON.
   t.true(r.serial.includes(MARKERS.factsPosted), 'facts report was not accepted');
   t.is(server.factsUrl, `http://${lab.serverAddress}:8080/cgi-bin/facts`);
-  const reports = (r.serverLogs['facts'] ?? '').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const reports = (r.serverLogs['facts'] ?? '')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   t.is(reports.length, 1);
-  t.like(reports[0], { mac, kernel: r.serial.match(/kernel (\S+) cmdline/)?.[1], cpus: 1, source: 'netboot-test-os', hostname: `netboot-test-${mac.replace(/:/g, '')}` });
+  t.like(reports[0], {
+    mac,
+    kernel: r.serial.match(/kernel (\S+) cmdline/)?.[1],
+    cpus: 1,
+    source: 'netboot-test-os',
+    hostname: `netboot-test-${mac.replace(/:/g, '')}`,
+  });
   t.regex(String(reports[0]?.['ip']), /^10\.99\.\d+\.1\d\d$/);
   t.true(Number(reports[0]?.['memoryKiB']) > 400_000, 'memoryKiB should reflect -m 512');
 });
@@ -118,7 +155,15 @@ test.serial('UEFI: OVMF with its own PXE (romfile=) TFTPs snponly.efi, then iPXE
   // still finishes (the appliance's API answers this same default URL).
   t.true(r.serial.includes(`facts: POST http://${lab.serverAddress}:8080/api/machines/${mac}/facts`));
   t.true(r.serial.includes(MARKERS.factsFailed));
-  assertInOrder(t, r.serial, ['Start PXE over IPv4', 'NBP file downloaded successfully', 'iPXE', '=== BOOT.IPXE', MARKERS.initStarted, MARKERS.cloudConfigFetched, MARKERS.done]);
+  assertInOrder(t, r.serial, [
+    'Start PXE over IPv4',
+    'NBP file downloaded successfully',
+    'iPXE',
+    '=== BOOT.IPXE',
+    MARKERS.initStarted,
+    MARKERS.cloudConfigFetched,
+    MARKERS.done,
+  ]);
   const dnsmasq = r.serverLogs['dnsmasq'] ?? '';
   // EDK2's native PXE (arch 7, no iPXE user class) got snponly.efi by TFTP ...
   t.regex(dnsmasq, /vendor class: PXEClient:Arch:00007/);
@@ -143,11 +188,13 @@ test.serial('two VMs on one lab bridge boot side by side through one boot server
   });
   t.teardown(() => session.stop());
   t.is(session.vms.length, 2);
-  const bound = await Promise.all(session.vms.map(async (vm) => {
-    await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched), 240_000);
-    const m = new RegExp(`${escape(MARKERS.dhcpBound)} (\\S+) `).exec(vm.serial());
-    return m?.[1];
-  }));
+  const bound = await Promise.all(
+    session.vms.map(async (vm) => {
+      await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched), 240_000);
+      const m = new RegExp(`${escape(MARKERS.dhcpBound)} (\\S+) `).exec(vm.serial());
+      return m?.[1];
+    }),
+  );
   t.truthy(bound[0]);
   t.truthy(bound[1]);
   t.not(bound[0], bound[1], 'both VMs got the same address');

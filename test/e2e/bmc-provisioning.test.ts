@@ -42,7 +42,9 @@ let bmcAddress = '';
  *   d: cli; hlt; jmp d+1
  */
 function markerBootSector(marker: string): Buffer {
-  const code = Buffer.from([0x31, 0xc0, 0x8e, 0xd8, 0xbe, 0x16, 0x7c, 0xba, 0xf8, 0x03, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8, 0xfa, 0xf4, 0xeb, 0xfd]);
+  const code = Buffer.from([
+    0x31, 0xc0, 0x8e, 0xd8, 0xbe, 0x16, 0x7c, 0xba, 0xf8, 0x03, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8, 0xfa, 0xf4, 0xeb, 0xfd,
+  ]);
   const sector = Buffer.alloc(512, 0);
   code.copy(sector, 0);
   sector.write(`\r\n${marker}\r\n\0`, code.length, 'latin1');
@@ -57,9 +59,10 @@ function sh(s: string): string {
 
 test.before(async () => {
   assertLabPrerequisites('bios');
-  for (const tool of ['ipmi_sim', 'ipmitool']) await runCommand('sh', ['-c', `command -v ${tool}`]).catch(() => {
-    throw new Error(`${tool} is not installed (Debian openipmi, ipmitool); run scripts/install`);
-  });
+  for (const tool of ['ipmi_sim', 'ipmitool'])
+    await runCommand('sh', ['-c', `command -v ${tool}`]).catch(() => {
+      throw new Error(`${tool} is not installed (Debian openipmi, ipmitool); run scripts/install`);
+    });
   const initrd = buildTestInitrd();
   lab = await createLab({ ipv6Router: true, keepWorkDir: process.env['NETBOOT_LAB_KEEP'] === '1' });
   work = lab.workDir;
@@ -75,7 +78,18 @@ test.before(async () => {
 
   // ipmi_sim's chassis-control program: `PROG 0x20 get power|boot`, `set power 0|1`,
   // `set reset 1`, `set boot pxe|default|...` (OpenIPMI lanserv). It starts QEMU itself.
-  const qemu = [QEMU_BINARY, ...buildQemuArgs({ firmware: 'bios', tap, mac: MAC, memoryMiB: 512, extraArgs: ['-drive', `if=none,id=d0,format=raw,file=${disk}`, '-device', 'virtio-blk-pci,drive=d0,bootindex=2'] })].map(sh).join(' ');
+  const qemu = [
+    QEMU_BINARY,
+    ...buildQemuArgs({
+      firmware: 'bios',
+      tap,
+      mac: MAC,
+      memoryMiB: 512,
+      extraArgs: ['-drive', `if=none,id=d0,format=raw,file=${disk}`, '-device', 'virtio-blk-pci,drive=d0,bootindex=2'],
+    }),
+  ]
+    .map(sh)
+    .join(' ');
   const chassis = join(work, 'chassis.sh');
   writeFileSync(
     chassis,
@@ -128,15 +142,28 @@ set_working_mc 0x20
   user 2 true "ipmiusr" "lab-bmc-pw" admin 10 none md2 md5 straight
 `,
   );
-  writeFileSync(join(work, 'bmc.emu'), 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n');
-  lab.spawn('ipmi_sim', ['-n', '-c', join(work, 'lan.conf'), '-f', join(work, 'bmc.emu'), '-s', work], { stdoutPath: join(work, 'ipmi_sim.log'), stderrPath: join(work, 'ipmi_sim.log'), label: 'ipmi_sim' });
-
-  appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, {
-    profiles: [testOsProfile('discovery', { name: 'discovery stand-in (busybox + agent/discover.sh)', extraCmdline: { 'netboot.callback': '{{ callback_url? }}' } })],
-    machines: [{ mac: MAC, hostname: 'bmc-vm', bmc: { address: bmcAddress, user: 'ipmiusr', password: 'lab-bmc-pw' } }],
-    groups: [{ id: 'qemu-machines', profile: 'local-disk', selector: { facts: ['dmi.vendor == QEMU', 'cpu.count >= 1'] } }],
-    args: ['--api-token', TOKEN],
+  writeFileSync(
+    join(work, 'bmc.emu'),
+    'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
+  );
+  lab.spawn('ipmi_sim', ['-n', '-c', join(work, 'lan.conf'), '-f', join(work, 'bmc.emu'), '-s', work], {
+    stdoutPath: join(work, 'ipmi_sim.log'),
+    stderrPath: join(work, 'ipmi_sim.log'),
+    label: 'ipmi_sim',
   });
+
+  appliance = await startTestOsAppliance(
+    lab,
+    { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
+    {
+      profiles: [
+        testOsProfile('discovery', { name: 'discovery stand-in (busybox + agent/discover.sh)', extraCmdline: { 'netboot.callback': '{{ callback_url? }}' } }),
+      ],
+      machines: [{ mac: MAC, hostname: 'bmc-vm', bmc: { address: bmcAddress, user: 'ipmiusr', password: 'lab-bmc-pw' } }],
+      groups: [{ id: 'qemu-machines', profile: 'local-disk', selector: { facts: ['dmi.vendor == QEMU', 'cpu.count >= 1'] } }],
+      args: ['--api-token', TOKEN],
+    },
+  );
 });
 
 test.after.always(async () => {
@@ -147,7 +174,24 @@ test.after.always(async () => {
 
 /** POST JSON to the appliance with its API token (from inside the lab namespace). */
 async function post(path: string, body: unknown): Promise<{ status: number; json: any }> {
-  const { stdout } = await lab!.exec('curl', ['-sS', '-m', '90', '-o', '-', '-w', '\\n%{http_code}', '-X', 'POST', '-H', `Authorization: Bearer ${TOKEN}`, '-H', 'Content-Type: application/json', '-d', JSON.stringify(body), `${appliance!.baseUrl}${path}`]);
+  const { stdout } = await lab!.exec('curl', [
+    '-sS',
+    '-m',
+    '90',
+    '-o',
+    '-',
+    '-w',
+    '\\n%{http_code}',
+    '-X',
+    'POST',
+    '-H',
+    `Authorization: Bearer ${TOKEN}`,
+    '-H',
+    'Content-Type: application/json',
+    '-d',
+    JSON.stringify(body),
+    `${appliance!.baseUrl}${path}`,
+  ]);
   const i = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(i + 1)), json: JSON.parse(stdout.slice(0, i)) };
 }
@@ -180,7 +224,10 @@ test('BMC power-cycles the VM into the discovery image once; facts match a group
   // The RackHD flow in one call: one-shot discovery, bootdev pxe, power on (it is off).
   const boot = await post(`/api/machines/${MAC}/boot`, { profile: 'discovery', once: true, power: 'reboot' });
   t.is(boot.status, 200, JSON.stringify(boot.json));
-  t.deepEqual(boot.json.power.map((s: { step: string }) => s.step), ['chassis bootdev pxe', 'chassis power status', 'chassis power on']);
+  t.deepEqual(
+    boot.json.power.map((s: { step: string }) => s.step),
+    ['chassis bootdev pxe', 'chassis power status', 'chassis power on'],
+  );
   t.false(JSON.stringify(boot.json).includes('lab-bmc-pw'));
   const calls = readFileSync(join(work, 'chassis-calls.log'), 'utf8');
   t.regex(calls, /set boot pxe/);
@@ -215,7 +262,10 @@ test('BMC power-cycles the VM into the discovery image once; facts match a group
   const events = await appliance!.events(MAC);
   const types = events.map((e) => e.type);
   t.true(types.includes('boot-once'));
-  t.deepEqual(events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']), ['provisioning', 'provisioned']);
+  t.deepEqual(
+    events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']),
+    ['provisioning', 'provisioned'],
+  );
   const local = events.find((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'local-disk');
   t.like(local?.detail, { group: 'qemu-machines', profile: 'local-disk' });
   t.true(events.filter((e) => e.type === 'power').length >= 3);

@@ -31,7 +31,11 @@ test.before(async () => {
   assertLabPrerequisites('bios');
   const initrd = buildTestInitrd();
   lab = await createLab({ ipv6Router: true, keepWorkDir: process.env['NETBOOT_LAB_KEEP'] === '1' });
-  appliance = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, { name: 'console-appliance' });
+  appliance = await startTestOsAppliance(
+    lab,
+    { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
+    { name: 'console-appliance' },
+  );
   browser = await launchBrowser({ netns: lab.netns });
 });
 
@@ -68,7 +72,10 @@ test('a VM booting through the appliance appears in the machines table and its t
   const serialEarly = vm.serial();
   // Opened mid-boot: the test OS has not fetched its cloud-config yet...
   t.false(serialEarly.includes(MARKERS.cloudConfigFetched), 'the VM finished before the timeline was opened; the test proves nothing live');
-  t.false(early.some((s) => s.includes('http-cloud-config')), early.join('\n'));
+  t.false(
+    early.some((s) => s.includes('http-cloud-config')),
+    early.join('\n'),
+  );
   // ...and the later steps arrive on the open page.
   await items.filter({ hasText: 'http-cloud-config' }).waitFor({ timeout: BOOT_TIMEOUT_MS });
   await vm.waitFor(new RegExp(MARKERS.done), 60_000);
@@ -77,7 +84,10 @@ test('a VM booting through the appliance appears in the machines table and its t
   t.log(`timeline: ${early.length} events when opened, ${all.length} after the boot`);
   t.true(all.length > early.length);
   const order = ['dhcp-offer', 'http-script', 'http-asset', 'http-cloud-config', 'facts'].map((type) => all.findIndex((s) => s.includes(type)));
-  t.true(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), `boot steps out of order: ${order.join(' ')}\n${all.join('\n')}`);
+  t.true(
+    order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)),
+    `boot steps out of order: ${order.join(' ')}\n${all.join('\n')}`,
+  );
   t.true(all.some((s) => s.includes('file=/assets/vmlinuz')) && all.some((s) => s.includes('file=/assets/initrd.img')));
   // The summary above the timeline follows too: the facts the agent posted from inside the VM.
   await page.locator('dl.summary').filter({ hasText: '1 CPU' }).waitFor({ timeout: 15_000 });

@@ -27,13 +27,22 @@ test.before(async () => {
   assertLabPrerequisites('bios');
   const initrd = buildTestInitrd();
   lab = await createLab({ ipv6Router: true, keepWorkDir: process.env['NETBOOT_LAB_KEEP'] === '1' });
-  const started = await startTestOsAppliance(lab, { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG }, {
-    // The shipped profile, plus a name server answer: the lab's plain DHCP server hands out none
-    // (a LAN's DHCP server normally does), and netcfg would stop to ask for one. The appliance's
-    // address stands in; the preseed URL is an IP literal anyway.
-    profiles: [{ ...DEBIAN_INSTALLER_PROFILE, cmdline: { ...(DEBIAN_INSTALLER_PROFILE.cmdline as Record<string, string | string[]>), 'netcfg/get_nameservers': '{{ address }}' } }],
-    machines: [{ mac: MAC, hostname: 'di-vm', profile: DEBIAN_INSTALLER_PROFILE.id, vars: { mirror_host: 'mirror.invalid' } }],
-  });
+  const started = await startTestOsAppliance(
+    lab,
+    { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
+    {
+      // The shipped profile, plus a name server answer: the lab's plain DHCP server hands out none
+      // (a LAN's DHCP server normally does), and netcfg would stop to ask for one. The appliance's
+      // address stands in; the preseed URL is an IP literal anyway.
+      profiles: [
+        {
+          ...DEBIAN_INSTALLER_PROFILE,
+          cmdline: { ...(DEBIAN_INSTALLER_PROFILE.cmdline as Record<string, string | string[]>), 'netcfg/get_nameservers': '{{ address }}' },
+        },
+      ],
+      machines: [{ mac: MAC, hostname: 'di-vm', profile: DEBIAN_INSTALLER_PROFILE.id, vars: { mirror_host: 'mirror.invalid' } }],
+    },
+  );
   appliance = started;
   // What `node bin/appliance fetch debian-installer` does, into the lab appliance's assets.
   await fetchDebianInstaller({ assetsDir: started.home.assets, log: createSilentLogger() });
@@ -56,7 +65,10 @@ test('SeaBIOS + iPXE boots the packaged Debian installer through the appliance, 
     events = await appliance!.events(MAC);
   }
   const preseed = events.find((e) => e.type === 'http-preseed');
-  t.truthy(preseed, `the installer never fetched its preseed; events: ${JSON.stringify(events.map((e) => [e.type, e.detail]))}\nconsole tail:\n${vm.serial().slice(-3000)}`);
+  t.truthy(
+    preseed,
+    `the installer never fetched its preseed; events: ${JSON.stringify(events.map((e) => [e.type, e.detail]))}\nconsole tail:\n${vm.serial().slice(-3000)}`,
+  );
   t.like(preseed?.detail, { profile: 'debian-installer', template: 'debian.preseed.njk' });
   const script = events.find((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'boot');
   t.like(script?.detail, { profile: 'debian-installer', via: 'machine-mac' });

@@ -84,7 +84,14 @@ async function vmSlot(t: ExecutionContext): Promise<void> {
   });
 }
 
-async function boot(t: ExecutionContext, lab: Lab, firmware: Firmware, mac: string, extra: Pick<VmOptions, 'extraArgs'> = {}, timeoutMs = BOOT_TIMEOUT_MS): Promise<Vm> {
+async function boot(
+  t: ExecutionContext,
+  lab: Lab,
+  firmware: Firmware,
+  mac: string,
+  extra: Pick<VmOptions, 'extraArgs'> = {},
+  timeoutMs = BOOT_TIMEOUT_MS,
+): Promise<Vm> {
   const vm = await startVm(lab, { firmware, mac, timeoutMs: timeoutMs + 30_000, ...extra });
   vms.push(vm);
   t.teardown(() => vm.kill());
@@ -150,16 +157,23 @@ test('OVMF Secure Boot (appliance as DHCP server): shim, signed grub, grub scrip
   appliances.push(appliance);
   // Debian's shim-signed and grub-efi-amd64-signed (downloaded into the package cache once).
   const fetched = await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, log: createSilentLogger() });
-  t.deepEqual(fetched.map((f) => f.name), ['shimx64.efi', 'grubx64.efi']);
+  t.deepEqual(
+    fetched.map((f) => f.name),
+    ['shimx64.efi', 'grubx64.efi'],
+  );
   const vm = await boot(t, lab, 'uefi-secureboot', mac, {}, GRUB_TIMEOUT_MS);
   const serial = await bootToCloudConfig(t, vm, 'uefi-secureboot server', GRUB_TIMEOUT_MS);
   // The signed kernel says so itself: the firmware booted it with Secure Boot enforced.
   t.regex(serial, /secureboot: Secure boot enabled/);
   t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac} with grub (secure boot)`), 'the rendered grub script did not run');
   const events = await appliance.events(mac);
-  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['file'] === 'shimx64.efi'), 'dhcp did not hand out shim');
+  t.true(
+    ofType(events, 'dhcp-offer').some((e) => e.detail?.['file'] === 'shimx64.efi'),
+    'dhcp did not hand out shim',
+  );
   const files = ofType(events, 'tftp-file').map((e) => e.detail?.['file']);
-  for (const f of ['shimx64.efi', 'grubx64.efi', 'grub/grub.cfg', `grub/machines/x86_64/${mac}.cfg`, 'assets/vmlinuz', 'assets/initrd.img']) t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
+  for (const f of ['shimx64.efi', 'grubx64.efi', 'grub/grub.cfg', `grub/machines/x86_64/${mac}.cfg`, 'assets/vmlinuz', 'assets/initrd.img'])
+    t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
   t.like(ofType(events, 'grub-script').at(-1)?.detail, { outcome: 'boot', profile: 'lab-test-os', secureBoot: true });
   t.truthy(ofType(events, 'http-cloud-config')[0], 'the test OS did not fetch its cloud-config');
 });
@@ -192,7 +206,11 @@ test('ARM64 AAVMF (appliance as DHCP server): grubaa64.efi, grub script per mach
   await vmSlot(t);
   const lab = await newLab({ upstreamDhcp: false });
   const mac = '52:54:00:16:04:01';
-  const profile = { ...testOsProfile('lab-test-os-arm64', { extraCmdline: { console: 'ttyAMA0' } }), kernel: '/assets/arm64/vmlinuz', initrd: ['/assets/arm64/initrd.img'] };
+  const profile = {
+    ...testOsProfile('lab-test-os-arm64', { extraCmdline: { console: 'ttyAMA0' } }),
+    kernel: '/assets/arm64/vmlinuz',
+    initrd: ['/assets/arm64/initrd.img'],
+  };
   const appliance = await startTestOsAppliance(lab, bootAssets(), {
     name: 'appliance-arm64',
     args: ['--dhcp-mode', 'server'],
@@ -204,15 +222,22 @@ test('ARM64 AAVMF (appliance as DHCP server): grubaa64.efi, grub script per mach
   copyFileSync(arm64.kernelPath, join(appliance.home.assets, 'arm64', 'vmlinuz'));
   copyFileSync(arm64.initrdPath, join(appliance.home.assets, 'arm64', 'initrd.img'));
   const fetched = await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, arches: ['arm64'], log: createSilentLogger() });
-  t.deepEqual(fetched.map((f) => f.name), ['shimaa64.efi', 'grubaa64.efi']);
+  t.deepEqual(
+    fetched.map((f) => f.name),
+    ['shimaa64.efi', 'grubaa64.efi'],
+  );
   const vm = await boot(t, lab, 'arm64', mac, {}, ARM64_TIMEOUT_MS);
   const serial = await bootToCloudConfig(t, vm, 'arm64 server', ARM64_TIMEOUT_MS);
   t.true(serial.includes(`netboot-appliance: booting lab-test-os-arm64 on ${mac} with grub`), 'the rendered grub script did not run');
   t.regex(serial, new RegExp(`kernel ${arm64.version.replace(/\./g, '\\.')} cmdline`));
   const events = await appliance.events(mac);
-  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['file'] === 'grubaa64.efi' && e.detail?.['arch'] === 'efi-arm64'), 'dhcp did not hand out grubaa64.efi');
+  t.true(
+    ofType(events, 'dhcp-offer').some((e) => e.detail?.['file'] === 'grubaa64.efi' && e.detail?.['arch'] === 'efi-arm64'),
+    'dhcp did not hand out grubaa64.efi',
+  );
   const files = ofType(events, 'tftp-file').map((e) => e.detail?.['file']);
-  for (const f of ['grubaa64.efi', 'grub/grub.cfg', `grub/machines/arm64/${mac}.cfg`, 'assets/arm64/vmlinuz']) t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
+  for (const f of ['grubaa64.efi', 'grub/grub.cfg', `grub/machines/arm64/${mac}.cfg`, 'assets/arm64/vmlinuz'])
+    t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
   // arm64 grub sends no ACK for the last block of the initrd (seen here every run; the x86-64
   // grub does): the server then records the transfer as ended without its final ACK. The OS
   // running from that initrd (cloud-config above) shows grub had it all.

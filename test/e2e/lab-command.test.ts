@@ -54,7 +54,10 @@ async function waitForText(get: () => string, re: RegExp, ms: number): Promise<R
 }
 
 function namespaces(): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter(Boolean);
 }
 
 /** PIDs of running (not zombie) processes whose command line mentions `needle`. */
@@ -104,7 +107,22 @@ test('one BIOS VM boots the test OS through the appliance, which is the only DHC
   const logDir = mkdtempSync(join(tmpdir(), 'lab-command-logs-'));
   t.teardown(() => rmSync(logDir, { recursive: true, force: true }));
   const mac = '52:54:00:1a:bc:01';
-  const r = run(['--test-os', '--no-upstream-dhcp', '--firmware', 'bios', '--vms', '1', '--mac', mac, '--memory', '384', '--timeout', '200', '--serial-log', logDir]);
+  const r = run([
+    '--test-os',
+    '--no-upstream-dhcp',
+    '--firmware',
+    'bios',
+    '--vms',
+    '1',
+    '--mac',
+    mac,
+    '--memory',
+    '384',
+    '--timeout',
+    '200',
+    '--serial-log',
+    logDir,
+  ]);
   const code = await r.done;
   t.log(r.stderr());
   t.is(code, LAB_EXIT.ok);

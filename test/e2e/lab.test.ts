@@ -55,7 +55,14 @@ test('encodeCpioNewc output is read back by GNU cpio, device node and symlink in
 test('the test initrd holds busybox, /init, the udhcpc script and every virtio-net module, uncompressed', (t) => {
   const initrd = buildTestInitrd();
   const listing = execFileSync('cpio', ['-it', '--quiet'], { input: gunzipSync(readFileSync(initrd.path)), encoding: 'utf8' }).split('\n');
-  for (const f of ['init', 'bin/busybox', 'etc/udhcpc.script', 'usr/bin/netboot-discover', 'dev/console', ...VIRTIO_NET_MODULES.map((m) => `lib/modules/${m}.ko`)]) {
+  for (const f of [
+    'init',
+    'bin/busybox',
+    'etc/udhcpc.script',
+    'usr/bin/netboot-discover',
+    'dev/console',
+    ...VIRTIO_NET_MODULES.map((m) => `lib/modules/${m}.ko`),
+  ]) {
     t.true(listing.includes(f), `${f} missing from the initrd`);
   }
   // Cached: the second build returns the same file without rebuilding it.
@@ -64,7 +71,14 @@ test('the test initrd holds busybox, /init, the udhcpc script and every virtio-n
 
 test('qemu args: UEFI disables the NIC option ROM so EDK2 PXE runs; BIOS keeps the iPXE ROM', (t) => {
   const bios = buildQemuArgs({ firmware: 'bios', tap: 'tap0', mac: '52:54:00:00:00:01', memoryMiB: 512 });
-  const uefi = buildQemuArgs({ firmware: 'uefi', tap: 'tap0', mac: '52:54:00:00:00:01', memoryMiB: 512, uuid: '8f9a2b3c-0000-4000-8000-000000000001', varsPath: '/tmp/v.fd' });
+  const uefi = buildQemuArgs({
+    firmware: 'uefi',
+    tap: 'tap0',
+    mac: '52:54:00:00:00:01',
+    memoryMiB: 512,
+    uuid: '8f9a2b3c-0000-4000-8000-000000000001',
+    varsPath: '/tmp/v.fd',
+  });
   t.true(bios.includes('tcg'));
   t.false(bios.some((a) => a.includes('pflash') || a.includes('romfile=')));
   t.true(uefi.some((a) => a.startsWith('virtio-net-pci,') && a.endsWith(',romfile=')));
@@ -75,7 +89,10 @@ test('qemu args: UEFI disables the NIC option ROM so EDK2 PXE runs; BIOS keeps t
 test('boot script passes initrd=NAME and the datasource URL (UEFI EFI-stub needs initrd=)', (t) => {
   const s = renderBootScript({ baseUrl: 'http://10.99.1.1:8080', cloudConfigUrl: 'http://10.99.1.1:8080/cloud-config' });
   t.regex(s, /^#!ipxe\n/);
-  t.regex(s, /^kernel http:\/\/10\.99\.1\.1:8080\/vmlinuz initrd=initrd\.img rancher\.cloud_init\.datasources=\[url:http:\/\/10\.99\.1\.1:8080\/cloud-config\] console=ttyS0/m);
+  t.regex(
+    s,
+    /^kernel http:\/\/10\.99\.1\.1:8080\/vmlinuz initrd=initrd\.img rancher\.cloud_init\.datasources=\[url:http:\/\/10\.99\.1\.1:8080\/cloud-config\] console=ttyS0/m,
+  );
   t.regex(s, /^initrd --name initrd\.img http:\/\/10\.99\.1\.1:8080\/initrd\.img$/m);
 });
 
@@ -153,10 +170,10 @@ test('startProcessBootServer resolves once the program serves inside the lab, an
   t.is((await lab.exec('busybox', ['wget', '-q', '-O', '-', url])).stdout, '#!ipxe\n');
   await server.stop();
   await t.throwsAsync(lab.exec('busybox', ['wget', '-q', '-O', '-', url]), { code: 'ERR_LAB_COMMAND' });
-  await t.throwsAsync(
-    startProcessBootServer(lab, { name: 'broken', cmd: 'sh', args: ['-c', 'echo cannot bind port 67 >&2; exit 3'], readyUrl: url }),
-    { code: 'ERR_LAB_SERVER', message: /cannot bind port 67/ },
-  );
+  await t.throwsAsync(startProcessBootServer(lab, { name: 'broken', cmd: 'sh', args: ['-c', 'echo cannot bind port 67 >&2; exit 3'], readyUrl: url }), {
+    code: 'ERR_LAB_SERVER',
+    message: /cannot bind port 67/,
+  });
 });
 
 test('missing programs are named with the Debian package that provides them', (t) => {

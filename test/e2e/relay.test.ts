@@ -105,12 +105,24 @@ async function relayLab(servers: (lab: Lab) => string[]): Promise<RelayLab> {
   await ipn(rtr, 'link', 'set', 'br1', 'up');
   for (const ns of [lab.netns, lab.upstreamNetns]) await ipn(ns, 'route', 'add', `${farBase}.0/24`, 'via', `${base}.126`);
   const relayLog = join(lab.workDir, 'relay.log');
-  spawnIn(rtr, 'dnsmasq', [
-    '--no-daemon', '--conf-file=/dev/null', '--port=0', '--user=root', '--log-dhcp', `--log-facility=${relayLog}`, `--pid-file=${join(lab.workDir, 'relay.pid')}`,
-    // Requests arrive on br1; the servers' replies to giaddr:67 arrive through near.
-    '--interface=br1', '--interface=near',
-    ...servers(lab).map((s) => `--dhcp-relay=${giaddr},${s}`),
-  ], 'dnsmasq (relay)');
+  spawnIn(
+    rtr,
+    'dnsmasq',
+    [
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--user=root',
+      '--log-dhcp',
+      `--log-facility=${relayLog}`,
+      `--pid-file=${join(lab.workDir, 'relay.pid')}`,
+      // Requests arrive on br1; the servers' replies to giaddr:67 arrive through near.
+      '--interface=br1',
+      '--interface=near',
+      ...servers(lab).map((s) => `--dhcp-relay=${giaddr},${s}`),
+    ],
+    'dnsmasq (relay)',
+  );
   await waitForFile(relayLog, /DHCP relay from/, 10_000);
   let taps = 0;
   const far: Lab = {
@@ -138,16 +150,23 @@ async function relayLab(servers: (lab: Lab) => string[]): Promise<RelayLab> {
 function readLog(a: LabAppliance): Array<Record<string, unknown>> {
   const path = a.logPaths?.['stdout'];
   if (!path || !existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').flatMap((l) => {
-    try {
-      return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
 }
 
-async function bootThroughRelay(t: ExecutionContext, r: RelayLab, firmware: Firmware, mac: string): Promise<{ serial: string; boundIp: string; boundFrom: string }> {
+async function bootThroughRelay(
+  t: ExecutionContext,
+  r: RelayLab,
+  firmware: Firmware,
+  mac: string,
+): Promise<{ serial: string; boundIp: string; boundFrom: string }> {
   const vm = await startVm(r.far, { firmware, mac, timeoutMs: BOOT_TIMEOUT_MS + 30_000 });
   cleanups.push(() => vm.kill());
   const fetched = await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), BOOT_TIMEOUT_MS);
@@ -167,11 +186,26 @@ test.serial('proxy mode through a relay: UEFI firmware gets its address from the
   const r = await relayLab((lab) => [lab.upstreamAddress, lab.serverAddress]);
   const { lab, farBase, giaddr } = r;
   // The plain DHCP server: addresses only, a range on the far network (chosen by giaddr).
-  spawnIn(lab.upstreamNetns, 'dnsmasq', [
-    '--no-daemon', '--conf-file=/dev/null', '--port=0', '--user=root', '--no-ping', '--interface=vdhcp', '--bind-interfaces',
-    `--dhcp-range=${farBase}.100,${farBase}.150,255.255.255.0,10m`, `--dhcp-option=3,${giaddr}`,
-    `--dhcp-leasefile=${join(lab.workDir, 'far.leases')}`, `--pid-file=${join(lab.workDir, 'far.pid')}`, '--log-dhcp', `--log-facility=${join(lab.workDir, 'far-dnsmasq.log')}`,
-  ], 'dnsmasq (plain, far range)');
+  spawnIn(
+    lab.upstreamNetns,
+    'dnsmasq',
+    [
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--user=root',
+      '--no-ping',
+      '--interface=vdhcp',
+      '--bind-interfaces',
+      `--dhcp-range=${farBase}.100,${farBase}.150,255.255.255.0,10m`,
+      `--dhcp-option=3,${giaddr}`,
+      `--dhcp-leasefile=${join(lab.workDir, 'far.leases')}`,
+      `--pid-file=${join(lab.workDir, 'far.pid')}`,
+      '--log-dhcp',
+      `--log-facility=${join(lab.workDir, 'far-dnsmasq.log')}`,
+    ],
+    'dnsmasq (plain, far range)',
+  );
   await waitForFile(join(lab.workDir, 'far-dnsmasq.log'), /DHCP, IP range/, 10_000);
   const appliance = await startTestOsAppliance(lab, assets!, { name: 'appliance-relay-proxy', args: ['--dhcp-mode', 'proxy'] });
   cleanups.push(() => appliance.stop());
@@ -203,7 +237,16 @@ test.serial('server mode through a relay: BIOS firmware leases from --dhcp-relay
   const base = lab.serverAddress.split('.').slice(0, 3).join('.');
   const appliance = await startTestOsAppliance(lab, assets!, {
     name: 'appliance-relay-server',
-    args: ['--dhcp-mode', 'server', '--dhcp-range', `${base}.60-${base}.69`, '--dhcp-relay-network', `${farBase}.0/24=${farBase}.100-${farBase}.110@${giaddr}`, '--lease-file', join(dir, 'leases.json')],
+    args: [
+      '--dhcp-mode',
+      'server',
+      '--dhcp-range',
+      `${base}.60-${base}.69`,
+      '--dhcp-relay-network',
+      `${farBase}.0/24=${farBase}.100-${farBase}.110@${giaddr}`,
+      '--lease-file',
+      join(dir, 'leases.json'),
+    ],
   });
   cleanups.push(() => appliance.stop());
 

@@ -19,14 +19,7 @@ import test, { type ExecutionContext } from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  APPLIANCE_BIN,
-  assertApplianceBuilt,
-  cleanApplianceEnv,
-  startTestOsAppliance,
-  writeTestOsHome,
-  type LabAppliance,
-} from '../../src/lab/appliance.js';
+import { APPLIANCE_BIN, assertApplianceBuilt, cleanApplianceEnv, startTestOsAppliance, writeTestOsHome, type LabAppliance } from '../../src/lab/appliance.js';
 import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js';
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
@@ -103,7 +96,10 @@ function cloudConfigBody(serial: string): string {
   const begin = serial.indexOf(MARKERS.cloudConfigBegin);
   const end = serial.indexOf(MARKERS.cloudConfigEnd);
   if (begin < 0 || end < begin) return '';
-  return serial.slice(begin + MARKERS.cloudConfigBegin.length, end).replace(/\r/g, '').trim();
+  return serial
+    .slice(begin + MARKERS.cloudConfigBegin.length, end)
+    .replace(/\r/g, '')
+    .trim();
 }
 
 /** The leases in the server's journal (src/dhcp/lease-file.ts reads its format). */
@@ -150,7 +146,12 @@ test.before(async () => {
   });
   // /healthz answers before the DHCP side exists (HTTP starts first, then the 5 s probe): wait
   // for the DHCP server itself, so the VMs' first DISCOVER is answered.
-  await waitForLogLine(stdoutLog(appliance), (l) => l.msg === 'dhcp server listening' || l.msg === 'proxydhcp listening', DHCP_READY_TIMEOUT_MS, processOf(appliance));
+  await waitForLogLine(
+    stdoutLog(appliance),
+    (l) => l.msg === 'dhcp server listening' || l.msg === 'proxydhcp listening',
+    DHCP_READY_TIMEOUT_MS,
+    processOf(appliance),
+  );
 });
 
 test.after.always(async () => {
@@ -201,7 +202,9 @@ function bootVm(t: ExecutionContext, firmware: Firmware): Promise<BootResult> {
       await vm.waitFor(new RegExp(escape(MARKERS.done)), 30_000);
       const exit = await Promise.race([vm.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000).unref())]);
       if (exit?.code !== 0) throw new Error(`${vm.name} did not power off cleanly: ${JSON.stringify(exit)}`);
-      const phases = Object.entries(bootPhases(vm)).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+      const phases = Object.entries(bootPhases(vm))
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ');
       t.log(`${firmware} ${vm.mac}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s (${phases})`);
       const serial = vm.serial();
       const bound = new RegExp(`${escape(MARKERS.dhcpBound)} (\\S+) from (\\S+) ===`).exec(serial);
@@ -238,14 +241,28 @@ async function assertServedByAppliance(t: ExecutionContext, firmware: Firmware, 
   const acks = ofType(events, 'dhcp-ack').filter((e) => e.detail?.['server'] === 'dhcp');
   t.true(acks.length > 0, 'no dhcp-ack from the server mode');
   for (const a of acks) t.true(inRange(a.ip, range), `dhcp-ack ip ${a.ip} is outside the range`);
-  t.true(acks.some((a) => a.ip === boundIp), `no dhcp-ack for ${boundIp}`);
-  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['server'] === 'dhcp' && inRange(e.ip, range)), 'no dhcp-offer in the range');
+  t.true(
+    acks.some((a) => a.ip === boundIp),
+    `no dhcp-ack for ${boundIp}`,
+  );
+  t.true(
+    ofType(events, 'dhcp-offer').some((e) => e.detail?.['server'] === 'dhcp' && inRange(e.ip, range)),
+    'no dhcp-offer in the range',
+  );
   t.true(ofType(events, 'http-cloud-config').length > 0, 'the cloud-config was not fetched from the appliance');
-  t.deepEqual(ofType(events, 'http-asset').map((e) => e.detail?.['file']).sort(), ['/assets/initrd.img', '/assets/vmlinuz']);
+  t.deepEqual(
+    ofType(events, 'http-asset')
+      .map((e) => e.detail?.['file'])
+      .sort(),
+    ['/assets/initrd.img', '/assets/vmlinuz'],
+  );
 
   // The lease file (written before each ACK, RFC 2131 4.3.2) holds a bound lease for the MAC.
   const leases = readLeaseFile(leaseFile).filter((l) => l.mac === mac);
-  t.true(leases.some((l) => l.ip === boundIp && l.state === 'bound'), `no bound lease for ${mac} at ${boundIp} in the lease file: ${JSON.stringify(leases)}`);
+  t.true(
+    leases.some((l) => l.ip === boundIp && l.state === 'bound'),
+    `no bound lease for ${mac} at ${boundIp} in the lease file: ${JSON.stringify(leases)}`,
+  );
   for (const l of leases) t.true(inRange(l.ip, range), `lease ${l.ip} outside the range`);
   return result;
 }
@@ -253,7 +270,10 @@ async function assertServedByAppliance(t: ExecutionContext, firmware: Firmware, 
 test('auto mode with no other DHCP server on the segment chooses server mode and says why', (t) => {
   const { appliance, range } = ready();
   const lines = readLogLines(stdoutLog(appliance));
-  t.like(lines.find((l) => l.msg === 'starting netboot appliance'), { dhcpMode: 'auto' });
+  t.like(
+    lines.find((l) => l.msg === 'starting netboot appliance'),
+    { dhcpMode: 'auto' },
+  );
   const probe = lines.find((l) => l.msg === 'probing for another dhcp server');
   t.truthy(probe, 'the appliance did not probe');
   const chose = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('dhcp mode auto chose'));
@@ -290,8 +310,14 @@ test('OVMF with EDK2 PXE gets its address and snponly.efi from the appliance as 
   }
   const events = await appliance.events(UEFI_MAC);
   // A full server hands EDK2 the NBP in its own OFFER (no 4011 round needed).
-  t.true(ofType(events, 'dhcp-offer').some((e) => e.detail?.['server'] === 'dhcp' && e.detail['file'] === 'snponly.efi'), 'no OFFER naming snponly.efi');
-  t.true(ofType(events, 'tftp-file').some((e) => e.detail?.['file'] === 'snponly.efi'), 'snponly.efi was not served by our TFTP');
+  t.true(
+    ofType(events, 'dhcp-offer').some((e) => e.detail?.['server'] === 'dhcp' && e.detail['file'] === 'snponly.efi'),
+    'no OFFER naming snponly.efi',
+  );
+  t.true(
+    ofType(events, 'tftp-file').some((e) => e.detail?.['file'] === 'snponly.efi'),
+    'snponly.efi was not served by our TFTP',
+  );
 });
 
 test('the two VMs get different addresses', async (t) => {
@@ -304,7 +330,10 @@ test('the two VMs get different addresses', async (t) => {
   const biosIps = new Set(leases.filter((l) => l.mac === BIOS_MAC).map((l) => l.ip));
   const uefiIps = new Set(leases.filter((l) => l.mac === UEFI_MAC).map((l) => l.ip));
   t.true(biosIps.size > 0 && uefiIps.size > 0);
-  t.deepEqual([...biosIps].filter((ip) => uefiIps.has(ip)), []);
+  t.deepEqual(
+    [...biosIps].filter((ip) => uefiIps.has(ip)),
+    [],
+  );
   // And no address appears twice in the file.
   const all = leases.map((l) => l.ip);
   t.is(new Set(all).size, all.length, `duplicate address in the lease file: ${all.join(' ')}`);
@@ -332,14 +361,22 @@ test('auto mode beside the upstream dnsmasq chooses proxy and names the server i
   });
   t.teardown(() => proxy.stop());
   const log = stdoutLog(proxy);
-  const chose = await waitForLogLine(log, (l) => typeof l.msg === 'string' && l.msg.startsWith('dhcp mode auto chose'), DHCP_READY_TIMEOUT_MS, processOf(proxy));
+  const chose = await waitForLogLine(
+    log,
+    (l) => typeof l.msg === 'string' && l.msg.startsWith('dhcp mode auto chose'),
+    DHCP_READY_TIMEOUT_MS,
+    processOf(proxy),
+  );
   t.is(chose['mode'], 'proxy', chose.msg);
   t.deepEqual(chose['servers'], [lab.upstreamAddress]);
   t.is(chose.msg, `dhcp mode auto chose proxy: dhcp server ${lab.upstreamAddress} answered the probe: answering pxe clients beside it`);
   // It then runs as the ProxyDHCP (not as a server), and keeps running.
   await waitForLogLine(log, (l) => l.msg === 'proxydhcp listening', 10_000, processOf(proxy));
   const lines = readLogLines(log);
-  t.false(lines.some((l) => l.msg === 'dhcp server listening'), 'a dhcp server was started beside dnsmasq');
+  t.false(
+    lines.some((l) => l.msg === 'dhcp server listening'),
+    'a dhcp server was started beside dnsmasq',
+  );
   t.is(processOf(proxy)?.exitStatus(), undefined);
   t.truthy(processOf(proxy), 'cannot see the appliance process');
   // The probe took no lease from dnsmasq: it never REQUESTs (probe.ts).
@@ -356,24 +393,43 @@ test('server mode beside the upstream dnsmasq refuses to start: exit 1, names th
   const leases = join(home.dir, 'leases.json');
   const stdoutPath = join(lab.workDir, 'appliance-refused.stdout.log');
   const stderrPath = join(lab.workDir, 'appliance-refused.stderr.log');
-  const proc = lab.spawn(process.execPath, [
-    APPLIANCE_BIN,
-    '--interface', lab.bridge,
-    '--address', lab.serverAddress,
-    '--http-port', '8080',
-    '--tftp-port', '69',
-    '--dhcp-port', '67',
-    '--proxy-port', '4011',
-    '--dhcp-mode', 'server',
-    '--dhcp-range', `${subnetBase(lab)}.60-${subnetBase(lab)}.69`,
-    '--lease-file', leases,
-    '--log-level', 'debug',
-    '--config', home.config,
-    '--db', home.db,
-    '--assets', home.assets,
-    '--templates', home.templates,
-    '--tftp-root', home.tftpRoot,
-  ], { stdoutPath, stderrPath, label: 'appliance-refused', env: cleanApplianceEnv() });
+  const proc = lab.spawn(
+    process.execPath,
+    [
+      APPLIANCE_BIN,
+      '--interface',
+      lab.bridge,
+      '--address',
+      lab.serverAddress,
+      '--http-port',
+      '8080',
+      '--tftp-port',
+      '69',
+      '--dhcp-port',
+      '67',
+      '--proxy-port',
+      '4011',
+      '--dhcp-mode',
+      'server',
+      '--dhcp-range',
+      `${subnetBase(lab)}.60-${subnetBase(lab)}.69`,
+      '--lease-file',
+      leases,
+      '--log-level',
+      'debug',
+      '--config',
+      home.config,
+      '--db',
+      home.db,
+      '--assets',
+      home.assets,
+      '--templates',
+      home.templates,
+      '--tftp-root',
+      home.tftpRoot,
+    ],
+    { stdoutPath, stderrPath, label: 'appliance-refused', env: cleanApplianceEnv() },
+  );
   spawned.push(proc);
   const exit = await Promise.race([proc.exited, new Promise<ProcessExit | undefined>((r) => setTimeout(() => r(undefined), PROCESS_EXIT_TIMEOUT_MS).unref())]);
   const out = existsSync(stdoutPath) ? readFileSync(stdoutPath, 'utf8') : '';
@@ -402,7 +458,12 @@ test('server mode beside the upstream dnsmasq with --force starts anyway, with a
   });
   t.teardown(() => forced.stop());
   const log = stdoutLog(forced);
-  const warning = await waitForLogLine(log, (l) => l.level === 40 && typeof l.msg === 'string' && l.msg.includes('another dhcp server answers'), DHCP_READY_TIMEOUT_MS, processOf(forced));
+  const warning = await waitForLogLine(
+    log,
+    (l) => l.level === 40 && typeof l.msg === 'string' && l.msg.includes('another dhcp server answers'),
+    DHCP_READY_TIMEOUT_MS,
+    processOf(forced),
+  );
   t.is(warning['servers'], lab.upstreamAddress);
   t.true(warning.msg.includes('--force'), warning.msg);
   await waitForLogLine(log, (l) => l.msg === 'dhcp server listening', 10_000, processOf(forced));

@@ -7,14 +7,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ApplianceError } from '../../src/errors.js';
 import { createLogger, createSilentLogger } from '../../src/log.js';
-import {
-  downloadFile,
-  fetchText,
-  normalizeMirror,
-  parseContentRange,
-  parseHttpUrl,
-  type DownloadProgress,
-} from '../../src/fetch/download.js';
+import { downloadFile, fetchText, normalizeMirror, parseContentRange, parseHttpUrl, type DownloadProgress } from '../../src/fetch/download.js';
 import { createProgressReporter, formatSize } from '../../src/fetch/progress.js';
 import { etagFor, sha256, startMirror, type Mirror } from './_mirror.js';
 
@@ -202,7 +195,10 @@ test('follows relative and absolute redirects, and bounds them', async (t) => {
   s.mirror.faults.redirects.set('/loop1', '/loop2');
   s.mirror.faults.redirects.set('/loop2', '/loop1');
   const before = s.mirror.seen.length;
-  const err = await t.throwsAsync(downloadFile({ url: `${s.mirror.base}/loop1`, dest: join(s.dir, 'loop'), log, maxRedirects: 3 }), isCode('ERR_FETCH_REDIRECT'));
+  const err = await t.throwsAsync(
+    downloadFile({ url: `${s.mirror.base}/loop1`, dest: join(s.dir, 'loop'), log, maxRedirects: 3 }),
+    isCode('ERR_FETCH_REDIRECT'),
+  );
   t.regex(err?.message ?? '', /too many redirects/);
   t.is(s.mirror.seen.length - before, 4, 'initial request plus 3 redirects');
 

@@ -53,12 +53,15 @@ test('copies the boot files from a system directory, atomically and idempotently
   await writeFile(join(d.system, 'arm64-efi', 'snponly.efi'), fakePe(0xaa64));
 
   const results = await fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [join(d.root, 'absent'), d.system], download: false, log });
-  t.deepEqual(results.map((r) => [r.name, r.source, r.changed]), [
-    ['undionly.kpxe', 'system', true],
-    ['ipxe.efi', 'system', true],
-    ['snponly.efi', 'system', true],
-    ['snponly-arm64.efi', 'system', true],
-  ]);
+  t.deepEqual(
+    results.map((r) => [r.name, r.source, r.changed]),
+    [
+      ['undionly.kpxe', 'system', true],
+      ['ipxe.efi', 'system', true],
+      ['snponly.efi', 'system', true],
+      ['snponly-arm64.efi', 'system', true],
+    ],
+  );
   for (const [name, data] of Object.entries(files)) {
     t.deepEqual(await readFile(join(d.tftpRoot, name)), data, name);
     const r = results.find((x) => x.name === name);
@@ -98,7 +101,12 @@ test('files the system lacks are downloaded from the mirror and format-checked',
   await writeFile(join(d.system, 'ipxe.efi'), fakePe(0x8664));
   const snp = fakePe(0x8664, 80 * 1024);
   const kpxe = fakeKpxe();
-  const mirror = await startMirror(new Map([['/ipxe/snponly.efi', snp], ['/ipxe/undionly.kpxe', kpxe]]));
+  const mirror = await startMirror(
+    new Map([
+      ['/ipxe/snponly.efi', snp],
+      ['/ipxe/undionly.kpxe', kpxe],
+    ]),
+  );
   t.teardown(() => mirror.close());
   const lines: string[] = [];
   const sink = new PassThrough();
@@ -110,11 +118,14 @@ test('files the system lacks are downloaded from the mirror and format-checked',
     download: true,
     log: createLogger({ destination: sink }),
   });
-  t.deepEqual(results.map((r) => [r.name, r.source]), [
-    ['undionly.kpxe', 'download'],
-    ['ipxe.efi', 'system'],
-    ['snponly.efi', 'download'],
-  ]);
+  t.deepEqual(
+    results.map((r) => [r.name, r.source]),
+    [
+      ['undionly.kpxe', 'download'],
+      ['ipxe.efi', 'system'],
+      ['snponly.efi', 'download'],
+    ],
+  );
   t.is(results[2]?.from, `${mirror.base}/ipxe/snponly.efi`);
   t.deepEqual(await readFile(join(d.tftpRoot, 'snponly.efi')), snp);
   t.deepEqual(await readFile(join(d.tftpRoot, 'undionly.kpxe')), kpxe);
@@ -123,7 +134,10 @@ test('files the system lacks are downloaded from the mirror and format-checked',
 
   // Once downloaded, a later run keeps them and does not download again.
   const again = await fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: `${mirror.base}/ipxe`, download: false, log });
-  t.deepEqual(again.map((r) => r.source), ['present', 'system', 'present']);
+  t.deepEqual(
+    again.map((r) => r.source),
+    ['present', 'system', 'present'],
+  );
   t.is(mirror.requestsFor('/ipxe/snponly.efi').length, 1);
 });
 
@@ -133,7 +147,10 @@ test('a download that is not an EFI image (an HTML page) is refused and not inst
   await writeFile(join(d.system, 'undionly.kpxe'), fakeKpxe());
   const mirror = await startMirror(new Map([['/snponly.efi', Buffer.from('<!DOCTYPE html><html>captive portal</html>')]]));
   t.teardown(() => mirror.close());
-  const err = await t.throwsAsync(fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: mirror.base, download: true, log }), isCode('ERR_FETCH_IPXE_INVALID'));
+  const err = await t.throwsAsync(
+    fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: mirror.base, download: true, log }),
+    isCode('ERR_FETCH_IPXE_INVALID'),
+  );
   t.regex(err?.message ?? '', /MZ/);
   t.false(existsSync(join(d.tftpRoot, 'snponly.efi')));
   t.false(existsSync(join(d.tftpRoot, 'snponly.efi.part')));
@@ -143,13 +160,19 @@ test('a 404 from the mirror is ERR_FETCH_HTTP', async (t) => {
   const d = await tempDirs(t);
   const mirror = await startMirror(new Map());
   t.teardown(() => mirror.close());
-  const err = await t.throwsAsync(fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: mirror.base, download: true, log }), isCode('ERR_FETCH_HTTP'));
+  const err = await t.throwsAsync(
+    fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: mirror.base, download: true, log }),
+    isCode('ERR_FETCH_HTTP'),
+  );
   t.true(err?.message.includes(`${mirror.base}/undionly.kpxe`));
 });
 
 test('a bad mirror is ERR_FETCH_MIRROR', async (t) => {
   const d = await tempDirs(t);
-  await t.throwsAsync(fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: 'file:///usr/lib/ipxe', download: true, log }), isCode('ERR_FETCH_MIRROR'));
+  await t.throwsAsync(
+    fetchIpxe({ tftpRoot: d.tftpRoot, systemDirs: [d.system], mirror: 'file:///usr/lib/ipxe', download: true, log }),
+    isCode('ERR_FETCH_MIRROR'),
+  );
 });
 
 // /usr/lib/ipxe comes from Debian's `ipxe` package, installed here and by .ci/run. This test

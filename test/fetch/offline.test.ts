@@ -26,7 +26,10 @@ function releaseFolder(opts: { corruptInitrd?: boolean } = {}) {
   writeFileSync(join(dir, 'vmlinuz'), vmlinuz);
   writeFileSync(join(dir, 'initrd'), opts.corruptInitrd ? Buffer.concat([initrd, Buffer.from('x')]) : initrd);
   // md5 and sha256 lines, as RancherOS publishes them.
-  writeFileSync(join(dir, 'checksums.txt'), `md5: 0123456789abcdef0123456789abcdef  vmlinuz\nsha256: ${sha(vmlinuz)}  vmlinuz\nsha256: ${sha(initrd)}  initrd\n`);
+  writeFileSync(
+    join(dir, 'checksums.txt'),
+    `md5: 0123456789abcdef0123456789abcdef  vmlinuz\nsha256: ${sha(vmlinuz)}  vmlinuz\nsha256: ${sha(initrd)}  initrd\n`,
+  );
   return { dir, vmlinuz, initrd };
 }
 
@@ -43,16 +46,28 @@ test('--from DIR imports vmlinuz and initrd, checked against checksums.txt; a se
   const src = releaseFolder();
   const assets = mkdtempSync(join(tmpdir(), 'assets-'));
   const r = await fetchRancherOS({ assetsDir: assets, from: src.dir, log });
-  t.deepEqual(r.files.map((f) => [f.name, f.action]), [['vmlinuz', 'imported'], ['initrd', 'imported']]);
+  t.deepEqual(
+    r.files.map((f) => [f.name, f.action]),
+    [
+      ['vmlinuz', 'imported'],
+      ['initrd', 'imported'],
+    ],
+  );
   t.deepEqual(readFileSync(join(assets, 'rancheros', 'v1.5.8', 'initrd')), src.initrd);
   const again = await fetchRancherOS({ assetsDir: assets, from: src.dir, log });
-  t.deepEqual(again.files.map((f) => f.action), ['present', 'present']);
+  t.deepEqual(
+    again.files.map((f) => f.action),
+    ['present', 'present'],
+  );
 });
 
 test('--from refuses a file whose sha256 does not match, and copies nothing of it', async (t) => {
   const src = releaseFolder({ corruptInitrd: true });
   const assets = mkdtempSync(join(tmpdir(), 'assets-'));
-  await t.throwsAsync(fetchRancherOS({ assetsDir: assets, from: src.dir, log }), { code: 'ERR_FETCH_CHECKSUM', message: /initrd has sha256 [0-9a-f]{64}, but the release checksum is [0-9a-f]{64}/ } as never);
+  await t.throwsAsync(fetchRancherOS({ assetsDir: assets, from: src.dir, log }), {
+    code: 'ERR_FETCH_CHECKSUM',
+    message: /initrd has sha256 [0-9a-f]{64}, but the release checksum is [0-9a-f]{64}/,
+  } as never);
   t.false(existsSync(join(assets, 'rancheros', 'v1.5.8', 'initrd')));
 });
 
@@ -60,10 +75,15 @@ test('--from FILE imports that one file; a folder without checksums.txt is refus
   const src = releaseFolder();
   const assets = mkdtempSync(join(tmpdir(), 'assets-'));
   const r = await fetchRancherOS({ assetsDir: assets, from: join(src.dir, 'vmlinuz'), log });
-  t.deepEqual(r.files.map((f) => [f.name, f.action]), [['vmlinuz', 'imported']]);
+  t.deepEqual(
+    r.files.map((f) => [f.name, f.action]),
+    [['vmlinuz', 'imported']],
+  );
   const bare = mkdtempSync(join(tmpdir(), 'bare-'));
   writeFileSync(join(bare, 'vmlinuz'), 'x');
-  await t.throwsAsync(fetchRancherOS({ assetsDir: assets, from: bare, log }), { message: /no checksums\.txt in .*copy https:\/\/releases\.rancher\.com\/os\/v1\.5\.8\/checksums\.txt there too/ });
+  await t.throwsAsync(fetchRancherOS({ assetsDir: assets, from: bare, log }), {
+    message: /no checksums\.txt in .*copy https:\/\/releases\.rancher\.com\/os\/v1\.5\.8\/checksums\.txt there too/,
+  });
   await t.throwsAsync(fetchRancherOS({ assetsDir: assets, from: join(bare, 'nope'), log }), { code: 'ERR_CONFIG' } as never);
 });
 
@@ -74,7 +94,10 @@ test('a file:// mirror with the release layout is imported the same way', async 
   for (const f of ['vmlinuz', 'initrd', 'checksums.txt']) writeFileSync(join(mirror, 'v1.5.8', f), readFileSync(join(src.dir, f)));
   const assets = mkdtempSync(join(tmpdir(), 'assets-'));
   const r = await fetchRancherOS({ assetsDir: assets, mirror: pathToFileURL(mirror).href, log });
-  t.deepEqual(r.files.map((f) => f.action), ['imported', 'imported']);
+  t.deepEqual(
+    r.files.map((f) => f.action),
+    ['imported', 'imported'],
+  );
 });
 
 test('an unreachable mirror says the machine looks offline, names the files, the folder and --from', async (t) => {
@@ -95,11 +118,15 @@ test('an unreachable mirror says the machine looks offline, names the files, the
 });
 
 test('through the CLI: fetch rancheros --from imports (exit 0), refuses a bad checksum (exit 1), a missing --from exits 2', (t) => {
-  const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 30_000 });
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 30_000 });
   const assets = mkdtempSync(join(tmpdir(), 'assets-'));
   const ok = run(['fetch', 'rancheros', '--from', releaseFolder().dir, '--assets', assets]);
   t.is(ok.status, 0, ok.stderr);
-  t.deepEqual((JSON.parse(ok.stdout) as { files: Array<{ action: string }> }).files.map((f) => f.action), ['imported', 'imported']);
+  t.deepEqual(
+    (JSON.parse(ok.stdout) as { files: Array<{ action: string }> }).files.map((f) => f.action),
+    ['imported', 'imported'],
+  );
   const bad = run(['fetch', 'rancheros', '--from', releaseFolder({ corruptInitrd: true }).dir, '--assets', mkdtempSync(join(tmpdir(), 'assets-'))]);
   t.is(bad.status, 1);
   t.regex(bad.stderr, /^appliance: .*initrd has sha256 .* nothing was copied$/m);

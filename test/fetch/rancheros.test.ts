@@ -41,10 +41,13 @@ test('fetches vmlinuz and initrd from the mirror and verifies them', async (t) =
   t.is(result.dir, s.dir);
   t.deepEqual(await readFile(join(s.dir, 'vmlinuz')), s.release.vmlinuz);
   t.deepEqual(await readFile(join(s.dir, 'initrd')), s.release.initrd);
-  t.deepEqual(result.files.map((f) => [f.name, f.action, f.sha256]), [
-    ['vmlinuz', 'downloaded', sha256(s.release.vmlinuz)],
-    ['initrd', 'downloaded', sha256(s.release.initrd)],
-  ]);
+  t.deepEqual(
+    result.files.map((f) => [f.name, f.action, f.sha256]),
+    [
+      ['vmlinuz', 'downloaded', sha256(s.release.vmlinuz)],
+      ['initrd', 'downloaded', sha256(s.release.initrd)],
+    ],
+  );
   t.deepEqual((await readdir(s.dir)).sort(), ['initrd', 'vmlinuz'], 'no part files, no extras');
   t.deepEqual([...progressFiles].sort(), ['initrd', 'vmlinuz']);
   t.is(s.mirror.requestsFor('/v1.5.8/rancheros.iso').length, 0);
@@ -56,7 +59,10 @@ test('a second run keeps verified files and downloads nothing', async (t) => {
   await fetchRancherOS({ mirror: s.mirror.base, assetsDir: s.assetsDir, log });
   const before = s.mirror.requestsFor('/v1.5.8/initrd').length;
   const result = await fetchRancherOS({ mirror: `${s.mirror.base}/`, assetsDir: s.assetsDir, log });
-  t.deepEqual(result.files.map((f) => f.action), ['present', 'present']);
+  t.deepEqual(
+    result.files.map((f) => f.action),
+    ['present', 'present'],
+  );
   t.is(s.mirror.requestsFor('/v1.5.8/initrd').length, before);
 });
 
@@ -122,7 +128,10 @@ test('an unknown version is ERR_FETCH_HTTP 404 on checksums.txt', async (t) => {
 test('checksums.txt without an initrd line is ERR_FETCH_CHECKSUMS', async (t) => {
   const s = await setup();
   t.teardown(s.cleanup);
-  const text = s.release.checksums.split('\n').filter((l) => !/^sha256: \S+ +initrd$/.test(l)).join('\n');
+  const text = s.release.checksums
+    .split('\n')
+    .filter((l) => !/^sha256: \S+ +initrd$/.test(l))
+    .join('\n');
   t.not(text, s.release.checksums);
   s.mirror.files.set('/v1.5.8/checksums.txt', Buffer.from(text));
   const err = await t.throwsAsync(fetchRancherOS({ mirror: s.mirror.base, assetsDir: s.assetsDir, log }), isCode('ERR_FETCH_CHECKSUMS'));
@@ -178,10 +187,17 @@ test('without an onProgress listener, progress goes to log lines (stderr is not 
   sink.on('data', (b: Buffer) => chunks.push(b.toString()));
   await fetchRancherOS({ mirror: s.mirror.base, assetsDir: s.assetsDir, log: createLogger({ destination: sink }) });
   await new Promise((r) => setImmediate(r));
-  const entries = chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; file?: string; received?: number });
+  const entries = chunks
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; file?: string; received?: number });
   const ended = entries.filter((e) => e.msg === 'transfer ended');
-  t.deepEqual(ended.map((e) => [e.file, e.received]), [
-    ['vmlinuz', s.release.vmlinuz.length],
-    ['initrd', s.release.initrd.length],
-  ]);
+  t.deepEqual(
+    ended.map((e) => [e.file, e.received]),
+    [
+      ['vmlinuz', s.release.vmlinuz.length],
+      ['initrd', s.release.initrd.length],
+    ],
+  );
 });

@@ -31,7 +31,13 @@ test('installed packages are copied into the tftp root under the names shim look
   }
   const { run, calls } = recorder();
   const out = await fetchSecureBoot({ tftpRoot: join(dir, 'tftp'), systemRoot: join(dir, 'sys'), cacheDir: join(dir, 'cache'), log, run });
-  t.deepEqual(out.map((r) => [r.name, r.source]), [['shimx64.efi', 'system package'], ['grubx64.efi', 'system package']]);
+  t.deepEqual(
+    out.map((r) => [r.name, r.source]),
+    [
+      ['shimx64.efi', 'system package'],
+      ['grubx64.efi', 'system package'],
+    ],
+  );
   t.true(existsSync(join(dir, 'tftp', 'shimx64.efi')) && existsSync(join(dir, 'tftp', 'grubx64.efi')));
   t.deepEqual(calls, [], 'nothing downloaded when the system has the files');
 });
@@ -44,7 +50,9 @@ test('an unsigned image is never installed as shim or grub', async (t) => {
     // Debian's iPXE build: a real PE image, but unsigned.
     copyFileSync('/usr/lib/ipxe/snponly.efi', join(dir, 'sys', spec.packagePath));
   }
-  await t.throwsAsync(fetchSecureBoot({ tftpRoot: join(dir, 'tftp'), systemRoot: join(dir, 'sys'), cacheDir: join(dir, 'cache'), log, run: recorder().run }), { message: /is not a signed x86-64 efi image/ });
+  await t.throwsAsync(fetchSecureBoot({ tftpRoot: join(dir, 'tftp'), systemRoot: join(dir, 'sys'), cacheDir: join(dir, 'cache'), log, run: recorder().run }), {
+    message: /is not a signed x86-64 efi image/,
+  });
   t.false(existsSync(join(dir, 'tftp', 'shimx64.efi')));
 });
 
@@ -53,20 +61,26 @@ test('arm64 packages: the architecture is added for the download and removed aga
   t.teardown(cleanup);
   const { run, calls } = recorder();
   await downloadDebs(['grub-efi-arm64-signed', 'shim-signed:arm64'], join(dir, 'cache'), { log, run, foreignArch: 'arm64' });
-  t.deepEqual(calls.filter((c) => !c.startsWith('dpkg-deb')), [
-    'dpkg --print-architecture',
-    'dpkg --print-foreign-architectures',
-    'dpkg --add-architecture arm64',
-    'apt-get update -qq',
-    'apt-get download grub-efi-arm64-signed shim-signed:arm64',
-    'dpkg --remove-architecture arm64',
-    'apt-get update -qq',
-  ]);
+  t.deepEqual(
+    calls.filter((c) => !c.startsWith('dpkg-deb')),
+    [
+      'dpkg --print-architecture',
+      'dpkg --print-foreign-architectures',
+      'dpkg --add-architecture arm64',
+      'apt-get update -qq',
+      'apt-get download grub-efi-arm64-signed shim-signed:arm64',
+      'dpkg --remove-architecture arm64',
+      'apt-get update -qq',
+    ],
+  );
   t.is(calls.filter((c) => c.startsWith('dpkg-deb -x')).length, 2);
   // A second run finds the packages in the cache: no architecture change, no download.
   const again = recorder();
   await downloadDebs(['grub-efi-arm64-signed', 'shim-signed:arm64'], join(dir, 'cache'), { log, run: again.run, foreignArch: 'arm64' });
-  t.deepEqual(again.calls.filter((c) => !c.startsWith('dpkg-deb')), []);
+  t.deepEqual(
+    again.calls.filter((c) => !c.startsWith('dpkg-deb')),
+    [],
+  );
 });
 
 test('a failed download names the packages and the fix, and still removes the added architecture', async (t) => {
@@ -80,6 +94,8 @@ test('a failed download names the packages and the fix, and still removes the ad
     if (args[0] === 'download') throw Object.assign(new Error('exit 100'), { stderr: 'E: Unable to locate package grub-efi-arm64-signed' });
     return { stdout: '' };
   };
-  await t.throwsAsync(downloadDebs(['grub-efi-arm64-signed'], join(dir, 'cache'), { log, run, foreignArch: 'arm64' }), { message: /apt-get download grub-efi-arm64-signed failed: E: Unable to locate package.*apt-get update/ });
+  await t.throwsAsync(downloadDebs(['grub-efi-arm64-signed'], join(dir, 'cache'), { log, run, foreignArch: 'arm64' }), {
+    message: /apt-get download grub-efi-arm64-signed failed: E: Unable to locate package.*apt-get update/,
+  });
   t.true(calls.includes('dpkg --remove-architecture arm64'));
 });

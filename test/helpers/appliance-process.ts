@@ -92,5 +92,22 @@ export function startApplianceProcess(args: string[], env: NodeJS.ProcessEnv = {
 
 /** The flags for an unprivileged appliance on loopback with everything in `home`. */
 export function loopbackArgs(home: ReturnType<typeof makeHome>): string[] {
-  return ['--dhcp-mode', 'off', '--tftp-port', '0', '--http-port', '0', '--address', '127.0.0.1', '--db', home.db, '--templates', home.templates, '--tftp-root', home.tftpRoot, '--assets', home.assets];
+  return [
+    '--dhcp-mode',
+    'off',
+    '--tftp-port',
+    '0',
+    '--http-port',
+    '0',
+    '--address',
+    '127.0.0.1',
+    '--db',
+    home.db,
+    '--templates',
+    home.templates,
+    '--tftp-root',
+    home.tftpRoot,
+    '--assets',
+    home.assets,
+  ];
 }

@@ -11,7 +11,17 @@ test('API reads need a token: none is 401 (vars.password stays private), the rea
   const h = await startHarness({ apiReadToken: READ });
   t.teardown(() => h.close());
   await h.req('PATCH', '/api/profiles/rancheros', { body: { vars: { password: 'secret-pw' } }, headers: auth });
-  for (const p of ['/api/profiles', '/api/profiles/rancheros', '/api/machines', '/api/groups', '/api/default-profile', '/api/events', '/api/schema', '/api/discovery', '/api/lookups?q=10.0.0.1']) {
+  for (const p of [
+    '/api/profiles',
+    '/api/profiles/rancheros',
+    '/api/machines',
+    '/api/groups',
+    '/api/default-profile',
+    '/api/events',
+    '/api/schema',
+    '/api/discovery',
+    '/api/lookups?q=10.0.0.1',
+  ]) {
     const r = await h.req('GET', p);
     t.is(r.status, 401, p);
     t.notRegex(r.text, /secret-pw/, p);
@@ -34,7 +44,10 @@ test('PATCH is a JSON merge patch (RFC 7396) on profiles and groups; null remove
   const h = await startHarness();
   t.teardown(() => h.close());
   await h.req('PUT', '/api/profiles/p', { body: { kernel: '/assets/p/k', cmdline: { quiet: '', console: 'ttyS0' }, vars: { a: 1 } }, headers: auth });
-  const r = await h.req('PATCH', '/api/profiles/p', { body: { cmdline: { quiet: null, 'ds': 'nocloud-net;s=http://10.0.0.1/' }, vars: null, name: 'P' }, headers: auth });
+  const r = await h.req('PATCH', '/api/profiles/p', {
+    body: { cmdline: { quiet: null, ds: 'nocloud-net;s=http://10.0.0.1/' }, vars: null, name: 'P' },
+    headers: auth,
+  });
   t.is(r.status, 200);
   t.deepEqual(r.json, { id: 'p', name: 'P', kernel: '/assets/p/k', initrd: [], cmdline: { console: 'ttyS0', ds: 'nocloud-net;s=http://10.0.0.1/' } });
   const bad = await h.req('PATCH', '/api/profiles/p', { body: { cmdline: { console: 'tty S0' } }, headers: auth });

@@ -61,14 +61,20 @@ test('writes need the bearer token (401) and change nothing without it', async (
     ['PUT', '/api/default-profile'],
   ];
   for (const [method, p] of cases) {
-    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: 'Basic Zm9vOmJhcg==' }] as Record<string, string>[]) {
+    for (const headers of [{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: 'Basic Zm9vOmJhcg==' }] as Record<
+      string,
+      string
+    >[]) {
       const r = await h.req(method, p, { body: { ...profile, profile: 'rancheros' }, headers });
       t.is(r.status, 401, `${method} ${p} ${JSON.stringify(headers)}`);
       t.is(r.json.error.code, 'ERR_UNAUTHORIZED');
       t.regex(String(r.headers['www-authenticate']), /^Bearer/);
     }
   }
-  t.deepEqual((await h.store.listProfiles()).map((p) => p.id), ['rancheros', 'debian-installer']);
+  t.deepEqual(
+    (await h.store.listProfiles()).map((p) => p.id),
+    ['rancheros', 'debian-installer'],
+  );
   t.deepEqual(await h.store.listMachines(), []);
 });
 
@@ -103,7 +109,10 @@ test('bad bodies: 400 bad JSON, 415 media type, 422 naming the field; nothing ch
   const hostile = await h.req('PUT', '/api/machines/52:54:00:00:00:01', { body: { vars: { k: 'line1\nline2' } }, headers: auth });
   t.is(hostile.status, 422);
   t.is(hostile.json.error.field, 'vars.k');
-  const big = await h.req('PUT', '/api/profiles/x', { raw: JSON.stringify({ ...profile, name: 'x'.repeat(2 * 1024 * 1024) }), headers: { ...auth, 'content-type': 'application/json' } });
+  const big = await h.req('PUT', '/api/profiles/x', {
+    raw: JSON.stringify({ ...profile, name: 'x'.repeat(2 * 1024 * 1024) }),
+    headers: { ...auth, 'content-type': 'application/json' },
+  });
   t.is(big.status, 413);
   t.deepEqual(await h.store.snapshot(), before);
 });
@@ -150,7 +159,10 @@ test('events per MAC (boot timeline) and recent events', async (t) => {
   h.events.record({ mac: '52:54:00:00:00:02', type: 'dhcp-offer' });
   await h.req('GET', '/ipxe?mac=52:54:00:00:00:01');
   const r = await h.req('GET', '/api/events?mac=52-54-00-00-00-01', { headers: auth });
-  t.deepEqual(r.json.map((e: { type: string }) => e.type), ['dhcp-offer', 'tftp-file', 'http-script']);
+  t.deepEqual(
+    r.json.map((e: { type: string }) => e.type),
+    ['dhcp-offer', 'tftp-file', 'http-script'],
+  );
   t.is((await h.req('GET', '/api/events?limit=2', { headers: auth })).json.length, 2);
   t.is((await h.req('GET', '/api/events?mac=zz', { headers: auth })).status, 400);
   t.is((await h.req('GET', '/api/events?limit=0', { headers: auth })).status, 400);
@@ -221,8 +233,18 @@ test('200 concurrent API writes against the file store are all present afterward
     await store.close();
   });
   const mac = (i: number) => `52:54:00:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => h.req('PUT', `/api/machines/${mac(i)}`, { body: { hostname: `n${i}` }, headers: auth })));
-  t.true(results.every((r) => r.status === 201), JSON.stringify(results.filter((r) => r.status !== 201).slice(0, 2).map((r) => r.json)));
+  const results = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => h.req('PUT', `/api/machines/${mac(i)}`, { body: { hostname: `n${i}` }, headers: auth })),
+  );
+  t.true(
+    results.every((r) => r.status === 201),
+    JSON.stringify(
+      results
+        .filter((r) => r.status !== 201)
+        .slice(0, 2)
+        .map((r) => r.json),
+    ),
+  );
   t.is((await h.req('GET', '/api/machines', { headers: auth })).json.length, 200);
   const onDisk = JSON.parse(await readFile(file, 'utf8')) as { machines: { mac: string }[] };
   t.deepEqual(new Set(onDisk.machines.map((m) => m.mac)), new Set(Array.from({ length: 200 }, (_, i) => mac(i))));
@@ -264,5 +286,8 @@ test('instrumentEventLog counts events from every subsystem once, in the shared 
   t.regex(m, /netboot_boot_events_total\{type="dhcp-offer"\} 1/);
   t.regex(m, /netboot_boot_events_total\{type="tftp-file"\} 1/);
   t.regex(m, /netboot_boot_events_total\{type="http-script"\} 2/);
-  t.deepEqual(h.events.list({ mac: '52:54:00:00:00:01' }).map((e) => e.type), ['dhcp-offer', 'tftp-file', 'http-script', 'http-script']);
+  t.deepEqual(
+    h.events.list({ mac: '52:54:00:00:00:01' }).map((e) => e.type),
+    ['dhcp-offer', 'tftp-file', 'http-script', 'http-script'],
+  );
 });

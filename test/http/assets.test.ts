@@ -28,7 +28,11 @@ async function curl(args: string[]): Promise<Curl> {
     const out = path.join(dir, 'b');
     await run('curl', ['-s', '--path-as-is', '--max-time', '20', '-D', hdr, '-o', out, ...args]);
     const { readFile } = await import('node:fs/promises');
-    const raw = (await readFile(hdr, 'utf8')).trim().split(/\r?\n\r?\n/).pop()!.split(/\r?\n/);
+    const raw = (await readFile(hdr, 'utf8'))
+      .trim()
+      .split(/\r?\n\r?\n/)
+      .pop()!
+      .split(/\r?\n/);
     const status = Number(raw[0]!.split(' ')[1]);
     const headers: Record<string, string> = {};
     for (const line of raw.slice(1)) {
@@ -63,7 +67,16 @@ async function setup(t: import('ava').ExecutionContext) {
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
-    deps: { store: createMemoryStore(createDefaultDb()), events, log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN },
+    deps: {
+      store: createMemoryStore(createDefaultDb()),
+      events,
+      log: createSilentLogger(),
+      address: '127.0.0.1',
+      httpPort: () => port,
+      templatesDir: TEMPLATES,
+      assetsDir,
+      apiToken: TOKEN,
+    },
   });
   port = (await server.start()).port;
   t.teardown(async () => {

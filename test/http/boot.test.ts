@@ -59,7 +59,10 @@ test('GET /ipxe: default RancherOS profile, UEFI (golden) and BIOS', async (t) =
   t.is(bios.status, 200);
   await golden(t, 'rancheros-bios.ipxe', bios.text);
   const evs = h.events.list({ mac: MAC });
-  t.deepEqual(evs.map((e) => e.type), ['http-script', 'http-script']);
+  t.deepEqual(
+    evs.map((e) => e.type),
+    ['http-script', 'http-script'],
+  );
   t.is(evs[0]!.detail?.profile, 'rancheros');
 });
 
@@ -81,7 +84,12 @@ test('GET /ipxe: no profile, missing assets, broken template: a retry script, ne
   const templatesDir = await mkdtemp(path.join(tmpdir(), 'netboot-tpl-'));
   t.teardown(() => rm(templatesDir, { recursive: true, force: true }));
   await cp(TEMPLATES, templatesDir, { recursive: true });
-  const store = createMemoryStore({ profiles: [{ id: 'noassets', kernel: '/assets/none/vmlinuz', initrd: [], cmdline: '' }, { id: 'badtpl', kernel: 'http://x/k', initrd: [], cmdline: '', ipxe: 'broken.ipxe.njk' }] });
+  const store = createMemoryStore({
+    profiles: [
+      { id: 'noassets', kernel: '/assets/none/vmlinuz', initrd: [], cmdline: '' },
+      { id: 'badtpl', kernel: 'http://x/k', initrd: [], cmdline: '', ipxe: 'broken.ipxe.njk' },
+    ],
+  });
   await store.putMachine({ mac: '52:54:00:00:00:01', profile: 'noassets' });
   await store.putMachine({ mac: '52:54:00:00:00:03', profile: 'badtpl' });
   await writeFile(path.join(templatesDir, 'broken.ipxe.njk'), '#!ipxe\nkernel {{ no_such_value }}\n');
@@ -132,7 +140,10 @@ test('hostile query values never reach the script', async (t) => {
   t.notRegex(bad.text, /^shell/m);
   t.regex(bad.text, /cannot identify this machine/);
   const evil = encodeURIComponent('x86_64\nshell');
-  const r = await h.req('GET', `/ipxe?mac=52:54:00:12:34:56&uuid=${encodeURIComponent('${net0/ip}')}&arch=${evil}&platform=${encodeURIComponent('efi || shell')}`);
+  const r = await h.req(
+    'GET',
+    `/ipxe?mac=52:54:00:12:34:56&uuid=${encodeURIComponent('${net0/ip}')}&arch=${evil}&platform=${encodeURIComponent('efi || shell')}`,
+  );
   t.is(r.status, 200);
   t.notRegex(r.text, /shell/);
   t.notRegex(r.text, /net0\/ip/);
@@ -140,8 +151,14 @@ test('hostile query values never reach the script', async (t) => {
 });
 
 test('hostile values never reach the script: refused at write time, and a value placed at boot that breaks a line becomes a retry message', (t) => {
-  t.throws(() => createMemoryStore({ profiles: [{ id: 'evil', kernel: 'http://x/k', initrd: [], cmdline: { a: 'b\nshell', ok: '1' } }] }), { code: 'ERR_VALIDATION', message: /cmdline\.a/ });
-  t.throws(() => createMemoryStore({ profiles: [{ id: 'evil2', kernel: 'http://x/k', initrd: [], cmdline: 'quiet ${net0/ip} || shell' }] }), { code: 'ERR_VALIDATION', message: /"\|\|"/ });
+  t.throws(() => createMemoryStore({ profiles: [{ id: 'evil', kernel: 'http://x/k', initrd: [], cmdline: { a: 'b\nshell', ok: '1' } }] }), {
+    code: 'ERR_VALIDATION',
+    message: /cmdline\.a/,
+  });
+  t.throws(() => createMemoryStore({ profiles: [{ id: 'evil2', kernel: 'http://x/k', initrd: [], cmdline: 'quiet ${net0/ip} || shell' }] }), {
+    code: 'ERR_VALIDATION',
+    message: /"\|\|"/,
+  });
 });
 
 test('a machine var that cannot be one kernel argument, placed through the default profile, is a legible retry script', async (t) => {
@@ -156,12 +173,17 @@ test('a machine var that cannot be one kernel argument, placed through the defau
   t.notRegex(r.text, /^kernel/m);
   t.regex(r.text, /contains whitespace/);
   // Every line is one of the fixed retry-script commands.
-  for (const line of r.text.trim().split('\n')) t.regex(line, /^(#!ipxe|# netboot-appliance|echo netboot-appliance: |sleep \d+$|chain --replace --autofree http:\/\/10\.0\.0\.1:8080\/ipxe\?mac=[0-9a-f-]+$)/, line);
+  for (const line of r.text.trim().split('\n'))
+    t.regex(
+      line,
+      /^(#!ipxe|# netboot-appliance|echo netboot-appliance: |sleep \d+$|chain --replace --autofree http:\/\/10\.0\.0\.1:8080\/ipxe\?mac=[0-9a-f-]+$)/,
+      line,
+    );
 });
 
 test('GET /cloud-config: valid YAML with the machine vars, hostile values quoted', async (t) => {
   const store = seededStore();
-  const hostile = ['ssh-ed25519 AAAA x@y', 'a: b # not a comment', '"quoted" \\ back', "- list: [1, {x: 2}]", '{{ 7*7 }} ${uuid} || reboot', 'ünïcødé'];
+  const hostile = ['ssh-ed25519 AAAA x@y', 'a: b # not a comment', '"quoted" \\ back', '- list: [1, {x: 2}]', '{{ 7*7 }} ${uuid} || reboot', 'ünïcødé'];
   await store.putMachine({ mac: MAC, hostname: 'web-1', vars: { ssh_authorized_keys: hostile } });
   const h = await startHarness({ fixedPort: 8080, store });
   t.teardown(() => h.close());
@@ -185,7 +207,12 @@ test('GET /cloud-config: errors are coded', async (t) => {
   t.teardown(() => rm(templatesDir, { recursive: true, force: true }));
   await writeFile(path.join(templatesDir, 'bad.yaml.njk'), '#cloud-config\nhostname: {{ hostname }}\n  broken: [\n');
   await writeFile(path.join(templatesDir, 'nohead.yaml.njk'), 'hostname: x\n');
-  const store = createMemoryStore({ profiles: [{ id: 'bad', kernel: 'http://x/k', cloudConfig: 'bad.yaml.njk' }, { id: 'nohead', kernel: 'http://x/k', cloudConfig: 'nohead.yaml.njk' }] });
+  const store = createMemoryStore({
+    profiles: [
+      { id: 'bad', kernel: 'http://x/k', cloudConfig: 'bad.yaml.njk' },
+      { id: 'nohead', kernel: 'http://x/k', cloudConfig: 'nohead.yaml.njk' },
+    ],
+  });
   await store.putMachine({ mac: '52:54:00:00:00:01', profile: 'bad', hostname: 'h' });
   await store.putMachine({ mac: '52:54:00:00:00:02', profile: 'nohead' });
   const h = await startHarness({ store, templatesDir });
@@ -204,7 +231,7 @@ test('GET /cloud-config: errors are coded', async (t) => {
   t.regex(nohead.json.error.message, /#cloud-config/);
 });
 
-test('GET /cloud-config?mac= follows the UUID of the same machine\'s last /ipxe boot', async (t) => {
+test("GET /cloud-config?mac= follows the UUID of the same machine's last /ipxe boot", async (t) => {
   const db = createDefaultDb();
   db.profiles.push({ id: 'by-uuid', kernel: 'http://10.0.0.9/vmlinuz', initrd: [], cmdline: '', cloudConfig: 'cloud-config.yaml.njk' });
   // The record's MAC is another NIC: only the UUID ties the booting VM to it.
@@ -218,5 +245,11 @@ test('GET /cloud-config?mac= follows the UUID of the same machine\'s last /ipxe 
   const after = await h.req('GET', `/cloud-config?mac=${MAC}`);
   t.is(after.status, 200);
   t.is((parseYaml(after.text) as { hostname?: string }).hostname, 'uuid-host');
-  t.like(h.events.list({ mac: MAC }).filter((e) => e.type === 'http-cloud-config').at(-1)?.detail, { profile: 'by-uuid' });
+  t.like(
+    h.events
+      .list({ mac: MAC })
+      .filter((e) => e.type === 'http-cloud-config')
+      .at(-1)?.detail,
+    { profile: 'by-uuid' },
+  );
 });

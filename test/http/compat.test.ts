@@ -13,7 +13,10 @@ const UUID = '5a1e0003-7f3a-4c2b-9d1e-0123456789ab';
 async function harness(t: import('ava').ExecutionContext) {
   const templates = await mkdtemp(path.join(tmpdir(), 'netboot-compat-'));
   await cp(TEMPLATES, templates, { recursive: true });
-  await writeFile(path.join(templates, 'node.ign'), '{"ignition":{"version":"3.3.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":[{{ vars.key | yaml }}]}]},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{ hostname }}"}}]}}\n');
+  await writeFile(
+    path.join(templates, 'node.ign'),
+    '{"ignition":{"version":"3.3.0"},"passwd":{"users":[{"name":"core","sshAuthorizedKeys":[{{ vars.key | yaml }}]}]},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,{{ hostname }}"}}]}}\n',
+  );
   await writeFile(path.join(templates, 'node.generic'), 'mac={{ mac }} role={{ metadata.role }}\n');
   const store = createMemoryStore({
     ...createDefaultDb(),
@@ -92,7 +95,15 @@ test('Pixiecore API: GET /pixiecore/v1/boot/:mac answers kernel, initrd and cmdl
 
 test('no request from the network produces a 500: /boot/%zz, {{ constructor }} in a query', async (t) => {
   const h = await harness(t);
-  for (const p of ['/boot/%zz', '/assets/%zz', '/ipxe?mac=%zz', `/ignition?uuid=${encodeURIComponent('{{ constructor }}')}`, '/metadata?mac={{constructor}}', '/pixiecore/v1/boot/%zz', '/cloud?mac=__proto__']) {
+  for (const p of [
+    '/boot/%zz',
+    '/assets/%zz',
+    '/ipxe?mac=%zz',
+    `/ignition?uuid=${encodeURIComponent('{{ constructor }}')}`,
+    '/metadata?mac={{constructor}}',
+    '/pixiecore/v1/boot/%zz',
+    '/cloud?mac=__proto__',
+  ]) {
     const r = await h.req('GET', p);
     t.true(r.status < 500, `${p}: ${r.status}`);
   }

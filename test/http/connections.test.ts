@@ -16,7 +16,16 @@ interface Line {
 async function start(extra: Partial<Pick<HttpServerOptions, 'limits' | 'timeouts'>>) {
   const { log, lines: logs } = captureLogger<Line>();
   let port = 0;
-  const deps = { store: createMemoryStore(), events: createEventLog(), log, address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: TEMPLATES, apiToken: TOKEN };
+  const deps = {
+    store: createMemoryStore(),
+    events: createEventLog(),
+    log,
+    address: '127.0.0.1',
+    httpPort: () => port,
+    templatesDir: TEMPLATES,
+    assetsDir: TEMPLATES,
+    apiToken: TOKEN,
+  };
   const server = createHttpServer({ host: '127.0.0.1', port: 0, log, deps, ...extra });
   port = (await server.start()).port;
   return { server, port, logs };
@@ -83,7 +92,9 @@ test('busy connections are never cut: with every connection in scope mid-request
   for (let i = 0; i < 3; i++) {
     const c = await connect(port);
     // Headers complete, body promised but never sent: a request is in flight on this connection.
-    c.socket.write(`PUT /api/profiles/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
+    c.socket.write(
+      `PUT /api/profiles/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+    );
     busy.push(c);
   }
   t.teardown(() => {

@@ -36,7 +36,9 @@ test('GET / serves the console with the token file path, a CSP that admits only 
   t.false(csp.includes('unsafe-inline'));
   t.is(page.headers['x-content-type-options'], 'nosniff');
   // Every module the page and the import map name is served by the appliance itself (no CDN).
-  for (const src of [...page.text.matchAll(/(?:src|href)="(\/ui\/[^"]+)"/g)].map((m) => m[1]!).concat(Object.values(JSON.parse(importMap).imports as Record<string, string>))) {
+  for (const src of [...page.text.matchAll(/(?:src|href)="(\/ui\/[^"]+)"/g)]
+    .map((m) => m[1]!)
+    .concat(Object.values(JSON.parse(importMap).imports as Record<string, string>))) {
     const r = await h.req('GET', src);
     t.is(r.status, 200, src);
     t.regex(String(r.headers['content-type']), /^(text\/javascript|text\/css)/, src);
@@ -44,13 +46,22 @@ test('GET / serves the console with the token file path, a CSP that admits only 
   const app = await h.req('GET', '/ui/app.js');
   t.is((await h.req('GET', '/ui/app.js', { headers: { 'if-none-match': String(app.headers.etag) } })).status, 304);
   t.false(/https?:\/\//.test(app.text), 'the console must not load anything from elsewhere');
-  for (const bad of ['/ui/nope.js', '/ui/../package.json', '/ui/%2e%2e/package.json', '/ui/vendor/../../src/cli.ts']) t.is((await h.req('GET', bad)).status, 404, bad);
+  for (const bad of ['/ui/nope.js', '/ui/../package.json', '/ui/%2e%2e/package.json', '/ui/vendor/../../src/cli.ts'])
+    t.is((await h.req('GET', bad)).status, 404, bad);
 });
 
 test('console API: no token, a wrong token and a token in the URL are all 401', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
-  for (const p of ['/api/console/machines', `/api/console/machines/${MAC}`, '/api/console/status', '/api/console/schema', `/api/console/preview?mac=${MAC}`, '/api/console/assets', '/api/events/stream']) {
+  for (const p of [
+    '/api/console/machines',
+    `/api/console/machines/${MAC}`,
+    '/api/console/status',
+    '/api/console/schema',
+    `/api/console/preview?mac=${MAC}`,
+    '/api/console/assets',
+    '/api/events/stream',
+  ]) {
     t.is((await h.req('GET', p)).status, 401, p);
     t.is((await h.req('GET', p, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status, 401, p);
     const sep = p.includes('?') ? '&' : '?';
@@ -58,14 +69,23 @@ test('console API: no token, a wrong token and a token in the URL are all 401', 
   }
   const reader = await startHarness({ apiReadToken: 'read-only-token-0123456789' });
   t.teardown(() => reader.close());
-  t.is((await reader.req('GET', '/api/console/machines', { headers: { authorization: 'Bearer read-only-token-0123456789' } })).status, 200, 'the read-only token may watch');
+  t.is(
+    (await reader.req('GET', '/api/console/machines', { headers: { authorization: 'Bearer read-only-token-0123456789' } })).status,
+    200,
+    'the read-only token may watch',
+  );
   const ok = await h.req('GET', '/api/console/status', { headers: auth });
   t.is(ok.status, 200);
   t.like(ok.json, { address: '10.0.0.1', httpPort: h.port });
 });
 
 /** Read an event stream until `until(events)` holds; returns the events and the response. */
-function readStream(port: number, path: string, until: (events: Array<{ event: string; data: unknown }>) => boolean, onOpen?: (res: http.IncomingMessage) => void): Promise<{ events: Array<{ event: string; data: unknown }>; res: http.IncomingMessage; close: () => void }> {
+function readStream(
+  port: number,
+  path: string,
+  until: (events: Array<{ event: string; data: unknown }>) => boolean,
+  onOpen?: (res: http.IncomingMessage) => void,
+): Promise<{ events: Array<{ event: string; data: unknown }>; res: http.IncomingMessage; close: () => void }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path, headers: auth, agent: false }, (res) => {
       onOpen?.(res);
@@ -117,12 +137,20 @@ test('event stream: backlog, ready, then live events of that machine only; the l
   t.teardown(() => h.close());
   events.record({ mac: MAC, type: 'dhcp-offer', ip: '10.0.0.50', detail: { arch: 'bios' } });
   events.record({ mac: OTHER, type: 'dhcp-offer' });
-  const stream = await readStream(h.port, `/api/events/stream?mac=${MAC.replace(/:/g, '-')}`, (e) => e.some((x) => x.event === 'ready'), (res) => {
-    t.is(res.statusCode, 200);
-    t.regex(String(res.headers['content-type']), /^text\/event-stream/);
-    t.is(res.headers['cache-control'], 'no-store');
-  });
-  t.deepEqual(stream.events.map((e) => e.event), ['boot', 'ready']);
+  const stream = await readStream(
+    h.port,
+    `/api/events/stream?mac=${MAC.replace(/:/g, '-')}`,
+    (e) => e.some((x) => x.event === 'ready'),
+    (res) => {
+      t.is(res.statusCode, 200);
+      t.regex(String(res.headers['content-type']), /^text\/event-stream/);
+      t.is(res.headers['cache-control'], 'no-store');
+    },
+  );
+  t.deepEqual(
+    stream.events.map((e) => e.event),
+    ['boot', 'ready'],
+  );
   t.like(stream.events[0]!.data, { mac: MAC, type: 'dhcp-offer', detail: { arch: 'bios' } });
   t.is(events.listeners(), 1);
   const live = new Promise<unknown>((resolve) => {
@@ -161,9 +189,7 @@ test('console machines: declared, discovered and wire-only machines with profile
   const store = createMemoryStore({
     ...createDefaultDb(),
     profiles: [...createDefaultDb().profiles, { id: 'gone', kernel: '/assets/nothing/vmlinuz', initrd: [], cmdline: '' }],
-    machines: [
-      { mac: MAC, hostname: 'web-1', profile: 'gone' },
-    ],
+    machines: [{ mac: MAC, hostname: 'web-1', profile: 'gone' }],
   });
   const h = await startHarness({ store });
   t.teardown(() => h.close());
@@ -175,11 +201,14 @@ test('console machines: declared, discovered and wire-only machines with profile
   const script = await h.req('GET', `/ipxe?mac=${MAC}`);
   t.regex(script.text, /missing/);
   const rows = (await h.req('GET', '/api/console/machines', { headers: auth })).json as Array<Record<string, any>>;
-  t.deepEqual(rows.map((r) => [r.mac, r.kind]), [
-    [MAC, 'declared'],
-    [OTHER, 'seen'],
-    ['52:54:00:c0:00:03', 'discovered'],
-  ]);
+  t.deepEqual(
+    rows.map((r) => [r.mac, r.kind]),
+    [
+      [MAC, 'declared'],
+      [OTHER, 'seen'],
+      ['52:54:00:c0:00:03', 'discovered'],
+    ],
+  );
   t.like(rows[0], { hostname: 'web-1', profile: 'gone', via: 'machine-mac', lastEvent: 'http-script' });
   t.regex(rows[0]!.failure.message, /profile gone: \/assets\/nothing\/vmlinuz is missing/);
   t.like(rows[1], { lastIp: '10.0.0.77', arch: 'efi-x64', profile: 'rancheros', via: 'default', failure: null });
@@ -223,15 +252,32 @@ test('console assets: each profile file present or missing with its fix, size an
   t.teardown(() => Promise.all([rm(root, { recursive: true, force: true }), rm(system, { recursive: true, force: true })]));
   await writeFile(path.join(root, 'snponly.efi'), 'efi');
   await writeFile(path.join(system, 'undionly.kpxe'), 'bios');
-  const store = createMemoryStore({ ...createDefaultDb(), profiles: [...createDefaultDb().profiles, { id: 'remote', kernel: 'http://10.0.0.9/vmlinuz', initrd: [], cmdline: '' }] });
+  const store = createMemoryStore({
+    ...createDefaultDb(),
+    profiles: [...createDefaultDb().profiles, { id: 'remote', kernel: 'http://10.0.0.9/vmlinuz', initrd: [], cmdline: '' }],
+  });
   const h = await startHarness({ store, bootDirs: [root, system] });
   t.teardown(() => h.close());
   const before = (await h.req('GET', '/api/console/assets', { headers: auth })).json;
   const rancher = before.profiles.find((p: { id: string }) => p.id === 'rancheros');
-  t.deepEqual(rancher.files.map((f: { role: string; present: boolean }) => [f.role, f.present]), [['kernel', false], ['initrd', false]]);
+  t.deepEqual(
+    rancher.files.map((f: { role: string; present: boolean }) => [f.role, f.present]),
+    [
+      ['kernel', false],
+      ['initrd', false],
+    ],
+  );
   t.regex(rancher.files[0].fix, /Run: node bin\/appliance fetch rancheros/);
   t.like(before.profiles.find((p: { id: string }) => p.id === 'remote').files[0], { where: 'remote', present: null });
-  t.deepEqual(before.bootFiles.map((f: { firmware: string; source: string }) => [f.firmware, f.source]), [['bios', 'system'], ['efi-x64', 'tftp-root'], ['efi-ia32', 'missing'], ['efi-arm64', 'missing']]);
+  t.deepEqual(
+    before.bootFiles.map((f: { firmware: string; source: string }) => [f.firmware, f.source]),
+    [
+      ['bios', 'system'],
+      ['efi-x64', 'tftp-root'],
+      ['efi-ia32', 'missing'],
+      ['efi-arm64', 'missing'],
+    ],
+  );
   t.is(before.bootFiles[0].path, path.join(system, 'undionly.kpxe'));
   await addRancherAssets(h.assetsDir);
   const after = (await h.req('GET', '/api/console/assets?sha256=1', { headers: auth })).json;
@@ -249,7 +295,16 @@ test('event stream: a quiet stream outlives the server idle and request timeouts
     port: 0,
     log,
     timeouts: { headersMs: 300, requestMs: 300, keepAliveMs: 100, idleMs: 600 },
-    deps: { store: createMemoryStore(createDefaultDb()), events, log, address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: TEMPLATES, apiToken: TOKEN },
+    deps: {
+      store: createMemoryStore(createDefaultDb()),
+      events,
+      log,
+      address: '127.0.0.1',
+      httpPort: () => port,
+      templatesDir: TEMPLATES,
+      assetsDir: TEMPLATES,
+      apiToken: TOKEN,
+    },
   });
   port = (await server.start()).port;
   t.teardown(() => server.stop());

@@ -8,7 +8,14 @@ import { FACTS_LIMITS } from '../../src/store/schema.js';
 import { addRancherAssets, auth, startHarness } from './helpers.js';
 
 const MAC = '52:54:00:12:34:56';
-const FACTS = { mac: MAC, hostname: 'rancher', cpu: { model: 'QEMU Virtual CPU', count: 2 }, memory: { totalKiB: 2048000 }, nics: [{ name: 'eth0', mac: MAC }], disks: [] };
+const FACTS = {
+  mac: MAC,
+  hostname: 'rancher',
+  cpu: { model: 'QEMU Virtual CPU', count: 2 },
+  memory: { totalKiB: 2048000 },
+  nics: [{ name: 'eth0', mac: MAC }],
+  disks: [],
+};
 
 /** Poll `check` (bounded: 100 x 20 ms) until it is true. */
 async function eventually(check: () => Promise<boolean> | boolean): Promise<boolean> {
@@ -37,7 +44,7 @@ test('facts from an unknown MAC register it as discovered in the state store (20
   t.like((await h.req('GET', '/api/lookups?q=127.0.0.1', { headers: auth })).json, { mac: MAC });
 });
 
-test('facts survive PUT and PATCH of the declared record; the declared part is the operator\'s only', async (t) => {
+test("facts survive PUT and PATCH of the declared record; the declared part is the operator's only", async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
   t.is((await h.req('POST', `/api/machines/${MAC}/facts`, { body: FACTS })).status, 201);
@@ -78,7 +85,13 @@ test('bad reports get a clear 4xx and change nothing, including a 1,000-deep bod
     ['long string', { body: { cpu: { model: 'x'.repeat(FACTS_LIMITS.stringLength + 1) } } }, 422, 'ERR_VALIDATION', 'facts.cpu.model'],
     ['too deep', { body: deep }, 422, 'ERR_VALIDATION'],
     ['1000 deep', { raw: `${'{"a":'.repeat(1000)}1${'}'.repeat(1000)}`, headers: { 'content-type': 'application/json' } }, 422, 'ERR_VALIDATION', 'facts'],
-    ['1000 deep arrays', { raw: `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`, headers: { 'content-type': 'application/json' } }, 422, 'ERR_VALIDATION', 'facts'],
+    [
+      '1000 deep arrays',
+      { raw: `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`, headers: { 'content-type': 'application/json' } },
+      422,
+      'ERR_VALIDATION',
+      'facts',
+    ],
     ['bad key', { body: { 'has space': 1 } }, 422, 'ERR_VALIDATION', 'facts.has space'],
     ['too many keys', { body: Object.fromEntries(Array.from({ length: FACTS_LIMITS.keysPerObject + 1 }, (_, i) => [`k${i}`, i])) }, 422, 'ERR_VALIDATION'],
   ];
@@ -115,13 +128,16 @@ test('first boot: an unknown MAC is registered as discovered in the state store,
   t.like(declared[0], { mac: MAC, declared: { profile: 'rancheros' }, runtime: { uuid } });
 });
 
-test('attack: /ipxe?mac=ATTACKER&uuid=VICTIM never outranks the operator\'s MAC record of the victim', async (t) => {
+test("attack: /ipxe?mac=ATTACKER&uuid=VICTIM never outranks the operator's MAC record of the victim", async (t) => {
   const h = await startHarness({ fixedPort: 8080 });
   t.teardown(() => h.close());
   await addRancherAssets(h.assetsDir);
   const victim = '52:54:00:00:00:01';
   const victimUuid = '11111111-2222-3333-4444-555555555555';
-  await h.req('PUT', '/api/profiles/keys', { body: { kernel: '/assets/rancheros/v1.5.8/vmlinuz', initrd: ['/assets/rancheros/v1.5.8/initrd'], cmdline: { 'netboot.keys': 'victim-keys' } }, headers: auth });
+  await h.req('PUT', '/api/profiles/keys', {
+    body: { kernel: '/assets/rancheros/v1.5.8/vmlinuz', initrd: ['/assets/rancheros/v1.5.8/initrd'], cmdline: { 'netboot.keys': 'victim-keys' } },
+    headers: auth,
+  });
   await h.req('PUT', `/api/machines/${victim}`, { body: { profile: 'keys' }, headers: auth });
   // The attacker replays the victim's UUID (option 97 is broadcast) with its own MAC.
   for (let i = 0; i < 3; i++) await h.req('GET', `/ipxe?mac=66:66:66:66:66:66&uuid=${victimUuid}`);
@@ -168,7 +184,10 @@ test('discovery off: unknown machines are not registered, declared ones still tr
   await h.req('PUT', `/api/machines/${MAC}`, { body: { profile: 'rancheros' }, headers: auth });
   t.is((await h.req('POST', `/api/machines/${MAC}/facts`, { body: FACTS })).status, 201);
   const list = (await h.req('GET', '/api/machines', { headers: auth })).json;
-  t.deepEqual(list.map((m: { mac: string }) => m.mac), [MAC]);
+  t.deepEqual(
+    list.map((m: { mac: string }) => m.mac),
+    [MAC],
+  );
   await h.req('PUT', '/api/discovery', { body: { enabled: true }, headers: auth });
   t.is((await h.req('POST', '/api/machines/02:00:00:00:00:02/facts', { body: FACTS })).status, 201);
   t.is((await h.req('PUT', '/api/discovery', { body: { enabled: 'yes' }, headers: auth })).status, 422);

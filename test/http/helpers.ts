@@ -76,7 +76,10 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     req(method, p, opts = {}) {
       return new Promise((resolve, reject) => {
         const body = opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined);
-        const headers: Record<string, string> = { ...(body !== undefined && opts.raw === undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers };
+        const headers: Record<string, string> = {
+          ...(body !== undefined && opts.raw === undefined ? { 'content-type': 'application/json' } : {}),
+          ...opts.headers,
+        };
         if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
         // Raw path (no URL normalization), so traversal attempts reach the server as written.
         const r = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false }, (res) => {

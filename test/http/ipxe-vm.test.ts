@@ -34,13 +34,20 @@ async function buildAssets(root: string): Promise<string> {
   await mkdir(path.join(initroot, 'bin'), { recursive: true });
   await mkdir(path.join(initroot, 'proc'), { recursive: true });
   await cp('/bin/busybox', path.join(initroot, 'bin', 'busybox'));
-  await writeFile(path.join(initroot, 'init'), '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho "NETBOOT-CMDLINE: $(/bin/busybox cat /proc/cmdline)"\n/bin/busybox poweroff -f\n');
+  await writeFile(
+    path.join(initroot, 'init'),
+    '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho "NETBOOT-CMDLINE: $(/bin/busybox cat /proc/cmdline)"\n/bin/busybox poweroff -f\n',
+  );
   await chmod(path.join(initroot, 'init'), 0o755);
   await run('sh', ['-c', `cd '${initroot}' && find . | cpio -o -H newc --quiet > '${path.join(dest, 'initrd')}'`]);
   return assets;
 }
 
-async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', options: { initrdLate?: boolean; db?: DbInput; uuid?: string } = {}): Promise<string | undefined> {
+async function bootVm(
+  t: import('ava').ExecutionContext,
+  mode: 'bios' | 'efi',
+  options: { initrdLate?: boolean; db?: DbInput; uuid?: string } = {},
+): Promise<string | undefined> {
   const root = await mkdtemp(path.join(tmpdir(), 'netboot-vm-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const assetsDir = await buildAssets(root);
@@ -68,7 +75,17 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
     // TCG), so the slowloris and keep-alive timeouts must not close it.
     timeouts: { headersMs: 600_000, requestMs: 600_000, keepAliveMs: 600_000, idleMs: 600_000 },
     // The guest sees us at 10.0.2.100:80 through guestfwd, so that is what scripts advertise.
-    deps: { store: createMemoryStore(options.db ?? createDefaultDb()), events, log: createSilentLogger(), address: GUEST_ADDR, httpPort: () => 80, templatesDir: TEMPLATES, assetsDir, apiToken: TOKEN, retrySeconds: 1 },
+    deps: {
+      store: createMemoryStore(options.db ?? createDefaultDb()),
+      events,
+      log: createSilentLogger(),
+      address: GUEST_ADDR,
+      httpPort: () => 80,
+      templatesDir: TEMPLATES,
+      assetsDir,
+      apiToken: TOKEN,
+      retrySeconds: 1,
+    },
   });
   const { port } = await server.start();
   t.teardown(() => server.stop());
@@ -81,7 +98,16 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
     const esp = path.join(root, 'esp', 'EFI', 'BOOT');
     await mkdir(esp, { recursive: true });
     await cp('/usr/lib/ipxe/ipxe.efi', path.join(esp, 'BOOTX64.EFI'));
-    args.push('-device', `virtio-net-pci,netdev=n0,mac=${MAC}`, '-bios', '/usr/share/qemu/OVMF.fd', '-drive', `id=d0,if=none,format=raw,file=fat:rw:${path.join(root, 'esp')}`, '-device', 'ide-hd,drive=d0,bootindex=0');
+    args.push(
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${MAC}`,
+      '-bios',
+      '/usr/share/qemu/OVMF.fd',
+      '-drive',
+      `id=d0,if=none,format=raw,file=fat:rw:${path.join(root, 'esp')}`,
+      '-device',
+      'ide-hd,drive=d0,bootindex=0',
+    );
   }
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let console = '';
@@ -108,7 +134,11 @@ async function bootVm(t: import('ava').ExecutionContext, mode: 'bios' | 'efi', o
   t.regex(line ?? '', new RegExp(`rancher\\.cloud_init\\.datasources=\\[url:http://${GUEST_ADDR.replace(/\./g, '\\.')}:80/cloud-config\\?mac=${MAC}\\]`));
   t.regex(line ?? '', /(^| )initrd=initrd( |$)/);
   const types = events.list({ mac: MAC }).map((e) => `${e.type}:${String(e.detail?.file ?? e.detail?.platform ?? '')}`);
-  const boot = [`http-script:${mode === 'bios' ? 'pcbios' : 'efi'}`, 'http-asset:/assets/rancheros/v1.5.8/vmlinuz', 'http-asset:/assets/rancheros/v1.5.8/initrd'];
+  const boot = [
+    `http-script:${mode === 'bios' ? 'pcbios' : 'efi'}`,
+    'http-asset:/assets/rancheros/v1.5.8/vmlinuz',
+    'http-asset:/assets/rancheros/v1.5.8/initrd',
+  ];
   if (options.initrdLate) {
     t.deepEqual(types, ['http-script:', ...boot]);
     // iPXE wraps the console at 80 columns, so match the start of the message.

@@ -49,7 +49,7 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.teardown(() => h.close());
   await withAssets(h.assetsDir);
   t.is((await h.req('POST', `/api/machines/${MAC}/boot`, { body: { profile: 'discovery' } })).status, 401);
-  t.like((await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'nope' } })), { status: 404 });
+  t.like(await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'nope' } }), { status: 404 });
   const r = await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'discovery', once: true } });
   t.is(r.status, 200, r.text);
   t.is(r.json.machine.nextBoot.profile, 'discovery');
@@ -71,7 +71,10 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.true(second.text.includes('iseq ${platform} efi && goto netboot-exit'));
   t.regex(second.text, /\nexit\n$/);
   const events = (await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>;
-  t.deepEqual(events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']), ['provisioning']);
+  t.deepEqual(
+    events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']),
+    ['provisioning'],
+  );
   const local = events.find((e) => e.detail?.['outcome'] === 'local-disk');
   t.like(local?.detail, { group: 'qemu-vms', why: ['facts: dmi.vendor == QEMU (got "QEMU")', 'facts: cpu.count >= 1 (got 2)'] });
 
@@ -86,8 +89,13 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.is(done.status, 200, done.text);
   t.is(done.json.state, 'provisioned');
   t.is((await h.req('POST', `/api/machines/${MAC}/callback?token=${token}`)).status, 409);
-  const states = ((await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>).filter((e) => e.type === 'state');
-  t.deepEqual(states.map((e) => e.detail?.['to']), ['provisioning', 'provisioned']);
+  const states = ((await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>).filter(
+    (e) => e.type === 'state',
+  );
+  t.deepEqual(
+    states.map((e) => e.detail?.['to']),
+    ['provisioning', 'provisioned'],
+  );
 });
 
 test('the cloud-config of a provisioning machine comes from its one-shot profile', async (t) => {
@@ -108,10 +116,17 @@ test('fact selectors are validated at write time, naming the position', async (t
   const bad = await h.req('PUT', '/api/groups/big', { headers: auth, body: { profile: 'rancheros', selector: { facts: ['memory.totalKiB >= lots'] } } });
   t.is(bad.status, 422);
   t.regex(bad.json.error.message, /selector\.facts\.0: fact selector "memory.totalKiB >= lots": >= needs a number/);
-  t.is((await h.req('PUT', '/api/groups/big', { headers: auth, body: { profile: 'rancheros', selector: { facts: ['memory.totalKiB >= 64Gi', 'disks.# >= 2'] } } })).status, 201);
+  t.is(
+    (await h.req('PUT', '/api/groups/big', { headers: auth, body: { profile: 'rancheros', selector: { facts: ['memory.totalKiB >= 64Gi', 'disks.# >= 2'] } } }))
+      .status,
+    201,
+  );
   const sel = await h.req('GET', `/api/machines/${MAC}/selection`, { headers: auth });
   t.like(sel.json, { profile: 'rancheros', via: 'default' });
-  t.like(sel.json.groups.find((g: { group: string }) => g.group === 'big'), { score: -1, failed: 'facts: memory.totalKiB >= 64Gi (no such fact)' });
+  t.like(
+    sel.json.groups.find((g: { group: string }) => g.group === 'big'),
+    { score: -1, failed: 'facts: memory.totalKiB >= 64Gi (no such fact)' },
+  );
 });
 
 test('power through the BMC: bootdev, actions, reboot in the one-shot call; the password never in reads', async (t) => {

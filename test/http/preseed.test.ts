@@ -17,9 +17,18 @@ test('the debian-installer profile boots the packaged installer with auto, prior
   const h = await startHarness({ store });
   t.teardown(() => h.close());
   await installerAssets(h.assetsDir);
-  await h.req('PUT', `/api/machines/${MAC}`, { headers: auth, body: { hostname: 'db-1', profile: 'debian-installer', vars: { ssh_authorized_keys: ['ssh-ed25519 AAAA me@x'], packages: 'htop' } } });
+  await h.req('PUT', `/api/machines/${MAC}`, {
+    headers: auth,
+    body: { hostname: 'db-1', profile: 'debian-installer', vars: { ssh_authorized_keys: ['ssh-ed25519 AAAA me@x'], packages: 'htop' } },
+  });
   const script = await h.req('GET', `/ipxe?mac=${MAC}&platform=pcbios`);
-  t.regex(script.text, new RegExp(`^kernel http://10\\.0\\.0\\.1:${h.port}/assets/debian-installer/12/amd64/linux initrd=initrd\\.gz auto=true priority=critical url=http://10\\.0\\.0\\.1:${h.port}/preseed\\?mac=${MAC} `, 'm'));
+  t.regex(
+    script.text,
+    new RegExp(
+      `^kernel http://10\\.0\\.0\\.1:${h.port}/assets/debian-installer/12/amd64/linux initrd=initrd\\.gz auto=true priority=critical url=http://10\\.0\\.0\\.1:${h.port}/preseed\\?mac=${MAC} `,
+      'm',
+    ),
+  );
   t.regex(script.text, /console=ttyS0,115200n8/);
 
   const pre = await h.req('GET', `/preseed?mac=${MAC}`);
@@ -44,5 +53,8 @@ test('a one-shot installer boot: the preseed carries the callback and stays the 
   await h.req('GET', `/ipxe?mac=${MAC}`);
   const token = (await store.getMachine(MAC))!.provisioning!.token!;
   const pre = await h.req('GET', `/preseed?mac=${MAC}`);
-  t.regex(pre.text, new RegExp(`in-target curl -fsS -m 30 -X POST 'http://10\\.0\\.0\\.1:${h.port}/api/machines/${MAC}/callback\\?token=${token}' \\|\\| true$`, 'm'));
+  t.regex(
+    pre.text,
+    new RegExp(`in-target curl -fsS -m 30 -X POST 'http://10\\.0\\.0\\.1:${h.port}/api/machines/${MAC}/callback\\?token=${token}' \\|\\| true$`, 'm'),
+  );
 });

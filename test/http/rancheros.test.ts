@@ -31,7 +31,7 @@ function microkernelStore(extraEnv: Record<string, string> = {}) {
   db.profiles[0]!.vars = {
     ...db.profiles[0]!.vars,
     ssh_authorized_keys: [KEYS[0]!],
-    microkernel: { image: '/assets/microkernel/agent.tar', name: 'discovery', env: { ROLE: "it's a \"test\" $HOME", ...extraEnv } },
+    microkernel: { image: '/assets/microkernel/agent.tar', name: 'discovery', env: { ROLE: 'it\'s a "test" $HOME', ...extraEnv } },
   };
   db.machines.push({ mac: MAC, hostname: 'node-1', vars: { ssh_authorized_keys: KEYS, password: 'S3cret-pass', autologin: null } });
   return createMemoryStore(db);
@@ -60,7 +60,10 @@ test('default profile: RancherOS kernel line with optional password and autologi
   t.is(args[1], 'http://10.0.0.1:8080/assets/rancheros/v1.5.8/vmlinuz');
   // An unknown machine: profile default autologin, no password argument at all.
   const other = await h.req('GET', '/ipxe?mac=52:54:00:00:00:99&platform=pcbios');
-  const otherArgs = other.text.split('\n').find((l) => l.startsWith('kernel '))!.split(' ');
+  const otherArgs = other.text
+    .split('\n')
+    .find((l) => l.startsWith('kernel '))!
+    .split(' ');
   t.true(otherArgs.includes('rancher.autologin=ttyS0'));
   t.false(otherArgs.some((a) => a.startsWith('rancher.password')));
 });
@@ -74,7 +77,10 @@ test('a password that cannot go on the kernel line is refused at write time', as
   const mk = await h.req('PUT', `/api/machines/${MAC}`, { body: { vars: { microkernel: { image: '/assets/../etc/passwd' } } }, headers: auth });
   t.is(mk.status, 422);
   t.is(mk.json.error.field, 'vars.microkernel.image');
-  const env = await h.req('PUT', `/api/machines/${MAC}`, { body: { vars: { microkernel: { image: '/assets/a.tar', env: { MACHINE_MAC: 'x' } } } }, headers: auth });
+  const env = await h.req('PUT', `/api/machines/${MAC}`, {
+    body: { vars: { microkernel: { image: '/assets/a.tar', env: { MACHINE_MAC: 'x' } } } },
+    headers: auth,
+  });
   t.is(env.status, 422);
   t.regex(env.json.error.message, /MACHINE_MAC is set by the appliance/);
   t.is((await h.req('GET', `/api/machines/${MAC}`, { headers: auth })).status, 404);
@@ -87,11 +93,23 @@ test('missing RancherOS assets: the console names the fetch command', async (t) 
   t.is(r.status, 200);
   const echo = r.text.split('\n').find((l) => l.startsWith('echo netboot-appliance: profile'))!;
   // The harness's assets dir is a temp dir, so the command carries --assets.
-  t.is(echo, `echo netboot-appliance: profile rancheros: /assets/rancheros/v1.5.8/vmlinuz is missing on the appliance. Run: node bin/appliance fetch rancheros --assets ${h.assetsDir}`);
+  t.is(
+    echo,
+    `echo netboot-appliance: profile rancheros: /assets/rancheros/v1.5.8/vmlinuz is missing on the appliance. Run: node bin/appliance fetch rancheros --assets ${h.assetsDir}`,
+  );
   t.regex(r.text, /^sleep 20$/m);
-  t.is(missingAssetMessage('rancheros', '/assets/rancheros/v1.5.8/initrd', 'assets'), 'profile rancheros: /assets/rancheros/v1.5.8/initrd is missing on the appliance. Run: node bin/appliance fetch rancheros');
-  t.is(missingAssetMessage('r', '/assets/rancheros/v1.4.2/vmlinuz', path.resolve('assets')), 'profile r: /assets/rancheros/v1.4.2/vmlinuz is missing on the appliance. Run: node bin/appliance fetch rancheros --version v1.4.2');
-  t.is(missingAssetMessage('x', '/assets/other/vmlinuz', 'assets'), 'profile x: /assets/other/vmlinuz is missing on the appliance (put it under the assets directory)');
+  t.is(
+    missingAssetMessage('rancheros', '/assets/rancheros/v1.5.8/initrd', 'assets'),
+    'profile rancheros: /assets/rancheros/v1.5.8/initrd is missing on the appliance. Run: node bin/appliance fetch rancheros',
+  );
+  t.is(
+    missingAssetMessage('r', '/assets/rancheros/v1.4.2/vmlinuz', path.resolve('assets')),
+    'profile r: /assets/rancheros/v1.4.2/vmlinuz is missing on the appliance. Run: node bin/appliance fetch rancheros --version v1.4.2',
+  );
+  t.is(
+    missingAssetMessage('x', '/assets/other/vmlinuz', 'assets'),
+    'profile x: /assets/other/vmlinuz is missing on the appliance (put it under the assets directory)',
+  );
 });
 
 test('RancherOS cloud-config with a microkernel, key by key', async (t) => {
@@ -107,7 +125,10 @@ test('RancherOS cloud-config with a microkernel, key by key', async (t) => {
   t.deepEqual(doc.ssh_authorized_keys, KEYS); // machine vars override the profile's key list
   t.deepEqual(doc.rancher, { console: 'default' });
   const files = doc.write_files as WriteFile[];
-  t.deepEqual(files.map((f) => f.path), ['/etc/netboot-appliance', '/etc/rc.local']);
+  t.deepEqual(
+    files.map((f) => f.path),
+    ['/etc/netboot-appliance', '/etc/rc.local'],
+  );
   t.is(files[0]!.content, `server=http://10.0.0.1:8080\nmac=${MAC}\nprofile=rancheros\n`);
   const rc = files[1]!;
   t.is(rc.permissions, '0755');
@@ -133,9 +154,15 @@ test('RancherOS cloud-config: microkernel tarball missing renders without it, wi
   t.teardown(() => h.close());
   const r = await h.req('GET', `/cloud-config?mac=${MAC}`);
   t.is(r.status, 200);
-  t.regex(r.text, /^# netboot-appliance WARNING: microkernel image \/assets\/microkernel\/agent\.tar is missing on the appliance; this machine boots without it/m);
+  t.regex(
+    r.text,
+    /^# netboot-appliance WARNING: microkernel image \/assets\/microkernel\/agent\.tar is missing on the appliance; this machine boots without it/m,
+  );
   const doc = parseYaml(r.text) as { write_files: WriteFile[]; hostname: string };
-  t.deepEqual(doc.write_files.map((f) => f.path), ['/etc/netboot-appliance']);
+  t.deepEqual(
+    doc.write_files.map((f) => f.path),
+    ['/etc/netboot-appliance'],
+  );
   t.is(doc.hostname, 'node-1');
   t.is(h.events.list({ mac: MAC }).at(-1)?.detail?.microkernel, 'missing /assets/microkernel/agent.tar');
   // A machine whose vars switch the microkernel off gets neither the script nor the warning.
@@ -220,6 +247,9 @@ test('the rendered rc.local refuses a tarball whose sha256 does not match', asyn
   const err = await t.throwsAsync(run('busybox', ['sh', script], { env, timeout: 60_000 }));
   t.is((err as { code?: number }).code, 1);
   t.deepEqual((await readFile(path.join(dir, 'calls'), 'utf8')).trim().split('\n'), ['wait-for-docker']);
-  t.regex(await readFile(path.join(dir, 'log'), 'utf8'), new RegExp(`sha256 of http://127\\.0\\.0\\.1:${h.port}/assets/microkernel/agent\\.tar\\?mac=${MAC} is not ${SHA}; refusing to load it`));
+  t.regex(
+    await readFile(path.join(dir, 'log'), 'utf8'),
+    new RegExp(`sha256 of http://127\\.0\\.0\\.1:${h.port}/assets/microkernel/agent\\.tar\\?mac=${MAC} is not ${SHA}; refusing to load it`),
+  );
   t.deepEqual(await readdir(path.join(dir, 'mk')), []);
 });

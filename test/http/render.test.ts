@@ -4,7 +4,35 @@ import { buildCmdline, initrdNames, interpolate, ipxeEchoText, yamlComment, yaml
 import { ProfileSchema } from '../../src/store/schema.js';
 
 test('yamlQuote: every hostile string round-trips through YAML as the same string', (t) => {
-  const hostile = ['a\nb: c', 'x: y', '- z', '# c', '"q"', "'s'", '\\', '{a: 1}', '[1]', '\u2028', '\u0085', '\ufeff', 'null', 'true', '0x10', '1e3', '~', '', ' lead', '&anchor', '*alias', '!tag', '%dir', '@at', '`tick`', '|', '>'];
+  const hostile = [
+    'a\nb: c',
+    'x: y',
+    '- z',
+    '# c',
+    '"q"',
+    "'s'",
+    '\\',
+    '{a: 1}',
+    '[1]',
+    '\u2028',
+    '\u0085',
+    '\ufeff',
+    'null',
+    'true',
+    '0x10',
+    '1e3',
+    '~',
+    '',
+    ' lead',
+    '&anchor',
+    '*alias',
+    '!tag',
+    '%dir',
+    '@at',
+    '`tick`',
+    '|',
+    '>',
+  ];
   for (const s of hostile) {
     t.is(parseYaml(`k: ${yamlQuote(s)}\n`).k, s, JSON.stringify(s));
     t.false(yamlQuote(s).includes('\n'));
@@ -14,7 +42,11 @@ test('yamlQuote: every hostile string round-trips through YAML as the same strin
 
 test('interpolate: only known names, no code', (t) => {
   t.is(interpolate('http://{{ address }}:{{port}}/x', { address: '10.0.0.1', port: '80' }, 'w'), 'http://10.0.0.1:80/x');
-  t.is(interpolate('{{ range.constructor("return process")() }}', {}, 'w'), '{{ range.constructor("return process")() }}', 'not a placeholder: left as text, then refused by the token check');
+  t.is(
+    interpolate('{{ range.constructor("return process")() }}', {}, 'w'),
+    '{{ range.constructor("return process")() }}',
+    'not a placeholder: left as text, then refused by the token check',
+  );
   t.throws(() => interpolate('{{ nope }}', { address: 'x' }, 'w'), { code: 'ERR_TEMPLATE' });
 });
 
@@ -51,8 +83,15 @@ test('ipxeEchoText keeps the reason legible and leaves iPXE nothing to interpret
 test('optional placeholders drop only their own argument when the value is unset, null or empty', (t) => {
   const p = (cmdline: unknown) => ProfileSchema.parse({ id: 'p', kernel: '/assets/k', cmdline });
   const values = { 'vars.password': 'pw', 'vars.empty': '', mac: '52:54:00:00:00:01' };
-  t.deepEqual(buildCmdline(p({ 'rancher.password': '{{ vars.password? }}', 'rancher.autologin': '{{ vars.autologin? }}', e: '{{vars.empty?}}', quiet: '' }), values), ['rancher.password=pw', 'quiet']);
-  t.deepEqual(buildCmdline(p('a=1 pw={{ vars.password? }} al={{ vars.autologin ? }} url=http://x/{{ mac }}'), values), ['a=1', 'pw=pw', 'url=http://x/52:54:00:00:00:01']);
+  t.deepEqual(
+    buildCmdline(p({ 'rancher.password': '{{ vars.password? }}', 'rancher.autologin': '{{ vars.autologin? }}', e: '{{vars.empty?}}', quiet: '' }), values),
+    ['rancher.password=pw', 'quiet'],
+  );
+  t.deepEqual(buildCmdline(p('a=1 pw={{ vars.password? }} al={{ vars.autologin ? }} url=http://x/{{ mac }}'), values), [
+    'a=1',
+    'pw=pw',
+    'url=http://x/52:54:00:00:00:01',
+  ]);
   t.is(interpolate('{{ vars.autologin? }}', {}, 'w'), undefined);
   // Without "?", an unknown name is still an error, never silently dropped.
   t.throws(() => buildCmdline(p({ a: '{{ vars.autologin }}' }), values), { code: 'ERR_TEMPLATE' });

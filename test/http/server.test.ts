@@ -8,16 +8,27 @@ import { createMemoryStore } from '../../src/store/store.js';
 import { TEMPLATES, TOKEN } from './helpers.js';
 
 function deps(port: () => number) {
-  return { store: createMemoryStore(), events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: port, templatesDir: TEMPLATES, assetsDir: TEMPLATES, apiToken: TOKEN };
+  return {
+    store: createMemoryStore(),
+    events: createEventLog(),
+    log: createSilentLogger(),
+    address: '127.0.0.1',
+    httpPort: port,
+    templatesDir: TEMPLATES,
+    assetsDir: TEMPLATES,
+    apiToken: TOKEN,
+  };
 }
 
 function get(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    http.get(url, { agent: false }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
   });
 }
 

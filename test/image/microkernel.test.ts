@@ -36,15 +36,19 @@ let scratch: MicrokernelBuild | undefined;
 
 async function build(assets: string, extra: string[]): Promise<MicrokernelBuild> {
   await mkdir(assets, { recursive: true });
-  const { stdout } = await run(process.execPath, [BIN, 'build', 'microkernel', '--assets', assets, '--log-level', 'warn', ...extra], { timeout: BUILD_TIMEOUT_MS, maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, [BIN, 'build', 'microkernel', '--assets', assets, '--log-level', 'warn', ...extra], {
+    timeout: BUILD_TIMEOUT_MS,
+    maxBuffer: 1 << 20,
+  });
   return JSON.parse(stdout) as MicrokernelBuild;
 }
 
 test.before(async () => {
   // Missing tools fail the tests loudly (scripts/install installs them).
-  for (const tool of ['mmdebstrap', 'skopeo', 'unshare', 'chroot']) await run('sh', ['-c', `command -v ${tool}`]).catch(() => {
-    throw new Error(`${tool} is not installed; run scripts/install`);
-  });
+  for (const tool of ['mmdebstrap', 'skopeo', 'unshare', 'chroot'])
+    await run('sh', ['-c', `command -v ${tool}`]).catch(() => {
+      throw new Error(`${tool} is not installed; run scripts/install`);
+    });
   work = await mkdtemp(path.join(tmpdir(), 'netboot-image-'));
 });
 
@@ -74,13 +78,22 @@ test.serial('build microkernel twice, cached and from scratch: the same bytes, s
 test.serial('skopeo reads the tarball as a docker archive: tag, layers, entrypoint, architecture', async (t) => {
   if (!cached) return t.fail('the build failed');
   const archive = `docker-archive:${cached.file}:${MICROKERNEL_REF}`;
-  const inspect = JSON.parse((await run('skopeo', ['inspect', archive])).stdout) as { Name: string; Architecture: string; Os: string; Layers: string[]; Env: string[] };
+  const inspect = JSON.parse((await run('skopeo', ['inspect', archive])).stdout) as {
+    Name: string;
+    Architecture: string;
+    Os: string;
+    Layers: string[];
+    Env: string[];
+  };
   t.is(inspect.Name, `docker.io/${MICROKERNEL_REF.split(':')[0]}`);
   t.is(inspect.Architecture, 'amd64');
   t.is(inspect.Os, 'linux');
   t.deepEqual(inspect.Layers, cached.diffIds);
   t.true(inspect.Env.some((e) => e.startsWith('PATH=')));
-  const config = JSON.parse((await run('skopeo', ['inspect', '--config', archive])).stdout) as { config: { Entrypoint: string[] }; rootfs: { diff_ids: string[] } };
+  const config = JSON.parse((await run('skopeo', ['inspect', '--config', archive])).stdout) as {
+    config: { Entrypoint: string[] };
+    rootfs: { diff_ids: string[] };
+  };
   t.deepEqual(config.config.Entrypoint, ['/bin/sh', '/usr/local/bin/discover.sh']);
   t.deepEqual(config.rootfs.diff_ids, cached.diffIds);
   // A tag the archive does not hold is not found: skopeo really read the manifest.
@@ -106,7 +119,11 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
   t.is((await unpack(cached.file, root)).length, 2);
   // The tools the issue names are in the image and start.
   const tools = 'dmidecode lshw lldpd lldpctl ipmitool lspci ethtool lsblk ip curl';
-  const { stdout: found } = await run('chroot', [root, '/bin/sh', '-c', `for t in ${tools}; do command -v $t || exit 1; done; lspci -V >/dev/null 2>&1 || lspci --version`], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  const { stdout: found } = await run(
+    'chroot',
+    [root, '/bin/sh', '-c', `for t in ${tools}; do command -v $t || exit 1; done; lspci -V >/dev/null 2>&1 || lspci --version`],
+    { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+  );
   t.is(found.trim().split('\n').length >= tools.split(' ').length, true, found);
 
   const store = createMemoryStore(createDefaultDb());
@@ -116,12 +133,24 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
     host: '127.0.0.1',
     port: 0,
     log: createSilentLogger(),
-    deps: { store, events: createEventLog(), log: createSilentLogger(), address: '127.0.0.1', httpPort: () => port, templatesDir: TEMPLATES, assetsDir: work, apiToken: 'image-test-token', state },
+    deps: {
+      store,
+      events: createEventLog(),
+      log: createSilentLogger(),
+      address: '127.0.0.1',
+      httpPort: () => port,
+      templatesDir: TEMPLATES,
+      assetsDir: work,
+      apiToken: 'image-test-token',
+      state,
+    },
   });
   port = (await server.start()).port;
   t.teardown(() => server.stop());
 
-  const config = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${cached.file}`])).stdout) as { config: { Entrypoint: string[]; Env: string[] } };
+  const config = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${cached.file}`])).stdout) as {
+    config: { Entrypoint: string[]; Env: string[] };
+  };
   // --privileged --net=host: host network (no netns), all devices, sysfs; -v X:/host-X:ro.
   const mounts = [
     'mount -t proc proc "$R/proc"',
@@ -130,14 +159,34 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
     'for d in proc sys dev; do mount --rbind /$d "$R/host-$d" && mount -o remount,bind,ro "$R/host-$d"; done',
   ].join(' && ');
   const env = [...config.config.Env, `APPLIANCE_URL=http://127.0.0.1:${port}`, `MACHINE_MAC=${MAC}`, 'DISCOVER_ATTEMPTS=2', 'DISCOVER_RETRY_SECONDS=1'];
-  const { stderr } = await run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${mounts} && exec env -i "$@" chroot "$R" ${config.config.Entrypoint.map((a) => `'${a}'`).join(' ')}`, 'sh', ...env], {
-    env: { ...process.env, R: root },
-    timeout: 120_000,
-  });
+  const { stderr } = await run(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `${mounts} && exec env -i "$@" chroot "$R" ${config.config.Entrypoint.map((a) => `'${a}'`).join(' ')}`,
+      'sh',
+      ...env,
+    ],
+    {
+      env: { ...process.env, R: root },
+      timeout: 120_000,
+    },
+  );
   t.regex(stderr, new RegExp(`facts for ${MAC} posted`));
   // Facts go to the runtime state store, never into the operator's records.
   t.is(await store.getMachine(MAC), undefined);
-  const facts = (await state.getFacts(MAC)) as unknown as { agent: { tools: string }; kernel: { release: string }; cpu: { count: number }; dmi: { vendor: string | null }; nics: Array<{ name: string }>; memory: { totalKiB: number } };
+  const facts = (await state.getFacts(MAC)) as unknown as {
+    agent: { tools: string };
+    kernel: { release: string };
+    cpu: { count: number };
+    dmi: { vendor: string | null };
+    nics: Array<{ name: string }>;
+    memory: { totalKiB: number };
+  };
   t.is(state.get(MAC)?.discovered, true);
   t.is(facts.agent.tools, 'auto');
   t.is(facts.kernel.release, release());

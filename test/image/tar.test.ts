@@ -22,7 +22,7 @@ test('GNU tar lists and extracts what encodeTar writes (modes, owner, mtime, lon
   const listing = execFileSync('tar', ['--numeric-owner', '--full-time', '-tvf', file], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
   t.regex(listing, /^drwxr-xr-x 0\/0 +0 2026-01-01 00:00:00 usr\/$/m);
   t.regex(listing, /^-rwxr-xr-x 0\/0 +18 2026-01-01 00:00:00 usr\/run\.sh$/m);
-  t.regex(listing, new RegExp(`^-rw------- 0/0 +1000 2026-01-01 00:00:00 ${long}$`, "m"));
+  t.regex(listing, new RegExp(`^-rw------- 0/0 +1000 2026-01-01 00:00:00 ${long}$`, 'm'));
   execFileSync('tar', ['-xf', file, '-C', dir]);
   t.is(readFileSync(path.join(dir, 'usr/run.sh'), 'utf8'), '#!/bin/sh\necho hi\n');
   t.is(readFileSync(path.join(dir, long)).length, 1000);

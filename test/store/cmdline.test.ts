@@ -42,22 +42,27 @@ const tokens: Array<[string, boolean]> = [
   ['', false],
 ];
 
-test('ipxeTokenProblem follows iPXE\'s tokenizer token by token', (t) => {
+test("ipxeTokenProblem follows iPXE's tokenizer token by token", (t) => {
   for (const [token, ok] of tokens) t.is(ipxeTokenProblem(token) === undefined, ok, JSON.stringify(token));
 });
 
 test('the forms users write are accepted and reach iPXE unchanged: bootcfg, matchbox, NoCloud, RancherOS with iPXE settings', (t) => {
   // The bootcfg README's boot config example.
-  t.deepEqual(render({ 'cloud-config-url': 'http://10.0.0.1:8080/cloud?uuid=${uuid}', 'coreos.autologin': '' }), ['cloud-config-url=http://10.0.0.1:8080/cloud?uuid=${uuid}', 'coreos.autologin']);
-  // matchbox profile args, string form.
-  t.deepEqual(render('coreos.config.url=http://{{ address }}:{{ port }}/ignition?uuid=${uuid}&mac=${mac:hexhyp} coreos.first_boot=yes console=tty0 console=ttyS0'), [
-    'coreos.config.url=http://10.0.0.1:8080/ignition?uuid=${uuid}&mac=${mac:hexhyp}',
-    'coreos.first_boot=yes',
-    'console=tty0',
-    'console=ttyS0',
+  t.deepEqual(render({ 'cloud-config-url': 'http://10.0.0.1:8080/cloud?uuid=${uuid}', 'coreos.autologin': '' }), [
+    'cloud-config-url=http://10.0.0.1:8080/cloud?uuid=${uuid}',
+    'coreos.autologin',
   ]);
-  t.deepEqual(render({ ds: 'nocloud-net;s=http://{{ address }}:{{ port }}/nocloud/{{ mac }}/' }), ['ds=nocloud-net;s=http://10.0.0.1:8080/nocloud/52:54:00:12:34:56/']);
-  t.deepEqual(render({ 'rancher.cloud_init.datasources': '[url:http://10.0.0.1:8080/cloud-config?mac=${net0/mac}]' }), ['rancher.cloud_init.datasources=[url:http://10.0.0.1:8080/cloud-config?mac=${net0/mac}]']);
+  // matchbox profile args, string form.
+  t.deepEqual(
+    render('coreos.config.url=http://{{ address }}:{{ port }}/ignition?uuid=${uuid}&mac=${mac:hexhyp} coreos.first_boot=yes console=tty0 console=ttyS0'),
+    ['coreos.config.url=http://10.0.0.1:8080/ignition?uuid=${uuid}&mac=${mac:hexhyp}', 'coreos.first_boot=yes', 'console=tty0', 'console=ttyS0'],
+  );
+  t.deepEqual(render({ ds: 'nocloud-net;s=http://{{ address }}:{{ port }}/nocloud/{{ mac }}/' }), [
+    'ds=nocloud-net;s=http://10.0.0.1:8080/nocloud/52:54:00:12:34:56/',
+  ]);
+  t.deepEqual(render({ 'rancher.cloud_init.datasources': '[url:http://10.0.0.1:8080/cloud-config?mac=${net0/mac}]' }), [
+    'rancher.cloud_init.datasources=[url:http://10.0.0.1:8080/cloud-config?mac=${net0/mac}]',
+  ]);
   t.deepEqual(render({ 'x.y': '%2F,=:/[]{}?&;$' }), ['x.y=%2F,=:/[]{}?&;$']);
   // Kernel and initrd URLs are iPXE arguments too: settings and queries pass.
   t.true(ProfileSchema.safeParse({ id: 'p', kernel: 'http://10.0.0.1/k?arch=${buildarch}&v=1', initrd: ['https://mirror/i;x'] }).success);
@@ -84,7 +89,10 @@ test('what would break the kernel line is refused at write time, naming the key'
     t.false(r.success, JSON.stringify(cmdline));
     t.regex(r.error?.issues.map((i) => i.message).join('; ') ?? '', message, JSON.stringify(cmdline));
   }
-  t.deepEqual(cmdlineIssues({ good: 'x', bad: 'y z' }).map((i) => i.path), [['bad']]);
+  t.deepEqual(
+    cmdlineIssues({ good: 'x', bad: 'y z' }).map((i) => i.path),
+    [['bad']],
+  );
 });
 
 test('the string form: a placeholder stays in its argument; a value can never add an argument', (t) => {
@@ -93,7 +101,10 @@ test('the string form: a placeholder stays in its argument; a value can never ad
   // Refused at write time when the profile's own var cannot be placed.
   t.false(ProfileSchema.safeParse({ id: 'p', kernel: '/assets/k', cmdline: 'a={{ vars.x }} b', vars: { x: 'one two' } }).success);
   // And a machine's var, when the machine names the profile.
-  const db = { profiles: [{ id: 'p', kernel: '/assets/k', cmdline: 'pw={{ vars.x }}' }], machines: [{ mac: '52:54:00:00:00:01', profile: 'p', vars: { x: 'a b=c' } }] };
+  const db = {
+    profiles: [{ id: 'p', kernel: '/assets/k', cmdline: 'pw={{ vars.x }}' }],
+    machines: [{ mac: '52:54:00:00:00:01', profile: 'p', vars: { x: 'a b=c' } }],
+  };
   t.throws(() => parseDb(db), { message: /machines\[52:54:00:00:00:01\]\.vars\.x: .*whitespace/ });
   t.true(MachineSchema.safeParse({ mac: '52:54:00:00:00:01', vars: { x: 'a b=c' } }).success, 'vars not placed in a cmdline may hold anything');
 });
@@ -111,6 +122,11 @@ test('write-time references: missing profile, duplicate reservation, all problem
     }),
   );
   const issues = (err?.['detail' as keyof Error] as unknown as { issues: { field: string; message: string }[] }).issues;
-  t.deepEqual(issues.map((i) => i.field).sort(), ['defaultProfile', 'groups.0.profile', 'machines[52:54:00:00:00:01].profile', 'machines[52:54:00:00:00:02].ip']);
+  t.deepEqual(issues.map((i) => i.field).sort(), [
+    'defaultProfile',
+    'groups.0.profile',
+    'machines[52:54:00:00:00:01].profile',
+    'machines[52:54:00:00:00:02].ip',
+  ]);
   t.regex(issues.find((i) => i.field.endsWith('.ip'))!.message, /already reserved by machine 52:54:00:00:00:01/);
 });

@@ -45,7 +45,9 @@ test('API writes persist to disk; 200 concurrent puts are all present afterwards
   const store = await openFileStore({ path: file, log: createSilentLogger(), watch: false });
   t.teardown(() => store.close());
   await Promise.all(
-    Array.from({ length: 200 }, (_, i) => store.putMachine({ mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, hostname: `node${i}` })),
+    Array.from({ length: 200 }, (_, i) =>
+      store.putMachine({ mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, hostname: `node${i}` }),
+    ),
   );
   t.is((await store.listMachines()).length, 200);
   const onDisk = JSON.parse(await readFile(file, 'utf8')) as { machines: unknown[] };

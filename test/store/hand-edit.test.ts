@@ -53,7 +53,9 @@ test('a broken hand edit is reported with line and column, every problem, machin
   t.regex(error, /db\.json:7:7: machines\[52:54:00:00:00:02\]\.profile: profile "ghost" does not exist/);
   t.regex(error, /db\.json:8:7: machines\[52:54:00:00:00:02\]: unknown field "colour"/);
   t.regex(error, /db\.json:11:\d+: groups\.0\.selector\.arch/);
-  const logged = lines.find((l) => l.msg === 'database file refused; keeping the last good state' && Array.isArray(l.issues) && (l.issues as unknown[]).length === 3);
+  const logged = lines.find(
+    (l) => l.msg === 'database file refused; keeping the last good state' && Array.isArray(l.issues) && (l.issues as unknown[]).length === 3,
+  );
   t.truthy(logged);
   t.is(logged!.line, 7);
   // The last good state keeps serving.
@@ -67,9 +69,27 @@ test('a hand edit naming a template that does not exist is refused; an API write
   await mkdir(templates);
   await writeFile(path.join(templates, 'there.njk'), '#!ipxe\n');
   const file = path.join(dir, 'db.json');
-  const store = await openFileStore({ path: file, log: createSilentLogger(), watch: false, templatesDir: templates, defaults: { profiles: [], machines: [], groups: [] } });
+  const store = await openFileStore({
+    path: file,
+    log: createSilentLogger(),
+    watch: false,
+    templatesDir: templates,
+    defaults: { profiles: [], machines: [], groups: [] },
+  });
   t.teardown(() => store.close());
-  await writeFile(file, JSON.stringify({ profiles: [{ ...profile('a'), ipxe: 'there.njk' }, { ...profile('b'), cloudConfig: 'missing.njk' }] }, null, 2));
+  await writeFile(
+    file,
+    JSON.stringify(
+      {
+        profiles: [
+          { ...profile('a'), ipxe: 'there.njk' },
+          { ...profile('b'), cloudConfig: 'missing.njk' },
+        ],
+      },
+      null,
+      2,
+    ),
+  );
   t.is(await store.reload(), 'refused');
   t.regex(store.status().error!, /db\.json:\d+:\d+: profiles\.1\.cloudConfig: profile b: template missing\.njk does not exist/);
   await writeFile(file, JSON.stringify({ profiles: [{ ...profile('a'), ipxe: 'there.njk' }] }));
@@ -104,7 +124,9 @@ test('an API write never overwrites a hand edit that landed while it was in flig
   t.true(onDisk.profiles.some((p: { id: string }) => p.id === 'by-hand'));
   t.truthy(await store.getProfile('by-hand'));
   t.is(await store.getProfile('by-api'), undefined);
-  t.true(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('a hand edit of the database landed while an API write was in flight') && l.level === 40));
+  t.true(
+    lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('a hand edit of the database landed while an API write was in flight') && l.level === 40),
+  );
   // The retry succeeds and keeps the hand edit.
   await store.putProfile(profile('by-api'));
   const after = JSON.parse(await readFile(file, 'utf8'));
@@ -166,10 +188,13 @@ test('an older db.json holding runtime state is migrated once: facts and discove
   const moved: LegacyMachineState[] = [];
   const store = await openFileStore({ path: file, log: createSilentLogger(), watch: false, migrate: async (r) => void moved.push(...r) });
   t.teardown(() => store.close());
-  t.deepEqual(moved.map((m) => [m.mac, m.discovered]), [
-    ['52:54:00:00:00:01', false],
-    ['52:54:00:00:00:02', true],
-  ]);
+  t.deepEqual(
+    moved.map((m) => [m.mac, m.discovered]),
+    [
+      ['52:54:00:00:00:01', false],
+      ['52:54:00:00:00:02', true],
+    ],
+  );
   t.deepEqual(moved[0]!.facts, { n: 1 });
   t.deepEqual(JSON.parse(await readFile(file, 'utf8')).machines, [{ mac: '52:54:00:00:00:01', profile: 'p' }]);
   t.deepEqual(await store.listMachines(), [{ mac: '52:54:00:00:00:01', profile: 'p' }]);

@@ -100,7 +100,10 @@ test('timeline: persisted, replayed after a restart, bounded by rotation', async
   t.deepEqual(seen, ['dhcp-refused']);
   await tl.close();
   const again = await openTimeline({ dir, log, maxBytes: 20_000 });
-  t.deepEqual(again.list({ mac: mac(1) }).map((e) => e.type), ['dhcp-refused', 'http-script']);
+  t.deepEqual(
+    again.list({ mac: mac(1) }).map((e) => e.type),
+    ['dhcp-refused', 'http-script'],
+  );
   t.is(again.macForIp('10.0.0.5'), mac(1));
   for (let i = 0; i < 2000; i++) again.record({ mac: mac(i % 50), type: 'tftp-file', detail: { file: 'undionly.kpxe' } });
   await again.flush();

@@ -23,7 +23,18 @@ test('packet loss, duplication and reordering: retransmission still delivers sha
   const s = await startServer({ socketFactory: factory, timeoutMs: 50, retries: 20 });
   t.teardown(() => s.close());
   const content = await s.put('f', 200_000);
-  for (const options of [[], [['blksize', '1468']], [['blksize', '1024'], ['windowsize', '8']], [['blksize', '512'], ['windowsize', '16']]] as Array<Array<[string, string]>>) {
+  for (const options of [
+    [],
+    [['blksize', '1468']],
+    [
+      ['blksize', '1024'],
+      ['windowsize', '8'],
+    ],
+    [
+      ['blksize', '512'],
+      ['windowsize', '16'],
+    ],
+  ] as Array<Array<[string, string]>>) {
     const got = await tftpGet(s.port, 'f', { options, timeoutMs: 120, dallyMs: 600 });
     t.is(sha256(got.data), sha256(content), JSON.stringify(options));
   }
@@ -80,7 +91,19 @@ test('20 clients at once, mixed options, all sha256-correct', async (t) => {
   t.teardown(() => s.close());
   const files = await Promise.all(Array.from({ length: 4 }, (_, i) => s.put(`f${i}`, 150_000 + i * 33_333)));
   const option = (i: number): Array<[string, string]> =>
-    [[], [['blksize', '1468']], [['blksize', '1024'], ['windowsize', '4']], [['blksize', '512'], ['windowsize', '16'], ['tsize', '0']]][i % 4] as Array<[string, string]>;
+    [
+      [],
+      [['blksize', '1468']],
+      [
+        ['blksize', '1024'],
+        ['windowsize', '4'],
+      ],
+      [
+        ['blksize', '512'],
+        ['windowsize', '16'],
+        ['tsize', '0'],
+      ],
+    ][i % 4] as Array<[string, string]>;
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => tftpGet(s.port, `f${i % 4}`, { options: option(i) })));
   results.forEach((r, i) => t.is(sha256(r.data), sha256(files[i % 4]!), `client ${i}`));
   t.true(await waitFor(() => s.logs.filter((l) => l.msg === 'tftp transfer complete').length === 20));
@@ -106,7 +129,16 @@ test('fuzz: thousands of random and mutated datagrams to the request port and a 
   const fuzzer = await rawPeer();
   t.teardown(() => fuzzer.close());
   const seeds: TftpPacket[] = [
-    { op: 'rrq', filename: 'f', mode: 'octet', options: [['blksize', '1468'], ['tsize', '0'], ['windowsize', '4']] },
+    {
+      op: 'rrq',
+      filename: 'f',
+      mode: 'octet',
+      options: [
+        ['blksize', '1468'],
+        ['tsize', '0'],
+        ['windowsize', '4'],
+      ],
+    },
     { op: 'rrq', filename: '../../etc/passwd', mode: 'netascii', options: [] },
     { op: 'wrq', filename: 'x', mode: 'octet', options: [] },
     { op: 'ack', block: 1 },
@@ -163,9 +195,17 @@ test('fuzz: thousands of random and mutated datagrams to the request port and a 
 
   const got = await download;
   t.is(sha256(got.data), sha256(content));
-  const after = await tftpGet(s.port, 'f', { options: [['blksize', '1468'], ['windowsize', '8']] });
+  const after = await tftpGet(s.port, 'f', {
+    options: [
+      ['blksize', '1468'],
+      ['windowsize', '8'],
+    ],
+  });
   t.is(sha256(after.data), sha256(content));
-  t.false(s.logs.some((l) => l.level >= 50), 'nothing logged at error level');
+  t.false(
+    s.logs.some((l) => l.level >= 50),
+    'nothing logged at error level',
+  );
 });
 
 test('fuzz from the client itself on its transfer port: garbage dropped, illegal opcodes end only that transfer', async (t) => {

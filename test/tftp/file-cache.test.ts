@@ -59,7 +59,16 @@ test('server: a storm of requests for one boot file reads it once; a replaced fi
   const s = await startServer();
   t.teardown(() => s.close());
   const first = await s.put('snponly.efi', 200_000);
-  const results = await Promise.all(Array.from({ length: 20 }, () => tftpGet(s.port, 'snponly.efi', { options: [['blksize', '1468'], ['windowsize', '4']] })));
+  const results = await Promise.all(
+    Array.from({ length: 20 }, () =>
+      tftpGet(s.port, 'snponly.efi', {
+        options: [
+          ['blksize', '1468'],
+          ['windowsize', '4'],
+        ],
+      }),
+    ),
+  );
   for (const r of results) t.is(sha256(r.data), sha256(first));
   const stats = s.server.stats().cache;
   t.is(stats.entries, 1);

@@ -131,9 +131,22 @@ test('iterable reader cuts arbitrary chunks (strings and bytes) into exact block
     yield 'i';
   }
   const blocks = await drain(createIterableReader(gen()), 4);
-  t.deepEqual(blocks.map((b) => b.toString()), ['abcd', 'efgh', 'i']);
-  const exact = await drain(createIterableReader((async function* () { yield 'abcd'; })()), 4);
-  t.deepEqual(exact.map((b) => b.toString()), ['abcd', '']);
+  t.deepEqual(
+    blocks.map((b) => b.toString()),
+    ['abcd', 'efgh', 'i'],
+  );
+  const exact = await drain(
+    createIterableReader(
+      (async function* () {
+        yield 'abcd';
+      })(),
+    ),
+    4,
+  );
+  t.deepEqual(
+    exact.map((b) => b.toString()),
+    ['abcd', ''],
+  );
 });
 
 test('openSource: buffer has its size; factory keeps declared size; close ends the iterator', async (t) => {
@@ -161,7 +174,25 @@ test('openSource: buffer has its size; factory keeps declared size; close ends t
 const limits = { blksizeMax: 1468, windowsizeMax: 16, timeoutMs: 1000 };
 const negotiations: Array<[string, Array<[string, string]>, number | undefined, Partial<ReturnType<typeof negotiateOptions>>]> = [
   ['no options', [], 100, { blksize: 512, windowsize: 1, oack: undefined }],
-  ['edk2 probe', [['tsize', '0'], ['blksize', '1468'], ['windowsize', '4']], 173792, { blksize: 1468, windowsize: 4, tsize: 173792, oack: [['tsize', '173792'], ['blksize', '1468'], ['windowsize', '4']] }],
+  [
+    'edk2 probe',
+    [
+      ['tsize', '0'],
+      ['blksize', '1468'],
+      ['windowsize', '4'],
+    ],
+    173792,
+    {
+      blksize: 1468,
+      windowsize: 4,
+      tsize: 173792,
+      oack: [
+        ['tsize', '173792'],
+        ['blksize', '1468'],
+        ['windowsize', '4'],
+      ],
+    },
+  ],
   ['blksize above cap', [['blksize', '65464']], 1, { blksize: 1468, oack: [['blksize', '1468']] }],
   ['blksize above rfc max', [['blksize', '99999']], 1, { blksize: 1468 }],
   ['blksize 8', [['blksize', '8']], 1, { blksize: 8, oack: [['blksize', '8']] }],
@@ -169,8 +200,31 @@ const negotiations: Array<[string, Array<[string, string]>, number | undefined, 
   ['blksize 0 ignored', [['blksize', '0']], 1, { blksize: 512, oack: undefined }],
   ['blksize garbage ignored', [['blksize', '1e3']], 1, { blksize: 512, oack: undefined }],
   ['blksize negative ignored', [['blksize', '-512']], 1, { blksize: 512, oack: undefined }],
-  ['case-insensitive names', [['BLKSIZE', '1024'], ['TSize', '0']], 7, { blksize: 1024, tsize: 7, oack: [['blksize', '1024'], ['tsize', '7']] }],
-  ['first duplicate wins', [['blksize', '1024'], ['blksize', '8']], 7, { blksize: 1024 }],
+  [
+    'case-insensitive names',
+    [
+      ['BLKSIZE', '1024'],
+      ['TSize', '0'],
+    ],
+    7,
+    {
+      blksize: 1024,
+      tsize: 7,
+      oack: [
+        ['blksize', '1024'],
+        ['tsize', '7'],
+      ],
+    },
+  ],
+  [
+    'first duplicate wins',
+    [
+      ['blksize', '1024'],
+      ['blksize', '8'],
+    ],
+    7,
+    { blksize: 1024 },
+  ],
   ['tsize unknown size', [['tsize', '0']], undefined, { tsize: undefined, oack: undefined }],
   ['timeout 1..255', [['timeout', '3']], 1, { timeoutMs: 3000, oack: [['timeout', '3']] }],
   ['timeout 0 ignored', [['timeout', '0']], 1, { timeoutMs: 1000, oack: undefined }],
@@ -178,7 +232,15 @@ const negotiations: Array<[string, Array<[string, string]>, number | undefined, 
   ['windowsize capped', [['windowsize', '64']], 1, { windowsize: 16, oack: [['windowsize', '16']] }],
   ['windowsize 0 ignored', [['windowsize', '0']], 1, { windowsize: 1, oack: undefined }],
   ['windowsize 65536 ignored', [['windowsize', '65536']], 1, { windowsize: 1, oack: undefined }],
-  ['unknown option ignored', [['rollover', '0'], ['multicast', '']], 1, { oack: undefined }],
+  [
+    'unknown option ignored',
+    [
+      ['rollover', '0'],
+      ['multicast', ''],
+    ],
+    1,
+    { oack: undefined },
+  ],
 ];
 
 for (const [name, options, size, expected] of negotiations) {

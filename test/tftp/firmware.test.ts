@@ -40,10 +40,30 @@ function createLab(bootFile: string): Lab {
   ip('-n', ns, 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap');
   ip('-n', ns, 'addr', 'add', '10.77.0.1/24', 'dev', 'tap0');
   ip('-n', ns, 'link', 'set', 'tap0', 'up');
-  const dnsmasq = spawn('ip', ['netns', 'exec', ns, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0', '--interface=tap0', '--bind-interfaces',
-    '--dhcp-range=10.77.0.100,10.77.0.150,1h', `--dhcp-boot=${bootFile},,10.77.0.1`, '--leasefile-ro', `--pid-file=${path.join(dir, 'dnsmasq.pid')}`], { stdio: 'ignore' });
+  const dnsmasq = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      'dnsmasq',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--interface=tap0',
+      '--bind-interfaces',
+      '--dhcp-range=10.77.0.100,10.77.0.150,1h',
+      `--dhcp-boot=${bootFile},,10.77.0.1`,
+      '--leasefile-ro',
+      `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
+    ],
+    { stdio: 'ignore' },
+  );
   lab.children.push(dnsmasq);
-  const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import=tsx', SERVER_SCRIPT, path.join(dir, 'empty-root')], { cwd: PROJECT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import=tsx', SERVER_SCRIPT, path.join(dir, 'empty-root')], {
+    cwd: PROJECT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   lab.children.push(server);
   let pending = '';
   server.stdout!.on('data', (chunk: Buffer) => {
@@ -77,8 +97,22 @@ async function waitForLog(lab: Lab, predicate: (l: LogLine) => boolean, ms: numb
 
 function startVm(lab: Lab, firmware: 'bios' | 'uefi'): void {
   const nic = ['virtio-net-pci', 'netdev=n0', 'mac=52:54:00:77:00:01', 'bootindex=1'];
-  const args = ['-accel', 'tcg', '-m', '512', '-smp', '1', '-nographic', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
-    '-netdev', 'tap,id=n0,ifname=tap0,script=no,downscript=no'];
+  const args = [
+    '-accel',
+    'tcg',
+    '-m',
+    '512',
+    '-smp',
+    '1',
+    '-nographic',
+    '-monitor',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-netdev',
+    'tap,id=n0,ifname=tap0,script=no,downscript=no',
+  ];
   if (firmware === 'uefi') {
     const vars = path.join(lab.dir, 'OVMF_VARS.fd');
     copyFileSync(OVMF_VARS, vars);
@@ -100,7 +134,10 @@ test.serial('OVMF (EDK2 PXE): tsize probe + ERROR 8, then snponly.efi with blksi
   t.truthy(done, `no transfer completed; console: ${lab.console.join('').slice(-500)}`);
   t.like(done, { file: 'snponly.efi', bytes: statSync('/usr/lib/ipxe/snponly.efi').size, blksize: 1468, windowsize: 4, source: '/usr/lib/ipxe' });
   t.true(lab.logs.some((l) => l.msg === 'tftp client ended option negotiation (size probe)' && l.level === 20));
-  t.deepEqual(lab.logs.filter((l) => l.level >= 40), []);
+  t.deepEqual(
+    lab.logs.filter((l) => l.level >= 40),
+    [],
+  );
 });
 
 test.serial('SeaBIOS + iPXE ROM: undionly.kpxe', async (t) => {
@@ -111,5 +148,8 @@ test.serial('SeaBIOS + iPXE ROM: undionly.kpxe', async (t) => {
   const done = await waitForLog(lab, (l) => l.msg === 'tftp transfer complete', 90_000);
   t.truthy(done, `no transfer completed; console: ${lab.console.join('').slice(-500)}`);
   t.like(done, { file: 'undionly.kpxe', bytes: statSync('/usr/lib/ipxe/undionly.kpxe').size, source: '/usr/lib/ipxe' });
-  t.deepEqual(lab.logs.filter((l) => l.level >= 40), []);
+  t.deepEqual(
+    lab.logs.filter((l) => l.level >= 40),
+    [],
+  );
 });

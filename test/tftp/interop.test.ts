@@ -73,7 +73,12 @@ test('tftp-hpa client: binary mode, and ascii (netascii) mode round-trips a text
 
 test('atftp: plain, blksize 1024, windowsize 8, tsize', async (t) => {
   const { s, dir, content } = await setup(t);
-  const cases: string[][] = [[], ['--option', 'blksize 1024'], ['--option', 'blksize 1468', '--option', 'windowsize 8'], ['--option', 'tsize 0', '--option', 'blksize 512']];
+  const cases: string[][] = [
+    [],
+    ['--option', 'blksize 1024'],
+    ['--option', 'blksize 1468', '--option', 'windowsize 8'],
+    ['--option', 'tsize 0', '--option', 'blksize 512'],
+  ];
   for (const [i, options] of cases.entries()) {
     const out = path.join(dir, `atftp-${i}.out`);
     await tool('atftp', [...options, '--get', '-r', 'image.bin', '-l', out, '127.0.0.1', String(s.port)]);
@@ -94,7 +99,9 @@ test('the tftp npm package as client: windowSize 1/4/16, ten at once', async (t)
   const tftp = createRequire(import.meta.url)('tftp') as NpmTftp;
   const get = (options: { blockSize?: number; windowSize?: number }, out: string): Promise<void> =>
     new Promise((resolve, reject) => {
-      tftp.createClient({ host: '127.0.0.1', port: s.port, retries: 3, timeout: 1000, ...options }).get('image.bin', out, (err) => (err ? reject(err) : resolve()));
+      tftp
+        .createClient({ host: '127.0.0.1', port: s.port, retries: 3, timeout: 1000, ...options })
+        .get('image.bin', out, (err) => (err ? reject(err) : resolve()));
     });
   for (const [i, options] of [{ windowSize: 1, blockSize: 512 }, { windowSize: 4 }, { windowSize: 16, blockSize: 1024 }].entries()) {
     const out = path.join(dir, `npm-${i}.out`);

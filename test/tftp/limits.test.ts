@@ -16,7 +16,16 @@ const run = promisify(execFile);
 
 /** Open `count` client sockets that each send one RRQ with timeout=255 and never answer. */
 async function abandon(port: number, count: number): Promise<{ sockets: dgram.Socket[]; received: () => number }> {
-  const rrq = encodePacket({ op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['timeout', '255'], ['blksize', '1468'], ['tsize', '0']] });
+  const rrq = encodePacket({
+    op: 'rrq',
+    filename: 'snponly.efi',
+    mode: 'octet',
+    options: [
+      ['timeout', '255'],
+      ['blksize', '1468'],
+      ['tsize', '0'],
+    ],
+  });
   const sockets: dgram.Socket[] = [];
   let received = 0;
   for (let i = 0; i < count; i++) {

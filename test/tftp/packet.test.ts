@@ -7,7 +7,19 @@ const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/tftp
 
 const samples: Array<[string, TftpPacket]> = [
   ['rrq plain', { op: 'rrq', filename: 'undionly.kpxe', mode: 'octet', options: [] }],
-  ['rrq options', { op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468'], ['windowsize', '4']] }],
+  [
+    'rrq options',
+    {
+      op: 'rrq',
+      filename: 'snponly.efi',
+      mode: 'octet',
+      options: [
+        ['tsize', '0'],
+        ['blksize', '1468'],
+        ['windowsize', '4'],
+      ],
+    },
+  ],
   ['rrq latin1 name', { op: 'rrq', filename: 'dir/f\u00e9\u00ff', mode: 'netascii', options: [['BlkSize', '512']] }],
   ['wrq', { op: 'wrq', filename: 'upload.bin', mode: 'octet', options: [['tsize', '123']] }],
   ['data empty', { op: 'data', block: 0, data: Buffer.alloc(0) }],
@@ -16,7 +28,16 @@ const samples: Array<[string, TftpPacket]> = [
   ['ack 0', { op: 'ack', block: 0 }],
   ['error', { op: 'error', code: 8, message: 'User aborted the transfer' }],
   ['error empty message', { op: 'error', code: 65535, message: '' }],
-  ['oack', { op: 'oack', options: [['blksize', '1468'], ['tsize', '173792']] }],
+  [
+    'oack',
+    {
+      op: 'oack',
+      options: [
+        ['blksize', '1468'],
+        ['tsize', '173792'],
+      ],
+    },
+  ],
   ['oack empty', { op: 'oack', options: [] }],
 ];
 
@@ -31,7 +52,16 @@ for (const [name, packet] of samples) {
 
 test('decodes the EDK2/dnsmasq capture and re-encodes it byte for byte', (t) => {
   const probe = decodePacket(fixture('edk2-rrq-tsize-probe.bin'));
-  t.deepEqual(probe, { op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468'], ['windowsize', '4']] });
+  t.deepEqual(probe, {
+    op: 'rrq',
+    filename: 'snponly.efi',
+    mode: 'octet',
+    options: [
+      ['tsize', '0'],
+      ['blksize', '1468'],
+      ['windowsize', '4'],
+    ],
+  });
   const abort = decodePacket(fixture('edk2-error-8-abort.bin'));
   t.deepEqual(abort, { op: 'error', code: 8, message: 'User aborted the transfer' });
   const download = decodePacket(fixture('edk2-rrq-download.bin'));
@@ -39,12 +69,26 @@ test('decodes the EDK2/dnsmasq capture and re-encodes it byte for byte', (t) => 
   t.is(getOption((download as { options: [string, string][] }).options, 'TSIZE'), undefined);
   t.is(getOption((download as { options: [string, string][] }).options, 'BLKSIZE'), '1468');
   const oack = decodePacket(fixture('dnsmasq-oack-tsize.bin'));
-  t.deepEqual(oack, { op: 'oack', options: [['blksize', '1468'], ['tsize', '173792']] });
+  t.deepEqual(oack, {
+    op: 'oack',
+    options: [
+      ['blksize', '1468'],
+      ['tsize', '173792'],
+    ],
+  });
   const data = decodePacket(fixture('dnsmasq-data-1.bin'));
   t.is(data.op, 'data');
   t.is((data as { data: Buffer }).data.length, 1468);
   t.deepEqual(decodePacket(fixture('edk2-ack-1.bin')), { op: 'ack', block: 1 });
-  for (const name of ['edk2-rrq-tsize-probe.bin', 'dnsmasq-oack-tsize.bin', 'edk2-error-8-abort.bin', 'edk2-rrq-download.bin', 'dnsmasq-oack-blksize.bin', 'dnsmasq-data-1.bin', 'edk2-ack-1.bin']) {
+  for (const name of [
+    'edk2-rrq-tsize-probe.bin',
+    'dnsmasq-oack-tsize.bin',
+    'edk2-error-8-abort.bin',
+    'edk2-rrq-download.bin',
+    'dnsmasq-oack-blksize.bin',
+    'dnsmasq-data-1.bin',
+    'edk2-ack-1.bin',
+  ]) {
     t.deepEqual(encodePacket(decodePacket(fixture(name))), fixture(name), name);
   }
 });

@@ -18,7 +18,7 @@ test('rollover: a file over 32 MiB at blksize 512 (curl, own client window 1 and
   const file = path.join(dir, 'big.img');
   const hash = createHash('sha256');
   const handle = await open(file, 'w');
-  for (let written = 0; written < SIZE; ) {
+  for (let written = 0; written < SIZE;) {
     const chunk = randomBytes(Math.min(1024 * 1024, SIZE - written));
     hash.update(chunk);
     await handle.write(chunk);
@@ -51,7 +51,12 @@ test('rollover: a file over 32 MiB at blksize 512 (curl, own client window 1 and
   t.true(lockstep.blocks > 65_535);
   t.is(sha256(lockstep.data), expected);
 
-  const windowed = await tftpGet(s.port, 'big.img', { options: [['blksize', '512'], ['windowsize', '16']], deadlineMs: 90_000 });
+  const windowed = await tftpGet(s.port, 'big.img', {
+    options: [
+      ['blksize', '512'],
+      ['windowsize', '16'],
+    ],
+    deadlineMs: 90_000,
+  });
   t.is(sha256(windowed.data), expected);
-
 });

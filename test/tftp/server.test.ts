@@ -15,9 +15,17 @@ test('serves a file, logs file/client/bytes/duration at info and records a tftp-
   t.teardown(() => s.close());
   s.events.record({ mac: MAC, type: 'dhcp-ack', ip: '127.0.0.1' });
   const content = await s.put('undionly.kpxe', 100_000);
-  const got = await tftpGet(s.port, 'undionly.kpxe', { options: [['blksize', '1468'], ['tsize', '0']] });
+  const got = await tftpGet(s.port, 'undionly.kpxe', {
+    options: [
+      ['blksize', '1468'],
+      ['tsize', '0'],
+    ],
+  });
   t.is(sha256(got.data), sha256(content));
-  t.deepEqual(got.oack, [['blksize', '1468'], ['tsize', '100000']]);
+  t.deepEqual(got.oack, [
+    ['blksize', '1468'],
+    ['tsize', '100000'],
+  ]);
   t.true(await waitFor(() => s.events.list({ mac: MAC }).some((e) => e.type === 'tftp-file')));
   const event = s.events.list({ mac: MAC }).find((e) => e.type === 'tftp-file');
   t.is(event?.ip, '127.0.0.1');
@@ -47,8 +55,17 @@ test('windowsize (RFC 7440) with several blksizes', async (t) => {
   const s = await startServer({ windowsizeMax: 16 });
   t.teardown(() => s.close());
   const content = await s.put('f', 300_000);
-  for (const [blksize, windowsize] of [['512', '4'], ['1468', '16'], ['1024', '64']] as const) {
-    const got = await tftpGet(s.port, 'f', { options: [['blksize', blksize], ['windowsize', windowsize]] });
+  for (const [blksize, windowsize] of [
+    ['512', '4'],
+    ['1468', '16'],
+    ['1024', '64'],
+  ] as const) {
+    const got = await tftpGet(s.port, 'f', {
+      options: [
+        ['blksize', blksize],
+        ['windowsize', windowsize],
+      ],
+    });
     t.is(sha256(got.data), sha256(content), `${blksize}/${windowsize}`);
     t.is(got.oack?.find(([n]) => n === 'windowsize')?.[1], windowsize === '64' ? '16' : windowsize);
   }
@@ -209,17 +226,47 @@ test('UEFI tsize probe: OACK, client ERROR 8, new request from a new port works;
   const probe = await rawPeer();
   t.teardown(() => probe.close());
   // The exact request EDK2 sent in the OVMF capture.
-  probe.send({ op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468'], ['windowsize', '4']] }, s.port);
+  probe.send(
+    {
+      op: 'rrq',
+      filename: 'snponly.efi',
+      mode: 'octet',
+      options: [
+        ['tsize', '0'],
+        ['blksize', '1468'],
+        ['windowsize', '4'],
+      ],
+    },
+    s.port,
+  );
   const oack = await probe.next();
-  t.deepEqual(oack?.packet, { op: 'oack', options: [['tsize', '173792'], ['blksize', '1468'], ['windowsize', '4']] });
+  t.deepEqual(oack?.packet, {
+    op: 'oack',
+    options: [
+      ['tsize', '173792'],
+      ['blksize', '1468'],
+      ['windowsize', '4'],
+    ],
+  });
   probe.send({ op: 'error', code: 8, message: 'User aborted the transfer' }, oack!.from);
   await delay(100);
-  const got = await tftpGet(s.port, 'snponly.efi', { options: [['blksize', '1468'], ['windowsize', '4']] });
+  const got = await tftpGet(s.port, 'snponly.efi', {
+    options: [
+      ['blksize', '1468'],
+      ['windowsize', '4'],
+    ],
+  });
   t.is(sha256(got.data), sha256(content));
   t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp transfer complete')));
   t.true(s.logs.some((l) => l.level === 20 && l.msg === 'tftp client ended option negotiation (size probe)'));
-  t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
-  t.deepEqual(s.events.list().map((e) => e.type), ['tftp-file']);
+  t.deepEqual(
+    s.logs.filter((l) => l.level >= 40),
+    [],
+  );
+  t.deepEqual(
+    s.events.list().map((e) => e.type),
+    ['tftp-file'],
+  );
 });
 
 test('tsize probe racing its re-request from the same port: the repeated request is served after the abort', async (t) => {
@@ -228,7 +275,15 @@ test('tsize probe racing its re-request from the same port: the repeated request
   await s.put('snponly.efi', 5000);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  const rrq: TftpPacket = { op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468']] };
+  const rrq: TftpPacket = {
+    op: 'rrq',
+    filename: 'snponly.efi',
+    mode: 'octet',
+    options: [
+      ['tsize', '0'],
+      ['blksize', '1468'],
+    ],
+  };
   peer.send(rrq, s.port);
   const oack = await peer.next();
   t.is(oack?.packet.op, 'oack');
@@ -250,13 +305,30 @@ test('abandoned size probe (OACK never answered, new request from a new port) is
   const content = await s.put('snponly.efi', 3000);
   const probe = await rawPeer();
   t.teardown(() => probe.close());
-  probe.send({ op: 'rrq', filename: 'snponly.efi', mode: 'octet', options: [['tsize', '0'], ['blksize', '1468']] }, s.port);
+  probe.send(
+    {
+      op: 'rrq',
+      filename: 'snponly.efi',
+      mode: 'octet',
+      options: [
+        ['tsize', '0'],
+        ['blksize', '1468'],
+      ],
+    },
+    s.port,
+  );
   t.is((await probe.next())?.packet.op, 'oack');
   const got = await tftpGet(s.port, 'snponly.efi', { options: [['blksize', '1468']] });
   t.is(sha256(got.data), sha256(content));
   t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp option negotiation abandoned by client (size probe)'), 6000));
-  t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
-  t.deepEqual(s.events.list().map((e) => e.type), ['tftp-file']);
+  t.deepEqual(
+    s.logs.filter((l) => l.level >= 40),
+    [],
+  );
+  t.deepEqual(
+    s.events.list().map((e) => e.type),
+    ['tftp-file'],
+  );
 });
 
 test('an OACK nobody answers, with no new request, is a failed transfer (warn + tftp-error)', async (t) => {
@@ -294,7 +366,10 @@ test('a different request from the same client port supersedes the old transfer 
   // Nothing more from either socket: the superseded transfer is gone, not retransmitting.
   t.deepEqual(await peer.collect(1200), []);
   t.true(s.logs.some((l) => l.msg === 'tftp transfer aborted' && l.reason === 'superseded by a new request'));
-  t.deepEqual(s.logs.filter((l) => l.level >= 40), []);
+  t.deepEqual(
+    s.logs.filter((l) => l.level >= 40),
+    [],
+  );
 });
 
 test('client timeout option (RFC 2349) sets the retransmission interval once the client has acknowledged', async (t) => {
@@ -320,13 +395,27 @@ test('a client timeout above the server cap (timeout=255) is not acknowledged; t
   await s.put('f', 10);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['timeout', '255'], ['blksize', '512']] }, s.port);
+  peer.send(
+    {
+      op: 'rrq',
+      filename: 'f',
+      mode: 'octet',
+      options: [
+        ['timeout', '255'],
+        ['blksize', '512'],
+      ],
+    },
+    s.port,
+  );
   const oack = await peer.next();
   t.deepEqual(oack?.packet, { op: 'oack', options: [['blksize', '512']] });
   peer.send({ op: 'ack', block: 0 }, oack!.from);
   const got = await peer.collect(1500);
   // DATA 1, one retransmission after 200 ms, then error 0: gone well within the 1.5 s, not 255 s.
-  t.deepEqual(got.map((g) => g.packet?.op), ['data', 'data', 'error']);
+  t.deepEqual(
+    got.map((g) => g.packet?.op),
+    ['data', 'data', 'error'],
+  );
   t.true(await waitFor(() => s.server.stats().transfers === 0));
 });
 
@@ -341,10 +430,29 @@ test('an unanswered request costs exactly one reply and frees its slot after pen
     withOptions.close();
   });
   plain.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
-  withOptions.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['blksize', '1468'], ['tsize', '0'], ['windowsize', '8'], ['timeout', '1']] }, s.port);
+  withOptions.send(
+    {
+      op: 'rrq',
+      filename: 'f',
+      mode: 'octet',
+      options: [
+        ['blksize', '1468'],
+        ['tsize', '0'],
+        ['windowsize', '8'],
+        ['timeout', '1'],
+      ],
+    },
+    s.port,
+  );
   const [a, b] = await Promise.all([plain.collect(1200), withOptions.collect(1200)]);
-  t.deepEqual(a.map((g) => g.packet?.op), ['data']);
-  t.deepEqual(b.map((g) => g.packet?.op), ['oack']);
+  t.deepEqual(
+    a.map((g) => g.packet?.op),
+    ['data'],
+  );
+  t.deepEqual(
+    b.map((g) => g.packet?.op),
+    ['oack'],
+  );
   t.is(s.server.stats().transfers, 0);
   t.true(s.logs.some((l) => l.msg === 'tftp transfer failed' && l.reason === 'no-ack'));
   // The slot is gone: a late ACK reaches a closed port and gets nothing.
@@ -379,7 +487,13 @@ test('netascii: converted on the fly (LF -> CRLF, CR -> CR NUL), tsize not answe
   t.teardown(() => s.close());
   const text = Buffer.from('a\nb\r\nc\r'.repeat(300), 'latin1');
   await s.put('menu.txt', text);
-  const got = await tftpGet(s.port, 'menu.txt', { mode: 'NetASCII', options: [['tsize', '0'], ['blksize', '1024']] });
+  const got = await tftpGet(s.port, 'menu.txt', {
+    mode: 'NetASCII',
+    options: [
+      ['tsize', '0'],
+      ['blksize', '1024'],
+    ],
+  });
   t.deepEqual(got.oack, [['blksize', '1024']]);
   t.deepEqual(got.data, Buffer.from('a\r\nb\r\0\r\nc\r\0'.repeat(300), 'latin1'));
 });
@@ -431,7 +545,12 @@ test("default fallback serves Debian's /usr/lib/ipxe binaries (installed here an
   t.teardown(() => s.close());
   const { readFile } = await import('node:fs/promises');
   for (const name of ['undionly.kpxe', 'snponly.efi', 'ipxe.efi']) {
-    const got = await tftpGet(s.port, name, { options: [['blksize', '1468'], ['windowsize', '8']] });
+    const got = await tftpGet(s.port, name, {
+      options: [
+        ['blksize', '1468'],
+        ['windowsize', '8'],
+      ],
+    });
     t.is(sha256(got.data), sha256(await readFile(path.join('/usr/lib/ipxe', name))), name);
   }
 });

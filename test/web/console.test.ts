@@ -58,7 +58,10 @@ test.serial('login: the token file is named, a wrong token is refused and nothin
   t.is(await page.getByRole('navigation', { name: 'main' }).count(), 0);
   t.is(await page.evaluate('sessionStorage.length'), 0, 'a refused token is not kept');
   // The only console line allowed here is the browser's own note of the expected 401.
-  t.deepEqual(newErrors(before).filter((e) => !/status of 401 \(Unauthorized\)/.test(e)), []);
+  t.deepEqual(
+    newErrors(before).filter((e) => !/status of 401 \(Unauthorized\)/.test(e)),
+    [],
+  );
   t.true(newErrors(before).length <= 1);
 
   const mark = browser.errors.length;
@@ -189,7 +192,8 @@ test.serial('machines: filter, sort, and bulk delete of the selected discovered 
   const h = await harness(t);
   await h.store.putMachine({ mac: '52:54:00:ee:00:0a', hostname: 'keep-declared', profile: 'rancheros' });
   // Discovered: machines whose agent reported facts before the operator declared them.
-  for (const mac of ['52:54:00:ee:00:0b', '52:54:00:ee:00:0c', '52:54:00:ee:00:0d']) t.is((await h.req('POST', `/api/machines/${mac}/facts`, { body: { cpu: { count: 1 } } })).status, 201);
+  for (const mac of ['52:54:00:ee:00:0b', '52:54:00:ee:00:0c', '52:54:00:ee:00:0d'])
+    t.is((await h.req('POST', `/api/machines/${mac}/facts`, { body: { cpu: { count: 1 } } })).status, 201);
   const page = await browser.newPage();
   t.teardown(() => page.close());
   const before = browser.errors.length;
@@ -212,12 +216,23 @@ test.serial('machines: filter, sort, and bulk delete of the selected discovered 
   await page.getByRole('button', { name: 'Delete selected discovered (2)' }).click();
   await eventually(async () => (await rows.count()) === 2);
   const left = (await h.req('GET', '/api/console/machines', { headers: { authorization: `Bearer ${TOKEN}` } })).json as Array<{ mac: string }>;
-  t.deepEqual(left.map((m) => m.mac), ['52:54:00:ee:00:0a', '52:54:00:ee:00:0d']);
+  t.deepEqual(
+    left.map((m) => m.mac),
+    ['52:54:00:ee:00:0a', '52:54:00:ee:00:0d'],
+  );
   t.deepEqual(newErrors(before), []);
 });
 
 test.serial('assets, status and preview: missing files with the command that fetches them, boot files, what a machine would boot', async (t) => {
-  const h = await startHarness({ console: { tokenFile: '/x/api-token', status: () => ({ dhcp: { mode: 'proxy', reason: 'auto: another dhcp server answered (10.0.0.2)' }, warnings: ['boot file undionly.kpxe for bios not found'] }) } });
+  const h = await startHarness({
+    console: {
+      tokenFile: '/x/api-token',
+      status: () => ({
+        dhcp: { mode: 'proxy', reason: 'auto: another dhcp server answered (10.0.0.2)' },
+        warnings: ['boot file undionly.kpxe for bios not found'],
+      }),
+    },
+  });
   t.teardown(() => h.close());
   await h.store.putMachine({ mac: MAC, hostname: 'preview-me' });
   const page = await browser.newPage();
@@ -232,7 +247,11 @@ test.serial('assets, status and preview: missing files with the command that fet
   await mkdir(path.join(h.assetsDir, 'debian-installer', '12', 'amd64'), { recursive: true });
   for (const f of ['linux', 'initrd.gz']) await writeFile(path.join(h.assetsDir, 'debian-installer', '12', 'amd64', f), 'x');
   await page.getByRole('button', { name: 'compute' }).click();
-  await page.locator('tr[data-profile="rancheros"] .hash').first().filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
+  await page
+    .locator('tr[data-profile="rancheros"] .hash')
+    .first()
+    .filter({ hasText: /^[0-9a-f]{64}$/ })
+    .waitFor();
   t.is(await page.locator('.failure').count(), 0);
 
   await page.getByRole('link', { name: 'Status' }).click();

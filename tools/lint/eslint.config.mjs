@@ -20,10 +20,16 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'warn',
       'no-control-regex': 'off',
       eqeqeq: ['error', 'always'],
+      // A `let` read by a closure before its one assignment (teardown, timers) cannot be const.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
   {
     files: ['**/*.js', '**/*.mjs', 'bin/appliance'],
-    languageOptions: { ecmaVersion: 2023, sourceType: 'module', globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setImmediate: 'readonly' } },
+    languageOptions: {
+      ecmaVersion: 2023,
+      sourceType: 'module',
+      globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setImmediate: 'readonly' },
+    },
   },
 );

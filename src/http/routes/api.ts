@@ -81,10 +81,15 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
     await next();
   };
   const read: Koa.Middleware = async (ctx, next) => {
-    if (access(ctx) === undefined) throw new ApplianceError('ERR_UNAUTHORIZED', 'the api needs "Authorization: Bearer <token>" with the api token or the read-only token');
+    if (access(ctx) === undefined)
+      throw new ApplianceError('ERR_UNAUTHORIZED', 'the api needs "Authorization: Bearer <token>" with the api token or the read-only token');
     await next();
   };
-  const view = (mac: string, declared: Machine | undefined): MachineView => ({ mac, declared: declared ? publicMachine(declared) : null, runtime: state.get(mac) ?? null });
+  const view = (mac: string, declared: Machine | undefined): MachineView => ({
+    mac,
+    declared: declared ? publicMachine(declared) : null,
+    runtime: state.get(mac) ?? null,
+  });
   const audit = (ctx: Koa.Context, what: string): void => {
     env.log.info({ method: ctx.method, path: ctx.path, ip: ctx.request.ip }, what);
   };
@@ -144,7 +149,10 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
   });
   router.put('/api/machines/:mac', auth, async (ctx) => {
     const mac = macParam(ctx);
-    const body = keepSecrets(withKey(await readJsonBody(ctx), 'mac', mac, (g) => normalizeMac(g) === mac), await store.getMachine(mac));
+    const body = keepSecrets(
+      withKey(await readJsonBody(ctx), 'mac', mac, (g) => normalizeMac(g) === mac),
+      await store.getMachine(mac),
+    );
     const result = await store.putMachine(body);
     sendPut(ctx, { ...result, value: publicMachine(result.value) });
     audit(ctx, 'machine written');
@@ -162,7 +170,8 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
   // Bulk: forget every discovered machine (seen, never declared). `?discovered=true` is required
   // so a bare DELETE /api/machines cannot be sent by mistake.
   router.delete('/api/machines', auth, async (ctx) => {
-    if (ctx.query.discovered !== 'true') throw new ApplianceError('ERR_BAD_REQUEST', 'pass ?discovered=true to delete every discovered machine', { field: 'discovered' });
+    if (ctx.query.discovered !== 'true')
+      throw new ApplianceError('ERR_BAD_REQUEST', 'pass ?discovered=true to delete every discovered machine', { field: 'discovered' });
     const declared = new Set((await store.listMachines()).map((m) => m.mac));
     const deleted = await state.deleteDiscovered((mac) => declared.has(mac));
     ctx.body = { deleted: deleted.length, macs: deleted };

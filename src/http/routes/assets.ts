@@ -65,7 +65,13 @@ export function assetsMiddleware(env: RouteEnv): Koa.Middleware {
         for (const h of ['ETag', 'Last-Modified', 'Accept-Ranges', 'Cache-Control', 'Content-Range']) ctx.res.removeHeader(h);
         const status = err.status ?? 500;
         const code = SEND_ERRORS[status] ?? (status === 404 ? 'ERR_ASSET_NOT_FOUND' : 'ERR_INTERNAL');
-        reject(new ApplianceError(code, status === 416 ? 'requested range is not satisfiable' : `cannot send asset ${ctx.path} (${status})`, err.headers ? { headers: err.headers } : {}));
+        reject(
+          new ApplianceError(
+            code,
+            status === 416 ? 'requested range is not satisfiable' : `cannot send asset ${ctx.path} (${status})`,
+            err.headers ? { headers: err.headers } : {},
+          ),
+        );
       });
       stream.on('directory', () => reject(new ApplianceError('ERR_ASSET_NOT_FOUND', `asset ${ctx.path} is a directory`)));
       // Koa starts every response at 404; send only sets non-200 statuses itself.

@@ -27,7 +27,10 @@ export function registerBootFileRoutes(router: Router, env: RouteEnv): void {
     const found = await resolveFile(checked.name, env.deps.bootDirs ?? []);
     if (found.kind === 'refused') {
       env.log.warn({ ip: clientIp(ctx), file: checked.name, reason: found.reason }, 'boot file refused');
-      throw new ApplianceError('ERR_ASSET_NOT_FOUND', `boot file ${checked.name} is not available (${found.reason}); install Debian's ipxe package or run: node bin/appliance fetch ipxe`);
+      throw new ApplianceError(
+        'ERR_ASSET_NOT_FOUND',
+        `boot file ${checked.name} is not available (${found.reason}); install Debian's ipxe package or run: node bin/appliance fetch ipxe`,
+      );
     }
     ctx.type = checked.name.endsWith('.efi') ? 'application/efi' : 'application/octet-stream';
     ctx.length = found.size;

@@ -71,7 +71,11 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       const after = await deps.store.updateMachine(mac, (m) => consumeNextBoot(m, new Date().toISOString()));
       if (before?.state !== after.state) {
         env.log.info({ mac, ip, from: before?.state ?? null, to: after.state, profile: after.provisioning?.profile }, 'machine state changed');
-        env.record('state', mac, ip, { from: before?.state ?? null, to: after.state ?? null, profile: after.provisioning?.profile ?? before?.nextBoot?.profile });
+        env.record('state', mac, ip, {
+          from: before?.state ?? null,
+          to: after.state ?? null,
+          profile: after.provisioning?.profile ?? before?.nextBoot?.profile,
+        });
       }
     } catch (err) {
       // The script is still served; the one-shot then repeats at the next boot.
@@ -87,7 +91,12 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     const req = await identifyMachine(ctx, deps);
     if (!req) {
       env.log.warn({ ip }, 'ipxe script requested without a usable mac');
-      ctx.body = renderRetryScript(server, undefined, 'cannot identify this machine: the request carried no valid MAC address and no UUID of a declared machine (chain /boot.ipxe)', deps.retrySeconds);
+      ctx.body = renderRetryScript(
+        server,
+        undefined,
+        'cannot identify this machine: the request carried no valid MAC address and no UUID of a declared machine (chain /boot.ipxe)',
+        deps.retrySeconds,
+      );
       return;
     }
     const fail = (reason: string, detail: Record<string, unknown>): void => {
@@ -124,8 +133,19 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       if (!script.startsWith('#!ipxe')) {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
       }
-      env.log.info({ mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform, ...groupDetail(selection) }, 'sent ipxe script');
-      env.record('http-script', req.mac, ip, { outcome: 'boot', profile: profile.id, via, template, ...(req.platform ? { platform: req.platform } : {}), ...(req.uuid ? { uuid: req.uuid } : {}), ...groupDetail(selection) });
+      env.log.info(
+        { mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform, ...groupDetail(selection) },
+        'sent ipxe script',
+      );
+      env.record('http-script', req.mac, ip, {
+        outcome: 'boot',
+        profile: profile.id,
+        via,
+        template,
+        ...(req.platform ? { platform: req.platform } : {}),
+        ...(req.uuid ? { uuid: req.uuid } : {}),
+        ...groupDetail(selection),
+      });
       if (via === 'once') await consumeOnce(req.mac, ip);
       ctx.body = script;
     } catch (err) {
@@ -161,7 +181,11 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       const doc: unknown = parseYaml(text);
       if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new Error('top level is not a mapping');
     } catch (err) {
-      throw new ApplianceError('ERR_CLOUD_CONFIG_INVALID', `template ${template} rendered invalid YAML for ${req.mac}: ${(err as Error).message.split('\n')[0]}`, { template });
+      throw new ApplianceError(
+        'ERR_CLOUD_CONFIG_INVALID',
+        `template ${template} rendered invalid YAML for ${req.mac}: ${(err as Error).message.split('\n')[0]}`,
+        { template },
+      );
     }
     const mkDetail = mk.kind === 'off' ? {} : { microkernel: mk.kind === 'ready' ? mk.plan.image : `missing ${mk.image}` };
     env.log.info({ mac: req.mac, ip, profile: profile.id, template, ...mkDetail }, 'sent cloud-config');

@@ -53,7 +53,8 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     const { req, selection } = await select(ctx);
     const { profile, machine, group } = selection;
     const template = profile[kind];
-    if (template === undefined) throw new ApplianceError('ERR_NOT_FOUND', `profile ${profile.id} has no ${kind} template (set "${kind}" in the profile)`, { mac: req.mac });
+    if (template === undefined)
+      throw new ApplianceError('ERR_NOT_FOUND', `profile ${profile.id} has no ${kind} template (set "${kind}" in the profile)`, { mac: req.mac });
     const context = { ...buildCloudConfigContext(env.server(), req, profile, machine), metadata: group?.metadata ?? {} };
     const text = env.renderer.render(template, context);
     env.log.info({ mac: req.mac, ip: clientIp(ctx), profile: profile.id, template, kind }, `sent ${kind}`);

@@ -40,7 +40,12 @@ export const STREAM_HEARTBEAT_MS = 15_000;
 const STREAM_MAX_BUFFER = 1024 * 1024;
 
 const WEB_DIR = path.join(APPLIANCE_HOME, 'web');
-const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8', '.svg': 'image/svg+xml' };
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
 
 interface StaticFile {
   body: Buffer;
@@ -50,7 +55,11 @@ interface StaticFile {
 
 function staticFile(file: string): StaticFile {
   const body = readFileSync(file);
-  return { body, type: TYPES[path.extname(file)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+  return {
+    body,
+    type: TYPES[path.extname(file)] ?? 'application/octet-stream',
+    etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`,
+  };
 }
 
 /** preact, preact/hooks and htm as browser ES modules, resolved from this package's dependencies. */
@@ -209,7 +218,9 @@ export function registerConsoleRoutes(router: Router, env: RouteEnv): void {
     const subscribe = deps.events.subscribe;
     if (!subscribe) throw new ApplianceError('ERR_NOT_FOUND', 'this event log cannot be streamed');
     if (openStreams >= MAX_EVENT_STREAMS) {
-      throw new ApplianceError('ERR_TOO_MANY_STREAMS', `${MAX_EVENT_STREAMS} event streams are open already; close a console tab`, { headers: { 'Retry-After': '10' } });
+      throw new ApplianceError('ERR_TOO_MANY_STREAMS', `${MAX_EVENT_STREAMS} event streams are open already; close a console tab`, {
+        headers: { 'Retry-After': '10' },
+      });
     }
     openStreams++;
     const stream = new PassThrough();

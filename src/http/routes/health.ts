@@ -18,7 +18,12 @@ export function registerHealthRoutes(router: Router, env: RouteEnv): void {
       ...(state.ok ? [] : [`state store: ${state.error ?? 'not ok'}`]),
       ...(timeline && !timeline.ok ? [`timeline: ${timeline.error ?? 'not ok'}`] : []),
     ];
-    ctx.body = { status: problems.length === 0 ? 'ok' : 'degraded', ...(problems.length > 0 ? { problems } : {}), store, state: { ok: state.ok, machines: state.machines, factsBytes: state.factsBytes, discovery: env.discovery.state.discovery } };
+    ctx.body = {
+      status: problems.length === 0 ? 'ok' : 'degraded',
+      ...(problems.length > 0 ? { problems } : {}),
+      store,
+      state: { ok: state.ok, machines: state.machines, factsBytes: state.factsBytes, discovery: env.discovery.state.discovery },
+    };
   });
   router.get('/api/version', (ctx) => {
     ctx.body = versionInfo();

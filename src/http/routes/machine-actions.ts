@@ -50,10 +50,14 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
     await next();
   };
   const profileExists = async (id: string): Promise<void> => {
-    if (id !== LOCAL_DISK_PROFILE_ID && !(await store.getProfile(id))) throw new ApplianceError('ERR_PROFILE_NOT_FOUND', `profile ${JSON.stringify(id)} does not exist`, { id });
+    if (id !== LOCAL_DISK_PROFILE_ID && !(await store.getProfile(id)))
+      throw new ApplianceError('ERR_PROFILE_NOT_FOUND', `profile ${JSON.stringify(id)} does not exist`, { id });
   };
   const bmcOf = (machine: Machine) => {
-    if (!machine.bmc) throw new ApplianceError('ERR_NO_BMC', `machine ${machine.mac} has no bmc; PUT the machine with "bmc": {"address", "user", "password"}`, { mac: machine.mac });
+    if (!machine.bmc)
+      throw new ApplianceError('ERR_NO_BMC', `machine ${machine.mac} has no bmc; PUT the machine with "bmc": {"address", "user", "password"}`, {
+        mac: machine.mac,
+      });
     return machine.bmc;
   };
   const powerLog = (mac: string, ip: string, results: IpmiResult[], bmc: string): void => {
