@@ -6,29 +6,15 @@
  * Boot data is the ProxyDHCP's (pxe.ts `classify` + `bootOptions`): a PXE client's OFFER/ACK
  * carries the lease *and* siaddr/file/60/43, so no separate proxy round is needed.
  */
-import {
-  BROADCAST_FLAG,
-  BootOp,
-  MessageType,
-  Opt,
-  clientMac,
-  encodePacket,
-  getOption,
-  ipOption,
-  readIp,
-  readOptions,
-  textOption,
-  u8Option,
-  type DhcpOption,
-  type DhcpPacket,
-  type TypedOptions,
-} from './packet.js';
+import { BROADCAST_FLAG, BootOp, clientMac, encodePacket, getOption, type DhcpPacket } from './packet.js';
+import { MessageType, Opt, ipOption, readOptions, textOption, u8Option, type DhcpOption, type TypedOptions } from './options.js';
+import { readIp } from './wire.js';
 import { bootOptions, bootRefusal, classify, type BootConfig, type BootDecision, type Destination } from './pxe.js';
 import { clientRef, type ClientRef, type LeasePool, type Reservation } from './leases.js';
 import { leaseSource, type LeaseRateLimiter } from './lease-rate.js';
 import { admissionRefusal, broadcastOf, inSubnet, numberToIp, type Subnet } from './subnet.js';
 
-/** Option codes the server mode writes besides those of packet.ts. */
+/** Option codes the server mode writes besides those of options.ts. */
 export const LeaseOpt = {
   HOSTNAME: 12,
   DNS: 6,

@@ -20,19 +20,8 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
-import {
-  BROADCAST_FLAG,
-  BootOp,
-  MessageType,
-  Opt,
-  decodePacket,
-  encodePacket,
-  getOption,
-  readOptions,
-  textOption,
-  u8Option,
-  type DhcpPacket,
-} from './packet.js';
+import { BROADCAST_FLAG, BootOp, decodePacket, encodePacket, getOption, type DhcpPacket } from './packet.js';
+import { MessageType, Opt, readOptions, textOption, u8Option } from './options.js';
 import { findLocalAddress } from './sockets.js';
 
 /** Error code of a probe that could not run (bind failure, bad address). */

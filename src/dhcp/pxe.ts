@@ -10,21 +10,9 @@
  *  - `buildProxyReply()` builds the ProxyDHCP OFFER (port 67) or ACK (port 4011) and says where
  *    to send it (`replyDestination()`).
  */
-import {
-  BROADCAST_FLAG,
-  BootOp,
-  MessageType,
-  Opt,
-  clientMac,
-  encodePxeVendorOptions,
-  ipOption,
-  readOptions,
-  textOption,
-  u8Option,
-  type DhcpOption,
-  type DhcpPacket,
-  type TypedOptions,
-} from './packet.js';
+import { BROADCAST_FLAG, BootOp, clientMac, type DhcpPacket } from './packet.js';
+import { MessageType, Opt, ipOption, readOptions, textOption, u8Option, type DhcpOption, type TypedOptions } from './options.js';
+import { encodePxeVendorOptions } from './vendor-options.js';
 import { ARCHITECTURES, DEFAULT_BOOT_FILES, type BootFiles, type Firmware } from '../boot-catalogue.js';
 
 export { ARCHITECTURES, DEFAULT_BOOT_FILES, type BootFiles, type Firmware } from '../boot-catalogue.js';

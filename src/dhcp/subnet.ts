@@ -2,7 +2,8 @@
  * IPv4 subnet arithmetic and the admission rule that keeps the DHCP server to the clients of
  * its own interface. Pure functions: no sockets.
  */
-import { parseIp, type DhcpPacket } from './packet.js';
+import { type DhcpPacket } from './packet.js';
+import { parseIp } from './wire.js';
 
 /** An IPv4 subnet: network address as a 32-bit number and prefix length. */
 export interface Subnet {

@@ -5,8 +5,10 @@
  */
 import test from 'ava';
 import { LeasePool, type Reservation } from '../../src/dhcp/leases.js';
-import { MessageType, Opt, decodePacket, encodePacket, getOption, readIp, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
-import { decodePxeVendorOptions } from '../../src/dhcp/packet.js';
+import { decodePacket, encodePacket, getOption, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { MessageType, Opt, readOptions } from '../../src/dhcp/options.js';
+import { readIp } from '../../src/dhcp/wire.js';
+import { decodePxeVendorOptions } from '../../src/dhcp/vendor-options.js';
 import { selectNetwork, fitToSize, handleServerRequest, orderOptions, type ServerAction, type ServerModeConfig } from '../../src/dhcp/lease-decisions.js';
 import { parseCidr } from '../../src/dhcp/subnet.js';
 import { fixture, independentDhcpCodec } from './helpers.js';

@@ -3,7 +3,8 @@
  * matched by xid, and a whole DISCOVER/REQUEST exchange.
  */
 import dgram from 'node:dgram';
-import { BootOp, MessageType, Opt, decodePacket, encodePacket, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { BootOp, decodePacket, encodePacket, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { MessageType, Opt } from '../../src/dhcp/options.js';
 
 /** A UDP socket on 127.0.0.1 that queues decoded replies. */
 export async function udpClient() {

@@ -5,7 +5,8 @@
  * every datagram received within LISTEN_MS (source, xid, message type, file).
  */
 import dgram from 'node:dgram';
-import { decodePacket, readOptions } from '../../src/dhcp/packet.js';
+import { decodePacket } from '../../src/dhcp/packet.js';
+import { readOptions } from '../../src/dhcp/options.js';
 
 const [bindAddr = '0.0.0.0', bindPort = '68', dest = '255.255.255.255', destPort = '67', listenMs = '1500', hex] = process.argv.slice(2);
 const received: Array<Record<string, unknown>> = [];

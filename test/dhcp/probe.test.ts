@@ -1,7 +1,8 @@
 import test from 'ava';
 import { hasCode } from '../../src/errors.js';
 import { createSilentLogger } from '../../src/log.js';
-import { BROADCAST_FLAG, MessageType, decodePacket, encodePacket, readOptions, clientMac } from '../../src/dhcp/packet.js';
+import { BROADCAST_FLAG, decodePacket, encodePacket, clientMac } from '../../src/dhcp/packet.js';
+import { MessageType, readOptions } from '../../src/dhcp/options.js';
 import { buildProbeDiscover, decideAutoMode, probeForDhcpServer, randomLocalMac } from '../../src/dhcp/probe.js';
 import { parseRunFlags } from '../../src/dhcp/run.js';
 

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { MessageType, Opt, decodePacket, encodePacket, getOption, readOptions, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { decodePacket, encodePacket, getOption, type DhcpPacket } from '../../src/dhcp/packet.js';
+import { MessageType, Opt, readOptions } from '../../src/dhcp/options.js';
 import {
   DEFAULT_BOOT_FILES,
   bootOptions,
