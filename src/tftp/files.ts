@@ -27,6 +27,11 @@ export type TftpSource =
       open(): AsyncIterable<Uint8Array | string>;
     };
 
+/** A client-supplied string cut to a loggable length (a request may carry a 64 KiB name). */
+export function clip(value: string, max = 256): string {
+  return value.length > max ? `${value.slice(0, max)}...` : value;
+}
+
 /** Why a request name was refused, as TFTP error code plus a short machine-readable reason. */
 export interface Refusal {
   kind: 'refused';

@@ -31,31 +31,15 @@ import { ApplianceError, ConfigError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { createFileCache, type FileCache } from './file-cache.js';
-import { DEFAULT_FALLBACK_DIRS } from './files.js';
+import { clip, DEFAULT_FALLBACK_DIRS } from './files.js';
 import { decodePacket, encodePacket, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
-import {
-  BLKSIZE_MAX,
-  BLKSIZE_MIN,
-  clip,
-  sameRequest,
-  Transfer,
-  type NegotiationLimits,
-  type TftpSocketFactory,
-  type TransferContext,
-  type VirtualFiles,
-} from './transfer.js';
+import { BLKSIZE_MAX, BLKSIZE_MIN, type NegotiationLimits } from './negotiate.js';
+import type { VirtualFiles } from './read-source.js';
+import { sameRequest, Transfer, type TftpSocketFactory, type TransferContext } from './transfer.js';
 
 export type { TftpSource } from './files.js';
-export {
-  BLKSIZE_MAX,
-  BLKSIZE_MIN,
-  negotiateOptions,
-  type Negotiated,
-  type NegotiationLimits,
-  type TftpSocketFactory,
-  type VirtualFileRequest,
-  type VirtualFiles,
-} from './transfer.js';
+export type { TftpSocketFactory } from './transfer.js';
+export type { VirtualFileRequest, VirtualFiles } from './read-source.js';
 
 /** Options of createTftpServer. */
 export interface TftpServerOptions {

@@ -1,8 +1,9 @@
 /**
- * One TFTP read transfer, from request to last ACK: option negotiation (RFC 2347/2348/2349,
- * RFC 7440 windowsize), the send window with 16-bit block rollover, retransmission and the
- * bounds a hostile or vanished client runs into. The listening socket, admission and slot
- * limits live in server.ts.
+ * One TFTP read transfer, from request to last ACK: the state machine that sends the OACK and
+ * the window with 16-bit block rollover, retransmits and bounds what a hostile or vanished
+ * client can hold. What it reads comes from read-source.ts, the options it agrees from
+ * negotiate.ts (RFC 2347/2348/2349, RFC 7440); the listening socket, admission and slot limits
+ * live in server.ts.
  *
  * The hot path is written for a boot storm on two cores:
  * - the transfer socket is connected to the client (`connect()`), so a send passes no address
@@ -26,124 +27,16 @@ import type dgram from 'node:dgram';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import type { FileCache } from './file-cache.js';
-import {
-  createBufferReader,
-  createFileReader,
-  createNetasciiReader,
-  locateFile,
-  normalizeRequestName,
-  openLocated,
-  openSource,
-  type BlockReader,
-  type TftpSource,
-} from './files.js';
-import { decodePacket, encodePacket, OPCODE, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpOptions, type TftpPacket } from './packet.js';
-
-/** Who asked for a virtual file. `name` is normalised (no leading slash, `/` separators). */
-export interface VirtualFileRequest {
-  name: string;
-  /** The name exactly as the client sent it. */
-  rawName: string;
-  client: { address: string; port: number };
-  /** The client's MAC when DHCP has seen it at this address (EventLog.macForIp). */
-  mac?: string;
-}
-
-/**
- * Consulted before the disk for every read request: return content to serve it, undefined to
- * fall through to the root and fallback directories. A thrown error refuses the request
- * (TFTP error 0) and is logged.
- */
-export type VirtualFiles = (request: VirtualFileRequest) => Promise<TftpSource | undefined>;
+import { clip, type BlockReader } from './files.js';
+import { negotiateOptions, type Negotiated, type NegotiationLimits } from './negotiate.js';
+import { openReadSource, type VirtualFiles } from './read-source.js';
+import { decodePacket, encodePacket, OPCODE, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
 
 /**
  * Creates the UDP sockets the server uses: the listening socket and one per transfer. Tests pass
  * a factory returning sockets that drop, duplicate or delay datagrams.
  */
 export type TftpSocketFactory = (role: 'listen' | 'transfer') => dgram.Socket;
-
-/** Limits the negotiation works within. */
-export interface NegotiationLimits {
-  blksizeMax: number;
-  windowsizeMax: number;
-  /** The server's retransmission interval when the client sends no (acceptable) `timeout`. */
-  timeoutMs: number;
-  /** Largest client `timeout` option honoured; larger ones are ignored. Default 255 s (RFC 2349). */
-  timeoutMaxMs?: number;
-}
-
-/** Transfer parameters agreed for one request, and the OACK to send (undefined: no OACK). */
-export interface Negotiated {
-  blksize: number;
-  windowsize: number;
-  timeoutMs: number;
-  tsize: number | undefined;
-  oack: TftpOptions | undefined;
-}
-
-/** RFC 2348: "Valid values range between 8 and 65464 octets, inclusive." */
-export const BLKSIZE_MIN = 8;
-/** RFC 2348 upper bound for blksize. */
-export const BLKSIZE_MAX = 65464;
-
-/** A client-supplied string cut to a loggable length (a request may carry a 64 KiB name). */
-export function clip(value: string, max = 256): string {
-  return value.length > max ? `${value.slice(0, max)}...` : value;
-}
-
-function parseUint(value: string): number | undefined {
-  // Digits only (no sign, no exponent, no whitespace) and a sane length.
-  if (!/^\d{1,10}$/.test(value)) return undefined;
-  return Number(value);
-}
-
-/**
- * Decide the options of one read request (pure). Options the server does not know or whose
- * values are invalid are left out of the OACK, which RFC 2347 allows ("the server ... ignores
- * options it does not support"): blksize below 8 is ignored (512 is used), above the cap it is
- * lowered to the cap (RFC 2348 lets the server answer a smaller value); timeout must be 1..255
- * seconds (RFC 2349) and at most the server's cap, else it is ignored; windowsize 1..65535 is
- * lowered to the cap (RFC 7440); tsize is answered only when the size is known (not for
- * netascii, whose converted size is not known up front).
- */
-export function negotiateOptions(options: TftpOptions, limits: NegotiationLimits, size: number | undefined): Negotiated {
-  const result: Negotiated = { blksize: 512, windowsize: 1, timeoutMs: limits.timeoutMs, tsize: undefined, oack: undefined };
-  const timeoutMaxMs = Math.min(limits.timeoutMaxMs ?? 255_000, 255_000);
-  const oack: TftpOptions = [];
-  const seen = new Set<string>();
-  for (const [rawName, rawValue] of options) {
-    const name = rawName.toLowerCase();
-    if (seen.has(name)) continue; // first occurrence wins
-    seen.add(name);
-    const value = parseUint(rawValue);
-    switch (name) {
-      case 'blksize':
-        if (value === undefined || value < BLKSIZE_MIN) break;
-        result.blksize = Math.min(value, limits.blksizeMax, BLKSIZE_MAX);
-        oack.push(['blksize', String(result.blksize)]);
-        break;
-      case 'tsize':
-        if (value === undefined || size === undefined) break;
-        result.tsize = size;
-        oack.push(['tsize', String(size)]);
-        break;
-      case 'timeout':
-        if (value === undefined || value < 1 || value * 1000 > timeoutMaxMs) break;
-        result.timeoutMs = value * 1000;
-        oack.push(['timeout', String(value)]);
-        break;
-      case 'windowsize':
-        if (value === undefined || value < 1 || value > 65535) break;
-        result.windowsize = Math.min(value, limits.windowsizeMax);
-        oack.push(['windowsize', String(result.windowsize)]);
-        break;
-      default:
-        break;
-    }
-  }
-  if (oack.length > 0) result.oack = oack;
-  return result;
-}
 
 /** What a transfer needs from its server. */
 export interface TransferContext {
@@ -175,11 +68,6 @@ type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
 /** True when two requests are the same (a client repeating its RRQ). */
 export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
   return a.filename === b.filename && a.mode.toLowerCase() === b.mode.toLowerCase() && JSON.stringify(a.options) === JSON.stringify(b.options);
-}
-
-/** Blocks per chunk read from a file too large for the cache (about 128 KiB, whole blocks). */
-function chunkBytes(blksize: number): number {
-  return blksize * Math.max(1, Math.ceil((128 * 1024) / blksize));
 }
 
 /** One read transfer from request to last ACK (or failure). */
@@ -267,89 +155,22 @@ export class Transfer {
   private async prepare(): Promise<void> {
     const { request, ctx } = this;
     this.mac = ctx.events?.macForIp(this.client.address);
-    const mode = request.mode.toLowerCase();
-    if (mode !== 'octet' && mode !== 'netascii') {
-      // RFC 1350 "mail" mode and anything else: not supported by a read-only boot server.
-      this.refuse(TFTP_ERROR.ILLEGAL_OPERATION, `unsupported mode ${clip(request.mode, 32)}`, 'unsupported-mode', 'info');
+    const source = await openReadSource(ctx, request, this.client, this.mac, () => this.isDone());
+    if (source.kind === 'aborted') return;
+    if (source.kind === 'refused') {
+      this.refuse(source.code, source.message, source.reason, source.level);
       return;
     }
-    const check = normalizeRequestName(request.filename);
-    if (check.kind === 'refused') {
-      const level = check.code === TFTP_ERROR.ACCESS_VIOLATION ? 'warn' : 'info';
-      this.refuse(check.code, check.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', check.reason, level);
-      return;
-    }
-    this.name = check.name;
-
-    let reader: BlockReader | undefined;
-    let size: number | undefined;
-    if (ctx.virtualFiles) {
-      let source: TftpSource | undefined;
-      try {
-        source = await ctx.virtualFiles({ name: check.name, rawName: request.filename, client: { ...this.client }, ...(this.mac ? { mac: this.mac } : {}) });
-      } catch (err) {
-        this.log.error({ err: (err as Error).message, file: check.name, mac: this.mac }, 'tftp virtual file failed');
-        this.refuse(TFTP_ERROR.NOT_DEFINED, 'internal error', 'virtual-file-error', 'error');
-        return;
-      }
-      if (this.isDone()) return;
-      if (source !== undefined) {
-        ({ reader, size } = openSource(source));
-        this.sourceLabel = 'virtual';
-      }
-    }
-    if (!reader) {
-      const located = await locateFile(check.name, ctx.dirs);
-      if (this.isDone()) return;
-      if (located.kind === 'refused') {
-        const level = located.code === TFTP_ERROR.ACCESS_VIOLATION ? 'warn' : 'info';
-        this.refuse(located.code, located.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', located.reason, level);
-        return;
-      }
-      this.sourceLabel = located.dir;
-      const cached = ctx.cache.get(located) ?? (await ctx.cache.loading(located)?.catch(() => undefined));
-      if (this.isDone()) return;
-      if (cached) {
-        reader = createBufferReader(cached);
-        size = cached.length;
-      } else {
-        const opened = await openLocated(located);
-        if (opened.kind === 'refused') {
-          if (this.isDone()) return;
-          this.refuse(opened.code, opened.code === TFTP_ERROR.ACCESS_VIOLATION ? 'access violation' : 'file not found', opened.reason, 'warn');
-          return;
-        }
-        if (ctx.cache.fits(opened.size)) {
-          try {
-            const content = await ctx.cache.load({ ...located, size: opened.size }, opened.handle);
-            reader = createBufferReader(content);
-            size = content.length;
-          } finally {
-            await opened.handle.close().catch(() => undefined);
-          }
-        } else {
-          size = opened.size;
-          const blksize = negotiateOptions(request.options, ctx.limits, size).blksize;
-          reader = createFileReader(opened.handle, chunkBytes(blksize));
-        }
-      }
-    }
-    if (this.isDone()) {
-      // Aborted while resolving (server stopping, superseded, reaped).
-      await reader.close().catch(() => undefined);
-      return;
-    }
-    if (mode === 'netascii') {
-      reader = createNetasciiReader(reader);
-      size = undefined;
-    }
+    const { reader, size } = source;
+    this.name = source.name;
+    this.sourceLabel = source.label;
     this.reader = reader;
     this.negotiated = negotiateOptions(request.options, ctx.limits, size);
     this.log.debug(
       {
         file: this.name,
         mac: this.mac,
-        mode,
+        mode: request.mode.toLowerCase(),
         blksize: this.negotiated.blksize,
         windowsize: this.negotiated.windowsize,
         tsize: this.negotiated.tsize,
