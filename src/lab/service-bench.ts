@@ -9,25 +9,17 @@
  * The appliance runs as `node bin/appliance --dhcp-mode off` (the build in dist/), exactly as
  * a user starts it; its peak RSS (VmHWM) is read from /proc after the storms.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { APPLIANCE_BIN } from './appliance.js';
+import { createBenchProcesses } from './bench-processes.js';
+import { figure, median, peakRssMiB, resetPeakRss, type BenchFigure, type BenchTarget } from './bench-report.js';
 
 const run = promisify(execFile);
-
-/** One compared figure. */
-export interface ServiceBenchRow {
-  what: string;
-  anchor: string;
-  /** Median seconds of the appliance and of the anchor. */
-  ours: number;
-  theirs: number;
-  ratio: number;
-}
 
 /** Options of runServiceBench. */
 export interface ServiceBenchOptions {
@@ -35,12 +27,8 @@ export interface ServiceBenchOptions {
   runs?: number;
   /** Progress lines. */
   progress?: (line: string) => void;
-}
-
-/** Result: the rows and the appliance's peak RSS in MiB. */
-export interface ServiceBenchResult {
-  rows: ServiceBenchRow[];
-  rssPeakMiB: number | undefined;
+  /** Only the cases whose name matches. */
+  match?: RegExp;
 }
 
 const ADDR = { ours: '127.0.0.10', dnsmasq: '127.0.0.11', tftpdHpa: '127.0.0.12', atftpd: '127.0.0.13', nginx: '127.0.0.14' } as const;
@@ -61,52 +49,16 @@ export const SERVICE_BENCH_TOOLS: ReadonlyArray<[string, string]> = [
   ['curl', 'curl'],
 ];
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Format the rows as the README's markdown table. */
-export function formatServiceBench(result: ServiceBenchResult): string {
-  const lines = ['| what | anchor | appliance s | anchor s | ratio |', '|---|---|---|---|---|'];
-  for (const r of result.rows) lines.push(`| ${r.what} | ${r.anchor} | ${r.ours.toFixed(3)} | ${r.theirs.toFixed(3)} | ${r.ratio.toFixed(2)} |`);
-  if (result.rssPeakMiB !== undefined) lines.push('', `appliance peak RSS through the storms: ${result.rssPeakMiB.toFixed(0)} MiB`);
-  return lines.join('\n');
-}
-
 /** Run the service bench (root: it creates a network namespace). */
-export async function runServiceBench(options: ServiceBenchOptions = {}): Promise<ServiceBenchResult> {
+export async function runServiceBench(options: ServiceBenchOptions = {}): Promise<BenchFigure[]> {
   const runs = options.runs ?? 3;
   const progress = options.progress ?? (() => undefined);
   const ns = `nbbench-${randomBytes(3).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'netboot-bench-'));
   // Servers that drop privileges (nginx workers, in.tftpd) must be able to read the files.
   chmodSync(dir, 0o755);
-  const children: ChildProcess[] = [];
-  const inNs = (cmd: string, args: string[]): ChildProcess => {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr?.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-2000)));
-    child.once('exit', (code, signal) => {
-      if (!stopping) progress(`${cmd} exited (${code ?? signal}): ${err.trim()}`);
-    });
-    children.push(child);
-    return child;
-  };
-  let stopping = false;
-  // A signal ends the bench through process.exit (scripts/bench.ts), which skips `finally`.
-  const onExit = (): void => {
-    for (const child of children) child.kill('SIGKILL');
-    try {
-      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
-      execFileSync('ip', ['netns', 'del', ns]);
-    } catch {
-      // not created yet, or gone
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('exit', onExit);
+  const processes = createBenchProcesses([ns], dir, progress);
+  const inNs = (cmd: string, args: string[]): ChildProcess => processes.spawnIn(ns, cmd, args);
   try {
     await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -145,7 +97,11 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       join(dir, 'state', 'db.json'),
       '--log-level',
       'warn',
-      // Every bench client comes from one loopback address; a lab's machines each have their own.
+      // Every bench client comes from one address (curl's TFTP socket binds the wildcard address,
+      // so the route picks 127.0.0.1 for all of them); a lab's machines each have their own. The
+      // per-client caps are set above the largest storm (200) so they neither refuse nor reap any
+      // transfer of the bench: a refused transfer fails its run (curl exits non-zero) instead of
+      // slowing it. The total cap (--tftp-max-transfers, 1000) is the default.
       '--tftp-max-transfers-per-client',
       '1000',
       '--http-max-connections-per-client',
@@ -180,24 +136,43 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       `f=$(mktemp); for i in $(seq ${n}); do (curl -sf --max-time 300 -o /dev/null ${url} || echo x >> $f) & done; wait; test ! -s $f`;
     const atftp = (addr: string) => `atftp --option "blksize 1468" --option "windowsize 8" -g -r big32 -l /dev/null ${addr}`;
 
-    const cases: Array<{ what: string; anchor: string; ours: string; theirs: string }> = [];
+    const cases: Array<{ section: 'tftp' | 'http'; what: string; anchor: string; ours: string; theirs: string; target?: BenchTarget }> = [];
+    const atMost = (max: number): BenchTarget => ({ on: 'ratio', max, text: `<= ${max.toFixed(1)}` });
     for (const [anchor, addr] of [
       ['dnsmasq', ADDR.dnsmasq],
       ['tftpd-hpa', ADDR.tftpdHpa],
     ] as const) {
+      for (const blksize of [1468, 512]) {
+        cases.push({
+          section: 'tftp',
+          what: `TFTP 32 MiB lock-step, blksize ${blksize} (curl)`,
+          anchor,
+          ours: curlTftp(ADDR.ours, 'big32', blksize),
+          theirs: curlTftp(addr, 'big32', blksize),
+          target: atMost(1.2),
+        });
+      }
+      cases.push({ section: 'tftp', what: 'TFTP storm 50 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 50), theirs: storm(addr, 50) });
       cases.push({
-        what: 'TFTP 32 MiB lock-step, blksize 1468 (curl)',
+        section: 'tftp',
+        what: 'TFTP storm 200 x 170 KB (curl)',
         anchor,
-        ours: curlTftp(ADDR.ours, 'big32', 1468),
-        theirs: curlTftp(addr, 'big32', 1468),
+        ours: storm(ADDR.ours, 200),
+        theirs: storm(addr, 200),
+        target: atMost(anchor === 'dnsmasq' ? 1.3 : 1.0),
       });
-      cases.push({ what: 'TFTP 32 MiB lock-step, blksize 512 (curl)', anchor, ours: curlTftp(ADDR.ours, 'big32', 512), theirs: curlTftp(addr, 'big32', 512) });
-      cases.push({ what: 'TFTP storm 50 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 50), theirs: storm(addr, 50) });
-      cases.push({ what: 'TFTP storm 200 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 200), theirs: storm(addr, 200) });
     }
-    cases.push({ what: 'TFTP 32 MiB windowsize 8, blksize 1468 (atftp)', anchor: 'atftpd', ours: atftp(ADDR.ours), theirs: atftp(ADDR.atftpd) });
+    cases.push({
+      section: 'tftp',
+      what: 'TFTP 32 MiB windowsize 8, blksize 1468 (atftp)',
+      anchor: 'atftpd',
+      ours: atftp(ADDR.ours),
+      theirs: atftp(ADDR.atftpd),
+    });
     for (const n of [1, 10, 50]) {
       cases.push({
+        section: 'http',
+        ...(n > 1 ? { target: atMost(1.0) } : {}),
         what: `HTTP ${n} x 64 MiB initrd (curl)`,
         anchor: 'nginx-light',
         ours: http(`http://${ADDR.ours}:8080/assets/initrd64`, n),
@@ -205,10 +180,14 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       });
     }
 
-    const rows: ServiceBenchRow[] = [];
+    const figures: BenchFigure[] = [];
+    // Peak RSS per kind of load: reset before each case, read after it.
+    const peaks = { storm200: 0, tftp: 0, http: 0 };
     for (const c of cases) {
+      if (options.match && !options.match.test(c.what)) continue;
       const ours: number[] = [];
       const theirs: number[] = [];
+      resetPeakRss(appliance.pid);
       // Warm both (page cache, the appliance's boot-file cache), then interleave.
       await time(c.ours);
       await time(c.theirs);
@@ -216,42 +195,41 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
         ours.push(await time(c.ours));
         theirs.push(await time(c.theirs));
       }
-      const row = { what: c.what, anchor: c.anchor, ours: median(ours), theirs: median(theirs), ratio: median(ours) / median(theirs) };
-      progress(`${row.what} vs ${row.anchor}: ${row.ours.toFixed(3)} s vs ${row.theirs.toFixed(3)} s (ratio ${row.ratio.toFixed(2)})`);
-      rows.push(row);
+      const rss = peakRssMiB(appliance.pid) ?? 0;
+      if (c.section === 'http') peaks.http = Math.max(peaks.http, rss);
+      else peaks.tftp = Math.max(peaks.tftp, rss);
+      if (c.what.startsWith('TFTP storm 200')) peaks.storm200 = Math.max(peaks.storm200, rss);
+      const row = figure({
+        section: c.section,
+        what: c.what,
+        anchor: c.anchor,
+        unit: 's',
+        ours: median(ours),
+        theirs: median(theirs),
+        ...(c.target ? { target: c.target } : {}),
+      });
+      progress(
+        `${row.what} vs ${row.anchor}: ${row.ours.toFixed(3)} s vs ${row.theirs!.toFixed(3)} s (ratio ${row.ratio?.toFixed(2)}, load ${row.load?.toFixed(1)}, runs ${ours.map((v) => v.toFixed(2)).join('/')} vs ${theirs.map((v) => v.toFixed(2)).join('/')})`,
+      );
+      figures.push(row);
     }
-    return { rows, rssPeakMiB: peakRssMiB(appliance.pid) };
+    if (peaks.storm200 > 0) {
+      figures.push(
+        figure({
+          section: 'rss',
+          what: 'appliance peak RSS through the 200-client TFTP storms',
+          unit: 'MiB',
+          ours: peaks.storm200,
+          target: { on: 'ours', max: 150, strict: true, text: '< 150 MiB' },
+        }),
+      );
+    }
+    if (peaks.tftp > 0) figures.push(figure({ section: 'rss', what: 'appliance peak RSS through all TFTP cases', unit: 'MiB', ours: peaks.tftp }));
+    if (peaks.http > 0)
+      figures.push(figure({ section: 'rss', what: 'appliance peak RSS through the HTTP cases (50 x 64 MiB)', unit: 'MiB', ours: peaks.http }));
+    return figures;
   } finally {
-    process.off('exit', onExit);
-    stopping = true;
-    for (const child of children) child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    // Clients a failed run left behind live in the namespace too.
-    const left = await run('ip', ['netns', 'pids', ns]).then(
-      (r) => r.stdout.split('\n').filter(Boolean),
-      () => [],
-    );
-    for (const pid of left) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    await run('ip', ['netns', 'del', ns]).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function peakRssMiB(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-    return kb === undefined ? undefined : Number(kb) / 1024;
-  } catch {
-    return undefined;
+    await processes.close();
   }
 }
 

@@ -1,0 +1,275 @@
+/**
+ * DHCP bench section: DORA (server mode) and ProxyDHCP offers at 100, 500 and 2,000 exchanges
+ * per second, the appliance next to dnsmasq, driven by Kea's perfdhcp (package kea-admin; nobody
+ * here wrote it). perfdhcp acts as a relay agent: it sends from its own address, port 67, with
+ * giaddr set, and the servers answer the relay, so each server gets a relayed /16 and no
+ * broadcast is involved.
+ *
+ * ```
+ * netns nbdc-ID (perfdhcp)              netns nbds-ID-K (one server each)
+ *   cK 10.250.K.2/30, 10.20K.0.1/16 ─── veth ─── s 10.250.K.1/30, route 10.20K.0.0/16 via .2
+ * ```
+ * K = 0 appliance server mode (--lease-sync fdatasync, the default), 1 dnsmasq server mode
+ * (--no-ping, lease file), 2 appliance proxy mode, 3 dnsmasq proxy mode, 4 appliance server mode
+ * with --lease-sync none (dnsmasq's own durability). Every server logs at its default level to a
+ * file. Runs are interleaved (ours, anchor, ours, anchor ...); p50/p99 are computed from
+ * perfdhcp's per-exchange timestamps (`-x t`): DORA latency is REQUEST to ACK, ProxyDHCP latency
+ * DISCOVER to OFFER. Completion is ACKs (or OFFERs) received over DISCOVERs sent.
+ */
+import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { APPLIANCE_BIN } from '../appliance.js';
+import { createBenchProcesses } from '../bench-processes.js';
+import { figure, median, peakRssMiB, percentile, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
+
+const run = promisify(execFile);
+
+/** Seconds each perfdhcp run sends for. */
+const PERIOD_S = 6;
+/** Distinct clients (MACs) perfdhcp simulates; at 2,000/s some come back, as real machines do. */
+const CLIENTS = 10_000;
+const RATES = [100, 500, 2000] as const;
+
+/** What one perfdhcp run measured. */
+export interface PerfdhcpResult {
+  /** Exchanges per second reached. */
+  rate: number;
+  /** DISCOVERs sent, final replies (ACK, or OFFER with -i) received. */
+  sent: number;
+  completed: number;
+  /** Latency of the last step (REQUEST-ACK, or DISCOVER-OFFER with -i), ms. */
+  latenciesMs: number[];
+}
+
+/** Parse perfdhcp's report (with `-x t`); `initialOnly` for `-i` (DISCOVER-OFFER only). */
+export function parsePerfdhcp(output: string, initialOnly: boolean): PerfdhcpResult {
+  const rate = Number(/^Rate: ([\d.]+)/m.exec(output)?.[1] ?? Number.NaN);
+  const stats = (name: string): { sent: number; received: number } => {
+    const block = output.split(`***Statistics for: ${name}***`)[1] ?? '';
+    return { sent: Number(/sent packets: (\d+)/.exec(block)?.[1] ?? 0), received: Number(/received packets: (\d+)/.exec(block)?.[1] ?? 0) };
+  };
+  const last = initialOnly ? 'DISCOVER-OFFER' : 'REQUEST-ACK';
+  const stamps = (output.split(`***Timestamps for packets: ${last}***`)[1] ?? '').split('***')[0] ?? '';
+  const latenciesMs: number[] = [];
+  for (const m of stamps.matchAll(/sent \/ received: ([\d.]+) \/ ([\d.]+)/g)) latenciesMs.push((Number(m[2]) - Number(m[1])) * 1000);
+  return { rate, sent: stats('DISCOVER-OFFER').sent, completed: stats(last).received, latenciesMs };
+}
+
+/** BIOS PXE client options (what a SeaBIOS iPXE-less PXE ROM sends): 60, 93, 94. */
+const PXE_OPTIONS = ['-o', `60,${Buffer.from('PXEClient:Arch:00000:UNDI:002001').toString('hex')}`, '-o', '93,0000', '-o', '94,010201'];
+
+interface Server {
+  name: string;
+  /** Index of its namespace and addresses. */
+  k: number;
+  /** ProxyDHCP: perfdhcp sends PXE DISCOVERs and stops at the OFFER (-i). */
+  proxy: boolean;
+  launch: () => ChildProcess;
+  /** Started on first use, so `--match` starts only the servers it measures. */
+  child?: ChildProcess;
+}
+
+/** The DHCP section (`--only dhcp`). */
+export const benchSection: BenchSection = {
+  name: 'dhcp',
+  title: 'DHCP: DORA and ProxyDHCP offers, appliance vs dnsmasq, driven by perfdhcp',
+  prerequisites: () =>
+    [
+      ['perfdhcp', 'kea-admin'],
+      ['dnsmasq', 'dnsmasq-base'],
+    ].flatMap(([bin, pkg]) => (spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0 ? [] : [`${bin} (apt-get install ${pkg}, or run scripts/install)`])),
+  run: runDhcpBench,
+};
+
+async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
+  const { progress } = context;
+  const id = randomBytes(3).toString('hex');
+  const client = `nbdc-${id}`;
+  const serverNs = (k: number): string => `nbds-${id}-${k}`;
+  const spaces = [client, ...[0, 1, 2, 3, 4].map(serverNs)];
+  const dir = mkdtempSync(join(tmpdir(), 'netboot-dhcp-bench-'));
+  const processes = createBenchProcesses(spaces, dir, progress);
+  const start = (k: number, cmd: string, args: string[]): ChildProcess => processes.spawnIn(serverNs(k), cmd, args);
+  try {
+    await run('ip', ['netns', 'add', client]);
+    await run('ip', ['-n', client, 'link', 'set', 'lo', 'up']);
+    for (let k = 0; k <= 4; k++) {
+      const ns = serverNs(k);
+      await run('ip', ['netns', 'add', ns]);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      await run('ip', ['link', 'add', `c${k}`, 'netns', client, 'type', 'veth', 'peer', 'name', 's', 'netns', ns]);
+      await run('ip', ['-n', client, 'addr', 'add', `10.250.${k}.2/30`, 'dev', `c${k}`]);
+      await run('ip', ['-n', client, 'addr', 'add', `10.20${k}.0.1/16`, 'dev', `c${k}`]);
+      await run('ip', ['-n', ns, 'addr', 'add', `10.250.${k}.1/30`, 'dev', 's']);
+      await run('ip', ['-n', client, 'link', 'set', `c${k}`, 'up']);
+      await run('ip', ['-n', ns, 'link', 'set', 's', 'up']);
+      await run('ip', ['-n', ns, 'route', 'add', `10.20${k}.0.0/16`, 'via', `10.250.${k}.2`]);
+      mkdirSync(join(dir, String(k)));
+    }
+    const root = join(dir, 'root');
+    mkdirSync(root);
+    const appliance = (k: number, mode: 'server' | 'proxy', extra: string[] = []): ChildProcess =>
+      start(k, process.execPath, [
+        APPLIANCE_BIN,
+        '--dhcp-mode',
+        mode,
+        '--force',
+        '--address',
+        `10.250.${k}.1`,
+        ...(mode === 'server'
+          ? [
+              '--dhcp-range',
+              `10.250.${k}.2-10.250.${k}.2`,
+              '--dhcp-relay-network',
+              `10.20${k}.0.0/16=10.20${k}.0.10-10.20${k}.255.250`,
+              // A lab's machines boot at a human pace; perfdhcp's 2,000/s is not a flood to refuse here.
+              '--dhcp-new-leases-per-minute',
+              '0',
+              '--dhcp-probe-interval',
+              '0',
+              '--lease-file',
+              join(dir, String(k), 'leases.json'),
+            ]
+          : []),
+        ...extra,
+        '--db',
+        join(dir, String(k), 'db.json'),
+        '--tftp-root',
+        root,
+        '--assets',
+        root,
+        '--log-file',
+        join(dir, String(k), 'appliance.log'),
+      ]);
+    const dnsmasq = (k: number, range: string[]): ChildProcess =>
+      start(k, 'dnsmasq', [
+        '-k',
+        '--port=0',
+        '--conf-file=/dev/null',
+        '--user=root',
+        `--pid-file=${join(dir, String(k), 'dnsmasq.pid')}`,
+        `--log-facility=${join(dir, String(k), 'dnsmasq.log')}`,
+        ...range,
+      ]);
+    const servers: Server[] = [
+      { name: 'appliance', k: 0, proxy: false, launch: () => appliance(0, 'server') },
+      {
+        name: 'dnsmasq',
+        k: 1,
+        proxy: false,
+        launch: () =>
+          dnsmasq(1, [
+            '--no-ping',
+            '--dhcp-authoritative',
+            '--dhcp-range=10.201.0.10,10.201.255.250,255.255.0.0,1h',
+            `--dhcp-leasefile=${join(dir, '1', 'dnsmasq.leases')}`,
+            '--dhcp-lease-max=1000000',
+          ]),
+      },
+      { name: 'appliance proxy', k: 2, proxy: true, launch: () => appliance(2, 'proxy') },
+      {
+        name: 'dnsmasq proxy',
+        k: 3,
+        proxy: true,
+        launch: () => dnsmasq(3, ['--dhcp-range=10.203.0.0,proxy,255.255.0.0', '--pxe-service=x86PC,"Network boot",undionly.kpxe']),
+      },
+      { name: 'appliance --lease-sync none', k: 4, proxy: false, launch: () => appliance(4, 'server', ['--lease-sync', 'none']) },
+    ];
+    const perfdhcp = async (s: Server, rate: number, periodS: number): Promise<PerfdhcpResult> => {
+      const args = ['-4', '-l', `10.20${s.k}.0.1`, '-r', String(rate), '-p', String(periodS), '-R', String(CLIENTS), '-W', '500000', '-x', 't'];
+      if (s.proxy) args.push('-i', ...PXE_OPTIONS);
+      args.push(`10.250.${s.k}.1`);
+      const stdout = await run('ip', ['netns', 'exec', client, 'perfdhcp', ...args], { maxBuffer: 64 << 20, timeout: (periodS + 30) * 1000 }).then(
+        (r) => r.stdout,
+        (err: { code?: unknown; stdout?: string; stderr?: string }) => {
+          // Exit 3 means some exchanges did not complete: that is a figure, not a failure.
+          if (err.code === 3 && err.stdout !== undefined) return err.stdout;
+          throw new Error(`perfdhcp ${args.join(' ')} failed (${String(err.code)}): ${(err.stderr || err.stdout || '').slice(-500)}`);
+        },
+      );
+      return parsePerfdhcp(stdout, s.proxy);
+    };
+    // Start a server on first use; ready when one exchange completes (bounded).
+    const ensure = async (s: Server): Promise<void> => {
+      if (s.child) return;
+      s.child = s.launch();
+      let ok = false;
+      for (let i = 0; i < 60 && !ok; i++) {
+        ok = (await perfdhcp(s, 10, 1)).completed > 0;
+        if (!ok) await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      if (!ok) throw new Error(`dhcp bench: ${s.name} did not answer perfdhcp within 30 s`);
+      progress(`dhcp bench: ${s.name} ready`);
+    };
+    const [ours, theirs, oursProxy, theirsProxy, oursNoSync] = servers as [Server, Server, Server, Server, Server];
+    const figures: BenchFigure[] = [];
+    const cases: Array<{ kind: 'DORA' | 'ProxyDHCP'; rate: number; ours: Server; theirs: Server }> = [
+      ...RATES.map((rate) => ({ kind: 'DORA' as const, rate, ours, theirs })),
+      { kind: 'DORA', rate: 2000, ours: oursNoSync, theirs },
+      ...RATES.map((rate) => ({ kind: 'ProxyDHCP' as const, rate, ours: oursProxy, theirs: theirsProxy })),
+    ];
+    for (const c of cases) {
+      const what = `${c.kind} ${c.rate}/s${c.ours === oursNoSync ? ', --lease-sync none' : ''}`;
+      if (context.match && !context.match.test(what)) continue;
+      await ensure(c.ours);
+      await ensure(c.theirs);
+      const mine: PerfdhcpResult[] = [];
+      const anchor: PerfdhcpResult[] = [];
+      for (let i = 0; i < context.runs; i++) {
+        mine.push(await perfdhcp(c.ours, c.rate, PERIOD_S));
+        anchor.push(await perfdhcp(c.theirs, c.rate, PERIOD_S));
+      }
+      const p = (rs: PerfdhcpResult[], q: number): number => median(rs.map((r) => percentile(r.latenciesMs, q)));
+      const done = (rs: PerfdhcpResult[]): number => median(rs.map((r) => (r.sent === 0 ? 0 : (100 * r.completed) / r.sent)));
+      const reached = (rs: PerfdhcpResult[]): number => median(rs.map((r) => r.rate));
+      const step = c.kind === 'DORA' ? 'ACK' : 'OFFER';
+      const note = `reached ${reached(mine).toFixed(0)}/s vs ${reached(anchor).toFixed(0)}/s`;
+      const p99Target =
+        c.kind === 'ProxyDHCP'
+          ? { on: 'ratio' as const, max: 1.0, text: '<= 1.0' }
+          : c.rate === 500 && c.ours === ours
+            ? { on: 'ratio' as const, max: 1.0, text: '<= 1.0' }
+            : c.rate === 2000
+              ? { on: 'ours' as const, max: 5, strict: true, text: '< 5 ms' }
+              : undefined;
+      const rows = [
+        figure({ section: 'dhcp', what: `${what}, ${step} p50`, anchor: c.theirs.name, unit: 'ms', ours: p(mine, 50), theirs: p(anchor, 50) }),
+        figure({
+          section: 'dhcp',
+          what: `${what}, ${step} p99`,
+          anchor: c.theirs.name,
+          unit: 'ms',
+          ours: p(mine, 99),
+          theirs: p(anchor, 99),
+          ...(p99Target ? { target: p99Target } : {}),
+        }),
+        figure({
+          section: 'dhcp',
+          what: `${what}, completed`,
+          anchor: c.theirs.name,
+          unit: '%',
+          ours: done(mine),
+          theirs: done(anchor),
+          note,
+          ...(c.kind === 'DORA' && c.rate === 2000 ? { target: { on: 'ours' as const, min: 100, text: '100 %' } } : {}),
+        }),
+      ];
+      for (const r of rows) progress(`dhcp bench: ${r.what}: ${r.ours.toFixed(2)} ${r.unit} vs ${r.theirs?.toFixed(2) ?? '-'} ${r.unit}`);
+      figures.push(...rows);
+    }
+    for (const s of [ours, oursProxy]) {
+      const rss = peakRssMiB(s.child?.pid);
+      if (rss !== undefined)
+        figures.push(
+          figure({ section: 'rss', what: `appliance peak RSS, DHCP ${s.proxy ? 'proxy' : 'server'} mode through the runs`, unit: 'MiB', ours: rss }),
+        );
+    }
+    return figures;
+  } finally {
+    await processes.close();
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The DHCP bench section: its reading of perfdhcp's report, and one real exchange rate through
+ * the appliance and dnsmasq (the harness smoke: namespaces built and removed, both servers
+ * answer Kea's perfdhcp; figures, never timed assertions).
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { benchSection, parsePerfdhcp } from '../../../src/lab/bench-sections/dhcp.js';
+
+const fixture = readFileSync(new URL('../../fixtures/lab/perfdhcp-dora.txt', import.meta.url), 'utf8');
+
+test('perfdhcp report: rate, sent, completed and the last step latencies of each exchange', (t) => {
+  const dora = parsePerfdhcp(fixture, false);
+  t.is(dora.rate, 99.6536);
+  t.is(dora.sent, 299);
+  t.is(dora.completed, 299);
+  // REQUEST-ACK timestamps: received - sent, in ms.
+  t.deepEqual(
+    dora.latenciesMs.map((v) => v.toFixed(3)),
+    ['1.184', '1.278', '1.119', '1.155'],
+  );
+  const offers = parsePerfdhcp(fixture, true);
+  t.deepEqual(
+    offers.latenciesMs.map((v) => v.toFixed(3)),
+    ['0.367', '0.453', '0.380', '0.294'],
+  );
+});
+
+test('a report without timestamps or statistics reads as nothing completed', (t) => {
+  const r = parsePerfdhcp('Running: perfdhcp\n', false);
+  t.is(r.completed, 0);
+  t.deepEqual(r.latenciesMs, []);
+});
+
+test('smoke: DORA at 100/s through the appliance and dnsmasq, in namespaces removed afterwards', async (t) => {
+  // A missing perfdhcp or dnsmasq fails here, loudly (scripts/install installs both).
+  t.deepEqual(benchSection.prerequisites?.() ?? [], []);
+  const before = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const figures = await benchSection.run({ runs: 1, progress: (line) => t.log(line), match: /^DORA 100\/s$/ });
+  t.deepEqual(
+    figures.filter((f) => f.section === 'dhcp').map((f) => f.what),
+    ['DORA 100/s, ACK p50', 'DORA 100/s, ACK p99', 'DORA 100/s, completed'],
+  );
+  const completed = figures.find((f) => f.what === 'DORA 100/s, completed')!;
+  // Both servers completed exchanges (the exact share is a bench figure, not a test).
+  t.true(completed.ours > 0 && (completed.theirs ?? 0) > 0, JSON.stringify(completed));
+  const p50 = figures.find((f) => f.what === 'DORA 100/s, ACK p50')!;
+  t.true(p50.ours > 0 && (p50.theirs ?? 0) > 0);
+  const after = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  t.is(after.split('\n').filter((l) => l.startsWith('nbd')).length, before.split('\n').filter((l) => l.startsWith('nbd')).length);
+});
