@@ -13,7 +13,7 @@ import { createDiscovery } from '../store/discovery.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
 import { createHttpMetrics, isInstrumented } from './metrics.js';
-import { createDigestCache } from './microkernel.js';
+import { createDigestCache } from './asset-files.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';

@@ -8,8 +8,7 @@ import { stat } from 'node:fs/promises';
 import { DEFAULT_BOOT_FILES } from '../dhcp/pxe.js';
 import type { Profile } from '../store/schema.js';
 import { findBootFiles, type BootFileStatus } from '../tftp/boot-files.js';
-import { resolveAsset } from './context.js';
-import type { DigestCache } from './microkernel.js';
+import { resolveAsset, type DigestCache } from './asset-files.js';
 import { missingAssetMessage } from './routes/boot.js';
 
 /** One file a profile boots. */

@@ -6,7 +6,7 @@
  */
 import { ApplianceError } from '../errors.js';
 import type { RouteEnv } from './context.js';
-import { resolveAsset } from './context.js';
+import { resolveAsset } from './asset-files.js';
 import { renderMicrokernelScript, resolveMicrokernel } from './microkernel.js';
 import { buildCloudConfigContext, buildIpxeContext, type BootRequest } from './render.js';
 import { DEFAULT_CLOUD_CONFIG_TEMPLATE, DEFAULT_IPXE_TEMPLATE, missingAssetMessage } from './routes/boot.js';

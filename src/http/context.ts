@@ -3,8 +3,6 @@
  * reading a booting machine's identity from a request.
  */
 import type Koa from 'koa';
-import { realpath, stat } from 'node:fs/promises';
-import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { BootEventType, EventLog } from '../events.js';
 import { normalizeMac, normalizeUuid } from '../identity.js';
@@ -14,7 +12,7 @@ import type { Discovery } from '../store/discovery.js';
 import type { StateStore } from '../store/state-store.js';
 import type { Store } from '../store/store.js';
 import type { HttpMetrics } from './metrics.js';
-import type { DigestCache } from './microkernel.js';
+import type { DigestCache } from './asset-files.js';
 import type { BootRequest, Renderer, ServerAddress } from './render.js';
 
 /** Dependencies of the HTTP app (injected; the app never reads config or binds a port). */
@@ -119,35 +117,4 @@ export async function identifyMachine(ctx: Koa.Context, deps: Pick<HttpDeps, 'ev
   if (uuid === undefined) return undefined;
   const machine = await deps.store.findMachineByUuid(uuid);
   return machine ? bootRequestFrom(ctx, deps.events, machine.mac) : undefined;
-}
-
-/**
- * Resolve a URL path below /assets/ to a file inside `assetsDir`, following symlinks and
- * refusing anything whose real path leaves the directory (`..`, `%2e%2e`, NUL, symlinks out).
- * Returns the real path and its path relative to the real root, or undefined.
- */
-export async function resolveAsset(assetsDir: string, urlPath: string): Promise<{ file: string; root: string; rel: string } | undefined> {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(urlPath);
-  } catch {
-    return undefined;
-  }
-  if (decoded.includes('\0') || decoded.includes('\\')) return undefined;
-  const segments = decoded.split('/').filter((s) => s !== '');
-  if (segments.length === 0 || segments.some((s) => s === '..' || s === '.')) return undefined;
-  let root: string;
-  try {
-    root = await realpath(path.resolve(assetsDir));
-  } catch {
-    return undefined;
-  }
-  try {
-    const file = await realpath(path.join(root, ...segments));
-    if (!file.startsWith(root + path.sep)) return undefined;
-    if (!(await stat(file)).isFile()) return undefined;
-    return { file, root, rel: path.relative(root, file) };
-  } catch {
-    return undefined;
-  }
 }

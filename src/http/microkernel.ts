@@ -7,11 +7,8 @@
  * rc.local and `wait-for-docker`. The script is built here, not in a template, so every value
  * is shell-quoted in one place; templates place it with `| yaml`.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { MicrokernelSchema, type VarValue } from '../store/schema.js';
-import { resolveAsset } from './context.js';
+import { resolveAsset, type DigestCache } from './asset-files.js';
 import { baseUrl, type ServerAddress } from './render.js';
 
 /** Container name when `vars.microkernel.name` is not given. */
@@ -41,49 +38,6 @@ export interface MicrokernelPlan {
 
 /** The outcome of looking at `vars.microkernel` for one machine. */
 export type MicrokernelResolution = { kind: 'off' } | { kind: 'ready'; plan: MicrokernelPlan } | { kind: 'missing'; image: string; warning: string };
-
-/** sha256 of files, cached by path + inode + size + mtime (tarballs are hundreds of MiB). */
-export interface DigestCache {
-  sha256(file: string): Promise<{ sha256: string; size: number }>;
-}
-
-/** Create a bounded digest cache (`max` files; concurrent requests for one file share the work). */
-export function createDigestCache(max = 32): DigestCache {
-  const cache = new Map<string, Promise<{ sha256: string; size: number }>>();
-  return {
-    async sha256(file) {
-      const st = await stat(file);
-      const key = `${file}\0${st.ino}\0${st.size}\0${st.mtimeMs}`;
-      let entry = cache.get(key);
-      if (!entry) {
-        entry = new Promise((resolve, reject) => {
-          const hash = createHash('sha256');
-          let size = 0;
-          createReadStream(file)
-            .on('data', (chunk) => {
-              size += chunk.length;
-              hash.update(chunk);
-            })
-            .on('error', reject)
-            .on('end', () => resolve({ sha256: hash.digest('hex'), size }));
-        });
-        // A failed read is not cached: the next request tries again.
-        entry.catch(() => cache.delete(key));
-        for (const k of cache.keys()) if (k.startsWith(`${file}\0`)) cache.delete(k);
-        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
-        cache.set(key, entry);
-      }
-      const result = await entry;
-      // The file changed while it was being hashed: hash again rather than publish a wrong sum.
-      const after = await stat(file);
-      if (after.size !== st.size || after.mtimeMs !== st.mtimeMs || after.ino !== st.ino) {
-        cache.delete(key);
-        return this.sha256(file);
-      }
-      return result;
-    },
-  };
-}
 
 /**
  * Resolve `vars.microkernel` for a machine: off (unset or null), ready (tarball found and

@@ -23,7 +23,9 @@
  * `!=` compare strings exactly otherwise; ordering against a non-number does not hold.
  */
 import { ApplianceError } from '../errors.js';
-import type { FactValue } from './schema.js';
+
+/** One reported fact value (recursive JSON; schema.ts bounds it by FACTS_LIMITS). */
+export type FactValue = string | number | boolean | null | FactValue[] | { [key: string]: FactValue };
 
 /** Comparison operators. */
 export type FactOp = '==' | '!=' | '<' | '<=' | '>' | '>=' | '~' | '!~';

@@ -14,10 +14,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ApplianceError } from '../errors.js';
-import type { Machine, Profile } from './schema.js';
-
-/** The built-in profile that leaves iPXE for the next boot device. */
-export const LOCAL_DISK_PROFILE_ID = 'local-disk';
+import { LOCAL_DISK_PROFILE_ID, type Machine, type Profile } from './schema.js';
 
 /**
  * The built-in `local-disk` profile, used when the database defines no profile of that id. Its

@@ -8,9 +8,11 @@
 import { z } from 'zod';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
-import { FACT_SELECTOR_LIMITS, parseFactSelector } from './fact-selector.js';
+import { FACT_SELECTOR_LIMITS, parseFactSelector, type FactValue } from './fact-selector.js';
 import { cmdlineIssues, ipxeTokenProblem } from './cmdline.js';
-import { LOCAL_DISK_PROFILE_ID } from './lifecycle.js';
+
+/** The built-in profile that leaves iPXE for the next boot device (lifecycle.ts); always a valid reference. */
+export const LOCAL_DISK_PROFILE_ID = 'local-disk';
 
 /**
  * Characters of values the appliance itself (not the operator) places in iPXE scripts: names it
@@ -149,8 +151,6 @@ export type Microkernel = z.output<typeof MicrokernelSchema>;
 export const FACTS_LIMITS = { depth: 8, nodes: 4096, keysPerObject: 256, arrayItems: 512, stringLength: 4096 } as const;
 
 const FactKey = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}$/, 'fact names are 1-64 chars of A-Z a-z 0-9 _ . : @ -');
-/** One reported fact value (recursive JSON, bounded by FACTS_LIMITS). */
-export type FactValue = string | number | boolean | null | FactValue[] | { [key: string]: FactValue };
 const FactValueSchema: z.ZodType<FactValue> = z.lazy(() =>
   z.union([
     z.string().max(FACTS_LIMITS.stringLength),

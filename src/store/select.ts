@@ -19,8 +19,8 @@
  */
 import { normalizeMac, normalizeUuid } from '../identity.js';
 import { checkFacts } from './fact-selector.js';
-import { LOCAL_DISK_PROFILE, LOCAL_DISK_PROFILE_ID } from './lifecycle.js';
-import type { Db, Facts, Group, Machine, Profile } from './schema.js';
+import { LOCAL_DISK_PROFILE } from './lifecycle.js';
+import { LOCAL_DISK_PROFILE_ID, type Db, type Facts, type Group, type Machine, type Profile } from './schema.js';
 
 /** What a booting machine tells us about itself (from the iPXE query string). */
 export interface SelectQuery {

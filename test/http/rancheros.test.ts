@@ -9,7 +9,8 @@ import { parse as parseYaml } from 'yaml';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { missingAssetMessage } from '../../src/http/routes/boot.js';
-import { createDigestCache, shQuote } from '../../src/http/microkernel.js';
+import { createDigestCache } from '../../src/http/asset-files.js';
+import { shQuote } from '../../src/http/microkernel.js';
 import { addRancherAssets, auth, startHarness } from './helpers.js';
 
 const run = promisify(execFile);

@@ -11,7 +11,8 @@ import send from 'send';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../identity.js';
 import { streamFileRange } from '../file-stream.js';
-import { clientIp, resolveAsset, type RouteEnv } from '../context.js';
+import { resolveAsset } from '../asset-files.js';
+import { clientIp, type RouteEnv } from '../context.js';
 
 const PREFIX = '/assets/';
 

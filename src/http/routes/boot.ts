@@ -5,13 +5,12 @@
  * the reason on the machine's console and retries.
  */
 import type Router from '@koa/router';
-import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ApplianceError } from '../../errors.js';
-import { DEBIAN_INSTALLER_ASSET_DIR } from '../../fetch/debian-installer.js';
-import { DEFAULT_RANCHEROS_VERSION } from '../../fetch/rancheros.js';
+import { fetchCommandFor } from '../../fetch/hint.js';
 import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
-import { clientIp, identifyMachine, resolveAsset, type RouteEnv } from '../context.js';
+import { resolveAsset } from '../asset-files.js';
+import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
 import { consumeNextBoot, isBuiltinLocalDisk } from '../../store/lifecycle.js';
@@ -32,22 +31,14 @@ export const DEFAULT_CLOUD_CONFIG_TEMPLATE = 'cloud-config.yaml.njk';
 const SCRIPT_TYPE = 'text/plain; charset=utf-8';
 
 /**
- * What the machine's console says when a profile's local boot file is missing. Files of the
- * RancherOS layout (`/assets/rancheros/<version>/...`, written by `fetch rancheros`) name the
- * exact command that fetches them, with --version / --assets only when they differ from the
- * command's defaults.
+ * What the machine's console says when a profile's local boot file is missing: the fetch
+ * command that writes it when there is one (src/fetch/hint.ts), else where to put it.
  */
 export function missingAssetMessage(profileId: string, source: string, assetsDir: string): string {
-  if (source.startsWith(`/assets/${DEBIAN_INSTALLER_ASSET_DIR}/`)) {
-    const assets = path.resolve(assetsDir);
-    return `profile ${profileId}: ${source} is missing on the appliance. Run: node bin/appliance fetch debian-installer${assets === path.resolve('assets') ? '' : ` --assets ${assets}`}`;
-  }
-  const m = /^\/assets\/rancheros\/([^/]+)\/[^/]+$/.exec(source);
-  if (!m) return `profile ${profileId}: ${source} is missing on the appliance (put it under the assets directory)`;
-  const version = m[1]!;
-  const assets = path.resolve(assetsDir);
-  const flags = `${version === DEFAULT_RANCHEROS_VERSION ? '' : ` --version ${version}`}${assets === path.resolve('assets') ? '' : ` --assets ${assets}`}`;
-  return `profile ${profileId}: ${source} is missing on the appliance. Run: node bin/appliance fetch rancheros${flags}`;
+  const command = fetchCommandFor(source, assetsDir);
+  return command !== undefined
+    ? `profile ${profileId}: ${source} is missing on the appliance. Run: ${command}`
+    : `profile ${profileId}: ${source} is missing on the appliance (put it under the assets directory)`;
 }
 
 /** Register the boot routes on `router`. */

@@ -17,7 +17,8 @@ import type Koa from 'koa';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../events.js';
 import type { VarValue } from '../../store/schema.js';
-import { clientIp, identifyMachine, resolveAsset, type RouteEnv } from '../context.js';
+import { resolveAsset } from '../asset-files.js';
+import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
 
 /** `KEY=value` lines of matchbox's /metadata: keys upper-cased, nested keys joined by `_`. */
