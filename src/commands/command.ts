@@ -6,7 +6,8 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '../errors.js';
-import { envName, OPTIONS, type OptionSpec, type SettingKey } from '../config.js';
+import { envName, loadConfig, OPTIONS, type Config, type OptionSpec, type SettingKey } from '../config.js';
+import { createLogOutput, type Logger } from '../log.js';
 
 /** What a command needs from the outside world; injectable so tests run it in-process. */
 export interface CliIo {
@@ -64,6 +65,24 @@ export interface CommandSpec {
   run?(args: CommandArgs): Promise<number>;
   /** A command that parses its own arguments (lab): gets everything after its name, `--help` included. */
   passthrough?(argv: string[], io: CliIo, signals: NodeJS.EventEmitter): Promise<number>;
+}
+
+/** The two settings every command that logs reads (`--log-level`, `--log-format`). */
+export const LOG_SETTINGS = ['logLevel', 'logFormat'] as const;
+
+/**
+ * The settings `keys` of a command from its flags, the environment and the settings file
+ * (validated once; nothing else is read or checked), and a logger on stderr set by
+ * `--log-level` / `--log-format`. List the same keys plus LOG_SETTINGS in the command's
+ * `settings` so they are accepted as flags and shown in its help.
+ */
+export function loadCommandConfig<K extends SettingKey>(
+  args: CommandArgs,
+  keys: readonly K[],
+): { config: Pick<Config, K | (typeof LOG_SETTINGS)[number] | 'sources'>; log: Logger } {
+  const config = loadConfig({ keys: [...keys, ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
+  const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+  return { config, log };
 }
 
 /** A usage error: one line on stderr, exit 2. */

@@ -1,12 +1,8 @@
 /** `fetch ipxe`, `fetch rancheros` and `fetch secureboot`: put boot files where the appliance serves them. */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { loadConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
-import { createLogOutput } from '../log.js';
-import { EXIT, type CommandArgs, type CommandSpec } from './command.js';
-
-const LOG_SETTINGS = ['logLevel', 'logFormat'] as const;
+import { EXIT, LOG_SETTINGS, loadCommandConfig, type CommandArgs, type CommandSpec } from './command.js';
 
 /** `fetch ipxe`. */
 export const FETCH_IPXE_COMMAND: CommandSpec = {
@@ -23,14 +19,7 @@ export const FETCH_IPXE_COMMAND: CommandSpec = {
     { name: 'from', type: 'string', arg: 'DIR', help: 'offline: take the files from DIR first (format-checked like the system package)' },
   ],
   async run(args) {
-    const config = loadConfig({
-      keys: ['tftpRoot', ...LOG_SETTINGS],
-      flags: args.settingFlags,
-      env: args.io.env,
-      cwd: args.io.cwd,
-      configFile: args.configFile,
-    });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['tftpRoot']);
     const { fetchIpxe } = await import('../fetch/ipxe.js');
     const mirror = stringFlag(args, 'mirror');
     const from = stringFlag(args, 'from');
@@ -72,8 +61,7 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
     },
   ],
   async run(args) {
-    const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['assets']);
     const { fetchRancherOS } = await import('../fetch/rancheros.js');
     const version = stringFlag(args, 'version');
     const mirror = stringFlag(args, 'mirror');
@@ -110,14 +98,7 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
     for (const a of arches) {
       if (a !== 'amd64' && a !== 'arm64') throw new ConfigError(`--arch must be amd64, arm64 or both (comma-separated), not ${JSON.stringify(a)}`);
     }
-    const config = loadConfig({
-      keys: ['tftpRoot', ...LOG_SETTINGS],
-      flags: args.settingFlags,
-      env: args.io.env,
-      cwd: args.io.cwd,
-      configFile: args.configFile,
-    });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['tftpRoot']);
     const { fetchSecureBoot } = await import('../fetch/secureboot.js');
     const cacheDir = stringFlag(args, 'deb-cache');
     const results = await fetchSecureBoot({
@@ -142,8 +123,7 @@ export const FETCH_DEBIAN_INSTALLER_COMMAND: CommandSpec = {
   settings: ['assets', ...LOG_SETTINGS],
   flags: [{ name: 'from', type: 'string', arg: 'DIR', help: 'a .deb unpacked with dpkg-deb -R DEB DIR [default: the installed package]' }],
   async run(args) {
-    const config = loadConfig({ keys: ['assets', ...LOG_SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['assets']);
     const { fetchDebianInstaller } = await import('../fetch/debian-installer.js');
     const from = stringFlag(args, 'from');
     const results = await fetchDebianInstaller({ assetsDir: config.assets, log, ...(from !== undefined ? { from: resolve(args.io.cwd, from) } : {}) });

@@ -5,9 +5,7 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig } from '../config.js';
-import { createLogOutput } from '../log.js';
-import { EXIT, UsageError, type CommandSpec } from './command.js';
+import { EXIT, LOG_SETTINGS, UsageError, loadCommandConfig, type CommandSpec } from './command.js';
 
 /** `import`. */
 export const IMPORT_COMMAND: CommandSpec = {
@@ -21,19 +19,12 @@ export const IMPORT_COMMAND: CommandSpec = {
     'JSON report on stdout: what was written and every problem.',
   args: 'DIR',
   maxPositionals: 1,
-  settings: ['db', 'templates', 'logLevel', 'logFormat'],
+  settings: ['db', 'templates', ...LOG_SETTINGS],
   epilog: 'exit codes: 0 everything converted, 1 something was not (see "problems"), 2 usage',
   async run(args) {
     const dir = args.positionals[0];
     if (dir === undefined) throw new UsageError('import needs the data directory: node bin/appliance import DIR');
-    const config = loadConfig({
-      keys: ['db', 'templates', 'logLevel', 'logFormat'],
-      flags: args.settingFlags,
-      env: args.io.env,
-      cwd: args.io.cwd,
-      configFile: args.configFile,
-    });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['db', 'templates']);
     const { planImport } = await import('../store/import.js');
     const { openFileStore } = await import('../store/file-store.js');
     let plan;

@@ -2,12 +2,8 @@
  * `node bin/appliance build microkernel`: the command-line side of the image build (flags,
  * settings for `--assets`, JSON result on stdout).
  */
-import { EXIT, type CommandSpec } from '../commands/command.js';
+import { EXIT, LOG_SETTINGS, loadCommandConfig, type CommandSpec } from '../commands/command.js';
 import { stringFlag } from '../commands/fetch.js';
-import { loadConfig } from '../config.js';
-import { createLogOutput } from '../log.js';
-
-const SETTINGS = ['assets', 'logLevel', 'logFormat'] as const;
 
 /** `build microkernel`. */
 export const BUILD_MICROKERNEL_COMMAND: CommandSpec = {
@@ -18,7 +14,7 @@ export const BUILD_MICROKERNEL_COMMAND: CommandSpec = {
     'pciutils, ethtool) with mmdebstrap, without a Docker daemon, as a docker-save tarball\n' +
     'ASSETS/microkernel/discovery.tar with discovery.tar.sha256 and discovery.json. Reproducible; the\n' +
     'root filesystem is cached by its inputs and the mirror state. Prints what it did as JSON on stdout.',
-  settings: SETTINGS,
+  settings: ['assets', ...LOG_SETTINGS],
   flags: [
     { name: 'suite', type: 'string', arg: 'NAME', help: 'Debian suite [default: bookworm]' },
     { name: 'mirror', type: 'string', arg: 'URL', help: 'Debian mirror, http(s):// or file:// [default: http://deb.debian.org/debian]' },
@@ -26,8 +22,7 @@ export const BUILD_MICROKERNEL_COMMAND: CommandSpec = {
     { name: 'no-cache', type: 'boolean', help: 'build the root filesystem from scratch and cache nothing' },
   ],
   async run(args) {
-    const config = loadConfig({ keys: [...SETTINGS], flags: args.settingFlags, env: args.io.env, cwd: args.io.cwd, configFile: args.configFile });
-    const { log } = createLogOutput({ level: config.logLevel, format: config.logFormat, destination: args.io.stderr });
+    const { config, log } = loadCommandConfig(args, ['assets']);
     const { buildMicrokernel } = await import('./microkernel.js');
     const suite = stringFlag(args, 'suite');
     const mirror = stringFlag(args, 'mirror');
