@@ -6,49 +6,13 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createEventLog } from '../../src/events.js';
-import { createHttpServer } from '../../src/http/server.js';
-import { createSilentLogger } from '../../src/log.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
-import { createStateStore, type StateStore } from '../../src/store/state-store.js';
-import { createMemoryStore, type Store } from '../../src/store/store.js';
+import { createMemoryStore } from '../../src/store/store.js';
+import { startApplianceHttp } from '../helpers/appliance-http.js';
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../agent/discover.sh', import.meta.url));
-const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 const HOST_PATH = process.env.PATH ?? '/usr/bin:/bin';
-
-/** A started appliance HTTP server on 127.0.0.1:0 over a memory store. */
-async function startAppliance(
-  t: ExecutionContext,
-  store: Store = createMemoryStore(createDefaultDb()),
-): Promise<{ url: string; store: Store; state: StateStore }> {
-  const state = createStateStore({ log: createSilentLogger() });
-  const assets = await mkdtemp(path.join(tmpdir(), 'netboot-agent-assets-'));
-  let port = 0;
-  const server = createHttpServer({
-    host: '127.0.0.1',
-    port: 0,
-    log: createSilentLogger(),
-    deps: {
-      store,
-      events: createEventLog(),
-      log: createSilentLogger(),
-      address: '127.0.0.1',
-      httpPort: () => port,
-      templatesDir: TEMPLATES,
-      assetsDir: assets,
-      apiToken: 'agent-test-token',
-      state,
-    },
-  });
-  port = (await server.start()).port;
-  t.teardown(async () => {
-    await server.stop();
-    await rm(assets, { recursive: true, force: true });
-  });
-  return { url: `http://127.0.0.1:${port}`, store, state };
-}
 
 /** A directory of busybox applets only: the agent then runs as in the VM's busybox initrd. */
 async function busyboxPath(t: ExecutionContext): Promise<string> {
@@ -105,7 +69,7 @@ async function fakeHost(t: ExecutionContext): Promise<{ proc: string; sys: strin
 const MAC = '52:54:00:ab:cd:ef';
 
 test('busybox sh with fake /proc and /sys: exact facts, escaped, posted with wget; unknown MAC registered', async (t) => {
-  const app = await startAppliance(t);
+  const app = await startApplianceHttp(t);
   const bb = await busyboxPath(t);
   const host = await fakeHost(t);
   const r = await run('busybox', ['sh', SCRIPT], {
@@ -138,7 +102,7 @@ test('busybox sh with fake /proc and /sys: exact facts, escaped, posted with wge
 test('busybox sh against the real /proc and /sys (busybox ip, wget): plausible facts for an existing machine', async (t) => {
   const store = createMemoryStore(createDefaultDb());
   await store.putMachine({ mac: '52:54:00:00:00:42', hostname: 'keep-me', profile: 'rancheros', state: 'ready' });
-  const app = await startAppliance(t, store);
+  const app = await startApplianceHttp(t, { store });
   const bb = await busyboxPath(t);
   await run('busybox', ['sh', SCRIPT], {
     env: { PATH: bb, APPLIANCE_URL: app.url, MACHINE_MAC: '52:54:00:00:00:42', HOST_PROC: '/proc', HOST_SYS: '/sys', HOST_DEV: '/dev' },
@@ -159,7 +123,7 @@ test('busybox sh against the real /proc and /sys (busybox ip, wget): plausible f
 });
 
 test('host tools (lscpu, lsblk, ip, curl) against the real system: posted and valid', async (t) => {
-  const app = await startAppliance(t);
+  const app = await startApplianceHttp(t);
   // Not in a container: /host-proc does not exist here, so the defaults must be /proc, /sys.
   const r = await run('sh', [SCRIPT], { env: { PATH: HOST_PATH, APPLIANCE_URL: app.url, MACHINE_MAC: MAC }, timeout: 60_000 });
   t.regex(r.stderr, /posted/);

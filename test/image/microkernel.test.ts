@@ -16,17 +16,11 @@ import { cpus, release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createEventLog } from '../../src/events.js';
-import { createHttpServer } from '../../src/http/server.js';
 import { MICROKERNEL_ASSET, MICROKERNEL_REF, type MicrokernelBuild } from '../../src/image/microkernel.js';
-import { createSilentLogger } from '../../src/log.js';
-import { createDefaultDb } from '../../src/store/defaults.js';
-import { createStateStore } from '../../src/store/state-store.js';
-import { createMemoryStore } from '../../src/store/store.js';
+import { startApplianceHttp } from '../helpers/appliance-http.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/appliance', import.meta.url));
-const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 const MAC = '52:54:00:14:14:01';
 const BUILD_TIMEOUT_MS = 15 * 60_000;
 
@@ -126,27 +120,7 @@ test.serial('the image runs like docker run --privileged --net=host with the hos
   );
   t.is(found.trim().split('\n').length >= tools.split(' ').length, true, found);
 
-  const store = createMemoryStore(createDefaultDb());
-  const state = createStateStore({ log: createSilentLogger() });
-  let port = 0;
-  const server = createHttpServer({
-    host: '127.0.0.1',
-    port: 0,
-    log: createSilentLogger(),
-    deps: {
-      store,
-      events: createEventLog(),
-      log: createSilentLogger(),
-      address: '127.0.0.1',
-      httpPort: () => port,
-      templatesDir: TEMPLATES,
-      assetsDir: work,
-      apiToken: 'image-test-token',
-      state,
-    },
-  });
-  port = (await server.start()).port;
-  t.teardown(() => server.stop());
+  const { store, state, port } = await startApplianceHttp(t, { assetsDir: work });
 
   const config = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${cached.file}`])).stdout) as {
     config: { Entrypoint: string[]; Env: string[] };

@@ -12,6 +12,21 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { decodePacket, encodePacket, type TftpOptions, type TftpPacket } from '../../src/tftp/packet.js';
 import { createTftpServer, type TftpServer, type TftpServerOptions } from '../../src/tftp/server.js';
 
+/**
+ * The options of EDK2's read requests in the OVMF capture (test/fixtures/tftp/edk2-rrq-tsize-probe.bin):
+ * the size probe and the download ask for the same three.
+ */
+export const EDK2_RRQ_OPTIONS: TftpOptions = [
+  ['tsize', '0'],
+  ['blksize', '1468'],
+  ['windowsize', '4'],
+];
+
+/** A read request for `filename` (octet mode unless `mode` is given). */
+export function rrq(filename: string, options: TftpOptions = [], mode = 'octet'): TftpPacket {
+  return { op: 'rrq', filename, mode, options: options.map(([k, v]): [string, string] => [k, v]) };
+}
+
 /** sha256 hex of a buffer. */
 export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');

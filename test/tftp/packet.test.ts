@@ -2,24 +2,13 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { hasCode } from '../../src/errors.js';
 import { decodePacket, encodePacket, getOption, TftpDecodeError, type DecodeFailure, type TftpPacket } from '../../src/tftp/packet.js';
+import { EDK2_RRQ_OPTIONS, rrq } from './helpers.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/tftp/${name}`, import.meta.url));
 
 const samples: Array<[string, TftpPacket]> = [
   ['rrq plain', { op: 'rrq', filename: 'undionly.kpxe', mode: 'octet', options: [] }],
-  [
-    'rrq options',
-    {
-      op: 'rrq',
-      filename: 'snponly.efi',
-      mode: 'octet',
-      options: [
-        ['tsize', '0'],
-        ['blksize', '1468'],
-        ['windowsize', '4'],
-      ],
-    },
-  ],
+  ['rrq options', rrq('snponly.efi', EDK2_RRQ_OPTIONS)],
   ['rrq latin1 name', { op: 'rrq', filename: 'dir/f\u00e9\u00ff', mode: 'netascii', options: [['BlkSize', '512']] }],
   ['wrq', { op: 'wrq', filename: 'upload.bin', mode: 'octet', options: [['tsize', '123']] }],
   ['data empty', { op: 'data', block: 0, data: Buffer.alloc(0) }],
@@ -52,16 +41,7 @@ for (const [name, packet] of samples) {
 
 test('decodes the EDK2/dnsmasq capture and re-encodes it byte for byte', (t) => {
   const probe = decodePacket(fixture('edk2-rrq-tsize-probe.bin'));
-  t.deepEqual(probe, {
-    op: 'rrq',
-    filename: 'snponly.efi',
-    mode: 'octet',
-    options: [
-      ['tsize', '0'],
-      ['blksize', '1468'],
-      ['windowsize', '4'],
-    ],
-  });
+  t.deepEqual(probe, rrq('snponly.efi', EDK2_RRQ_OPTIONS));
   const abort = decodePacket(fixture('edk2-error-8-abort.bin'));
   t.deepEqual(abort, { op: 'error', code: 8, message: 'User aborted the transfer' });
   const download = decodePacket(fixture('edk2-rrq-download.bin'));

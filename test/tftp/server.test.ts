@@ -6,7 +6,7 @@ import { hasCode } from '../../src/errors.js';
 import { encodePacket, type TftpPacket } from '../../src/tftp/packet.js';
 import { createTftpServer, type VirtualFileRequest } from '../../src/tftp/server.js';
 import { createSilentLogger } from '../../src/log.js';
-import { delay, rawPeer, sha256, startServer, tempDir, tftpGet, waitFor } from './helpers.js';
+import { delay, EDK2_RRQ_OPTIONS, rawPeer, rrq, sha256, startServer, tempDir, tftpGet, waitFor } from './helpers.js';
 
 const MAC = '52:54:00:aa:bb:cc';
 
@@ -141,7 +141,7 @@ test('WRQ is refused with error 2; unknown opcodes and malformed requests get er
   t.like((await peer.next())?.packet, { op: 'error', code: 4 });
   peer.send({ op: 'data', block: 1, data: Buffer.from('x') }, s.port);
   t.like((await peer.next())?.packet, { op: 'error', code: 4 });
-  peer.send({ op: 'rrq', filename: 'x', mode: 'mail', options: [] }, s.port);
+  peer.send(rrq('x', [], 'mail'), s.port);
   t.like((await peer.next())?.packet, { op: 'error', code: 4 });
 
   peer.send(Buffer.from([1]), s.port);
@@ -161,7 +161,7 @@ test('transfer ID check: datagrams from a stranger never reach the transfer (con
     client.close();
     stranger.close();
   });
-  client.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  client.send(rrq('f'), s.port);
   const first = await client.next();
   t.like(first?.packet, { op: 'data', block: 1 });
   const tid = first!.from;
@@ -197,7 +197,7 @@ test("duplicate ACKs never trigger a resend (no Sorcerer's Apprentice)", async (
   await s.put('f', 1500);
   const client = await rawPeer();
   t.teardown(() => client.close());
-  client.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  client.send(rrq('f'), s.port);
   const d1 = await client.next();
   t.like(d1?.packet, { op: 'data', block: 1 });
   const tid = d1!.from;
@@ -226,19 +226,7 @@ test('UEFI tsize probe: OACK, client ERROR 8, new request from a new port works;
   const probe = await rawPeer();
   t.teardown(() => probe.close());
   // The exact request EDK2 sent in the OVMF capture.
-  probe.send(
-    {
-      op: 'rrq',
-      filename: 'snponly.efi',
-      mode: 'octet',
-      options: [
-        ['tsize', '0'],
-        ['blksize', '1468'],
-        ['windowsize', '4'],
-      ],
-    },
-    s.port,
-  );
+  probe.send(rrq('snponly.efi', EDK2_RRQ_OPTIONS), s.port);
   const oack = await probe.next();
   t.deepEqual(oack?.packet, {
     op: 'oack',
@@ -275,19 +263,11 @@ test('tsize probe racing its re-request from the same port: the repeated request
   await s.put('snponly.efi', 5000);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  const rrq: TftpPacket = {
-    op: 'rrq',
-    filename: 'snponly.efi',
-    mode: 'octet',
-    options: [
-      ['tsize', '0'],
-      ['blksize', '1468'],
-    ],
-  };
-  peer.send(rrq, s.port);
+  const request: TftpPacket = rrq('snponly.efi', EDK2_RRQ_OPTIONS.slice(0, 2));
+  peer.send(request, s.port);
   const oack = await peer.next();
   t.is(oack?.packet.op, 'oack');
-  peer.send(rrq, s.port); // arrives before the ERROR 8 is handled
+  peer.send(request, s.port); // arrives before the ERROR 8 is handled
   // The repeat gets the OACK again from the same transfer: no second transfer.
   const again = await peer.next(1000);
   t.is(again?.packet.op, 'oack');
@@ -305,18 +285,7 @@ test('abandoned size probe (OACK never answered, new request from a new port) is
   const content = await s.put('snponly.efi', 3000);
   const probe = await rawPeer();
   t.teardown(() => probe.close());
-  probe.send(
-    {
-      op: 'rrq',
-      filename: 'snponly.efi',
-      mode: 'octet',
-      options: [
-        ['tsize', '0'],
-        ['blksize', '1468'],
-      ],
-    },
-    s.port,
-  );
+  probe.send(rrq('snponly.efi', EDK2_RRQ_OPTIONS.slice(0, 2)), s.port);
   t.is((await probe.next())?.packet.op, 'oack');
   const got = await tftpGet(s.port, 'snponly.efi', { options: [['blksize', '1468']] });
   t.is(sha256(got.data), sha256(content));
@@ -337,9 +306,9 @@ test('an OACK nobody answers, with no new request, is a failed transfer (warn + 
   await s.put('f', 3000);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  peer.send(rrq('f', [['tsize', '0']]), s.port);
   // Repeating the identical request from the same port does not count as a new request.
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  peer.send(rrq('f', [['tsize', '0']]), s.port);
   t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp transfer failed' && l.level === 40), 3000));
   t.like(s.events.list().at(-1), { type: 'tftp-error' });
 });
@@ -351,10 +320,10 @@ test('a different request from the same client port supersedes the old transfer 
   const b = await s.put('b', 700);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'a', mode: 'octet', options: [['tsize', '0']] }, s.port);
+  peer.send(rrq('a', [['tsize', '0']]), s.port);
   const oack = await peer.next();
   t.is(oack?.packet.op, 'oack');
-  peer.send({ op: 'rrq', filename: 'b', mode: 'octet', options: [] }, s.port);
+  peer.send(rrq('b'), s.port);
   const d1 = await peer.next();
   t.like(d1?.packet, { op: 'data', block: 1 });
   t.not(d1?.from, oack?.from);
@@ -378,7 +347,7 @@ test('client timeout option (RFC 2349) sets the retransmission interval once the
   await s.put('f', 10);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [['timeout', '1']] }, s.port);
+  peer.send(rrq('f', [['timeout', '1']]), s.port);
   const oack = await peer.next();
   t.deepEqual(oack?.packet, { op: 'oack', options: [['timeout', '1']] });
   const started = Date.now();
@@ -396,15 +365,10 @@ test('a client timeout above the server cap (timeout=255) is not acknowledged; t
   const peer = await rawPeer();
   t.teardown(() => peer.close());
   peer.send(
-    {
-      op: 'rrq',
-      filename: 'f',
-      mode: 'octet',
-      options: [
-        ['timeout', '255'],
-        ['blksize', '512'],
-      ],
-    },
+    rrq('f', [
+      ['timeout', '255'],
+      ['blksize', '512'],
+    ]),
     s.port,
   );
   const oack = await peer.next();
@@ -429,19 +393,14 @@ test('an unanswered request costs exactly one reply and frees its slot after pen
     plain.close();
     withOptions.close();
   });
-  plain.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  plain.send(rrq('f'), s.port);
   withOptions.send(
-    {
-      op: 'rrq',
-      filename: 'f',
-      mode: 'octet',
-      options: [
-        ['blksize', '1468'],
-        ['tsize', '0'],
-        ['windowsize', '8'],
-        ['timeout', '1'],
-      ],
-    },
+    rrq('f', [
+      ['blksize', '1468'],
+      ['tsize', '0'],
+      ['windowsize', '8'],
+      ['timeout', '1'],
+    ]),
     s.port,
   );
   const [a, b] = await Promise.all([plain.collect(1200), withOptions.collect(1200)]);
@@ -466,7 +425,7 @@ test('gives up after the configured retries: N+1 sends, error 0, warn log, tftp-
   await s.put('f', 2000);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  peer.send(rrq('f'), s.port);
   const first = await peer.next();
   t.like(first?.packet, { op: 'data', block: 1 });
   peer.send({ op: 'ack', block: 1 }, first!.from);
@@ -561,7 +520,7 @@ test('maxTransfers: with every slot a live (acknowledged) transfer, a request ge
   await s.put('f', 5000);
   const holder = await rawPeer();
   t.teardown(() => holder.close());
-  holder.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  holder.send(rrq('f'), s.port);
   const d1 = await holder.next();
   t.like(d1?.packet, { op: 'data', block: 1 });
   holder.send({ op: 'ack', block: 1 }, d1!.from);
@@ -581,7 +540,7 @@ for (const [name, limits] of [
     const content = await s.put('f', 5000);
     const abandoned = await rawPeer();
     t.teardown(() => abandoned.close());
-    abandoned.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+    abandoned.send(rrq('f'), s.port);
     const d1 = await abandoned.next();
     t.like(d1?.packet, { op: 'data', block: 1 });
     const got = await tftpGet(s.port, 'f');
@@ -616,12 +575,12 @@ test('stop() aborts running transfers and closes their sockets', async (t) => {
   await s.put('f', 5000);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }, s.port);
+  peer.send(rrq('f'), s.port);
   const d1 = await peer.next();
   t.is(d1?.packet.op, 'data');
   await s.close();
   peer.send({ op: 'ack', block: 1 }, d1!.from);
-  peer.send(encodePacket({ op: 'rrq', filename: 'f', mode: 'octet', options: [] }), s.port);
+  peer.send(encodePacket(rrq('f')), s.port);
   t.deepEqual(await peer.collect(300), []);
 });
 
@@ -630,7 +589,7 @@ test('a 60 000-byte file name is refused and logged clipped, not whole', async (
   t.teardown(() => s.close());
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  peer.send({ op: 'rrq', filename: 'a/'.repeat(30_000), mode: 'octet', options: [] }, s.port);
+  peer.send(rrq('a/'.repeat(30_000)), s.port);
   const reply = await peer.next();
   t.is(reply?.packet.op, 'error');
   t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp request refused')));
@@ -645,14 +604,14 @@ test('a late copy of the request from the same port does not restart a running t
   const content = await s.put('f', 1500);
   const peer = await rawPeer();
   t.teardown(() => peer.close());
-  const rrq: TftpPacket = { op: 'rrq', filename: 'f', mode: 'octet', options: [] };
-  peer.send(rrq, s.port);
+  const request: TftpPacket = rrq('f');
+  peer.send(request, s.port);
   const d1 = await peer.next();
   t.like(d1?.packet, { op: 'data', block: 1 });
   peer.send({ op: 'ack', block: 1 }, d1!.from);
   const d2 = await peer.next();
   t.like(d2?.packet, { op: 'data', block: 2 });
-  peer.send(rrq, s.port); // the client's retransmitted RRQ, arriving late
+  peer.send(request, s.port); // the client's retransmitted RRQ, arriving late
   peer.send({ op: 'ack', block: 2 }, d1!.from);
   const d3 = await peer.next();
   t.like(d3?.packet, { op: 'data', block: 3 });
