@@ -102,7 +102,6 @@ export async function main(io: CliIo, signals: NodeJS.EventEmitter = process): P
     }
     if (found === 'version') found = { command: VERSION_COMMAND, path: 'version', rest: [] };
     const { command, path, rest } = found;
-    if (command.passthrough) return await command.passthrough(rest, io, signals);
     const args = parseCommandArgs(command, path, rest, io, signals);
     if (args === 'help') {
       write(io.stdout, path === 'serve' && io.argv[0] !== 'serve' ? mainHelp() : commandHelp(command, path));

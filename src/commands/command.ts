@@ -29,7 +29,10 @@ export interface FlagSpec {
   short?: string;
   /** Placeholder shown in help, e.g. `URL`. */
   arg?: string;
+  /** Help text; each further line (after a newline) is shown under the first. */
   help: string;
+  /** Heading the flag is listed under in `--help` (flags keep their order; default `options`). */
+  section?: string;
 }
 
 /** Parsed arguments handed to a command's `run`. */
@@ -63,8 +66,6 @@ export interface CommandSpec {
   /** Extra lines at the end of its help (examples, exit codes). */
   epilog?: string;
   run?(args: CommandArgs): Promise<number>;
-  /** A command that parses its own arguments (lab): gets everything after its name, `--help` included. */
-  passthrough?(argv: string[], io: CliIo, signals: NodeJS.EventEmitter): Promise<number>;
 }
 
 /** The two settings every command that logs reads (`--log-level`, `--log-format`). */
@@ -166,9 +167,9 @@ export function parseCommandArgs(command: CommandSpec, path: string, argv: strin
 
 /**
  * One line for a `util.parseArgs` error, with a guess from `flags` ("unknown option --vsm; did you
- * mean --vms?"). For commands that parse their own arguments (lab).
+ * mean --vms?").
  */
-export function parseErrorMessage(err: Error & { code?: string }, flags: ReadonlyArray<Pick<FlagSpec, 'name'> & Partial<FlagSpec>>, path: string): string {
+function parseErrorMessage(err: Error & { code?: string }, flags: readonly FlagSpec[], path: string): string {
   // Node's texts name the option in quotes and add advice about `--`; say it in one line instead.
   const name = /'(-[^' ]+)/.exec(err.message)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && name !== undefined) {
@@ -200,9 +201,34 @@ const ARG_NAMES: Record<OptionSpec['kind'], string> = {
   dir: 'DIR',
 };
 
+/** Help lines are wrapped to this width (the text column starts at 34). */
+const HELP_WIDTH = 100;
+
+/** `text` split at its newlines and wrapped at spaces to fit the help column. */
+function wrap(text: string, width = HELP_WIDTH - 34): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    // A table row ("  name    text") continues under its text, any other line under its start.
+    const head = /^ *\S+ {2,}/.exec(line)?.[0] ?? /^ */.exec(line)![0];
+    let current = head;
+    let fresh = true;
+    for (const word of line.slice(head.length).split(' ')) {
+      if (!fresh && current.length + 1 + word.length > width) {
+        out.push(current);
+        current = ' '.repeat(head.length) + word;
+      } else current = fresh ? current + word : `${current} ${word}`;
+      fresh = false;
+    }
+    out.push(current);
+  }
+  return out;
+}
+
 function row(head: string, text: string): string[] {
+  const [first = '', ...more] = wrap(text);
+  const rest = more.map((line) => ' '.repeat(34) + line);
   // A long head gets its own line, so the help column stays aligned.
-  return head.length >= 33 ? [head, ' '.repeat(34) + text] : [head.padEnd(34) + text];
+  return head.length >= 33 ? [head, ' '.repeat(34) + first, ...rest] : [head.padEnd(34) + first, ...rest];
 }
 
 /** The `--help` text of `command`, reached as `path` (e.g. `fetch ipxe`). */
@@ -219,8 +245,16 @@ export function commandHelp(command: CommandSpec, path: string, program = 'node 
   lines.push(`usage: ${program} ${path}${command.args ? ' ' + command.args : ''} [options]`, '');
   lines.push(command.description ?? command.summary, '');
   if (command.flags && command.flags.length > 0) {
-    lines.push('options:');
-    for (const f of command.flags) lines.push(...row(`  ${f.short ? `-${f.short}, ` : ''}--${f.name}${f.arg ? ' ' + f.arg : ''}`, f.help));
+    let section: string | undefined;
+    for (const f of command.flags) {
+      const heading = f.section ?? 'options';
+      if (heading !== section) {
+        if (section !== undefined) lines.push('');
+        lines.push(`${heading}:`);
+        section = heading;
+      }
+      lines.push(...row(`  ${f.short ? `-${f.short}, ` : ''}--${f.name}${f.arg ? ' ' + f.arg : ''}`, f.help));
+    }
     lines.push('');
   }
   const settings = settingSpecs(command);

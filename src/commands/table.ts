@@ -10,16 +10,7 @@ import { FETCH_COMMAND } from './fetch.js';
 import { IMPORT_COMMAND } from './import.js';
 import { EVENTS_COMMAND, MACHINES_COMMAND, STATUS_COMMAND } from './remote.js';
 import { SERVE_COMMAND } from './serve.js';
-
-/** `lab`: parses its own flags (see src/lab/command.ts). */
-export const LAB_COMMAND: CommandSpec = {
-  name: 'lab',
-  summary: 'boot QEMU VMs through this appliance on a private lab bridge (needs root)',
-  async passthrough(argv, io, signals) {
-    const { runLabCommand } = await import('../lab/command.js');
-    return runLabCommand(argv, io, signals);
-  },
-};
+import { LAB_COMMAND } from '../lab/command.js';
 
 /** `version` (also `--version`). */
 export const VERSION_COMMAND: CommandSpec = {

@@ -18,10 +18,24 @@ import type { ManagedProcess, ProcessExit } from './process.js';
  * - `arm64`: AAVMF under qemu-system-aarch64 `-M virt` (arch 11), TCG;
  * - `uefi-ipv6`: OVMF with only PXEv6 (DHCPv6 option 59 boot-file URL).
  */
-export type Firmware = 'bios' | 'uefi' | 'uefi-http' | 'uefi-secureboot' | 'arm64' | 'uefi-ipv6';
+export type Firmware = keyof typeof FIRMWARE_HELP;
+
+/**
+ * Every lab firmware with its line in `lab --help`, in the order the lab command lists them:
+ * the one list `--firmware` is checked against and its help is generated from. A new firmware
+ * is a line here and its case in startVm().
+ */
+export const FIRMWARE_HELP = {
+  bios: 'SeaBIOS + iPXE ROM',
+  uefi: 'OVMF with its own PXE',
+  'uefi-http': 'OVMF HTTP boot only (PXE off)',
+  'uefi-secureboot': 'OVMF with Secure Boot on (Microsoft keys; needs fetch secureboot and secureBoot set, see README)',
+  arm64: 'AAVMF under qemu-system-aarch64 (grub)',
+  'uefi-ipv6': 'OVMF PXEv6 only',
+} as const satisfies Record<string, string>;
 
 /** Every lab firmware, in the order the lab command lists them. */
-export const FIRMWARES: readonly Firmware[] = ['bios', 'uefi', 'uefi-http', 'uefi-secureboot', 'arm64', 'uefi-ipv6'];
+export const FIRMWARES = Object.keys(FIRMWARE_HELP) as readonly Firmware[];
 
 /** OVMF images (Debian `ovmf`): 4M CODE read-only, VARS copied per VM. */
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';

@@ -1,19 +1,19 @@
 /**
  * `node bin/appliance lab` (runLabCommand, run in-process with captured streams and a private
  * signal emitter): a BIOS VM boots the test OS through the real appliance and the command
- * exits 0 once it powered off; signals tear the lab down; nothing is left behind.
+ * exits 0 once it powered off; signals tear the lab down; nothing is left behind. Its flags,
+ * help and usage errors (no VM needed) are test/lab/command.test.ts.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { assertApplianceBuilt } from '../../src/lab/appliance.js';
-import { LAB_EXIT, LAB_USAGE, runLabCommand } from '../../src/lab/command.js';
+import { LAB_EXIT } from '../../src/lab/command.js';
 import { MARKERS } from '../../src/lab/initrd.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
+import { runLab } from '../lab/run-command.js';
 
 test.before(() => {
   // Missing packages or an unbuilt dist/ fail loudly, never skip.
@@ -21,27 +21,7 @@ test.before(() => {
   assertApplianceBuilt();
 });
 
-interface Run {
-  stdout: () => string;
-  stderr: () => string;
-  signals: EventEmitter;
-  done: Promise<number>;
-}
-
-function run(argv: string[], cwd = process.cwd()): Run {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        append(chunk.toString('utf8'));
-        cb();
-      },
-    });
-  const signals = new EventEmitter();
-  const done = runLabCommand(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: process.env, cwd }, signals);
-  return { stdout: () => out, stderr: () => err, signals, done };
-}
+const run = (argv: string[]) => runLab(argv);
 
 async function waitForText(get: () => string, re: RegExp, ms: number): Promise<RegExpExecArray> {
   const deadline = Date.now() + ms;
@@ -81,26 +61,6 @@ function labId(stderr: string): string {
   if (!id) throw new Error(`the command did not name its lab:\n${stderr}`);
   return id;
 }
-
-test('--help prints the usage; bad flags exit 2 with the reason', async (t) => {
-  const help = run(['--help']);
-  t.is(await help.done, LAB_EXIT.ok);
-  t.is(help.stdout(), `${LAB_USAGE}\n`);
-  for (const [argv, why] of [
-    [['--firmware', 'arm'], /--firmware must be one of bios, uefi, uefi-http, uefi-secureboot, arm64, uefi-ipv6, not "arm"/],
-    [['--mac', 'nope'], /--mac "nope" is not a MAC address/],
-    [['--vms', '99'], /--vms must be a whole number from 0 to 16/],
-    [['--mac', '52:54:00:00:00:01', '--mac', '52:54:00:00:00:01'], /--mac values must differ/],
-    [['--vms', '1', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2b', '--uuid', '8f9a2b3c-1d2e-4f50-8a6b-7c8d9e0f1a2c'], /2 --mac\/--uuid values for --vms 1/],
-    [['--test-os', '--db', 'x.json'], /--test-os uses a private database/],
-    [['--bogus'], /^appliance lab: unknown option --bogus \(see lab --help\)$/m],
-    [['--vsm', '2'], /unknown option --vsm; did you mean --vms\?/],
-  ] as const) {
-    const r = run([...argv]);
-    t.is(await r.done, LAB_EXIT.usage, argv.join(' '));
-    t.regex(r.stderr(), why);
-  }
-});
 
 test('one BIOS VM boots the test OS through the appliance, which is the only DHCP server with --no-upstream-dhcp; exit 0 after it powers off; nothing left behind', async (t) => {
   t.timeout(240_000);
