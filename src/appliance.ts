@@ -28,6 +28,7 @@ import { chooseLoader, dhcpUuidText } from './boot/loader.js';
 import type { BootFileChooser } from './dhcp/pxe.js';
 import { createRenderer } from './http/render.js';
 import type { Db } from './store/schema.js';
+import { definedFields } from './defined.js';
 
 /** The ports actually bound (0 for a service that is off). */
 export interface AppliancePorts {
@@ -311,23 +312,19 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       mode: config.dhcpMode,
       chooseBootFile,
       address: config.address,
-      ...(config.interface !== undefined ? { interface: config.interface } : {}),
+      ...definedFields({ interface: config.interface }),
       dhcpPort: config.dhcpPort,
       proxyPort: config.proxyPort,
       httpPort,
       log,
       events,
-      ...(config.dhcpFd !== undefined || config.proxyFd !== undefined
-        ? { fds: { ...(config.dhcpFd !== undefined ? { dhcp: config.dhcpFd } : {}), ...(config.proxyFd !== undefined ? { proxy: config.proxyFd } : {}) } }
-        : {}),
+      ...(config.dhcpFd !== undefined || config.proxyFd !== undefined ? { fds: definedFields({ dhcp: config.dhcpFd, proxy: config.proxyFd }) } : {}),
       ...(leasing
         ? {
             // auto picks server only on a segment without a server and a default route; the
-            // range is worked out only if it may be needed.
-            range: config.dhcpRange ?? defaultDhcpRangeOrUndefined(config.address, config.dhcpMode),
-            ...(config.router !== undefined ? { router: config.router } : {}),
-            ...(config.dns !== undefined ? { dns: [...config.dns] } : {}),
-            ...(config.domain !== undefined ? { domain: config.domain } : {}),
+            // range is worked out only if it may be needed (none found: the service says so).
+            ...definedFields({ range: config.dhcpRange ?? defaultDhcpRangeOrUndefined(config.address, config.dhcpMode) }),
+            ...definedFields({ router: config.router, dns: config.dns && [...config.dns], domain: config.domain }),
             leaseTime: config.leaseTime,
             leaseFile: config.leaseFile,
             leaseSync: config.leaseSync,

@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { definedFields } from '../defined.js';
 import { EXIT, LOG_SETTINGS, loadCommandConfig, type CommandArgs, type CommandSpec } from './command.js';
 
 /** `fetch ipxe`. */
@@ -29,7 +30,7 @@ export const FETCH_IPXE_COMMAND: CommandSpec = {
       tftpRoot: config.tftpRoot,
       systemDirs,
       download: args.flags['no-download'] !== true,
-      ...(mirror !== undefined ? { mirror } : {}),
+      ...definedFields({ mirror }),
       log,
     });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -68,9 +69,7 @@ export const FETCH_RANCHEROS_COMMAND: CommandSpec = {
     const from = stringFlag(args, 'from');
     const result = await fetchRancherOS({
       assetsDir: config.assets,
-      ...(version !== undefined ? { version } : {}),
-      ...(mirror !== undefined ? { mirror } : {}),
-      ...(from !== undefined ? { from: resolve(args.io.cwd, from) } : {}),
+      ...definedFields({ version, mirror, from: from === undefined ? undefined : resolve(args.io.cwd, from) }),
       log,
     });
     args.io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -104,7 +103,7 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
     const results = await fetchSecureBoot({
       tftpRoot: config.tftpRoot,
       arches: arches as Array<'amd64' | 'arm64'>,
-      ...(cacheDir !== undefined ? { cacheDir: resolve(args.io.cwd, cacheDir) } : {}),
+      ...definedFields({ cacheDir: cacheDir === undefined ? undefined : resolve(args.io.cwd, cacheDir) }),
       log,
     });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -126,7 +125,11 @@ export const FETCH_DEBIAN_INSTALLER_COMMAND: CommandSpec = {
     const { config, log } = loadCommandConfig(args, ['assets']);
     const { fetchDebianInstaller } = await import('../fetch/debian-installer.js');
     const from = stringFlag(args, 'from');
-    const results = await fetchDebianInstaller({ assetsDir: config.assets, log, ...(from !== undefined ? { from: resolve(args.io.cwd, from) } : {}) });
+    const results = await fetchDebianInstaller({
+      assetsDir: config.assets,
+      log,
+      ...definedFields({ from: from === undefined ? undefined : resolve(args.io.cwd, from) }),
+    });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return EXIT.ok;
   },

@@ -29,9 +29,9 @@ export const LeaseOpt = {
 /** One network the server hands addresses on: the interface's own, or one behind a relay. */
 export interface LeaseNetwork {
   subnet: Subnet;
-  router?: string;
-  dns?: string[];
-  domain?: string;
+  router?: string | undefined;
+  dns?: string[] | undefined;
+  domain?: string | undefined;
 }
 
 /** Everything a decision needs besides the request, the pool and the time. */
@@ -45,9 +45,9 @@ export interface ServerModeConfig {
   /** Boot decisions (pxe.ts). */
   boot: BootConfig;
   /** Client port (68), relay port (67) and limited broadcast: seams for loopback tests. */
-  clientPort?: number;
-  relayPort?: number;
-  broadcastAddress?: string;
+  clientPort?: number | undefined;
+  relayPort?: number | undefined;
+  broadcastAddress?: string | undefined;
 }
 
 /** What happened, for logs, events and persistence. */

@@ -144,11 +144,11 @@ export interface LeasePoolOptions {
   /** Our own addresses: never handed out. */
   exclude?: string[];
   /** Static reservations, read on every decision so store edits apply at once. */
-  reservations?: () => Reservation[];
+  reservations?: (() => Reservation[]) | undefined;
   /** How long an offered address is held for the client, default 60 s. */
-  offerHoldMs?: number;
+  offerHoldMs?: number | undefined;
   /** How long a declined address is kept out of use, default 10 min. */
-  declineMs?: number;
+  declineMs?: number | undefined;
   /** Called after every change of the table (not for `load`): the lease journal's feed. */
   onChange?: (change: LeaseChange) => void;
 }

@@ -2,6 +2,7 @@
  * `node bin/appliance build microkernel`: the command-line side of the image build (flags,
  * settings for `--assets`, JSON result on stdout).
  */
+import { definedFields } from '../defined.js';
 import { EXIT, LOG_SETTINGS, loadCommandConfig, type CommandSpec } from '../commands/command.js';
 import { stringFlag } from '../commands/fetch.js';
 
@@ -30,8 +31,7 @@ export const BUILD_MICROKERNEL_COMMAND: CommandSpec = {
     const build = await buildMicrokernel({
       assetsDir: config.assets,
       log,
-      ...(suite !== undefined ? { suite } : {}),
-      ...(mirror !== undefined ? { mirror } : {}),
+      ...definedFields({ suite, mirror }),
       cacheDir: args.flags['no-cache'] === true ? null : cacheDir,
     });
     args.io.stdout.write(`${JSON.stringify(build, null, 2)}\n`);

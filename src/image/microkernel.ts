@@ -121,7 +121,7 @@ export interface BuildMicrokernelOptions {
   mirror?: string;
   epoch?: number;
   /** Root filesystem cache (default /var/cache/netboot-appliance); null disables caching. */
-  cacheDir?: string | null;
+  cacheDir?: string | null | undefined;
   /** The agent script (default agent/discover.sh of this checkout). */
   agentScript?: string;
   /** Most time mmdebstrap may take (default 20 minutes). */

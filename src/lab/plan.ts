@@ -5,6 +5,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { UsageError, type CommandArgs } from '../commands/command.js';
+import { definedFields } from '../defined.js';
 import { FIRMWARES, type Firmware } from './qemu.js';
 
 /** Streams and settings the lab uses; injectable so tests run it in-process. */
@@ -94,7 +95,7 @@ export function planLab(flags: CommandArgs['flags'], cwd: string): LabPlan {
     const firmware = firmwares[i % firmwares.length] as Firmware;
     const mac = macs[i]?.toLowerCase();
     const uuid = uuids[i];
-    return { name: `vm${i}-${firmware}`, firmware, ...(mac ? { mac } : {}), ...(uuid ? { uuid } : {}) };
+    return { name: `vm${i}-${firmware}`, firmware, ...definedFields({ mac, uuid }) };
   });
   // With no upstream DHCP server on the bridge, the appliance is the only one: server mode
   // (the last --dhcp-mode given to bin/appliance wins over the lab's default proxy).

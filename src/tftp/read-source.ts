@@ -7,6 +7,7 @@
  * reaped or stopped while its file is being resolved gets `{ kind: 'aborted' }` and nothing
  * stays open.
  */
+import { definedFields } from '../defined.js';
 import type { Logger } from '../log.js';
 import type { FileCache } from './file-cache.js';
 import {
@@ -106,7 +107,7 @@ export async function openReadSource(
   if (ctx.virtualFiles) {
     let source: TftpSource | undefined;
     try {
-      source = await ctx.virtualFiles({ name, rawName: request.filename, client: { ...client }, ...(mac ? { mac } : {}) });
+      source = await ctx.virtualFiles({ name, rawName: request.filename, client: { ...client }, ...definedFields({ mac }) });
     } catch (err) {
       ctx.log.error({ err: (err as Error).message, file: name, mac }, 'tftp virtual file failed');
       return { kind: 'refused', code: TFTP_ERROR.NOT_DEFINED, message: 'internal error', reason: 'virtual-file-error', level: 'error' };

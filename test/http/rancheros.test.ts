@@ -29,11 +29,9 @@ interface WriteFile {
 /** Default db with a microkernel on the rancheros profile and one configured machine. */
 function microkernelStore(extraEnv: Record<string, string> = {}) {
   const db = createDefaultDb();
-  db.profiles[0]!.vars = {
-    ...db.profiles[0]!.vars,
-    ssh_authorized_keys: [KEYS[0]!],
-    microkernel: { image: '/assets/microkernel/agent.tar', name: 'discovery', env: { ROLE: 'it\'s a "test" $HOME', ...extraEnv } },
-  };
+  const vars = (db.profiles[0]!.vars ??= {});
+  vars.ssh_authorized_keys = [KEYS[0]!];
+  vars.microkernel = { image: '/assets/microkernel/agent.tar', name: 'discovery', env: { ROLE: 'it\'s a "test" $HOME', ...extraEnv } };
   db.machines.push({ mac: MAC, hostname: 'node-1', vars: { ssh_authorized_keys: KEYS, password: 'S3cret-pass', autologin: null } });
   return createMemoryStore(db);
 }

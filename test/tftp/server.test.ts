@@ -6,6 +6,7 @@ import { hasCode } from '../../src/errors.js';
 import { encodePacket, type TftpPacket } from '../../src/tftp/packet.js';
 import { createTftpServer, type VirtualFileRequest } from '../../src/tftp/server.js';
 import { createSilentLogger } from '../../src/log.js';
+import { DEFAULT_FALLBACK_DIRS } from '../../src/tftp/files.js';
 import { delay, EDK2_RRQ_OPTIONS, rawPeer, rrq, sha256, startServer, tempDir, tftpGet, waitFor } from './helpers.js';
 
 const MAC = '52:54:00:aa:bb:cc';
@@ -500,7 +501,7 @@ test('fallback dirs serve what the root lacks; the root wins when both have it',
 test("default fallback serves Debian's /usr/lib/ipxe binaries (installed here and in CI)", async (t) => {
   const root = await tempDir();
   t.teardown(() => rm(root, { recursive: true, force: true }));
-  const s = await startServer({ root, fallbackDirs: undefined });
+  const s = await startServer({ root, fallbackDirs: DEFAULT_FALLBACK_DIRS });
   t.teardown(() => s.close());
   const { readFile } = await import('node:fs/promises');
   for (const name of ['undionly.kpxe', 'snponly.efi', 'ipxe.efi']) {
