@@ -28,7 +28,7 @@ export interface ApiClient {
   stream(path: string, signal: AbortSignal): AsyncGenerator<ServerSentEvent>;
 }
 
-/** The token for API calls: the setting, else the token file beside the database, else none (reads are open). */
+/** The token for API calls: the setting, else the token file beside the database, else none (the API then answers 401). */
 export function clientToken(config: { apiToken: string | undefined; db: string }): string | undefined {
   if (config.apiToken !== undefined) return config.apiToken;
   try {

@@ -25,7 +25,13 @@ test('status, machines and events talk to the running appliance', async (t) => {
     body: JSON.stringify({ mac: MAC, hostname: 'node7', profile: 'rancheros' }),
   });
   t.is(put.status, 201);
-  const version = (await (await fetch(`${app.url}/api/version`)).json()) as { name: string; version: string; node: string };
+  // An API read like the others: refused without the token (so is `status`, below), answered with it.
+  t.is((await fetch(`${app.url}/api/version`)).status, 401);
+  const version = (await (await fetch(`${app.url}/api/version`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+    name: string;
+    version: string;
+    node: string;
+  };
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   t.deepEqual(version, { name: 'netboot-appliance', version: pkg.version, node: process.version });
 
@@ -39,6 +45,10 @@ test('status, machines and events talk to the running appliance', async (t) => {
   );
   t.regex(status.stdout, /^database: ok, loaded \S+$/m);
   t.regex(status.stdout, /^machines: 1$/m);
+  // Without a token (no --api-token, no token file beside --db) status says how to pass one.
+  const noToken = cli(['status', '--http-port', String(app.ports.http), '--db', join(home.dir, 'elsewhere', 'db.json')]);
+  t.is(noToken.status, 1);
+  t.regex(noToken.stderr, /answered 401: .*pass --api-token, or --db of that appliance/);
 
   const machines = cli(['machines', '--url', app.url, '--db', home.db]);
   t.is(machines.status, 0, machines.stderr);

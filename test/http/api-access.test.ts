@@ -21,6 +21,7 @@ test('API reads need a token: none is 401 (vars.password stays private), the rea
     '/api/schema',
     '/api/discovery',
     '/api/lookups?q=10.0.0.1',
+    '/api/version',
   ]) {
     const r = await h.req('GET', p);
     t.is(r.status, 401, p);
@@ -31,6 +32,7 @@ test('API reads need a token: none is 401 (vars.password stays private), the rea
   const read = await h.req('GET', '/api/profiles/rancheros', { headers: readAuth });
   t.is(read.status, 200);
   t.is(read.json.vars.password, 'secret-pw');
+  t.like((await h.req('GET', '/api/version', { headers: readAuth })).json, { name: 'netboot-appliance' });
   const w = await h.req('PUT', '/api/profiles/x', { body: { kernel: '/assets/x' }, headers: readAuth });
   t.is(w.status, 403);
   t.is(w.json.error.code, 'ERR_FORBIDDEN');

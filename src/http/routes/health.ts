@@ -1,7 +1,13 @@
-/** `GET /healthz`, `GET /api/version` and `GET /metrics` (Prometheus text format from the app's own registry). */
+/**
+ * `GET /healthz`, `GET /api/version` and `GET /metrics` (Prometheus text format from the app's own
+ * registry). `/api/version` is an API read like every other `/api/*` route: it needs the API
+ * token or the read-only token (the version tells an attacker which advisories apply).
+ */
 import type Router from '@koa/router';
+import { ApplianceError } from '../../errors.js';
 import { versionInfo } from '../../version.js';
 import type { RouteEnv } from '../context.js';
+import { bearerAccess } from '../token.js';
 
 /** Register health and metrics routes. */
 export function registerHealthRoutes(router: Router, env: RouteEnv): void {
@@ -26,6 +32,8 @@ export function registerHealthRoutes(router: Router, env: RouteEnv): void {
     };
   });
   router.get('/api/version', (ctx) => {
+    if (bearerAccess(ctx.get('Authorization') || undefined, env.deps.apiToken, env.deps.apiReadToken) === undefined)
+      throw new ApplianceError('ERR_UNAUTHORIZED', 'the api needs "Authorization: Bearer <token>" with the api token or the read-only token');
     ctx.body = versionInfo();
   });
   router.get('/metrics', async (ctx) => {
