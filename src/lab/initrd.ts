@@ -24,6 +24,11 @@ export const MARKERS = {
   cloudConfigFetched: '=== CLOUD-CONFIG FETCHED ===',
   /** No datasource on the command line, or the fetch failed. */
   cloudConfigFailed: '=== CLOUD-CONFIG FAILED',
+  /**
+   * Other datasources a profile names (`cloud-config-url=`, NoCloud's `ds=nocloud-net;s=SEED`):
+   * `=== DATASOURCE NAME URL ===`, the body, then `=== DATASOURCE NAME END ===` (or `FAILED`).
+   */
+  datasource: '=== DATASOURCE',
   /** The facts report was accepted (2xx) by the server. */
   factsPosted: '=== FACTS POSTED ===',
   /** The facts report was refused or the server was unreachable. */
@@ -141,7 +146,9 @@ export function encodeCpioNewc(entries: readonly CpioEntry[]): Buffer {
  * `POST /api/machines/MAC/facts` (JSON: mac, hostname, kernel, cpus, memoryKiB, ip, source;
  * `netboot.facts_url=` / `netboot.facts_token=` on the command line override the URL / add a
  * bearer token) and powers off. With `netboot.agent=1` on the command line the report is made by
- * the appliance's reference agent (agent/discover.sh, shipped in the initrd) instead.
+ * the appliance's reference agent (agent/discover.sh, shipped in the initrd) instead. It also
+ * fetches and prints the datasources other OSes read (`cloud-config-url=`, NoCloud's `s=` seed),
+ * so a test sees that each form a profile is written in reaches the right document.
  */
 export function renderInitScript(modules: readonly string[]): string {
   return `#!/bin/busybox sh
@@ -179,6 +186,34 @@ elif timeout 30 wget -q -O /tmp/cloud-config "$url"; then
 else
   echo "${MARKERS.cloudConfigFailed}: $url ==="
 fi
+# The datasources other OSes read, fetched as they would: CoreOS/bootcfg's cloud-config-url=URL,
+# and cloud-init NoCloud's ds=nocloud-net;s=SEED (SEEDmeta-data, then SEEDuser-data; a SEED
+# without its trailing / gets one, as cloud-init does).
+fetch_datasource() {
+  echo "${MARKERS.datasource} $1 $2 ==="
+  if timeout 30 wget -q -O /tmp/datasource "$2"; then
+    cat /tmp/datasource
+    echo
+    echo "${MARKERS.datasource} $1 END ==="
+  else
+    echo "${MARKERS.datasource} $1 FAILED ==="
+  fi
+}
+set -f
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    cloud-config-url=*) fetch_datasource cloud-config-url "\${arg#cloud-config-url=}" ;;
+    ds=nocloud*)
+      seed=$(echo "\${arg#ds=}" | tr ';' '\\n' | sed -n -e 's/^s=//p' -e 's/^seedfrom=//p' | head -n 1)
+      case "$seed" in '') ;; */) ;; *) seed="$seed/" ;; esac
+      if [ -n "$seed" ]; then
+        fetch_datasource nocloud-meta-data "\${seed}meta-data"
+        fetch_datasource nocloud-user-data "\${seed}user-data"
+      fi
+      ;;
+  esac
+done
+set +f
 if [ -n "$url" ] && grep -q 'netboot.agent=1' /proc/cmdline; then
   # The appliance's reference discovery agent (agent/discover.sh), as the RancherOS
   # microkernel container would run it, posting to the server the cloud-config came from.

@@ -10,7 +10,8 @@ import { chmod, cp, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { createEventLog } from '../../src/events.js';
+import { createEventLog, type EventLog } from '../../src/events.js';
+import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
@@ -22,10 +23,18 @@ const run = promisify(execFile);
 const MAC = '52:54:00:12:34:56';
 const GUEST_ADDR = '10.0.2.100';
 
-async function buildAssets(root: string): Promise<string> {
+async function buildAssets(root: string, standIn: boolean): Promise<string> {
   const assets = path.join(root, 'assets');
   const dest = path.join(assets, 'rancheros', 'v1.5.8');
   await mkdir(dest, { recursive: true });
+  if (standIn) {
+    // The lab's stand-in OS (src/lab/initrd.ts): virtio-net, DHCP from QEMU's user network, then
+    // it fetches every datasource on its command line and prints what it got.
+    const initrd = buildTestInitrd();
+    await cp(initrd.kernel.path, path.join(dest, 'vmlinuz'));
+    await cp(initrd.path, path.join(dest, 'initrd'));
+    return assets;
+  }
   const kernel = (await readdir('/boot')).find((f) => /^vmlinuz-.*-amd64$/.test(f));
   if (!kernel) throw new Error('no /boot/vmlinuz-*-amd64 (install linux-image-cloud-amd64)');
   await cp(path.join('/boot', kernel), path.join(dest, 'vmlinuz'));
@@ -46,11 +55,11 @@ async function buildAssets(root: string): Promise<string> {
 async function bootVm(
   t: import('ava').ExecutionContext,
   mode: 'bios' | 'efi',
-  options: { initrdLate?: boolean; db?: DbInput; uuid?: string } = {},
-): Promise<string | undefined> {
+  options: { initrdLate?: boolean; db?: DbInput; uuid?: string; standIn?: boolean } = {},
+): Promise<{ line: string | undefined; console: string; events: EventLog }> {
   const root = await mkdtemp(path.join(tmpdir(), 'netboot-vm-'));
   t.teardown(() => rm(root, { recursive: true, force: true }));
-  const assetsDir = await buildAssets(root);
+  const assetsDir = await buildAssets(root, options.standIn === true);
   const initrd = path.join(assetsDir, 'rancheros', 'v1.5.8', 'initrd');
   const events = createEventLog();
   let watcher: NodeJS.Timeout | undefined;
@@ -90,7 +99,19 @@ async function bootVm(
   const { port } = await server.start();
   t.teardown(() => server.stop());
 
-  const netdev = `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_ADDR}:80-tcp:127.0.0.1:${port},bootfile=http://${GUEST_ADDR}/boot.ipxe`;
+  // A `tcp:` guestfwd is one chardev connection: enough for iPXE (keep-alive), but the stand-in
+  // OS's wget opens a connection per fetch, so it gets `cmd:` (a forwarder spawned per guest
+  // connection, stdin/stdout being that connection).
+  let forward = `tcp:127.0.0.1:${port}`;
+  if (options.standIn) {
+    const forwarder = path.join(root, 'forward.mjs');
+    await writeFile(
+      forwarder,
+      "import net from 'node:net';\nconst s = net.connect(Number(process.argv[2]), '127.0.0.1');\nprocess.stdin.pipe(s);\ns.pipe(process.stdout);\ns.on('error', () => process.exit(1));\n",
+    );
+    forward = `cmd:${process.execPath} ${forwarder} ${port}`;
+  }
+  const netdev = `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_ADDR}:80-${forward},bootfile=http://${GUEST_ADDR}/boot.ipxe`;
   const args = ['-accel', 'tcg', '-m', '512', '-nographic', '-no-reboot', '-netdev', netdev, ...(options.uuid ? ['-uuid', options.uuid] : [])];
   if (mode === 'bios') {
     args.push('-device', `virtio-net-pci,netdev=n0,mac=${MAC},bootindex=1`);
@@ -115,7 +136,7 @@ async function bootVm(
     const limit = setTimeout(() => qemu.kill('SIGKILL'), 120_000);
     const onData = (c: Buffer): void => {
       console += c.toString('utf8');
-      if (/NETBOOT-CMDLINE: .*\n/.test(console)) qemu.kill('SIGKILL');
+      if (options.standIn ? console.includes(MARKERS.done) : /NETBOOT-CMDLINE: .*\n/.test(console)) qemu.kill('SIGKILL');
     };
     qemu.stdout.on('data', onData);
     qemu.stderr.on('data', onData);
@@ -128,9 +149,9 @@ async function bootVm(
     qemu.kill('SIGKILL');
   });
   await done;
-  const line = /NETBOOT-CMDLINE: (.*)\r?\n/.exec(console)?.[1];
+  const line = (options.standIn ? / cmdline: (.*)\r?\n/ : /NETBOOT-CMDLINE: (.*)\r?\n/).exec(console)?.[1];
   t.truthy(line, `kernel never printed its command line; console tail:\n${console.slice(-2000)}`);
-  if (options.db) return line;
+  if (options.db) return { line, console, events };
   t.regex(line ?? '', new RegExp(`rancher\\.cloud_init\\.datasources=\\[url:http://${GUEST_ADDR.replace(/\./g, '\\.')}:80/cloud-config\\?mac=${MAC}\\]`));
   t.regex(line ?? '', /(^| )initrd=initrd( |$)/);
   const types = events.list({ mac: MAC }).map((e) => `${e.type}:${String(e.detail?.file ?? e.detail?.platform ?? '')}`);
@@ -149,40 +170,89 @@ async function bootVm(
   } else {
     t.deepEqual(types, boot);
   }
-  return line;
+  return { line, console, events };
 }
 
-test.serial('real iPXE, BIOS (SeaBIOS + QEMU iPXE ROM): boot.ipxe -> /ipxe -> kernel + initrd', (t) => bootVm(t, 'bios'));
-test.serial('real iPXE, BIOS: a missing asset prints the reason on the console, sleeps, and the retry boots', (t) => bootVm(t, 'bios', { initrdLate: true }));
-test.serial('real iPXE, UEFI (OVMF + ipxe.efi): initrd= on the kernel line reaches the EFI stub', (t) => bootVm(t, 'efi'));
-
-test.serial('real iPXE expands the settings operators write: bootcfg ${uuid}, RancherOS ${net0/mac}, NoCloud ;, matchbox ${mac:hexhyp}&', async (t) => {
-  const uuid = '5a1e0010-7f3a-4c2b-9d1e-0123456789ab';
-  const base = createDefaultDb().profiles[0]!;
-  const line = await bootVm(t, 'bios', {
-    uuid,
-    db: {
-      defaultProfile: 'forms',
-      profiles: [
-        {
-          ...base,
-          id: 'forms',
-          cmdline: {
-            console: 'ttyS0',
-            'cloud-config-url': 'http://10.0.2.100/cloud?uuid=${uuid}',
-            'coreos.autologin': '',
-            'rancher.cloud_init.datasources': '[url:http://10.0.2.100/cloud-config?mac=${net0/mac}]',
-            ds: 'nocloud-net;s=http://10.0.2.100/nocloud/',
-            'coreos.config.url': 'http://10.0.2.100/ignition?uuid=${uuid}&mac=${mac:hexhyp}',
-          },
-        },
-      ],
-    },
-  });
-  const args = (line ?? '').split(' ');
-  t.true(args.includes(`cloud-config-url=http://10.0.2.100/cloud?uuid=${uuid}`), line);
-  t.true(args.includes('coreos.autologin'), line);
-  t.true(args.includes(`rancher.cloud_init.datasources=[url:http://10.0.2.100/cloud-config?mac=${MAC}]`), line);
-  t.true(args.includes('ds=nocloud-net;s=http://10.0.2.100/nocloud/'), line);
-  t.true(args.includes(`coreos.config.url=http://10.0.2.100/ignition?uuid=${uuid}&mac=${MAC.replace(/:/g, '-')}`), line);
+test.serial('real iPXE, BIOS (SeaBIOS + QEMU iPXE ROM): boot.ipxe -> /ipxe -> kernel + initrd', async (t) => {
+  await bootVm(t, 'bios');
 });
+test.serial('real iPXE, BIOS: a missing asset prints the reason on the console, sleeps, and the retry boots', async (t) => {
+  await bootVm(t, 'bios', { initrdLate: true });
+});
+test.serial('real iPXE, UEFI (OVMF + ipxe.efi): initrd= on the kernel line reaches the EFI stub', async (t) => {
+  await bootVm(t, 'efi');
+});
+
+/** What the stand-in OS printed for each datasource: `=== DATASOURCE NAME URL ===` body `=== DATASOURCE NAME END ===`. */
+function datasources(console: string): Map<string, { url: string; body: string }> {
+  const out = new Map<string, { url: string; body: string }>();
+  const text = console.replace(/\r\n/g, '\n');
+  for (const m of text.matchAll(/^=== DATASOURCE (\S+) (\S+) ===\n([\s\S]*?)\n=== DATASOURCE \1 (END|FAILED) ===$/gm)) {
+    if (m[4] === 'END') out.set(m[1]!, { url: m[2]!, body: m[3]!.trim() });
+  }
+  return out;
+}
+
+test.serial(
+  'real iPXE expands the settings operators write (bootcfg ${uuid}, RancherOS ${net0/mac}, NoCloud ;, matchbox ${mac:hexhyp}&) and the OS fetches each cloud-config',
+  async (t) => {
+    const uuid = '5a1e0010-7f3a-4c2b-9d1e-0123456789ab';
+    const hexhyp = MAC.replace(/:/g, '-');
+    const base = createDefaultDb().profiles[0]!;
+    const { line, console, events } = await bootVm(t, 'bios', {
+      uuid,
+      standIn: true,
+      db: {
+        defaultProfile: 'forms',
+        profiles: [
+          {
+            ...base,
+            id: 'forms',
+            cmdline: {
+              console: 'ttyS0',
+              panic: '-1',
+              'cloud-config-url': 'http://10.0.2.100/cloud?uuid=${uuid}',
+              'coreos.autologin': '',
+              'rancher.cloud_init.datasources': '[url:http://10.0.2.100/cloud-config?mac=${net0/mac}]',
+              ds: 'nocloud-net;s=http://10.0.2.100/nocloud/${mac:hexhyp}/',
+              'coreos.config.url': 'http://10.0.2.100/ignition?uuid=${uuid}&mac=${mac:hexhyp}',
+            },
+          },
+        ],
+        // A declared machine, so every document is this machine's (its hostname and key), not a default.
+        machines: [{ mac: MAC, uuid, hostname: 'forms-node', vars: { ssh_authorized_keys: ['ssh-ed25519 AAAA forms@lab'] } }],
+      },
+    });
+    const args = (line ?? '').split(' ');
+    t.true(args.includes(`cloud-config-url=http://10.0.2.100/cloud?uuid=${uuid}`), line);
+    t.true(args.includes('coreos.autologin'), line);
+    t.true(args.includes(`rancher.cloud_init.datasources=[url:http://10.0.2.100/cloud-config?mac=${MAC}]`), line);
+    t.true(args.includes(`ds=nocloud-net;s=http://10.0.2.100/nocloud/${hexhyp}/`), line);
+    t.true(args.includes(`coreos.config.url=http://10.0.2.100/ignition?uuid=${uuid}&mac=${hexhyp}`), line);
+
+    // The OS fetched each datasource over HTTP and got this machine's documents.
+    const fetched = datasources(console);
+    const rancher = new RegExp(`${MARKERS.cloudConfigBegin}\r?\n([\\s\\S]*?)\r?\n${MARKERS.cloudConfigEnd}`).exec(console)?.[1]?.trim();
+    const bodies: Record<string, string | undefined> = {
+      'rancher.cloud_init.datasources': rancher,
+      'cloud-config-url': fetched.get('cloud-config-url')?.body,
+      'nocloud user-data': fetched.get('nocloud-user-data')?.body,
+    };
+    for (const [form, body] of Object.entries(bodies)) {
+      t.truthy(body, `${form}: nothing fetched; console tail:\n${console.slice(-3000)}`);
+      t.true(body!.startsWith('#cloud-config'), form);
+      t.regex(body!, /hostname: "forms-node"/, form);
+      t.regex(body!, /ssh-ed25519 AAAA forms@lab/, form);
+      t.regex(body!, /profile forms/, form);
+    }
+    t.is(fetched.get('cloud-config-url')?.url, `http://10.0.2.100/cloud?uuid=${uuid}`);
+    t.is(fetched.get('nocloud-meta-data')?.url, `http://10.0.2.100/nocloud/${hexhyp}/meta-data`);
+    t.regex(fetched.get('nocloud-meta-data')?.body ?? '', /^instance-id: iid-netboot-525400123456\nlocal-hostname: forms-node$/);
+    // ... and the appliance's timeline says it served them, to this machine.
+    const served = events
+      .list({ mac: MAC })
+      .filter((e) => e.type === 'http-cloud-config')
+      .map((e) => `${String(e.detail?.path)} ${String(e.detail?.profile ?? e.detail?.kind)}`);
+    t.deepEqual(served.sort(), ['/cloud forms', '/cloud-config forms', `/nocloud/${hexhyp}/meta-data meta-data`, `/nocloud/${hexhyp}/user-data forms`]);
+  },
+);

@@ -1,8 +1,9 @@
 /**
  * Boot endpoints: `/boot.ipxe` (fixed entry script), `/ipxe` (the machine's profile as an iPXE
- * script) and `/cloud-config`. /ipxe never answers 500: anything that prevents booting (no
- * profile, missing assets, a broken template, an unsafe value) becomes a script that prints
- * the reason on the machine's console and retries.
+ * script) and `/cloud-config` (also as bootcfg's `/cloud` and NoCloud's `/nocloud/.../user-data`,
+ * nocloud.ts). /ipxe never answers 500: anything that prevents booting (no profile, missing
+ * assets, a broken template, an unsafe value) becomes a script that prints the reason on the
+ * machine's console and retries.
  */
 import type Router from '@koa/router';
 import { parse as parseYaml } from 'yaml';
@@ -16,6 +17,7 @@ import type { EventLog } from '../../events.js';
 import { consumeNextBoot, isBuiltinLocalDisk } from '../../store/lifecycle.js';
 import type { Selection } from '../../store/select.js';
 import { renderLocalDiskScript } from '../local-disk.js';
+import { registerNoCloudRoutes, type SendCloudConfig } from './nocloud.js';
 
 /** Which group chose the profile and why, for logs and the timeline. */
 export function groupDetail(selection: Selection): Record<string, unknown> {
@@ -146,10 +148,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     }
   });
 
-  // `/cloud` is bootcfg's name for the same document.
-  router.get(['/cloud-config', '/cloud'], async (ctx) => {
+  // `/cloud` is bootcfg's name for the same document, `/nocloud/[ID/]user-data` cloud-init NoCloud's.
+  const sendCloudConfig: SendCloudConfig = async (ctx, identified) => {
     const ip = clientIp(ctx);
-    const req = withBootUuid(await identifyMachine(ctx, deps), deps.events);
+    const req = withBootUuid(identified, deps.events);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
     const selection = await deps.store.selectProfile({ ...req, purpose: 'config' });
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
@@ -180,11 +182,13 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     }
     const mkDetail = mk.kind === 'off' ? {} : { microkernel: mk.kind === 'ready' ? mk.plan.image : `missing ${mk.image}` };
     env.log.info({ mac: req.mac, ip, profile: profile.id, template, ...mkDetail }, 'sent cloud-config');
-    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, ...mkDetail });
+    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, path: ctx.path, ...mkDetail });
     ctx.type = 'text/cloud-config; charset=utf-8';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = text;
-  });
+  };
+  router.get(['/cloud-config', '/cloud'], async (ctx) => sendCloudConfig(ctx, await identifyMachine(ctx, deps)));
+  registerNoCloudRoutes(router, env, sendCloudConfig);
 }
 
 /**
