@@ -160,6 +160,12 @@ export interface MachineSource {
   runtime?:
     { discovered: boolean; firstSeen?: string | undefined; lastSeen?: string | undefined; lastIp?: string | undefined; uuid?: string | undefined } | undefined;
   facts?: Facts | undefined;
+  /**
+   * What the row shows of the facts, when the caller already has it (console-machines.ts keeps
+   * it per machine, so a listing reads no facts from disk); otherwise taken from `facts`.
+   */
+  factsSummary?: FactsSummary | null | undefined;
+  factsHostname?: string | undefined;
 }
 
 /**
@@ -178,7 +184,7 @@ export function machineRow(source: MachineSource, selection: Selection, events: 
   return {
     mac: source.mac,
     kind,
-    hostname: declared?.hostname ?? str(source.facts?.['hostname']) ?? null,
+    hostname: declared?.hostname ?? source.factsHostname ?? str(source.facts?.['hostname']) ?? null,
     uuid: declared?.uuid ?? runtime?.uuid ?? null,
     state: declared?.state ?? (kind === 'declared' ? null : kind),
     profile: selection.kind === 'profile' ? selection.profile.id : null,
@@ -188,7 +194,7 @@ export function machineRow(source: MachineSource, selection: Selection, events: 
     lastIp: lastIp ?? runtime?.lastIp ?? null,
     lastEvent: last?.type ?? null,
     arch: archOf(events),
-    facts: summarizeFacts(source.facts),
+    facts: source.factsSummary !== undefined ? source.factsSummary : summarizeFacts(source.facts),
     failure: explainFailure(events, selection),
   };
 }
