@@ -24,6 +24,7 @@ import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
 import { createGrubFiles } from './boot/grub-files.js';
 import { withBootDiagnosis } from './boot/diagnosis.js';
+import { withGrubWatch } from './boot/grub-watch.js';
 import { chooseLoader, dhcpUuidText } from './boot/loader.js';
 import type { BootFileChooser } from './dhcp/pxe.js';
 import { createRenderer } from './http/render.js';
@@ -183,8 +184,10 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     stops.push(() => state.close());
     const timeline = await openTimeline({ dir: stateDir, log, events: baseEvents });
     stops.push(() => timeline.close());
-    // Diagnoses (e.g. unsigned iPXE refused by Secure Boot) are added to the timeline as events arrive.
-    const events = withBootDiagnosis(instrumentEventLog(timeline, registry), log.child({ subsystem: 'diagnosis' }));
+    // Diagnoses (unsigned iPXE refused by Secure Boot; grub that asked another server) are added
+    // to the timeline as events arrive.
+    const diagnosisLog = log.child({ subsystem: 'diagnosis' });
+    const events = withGrubWatch(withBootDiagnosis(instrumentEventLog(timeline, registry), diagnosisLog), diagnosisLog);
     consoleStatus = { warnings: [] };
     log.info(
       {
@@ -201,6 +204,13 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     );
     logBootFiles();
     checkServerModeSettings(config);
+    if (config.dhcpMode !== 'server' && config.secureBoot) {
+      // Debian 12's grub reads its server from the DHCP server's ACK, not from our proxy offer (boot/grub-watch.ts).
+      log.warn(
+        { address: config.address, dhcpMode: config.dhcpMode },
+        `secure boot beside another dhcp server: grub asks that server's next-server for /grub/grub.cfg, so set next-server ${config.address} there (isc dhcpd next-server; dnsmasq dhcp-option=option:server-ip-address,${config.address}) or use --dhcp-mode server`,
+      );
+    }
 
     const store: FileStore = await openFileStore({
       path: config.db,

@@ -13,10 +13,10 @@ import type { BootEvent, EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { SIGNED_FILES } from './loader.js';
 
-/** A diagnosis for the timeline. */
+/** A diagnosis for the timeline (grub-asked-another-server: grub-watch.ts). */
 export interface Diagnosis {
-  problem: 'unsigned-loader-refused';
-  /** The binary that was refused. */
+  problem: 'unsigned-loader-refused' | 'grub-asked-another-server';
+  /** The binary that was refused, or that went on to ask another server. */
   file: string;
   explanation: string;
   fix: string;

@@ -32,6 +32,14 @@ export interface LabOptions {
    * BIOS VM start to cloud-config 25 s without, 9 s with. Default off matches NETBOOT-FACTS.
    */
   ipv6Router?: boolean;
+  /**
+   * Make the upstream server name the boot server under test as next-server (siaddr of its
+   * OFFER/ACK, dnsmasq `--dhcp-option=option:server-ip-address,ADDRESS`), still without a boot
+   * file: what an operator adds to an existing DHCP server so that Debian 12's grub, which takes
+   * its TFTP server from the DHCP ACK and not from the ProxyDHCP offer, finds the appliance.
+   * Default false (the upstream ACK's siaddr is then whatever dnsmasq puts there).
+   */
+  upstreamNextServer?: boolean;
   /** Keep the work directory (logs, leases) after `destroy()`. Default false. */
   keepWorkDir?: boolean;
 }
@@ -275,6 +283,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
           '--log-dhcp',
           `--log-facility=${upstreamLogPath}`,
           ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
+          ...(options.upstreamNextServer ? [`--dhcp-option=option:server-ip-address,${serverAddress}`] : []),
         ],
         { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') },
       );

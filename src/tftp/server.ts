@@ -282,6 +282,9 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       existing.abort('superseded by a new request');
     }
     noteRequest(client.address, request.filename);
+    // A new request from another port of the same client: a transfer still waiting only for its
+    // final ACK was received (the client reads one file at a time).
+    for (const other of byAddress.get(client.address) ?? []) other.clientMovedOn();
     if (!admit(client.address, key, request.filename)) {
       ctx.sendFromMain({ op: 'error', code: TFTP_ERROR.NOT_DEFINED, message: 'server busy' }, client);
       return;

@@ -105,6 +105,8 @@ export class Transfer {
   private repeatedRequests = 0;
   private pendingSends = 0;
   private closeWhenFlushed = false;
+  /** After the last block went out, the client acknowledged the block before it again: it lacks the last one. */
+  private lastBlockMissed = false;
 
   constructor(ctx: TransferContext, request: RequestPacket, client: { address: string; port: number }) {
     this.ctx = ctx;
@@ -326,6 +328,10 @@ export class Transfer {
       return;
     }
     if (this.retriesLeft <= 0) {
+      if (this.onlyFinalAckMissing()) {
+        this.completeUnconfirmed('client-silent');
+        return;
+      }
       const lastAckLost = this.lastBlock !== undefined && this.highestSent === this.lastBlock;
       this.fail(lastAckLost ? 'timeout-final-ack' : 'timeout', TFTP_ERROR.NOT_DEFINED, 'transfer timed out');
       return;
@@ -422,6 +428,7 @@ export class Transfer {
       // A duplicate (or older) ACK. Never retransmit on it: answering duplicates with data is
       // the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1). The timer handles real loss.
       this.duplicateAcks += 1;
+      if (this.onlyFinalAckMissing() && wire === ((this.lastBlock! - 1) & 0xffff)) this.lastBlockMissed = true;
       return;
     }
     this.firstAck();
@@ -460,6 +467,50 @@ export class Transfer {
       message: detail.clientMessage,
       bytes: this.bytesSentAcked(),
     });
+    this.end();
+  }
+
+  /**
+   * Every block was sent and every block but the last acknowledged (at least one data block,
+   * so a client that acknowledged nothing but the OACK is never counted), and the client never
+   * asked for the last one again (no repeated ACK of the block before it). RFC 1350 section 6 lets the
+   * receiver of the final DATA leave after sending its ACK, so that ACK may be lost for good:
+   * Debian's arm64 grub always ACKs the last block (grub-core/net/tftp.c tftp_receive) and boots
+   * the kernel at once; in some lab runs that ACK never reached the wire (pcap), in others it did.
+   */
+  private onlyFinalAckMissing(): boolean {
+    return (
+      this.lastBlock !== undefined && this.lastBlock >= 2 && this.highestSent === this.lastBlock && this.acked === this.lastBlock - 1 && !this.lastBlockMissed
+    );
+  }
+
+  /**
+   * The client asked for another file from another port: a client reads one file at a time, so
+   * if only the final ACK of this transfer is missing, it had the file and moved on.
+   */
+  clientMovedOn(): void {
+    if (this.state === 'sending' && this.onlyFinalAckMissing()) this.completeUnconfirmed('new-request');
+  }
+
+  /** Sent in full, last block unacknowledged (see onlyFinalAckMissing): complete, logged as such. */
+  private completeUnconfirmed(why: 'client-silent' | 'new-request'): void {
+    const ms = Date.now() - this.startedAt;
+    const detail = {
+      file: this.name,
+      bytes: this.bytesRead,
+      blksize: this.negotiated.blksize,
+      windowsize: this.negotiated.windowsize,
+      ms,
+      finalAck: false,
+      why,
+    };
+    this.log.info(
+      { ...detail, mac: this.mac, source: this.sourceLabel, retransmits: this.retransmits },
+      why === 'new-request'
+        ? 'tftp transfer complete: the client did not acknowledge the last block but asked for its next file'
+        : 'tftp transfer complete: every block sent, the client did not acknowledge the last one (a client that boots at once may not; it never asked for it again)',
+    );
+    this.ctx.record('tftp-file', this.client.address, detail);
     this.end();
   }
 
