@@ -59,7 +59,7 @@ export const LAB_FLAGS: readonly FlagSpec[] = [
       'instead, a private database whose default profile boots a busybox test OS that fetches its cloud-config, ' +
       'reports facts and powers off: checks that the lab and the appliance work on this host; ' +
       "arm64 VMs get Debian's arm64 kernel, uefi-secureboot VMs a machine record with secureBoot, " +
-      'both shim + signed grub (packages downloaded once; use --no-upstream-dhcp for grub)',
+      'both shim + signed grub (packages downloaded once; the plain DHCP server then names the appliance as next-server, which grub needs)',
     section: BOOT,
   },
   {

@@ -83,7 +83,10 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
   let code: number = LAB_EXIT.ok;
   try {
     if (plan.serialLogDir) mkdirSync(plan.serialLogDir, { recursive: true });
-    lab = await createLab({ upstreamDhcp: plan.upstreamDhcp, ipv6Router: plan.ipv6Router, log: createSilentLogger() });
+    // grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, not from the
+    // ProxyDHCP offer: the lab's dnsmasq names the appliance as next-server, as README tells operators.
+    const grubVms = plan.vms.some((v) => v.firmware === 'arm64' || v.firmware === 'uefi-secureboot');
+    lab = await createLab({ upstreamDhcp: plan.upstreamDhcp, ipv6Router: plan.ipv6Router, upstreamNextServer: grubVms, log: createSilentLogger() });
     if (signalled) throw new ApplianceError('ERR_LAB_INTERRUPTED', 'interrupted');
     say(
       `network ${lab.network}/${lab.prefixLength} on ${lab.bridge} in netns ${lab.netns}${plan.upstreamDhcp ? `, plain DHCP from ${lab.upstreamAddress}` : ''}${plan.ipv6Router ? ', IPv6 router on' : ''}`,
@@ -96,11 +99,8 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
     if (plan.testOs) {
       const initrd = buildTestInitrd();
       const kinds = new Set(plan.vms.map((v) => v.firmware));
-      const grubKinds = kinds.has('arm64') || kinds.has('uefi-secureboot');
-      if (grubKinds && plan.upstreamDhcp)
-        say(
-          "warning: grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, and the lab's plain dnsmasq names itself: pass --no-upstream-dhcp so the appliance serves addresses (README: Firmware paths)",
-        );
+      if (grubVms && plan.upstreamDhcp)
+        say(`grub reads its TFTP server from the DHCP ACK: the plain DHCP server names ${lab.serverAddress} as next-server (README: Firmware paths)`);
       // Secure Boot VMs need a MAC for their machine record (secureBoot: true); others keep theirs.
       for (const v of plan.vms) if (v.firmware === 'uefi-secureboot' && v.mac === undefined) v.mac = randomMac();
       const arm64 = kinds.has('arm64') ? await prepareArm64TestOs() : undefined;
@@ -127,7 +127,7 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
         copyFileSync(arm64.kernelPath, join(started.home.assets, 'arm64', 'vmlinuz'));
         copyFileSync(arm64.initrdPath, join(started.home.assets, 'arm64', 'initrd.img'));
       }
-      if (grubKinds) {
+      if (grubVms) {
         const arches: Array<'amd64' | 'arm64'> = [
           ...(kinds.has('uefi-secureboot') ? (['amd64'] as const) : []),
           ...(kinds.has('arm64') ? (['arm64'] as const) : []),
