@@ -93,7 +93,14 @@ export function withGrubWatch(
   const arm = (mac: string, ms: number): void => {
     watched.add(mac);
     // A little past the wait, so the download's own timestamp is old enough when it fires.
-    setTimer(() => check(mac), ms + 50).unref?.();
+    setTimer(() => {
+      try {
+        check(mac);
+      } catch (err) {
+        // The timeline may be closed (appliance stopping): a diagnosis is never worth a crash.
+        log.debug({ mac, err: (err as Error).message }, 'grub watch check failed');
+      }
+    }, ms + 50).unref?.();
   };
   const check = (mac: string): void => {
     watched.delete(mac);

@@ -86,3 +86,17 @@ test('downloads without a known MAC are not watched', (t) => {
   log.record({ type: 'tftp-file', mac: '', ip: '10.0.0.9', detail: { file: 'grubx64.efi' } });
   t.is(timers.length, 0);
 });
+
+test('a timeline that fails when the timer fires (appliance stopping) costs a debug line, never a throw', (t) => {
+  const timers: Array<() => void> = [];
+  const base = createEventLog();
+  const closed = {
+    ...base,
+    list: () => {
+      throw new Error('timeline closed');
+    },
+  };
+  const log = withGrubWatch(closed, createSilentLogger(), { setTimer: (fn) => (timers.push(fn), {}) });
+  log.record({ type: 'tftp-file', mac: MAC, detail: { file: 'grubx64.efi' } });
+  t.notThrows(() => timers[0]!());
+});
