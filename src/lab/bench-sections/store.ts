@@ -6,7 +6,7 @@
  * on loopback ports:
  *
  * - restart: process start to "netboot appliance ready" (db.json parsed and checked, the state
- *   store's 4,096 records loaded, the timeline replayed), next to the same start on an empty
+ *   store's 4,096 records loaded, a timeline at its 16 MiB bound replayed), next to the same start on an empty
  *   home (the anchor), and the RSS once ready;
  * - API latency, one client, keep-alive, p50 and p99: `GET /api/machines`, `GET
  *   /api/machines/:mac` (reads that machine's facts from disk), PUT and PATCH of a declared
@@ -29,6 +29,7 @@ import { createSilentLogger } from '../../log.js';
 import { createDefaultDb } from '../../store/defaults.js';
 import type { Facts } from '../../store/schema.js';
 import { DEFAULT_STATE_LIMITS, openStateStore, stateDirFor } from '../../store/state-store.js';
+import { DEFAULT_TIMELINE_BYTES } from '../../store/timeline.js';
 import { APPLIANCE_BIN, assertApplianceBuilt } from '../appliance.js';
 import { figure, median, peakRssMiB, percentile, resetPeakRss, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
 
@@ -244,7 +245,26 @@ async function runStoreBench(context: BenchContext): Promise<BenchFigure[]> {
       );
     }
     await state.close();
-    progress(`store: seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s (${(treeBytes(stateDirFor(db)) / 2 ** 20).toFixed(0)} MiB on disk)`);
+    // A busy lab's boot timeline at its bound (two files of half the bound each), replayed at every start.
+    const stateDir = stateDirFor(db);
+    for (const [file, base] of [
+      ['timeline.1.jsonl', 0],
+      ['timeline.jsonl', 1],
+    ] as const) {
+      const lines: string[] = [];
+      let bytes = 0;
+      for (let k = 0; bytes < DEFAULT_TIMELINE_BYTES / 2 - 1024; k++) {
+        const i = (k * 31 + base) % n;
+        const at = new Date(Date.UTC(2026, 0, 1) + (base * 1e6 + k) * 1000).toISOString();
+        const type = ['dhcp-offer', 'dhcp-ack', 'tftp-file', 'http-script', 'http-asset', 'http-cloud-config'][k % 6];
+        const line = `${JSON.stringify({ at, mac: benchMac(i), type, ip: `10.0.${(i >> 8) & 0xff}.${i & 0xff}`, detail: { profile: 'rancheros', file: '/assets/rancheros/v1.5.8/vmlinuz' } })}\n`;
+        if (bytes + line.length > DEFAULT_TIMELINE_BYTES / 2 - 1024) break;
+        lines.push(line);
+        bytes += line.length;
+      }
+      writeFileSync(join(stateDir, file), lines.join(''));
+    }
+    progress(`store: seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s (${(treeBytes(stateDir) / 2 ** 20).toFixed(0)} MiB on disk)`);
 
     // Restart: interleaved starts of the full and the empty home.
     const full: number[] = [];
