@@ -12,6 +12,11 @@ import { DEFAULT_BOOT_FILES } from './boot-catalogue.js';
 import { Registry } from 'prom-client';
 import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
+import { createHttpApp } from './http/app.js';
+import dgram from 'node:dgram';
+import { createDhcp6Server, findInterface6 } from './dhcp6/server.js';
+import { defaultDhcp6Range } from './dhcp6/leases.js';
+import { serverAdvertisement, startRouterAdvertiser } from './dhcp6/ra.js';
 import { API_TOKEN_FILE, loadOrCreateApiToken } from './http/token.js';
 import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-store.js';
 import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
@@ -37,6 +42,9 @@ export interface AppliancePorts {
   tftp: number;
   dhcp: number;
   proxy: number;
+  /** DHCPv6 (0 when --dhcp6-mode off) and its IPv6 boot-server port. */
+  dhcp6?: number;
+  proxy6?: number;
 }
 
 /** The whole appliance: store, HTTP, TFTP and DHCP wired together. */
@@ -230,32 +238,30 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     // HTTP and TFTP listen on the advertised address unless told otherwise: a lab appliance on a
     // multi-homed host must not serve boot files and the API on every network it touches.
     const httpHost = config.httpAddress ?? config.address;
-    const http: HttpServer = createHttpServer({
-      host: httpHost,
-      port: config.httpPort,
-      limits: { maxConnections: config.httpMaxConnections, maxPerClient: config.httpMaxConnectionsPerClient },
+    const httpLimits = { maxConnections: config.httpMaxConnections, maxPerClient: config.httpMaxConnectionsPerClient };
+    // One app for both address families: requests over IPv6 get [address6] in their URLs.
+    const app = createHttpApp({
+      store,
+      events,
       log,
-      deps: {
-        store,
-        events,
-        log,
-        address: config.address,
-        // Called per request, after start() has bound the real port.
-        httpPort: () => http.port(),
-        templatesDir: config.templates,
-        assetsDir: config.assets,
-        apiToken,
-        apiReadToken: config.apiReadToken,
-        state,
-        timelineStatus: () => timeline.status(),
-        registry,
-        bootDirs: [config.tftpRoot, ...fallbackDirs],
-        console: {
-          ...(config.apiToken === undefined ? { tokenFile: join(dirname(config.db), API_TOKEN_FILE) } : {}),
-          status: () => ({ ...consoleStatus, interface: config.interface ?? null, tftpRoot: config.tftpRoot, assets: config.assets, db: config.db }),
-        },
+      address: config.address,
+      // Called per request, after start() has bound the real port.
+      httpPort: () => http.port(),
+      templatesDir: config.templates,
+      assetsDir: config.assets,
+      apiToken,
+      apiReadToken: config.apiReadToken,
+      state,
+      timelineStatus: () => timeline.status(),
+      registry,
+      bootDirs: [config.tftpRoot, ...fallbackDirs],
+      console: {
+        ...(config.apiToken === undefined ? { tokenFile: join(dirname(config.db), API_TOKEN_FILE) } : {}),
+        status: () => ({ ...consoleStatus, interface: config.interface ?? null, tftpRoot: config.tftpRoot, assets: config.assets, db: config.db }),
       },
+      ...(config.address6 !== undefined ? { address6: config.address6 } : {}),
     });
+    const http: HttpServer = createHttpServer({ host: httpHost, port: config.httpPort, limits: httpLimits, log, app });
     const httpPort = await http.start().then(
       (r) => r.port,
       (err: unknown) => {
@@ -265,7 +271,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     stops.push(() => http.stop());
 
     const tftpHost = config.tftpAddress ?? config.address;
-    const tftp: TftpServer = createTftpServer({
+    const tftpOptions = {
       root: config.tftpRoot,
       host: tftpHost,
       port: config.tftpPort,
@@ -285,7 +291,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         log,
         events,
       }),
-    });
+    };
+    const tftp: TftpServer = createTftpServer(tftpOptions);
     const tftpPort = await tftp.start().then(
       (r) => r.port,
       (err: unknown) => {
@@ -294,11 +301,80 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     );
     stops.push(() => tftp.stop());
 
+    if (config.address6 !== undefined && config.dhcp6Mode !== 'off') {
+      // IPv6 clients (DHCPv6 boot-file URLs) fetch from [address6]: HTTP on the same port, TFTP
+      // on the same port over udp6, with the same app, files and limits.
+      const http6 = createHttpServer({ host: config.address6, port: httpPort, limits: httpLimits, log, app });
+      await http6.start().catch((err: unknown) => {
+        throw bindError('http (ipv6)', httpPort, err, config.address6, 'address6');
+      });
+      stops.push(() => http6.stop());
+      const tftp6 = createTftpServer({
+        ...tftpOptions,
+        host: config.address6,
+        port: tftpPort,
+        socketFactory: () => dgram.createSocket({ type: 'udp6', ipv6Only: true }),
+      });
+      await tftp6.start().catch((err: unknown) => {
+        throw bindError('tftp (ipv6)', tftpPort, err, config.address6, 'address6');
+      });
+      stops.push(() => tftp6.stop());
+    }
+
     const { dhcpPort, proxyPort } = await startDhcp(store, httpPort, events);
-    const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort };
+    const v6 = await startDhcp6(httpPort, events);
+    const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort, ...v6 };
     consoleStatus.ports = ports;
     log.info({ ports, address: config.address, bootScript: `http://${config.address}:${httpPort}/boot.ipxe` }, 'netboot appliance ready');
     return ports;
+  }
+
+  /**
+   * DHCPv6 (src/dhcp6/) when --dhcp6-mode is proxy or server, and in server mode (or with
+   * --router-advertisements on) router advertisements on --interface through scripts/send-ra.
+   */
+  async function startDhcp6(httpPort: number, events: EventLog): Promise<{ dhcp6?: number; proxy6?: number }> {
+    if (config.dhcp6Mode === 'off') return {};
+    if (config.address6 === undefined)
+      throw new ConfigError('--dhcp6-mode needs --address6 (or an --interface with one IPv6 address)', { setting: 'address6' });
+    const server6 = config.dhcp6Mode === 'server';
+    const ifname = config.interface ?? findInterface6(config.address6)?.name;
+    const dhcp6 = createDhcp6Server({
+      mode: config.dhcp6Mode,
+      address: config.address6,
+      ...(ifname !== undefined ? { interface: ifname } : {}),
+      port: config.dhcp6Port,
+      proxyPort: config.proxyPort,
+      httpPort: () => httpPort,
+      log,
+      events,
+      ...(server6
+        ? {
+            range: config.dhcp6Range ?? defaultDhcp6Range(config.address6),
+            leaseSeconds: config.leaseTime,
+            leaseFile: config.lease6File,
+            leaseSync: config.leaseSync,
+            ...(config.dns6 !== undefined ? { dns: config.dns6 } : {}),
+            ...(config.domain !== undefined ? { domains: [config.domain] } : {}),
+          }
+        : {}),
+    });
+    const started = await dhcp6.start().catch((err: unknown) => {
+      throw bindError('dhcpv6', config.dhcp6Port, err);
+    });
+    stops.push(() => dhcp6.stop());
+    const ra = config.routerAdvertisements === 'on' || (config.routerAdvertisements === 'auto' && server6);
+    if (ra) {
+      if (ifname === undefined) throw new ConfigError('router advertisements need --interface (the segment to advertise on)', { setting: 'interface' });
+      const mac = findInterface6(config.address6)?.mac;
+      const advertiser = await startRouterAdvertiser({
+        interface: ifname,
+        ra: serverAdvertisement(config.address6, mac !== undefined && mac !== '00:00:00:00:00:00' ? { sourceMac: mac } : {}),
+        log,
+      });
+      stops.push(() => advertiser.stop());
+    }
+    return { dhcp6: started.port, proxy6: started.proxyPort };
   }
 
   /** Start the DHCP side through the one DHCP service (modes, probe, step-down: dhcp/service.ts). */

@@ -44,6 +44,18 @@ function propertySchema(spec: OptionSpec): Record<string, unknown> {
       };
     case 'range':
       return { description, type: 'string', pattern: '^\\s*\\d{1,3}(\\.\\d{1,3}){3}\\s*-\\s*\\d{1,3}(\\.\\d{1,3}){3}\\s*$' };
+    case 'ipv6':
+      return { description, type: 'string', format: 'ipv6' };
+    case 'ipv6list':
+      return {
+        description,
+        anyOf: [
+          { type: 'array', items: { type: 'string', format: 'ipv6' }, minItems: 1 },
+          { type: 'string', minLength: 2 },
+        ],
+      };
+    case 'range6':
+      return { description, type: 'string', pattern: '^\\s*[0-9A-Fa-f:.]+\\s*-\\s*[0-9A-Fa-f:.]+\\s*$' };
     case 'string':
     case 'path':
     case 'dir':

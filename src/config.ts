@@ -6,6 +6,8 @@ import { isIPv4 } from 'node:net';
 import { ConfigError } from './errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
 import { parseDhcpRange } from './dhcp/leases.js';
+import { parseDhcp6Range } from './dhcp6/leases.js';
+import { normalizeIpv6 } from './dhcp6/address.js';
 import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-file.js';
 
 /**
@@ -88,11 +90,28 @@ export interface Config {
   readonly proxyFd: number | undefined;
   /** UEFI machines boot signed code (shim -> signed grub) unless their record, group or profile says otherwise. */
   readonly secureBoot: boolean;
+  /** DHCPv6 (src/dhcp6/): off, proxy beside another DHCPv6 server, or server (leases + RAs). */
+  readonly dhcp6Mode: Dhcp6Mode;
+  /** IPv6 address on the lab segment: DHCPv6 URLs carry it; HTTP and TFTP listen on it too. */
+  readonly address6: string | undefined;
+  /** DHCPv6 server mode: addresses leased; default ::1000-::1fff of address6's /64. */
+  readonly dhcp6Range: { start: string; end: string } | undefined;
+  /** DHCPv6 server mode: DNS servers (option 23). */
+  readonly dns6: readonly string[] | undefined;
+  readonly dhcp6Port: number;
+  /** DHCPv6 server mode: the journal of IPv6 leases. */
+  readonly lease6File: string;
+  /** Router Advertisements (M+O flags, the lab prefix): auto = in DHCPv6 server mode. */
+  readonly routerAdvertisements: 'auto' | 'on' | 'off';
   /** Where each setting came from, for the start-up log. */
   readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
 }
 
-type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'ipv4list' | 'range' | 'enum' | 'int' | 'bool';
+type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'ipv4list' | 'range' | 'enum' | 'int' | 'bool' | 'ipv6' | 'ipv6list' | 'range6';
+
+/** DHCPv6 modes (src/dhcp6/). Off by default: DHCPv6 answers are opt-in. */
+export const DHCP6_MODES = ['off', 'proxy', 'server'] as const;
+export type Dhcp6Mode = (typeof DHCP6_MODES)[number];
 
 /** One setting: its flag, environment variable, config-file key, type, default and help. */
 export interface OptionSpec {
@@ -267,6 +286,49 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'UEFI machines get shim + signed grub (run: node bin/appliance fetch secureboot) unless a machine, group or profile sets secureBoot: false',
   },
   {
+    key: 'dhcp6Mode',
+    flag: 'dhcp6-mode',
+    kind: 'enum',
+    values: DHCP6_MODES,
+    default: 'off',
+    help: 'DHCPv6: off; proxy = answer PXE Solicits beside another DHCPv6 server with a boot-file URL (option 59) only; server = lease addresses too and send router advertisements',
+  },
+  {
+    key: 'address6',
+    flag: 'address6',
+    kind: 'ipv6',
+    help: 'IPv6 address on the lab segment, for DHCPv6 URLs (tftp://[ADDR]/..., http://[ADDR]:PORT/...); HTTP and TFTP listen on it too (default with --dhcp6-mode: the only global IPv6 address of --interface)',
+  },
+  {
+    key: 'dhcp6Range',
+    flag: 'dhcp6-range',
+    kind: 'range6',
+    help: "DHCPv6 server mode: addresses to lease, START-END (default ::1000-::1fff of --address6's /64)",
+  },
+  { key: 'dns6', flag: 'dns6', kind: 'ipv6list', help: 'DHCPv6 server mode: DNS servers given to clients, comma-separated (option 23)' },
+  {
+    key: 'dhcp6Port',
+    flag: 'dhcp6-port',
+    kind: 'port',
+    default: 547,
+    help: 'DHCPv6 server port (547; the boot-server request uses --proxy-port over IPv6 too)',
+  },
+  {
+    key: 'lease6File',
+    flag: 'lease6-file',
+    kind: 'path',
+    default: 'config/leases6.json',
+    help: 'DHCPv6 server mode: file the IPv6 leases persist in (same journal format as --lease-file)',
+  },
+  {
+    key: 'routerAdvertisements',
+    flag: 'router-advertisements',
+    kind: 'enum',
+    values: ['auto', 'on', 'off'],
+    default: 'auto',
+    help: 'send IPv6 router advertisements (M and O flags, the /64 of --address6, router lifetime 0) on --interface; auto = in DHCPv6 server mode (needs root: scripts/send-ra)',
+  },
+  {
     key: 'tftpBlksizeMax',
     flag: 'tftp-blksize-max',
     kind: 'int',
@@ -400,6 +462,11 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
     interfaceAddresses(out.interface as string, inputs.interfaces ?? networkInterfaces());
   }
 
+  if (used.has('address6') && out.address6 === undefined && out.dhcp6Mode !== undefined && out.dhcp6Mode !== 'off') {
+    out.address6 = detectAddress6(out.interface as string | undefined, inputs.interfaces ?? networkInterfaces());
+    sources.address6 = 'detected';
+  }
+
   const dbDir = used.has('db') && inputs.requireDbDir !== false ? dirname(out.db as string) : undefined;
   if (dbDir !== undefined && !isDirectory(dbDir)) {
     throw new ConfigError(`${where(raw, 'db')}: directory ${dbDir} for the database does not exist; create it or pass another --db`, { setting: 'db' });
@@ -426,7 +493,8 @@ function coerce(spec: OptionSpec, value: unknown, where: string, base: string): 
   // The file takes what a flag would, plus the JSON type that means the same: numbers for
   // ports and counts, booleans for switches, a list for address lists (schema/appliance-config.schema.json).
   const numeric = spec.kind === 'port' || spec.kind === 'int';
-  const list = spec.kind === 'ipv4list' && Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(',') : undefined;
+  const list =
+    (spec.kind === 'ipv4list' || spec.kind === 'ipv6list') && Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(',') : undefined;
   const text = list ?? ((typeof value === 'number' && numeric) || (typeof value === 'boolean' && spec.kind === 'bool') ? String(value) : value);
   if (typeof text !== 'string') {
     throw new ConfigError(`${where}: expected ${describeKind(spec)}, got ${JSON.stringify(value)}`, { setting: spec.key });
@@ -463,6 +531,27 @@ function coerce(spec: OptionSpec, value: unknown, where: string, base: string): 
         throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv4 address (expected a comma-separated list)`, { setting: spec.key });
       return Object.freeze(list);
     }
+    case 'ipv6': {
+      const a = normalizeIpv6(text.trim());
+      if (!a) throw new ConfigError(`${where}: "${text}" is not an IPv6 address`, { setting: spec.key });
+      return a;
+    }
+    case 'ipv6list': {
+      const list = text
+        .split(',')
+        .map((a) => a.trim())
+        .filter((a) => a !== '');
+      const bad = list.find((a) => normalizeIpv6(a) === undefined);
+      if (list.length === 0 || bad !== undefined)
+        throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv6 address (expected a comma-separated list)`, { setting: spec.key });
+      return Object.freeze(list.map((a) => normalizeIpv6(a)!));
+    }
+    case 'range6':
+      try {
+        return Object.freeze(parseDhcp6Range(text));
+      } catch (err) {
+        throw new ConfigError(`${where}: ${(err as Error).message}`, { setting: spec.key });
+      }
     case 'range':
       try {
         return Object.freeze(parseDhcpRange(text));
@@ -498,6 +587,10 @@ function describeKind(spec: OptionSpec): string {
       return 'true or false';
     case 'ipv4list':
       return 'a list of IPv4 addresses (or one comma-separated string)';
+    case 'ipv6':
+      return 'an IPv6 address';
+    case 'ipv6list':
+      return 'a list of IPv6 addresses (or one comma-separated string)';
     default:
       return 'a string';
   }
@@ -539,4 +632,22 @@ export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict
   throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, {
     setting: 'address',
   });
+}
+
+/**
+ * The IPv6 address DHCPv6 advertises when none is given: the only global or unique-local
+ * address of `iface` (link-local addresses cannot be in a URL a firmware fetches).
+ */
+export function detectAddress6(iface: string | undefined, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string {
+  if (iface === undefined) throw new ConfigError('--dhcp6-mode needs --address6 or --interface (whose IPv6 address is then used)', { setting: 'address6' });
+  const infos = interfaces[iface];
+  if (!infos) throw new ConfigError(`--interface ${iface} does not exist`, { setting: 'interface' });
+  const addrs = infos.filter((i) => i.family === 'IPv6' && !/^fe[89ab]/i.test(i.address)).map((i) => normalizeIpv6(i.address) ?? i.address);
+  if (addrs.length === 1) return addrs[0]!;
+  throw new ConfigError(
+    addrs.length === 0
+      ? `--interface ${iface} has no global or unique-local IPv6 address; assign one (ip -6 addr add fd00:99::1/64 dev ${iface}) or pass --address6`
+      : `--interface ${iface} has several IPv6 addresses (${addrs.join(', ')}); pass --address6 to choose one`,
+    { setting: 'address6' },
+  );
 }

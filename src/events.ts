@@ -20,6 +20,9 @@ export type BootEventType =
   | 'dhcp-refused'
   /** The DHCP service changed what it does on the segment (mac ''): stepped down, resumed. */
   | 'dhcp-mode'
+  /** DHCPv6 (src/dhcp6/): an Advertise, and a Reply (bound, renewed, released, 4011 boot-server reply). */
+  | 'dhcp6-advertise'
+  | 'dhcp6-reply'
   | 'tftp-file'
   | 'tftp-error'
   | 'http-script'

@@ -22,6 +22,7 @@
  * earlier releases) are read and rewritten as a journal.
  */
 import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import { open, readFile, mkdir, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileDurable } from '../durable-file.js';
@@ -78,7 +79,8 @@ function entryParsers(file: string) {
     return t;
   };
   const ip = (v: unknown, where: string): string => {
-    if (typeof v !== 'string' || ipToNumber(v) === undefined) throw invalid(file, `${where} is not an ipv4 address`);
+    // IPv6 addresses are the DHCPv6 server's journal (src/dhcp6/leases.ts), same format.
+    if (typeof v !== 'string' || (ipToNumber(v) === undefined && !isIPv6(v))) throw invalid(file, `${where} is not an ip address`);
     return v;
   };
   const key = (v: unknown, where: string): string => {

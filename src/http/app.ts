@@ -6,7 +6,8 @@
  */
 import Router from '@koa/router';
 import Koa from 'koa';
-import { isIPv4 } from 'node:net';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { isIPv4, isIPv6 } from 'node:net';
 import { ConfigError } from '../errors.js';
 import { createIpmiPower } from '../power/ipmi.js';
 import { createDiscovery } from '../store/discovery.js';
@@ -27,11 +28,16 @@ import { registerHealthRoutes } from './routes/health.js';
 
 export type { HttpDeps } from './context.js';
 
+/** The URL host of the request being answered, when it differs from `deps.address` (IPv6). */
+const requestHost = new AsyncLocalStorage<string>();
+
 /** Create the Koa app for `deps`. Throws ConfigError when `deps.address` cannot go into a script. */
 export function createHttpApp(deps: HttpDeps): Koa {
   if (!isIPv4(deps.address) && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(deps.address)) {
     throw new ConfigError(`advertised address ${JSON.stringify(deps.address)} is not an IPv4 address or host name`);
   }
+  if (deps.address6 !== undefined && !isIPv6(deps.address6))
+    throw new ConfigError(`advertised ipv6 address ${JSON.stringify(deps.address6)} is not an IPv6 address`);
   if (deps.retrySeconds !== undefined && !(Number.isInteger(deps.retrySeconds) && deps.retrySeconds >= 1 && deps.retrySeconds <= 3600)) {
     throw new ConfigError(`retry delay ${deps.retrySeconds} must be a whole number of seconds from 1 to 3600`);
   }
@@ -47,7 +53,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     discovery: deps.discovery ?? createDiscovery({ store: deps.store, log, ...(deps.state ? { state: deps.state } : {}) }),
     power: deps.power ?? createIpmiPower(),
     digests: createDigestCache(),
-    server: () => ({ address: deps.address, port: deps.httpPort() }),
+    server: () => ({ address: requestHost.getStore() ?? deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });
       if (countEvents) metrics.bootEvents.inc({ type });
@@ -55,6 +61,15 @@ export function createHttpApp(deps: HttpDeps): Koa {
   };
 
   const app = new Koa();
+  // A request that reached us over IPv6 (not IPv4-mapped) is answered with URLs an IPv6-only
+  // client can fetch: the host of every script and placeholder becomes [address6].
+  if (deps.address6 !== undefined) {
+    const host6 = `[${deps.address6}]`;
+    app.use((ctx, next) => {
+      const local = ctx.req.socket.localAddress ?? '';
+      return isIPv6(local) && !local.startsWith('::ffff:') ? requestHost.run(host6, next) : next();
+    });
+  }
   // Metrics outermost so they see the final status, including error responses.
   app.use(async (ctx, next) => {
     const end = metrics.duration.startTimer();

@@ -22,6 +22,11 @@ export interface HttpDeps {
   log: Logger;
   /** The IPv4 address (or host name) machines reach this appliance at; goes into scripts. */
   address: string;
+  /**
+   * The IPv6 address of the appliance (`--address6`): requests that arrive over IPv6 get scripts
+   * and placeholders with `[ADDRESS6]` as the host (src/dhcp6/, README: IPv6).
+   */
+  address6?: string;
   /** The real HTTP port, known only after listen (port 0 in tests). */
   httpPort: () => number;
   /** Operator templates (profile.ipxe.njk, cloud-config.yaml.njk ...). */

@@ -381,7 +381,9 @@ export function renderBootScript(server: ServerAddress, options: { dhcpAttempts?
     '# netboot-appliance entry script: get an address if we have none, then ask for this',
     "# machine's profile. iPXE can miss a ProxyDHCP reply, so dhcp is retried (bounded).",
     'set netboot-tries:int32 0',
-    'isset ${netX/ip} && goto netboot-chain ||',
+    // Fetched over IPv6 (the host is [ADDRESS6]): the client has its address already, and
+    // ${netX/ip} (IPv4) would be unset on an IPv6-only network.
+    server.address.startsWith('[') ? 'goto netboot-chain' : 'isset ${netX/ip} && goto netboot-chain ||',
     ':netboot-dhcp',
     'dhcp && goto netboot-chain ||',
     'inc netboot-tries',

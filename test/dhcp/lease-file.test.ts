@@ -40,7 +40,7 @@ test('parseLeases: every broken field is a coded error naming it', (t) => {
   const cases: Array<[string, string, RegExp]> = [
     ['not json', '{', /not json/],
     ['version', JSON.stringify({ ...good, version: 2 }), /version 2, expected 1/],
-    ['ip', JSON.stringify({ ...good, leases: [{ ...good.leases[0], ip: '10.99.0.300' }] }), /leases.0.ip is not an ipv4/],
+    ['ip', JSON.stringify({ ...good, leases: [{ ...good.leases[0], ip: '10.99.0.300' }] }), /leases.0.ip is not an ip address/],
     ['mac', JSON.stringify({ ...good, leases: [{ ...good.leases[0], mac: 'zz' }] }), /leases.0.mac/],
     ['state', JSON.stringify({ ...good, leases: [{ ...good.leases[0], state: 'x' }] }), /leases.0.state/],
     ['expires', JSON.stringify({ ...good, leases: [{ ...good.leases[0], expires: 'soon' }] }), /leases.0.expires/],
