@@ -174,7 +174,8 @@ ip link set eth0 up
 mac=$(cat /sys/class/net/eth0/address)
 hostname "netboot-test-$(echo $mac | tr -d :)"
 udhcpc -i eth0 -q -n -t 10 -T 2 -s /etc/udhcpc.script || echo '=== DHCP FAILED ==='
-url=$(sed -n 's/.*rancher\\.cloud_init\\.datasources=\\[url:\\([^] ]*\\)\\].*/\\1/p' /proc/cmdline)
+# Up to the last ] of the word: an IPv6 URL (http://[fd99::1]:8080/...) has its own brackets.
+url=$(sed -n 's/.*rancher\\.cloud_init\\.datasources=\\[url:\\([^ ]*\\)\\].*/\\1/p' /proc/cmdline)
 if [ -z "$url" ]; then
   echo '${MARKERS.cloudConfigFailed}: no rancher.cloud_init.datasources=[url:...] on the command line ==='
 elif timeout 30 wget -q -O /tmp/cloud-config "$url"; then

@@ -40,6 +40,12 @@ export interface LabOptions {
    * Default false (the upstream ACK's siaddr is then whatever dnsmasq puts there).
    */
   upstreamNextServer?: boolean;
+  /**
+   * IPv6 on the lab (issue 16, PXEv6): `br0` also gets fd99:X::1/64 (`serverAddress6`) for the
+   * boot server. With `upstreamDhcp`, dnsmasq then also serves stateful DHCPv6 (fd99:X::100-1ff,
+   * RA with the M flag, no boot options), the "existing DHCPv6 server" of proxy mode. Default false.
+   */
+  ipv6?: boolean;
   /** Keep the work directory (logs, leases) after `destroy()`. Default false. */
   keepWorkDir?: boolean;
 }
@@ -56,6 +62,10 @@ export interface Lab {
   readonly bridge: string;
   /** Address of the boot server under test on `bridge`, e.g. 10.99.123.1. */
   readonly serverAddress: string;
+  /** IPv6 address of the boot server on `bridge` (fd99:X::1) when the lab has IPv6 (`ipv6`). */
+  readonly serverAddress6: string | undefined;
+  /** Addresses the plain DHCPv6 server leases, when it runs. */
+  readonly dhcp6Range: { start: string; end: string } | undefined;
   /** Address of the plain DHCP server, e.g. 10.99.123.2. */
   readonly upstreamAddress: string;
   /** Network address, e.g. 10.99.123.0. */
@@ -201,6 +211,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
   const serverAddress = `${base}.1`;
   const upstreamAddress = `${base}.2`;
   const dhcpRange = { start: `${base}.100`, end: `${base}.199` };
+  const ipv6Prefix = `fd99:${octet.toString(16)}::`;
   const workDir = mkdtempSync(join(tmpdir(), `netboot-lab-${id}-`));
   const upstreamLogPath = join(workDir, 'upstream-dnsmasq.log');
   writeFileSync(upstreamLogPath, '');
@@ -258,11 +269,11 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     await ipn(netns, 'link', 'set', 'vup', 'master', 'br0', 'up');
     await ipn(upstreamNetns, 'addr', 'add', `${upstreamAddress}/24`, 'dev', 'vdhcp');
     await ipn(upstreamNetns, 'link', 'set', 'vdhcp', 'up');
-    const ipv6Prefix = `fd99:${octet.toString(16)}::`;
-    if (options.ipv6Router) {
+    if (options.ipv6Router || options.ipv6) {
       // nodad: the address must be usable at once, or dnsmasq's first RAs have no source.
       await ipn(upstreamNetns, 'addr', 'add', `${ipv6Prefix}2/64`, 'dev', 'vdhcp', 'nodad');
     }
+    if (options.ipv6) await ipn(netns, 'addr', 'add', `${ipv6Prefix}1/64`, 'dev', 'br0', 'nodad');
     if (options.upstreamDhcp ?? true) {
       const upstream = spawnIn(
         upstreamNetns,
@@ -282,7 +293,12 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
           `--pid-file=${join(workDir, 'upstream.pid')}`,
           '--log-dhcp',
           `--log-facility=${upstreamLogPath}`,
-          ...(options.ipv6Router ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`] : []),
+          // Stateful DHCPv6 (RA with the M flag) for PXEv6; else, with ipv6Router, RAs only.
+          ...(options.ipv6
+            ? ['--enable-ra', `--dhcp-range=${ipv6Prefix}100,${ipv6Prefix}1ff,64,10m`]
+            : options.ipv6Router
+              ? ['--enable-ra', `--dhcp-range=${ipv6Prefix},ra-only,64`]
+              : []),
           ...(options.upstreamNextServer ? [`--dhcp-option=option:server-ip-address,${serverAddress}`] : []),
         ],
         { label: 'dnsmasq (upstream dhcp)', stderrPath: join(workDir, 'upstream-dnsmasq.stderr') },
@@ -314,6 +330,8 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     upstreamNetns,
     bridge: 'br0',
     serverAddress,
+    serverAddress6: options.ipv6 ? `${ipv6Prefix}1` : undefined,
+    dhcp6Range: options.ipv6 && (options.upstreamDhcp ?? true) ? { start: `${ipv6Prefix}100`, end: `${ipv6Prefix}1ff` } : undefined,
     upstreamAddress,
     network: `${base}.0`,
     prefixLength: 24,

@@ -41,6 +41,8 @@ export interface LabPlan {
   attach: string[];
   upstreamDhcp: boolean;
   ipv6Router: boolean;
+  /** A uefi-ipv6 VM is in the plan: the lab gets IPv6 and the appliance DHCPv6 (proxy beside the upstream, else server). */
+  ipv6: boolean;
   httpPort: number;
   keep: boolean;
 }
@@ -113,6 +115,7 @@ export function planLab(flags: CommandArgs['flags'], cwd: string): LabPlan {
     attach,
     upstreamDhcp: !bool('no-upstream-dhcp'),
     ipv6Router: !bool('no-ipv6-router'),
+    ipv6: vms.some((vm) => vm.firmware === 'uefi-ipv6'),
     httpPort: intFlag(str('http-port'), 'http-port', 1, 65535, 8080),
     keep: bool('keep'),
   };

@@ -86,10 +86,22 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
     // grub (arm64, uefi-secureboot) takes its TFTP server from the DHCP server's ACK, not from the
     // ProxyDHCP offer: the lab's dnsmasq names the appliance as next-server, as README tells operators.
     const grubVms = plan.vms.some((v) => v.firmware === 'arm64' || v.firmware === 'uefi-secureboot');
-    lab = await createLab({ upstreamDhcp: plan.upstreamDhcp, ipv6Router: plan.ipv6Router, upstreamNextServer: grubVms, log: createSilentLogger() });
+    lab = await createLab({
+      upstreamDhcp: plan.upstreamDhcp,
+      ipv6Router: plan.ipv6Router,
+      upstreamNextServer: grubVms,
+      ipv6: plan.ipv6,
+      log: createSilentLogger(),
+    });
+    // PXEv6 (uefi-ipv6): DHCPv6 proxy beside the upstream dnsmasq (which then leases IPv6 too),
+    // or the DHCPv6 server with router advertisements when there is no upstream.
+    const applianceArgs = [
+      ...plan.applianceArgs,
+      ...(plan.ipv6 ? ['--address6', lab.serverAddress6!, '--dhcp6-mode', plan.upstreamDhcp ? 'proxy' : 'server'] : []),
+    ];
     if (signalled) throw new ApplianceError('ERR_LAB_INTERRUPTED', 'interrupted');
     say(
-      `network ${lab.network}/${lab.prefixLength} on ${lab.bridge} in netns ${lab.netns}${plan.upstreamDhcp ? `, plain DHCP from ${lab.upstreamAddress}` : ''}${plan.ipv6Router ? ', IPv6 router on' : ''}`,
+      `network ${lab.network}/${lab.prefixLength} on ${lab.bridge} in netns ${lab.netns}${plan.upstreamDhcp ? `, plain DHCP from ${lab.upstreamAddress}` : ''}${plan.ipv6Router ? ', IPv6 router on' : ''}${lab.serverAddress6 ? `, IPv6 ${lab.serverAddress6}/64 (DHCPv6 ${plan.upstreamDhcp ? 'from dnsmasq, appliance proxy' : 'and RAs from the appliance'})` : ''}`,
     );
     for (const ifname of plan.attach) {
       await lab.attachInterface(ifname);
@@ -116,7 +128,7 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
         { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG },
         {
           ...common,
-          args: plan.applianceArgs,
+          args: applianceArgs,
           ...(arm64Profile ? { profiles: [arm64Profile], groups: [{ id: 'arm64', profile: arm64Profile.id, selector: { arch: 'arm64' } }] } : {}),
           machines: plan.vms.filter((v) => v.firmware === 'uefi-secureboot').map((v) => ({ mac: v.mac!, secureBoot: true })),
         },
@@ -136,7 +148,7 @@ export async function runLab(plan: LabPlan, io: LabIo, signals: NodeJS.EventEmit
         say(`shim and signed grub (${arches.join(', ')}) in the test os tftp root`);
       }
     } else {
-      appliance = await startApplianceInLab(lab, { ...common, args: plan.applianceArgs, env: io.env });
+      appliance = await startApplianceInLab(lab, { ...common, args: applianceArgs, env: io.env });
     }
     say(
       `appliance at ${appliance.baseUrl} (log ${appliance.logPaths?.['stdout'] ?? '?'}); API: ip netns exec ${lab.netns} curl -H "Authorization: Bearer TOKEN" ${appliance.baseUrl}/api/events`,

@@ -28,7 +28,7 @@ function options(extra: Partial<Dhcp6ServerOptions>): Dhcp6ServerOptions {
     log: createSilentLogger(),
     events: createEventLog(),
     serverDuid: SERVER_DUID,
-    range: { start: 'fd00:126::100', end: 'fd00:126::1ff' },
+    ...(extra.mode === 'proxy' ? {} : { range: { start: 'fd00:126::100', end: 'fd00:126::1ff' } }),
     leaseSeconds: 600,
     ...extra,
   };
@@ -106,7 +106,7 @@ test('server mode over UDP: OVMF PXE Solicit -> Advertise, Request -> Reply; the
 });
 
 test('proxy mode over UDP: a PXE Solicit on 547 gets the proxy Advertise, the 4011 Request is answered to its source port', async (t) => {
-  const server = createDhcp6Server(options({ mode: 'proxy', range: undefined }));
+  const server = createDhcp6Server(options({ mode: 'proxy' }));
   const { port, proxyPort } = await server.start();
   t.teardown(() => server.stop());
   t.not(proxyPort, 0);
