@@ -59,6 +59,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.console ? { console: overrides.console } : {}),
     ...(overrides.power ? { power: overrides.power } : {}),
     ...(overrides.apiReadToken ? { apiReadToken: overrides.apiReadToken } : {}),
+    ...(overrides.address6 ? { address6: overrides.address6 } : {}),
     state,
   });
   const server = http.createServer(app.callback());
