@@ -283,6 +283,9 @@ export async function startTestOsAppliance(
       home.templates,
       '--tftp-root',
       home.tftpRoot,
+      // DHCPv6 server mode journals its leases in the lab's home, not in the checkout.
+      '--lease6-file',
+      join(home.dir, 'leases6.json'),
       ...(options.args ?? []),
     ],
   });
