@@ -31,7 +31,7 @@ export const FIRMWARE_HELP = {
   'uefi-http': 'OVMF HTTP boot only (PXE off)',
   'uefi-secureboot': 'OVMF with Secure Boot on (Microsoft keys; needs fetch secureboot and secureBoot set, see README)',
   arm64: 'AAVMF under qemu-system-aarch64 (grub)',
-  'uefi-ipv6': 'OVMF PXEv6 only',
+  'uefi-ipv6': 'OVMF PXEv6 only; the lab gets IPv6 and the appliance DHCPv6 (proxy beside dnsmasq, server with --no-upstream-dhcp)',
 } as const satisfies Record<string, string>;
 
 /** Every lab firmware, in the order the lab command lists them. */
