@@ -137,9 +137,22 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
     }
     const d = decision;
     const out = encodeMessage(d.reply);
-    socket.send(out, rinfo.port, rinfo.address, (err) => {
-      if (err) log.warn({ mac: d.who.mac, to: rinfo.address, err: err.message }, 'sending a dhcpv6 reply failed');
-    });
+    // A Reply that binds, extends, releases or declines goes out once the change is journalled
+    // (--lease-sync fdatasync: on stable storage), as the IPv4 server's ACK does; a failed
+    // write sends nothing (the client retries) rather than promise a lease that may be lost.
+    const durable = journal && d.summary.startsWith('reply') ? journal.flush() : Promise.resolve();
+    void durable.then(
+      () => {
+        socket.send(out, rinfo.port, rinfo.address, (err) => {
+          if (err) log.warn({ mac: d.who.mac, to: rinfo.address, err: err.message }, 'sending a dhcpv6 reply failed');
+        });
+        record(d, rinfo, role);
+      },
+      (err: unknown) => log.error({ mac: d.who.mac, err: (err as Error).message }, 'dhcpv6 lease journal write failed; reply not sent'),
+    );
+  };
+
+  const record = (d: Extract<Decision6, { kind: 'reply' }>, rinfo: dgram.RemoteInfo, role: Port6Role): void => {
     const ip = d.addresses[0] ?? sourceAddress(rinfo.address);
     log.info(
       {
@@ -167,8 +180,6 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
         mode: options.mode,
       },
     });
-    if (journal && d.summary.startsWith('reply'))
-      void journal.flush().catch((err: unknown) => log.error({ err: (err as Error).message }, 'dhcpv6 lease journal write failed'));
   };
 
   const open = (port: number, role: Port6Role): Promise<number> =>
