@@ -13,6 +13,12 @@ import type { Logger } from '../log.js';
 
 /** Default bound of both timeline files together. */
 export const DEFAULT_TIMELINE_BYTES = 16 * 1024 * 1024;
+/**
+ * Appends are gathered for this long: a boot storm or a DHCP flood records thousands of events a
+ * second, and one append (open, write, close on the thread pool) per event loop turn cost more
+ * CPU than answering the packets (measured with perfdhcp at 1,000 PXE DISCOVERs/s).
+ */
+const BATCH_MS = 50;
 /** Largest single event line kept (details are small; anything larger is cut to a stub). */
 const MAX_LINE = 4096;
 
@@ -114,8 +120,8 @@ export async function openTimeline(options: TimelineOptions): Promise<Persistent
       buffer.push(line);
       if (!scheduled) {
         scheduled = true;
-        // One append per tick of events, in order.
-        writing = writing.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(writeOut);
+        // One append per batch of events, in order.
+        writing = writing.then(() => new Promise<void>((resolve) => setTimeout(resolve, BATCH_MS))).then(writeOut);
       }
       return event;
     },

@@ -217,6 +217,9 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
       if (context.match && !context.match.test(what)) continue;
       await ensure(c.ours);
       await ensure(c.theirs);
+      // Warm both (JIT, lease tables) at the case's rate, then interleave.
+      await perfdhcp(c.ours, c.rate, 2);
+      await perfdhcp(c.theirs, c.rate, 2);
       const mine: PerfdhcpResult[] = [];
       const anchor: PerfdhcpResult[] = [];
       for (let i = 0; i < context.runs; i++) {
