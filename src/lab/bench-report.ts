@@ -8,7 +8,7 @@
  * module after the service and DHCP parts (`--only NAME` runs one), so a new section needs no
  * change to the driver.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** A goal for one figure: a bound on the ratio (ours / anchor) or on our own value. */
 export interface BenchTarget {
@@ -32,7 +32,7 @@ export interface BenchFigure {
   what: string;
   /** The server compared with, when there is one. */
   anchor?: string;
-  /** Unit of `ours` and `theirs`: `s`, `ms`, `MiB`, `%`, `/s`. */
+  /** Unit of `ours` and `theirs`: `s`, `ms`, `us`, `MiB`, `%`, `/s`. */
   unit: string;
   /** Our value (a median over the runs). */
   ours: number;
@@ -104,6 +104,36 @@ export function peakRssMiB(pid: number | undefined): number | undefined {
   }
 }
 
+/**
+ * CPU seconds (user + system) a server has used so far: the process, the children it has reaped
+ * (tftpd-hpa forks one per transfer) and its live children (nginx's worker). Linux /proc, clock
+ * ticks of 10 ms; undefined when the process is gone.
+ */
+export function cpuSecondsOfTree(pid: number | undefined, depth = 0): number | undefined {
+  if (pid === undefined) return undefined;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the parenthesised command name: utime, stime, cutime, cstime are the 12th to 15th.
+  const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  let seconds = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  if (depth < 3) {
+    try {
+      for (const task of readdirSync(`/proc/${pid}/task`)) {
+        for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
+          seconds += cpuSecondsOfTree(Number(child), depth + 1) ?? 0;
+        }
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return seconds;
+}
+
 /** Reset a process's peak RSS to its current RSS (Linux clear_refs 5; root), so a peak can be read per phase. */
 export function resetPeakRss(pid: number | undefined): void {
   if (pid === undefined) return;
@@ -134,7 +164,7 @@ export function verdict(f: BenchFigure): 'PASS' | 'MISS' | '-' {
 
 function num(v: number | undefined, unit: string): string {
   if (v === undefined || !Number.isFinite(v)) return '-';
-  if (unit === '%' || unit === 'MiB' || unit === '/s') return v.toFixed(unit === '%' ? 1 : 0);
+  if (unit === '%' || unit === 'MiB' || unit === '/s' || unit === 'us') return v.toFixed(unit === '%' ? 1 : 0);
   if (unit === 'ms') return v.toFixed(2);
   return v < 10 ? v.toFixed(3) : v.toFixed(1);
 }

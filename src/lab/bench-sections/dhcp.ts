@@ -14,7 +14,8 @@
  * with --lease-sync none (dnsmasq's own durability). Every server logs at its default level to a
  * file. Runs are interleaved (ours, anchor, ours, anchor ...); p50/p99 are computed from
  * perfdhcp's per-exchange timestamps (`-x t`): DORA latency is REQUEST to ACK, ProxyDHCP latency
- * DISCOVER to OFFER. Completion is ACKs (or OFFERs) received over DISCOVERs sent.
+ * DISCOVER to OFFER. Completion is ACKs (or OFFERs) received over DISCOVERs sent. Server CPU per
+ * exchange is the server process's user + system time during a run over the DISCOVERs sent.
  */
 import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,7 +25,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { APPLIANCE_BIN } from '../appliance.js';
 import { createBenchProcesses } from '../bench-processes.js';
-import { figure, median, peakRssMiB, percentile, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
+import { cpuSecondsOfTree, figure, median, peakRssMiB, percentile, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
 
 const run = promisify(execFile);
 
@@ -43,6 +44,8 @@ export interface PerfdhcpResult {
   completed: number;
   /** Latency of the last step (REQUEST-ACK, or DISCOVER-OFFER with -i), ms. */
   latenciesMs: number[];
+  /** CPU seconds (user + system) the server spent during the run, when known. */
+  cpuSeconds?: number;
 }
 
 /** Parse perfdhcp's report (with `-x t`); `initialOnly` for `-i` (DISCOVER-OFFER only). */
@@ -180,6 +183,7 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
       { name: 'appliance --lease-sync none', k: 4, proxy: false, launch: () => appliance(4, 'server', ['--lease-sync', 'none']) },
     ];
     const perfdhcp = async (s: Server, rate: number, periodS: number): Promise<PerfdhcpResult> => {
+      const cpuBefore = cpuSecondsOfTree(s.child?.pid);
       const args = ['-4', '-l', `10.20${s.k}.0.1`, '-r', String(rate), '-p', String(periodS), '-R', String(CLIENTS), '-W', '500000', '-x', 't'];
       if (s.proxy) args.push('-i', ...PXE_OPTIONS);
       args.push(`10.250.${s.k}.1`);
@@ -191,7 +195,9 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
           throw new Error(`perfdhcp ${args.join(' ')} failed (${String(err.code)}): ${(err.stderr || err.stdout || '').slice(-500)}`);
         },
       );
-      return parsePerfdhcp(stdout, s.proxy);
+      const result = parsePerfdhcp(stdout, s.proxy);
+      const cpuAfter = cpuSecondsOfTree(s.child?.pid);
+      return cpuBefore !== undefined && cpuAfter !== undefined ? { ...result, cpuSeconds: cpuAfter - cpuBefore } : result;
     };
     // Start a server on first use; ready when one exchange completes (bounded).
     const ensure = async (s: Server): Promise<void> => {
@@ -239,6 +245,10 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
             : c.rate === 2000
               ? { on: 'ours' as const, max: 5, strict: true, text: '< 5 ms' }
               : undefined;
+      // CPU per exchange says what the latencies cannot on a shared machine: how much of a core
+      // each server needs per exchange, whoever else runs.
+      const cpuUs = (rs: PerfdhcpResult[]): number =>
+        median(rs.map((r) => (r.cpuSeconds === undefined || r.sent === 0 ? Number.NaN : (r.cpuSeconds * 1e6) / r.sent)));
       const rows = [
         figure({ section: 'dhcp', what: `${what}, ${step} p50`, anchor: c.theirs.name, unit: 'ms', ours: p(mine, 50), theirs: p(anchor, 50) }),
         figure({
@@ -260,6 +270,7 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
           note,
           ...(c.kind === 'DORA' && c.rate === 2000 ? { target: { on: 'ours' as const, min: 100, text: '100 %' } } : {}),
         }),
+        figure({ section: 'dhcp', what: `${what}, server CPU per exchange`, anchor: c.theirs.name, unit: 'us', ours: cpuUs(mine), theirs: cpuUs(anchor) }),
       ];
       for (const r of rows) progress(`dhcp bench: ${r.what}: ${r.ours.toFixed(2)} ${r.unit} vs ${r.theirs?.toFixed(2) ?? '-'} ${r.unit}`);
       figures.push(...rows);
