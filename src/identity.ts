@@ -6,6 +6,8 @@
 
 /** Normalise a MAC to lowercase colon-separated form (`52:54:00:12:34:56`); undefined when it is not a MAC. */
 export function normalizeMac(input: string): string | undefined {
+  // Most callers pass a MAC that is already canonical (DHCP, the store): answer those at once.
+  if (CANONICAL_MAC.test(input)) return input;
   const hex = input
     .trim()
     .toLowerCase()
@@ -13,6 +15,8 @@ export function normalizeMac(input: string): string | undefined {
   if (!/^[0-9a-f]{12}$/.test(hex)) return undefined;
   return hex.match(/../g)!.join(':');
 }
+
+const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 
 /** UUIDs firmware reports when it has none: all zeros or all ones (SMBIOS 2.6 §7.2.1). */
 export function isPlaceholderUuid(uuid: string): boolean {

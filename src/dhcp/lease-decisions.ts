@@ -143,11 +143,27 @@ export function maxPayload(request: TypedOptions): number {
 /** Options never dropped to fit option 57: without them the reply means nothing. */
 const ESSENTIAL = new Set<number>([Opt.MESSAGE_TYPE, Opt.SERVER_ID, Opt.LEASE_TIME, Opt.SUBNET_MASK, Opt.VENDOR_CLASS, Opt.BOOTFILE]);
 
+/**
+ * The bytes fitToSize() encoded for the packet it returned: the sender sends them instead of
+ * encoding the same reply a second time (that showed in the DORA profile).
+ */
+const FITTED = new WeakMap<DhcpPacket, Buffer>();
+
+/** The wire bytes of a reply: those fitToSize() already encoded, or a fresh encoding. */
+export function encodeReply(packet: DhcpPacket): Buffer {
+  return FITTED.get(packet) ?? encodePacket(packet);
+}
+
 /** Drop optional options from the end until the encoded packet fits `limit` octets. */
 export function fitToSize(packet: DhcpPacket, limit: number): DhcpPacket {
   const options = [...packet.options];
   let candidate = { ...packet, options };
-  while (encodePacket(candidate).length > limit) {
+  for (;;) {
+    const bytes = encodePacket(candidate);
+    if (bytes.length <= limit) {
+      FITTED.set(candidate, bytes);
+      break;
+    }
     let dropAt = -1;
     for (let i = options.length - 1; i >= 0; i--) {
       if (!ESSENTIAL.has(options[i]!.code)) {
@@ -335,7 +351,8 @@ export function handleServerRequest(
     const built = buildReply(packet, typed, parts, config);
     // RFC 3046 section 2.2: echo the relay agent information option, last, in every reply; the
     // relay strips it and uses it to deliver the reply (never trimmed for option 57).
-    if (relayInfo) built.packet.options.push({ code: LeaseOpt.RELAY_AGENT_INFO, data: Buffer.from(relayInfo) });
+    // A new packet object, not a push: the fitted one's bytes are remembered (encodeReply).
+    if (relayInfo) built.packet = { ...built.packet, options: [...built.packet.options, { code: LeaseOpt.RELAY_AGENT_INFO, data: Buffer.from(relayInfo) }] };
     const hostname = parts.reservation?.hostname;
     return {
       kind: 'reply',

@@ -27,14 +27,13 @@ import {
 } from './listener.js';
 import { createLogBudget } from './log-budget.js';
 import { createPhaseLog } from './phase-log.js';
-import { encodePacket } from './packet.js';
 import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPolicy } from './proxy-policy.js';
 import { resolveServedNetwork } from './sockets.js';
 import { ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, parseDhcpRange, validateRange, type DhcpRange, type Reservation } from './leases.js';
 import { openLeaseJournal, type LeaseJournal, type LeaseSync } from './lease-file.js';
 import { createLeaseRateLimiter } from './lease-rate.js';
-import { handleServerRequest, type LeaseNetwork, type ServerAction, type ServerModeConfig } from './lease-decisions.js';
+import { encodeReply, handleServerRequest, type LeaseNetwork, type ServerAction, type ServerModeConfig } from './lease-decisions.js';
 
 /** Error code: inconsistent server-mode options. */
 export const ERR_DHCP_CONFIG = 'ERR_DHCP_CONFIG';
@@ -249,7 +248,7 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       ...relay,
       to: `${action.to.address}:${action.to.port}`,
     };
-    const bytes = encodePacket(action.packet);
+    const bytes = encodeReply(action.packet);
     const go = async (): Promise<void> => {
       // RFC 2131 section 4.3.2 wants the binding on stable storage before the ACK goes out.
       if (action.persist) await persist(log, base);

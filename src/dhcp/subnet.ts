@@ -3,7 +3,7 @@
  * its own interface. Pure functions: no sockets.
  */
 import { type DhcpPacket } from './packet.js';
-import { parseIp } from './wire.js';
+import { parseIpNumber } from './wire.js';
 
 /** An IPv4 subnet: network address as a 32-bit number and prefix length. */
 export interface Subnet {
@@ -15,13 +15,12 @@ export interface Subnet {
 
 /** 32-bit unsigned value of a dotted quad; undefined when it is not one. */
 export function ipToNumber(ip: string): number | undefined {
-  const b = parseIp(ip);
-  return b ? b.readUInt32BE(0) : undefined;
+  return parseIpNumber(ip);
 }
 
 /** Dotted quad of a 32-bit unsigned value. */
 export function numberToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
+  return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
 }
 
 function maskOf(prefix: number): number {
