@@ -96,6 +96,7 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
   const spaces = [client, ...[0, 1, 2, 3, 4].map(serverNs)];
   const dir = mkdtempSync(join(tmpdir(), 'netboot-dhcp-bench-'));
   const processes = createBenchProcesses(spaces, dir, progress);
+  progress(`dhcp bench: namespaces ${spaces.join(' ')}`);
   const start = (k: number, cmd: string, args: string[]): ChildProcess => processes.spawnIn(serverNs(k), cmd, args);
   try {
     await run('ip', ['netns', 'add', client]);

@@ -36,17 +36,32 @@ test('a report without timestamps or statistics reads as nothing completed', (t)
 test('smoke: DORA at 100/s through the appliance and dnsmasq, in namespaces removed afterwards', async (t) => {
   // A missing perfdhcp or dnsmasq fails here, loudly (scripts/install installs both).
   t.deepEqual(benchSection.prerequisites?.() ?? [], []);
-  const before = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  const figures = await benchSection.run({ runs: 1, progress: (line) => t.log(line), match: /^DORA 100\/s$/ });
+  const lines: string[] = [];
+  const figures = await benchSection.run({
+    runs: 1,
+    progress: (line) => {
+      lines.push(line);
+      t.log(line);
+    },
+    match: /^DORA 100\/s$/,
+  });
   t.deepEqual(
     figures.filter((f) => f.section === 'dhcp').map((f) => f.what),
-    ["DORA 100/s, ACK p50", "DORA 100/s, ACK p99", "DORA 100/s, completed", "DORA 100/s, server CPU per exchange"],
+    ['DORA 100/s, ACK p50', 'DORA 100/s, ACK p99', 'DORA 100/s, completed', 'DORA 100/s, server CPU per exchange'],
   );
   const completed = figures.find((f) => f.what === 'DORA 100/s, completed')!;
   // Both servers completed exchanges (the exact share is a bench figure, not a test).
   t.true(completed.ours > 0 && (completed.theirs ?? 0) > 0, JSON.stringify(completed));
   const p50 = figures.find((f) => f.what === 'DORA 100/s, ACK p50')!;
   t.true(p50.ours > 0 && (p50.theirs ?? 0) > 0);
-  const after = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  t.is(after.split('\n').filter((l) => l.startsWith('nbd')).length, before.split('\n').filter((l) => l.startsWith('nbd')).length);
+  // Every namespace the run made is gone (other runs may have their own meanwhile).
+  const made = (lines.find((l) => l.startsWith('dhcp bench: namespaces ')) ?? '').split(' ').slice(3);
+  t.is(made.length, 6);
+  const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0]);
+  t.deepEqual(
+    made.filter((ns) => left.includes(ns)),
+    [],
+  );
 });
