@@ -8,6 +8,9 @@
 # Environment:
 #   APPLIANCE_URL   base URL of the appliance, e.g. http://10.0.0.1:8080 (set by the cloud-config)
 #   MACHINE_MAC     MAC the machine booted from (set by the cloud-config; default: first NIC)
+#   FACTS_TOKEN     this boot's facts token (set by the cloud-config, or {{ facts_token }} on the
+#                   kernel command line): sent as "Authorization: Bearer"; without it the
+#                   appliance keeps the report as unverified (it then matches no fact selector)
 #   HOST_PROC HOST_SYS HOST_DEV
 #                   where the host's /proc, /sys and /dev are: default /host-proc, /host-sys,
 #                   /host-dev when they exist (the microkernel container mounts them there),
@@ -229,14 +232,26 @@ if [ -z "$MACHINE_MAC" ]; then
 fi
 
 url="${APPLIANCE_URL%/}/api/machines/$MACHINE_MAC/facts"
+token=${FACTS_TOKEN:-}
+case "$token" in
+  *[!0-9A-Za-z._~+/=-]*) echo "discover: FACTS_TOKEN holds characters a bearer token cannot" >&2; exit 2 ;;
+esac
 post() {
   if command -v curl >/dev/null 2>&1; then
-    printf '%s' "$json" | curl -fsS -m 30 -H 'Content-Type: application/json' --data-binary @- "$url"
+    if [ -n "$token" ]; then
+      printf '%s' "$json" | curl -fsS -m 30 -H 'Content-Type: application/json' -H "Authorization: Bearer $token" --data-binary @- "$url"
+    else
+      printf '%s' "$json" | curl -fsS -m 30 -H 'Content-Type: application/json' --data-binary @- "$url"
+    fi
   else
     # No -T: busybox 1.35's wget segfaults on -T with --post-data; timeout(1) bounds it instead.
     limit=
     command -v timeout >/dev/null 2>&1 && limit="timeout 60"
-    $limit wget -q -O - --header 'Content-Type: application/json' --post-data "$json" "$url"
+    if [ -n "$token" ]; then
+      $limit wget -q -O - --header 'Content-Type: application/json' --header "Authorization: Bearer $token" --post-data "$json" "$url"
+    else
+      $limit wget -q -O - --header 'Content-Type: application/json' --post-data "$json" "$url"
+    fi
   fi
 }
 attempts=${DISCOVER_ATTEMPTS:-5}

@@ -219,6 +219,13 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         `secure boot beside another dhcp server: grub asks that server's next-server for /grub/grub.cfg, so set next-server ${config.address} there (isc dhcpd next-server; dnsmasq dhcp-option=option:server-ip-address,${config.address}) or use --dhcp-mode server`,
       );
     }
+    if (config.dhcpMode === 'off' && config.bootBinding === 'dhcp') {
+      // Nothing can tie an address to a MAC: facts stay unverified, one-shots wait for facts.
+      log.warn(
+        { dhcpMode: 'off', bootBinding: 'dhcp' },
+        'dhcp is off, so no address is known to belong to a machine: facts reports stay unverified (they match no fact selector) and one-shot boots are not consumed by /ipxe; pass --boot-binding none to trust requests by MAC',
+      );
+    }
 
     const store: FileStore = await openFileStore({
       path: config.db,
@@ -251,6 +258,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       assetsDir: config.assets,
       apiToken,
       apiReadToken: config.apiReadToken,
+      bootBinding: config.bootBinding,
+      factsTokenSeconds: config.factsTokenSeconds,
       state,
       timelineStatus: () => timeline.status(),
       registry,

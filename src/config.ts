@@ -9,6 +9,7 @@ import { parseDhcpRange } from './dhcp/leases.js';
 import { parseDhcp6Range } from './dhcp6/leases.js';
 import { normalizeIpv6 } from './dhcp6/address.js';
 import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-file.js';
+import { BOOT_BINDINGS, type BootBinding } from './http/boot-sessions.js';
 
 /**
  * The appliance's home: the package root, where the default directories live. Found by walking up
@@ -65,6 +66,10 @@ export interface Config {
   readonly apiReadToken: string | undefined;
   /** Register unknown machines that boot (in the state store): on or off. */
   readonly discovery: 'on' | 'off';
+  /** Which requests speak for a machine (http/boot-sessions.ts): dhcp or none. */
+  readonly bootBinding: BootBinding;
+  /** Lifetime of a boot's facts token, seconds. */
+  readonly factsTokenSeconds: number;
   readonly tftpBlksizeMax: number;
   /** Server mode: addresses leased (`START-END`); default the upper half of the subnet. */
   readonly dhcpRange: { start: string; end: string } | undefined;
@@ -268,6 +273,23 @@ export const OPTIONS: readonly OptionSpec[] = [
     values: ['on', 'off'],
     default: 'on',
     help: 'on: register unknown machines that boot, in the state store beside --db; off: only declared machines are tracked (also PUT /api/discovery)',
+  },
+  {
+    key: 'bootBinding',
+    flag: 'boot-binding',
+    kind: 'enum',
+    values: BOOT_BINDINGS,
+    default: 'dhcp',
+    help: 'dhcp: only a request from the address DHCP saw for a MAC consumes its one-shot boot and gets facts verified (they alone drive fact selectors); none: any request naming the MAC does (for an appliance that sees no DHCP; anyone on the segment can then act as any machine)',
+  },
+  {
+    key: 'factsTokenSeconds',
+    flag: 'facts-token-seconds',
+    kind: 'int',
+    min: 60,
+    max: 86_400,
+    default: 1800,
+    help: 'lifetime of the facts token each boot script and cloud-config carries ({{ facts_token }}, FACTS_TOKEN)',
   },
   {
     key: 'dhcpFd',

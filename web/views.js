@@ -63,6 +63,17 @@ function factsText(f) {
 
 const VIA = { 'machine-uuid': 'UUID', 'machine-mac': 'MAC', group: 'group', default: 'default' };
 const profileText = (m) => (m.profile ? `${m.profile} (${VIA[m.via] ?? m.via}${m.group ? ` ${m.group}` : ''})` : 'none');
+/** Why the group matched, one selector key per line (the API's reasons). */
+const whyText = (m) => (m.reasons ?? []).join('\n');
+/** Facts as the table shows them, marked when they cannot drive fact selectors. */
+const factsCell = (m) =>
+  m.facts
+    ? html`${factsText(m.facts)}${
+        m.factsVerified === false
+          ? html` <span class="badge" title="reported without a trusted boot's facts token: shown, but matches no fact selector">unverified</span>`
+          : null
+      }`
+    : '';
 
 const COLUMNS = [
   ['mac', 'MAC'],
@@ -164,14 +175,23 @@ export function MachinesPage() {
                     </td>
                     <td data-label="Hostname">${m.hostname ?? ''}</td>
                     <td data-label="UUID" class="mono">${m.uuid ?? ''}</td>
-                    <td data-label="Profile">${profileText(m)}</td>
+                    <td data-label="Profile">
+                      <div title=${whyText(m)}>${profileText(m)}</div>
+                      ${
+                        m.reasons?.length
+                          ? html`<ul class="why" aria-label="why this group">
+                              ${m.reasons.map((r) => html`<li>${r}</li>`)}
+                            </ul>`
+                          : null
+                      }
+                    </td>
                     <td data-label="State">
                       <div>${m.state ?? ''}${m.failure ? html` <span class="badge bad" title=${m.failure.message}>stuck</span>` : null}</div>
                     </td>
                     <td data-label="Last seen"><div>${fmtTime(m.lastSeen)}${m.lastEvent ? html`<br /><small>${m.lastEvent}</small>` : null}</div></td>
                     <td data-label="IP">${m.lastIp ?? ''}</td>
                     <td data-label="Arch">${m.arch ?? ''}</td>
-                    <td data-label="Facts">${factsText(m.facts)}</td>
+                    <td data-label="Facts">${factsCell(m)}</td>
                   </tr>`,
               )}
             </tbody>
@@ -217,13 +237,16 @@ export function describeEvent(e) {
       if (d.script) return `fetched ${d.script}`;
       return d.outcome === 'retry'
         ? `cannot boot yet: ${d.reason ?? ''}`
-        : `got the iPXE script for profile ${d.profile ?? '?'}${d.via ? ` (chosen by ${VIA[d.via] ?? d.via})` : ''}`;
+        : `got the iPXE script for profile ${d.profile ?? '?'}${d.via ? ` (chosen by ${VIA[d.via] ?? d.via}${d.group ? ` ${d.group}` : ''})` : ''}${
+            Array.isArray(d.why) && d.why.length ? `: ${d.why.join(', ')}` : ''
+          }${d.oneShot === 'kept' ? `; one-shot kept for the machine (${d.oneShotWhy ?? ''})` : ''}`;
     case 'http-asset':
       return `downloaded ${d.file ?? 'an asset'}${d.status === 206 ? ' (range)' : ''}`;
     case 'http-cloud-config':
       return `fetched its cloud-config (profile ${d.profile ?? '?'})${d.microkernel ? `, microkernel ${d.microkernel}` : ''}`;
     case 'facts':
-      return `reported its hardware facts (${d.outcome ?? 'stored'})`;
+      if (d.outcome === 'refused') return `facts report refused: ${d.reason ?? ''}`;
+      return `reported its hardware facts (${d.outcome ?? 'stored'}${d.verified === false ? `, unverified: ${d.reason ?? ''}` : ''})`;
     case 'discovered':
       return 'registered as a discovered machine';
     case 'grub-script':
@@ -266,6 +289,16 @@ export function TimelinePage({ mac }) {
         ? html`<dl class="summary">
               <dt>Profile</dt>
               <dd>${profileText(row)}</dd>
+              ${
+                row.reasons?.length
+                  ? html`<dt>Why</dt>
+                      <dd>
+                        <ul class="why" aria-label="why this group">
+                          ${row.reasons.map((r) => html`<li>${r}</li>`)}
+                        </ul>
+                      </dd>`
+                  : null
+              }
               <dt>State</dt>
               <dd>${row.state ?? ''}${row.kind === row.state ? '' : ` (${row.kind})`}</dd>
               <dt>Hostname</dt>
@@ -275,7 +308,7 @@ export function TimelinePage({ mac }) {
               <dt>Arch</dt>
               <dd>${row.arch ?? ''}</dd>
               <dt>Facts</dt>
-              <dd>${factsText(row.facts)}</dd>
+              <dd>${factsCell(row)}</dd>
             </dl>
             ${row.kind !== 'seen' ? html`<p><a href=${`#/edit/machines/${mac}`}>Edit this machine's record</a></p>` : null}
             ${row.failure ? html`<div class="failure" role="alert"><strong>Why it is stuck:</strong> ${row.failure.message}</div>` : null}`

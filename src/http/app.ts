@@ -11,6 +11,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { ConfigError } from '../errors.js';
 import { createIpmiPower } from '../power/ipmi.js';
 import { createDiscovery } from '../store/discovery.js';
+import { createBootSessions } from './boot-sessions.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
 import { createHttpMetrics, isInstrumented } from './metrics.js';
@@ -18,6 +19,7 @@ import { createDigestCache } from './asset-files.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
 import { registerApiRoutes } from './routes/api.js';
+import { registerFactsRoutes } from './routes/facts.js';
 import { registerMachineActionRoutes } from './routes/machine-actions.js';
 import { registerPreseedRoutes } from './routes/preseed.js';
 import { registerBootRoutes } from './routes/boot.js';
@@ -42,6 +44,9 @@ export function createHttpApp(deps: HttpDeps): Koa {
     throw new ConfigError(`retry delay ${deps.retrySeconds} must be a whole number of seconds from 1 to 3600`);
   }
   if (deps.apiToken.length === 0) throw new ConfigError('api token is empty; pass --api-token or let the appliance generate one');
+  if (deps.factsTokenSeconds !== undefined && !(Number.isInteger(deps.factsTokenSeconds) && deps.factsTokenSeconds >= 60 && deps.factsTokenSeconds <= 86_400)) {
+    throw new ConfigError(`facts token lifetime ${deps.factsTokenSeconds} must be a whole number of seconds from 60 to 86400`);
+  }
   const log = deps.log.child({ subsystem: 'http' });
   const metrics = createHttpMetrics(deps.registry);
   const countEvents = !isInstrumented(deps.events);
@@ -53,12 +58,21 @@ export function createHttpApp(deps: HttpDeps): Koa {
     discovery: deps.discovery ?? createDiscovery({ store: deps.store, log, ...(deps.state ? { state: deps.state } : {}) }),
     power: deps.power ?? createIpmiPower(),
     digests: createDigestCache(),
+    sessions: createBootSessions({
+      ...(deps.bootBinding !== undefined ? { binding: deps.bootBinding } : {}),
+      ...(deps.factsTokenSeconds !== undefined ? { ttlSeconds: deps.factsTokenSeconds } : {}),
+      history: (mac) => deps.events.list({ mac }),
+    }),
     server: () => ({ address: requestHost.getStore() ?? deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });
       if (countEvents) metrics.bootEvents.inc({ type });
     },
   };
+
+  // DHCP offers and acks teach the sessions which address is whose (the event log's own
+  // address map also learns from HTTP requests, which anyone can send).
+  deps.events.subscribe?.((event) => env.sessions.noteEvent(event));
 
   const app = new Koa();
   // A request that reached us over IPv6 (not IPv4-mapped) is answered with URLs an IPv6-only
@@ -91,6 +105,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   registerBootFileRoutes(router, env);
   registerMachineActionRoutes(router, env);
   registerPreseedRoutes(router, env);
+  registerFactsRoutes(router, env);
   registerApiRoutes(router, env);
   registerCompatRoutes(router, env);
   registerHealthRoutes(router, env);

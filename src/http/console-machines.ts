@@ -110,7 +110,9 @@ export async function listMachineSources(deps: Pick<HttpDeps, 'store' | 'events'
 export async function consoleMachineRows(deps: Pick<HttpDeps, 'store' | 'events'>, state: StateStore, only?: string): Promise<MachineRow[]> {
   const rows: MachineRow[] = [];
   for (const source of await listMachineSources(deps, state, only)) {
-    const selection = await deps.store.selectProfile({ mac: source.mac, uuid: source.declared?.uuid ?? source.runtime?.uuid, facts: source.facts });
+    // Unverified facts are shown but match no fact selector (routes/facts.ts).
+    const facts = source.runtime?.factsVerified ? source.facts : undefined;
+    const selection = await deps.store.selectProfile({ mac: source.mac, uuid: source.declared?.uuid ?? source.runtime?.uuid, facts });
     rows.push(machineRow(source, selection, deps.events.list({ mac: source.mac }), deps.events.lastIp(source.mac)));
   }
   return rows;

@@ -39,6 +39,10 @@ export interface MachineRow {
   /** How the profile was chosen: machine-uuid, machine-mac, group, default; null when none. */
   via: string | null;
   group: string | null;
+  /** Why the group matched: one line per selector key (`facts: cpu.count >= 4 (got 8)`); [] otherwise. */
+  reasons: string[];
+  /** Whether the facts shown may drive selection (null: no facts); see routes/facts.ts. */
+  factsVerified: boolean | null;
   /** Last event time and the address it came from. */
   lastSeen: string | null;
   lastIp: string | null;
@@ -158,7 +162,15 @@ export interface MachineSource {
   mac: string;
   declared?: Machine | undefined;
   runtime?:
-    { discovered: boolean; firstSeen?: string | undefined; lastSeen?: string | undefined; lastIp?: string | undefined; uuid?: string | undefined } | undefined;
+    | {
+        discovered: boolean;
+        firstSeen?: string | undefined;
+        lastSeen?: string | undefined;
+        lastIp?: string | undefined;
+        uuid?: string | undefined;
+        factsVerified?: boolean | undefined;
+      }
+    | undefined;
   facts?: Facts | undefined;
   /**
    * What the row shows of the facts, when the caller already has it (console-machines.ts keeps
@@ -190,6 +202,8 @@ export function machineRow(source: MachineSource, selection: Selection, events: 
     profile: selection.kind === 'profile' ? selection.profile.id : null,
     via: selection.kind === 'profile' ? selection.via : null,
     group: selection.group?.id ?? null,
+    reasons: selection.kind === 'profile' && selection.via === 'group' ? (selection.reasons ?? []) : [],
+    factsVerified: source.facts ? runtime?.factsVerified === true : null,
     lastSeen,
     lastIp: lastIp ?? runtime?.lastIp ?? null,
     lastEvent: last?.type ?? null,

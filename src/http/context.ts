@@ -11,6 +11,7 @@ import type { PowerController } from '../power/ipmi.js';
 import type { Discovery } from '../store/discovery.js';
 import type { StateStore } from '../store/state-store.js';
 import type { Store } from '../store/store.js';
+import type { BootBinding, BootSessions } from './boot-sessions.js';
 import type { HttpMetrics } from './metrics.js';
 import type { DigestCache } from './asset-files.js';
 import type { BootRequest, Renderer, ServerAddress } from './render.js';
@@ -53,6 +54,14 @@ export interface HttpDeps {
   console?: ConsoleInfo;
   /** BMC power control (default: ipmitool). */
   power?: PowerController;
+  /**
+   * How a request is tied to a machine (boot-sessions.ts): `dhcp` (default) trusts only the
+   * address DHCP saw for the MAC with verified facts and one-shot consumption; `none` trusts
+   * the MAC alone (an appliance that sees no DHCP).
+   */
+  bootBinding?: BootBinding;
+  /** Lifetime of a boot's facts token, seconds (default 1800). */
+  factsTokenSeconds?: number;
 }
 
 /** Appliance facts for the web console's login and status pages. */
@@ -76,6 +85,8 @@ export interface RouteEnv {
   power: PowerController;
   /** sha256 of microkernel tarballs, cached by path, size and mtime. */
   digests: DigestCache;
+  /** Boot sessions: facts tokens and which address speaks for which MAC. */
+  sessions: BootSessions;
   /** Record a boot event and count it in the metrics. */
   record(type: BootEventType, mac: string, ip: string | undefined, detail?: Record<string, unknown>): void;
 }

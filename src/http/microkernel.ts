@@ -32,7 +32,7 @@ export interface MicrokernelPlan {
   size: number;
   /** Image to run; '' means "what docker load reports". */
   ref: string;
-  /** Environment for the container, APPLIANCE_URL and MACHINE_MAC first. */
+  /** Environment for the container, APPLIANCE_URL, MACHINE_MAC and FACTS_TOKEN first. */
   env: Array<[string, string]>;
 }
 
@@ -49,6 +49,8 @@ export async function resolveMicrokernel(args: {
   mac: string;
   assetsDir: string;
   digests: DigestCache;
+  /** This boot's facts token, passed to the container as FACTS_TOKEN (boot-sessions.ts). */
+  factsToken?: string | undefined;
 }): Promise<MicrokernelResolution> {
   const raw = args.vars.microkernel;
   if (raw === undefined || raw === null) return { kind: 'off' };
@@ -90,7 +92,12 @@ export async function resolveMicrokernel(args: {
       sha256: digest.sha256,
       size: digest.size,
       ref: mk.ref ?? '',
-      env: [['APPLIANCE_URL', base], ['MACHINE_MAC', args.mac], ...Object.entries(mk.env ?? {})],
+      env: [
+        ['APPLIANCE_URL', base],
+        ['MACHINE_MAC', args.mac],
+        ...(args.factsToken !== undefined ? ([['FACTS_TOKEN', args.factsToken]] as Array<[string, string]>) : []),
+        ...Object.entries(mk.env ?? {}),
+      ],
     },
   };
 }

@@ -94,6 +94,11 @@ export interface BootRequest {
   uuid?: string | undefined;
   arch?: string | undefined;
   platform?: string | undefined;
+  /**
+   * The facts token of the boot session the route opened for this request (boot-sessions.ts);
+   * `{{ facts_token }}` in cmdlines, `facts_token` in templates. Never read from the request.
+   */
+  factsToken?: string | undefined;
 }
 
 /** Where this appliance is reachable (advertised address and real HTTP port). */
@@ -128,7 +133,8 @@ const UNSET = '\u0000';
  * Replace `{{ name }}` placeholders in a profile's cmdline with request values. Deliberately
  * not nunjucks: cmdline strings come from the database (writable through the API), and
  * nunjucks would let them run code. Known names: address, port, mac, uuid, hostname, arch,
- * platform, profile, base_url, callback_url (lifecycle.ts; unset without a one-shot) and vars.NAME
+ * platform, profile, base_url, callback_url (lifecycle.ts; unset without a one-shot), facts_token
+ * (boot-sessions.ts; unset where no session was opened) and vars.NAME
  * (scalars). `{{ name? }}` is optional: when it has
  * no value (unset, null or "") the whole kernel argument is left out (see buildCmdline), so
  * `"rancher.password": "{{ vars.password? }}"` appears only for machines with a password.
@@ -181,6 +187,7 @@ export function placeholderValues(server: ServerAddress, req: BootRequest, profi
     hostname: machine?.hostname,
     profile: profile.id,
     callback_url: callbackUrl(server, req.mac, machine),
+    facts_token: req.factsToken,
   });
   for (const [k, v] of Object.entries(mergeVars(profile, machine))) {
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') values[`vars.${k}`] = String(v);
@@ -268,6 +275,8 @@ export interface IpxeContext {
   retry_seconds: number;
   /** Profile and machine vars whose values are scalars that are one iPXE argument; others are left out. */
   vars: Record<string, string>;
+  /** This boot's facts token ('' when no session was opened), see boot-sessions.ts. */
+  facts_token: string;
 }
 
 /** Build the iPXE template context; throws ERR_UNSAFE_VALUE / ERR_TEMPLATE naming the value. */
@@ -307,6 +316,7 @@ export function buildIpxeContext(
     retry_url: ipxeUrl(server, req),
     retry_seconds: retrySeconds,
     vars,
+    facts_token: req.factsToken ?? '',
   };
 }
 
@@ -323,6 +333,8 @@ export interface CloudConfigContext {
   vars: Record<string, VarValue>;
   /** `POST` here when provisioning is done ('' when no one-shot is pending or in progress). */
   callback_url: string;
+  /** Send with the facts report as `Authorization: Bearer` ('' when no session was opened). */
+  facts_token: string;
   /**
    * One-line warnings for YAML comments (e.g. a missing microkernel image); no line breaks.
    * The route adds `microkernel` (MicrokernelPlan plus `script`, the rc.local text) or null.
@@ -343,6 +355,7 @@ export function buildCloudConfigContext(server: ServerAddress, req: BootRequest,
     labels: machine?.labels ?? {},
     vars: mergeVars(profile, machine),
     callback_url: callbackUrl(server, req.mac, machine) ?? '',
+    facts_token: req.factsToken ?? '',
     warnings: [],
   };
 }

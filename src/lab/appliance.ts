@@ -35,6 +35,8 @@ export const TEST_OS_CMDLINE: Readonly<Record<string, string>> = {
   // Facts are reported by the appliance's reference agent (agent/discover.sh), as the RancherOS
   // microkernel would, so the end-to-end boot proves its posting step.
   'netboot.agent': '1',
+  // This boot's facts token: with it the report is verified and may match fact selectors.
+  'netboot.facts_token': '{{ facts_token? }}',
 };
 
 /** A profile that boots the test OS from the home's assets (`/assets/vmlinuz`, `/assets/initrd.img`). */

@@ -220,7 +220,9 @@ if [ -n "$url" ] && grep -q 'netboot.agent=1' /proc/cmdline; then
   # microkernel container would run it, posting to the server the cloud-config came from.
   server=$(echo "$url" | sed -n 's#^http://\\([^/]*\\).*#\\1#p')
   echo "facts: agent POST http://$server/api/machines/$mac/facts"
-  if APPLIANCE_URL="http://$server" MACHINE_MAC="$mac" sh /usr/bin/netboot-discover; then
+  # netboot.facts_token=T (the appliance's {{ facts_token }}) makes the report verified.
+  facts_token=$(sed -n 's/.*netboot\\.facts_token=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+  if APPLIANCE_URL="http://$server" MACHINE_MAC="$mac" FACTS_TOKEN="$facts_token" sh /usr/bin/netboot-discover; then
     echo '${MARKERS.factsPosted}'
   else
     echo '${MARKERS.factsFailed}'

@@ -42,7 +42,19 @@ export function isIpxeToken(token: string): boolean {
 export const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(\?)?\s*\}\}/g;
 
 /** Placeholder names a cmdline may use besides `vars.NAME`. */
-export const PLACEHOLDER_NAMES = ['address', 'port', 'base_url', 'mac', 'uuid', 'arch', 'platform', 'hostname', 'profile', 'callback_url'] as const;
+export const PLACEHOLDER_NAMES = [
+  'address',
+  'port',
+  'base_url',
+  'mac',
+  'uuid',
+  'arch',
+  'platform',
+  'hostname',
+  'profile',
+  'callback_url',
+  'facts_token',
+] as const;
 
 /** Why a placeholder name is unknown, or undefined when it can be placed. */
 export function placeholderProblem(name: string): string | undefined {

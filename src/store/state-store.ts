@@ -42,6 +42,11 @@ export interface MachineState {
   /** When facts were last reported, and their size in bytes (the facts live in facts/). */
   factsAt?: string;
   factsBytes?: number;
+  /**
+   * The stored facts came with the token of a trusted boot session (http/boot-sessions.ts) or
+   * the API token: only then may they drive group selection. Absent on older records.
+   */
+  factsVerified?: boolean;
 }
 
 /** Limits of the state store. */
@@ -95,8 +100,11 @@ export interface StateStore {
    * "discovered", and the cap does not apply). Written in the background, batched.
    */
   sighted(s: Sighting, declared: boolean): StateOutcome;
-  /** Store a facts report (durably, before resolving). Throws ERR_FACTS_TOO_LARGE / ERR_STATE_FULL / ERR_DISCOVERY_FULL / ERR_DISCOVERY_OFF. */
-  putFacts(mac: string, facts: Facts, ip: string | undefined, declared: boolean): Promise<StateOutcome>;
+  /**
+   * Store a facts report (durably, before resolving), `verified` or not (default not).
+   * Throws ERR_FACTS_TOO_LARGE / ERR_STATE_FULL / ERR_DISCOVERY_FULL / ERR_DISCOVERY_OFF.
+   */
+  putFacts(mac: string, facts: Facts, ip: string | undefined, declared: boolean, verified?: boolean): Promise<StateOutcome>;
   /** Forget a machine's state and facts; false when there was none. */
   delete(mac: string): Promise<boolean>;
   /** Forget every machine that `isDeclared` says the operator does not know; returns their MACs. */
@@ -140,6 +148,7 @@ function parseRecord(text: string, mac: string): MachineState | undefined {
     if (typeof r.uuid === 'string') out.uuid = r.uuid;
     if (typeof r.factsAt === 'string') out.factsAt = r.factsAt;
     if (typeof r.factsBytes === 'number' && r.factsBytes >= 0) out.factsBytes = r.factsBytes;
+    if (r.factsVerified === true) out.factsVerified = true;
     return out;
   } catch {
     return undefined;
@@ -301,7 +310,7 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
       if (created && rec.discovered) log.info({ mac, ip: s.ip, uuid: s.uuid }, 'new machine discovered');
       return created ? 'registered' : 'updated';
     },
-    async putFacts(macInput, facts, ip, declared) {
+    async putFacts(macInput, facts, ip, declared, verified = false) {
       const mac = normalizeMac(macInput);
       if (!mac) throw new ApplianceError('ERR_VALIDATION', 'mac: not a MAC address', { field: 'mac' });
       const text = `${JSON.stringify(facts)}\n`;
@@ -345,6 +354,8 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
       totalFacts += bytes - previous;
       rec.factsAt = at;
       rec.factsBytes = bytes;
+      if (verified) rec.factsVerified = true;
+      else delete rec.factsVerified;
       rec.lastSeen = at;
       if (ip !== undefined) rec.lastIp = ip;
       markDirty(mac);

@@ -83,3 +83,23 @@ test('machineRow: kind, profile and why, last seen from the newest of events and
   );
   t.like(declared, { kind: 'declared', state: null, hostname: 'web', uuid: '5a1e0003-7f3a-4c2b-9d1e-0123456789ab', via: 'machine-uuid', lastSeen: null });
 });
+
+test('machineRow: the matched group and its reasons; whether the facts shown may drive selection', (t) => {
+  const profile = { id: 'p', kernel: '/assets/k', initrd: [], cmdline: '' };
+  const group = { id: 'g', profile: 'p', selector: { facts: ['cpu.count >= 2'] } };
+  const matched = machineRow(
+    { mac: '52:54:00:00:00:01', runtime: { discovered: true, factsVerified: true }, facts: { cpu: { count: 4 } } },
+    { kind: 'profile', profile, via: 'group', group, reasons: ['facts: cpu.count >= 2 (got 4)'] },
+    [],
+    undefined,
+  );
+  t.like(matched, { group: 'g', via: 'group', reasons: ['facts: cpu.count >= 2 (got 4)'], factsVerified: true });
+  const unverified = machineRow(
+    { mac: '52:54:00:00:00:02', runtime: { discovered: true }, facts: { cpu: { count: 4 } } },
+    { kind: 'profile', profile, via: 'default' },
+    [],
+    undefined,
+  );
+  t.like(unverified, { reasons: [], factsVerified: false });
+  t.is(machineRow({ mac: '52:54:00:00:00:03' }, { kind: 'profile', profile, via: 'default' }, [], undefined).factsVerified, null);
+});

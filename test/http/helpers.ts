@@ -33,7 +33,10 @@ export interface Harness {
   assetsDir: string;
   port: number;
   url: string;
-  req(method: string, p: string, opts?: { headers?: Record<string, string>; body?: unknown; raw?: string }): Promise<Res>;
+  /** `from`: the local address the request is sent from (any 127.x.y.z), default 127.0.0.1. */
+  req(method: string, p: string, opts?: { headers?: Record<string, string>; body?: unknown; raw?: string; from?: string }): Promise<Res>;
+  /** Record what the DHCP side would: `mac` got an answer at `ip` (boot-sessions.ts trusts it). */
+  dhcpSaw(mac: string, ip?: string): void;
   close(): Promise<void>;
 }
 
@@ -60,6 +63,8 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.power ? { power: overrides.power } : {}),
     ...(overrides.apiReadToken ? { apiReadToken: overrides.apiReadToken } : {}),
     ...(overrides.address6 ? { address6: overrides.address6 } : {}),
+    ...(overrides.bootBinding ? { bootBinding: overrides.bootBinding } : {}),
+    ...(overrides.factsTokenSeconds ? { factsTokenSeconds: overrides.factsTokenSeconds } : {}),
     state,
   });
   const server = http.createServer(app.callback());
@@ -83,25 +88,31 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
         };
         if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
         // Raw path (no URL normalization), so traversal attempts reach the server as written.
-        const r = http.request({ host: '127.0.0.1', port, path: p, method, headers, agent: false }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: unknown;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-          });
-        });
+        const r = http.request(
+          { host: '127.0.0.1', port, path: p, method, headers, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              let json: unknown;
+              try {
+                json = JSON.parse(text);
+              } catch {
+                json = undefined;
+              }
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+            });
+          },
+        );
         r.on('error', reject);
         r.setTimeout(10_000, () => r.destroy(new Error('request timed out')));
         if (body !== undefined) r.write(body);
         r.end();
       });
+    },
+    dhcpSaw(mac, ip = '127.0.0.1') {
+      events.record({ type: 'dhcp-ack', mac, ip, detail: { port: 4011 } });
     },
     async close() {
       server.closeAllConnections();

@@ -30,7 +30,12 @@ function seeded() {
     defaultProfile: 'rancheros',
     profiles: [
       { id: 'rancheros', kernel: '/assets/r/vmlinuz' },
-      { id: 'discovery', kernel: '/assets/d/vmlinuz', initrd: ['/assets/d/initrd'], cmdline: { console: 'ttyS0', 'netboot.callback': '{{ callback_url? }}' } },
+      {
+        id: 'discovery',
+        kernel: '/assets/d/vmlinuz',
+        initrd: ['/assets/d/initrd'],
+        cmdline: { console: 'ttyS0', 'netboot.callback': '{{ callback_url? }}', 'netboot.facts_token': '{{ facts_token? }}' },
+      },
     ],
     groups: [{ id: 'qemu-vms', profile: 'local-disk', selector: { facts: ['dmi.vendor == QEMU', 'cpu.count >= 1'] } }],
   });
@@ -56,15 +61,23 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   t.is(r.json.machine.nextBoot.token, undefined, 'the token is never shown');
   const token = (await h.store.getMachine(MAC))!.nextBoot!.token!;
 
+  // The machine's own boot: DHCP saw it at the address its /ipxe request comes from.
+  h.dhcpSaw(MAC);
   const first = await h.req('GET', `/ipxe?mac=${MAC}&platform=pcbios`);
   t.regex(first.text, /profile discovery .*selected by once/);
+  const factsToken = /netboot\.facts_token=([0-9a-f]{32})/.exec(first.text)?.[1];
+  t.truthy(factsToken, first.text);
   t.true(first.text.includes(`netboot.callback=http://10.0.0.1:${h.port}/api/machines/${MAC}/callback?token=${token}`), first.text);
   const m = await h.store.getMachine(MAC);
   t.is(m?.state, 'provisioning');
   t.is(m?.nextBoot, undefined);
 
   // Facts arrive (the microkernel); the next boot is decided by the fact-matched group.
-  t.is((await h.req('POST', `/api/machines/${MAC}/facts`, { body: { dmi: { vendor: 'QEMU' }, cpu: { count: 2 } } })).status, 200);
+  const reported = await h.req('POST', `/api/machines/${MAC}/facts`, {
+    headers: { authorization: `Bearer ${factsToken}` },
+    body: { dmi: { vendor: 'QEMU' }, cpu: { count: 2 } },
+  });
+  t.like(reported, { status: 200, json: { verified: true } });
   const second = await h.req('GET', `/ipxe?mac=${MAC}&platform=pcbios`);
   t.regex(second.text, /^#!ipxe\n# netboot-appliance: profile local-disk/);
   t.true(second.text.includes('sanboot --no-describe --drive 0x80'));
@@ -105,6 +118,7 @@ test('the cloud-config of a provisioning machine comes from its one-shot profile
   await withAssets(h.assetsDir);
   await store.putProfile({ id: 'discovery', kernel: '/assets/d/vmlinuz', cloudConfig: 'cloud-config.yaml.njk' });
   await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'discovery' } });
+  h.dhcpSaw(MAC);
   await h.req('GET', `/ipxe?mac=${MAC}`);
   const cc = await h.req('GET', `/cloud-config?mac=${MAC}`);
   t.regex(cc.text, /profile discovery/);

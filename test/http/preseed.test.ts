@@ -50,6 +50,7 @@ test('a one-shot installer boot: the preseed carries the callback and stays the 
   t.teardown(() => h.close());
   await installerAssets(h.assetsDir);
   t.is((await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'debian-installer', then: 'local-disk' } })).status, 200);
+  h.dhcpSaw(MAC);
   await h.req('GET', `/ipxe?mac=${MAC}`);
   const token = (await store.getMachine(MAC))!.provisioning!.token!;
   const pre = await h.req('GET', `/preseed?mac=${MAC}`);

@@ -142,7 +142,10 @@ test('RancherOS cloud-config with a microkernel, key by key', async (t) => {
   t.true(lines.includes('if ! echo "$IMAGE_SHA256  $TARBALL" | sha256sum -c - >/dev/null 2>&1; then'));
   t.true(lines.includes('if ! out=$(docker load -i "$TARBALL"); then log "docker load failed"; rm -f "$TARBALL"; exit 1; fi'));
   t.true(lines.includes(`docker rm -f 'discovery' >/dev/null 2>&1 || true`));
-  const runLine = `if docker run -d --name 'discovery' --privileged --net=host -v /proc:/host-proc:ro -v /dev:/host-dev:ro -v /sys:/host-sys:ro -e 'APPLIANCE_URL=http://10.0.0.1:8080' -e 'MACHINE_MAC=${MAC}' -e ${shQuote(`ROLE=it's a "test" $HOME`)} "$ref" >/dev/null; then`;
+  // FACTS_TOKEN: this cloud-config's boot session (boot-sessions.ts), bound to this MAC and address.
+  const token = /-e 'FACTS_TOKEN=([0-9a-f]{32})'/.exec(rc.content)?.[1];
+  t.truthy(token, rc.content);
+  const runLine = `if docker run -d --name 'discovery' --privileged --net=host -v /proc:/host-proc:ro -v /dev:/host-dev:ro -v /sys:/host-sys:ro -e 'APPLIANCE_URL=http://10.0.0.1:8080' -e 'MACHINE_MAC=${MAC}' -e 'FACTS_TOKEN=${token}' -e ${shQuote(`ROLE=it's a "test" $HOME`)} "$ref" >/dev/null; then`;
   t.true(lines.includes(runLine), rc.content);
   t.notRegex(r.text, /^runcmd:/m);
   t.is(h.events.list({ mac: MAC }).at(-1)?.detail?.microkernel, '/assets/microkernel/agent.tar');
@@ -217,12 +220,14 @@ test('the rendered rc.local runs under busybox: downloads from the appliance, ch
   await run('busybox', ['sh', script], { env, timeout: 60_000 });
   const calls = (await readFile(path.join(dir, 'calls'), 'utf8')).trim().split('\n');
   const mk = path.join(dir, 'mk', 'image.tar');
+  const token = /FACTS_TOKEN=([0-9a-f]{32})/.exec(calls.at(-1) ?? '')?.[1];
+  t.truthy(token, calls.at(-1));
   t.deepEqual(calls, [
     'wait-for-docker',
     `docker load -i ${mk}`,
     `${SHA}  ${mk}`,
     'docker rm -f discovery',
-    `docker run -d --name discovery --privileged --net=host -v /proc:/host-proc:ro -v /dev:/host-dev:ro -v /sys:/host-sys:ro -e APPLIANCE_URL=http://127.0.0.1:${h.port} -e MACHINE_MAC=${MAC} -e ROLE=it's a "test" $HOME netboot/discovery:1`,
+    `docker run -d --name discovery --privileged --net=host -v /proc:/host-proc:ro -v /dev:/host-dev:ro -v /sys:/host-sys:ro -e APPLIANCE_URL=http://127.0.0.1:${h.port} -e MACHINE_MAC=${MAC} -e FACTS_TOKEN=${token} -e ROLE=it's a "test" $HOME netboot/discovery:1`,
   ]);
   t.regex(await readFile(path.join(dir, 'log'), 'utf8'), /started discovery \(netboot\/discovery:1\)/);
   t.regex(await readFile(path.join(dir, 'kmsg'), 'utf8'), /netboot-microkernel: started discovery/);

@@ -223,6 +223,33 @@ test.serial('machines: filter, sort, and bulk delete of the selected discovered 
   t.deepEqual(newErrors(before), []);
 });
 
+test.serial('machines: the group a machine matched and why (the selector keys), in the table and on its timeline; unverified facts marked', async (t) => {
+  const h = await harness(t);
+  await h.store.putProfile({ id: 'big', kernel: '/assets/rancheros/v1.5.8/vmlinuz' });
+  await h.store.putGroup({ id: 'qemu-big', profile: 'big', selector: { facts: ['dmi.vendor == QEMU', 'cpu.count >= 2'] } });
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  // Verified (the API token) for one machine; a bare report, unverified, for another.
+  t.is((await h.req('POST', `/api/machines/${MAC}/facts`, { headers: auth, body: { dmi: { vendor: 'QEMU' }, cpu: { count: 4 } } })).status, 201);
+  const other = '52:54:00:ee:00:02';
+  t.is((await h.req('POST', `/api/machines/${other}/facts`, { body: { dmi: { vendor: 'QEMU' }, cpu: { count: 4 } } })).status, 201);
+  const page = await browser.newPage();
+  t.teardown(() => page.close());
+  const before = browser.errors.length;
+  await logIn(page, h.url, TOKEN);
+  const row = page.locator(`tr[data-mac="${MAC}"]`);
+  await row.waitFor();
+  t.is(await row.locator('td[data-label="Profile"] > div').textContent(), 'big (group qemu-big)');
+  t.deepEqual(await row.locator('ul.why li').allTextContents(), ['facts: dmi.vendor == QEMU (got "QEMU")', 'facts: cpu.count >= 2 (got 4)']);
+  const unverified = page.locator(`tr[data-mac="${other}"]`);
+  t.regex((await unverified.locator('td[data-label="Profile"]').textContent()) ?? '', /^rancheros \(default\)/);
+  t.is(await unverified.locator('td[data-label="Facts"] .badge').textContent(), 'unverified');
+  await row.getByRole('link', { name: MAC }).click();
+  const why = page.getByRole('list', { name: 'why this group' });
+  await why.waitFor();
+  t.deepEqual(await why.locator('li').allTextContents(), ['facts: dmi.vendor == QEMU (got "QEMU")', 'facts: cpu.count >= 2 (got 4)']);
+  t.deepEqual(newErrors(before), []);
+});
+
 test.serial('assets, status and preview: missing files with the command that fetches them, boot files, what a machine would boot', async (t) => {
   const h = await startHarness({
     console: {

@@ -1,7 +1,7 @@
 /**
  * The REST API: profiles, machines, groups, the default profile, discovery, lookups, events and
  * the JSON Schema. JSON in and out; reads need the API token or the read-only token, writes the
- * API token (the facts POST is the one open write, bounded). Validation errors (422) name the
+ * API token (the facts POST, routes/facts.ts, is the one open write, bounded). Validation errors (422) name the
  * field and change nothing; unknown ids are 404; a write racing a hand edit is 409.
  *
  * Machines are listed as the operator declared them plus what the appliance saw:
@@ -15,11 +15,11 @@ import { normalizeMac, normalizeUuid } from '../../identity.js';
 import { keepSecrets, publicMachine } from '../../store/lifecycle.js';
 import { assertProfileTemplates, profileAssetWarnings } from '../../store/references.js';
 import { applyMergePatch } from '../../store/merge-patch.js';
-import { dbJsonSchema, FACTS_LIMITS, FactsSchema, parseOrThrow, ProfileSchema, type Machine } from '../../store/schema.js';
+import { dbJsonSchema, parseOrThrow, ProfileSchema, type Machine } from '../../store/schema.js';
 import type { MachineState } from '../../store/state-store.js';
 import type { PutResult } from '../../store/store.js';
 import { readJsonBody } from '../body.js';
-import { clientIp, type RouteEnv } from '../context.js';
+import type { RouteEnv } from '../context.js';
 import { bearerAccess } from '../token.js';
 
 /** Largest facts report accepted (the reference agent sends a few KiB). */
@@ -202,24 +202,7 @@ export function registerApiRoutes(router: Router, env: RouteEnv): void {
     return { enabled: state.discovery, discovered: records.filter((r) => r.discovered).length, cap: state.limits.maxDiscovered, store: state.status() };
   };
 
-  // Discovery: facts posted by the microkernel agent. No bearer token: the agent runs in a
-  // freshly booted RAM image that has none, so this is the one unauthenticated write. It is
-  // bounded instead: 64 KiB bodies, FactsSchema limits (depth, keys, lengths), the discovered-
-  // machine cap, and it can change only a machine's facts, factsAt and lastSeenIp (or register
-  // an unknown MAC as discovered), never its profile, vars or anything a boot depends on.
-  router.post('/api/machines/:mac/facts', async (ctx) => {
-    const mac = macParam(ctx);
-    const body = await readJsonBody(ctx, MAX_FACTS_BYTES);
-    assertShallow(body, FACTS_LIMITS.depth, 'facts');
-    const facts = parseOrThrow(FactsSchema, body, ['facts']);
-    const ip = clientIp(ctx);
-    const outcome = await env.discovery.reportFacts(mac, facts, isIPv4(ip) ? ip : undefined);
-    const runtime = state.get(mac);
-    env.log.info({ mac, ip, outcome }, 'facts reported');
-    env.record('facts', mac, ip, { outcome });
-    ctx.status = outcome === 'registered' ? 201 : 200;
-    ctx.body = { mac, outcome, factsAt: runtime?.factsAt ?? null, discovered: runtime?.discovered ?? false };
-  });
+  // Facts: routes/facts.ts.
 
   // Groups
   router.get('/api/groups', read, async (ctx) => {

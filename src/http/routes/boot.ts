@@ -14,7 +14,8 @@ import { resolveAsset } from '../asset-files.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
-import { consumeNextBoot, isBuiltinLocalDisk } from '../../store/lifecycle.js';
+import { isBuiltinLocalDisk } from '../../store/lifecycle.js';
+import { settleServedOneShot, type OneShotOutcome } from '../one-shot.js';
 import type { Selection } from '../../store/select.js';
 import { renderLocalDiskScript } from '../local-disk.js';
 import { registerNoCloudRoutes, type SendCloudConfig } from './nocloud.js';
@@ -23,6 +24,11 @@ import { registerNoCloudRoutes, type SendCloudConfig } from './nocloud.js';
 export function groupDetail(selection: Selection): Record<string, unknown> {
   if (selection.kind !== 'profile' || selection.via !== 'group' || !selection.group) return {};
   return { group: selection.group.id, ...(selection.reasons ? { why: selection.reasons } : {}) };
+}
+
+/** Timeline detail of a served one-shot: consumed, or kept (and why). */
+function oneShotDetail(outcome: OneShotOutcome): Record<string, unknown> {
+  return outcome.kind === 'consumed' ? { oneShot: 'consumed' } : { oneShot: 'kept', oneShotWhy: outcome.reason };
 }
 
 /** iPXE template used when a profile names none (operators may point a profile at others). */
@@ -57,25 +63,6 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     ctx.body = renderBootScript(env.server());
   });
 
-  /** The one-shot was served: consume it (state provisioning) and put that in the timeline. */
-  const consumeOnce = async (mac: string, ip: string): Promise<void> => {
-    try {
-      const before = await deps.store.getMachine(mac);
-      const after = await deps.store.updateMachine(mac, (m) => consumeNextBoot(m, new Date().toISOString()));
-      if (before?.state !== after.state) {
-        env.log.info({ mac, ip, from: before?.state ?? null, to: after.state, profile: after.provisioning?.profile }, 'machine state changed');
-        env.record('state', mac, ip, {
-          from: before?.state ?? null,
-          to: after.state ?? null,
-          profile: after.provisioning?.profile ?? before?.nextBoot?.profile,
-        });
-      }
-    } catch (err) {
-      // The script is still served; the one-shot then repeats at the next boot.
-      env.log.warn({ mac, err: (err as Error).message }, 'could not consume the one-shot boot');
-    }
-  };
-
   router.get('/ipxe', async (ctx) => {
     ctx.type = SCRIPT_TYPE;
     ctx.set('Cache-Control', 'no-store');
@@ -98,9 +85,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       ctx.body = renderRetryScript(server, req, reason, deps.retrySeconds);
     };
     try {
-      // Selection reads only the operator's records (db.json), plus the machine's own facts
-      // for fact selectors on groups: a sighting or a replayed UUID never changes it.
-      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot', facts: await env.discovery.state.getFacts(req.mac) });
+      // Selection reads only the operator's records (db.json), plus the machine's own verified
+      // facts for fact selectors on groups: a sighting, a replayed UUID or a facts report
+      // without a trusted boot's token never changes it.
+      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot', facts: await env.discovery.selectionFacts(req.mac) });
       // Every boot is noted in the state store (last seen, address, profile served); an
       // unknown MAC is registered as discovered there (capped, switchable), never in db.json.
       // Detected here rather than from DHCP: in proxy mode DHCP sees every device on the
@@ -110,9 +98,9 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       if (selection.kind === 'none') return fail(selection.reason, {});
       const { profile, machine, via } = selection;
       if (isBuiltinLocalDisk(profile)) {
-        env.log.info({ mac: req.mac, ip, profile: profile.id, via, platform: req.platform }, 'sent local-disk script');
-        env.record('http-script', req.mac, ip, { outcome: 'local-disk', profile: profile.id, via, ...groupDetail(selection) });
-        if (via === 'once') await consumeOnce(req.mac, ip);
+        const once = via === 'once' ? oneShotDetail(await settleServedOneShot(env, req.mac, ip)) : {};
+        env.log.info({ mac: req.mac, ip, profile: profile.id, via, platform: req.platform, ...once }, 'sent local-disk script');
+        env.record('http-script', req.mac, ip, { outcome: 'local-disk', profile: profile.id, via, ...groupDetail(selection), ...once });
         ctx.body = renderLocalDiskScript(req.mac);
         return;
       }
@@ -122,12 +110,17 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         }
       }
       const template = profile.ipxe ?? DEFAULT_IPXE_TEMPLATE;
-      const script = env.renderer.render(template, { ...buildIpxeContext(server, req, profile, machine, via, deps.retrySeconds) });
+      // This boot's facts token ({{ facts_token }}): bound to the MAC and this address.
+      const session = env.sessions.issue(req.mac, ip, 'ipxe');
+      const script = env.renderer.render(template, {
+        ...buildIpxeContext(server, { ...req, factsToken: session.token }, profile, machine, via, deps.retrySeconds),
+      });
       if (!script.startsWith('#!ipxe')) {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
       }
+      const once = via === 'once' ? oneShotDetail(await settleServedOneShot(env, req.mac, ip)) : {};
       env.log.info(
-        { mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform, ...groupDetail(selection) },
+        { mac: req.mac, ip, profile: profile.id, via, template, arch: req.arch, platform: req.platform, ...groupDetail(selection), ...once },
         'sent ipxe script',
       );
       env.record('http-script', req.mac, ip, {
@@ -138,8 +131,8 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         ...(req.platform ? { platform: req.platform } : {}),
         ...(req.uuid ? { uuid: req.uuid } : {}),
         ...groupDetail(selection),
+        ...once,
       });
-      if (via === 'once') await consumeOnce(req.mac, ip);
       ctx.body = script;
     } catch (err) {
       const reason = err instanceof ApplianceError ? err.message : 'internal error while building the boot script';
@@ -158,8 +151,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     const { profile, machine } = selection;
     const template = profile.cloudConfig ?? DEFAULT_CLOUD_CONFIG_TEMPLATE;
     const server = env.server();
-    const context = buildCloudConfigContext(server, req, profile, machine);
-    const mk = await resolveMicrokernel({ vars: context.vars, server, mac: req.mac, assetsDir: deps.assetsDir, digests: env.digests });
+    // The OS (or the microkernel it starts) reports facts with this token, from this address.
+    const factsToken = env.sessions.issue(req.mac, ip, 'config').token;
+    const context = buildCloudConfigContext(server, { ...req, factsToken }, profile, machine);
+    const mk = await resolveMicrokernel({ vars: context.vars, server, mac: req.mac, assetsDir: deps.assetsDir, digests: env.digests, factsToken });
     if (mk.kind === 'missing') {
       env.log.warn({ mac: req.mac, profile: profile.id, image: mk.image }, 'microkernel image missing; cloud-config rendered without it');
       context.warnings.push(mk.warning);

@@ -121,7 +121,9 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
   router.get('/api/machines/:mac/selection', auth, async (ctx) => {
     const mac = macOf(ctx);
     const db = await store.snapshot();
-    const query = { mac, ...(typeof ctx.query.arch === 'string' ? { arch: ctx.query.arch } : {}), facts: await env.discovery.state.getFacts(mac) };
+    // Only verified facts drive selection (routes/facts.ts); say which the machine has.
+    const query = { mac, ...(typeof ctx.query.arch === 'string' ? { arch: ctx.query.arch } : {}), facts: await env.discovery.selectionFacts(mac) };
+    const runtime = env.discovery.state.get(mac);
     const machine = db.machines.find((m) => m.mac === mac);
     const selection = selectProfile(db, { ...query, purpose: 'boot' });
     ctx.body = {
@@ -129,6 +131,7 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
       ...(selection.kind === 'profile'
         ? { profile: selection.profile.id, via: selection.via, group: selection.group?.id ?? null, reasons: selection.reasons ?? [] }
         : { profile: null, reason: selection.reason }),
+      facts: runtime?.factsAt ? { at: runtime.factsAt, verified: runtime.factsVerified === true } : null,
       groups: db.groups.map((g) => explainGroup(g, query, machine)),
     };
   });

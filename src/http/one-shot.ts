@@ -1,0 +1,44 @@
+/**
+ * Settling a pending one-shot boot (lifecycle.ts) once the machine itself took it. The machine
+ * is the requester its boot session trusts (boot-sessions.ts): a stranger who sends
+ * `/ipxe?mac=VICTIM` gets the one-shot script, consumes nothing, and the machine still boots
+ * what the operator asked for. Verified facts of the boot also settle it.
+ */
+import { consumeNextBoot } from '../store/lifecycle.js';
+import type { RouteEnv } from './context.js';
+
+/** What became of a one-shot that was served. */
+export type OneShotOutcome = { kind: 'consumed' } | { kind: 'kept'; reason: string };
+
+/** Consume `mac`'s pending one-shot (state provisioning) and put that in the timeline. */
+export async function consumeOneShot(env: RouteEnv, mac: string, ip: string, by: 'ipxe' | 'facts'): Promise<void> {
+  const { store } = env.deps;
+  try {
+    const before = await store.getMachine(mac);
+    if (!before?.nextBoot) return;
+    const after = await store.updateMachine(mac, (m) => consumeNextBoot(m, new Date().toISOString()));
+    if (before.state !== after.state) {
+      env.log.info({ mac, ip, from: before.state ?? null, to: after.state, profile: after.provisioning?.profile, by }, 'machine state changed');
+      env.record('state', mac, ip, {
+        from: before.state ?? null,
+        to: after.state ?? null,
+        profile: after.provisioning?.profile ?? before.nextBoot.profile,
+        by,
+      });
+    }
+  } catch (err) {
+    // The script is still served; the one-shot then repeats at the next boot.
+    env.log.warn({ mac, err: (err as Error).message }, 'could not consume the one-shot boot');
+  }
+}
+
+/** A one-shot script went to `ip`: consume it when that address speaks for `mac`, else keep it. */
+export async function settleServedOneShot(env: RouteEnv, mac: string, ip: string): Promise<OneShotOutcome> {
+  const trust = env.sessions.trusted(mac, ip);
+  if (!trust.ok) {
+    env.log.warn({ mac, ip, reason: trust.reason }, 'one-shot boot served but kept: the request may not be the machine');
+    return { kind: 'kept', reason: trust.reason };
+  }
+  await consumeOneShot(env, mac, ip, 'ipxe');
+  return { kind: 'consumed' };
+}
