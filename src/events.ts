@@ -12,6 +12,8 @@ export { normalizeMac } from './identity.js';
 /** Kinds of boot event, in the order a machine usually produces them. */
 export type BootEventType =
   | 'dhcp-offer'
+  /** Proxy mode: a PXE client took an address from the other DHCP server (its REQUEST, option 50). */
+  | 'dhcp-request'
   | 'dhcp-ack'
   | 'dhcp-nak'
   | 'dhcp-release'

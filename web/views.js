@@ -225,6 +225,8 @@ export function describeEvent(e) {
       return d.claimedBy
         ? `its reserved address ${e.ip ?? ''} was claimed by ${d.claimedBy} (refused)`
         : `DHCP refused: ${d.reason ?? 'no address'}${d.reservedFor ? ` (reserved for ${d.reservedFor})` : ''}`;
+    case 'dhcp-request':
+      return `took ${e.ip ?? 'an address'} from the DHCP server ${d.server ?? ''}`;
     case 'dhcp-mode':
       return d.steppedDown ? `DHCP server stepped down: ${(d.servers ?? []).join(', ')} answers on the segment` : `DHCP server handing out addresses again`;
     case 'tftp-file':

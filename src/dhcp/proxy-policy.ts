@@ -7,6 +7,7 @@ import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { createDhcpListener, listenerOptionsOf, type DhcpPolicy, type ListenerOptions } from './listener.js';
 import { encodePacket } from './packet.js';
+import { snoopRequest } from './request-snoop.js';
 import { createPhaseLog } from './phase-log.js';
 import {
   bootRefusal,
@@ -98,6 +99,9 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
         ...(options.answerRequestOn67 !== undefined ? { answerRequestOn67: options.answerRequestOn67 } : {}),
       });
       if (decision.kind === 'ignore') {
+        // A PXE client taking its address from the other server: which address is whose.
+        const taken = role === 'dhcp' ? snoopRequest(packet, options.address) : undefined;
+        if (taken) options.events?.record({ type: 'dhcp-request', mac: taken.mac, ip: taken.ip, detail: { server: taken.server } });
         context.ignore(request, decision.reason, decision.pxe ? 'warn' : 'debug');
         return;
       }

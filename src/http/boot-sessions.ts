@@ -8,7 +8,8 @@
  *   session: an unguessable facts token (128 bits) bound to that MAC and to the IPv4 address
  *   the document went to, valid `ttlSeconds`, good for one facts report.
  * - A session is *trusted* when its address is one the DHCP side saw for that MAC (the
- *   appliance's own lease, or the ciaddr of a ProxyDHCP request on 4011) and no other address
+ *   appliance's own lease; in proxy mode the ciaddr of a request on 4011 or the address a PXE
+ *   client's broadcast DHCPREQUEST takes from the other server) and no other address
  *   that DHCP also saw for that MAC fetched a boot script while the session lived (then two
  *   hosts claim the MAC: "contested", nobody is trusted). A stranger's address is simply not
  *   observed: its requests cannot make the machine's own boot untrusted. With binding `none`
@@ -89,6 +90,9 @@ export interface BootSessions {
 }
 
 const PER_MAC_SESSIONS = 8;
+
+/** Events that tie an address to a MAC: our offers and acks, a proxy-mode client's REQUEST. */
+const isDhcpSighting = (type: BootEvent['type']): boolean => type === 'dhcp-offer' || type === 'dhcp-ack' || type === 'dhcp-request';
 const PER_MAC_SIGHTINGS = 4;
 
 function sameSecret(a: string, b: string): boolean {
@@ -128,7 +132,7 @@ export function createBootSessions(options: BootSessionOptions = {}): BootSessio
     binding,
     ttlSeconds,
     noteEvent(event) {
-      if ((event.type !== 'dhcp-offer' && event.type !== 'dhcp-ack') || !event.mac || !event.ip || event.ip === '0.0.0.0') return;
+      if (!isDhcpSighting(event.type) || !event.mac || !event.ip || event.ip === '0.0.0.0') return;
       const t = now();
       const list = (sightings.get(event.mac) ?? []).filter((s) => s.ip !== event.ip && t - s.at < ttlMs);
       list.push({ ip: event.ip, at: t });
