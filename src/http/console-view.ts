@@ -168,6 +168,7 @@ export interface MachineSource {
         lastSeen?: string | undefined;
         lastIp?: string | undefined;
         uuid?: string | undefined;
+        factsAt?: string | undefined;
         factsVerified?: boolean | undefined;
       }
     | undefined;
@@ -203,7 +204,7 @@ export function machineRow(source: MachineSource, selection: Selection, events: 
     via: selection.kind === 'profile' ? selection.via : null,
     group: selection.group?.id ?? null,
     reasons: selection.kind === 'profile' && selection.via === 'group' ? (selection.reasons ?? []) : [],
-    factsVerified: source.facts ? runtime?.factsVerified === true : null,
+    factsVerified: runtime?.factsAt !== undefined || source.facts ? runtime?.factsVerified === true : null,
     lastSeen,
     lastIp: lastIp ?? runtime?.lastIp ?? null,
     lastEvent: last?.type ?? null,

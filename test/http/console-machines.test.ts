@@ -22,6 +22,8 @@ test('facts are read once per report: a second listing reads none, a new report 
       { hostname: `reported-${i}`, cpu: { count: 2 + i }, memory: { totalKiB: 1024 * 1024 }, pad: 'x'.repeat(4000) },
       undefined,
       i === 0,
+      // Verified (a trusted boot's token): only such facts may match fact selectors.
+      true,
     );
   }
   let reads = 0;
@@ -46,7 +48,7 @@ test('facts are read once per report: a second listing reads none, a new report 
 
   // A new report of one machine: only that one is read, and the row shows it.
   await new Promise((resolve) => setTimeout(resolve, 5));
-  await state.putFacts(MACS[1]!, { hostname: 'reported-again', cpu: { count: 32 } }, undefined, false);
+  await state.putFacts(MACS[1]!, { hostname: 'reported-again', cpu: { count: 32 } }, undefined, false, true);
   const after = await consoleMachineRows(deps, state);
   t.is(reads, 4);
   t.like(after[1], { hostname: 'reported-again', facts: { cpus: 32 } });

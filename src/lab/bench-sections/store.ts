@@ -240,7 +240,7 @@ async function runStoreBench(context: BenchContext): Promise<BenchFigure[]> {
           const mac = benchMac(i);
           const isDeclared = i < declared;
           state.sighted({ mac, ip: `10.${(i >> 16) & 0xff}.${(i >> 8) & 0xff}.${i & 0xff}`, profile: 'rancheros' }, isDeclared);
-          return state.putFacts(mac, factsAtBound(mac), undefined, isDeclared);
+          return state.putFacts(mac, factsAtBound(mac), undefined, isDeclared, true);
         }),
       );
     }
