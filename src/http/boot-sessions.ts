@@ -9,7 +9,8 @@
  *   the document went to, valid `ttlSeconds`, good for one facts report.
  * - A session is *trusted* when its address is one the DHCP side saw for that MAC (the
  *   appliance's own lease; in proxy mode the ciaddr of a request on 4011 or the address a PXE
- *   client's broadcast DHCPREQUEST takes from the other server) and no other address
+ *   client's broadcast DHCPREQUEST takes from the other server; the addresses a DHCPv6 Reply
+ *   leased) and no other address
  *   that DHCP also saw for that MAC fetched a boot script while the session lived (then two
  *   hosts claim the MAC: "contested", nobody is trusted). A stranger's address is simply not
  *   observed: its requests cannot make the machine's own boot untrusted. With binding `none`
@@ -93,6 +94,14 @@ const PER_MAC_SESSIONS = 8;
 
 /** Events that tie an address to a MAC: our offers and acks, a proxy-mode client's REQUEST. */
 const isDhcpSighting = (type: BootEvent['type']): boolean => type === 'dhcp-offer' || type === 'dhcp-ack' || type === 'dhcp-request';
+
+/** The addresses an event ties to its MAC: the IPv4 one, or the IPv6 ones a DHCPv6 Reply leased. */
+function sightedAddresses(event: BootEvent): string[] {
+  if (isDhcpSighting(event.type)) return event.ip && event.ip !== '0.0.0.0' ? [event.ip] : [];
+  if (event.type !== 'dhcp6-reply') return [];
+  const leased = event.detail?.['addresses'];
+  return Array.isArray(leased) ? leased.filter((a): a is string => typeof a === 'string') : [];
+}
 const PER_MAC_SIGHTINGS = 4;
 
 function sameSecret(a: string, b: string): boolean {
@@ -132,11 +141,12 @@ export function createBootSessions(options: BootSessionOptions = {}): BootSessio
     binding,
     ttlSeconds,
     noteEvent(event) {
-      if (!isDhcpSighting(event.type) || !event.mac || !event.ip || event.ip === '0.0.0.0') return;
+      const addresses = event.mac ? sightedAddresses(event) : [];
+      if (addresses.length === 0) return;
       const t = now();
-      const list = (sightings.get(event.mac) ?? []).filter((s) => s.ip !== event.ip && t - s.at < ttlMs);
-      list.push({ ip: event.ip, at: t });
-      if (list.length > PER_MAC_SIGHTINGS) list.shift();
+      const list = (sightings.get(event.mac) ?? []).filter((s) => !addresses.includes(s.ip) && t - s.at < ttlMs);
+      for (const ip of addresses) list.push({ ip, at: t });
+      while (list.length > PER_MAC_SIGHTINGS) list.shift();
       sightings.delete(event.mac);
       sightings.set(event.mac, list);
       if (sightings.size > max) sightings.delete(sightings.keys().next().value as string);
@@ -145,7 +155,7 @@ export function createBootSessions(options: BootSessionOptions = {}): BootSessio
       if (binding === 'none') return true;
       const t = now();
       if ((sightings.get(mac) ?? []).some((s) => s.ip === ip && t - s.at < ttlMs)) return true;
-      return (options.history?.(mac) ?? []).some((e) => (e.type === 'dhcp-offer' || e.type === 'dhcp-ack') && e.ip === ip && t - Date.parse(e.at) < ttlMs);
+      return (options.history?.(mac) ?? []).some((e) => sightedAddresses(e).includes(ip) && t - Date.parse(e.at) < ttlMs);
     },
     issue(mac, ip, stage) {
       const t = now();

@@ -82,3 +82,17 @@ test('bounded: the oldest sessions go first, a few per MAC, a cap in all', (t) =
   t.is(s.redeem(tokens[0]!, macs[0]!, '10.0.2.1').kind, 'refused');
   t.is(s.redeem(tokens.at(-1)!, macs.at(-1)!, '10.0.2.1').kind, 'trusted');
 });
+
+test('a DHCPv6 Reply ties the addresses it leased to the MAC (IPv6 boots are attributed too); the event log is consulted as well', (t) => {
+  const s = createBootSessions({ now: clock().now });
+  s.noteEvent({ type: 'dhcp6-reply', mac: A, ip: 'fe80::5054:ff:fe00:a', at: new Date().toISOString(), detail: { addresses: ['fd00:99::1:10'] } });
+  t.true(s.dhcpSaw(A, 'fd00:99::1:10'));
+  t.false(s.dhcpSaw(B, 'fd00:99::1:10'));
+  const own = s.issue(A, 'fd00:99::1:10', 'ipxe');
+  t.is(s.redeem(own.token, A, 'fd00:99::1:10').kind, 'trusted');
+  const fromLog = createBootSessions({
+    history: (mac) => (mac === B ? [{ type: 'dhcp-request', mac: B, ip: '10.0.0.11', at: new Date().toISOString() }] : []),
+  });
+  t.true(fromLog.dhcpSaw(B, '10.0.0.11'));
+  t.false(fromLog.dhcpSaw(A, '10.0.0.11'));
+});
