@@ -56,6 +56,9 @@ test('the socket unit binds 67 then 4011 to the interface; the service reads the
     t.regex(unit, /^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m);
     t.regex(unit, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m);
     t.regex(unit, /^ProtectSystem=strict$/m);
+    // node (V8) calls pkey_alloc at start; @system-service alone kills it with SIGSYS (live test: test/e2e/systemd.test.ts).
+    t.regex(unit, /^SystemCallFilter=.*\bpkey_alloc\b/m);
+    t.regex(unit, /^SystemCallErrorNumber=EPERM$/m);
     t.regex(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     t.notRegex(unit, /^User=root$/m);
   }
