@@ -85,7 +85,7 @@ export function findTestKernel(bootDir = '/boot', modulesRoot = '/lib/modules'):
 }
 
 /** One entry of a newc cpio archive. */
-interface CpioEntry {
+export interface CpioEntry {
   name: string;
   /** Full st_mode including the file type bits. */
   mode: number;
@@ -282,7 +282,7 @@ exit 0
 `;
 
 /** Read a module file, decompressing `.ko.xz` / `.ko.zst` (busybox insmod loads plain ELF only). */
-function readModule(path: string): Buffer {
+export function readModule(path: string): Buffer {
   if (path.endsWith('.ko')) return readFileSync(path);
   if (path.endsWith('.ko.xz')) return execFileSync('xz', ['-dc', path], { maxBuffer: 64 * 1024 * 1024 });
   if (path.endsWith('.ko.zst')) return execFileSync('zstd', ['-dc', path], { maxBuffer: 64 * 1024 * 1024 });
@@ -291,7 +291,7 @@ function readModule(path: string): Buffer {
 }
 
 /** Locate `NAME.ko[.xz|.zst|.gz]` via modules.dep (module names use `_`; files may use `-`). */
-function findModule(modulesDir: string, name: string): string {
+export function findModule(modulesDir: string, name: string): string {
   const depPath = join(modulesDir, 'modules.dep');
   let dep: string;
   try {
