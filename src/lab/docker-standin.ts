@@ -42,7 +42,11 @@ export function renderStandinInit(): string {
   const m = STANDIN_MARKERS;
   return `#!/bin/sh
 # netboot-appliance lab: RancherOS stand-in (Debian + docker.io). Runs as PID 1.
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Debian's essential set has no mount, ifconfig or poweroff: busybox's applets fill in, last
+# in PATH so Debian's own tools (coreutils, GNU wget) win where both exist.
+/bin/busybox mkdir -p /usr/local/busybox
+/bin/busybox --install -s /usr/local/busybox
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/busybox
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
