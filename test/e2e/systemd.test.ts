@@ -142,7 +142,7 @@ test('the units under a live systemd: socket-activated 67/4011 answer, unprivile
   );
 
   await marker('DONE', 5 * 60_000);
-  const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 120_000))]);
+  const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 120_000).unref())]);
   t.is(code, 0, 'the VM powered off');
   t.log(
     `whole run ${Math.round((Date.now() - started) / 1000)} s; the service's journal, as the VM printed it:\n${serial.slice(serial.lastIndexOf('=== SDVM RESTARTED')).slice(0, 8000)}`,
