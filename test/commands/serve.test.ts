@@ -3,7 +3,7 @@
  * terminal the log is one human line per event.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, loopbackArgs, makeHome, startApplianceProcess } from '../helpers/appliance-process.js';
@@ -68,20 +68,29 @@ test('on a terminal the log is one human line per event; --log-format json keeps
   // script(1) gives the appliance a pty as stdout, as an operator's terminal would.
   const runOnPty = (extra: string[]) =>
     new Promise<string>((resolveOut, reject) => {
-      const cmd = [process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`).join(' ');
+      // exec: the appliance is script's own child, so the test can signal it. Killing script alone
+      // would leave it running: the pty's hangup is a SIGHUP, and SIGHUP means reload.
+      const cmd = ['exec', ...[process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`)].join(' ');
       const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
         cwd: ROOT,
         env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
+      const stopAppliance = (signal: NodeJS.Signals) => {
+        const pids = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+          .stdout.split('\n')
+          .filter(Boolean);
+        for (const pid of pids) process.kill(Number(pid), signal);
+      };
       const timer = setTimeout(() => {
+        stopAppliance('SIGKILL');
         child.kill('SIGKILL');
         reject(new Error(`not ready: ${out}`));
       }, 20_000);
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
-        if (/netboot appliance ready/.test(out)) child.kill('SIGTERM');
+        if (/netboot appliance ready/.test(out)) stopAppliance('SIGTERM');
       });
       child.once('exit', () => {
         clearTimeout(timer);

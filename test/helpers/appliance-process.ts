@@ -74,7 +74,12 @@ export function startApplianceProcess(args: string[], env: NodeJS.ProcessEnv = {
         reject(new Error(`appliance exited ${code} before ${String(msg)}: ${stderr} ${lines.join('\n')}`));
       });
     });
-  return waitFor('netboot appliance ready').then((ready) => {
+  // A start that never gets ready must not leave the process behind (it would outlive the test run).
+  const ready = waitFor('netboot appliance ready').catch((err: unknown) => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw err;
+  });
+  return ready.then((ready) => {
     const ports = ready.ports as Record<string, number>;
     return {
       child,
