@@ -78,6 +78,13 @@ export function buildDisk(work: string, kernelVersion: string): string {
   mkdirSync(home, { recursive: true });
   for (const entry of TREE) if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(home, entry), { recursive: true, verbatimSymlinks: true });
   for (const dir of ['config', 'assets', 'tftpboot']) mkdirSync(join(home, dir));
+  // The boot files `fetch ipxe` would put in tftpboot/ (the VM has no Debian ipxe package): without
+  // them the appliance rightly answers no 4011 request, having no file to name.
+  for (const file of ['snponly.efi', 'undionly.kpxe']) {
+    const from = join('/usr/lib/ipxe', file);
+    if (!existsSync(from)) throw new Error(`${from} is missing: install Debian's ipxe package (scripts/install)`);
+    copyFileSync(from, join(home, 'tftpboot', file));
+  }
   // Proxy mode: the VM's segment has no other DHCP server, and auto would probe for 5 s first.
   writeFileSync(join(home, 'config/appliance.json'), `${JSON.stringify({ dhcpMode: 'proxy' })}\n`);
   copyFileSync(join(ROOT, 'test/e2e/systemd-check.sh'), join(root, 'usr/local/sbin/sdvm-check'));
