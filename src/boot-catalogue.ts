@@ -53,7 +53,7 @@ export const IPXE_SYSTEM_DIRS: readonly string[] = ['/usr/lib/ipxe', '/usr/share
 
 /**
  * The catalogue. `undionly.kpxe` and `snponly.efi` ship in Debian's `ipxe` package and are the
- * builds that booted SeaBIOS and OVMF in the lab (NETBOOT-FACTS section 5); `snponly.efi` uses
+ * builds that booted SeaBIOS and OVMF in the lab (docs/NETBOOT-FACTS.md section 5); `snponly.efi` uses
  * the firmware's own NIC driver (SNP), so it works on any UEFI NIC. IA32 and ARM64 builds are
  * not packaged by Debian: the operator drops upstream iPXE's `bin-i386-efi/snponly.efi` /
  * `bin-arm64-efi/snponly.efi` under these flat names.

@@ -2,7 +2,7 @@
  * Boot diagnoses drawn from a machine's timeline, for failures the appliance cannot see
  * directly. Today one: Secure Boot firmware refusing unsigned iPXE.
  *
- * What that looks like from the network (NETBOOT-FACTS section 7, OVMF with Microsoft keys):
+ * What that looks like from the network (docs/NETBOOT-FACTS.md section 7, OVMF with Microsoft keys):
  * the firmware downloads the iPXE binary completely, its signature check fails ("Access
  * Denied" on the console only), and it moves to its next boot option — which DHCPs again as
  * firmware (PXEClient/HTTPClient, not iPXE). A loaded iPXE would have DHCPed as iPXE (user

@@ -3,7 +3,7 @@
  * and command line, same validation, same retry-with-a-message when something is missing).
  *
  * How Debian's signed network grub (`grubnetx64.efi.signed`, `grubnetaa64.efi.signed`) finds
- * them (NETBOOT-FACTS section 7): it does no DHCP of its own; its built-in prefix is
+ * them (docs/NETBOOT-FACTS.md section 7): it does no DHCP of its own; its built-in prefix is
  * `(tftp,NEXT-SERVER)/grub`, so it reads `/grub/grub.cfg` over TFTP from the server in the DHCP
  * ACK's siaddr. That fixed file (`renderGrubEntry`) sources the per-machine script
  * `/grub/machines/${grub_cpu}/${net_default_mac}.cfg`, which names the kernel and initrds as

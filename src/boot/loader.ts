@@ -3,7 +3,7 @@
  * database, what DHCP saw (MAC, SMBIOS UUID, architecture, PXE or HTTP boot) and the
  * appliance-wide Secure Boot default. Table-tested in test/boot/loader.test.ts.
  *
- * Facts behind the rules (NETBOOT-FACTS section 7, booted here under OVMF/AAVMF):
+ * Facts behind the rules (docs/NETBOOT-FACTS.md section 7, booted here under OVMF/AAVMF):
  *  - Secure Boot firmware runs only signed images: unsigned iPXE is refused ("Access Denied").
  *    Debian's `shim-signed` (signed by Microsoft) loads `grubx64.efi` / `grubaa64.efi` from the
  *    directory it came from, and that must be Debian's signed network grub.

@@ -173,7 +173,7 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
     const request: DhcpRequest = { role, port, packet, from: rinfo, mac: clientMac(packet) };
     const context = contextFor(send);
     // EDK2 behind a relay sends its 4011 request straight to siaddr from its far-subnet address
-    // (measured with dnsmasq --dhcp-relay, NETBOOT-FACTS section 7): a configured client
+    // (measured with dnsmasq --dhcp-relay, docs/NETBOOT-FACTS.md section 7): a configured client
     // (ciaddr = source) sending to our address (heard on the address-bound socket, or on a
     // descriptor bound to our interface) is talking to us on purpose, whatever its network. The
     // same request to another address of this host stays refused.

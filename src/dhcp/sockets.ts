@@ -1,7 +1,7 @@
 /**
  * DHCP socket layout of the one DHCP listener (listener.ts).
  *
- * Interface confinement without native code (NETBOOT-FACTS section 3; measured in a
+ * Interface confinement without native code (docs/NETBOOT-FACTS.md section 3; measured in a
  * two-interface netns, test/dhcp/netns.test.ts):
  *  - Node's dgram has no SO_BINDTODEVICE and no IP_PKTINFO. A socket bound to a unicast address
  *    or to the subnet broadcast (10.99.0.255) does not receive 255.255.255.255, so only a

@@ -7,7 +7,7 @@
  * `apt-get download` and unpacked with `dpkg-deb -x` into a cache: installing
  * grub-efi-amd64-signed would run grub-install on the appliance host, which is not wanted.
  * ARM64 packages need the arm64 architecture in dpkg for the download: it is added for the
- * download and removed again (NETBOOT-FACTS section 7).
+ * download and removed again (docs/NETBOOT-FACTS.md section 7).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

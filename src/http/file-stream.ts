@@ -3,7 +3,7 @@
  * reused buffers. fs.ReadStream reads 64 KiB at a time into a fresh external ArrayBuffer per
  * chunk: on 10 x 64 MiB initrds that is ~10,000 reads and 20-26 full mark-compact GCs
  * ("external memory pressure"); with 1 MiB reads Node's throughput is close to nginx's sendfile
- * (NETBOOT-FACTS section 8). A buffer goes back to the pool only once the socket has written it
+ * (docs/NETBOOT-FACTS.md section 8). A buffer goes back to the pool only once the socket has written it
  * (the write callback), and a response holds at most two: one being written, one being read.
  */
 import { open } from 'node:fs/promises';

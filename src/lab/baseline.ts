@@ -76,7 +76,7 @@ ssh_authorized_keys: []
 
 /**
  * The iPXE script of the test OS. Under UEFI, iPXE needs `initrd=NAME` on the kernel line or
- * the EFI stub boots without the initrd and panics (NETBOOT-FACTS section 5).
+ * the EFI stub boots without the initrd and panics (docs/NETBOOT-FACTS.md section 5).
  */
 export function renderBootScript(o: { baseUrl: string; cloudConfigUrl: string; extraCmdline?: string }): string {
   const cmdline = [

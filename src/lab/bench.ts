@@ -10,7 +10,7 @@ export interface BenchVariant {
   startBootServer: StartBootServer;
 }
 
-/** The reference: dnsmasq ProxyDHCP + TFTP and busybox httpd (NETBOOT-FACTS section 5). */
+/** The reference: dnsmasq ProxyDHCP + TFTP and busybox httpd (docs/NETBOOT-FACTS.md section 5). */
 export const DNSMASQ_BASELINE: BenchVariant = {
   name: 'dnsmasq',
   startBootServer: (lab, assets) => startDnsmasqBaseline(lab, assets),

@@ -39,7 +39,7 @@ export const MARKERS = {
   done: '=== NETBOOT-TEST-OS DONE ===',
 } as const;
 
-/** Kernel modules the test OS loads, in dependency order (NETBOOT-FACTS section 5). */
+/** Kernel modules the test OS loads, in dependency order (docs/NETBOOT-FACTS.md section 5). */
 export const VIRTIO_NET_MODULES = [
   'virtio_ring',
   'virtio',

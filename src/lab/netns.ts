@@ -191,7 +191,7 @@ function checkRoot(): void {
 }
 
 /**
- * Build the lab topology (NETBOOT-FACTS section 5), entirely inside two fresh namespaces:
+ * Build the lab topology (docs/NETBOOT-FACTS.md section 5), entirely inside two fresh namespaces:
  * `lab-ID` with bridge `br0` = 10.99.X.1/24, and `upstream-ID` with a veth into `br0` =
  * 10.99.X.2/24 running dnsmasq as the plain DHCP server (addresses only, no boot options).
  * Nothing is created in the caller's namespace. On any failure the partial lab is removed.

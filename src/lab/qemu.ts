@@ -8,7 +8,7 @@ import type { Lab } from './netns.js';
 import type { ManagedProcess, ProcessExit } from './process.js';
 
 /**
- * Firmware of a lab VM (NETBOOT-FACTS sections 5 and 7):
+ * Firmware of a lab VM (docs/NETBOOT-FACTS.md sections 5 and 7):
  * - `bios`: SeaBIOS + QEMU's iPXE option ROM;
  * - `uefi`: OVMF with EDK2's own PXE (arch 7);
  * - `uefi-http`: OVMF with only its HTTP boot options (PXEv4/v6 switched off by fw_cfg, else
@@ -144,7 +144,7 @@ function tail(text: string, lines = 25): string {
 /**
  * Build the QEMU argument list. BIOS: SeaBIOS runs QEMU's iPXE option ROM for virtio-net
  * (the client is iPXE from the first DHCP packet). UEFI: OVMF with `romfile=` empty so EDK2's
- * own PXE (arch 7) boots, as on most real UEFI machines (NETBOOT-FACTS section 5).
+ * own PXE (arch 7) boots, as on most real UEFI machines (docs/NETBOOT-FACTS.md section 5).
  */
 export function buildQemuArgs(o: {
   firmware: Firmware;
@@ -158,7 +158,7 @@ export function buildQemuArgs(o: {
   const nic = [`virtio-net-pci`, `netdev=n0`, `mac=${o.mac}`, `bootindex=1`];
   const args = [
     '-accel',
-    'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
+    'tcg', // KVM guests hang on this host (docs/NETBOOT-FACTS.md section 5)
     ...(o.firmware === 'arm64' ? ['-M', 'virt', '-cpu', 'cortex-a57'] : []),
     // The Secure Boot build of OVMF requires SMM, which needs q35 and a secure pflash.
     ...(o.firmware === 'uefi-secureboot' ? ['-machine', 'q35,smm=on', '-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
@@ -184,7 +184,7 @@ export function buildQemuArgs(o: {
     nic.push('romfile=');
   }
   // OVMF cannot order a NIC's PXEv4/PXEv6/HTTPv4/HTTPv6 options by bootindex; switching the
-  // PXE stacks off in fw_cfg leaves the wanted ones (NETBOOT-FACTS section 7).
+  // PXE stacks off in fw_cfg leaves the wanted ones (docs/NETBOOT-FACTS.md section 7).
   if (o.firmware === 'uefi-http') {
     args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n', '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n');
   }

@@ -21,7 +21,7 @@ export const SERVER_DUID = duidLl('02:00:00:00:00:01');
 /** The link-local address of CLIENT_MAC (modified EUI-64). */
 export const CLIENT_LINK_LOCAL = 'fe80::5054:ff:fe12:6004';
 
-/** An EDK2 PXEv6 Solicit (options as NETBOOT-FACTS section 7 lists them). */
+/** An EDK2 PXEv6 Solicit (options as docs/NETBOOT-FACTS.md section 7 lists them). */
 export function edk2Solicit(extra: Option6[] = [], type: number = Msg6.SOLICIT): Message6 {
   return {
     type,

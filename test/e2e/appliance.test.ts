@@ -205,7 +205,7 @@ test('case 2: OVMF with EDK2 PXE (romfile=) TFTPs snponly.efi from our TFTP serv
     t.true(at >= 0, `serial console lacks ${needle} after offset ${from}`);
     if (at >= 0) from = at + needle.length;
   }
-  // The EFI stub needs initrd=NAME (NETBOOT-FACTS section 5); the profile script adds it.
+  // The EFI stub needs initrd=NAME (docs/NETBOOT-FACTS.md section 5); the profile script adds it.
   t.regex(cmdlineOf(serial), /(^| )initrd=initrd\.img( |$)/);
   t.is(cloudConfigBody(serial), DEFAULT_CLOUD_CONFIG.trim());
 

@@ -65,7 +65,7 @@ test('the units under a live systemd: socket-activated 67 answers, unprivileged 
       ns,
       QEMU_BINARY,
       '-accel',
-      'tcg', // KVM guests hang on this host (NETBOOT-FACTS section 5)
+      'tcg', // KVM guests hang on this host (docs/NETBOOT-FACTS.md section 5)
       '-m',
       '1024',
       '-smp',
