@@ -1,5 +1,5 @@
 /**
- * The microkernel part of a RancherOS cloud-config (RackHD/Hanlon pattern, NETBOOT-FACTS §6):
+ * The microkernel part of a RancherOS cloud-config (RackHD/Hanlon pattern, docs/NETBOOT-FACTS.md section 6):
  * `/etc/rc.local` written by `write_files` waits for docker, downloads an image tarball from
  * this appliance by IP literal, checks the sha256 the appliance computed, `docker load`s it and
  * runs it privileged with host networking and the host's /proc, /dev and /sys read-only.

@@ -29,7 +29,7 @@ export interface LabOptions {
    * Also make the upstream server an IPv6 router (dnsmasq `--enable-ra`, prefix fd99:X::/64,
    * no DHCPv6). Default false. iPXE autoconfigures IPv6 alongside DHCPv4 and, on a network
    * without a router, waits ~16 s for a Router Advertisement before it boots: measured here,
-   * BIOS VM start to cloud-config 25 s without, 9 s with. Default off matches NETBOOT-FACTS.
+   * BIOS VM start to cloud-config 25 s without, 9 s with. Default off matches docs/NETBOOT-FACTS.md.
    */
   ipv6Router?: boolean;
   /**

@@ -1,6 +1,6 @@
 /**
  * `GET|HEAD /assets/...`: kernels, initrds and images from the assets directory, streamed by
- * `send` (Range, HEAD, ETag, If-Range and Last-Modified done right; NETBOOT-FACTS §4). Paths
+ * `send` (Range, HEAD, ETag, If-Range and Last-Modified done right; docs/NETBOOT-FACTS.md section 4). Paths
  * are resolved to real paths first and must stay inside the directory. `send` decides the
  * status, headers and byte range; the bytes themselves go out through streamFileRange (1 MiB
  * reads into reused buffers) instead of send's 64 KiB fs.ReadStream.
