@@ -111,6 +111,7 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
 
   // Check everything first: a missing tool must not surface after half an hour of measuring.
   const missing: string[] = [];
+  const problems: string[] = [];
   if (only.includes('services')) {
     for (const [bin, pkg] of SERVICE_BENCH_TOOLS)
       if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) missing.push(`${bin} (apt-get install ${pkg}, or run scripts/install)`);
@@ -120,10 +121,11 @@ export async function main(argv: readonly string[], variants: readonly BenchVari
   try {
     assertApplianceBuilt();
   } catch (err) {
-    missing.push((err as Error).message);
+    problems.push((err as Error).message);
   }
-  if (missing.length > 0) {
+  if (missing.length > 0 || problems.length > 0) {
     for (const m of missing) process.stderr.write(`bench: missing ${m}\n`);
+    for (const p of problems) process.stderr.write(`bench: ${p}\n`);
     return 2;
   }
 

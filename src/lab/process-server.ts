@@ -60,6 +60,9 @@ export async function startProcessBootServer(lab: Lab, options: ProcessBootServe
           : true;
       if (byPattern && byUrl) break;
       if (proc.exitStatus()) {
+        // 'exit' can come before the last output reached the log files; they are complete
+        // once `exited` resolves (after 'close' and the file streams ended).
+        await proc.exited;
         throw new ApplianceError('ERR_LAB_SERVER', `${options.name} exited during startup:\n${logTail()}`, { name: options.name });
       }
       if (Date.now() > deadline) {

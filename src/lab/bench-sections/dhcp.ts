@@ -62,6 +62,16 @@ export function parsePerfdhcp(output: string, initialOnly: boolean): PerfdhcpRes
   return { rate, sent: stats('DISCOVER-OFFER').sent, completed: stats(last).received, latenciesMs };
 }
 
+/** Wait (bounded, 5 s) until `dev` in `ns` is operationally up, i.e. has carrier. */
+async function waitForCarrier(ns: string, dev: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const { stdout } = await run('ip', ['-n', ns, '-o', 'link', 'show', dev]);
+    if (/[<,]LOWER_UP[,>]/.test(stdout) && / state UP /.test(stdout)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`dhcp bench: ${dev} in ${ns} has no carrier after 5 s`);
+}
+
 /** BIOS PXE client options (what a SeaBIOS iPXE-less PXE ROM sends): 60, 93, 94. */
 const PXE_OPTIONS = ['-o', `60,${Buffer.from('PXEClient:Arch:00000:UNDI:002001').toString('hex')}`, '-o', '93,0000', '-o', '94,010201'];
 
@@ -114,6 +124,9 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
       await run('ip', ['-n', ns, 'route', 'add', `10.20${k}.0.0/16`, 'via', `10.250.${k}.2`]);
       mkdirSync(join(dir, String(k)));
     }
+    // libuv lists only interfaces that are up and running, and a veth reports carrier a moment
+    // after `link set up` (linkwatch): a server started before that finds no address of its own.
+    for (let k = 0; k <= 4; k++) await waitForCarrier(serverNs(k), 's');
     const root = join(dir, 'root');
     mkdirSync(root);
     const appliance = (k: number, mode: 'server' | 'proxy', extra: string[] = []): ChildProcess =>
