@@ -1,4 +1,5 @@
 /** `serve` (the default command): run the appliance until SIGINT/SIGTERM; SIGHUP reloads. */
+import { closeSync, openSync } from 'node:fs';
 import { ApplianceError } from '../errors.js';
 import { OPTIONS, loadConfig, type Config } from '../config.js';
 import { createLogOutput, type LogOutput } from '../log.js';
@@ -10,7 +11,8 @@ export const SERVE_COMMAND: CommandSpec = {
   summary: 'run the appliance: ProxyDHCP/DHCP, TFTP and HTTP (the default command)',
   description:
     'Run the appliance: ProxyDHCP (or a DHCP server), TFTP and HTTP, until SIGINT or SIGTERM.\n' +
-    'SIGHUP re-reads the database and templates now and reopens --log-file, logging what changed.',
+    'SIGHUP re-reads the database and templates now and reopens --log-file, logging what changed;\n' +
+    'started on a terminal, it stops when that terminal closes (run it under systemd, setsid or tmux to keep it).',
   settings: OPTIONS.map((s) => s.key),
   epilog: 'exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a port cannot be bound), 2 invalid settings',
   run: runServe,
@@ -50,8 +52,25 @@ async function runServe(args: CommandArgs): Promise<number> {
   }
 }
 
+/** True when this process has a controlling terminal it can still open. */
+export function hasControllingTerminal(): boolean {
+  try {
+    closeSync(openSync('/dev/tty', 'r'));
+    return true;
+  } catch {
+    // ENXIO: no controlling terminal, or the kernel took it away when the terminal hung up.
+    return false;
+  }
+}
+
 async function runServer(config: Config, output: LogOutput, signals: NodeJS.EventEmitter): Promise<number> {
   const { log } = output;
+  // A SIGHUP is either `kill -HUP` (reload, as dnsmasq does) or the terminal the appliance was
+  // started on closing. In the second case the kernel has already detached the terminal, so
+  // /dev/tty no longer opens: stop then, or an orphan would keep ports 67, 69 and 8080 and the
+  // next start would fail to bind. Under systemd, setsid or nohup's redirected output there is no
+  // terminal to lose, and SIGHUP always reloads.
+  const onTerminal = Boolean(process.stdout.isTTY || process.stderr.isTTY) && hasControllingTerminal();
   const { createAppliance } = await import('../appliance.js');
   const appliance = createAppliance(config, { log });
   await appliance.start();
@@ -81,6 +100,11 @@ async function runServer(config: Config, output: LogOutput, signals: NodeJS.Even
     };
     // dnsmasq's habit: SIGHUP re-reads what the operator edited, without dropping anything.
     const onHangup = () => {
+      if (onTerminal && !hasControllingTerminal()) {
+        log.info({ signal: 'SIGHUP' }, 'the terminal closed: stopping (run under systemd, setsid or tmux to keep the appliance running)');
+        onSignal('SIGHUP');
+        return;
+      }
       output.reopen();
       appliance.reload().then(
         (changes) => log.info({ signal: 'SIGHUP', ...changes }, 'reloaded'),

@@ -63,40 +63,53 @@ test('SIGHUP reloads the database and reopens --log-file after logrotate moved i
   t.is(await exited, 0);
 });
 
+/** The appliance on a pty, as an operator's terminal would run it (script(1) holds the master). */
+function startOnPty(home: ReturnType<typeof makeHome>, extra: string[]) {
+  // exec: the appliance is script's own child, so the test can signal it.
+  const cmd = ['exec', ...[process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`)].join(' ');
+  const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const appliancePids = () =>
+    spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map(Number);
+  const signalAppliance = (signal: NodeJS.Signals) => {
+    for (const pid of appliancePids()) process.kill(pid, signal);
+  };
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return { child, output: () => out.replace(/\r/g, ''), appliancePids, signalAppliance, exited };
+}
+
+async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 test('on a terminal the log is one human line per event; --log-format json keeps JSON', async (t) => {
   const home = makeHome();
-  // script(1) gives the appliance a pty as stdout, as an operator's terminal would.
-  const runOnPty = (extra: string[]) =>
-    new Promise<string>((resolveOut, reject) => {
-      // exec: the appliance is script's own child, so the test can signal it. Killing script alone
-      // would leave it running: the pty's hangup is a SIGHUP, and SIGHUP means reload.
-      const cmd = ['exec', ...[process.execPath, BIN, ...loopbackArgs(home), ...extra].map((a) => `'${a}'`)].join(' ');
-      const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH, NO_COLOR: '1', TERM: 'dumb' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      const stopAppliance = (signal: NodeJS.Signals) => {
-        const pids = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
-          .stdout.split('\n')
-          .filter(Boolean);
-        for (const pid of pids) process.kill(Number(pid), signal);
-      };
-      const timer = setTimeout(() => {
-        stopAppliance('SIGKILL');
-        child.kill('SIGKILL');
-        reject(new Error(`not ready: ${out}`));
-      }, 20_000);
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (/netboot appliance ready/.test(out)) stopAppliance('SIGTERM');
-      });
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolveOut(out.replace(/\r/g, ''));
-      });
+  const runOnPty = async (extra: string[]): Promise<string> => {
+    const pty = startOnPty(home, extra);
+    t.teardown(() => {
+      pty.signalAppliance('SIGKILL');
+      pty.child.kill('SIGKILL');
     });
+    // Killing script alone would hang up the pty, which stops the appliance too; signal it itself.
+    await until('ready on the pty', () => /netboot appliance ready/.test(pty.output()));
+    pty.signalAppliance('SIGTERM');
+    await pty.exited;
+    return pty.output();
+  };
   const human = await runOnPty([]);
   const ready = human.split('\n').find((l) => l.includes('netboot appliance ready'));
   t.regex(ready ?? '', /^\d\d:\d\d:\d\d\.\d{3} INFO {2}\S* *netboot appliance ready ports=\{"http":\d+/);
@@ -105,4 +118,28 @@ test('on a terminal the log is one human line per event; --log-format json keeps
   t.regex(human, /INFO .*boot file firmware=bios file=undionly\.kpxe/);
   const json = await runOnPty(['--log-format', 'json']);
   t.regex(json, /^\{"level":30,"time":\d+,.*"msg":"starting netboot appliance"\}$/m);
+});
+
+test('started on a terminal: kill -HUP reloads, and closing the terminal stops the appliance instead of leaving an orphan', async (t) => {
+  const home = makeHome();
+  const logFile = join(home.dir, 'appliance.log');
+  const pty = startOnPty(home, ['--log-file', logFile]);
+  t.teardown(() => {
+    pty.signalAppliance('SIGKILL');
+    pty.child.kill('SIGKILL');
+  });
+  const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  await until('ready', () => /"msg":"netboot appliance ready"/.test(log()));
+  const [pid] = pty.appliancePids();
+  t.truthy(pid);
+  const alive = () => spawnSync('kill', ['-0', String(pid)]).status === 0;
+  // The terminal is still there: a SIGHUP is an operator's reload.
+  process.kill(pid!, 'SIGHUP');
+  await until('reloaded', () => /"msg":"reloaded"/.test(log()));
+  t.true(alive());
+  // The terminal goes away (its emulator dies): the kernel hangs up the pty and sends SIGHUP.
+  pty.child.kill('SIGKILL');
+  await until('the appliance to exit', () => !alive());
+  t.regex(log(), /"msg":"the terminal closed: stopping/);
+  t.regex(log(), /"msg":"stopped"/);
 });
