@@ -14,9 +14,11 @@ import { instrumentEventLog } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { createHttpApp } from './http/app.js';
 import dgram from 'node:dgram';
-import { createDhcp6Server, findInterface6 } from './dhcp6/server.js';
+import { findInterface6 } from './dhcp6/server.js';
+import { createDhcp6Service } from './dhcp6/service.js';
+import { createLease6Budget } from './dhcp6/budget.js';
 import { defaultDhcp6Range } from './dhcp6/leases.js';
-import { serverAdvertisement, startRouterAdvertiser } from './dhcp6/ra.js';
+import { serverAdvertisement, startRouterAdvertiser, type RouterAdvertiser } from './dhcp6/ra.js';
 import { API_TOKEN_FILE, loadOrCreateApiToken } from './http/token.js';
 import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-store.js';
 import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
@@ -339,50 +341,72 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   /**
-   * DHCPv6 (src/dhcp6/) when --dhcp6-mode is proxy or server, and in server mode (or with
+   * DHCPv6 (src/dhcp6/service.ts) when --dhcp6-mode is proxy, server or auto, and while leasing (or with
    * --router-advertisements on) router advertisements on --interface through scripts/send-ra.
    */
   async function startDhcp6(httpPort: number, events: EventLog): Promise<{ dhcp6?: number; proxy6?: number }> {
     if (config.dhcp6Mode === 'off') return {};
     if (config.address6 === undefined)
       throw new ConfigError('--dhcp6-mode needs --address6 (or an --interface with one IPv6 address)', { setting: 'address6' });
-    const server6 = config.dhcp6Mode === 'server';
-    const ifname = config.interface ?? findInterface6(config.address6)?.name;
-    const dhcp6 = createDhcp6Server({
+    const address6 = config.address6;
+    const leasing = config.dhcp6Mode !== 'proxy';
+    const ifname = config.interface ?? findInterface6(address6)?.name;
+    // Router advertisements follow leasing (auto): they start when the service leases and stop
+    // when it steps down beside another DHCPv6 server (src/dhcp6/service.ts).
+    let advertiser: RouterAdvertiser | undefined;
+    const advertise = async (on: boolean): Promise<void> => {
+      if (!on) {
+        const a = advertiser;
+        advertiser = undefined;
+        await a?.stop();
+        return;
+      }
+      if (advertiser) return;
+      if (ifname === undefined) throw new ConfigError('router advertisements need --interface (the segment to advertise on)', { setting: 'interface' });
+      const mac = findInterface6(address6)?.mac;
+      advertiser = await startRouterAdvertiser({
+        interface: ifname,
+        ra: serverAdvertisement(address6, mac !== undefined && mac !== '00:00:00:00:00:00' ? { sourceMac: mac } : {}),
+        log,
+      });
+    };
+    const onServing = (serving: boolean): Promise<void> => (config.routerAdvertisements === 'auto' ? advertise(serving) : Promise.resolve());
+    const dhcp6 = createDhcp6Service({
       mode: config.dhcp6Mode,
-      address: config.address6,
+      address: address6,
       ...(ifname !== undefined ? { interface: ifname } : {}),
       port: config.dhcp6Port,
       proxyPort: config.proxyPort,
       httpPort: () => httpPort,
       log,
       events,
-      ...(server6
+      force: config.force,
+      probeIntervalMs: config.dhcpProbeInterval * 1000,
+      onServing,
+      ...(leasing
         ? {
-            range: config.dhcp6Range ?? defaultDhcp6Range(config.address6),
+            range: config.dhcp6Range ?? defaultDhcp6Range(address6),
             leaseSeconds: config.leaseTime,
             leaseFile: config.lease6File,
             leaseSync: config.leaseSync,
+            budget: createLease6Budget({
+              maxLeases: config.dhcp6MaxLeases,
+              maxClientsPerHost: config.dhcp6MaxPerHost,
+              newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
+            }),
             ...(config.dns6 !== undefined ? { dns: config.dns6 } : {}),
             ...(config.domain !== undefined ? { domains: [config.domain] } : {}),
           }
         : {}),
     });
+    stops.push(async () => {
+      await dhcp6.stop();
+      await advertise(false);
+    });
     const started = await dhcp6.start().catch((err: unknown) => {
       throw bindError('dhcpv6', config.dhcp6Port, err);
     });
-    stops.push(() => dhcp6.stop());
-    const ra = config.routerAdvertisements === 'on' || (config.routerAdvertisements === 'auto' && server6);
-    if (ra) {
-      if (ifname === undefined) throw new ConfigError('router advertisements need --interface (the segment to advertise on)', { setting: 'interface' });
-      const mac = findInterface6(config.address6)?.mac;
-      const advertiser = await startRouterAdvertiser({
-        interface: ifname,
-        ra: serverAdvertisement(config.address6, mac !== undefined && mac !== '00:00:00:00:00:00' ? { sourceMac: mac } : {}),
-        log,
-      });
-      stops.push(() => advertiser.stop());
-    }
+    if (config.routerAdvertisements === 'on') await advertise(true);
     return { dhcp6: started.port, proxy6: started.proxyPort };
   }
 

@@ -106,6 +106,10 @@ export interface Config {
   readonly dhcp6Port: number;
   /** DHCPv6 server mode: the journal of IPv6 leases. */
   readonly lease6File: string;
+  /** DHCPv6 server mode: most leases kept (src/dhcp6/budget.ts). */
+  readonly dhcp6MaxLeases: number;
+  /** DHCPv6 server mode: most DUIDs holding addresses from one host, and new ones per minute. */
+  readonly dhcp6MaxPerHost: number;
   /** Router Advertisements (M+O flags, the lab prefix): auto = in DHCPv6 server mode. */
   readonly routerAdvertisements: 'auto' | 'on' | 'off';
   /** Where each setting came from, for the start-up log. */
@@ -115,7 +119,7 @@ export interface Config {
 type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'ipv4list' | 'range' | 'enum' | 'int' | 'bool' | 'ipv6' | 'ipv6list' | 'range6';
 
 /** DHCPv6 modes (src/dhcp6/). Off by default: DHCPv6 answers are opt-in. */
-export const DHCP6_MODES = ['off', 'proxy', 'server'] as const;
+export const DHCP6_MODES = ['off', 'proxy', 'server', 'auto'] as const;
 export type Dhcp6Mode = (typeof DHCP6_MODES)[number];
 
 /** One setting: its flag, environment variable, config-file key, type, default and help. */
@@ -217,7 +221,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: 'force',
     kind: 'bool',
     default: 'false',
-    help: 'start even when another DHCP server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)',
+    help: 'start even when another DHCP or DHCPv6 server or PXE responder answers, or another process holds the DHCP ports (two responders on one segment break labs)',
   },
   {
     key: 'dhcpProbeInterval',
@@ -226,7 +230,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 86_400,
     default: 60,
-    help: 'server mode: seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)',
+    help: 'server mode (DHCP and DHCPv6): seconds between probes for another DHCP server; when one answers, stop handing out addresses until it is gone (0 = never)',
   },
   {
     key: 'dhcpNewLeasesPerMinute',
@@ -235,7 +239,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 0,
     max: 100_000,
     default: 60,
-    help: 'server mode: new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)',
+    help: 'server mode (DHCP and DHCPv6): new leases one segment (local, or behind one relay) may take per minute (0 = unlimited)',
   },
   {
     key: 'dhcpRelayNetworks',
@@ -313,7 +317,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: 'enum',
     values: DHCP6_MODES,
     default: 'off',
-    help: 'DHCPv6: off; proxy = answer PXE Solicits beside another DHCPv6 server with a boot-file URL (option 59) only; server = lease addresses too and send router advertisements',
+    help: 'DHCPv6: off; proxy = answer PXE Solicits beside another DHCPv6 server with a boot-file URL (option 59) only; server = lease addresses too and send router advertisements (refused beside another DHCPv6 server unless --force; steps down when one appears); auto = probe, then proxy beside a server or on an uplink, else server',
   },
   {
     key: 'address6',
@@ -341,6 +345,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: 'path',
     default: 'config/leases6.json',
     help: 'DHCPv6 server mode: file the IPv6 leases persist in (same journal format as --lease-file)',
+  },
+  {
+    key: 'dhcp6MaxLeases',
+    flag: 'dhcp6-max-leases',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    default: 4096,
+    help: 'DHCPv6 server mode: most leases kept at once (like dnsmasq --dhcp-lease-max); new clients beyond it get NoAddrsAvail and a warning',
+  },
+  {
+    key: 'dhcp6MaxPerHost',
+    flag: 'dhcp6-max-per-host',
+    kind: 'int',
+    min: 1,
+    max: 1024,
+    default: 8,
+    help: 'DHCPv6 server mode: most DUIDs (clients) holding addresses taken from one host (source link-local address, i.e. one MAC), and most new ones from it per minute',
   },
   {
     key: 'routerAdvertisements',

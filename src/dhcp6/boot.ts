@@ -36,6 +36,7 @@ import {
   type Option6,
 } from './packet.js';
 import { iaKey, UNKNOWN_MAC, type Lease6Pool } from './leases.js';
+import type { Lease6Budget, Lease6Cap } from './budget.js';
 
 /** What kind of boot client sent a message. */
 export type Client6 = 'pxe' | 'http' | 'ipxe' | 'other';
@@ -99,7 +100,17 @@ export interface Dhcp6Config {
 
 /** A decision. */
 export type Decision6 =
-  { kind: 'ignore'; reason: string; who?: Who6 } | { kind: 'reply'; reply: Message6; who: Who6; bootUrl?: string; addresses: string[]; summary: string };
+  | { kind: 'ignore'; reason: string; who?: Who6 }
+  | {
+      kind: 'reply';
+      reply: Message6;
+      who: Who6;
+      bootUrl?: string;
+      addresses: string[];
+      summary: string;
+      /** IAs the lease budget (budget.ts) refused, with the cap that did. */
+      refused?: Array<{ cap: Lease6Cap; message: string }>;
+    };
 
 /** The boot-file URL for a client, or undefined when it gets none. */
 export function bootUrl6(who: Who6, config: Pick<Dhcp6Config, 'address' | 'httpPort' | 'chooseBootFile'>): string | undefined {
@@ -201,7 +212,15 @@ function configOptions(config: Dhcp6Config, req: ClientMessage): Option6[] {
  * Server mode: lease addresses from `pool` (RFC 8415 section 18.3) and hand boot clients their
  * boot-file URL (without vendor class, so EDK2 boots it directly). `now` is ms since the epoch.
  */
-export function decideServer6(req: ClientMessage, source: string, port: Port6Role, config: Dhcp6Config, pool: Lease6Pool, now: number): Decision6 {
+export function decideServer6(
+  req: ClientMessage,
+  source: string,
+  port: Port6Role,
+  config: Dhcp6Config,
+  pool: Lease6Pool,
+  now: number,
+  budget?: Lease6Budget,
+): Decision6 {
   if (!req.clientId) return { kind: 'ignore', reason: `${name(req.type)} without a client id` };
   const who = identify6(req, source);
   const ours = req.serverId !== undefined && req.serverId.equals(config.serverDuid);
@@ -227,9 +246,17 @@ export function decideServer6(req: ClientMessage, source: string, port: Port6Rol
       const advertise = req.type === Msg6.SOLICIT;
       const reply = header(advertise ? Msg6.ADVERTISE : Msg6.REPLY, req, config);
       const addresses: string[] = [];
+      const refused: Array<{ cap: Lease6Cap; message: string }> = [];
+      const host = sourceAddress(source);
       for (const ia of req.iaNa) {
         const key = iaKey(duid, ia.iaid);
-        const lease = advertise ? pool.offer(key, who.mac, requested(ia), now) : pool.bind(key, who.mac, requested(ia), now);
+        const verdict = budget?.admit(pool, { key, duid: duid.toString('hex'), host }, now) ?? { ok: true };
+        if (!verdict.ok) {
+          refused.push({ cap: verdict.cap, message: verdict.message });
+          reply.options.push(iaStatus(ia, Status6.NO_ADDRS_AVAIL, verdict.message));
+          continue;
+        }
+        const lease = advertise ? pool.offer(key, who.mac, requested(ia), now, host) : pool.bind(key, who.mac, requested(ia), now, host);
         if (lease) {
           reply.options.push(iaWith(ia, lease.ip));
           addresses.push(lease.ip);
@@ -237,10 +264,18 @@ export function decideServer6(req: ClientMessage, source: string, port: Port6Rol
       }
       if (req.iaNa.length > 0 && addresses.length === 0 && advertise) {
         // RFC 8415 section 18.3.1: an Advertise with no addresses says so at the top level.
-        reply.options.push(encodeStatus({ code: Status6.NO_ADDRS_AVAIL, message: 'no addresses available in the range' }));
+        reply.options.push(encodeStatus({ code: Status6.NO_ADDRS_AVAIL, message: refused[0]?.message ?? 'no addresses available in the range' }));
       }
       reply.options.push(...configOptions(config, req), ...boot);
-      return { kind: 'reply', reply, who, ...withUrl, addresses, summary: advertise ? 'advertise' : 'reply (bound)' };
+      return {
+        kind: 'reply',
+        reply,
+        who,
+        ...withUrl,
+        addresses,
+        summary: advertise ? 'advertise' : 'reply (bound)',
+        ...(refused.length > 0 ? { refused } : {}),
+      };
     }
     case Msg6.RENEW:
     case Msg6.REBIND: {

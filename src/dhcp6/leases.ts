@@ -57,11 +57,20 @@ export interface Lease6PoolOptions {
   onChange?: (change: LeaseChange) => void;
 }
 
+/** The DUID (hex) of a lease key `id:DUID:IAID`. */
+export function duidOfKey(key: string): string {
+  return key.slice(3, key.lastIndexOf(':'));
+}
+
 /** The address pool. */
 export class Lease6Pool {
   private readonly byKey = new Map<string, Lease>();
   private readonly byIp = new Map<string, Lease>();
   private readonly declined = new Map<string, number>();
+  // Budget indices (budget.ts), in memory only: a DUID's keys, and the keys each host (the
+  // datagram's source address) took. Dead keys are pruned as they are counted.
+  private readonly byDuid = new Map<string, Set<string>>();
+  private readonly byHost = new Map<string, Set<string>>();
   private readonly start: bigint;
   private readonly size: bigint;
 
@@ -89,14 +98,51 @@ export class Lease6Pool {
     return n >= 0n && n < this.size;
   }
 
-  private put(lease: Lease, report = true): void {
+  private put(lease: Lease, report = true, host?: string): void {
     const old = this.byKey.get(lease.key);
     if (old) this.byIp.delete(old.ip);
     const other = this.byIp.get(lease.ip);
     if (other && other.key !== lease.key) this.byKey.delete(other.key);
     this.byKey.set(lease.key, lease);
     this.byIp.set(lease.ip, lease);
+    add(this.byDuid, duidOfKey(lease.key), lease.key);
+    if (host !== undefined) add(this.byHost, host, lease.key);
     if (report) this.options.onChange?.({ op: 'put', lease });
+  }
+
+  /** The key holds an address now (advertised and held, or bound, and not expired). */
+  live(key: string, now: number): boolean {
+    const l = this.byKey.get(key);
+    return l !== undefined && (l.state === 'offered' || l.state === 'bound') && l.expiresAt > now;
+  }
+
+  /** Live IAs of one DUID (hex). */
+  liveIasOf(duid: string, now: number): number {
+    return countLive(this.byDuid, duid, (k) => this.live(k, now)).size;
+  }
+
+  /** Distinct DUIDs holding a live lease that `host` took. */
+  liveClientsOf(host: string, now: number): number {
+    return new Set([...countLive(this.byHost, host, (k) => this.live(k, now))].map(duidOfKey)).size;
+  }
+
+  /** Records kept (live, expired and released). */
+  records(): number {
+    return this.byKey.size;
+  }
+
+  /** Forget every record that holds no address now (the table is full); returns how many. */
+  pruneDead(now: number): number {
+    let dropped = 0;
+    for (const [key, lease] of this.byKey) {
+      if (this.live(key, now)) continue;
+      this.byKey.delete(key);
+      if (this.byIp.get(lease.ip)?.key === key) this.byIp.delete(lease.ip);
+      this.byDuid.get(duidOfKey(key))?.delete(key);
+      this.options.onChange?.({ op: 'drop', key });
+      dropped += 1;
+    }
+    return dropped;
   }
 
   private free(ip: string, key: string, now: number): boolean {
@@ -126,22 +172,22 @@ export class Lease6Pool {
   }
 
   /** Hold an address for an Advertise. */
-  offer(key: string, mac: string, requested: readonly string[], now: number): Lease | undefined {
+  offer(key: string, mac: string, requested: readonly string[], now: number, host?: string): Lease | undefined {
     const ip = this.pick(key, requested, now);
     if (!ip) return undefined;
     const current = this.byKey.get(key);
     if (current && current.ip === ip && current.state === 'bound' && current.expiresAt > now) return current;
     const lease: Lease = { key, mac, ip, state: 'offered', expiresAt: now + (this.options.offerHoldSeconds ?? 60) * 1000, bound: current?.bound ?? false };
-    this.put(lease);
+    this.put(lease, true, host);
     return lease;
   }
 
   /** Bind (Request, or Rapid Commit): the held or requested address, else any free one. */
-  bind(key: string, mac: string, requested: readonly string[], now: number): Lease | undefined {
+  bind(key: string, mac: string, requested: readonly string[], now: number, host?: string): Lease | undefined {
     const ip = this.pick(key, requested, now);
     if (!ip) return undefined;
     const lease: Lease = { key, mac, ip, state: 'bound', expiresAt: now + this.options.leaseSeconds * 1000, bound: true };
-    this.put(lease);
+    this.put(lease, true, host);
     return lease;
   }
 
@@ -179,4 +225,19 @@ export class Lease6Pool {
   find(key: string): Lease | undefined {
     return this.byKey.get(key);
   }
+}
+
+function add(index: Map<string, Set<string>>, at: string, key: string): void {
+  let set = index.get(at);
+  if (!set) index.set(at, (set = new Set()));
+  set.add(key);
+}
+
+/** The live keys of `index[at]`; dead ones leave the index (and an empty entry goes). */
+function countLive(index: Map<string, Set<string>>, at: string, live: (key: string) => boolean): Set<string> {
+  const set = index.get(at);
+  if (!set) return new Set();
+  for (const k of set) if (!live(k)) set.delete(k);
+  if (set.size === 0) index.delete(at);
+  return set;
 }

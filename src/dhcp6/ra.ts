@@ -139,10 +139,12 @@ export function startRouterAdvertiser(options: {
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return new Promise((resolve, reject) => {
     const fail = (why: string) => reject(new ApplianceError('ERR_RA', `cannot send router advertisements on ${options.interface}: ${why}`));
+    const early = (code: number | null) => fail(stderr.trim() || `send-ra exited with ${code}`);
     child.once('error', (err) => fail(err.message));
-    child.once('exit', (code) => fail(stderr.trim() || `send-ra exited with ${code}`));
+    child.once('exit', early);
     child.stdout?.once('data', () => {
-      child.removeAllListeners('exit');
+      // Only the start-up listener goes: `exited` (what stop() awaits) must still hear the exit.
+      child.off('exit', early);
       child.once('exit', (code) => {
         if (code !== 0) log.warn({ interface: options.interface, code }, 'router advertiser stopped');
       });

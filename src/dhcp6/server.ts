@@ -12,10 +12,12 @@ import { ApplianceError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { openLeaseJournal, type LeaseJournal, type LeaseSync } from '../dhcp/lease-file.js';
+import { createLogBudget, type LogBudget } from '../dhcp/log-budget.js';
+import type { Lease6Budget, Lease6Cap } from './budget.js';
 import { formatIpv6, isLinkLocal, parseIpv6, sameIpv6Prefix } from './address.js';
 import { decideProxy6, decideServer6, sourceAddress, type Boot6FileChooser, type Decision6, type Dhcp6Config, type Port6Role } from './boot.js';
 import { Lease6Pool, type Dhcp6Range } from './leases.js';
-import { decodeMessage, duidLl, duidUuid, encodeMessage, MSG6_NAMES, readClientMessage } from './packet.js';
+import { decodeMessage, duidLl, duidUuid, encodeMessage, Msg6, MSG6_NAMES, readClientMessage } from './packet.js';
 
 /** All_DHCP_Relay_Agents_and_Servers (RFC 8415 section 7.1). */
 export const ALL_DHCP_SERVERS = 'ff02::1:2';
@@ -49,10 +51,19 @@ export interface Dhcp6ServerOptions {
   leaseSync?: LeaseSync;
   dns?: readonly string[];
   domains?: readonly string[];
+  /** Server mode: what one client may take (budget.ts); default no limit. */
+  budget?: Lease6Budget;
+  /** Client DUIDs never answered (our own probe's, probe.ts). */
+  ignoreClientDuids?: readonly Buffer[];
+  /** Server mode, serving: a client named another server's DUID (a Request, Renew, Release or Decline to it). */
+  onForeignServer?: (serverDuid: string, from: string) => void;
   /** Accept clients from any source (tests on loopback); default: link-local or our /64 only. */
   anySource?: boolean;
   now?: () => number;
 }
+
+/** Seconds between budget warnings of one cap. */
+const BUDGET_LOG_INTERVAL_MS = 10_000;
 
 /** A started-on-demand DHCPv6 server. */
 export interface Dhcp6Server {
@@ -61,6 +72,10 @@ export interface Dhcp6Server {
   readonly serverDuid: Buffer;
   /** Server mode: the pool (tests read it). */
   readonly pool: Lease6Pool | undefined;
+  /** Server mode: stop leasing (answer as proxy mode does) or lease again; service.ts steps down with it. */
+  setSteppedDown(on: boolean): void;
+  /** Budget refusals so far, per cap. */
+  refusals(): Partial<Record<Lease6Cap, number>>;
 }
 
 /** The interface holding `address` and its MAC, from the host's interface list. */
@@ -81,6 +96,18 @@ export function defaultServerDuid(address: string, mac?: string): Buffer {
   return duidUuid(createHash('sha256').update(`netboot-appliance ${address}`).digest().subarray(0, 16));
 }
 
+/** Messages that name the server they are for: one naming a DUID not ours means another server is here. */
+const FOR_A_SERVER = new Set<number>([Msg6.REQUEST, Msg6.RENEW, Msg6.RELEASE, Msg6.DECLINE]);
+
+/** What raises each cap. */
+const CAP_HINT: Record<Lease6Cap, string> = {
+  'ia-per-client': 'at most 4 IA_NA per client',
+  'clients-per-host': 'raise --dhcp6-max-per-host if one machine really boots this many DUIDs',
+  'host-rate': 'raise --dhcp6-max-per-host if one machine really boots this many DUIDs',
+  'segment-rate': 'raise --dhcp-new-leases-per-minute if this is a real boot storm',
+  leases: 'raise --dhcp6-max-leases',
+};
+
 /** Create (but do not bind) the DHCPv6 server. */
 export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
   const log = options.log.child({ subsystem: 'dhcp6' });
@@ -95,6 +122,9 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
       ? new Lease6Pool({ range: options.range!, leaseSeconds: options.leaseSeconds ?? 3600, onChange: (c) => journal?.record(c) })
       : undefined;
   let journal: LeaseJournal | undefined;
+  let steppedDown = false;
+  const refusals: Partial<Record<Lease6Cap, number>> = {};
+  const budgetLogs = new Map<Lease6Cap, LogBudget>();
   const sockets: dgram.Socket[] = [];
   const config = (): Dhcp6Config => ({
     serverDuid,
@@ -125,7 +155,11 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
     try {
       const req = readClientMessage(decodeMessage(msg));
       const source = sourceAddress(rinfo.address);
-      decision = options.mode === 'server' ? decideServer6(req, source, role, config(), pool!, now()) : decideProxy6(req, source, role, config());
+      if (req.clientId && options.ignoreClientDuids?.some((d) => d.equals(req.clientId!.raw))) return;
+      const serving = options.mode === 'server' && !steppedDown;
+      if (serving && req.serverId && !req.serverId.equals(serverDuid) && FOR_A_SERVER.has(req.type))
+        options.onForeignServer?.(req.serverId.toString('hex'), source);
+      decision = serving ? decideServer6(req, source, role, config(), pool!, now(), options.budget) : decideProxy6(req, source, role, config());
       if (decision.kind === 'ignore') {
         log.debug({ mac: decision.who?.mac, type: MSG6_NAMES[req.type], from: rinfo.address, reason: decision.reason }, 'dhcpv6 message ignored');
         return;
@@ -136,6 +170,7 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
       return;
     }
     const d = decision;
+    if (d.refused) budgetRefused(d, rinfo);
     const out = encodeMessage(d.reply);
     // A Reply that binds, extends, releases or declines goes out once the change is journalled
     // (--lease-sync fdatasync: on stable storage), as the IPv4 server's ACK does; a failed
@@ -150,6 +185,26 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
       },
       (err: unknown) => log.error({ mac: d.who.mac, err: (err as Error).message }, 'dhcpv6 lease journal write failed; reply not sent'),
     );
+  };
+
+  /** A cap was hit: count, one warning per cap and interval (a flood stays a few lines), a timeline event. */
+  const budgetRefused = (d: Extract<Decision6, { kind: 'reply' }>, rinfo: dgram.RemoteInfo): void => {
+    for (const r of d.refused ?? []) {
+      refusals[r.cap] = (refusals[r.cap] ?? 0) + 1;
+      let b = budgetLogs.get(r.cap);
+      if (!b) budgetLogs.set(r.cap, (b = createLogBudget(1, BUDGET_LOG_INTERVAL_MS, now)));
+      const take = b.take();
+      if (take.log)
+        log.warn(
+          { mac: d.who.mac, from: rinfo.address, cap: r.cap, refused: refusals[r.cap], ...(take.suppressed > 0 ? { suppressed: take.suppressed } : {}) },
+          `dhcpv6 lease budget: ${r.message}; address refused (${CAP_HINT[r.cap]})`,
+        );
+    }
+    options.events.record({
+      mac: d.who.macSource === 'unknown' ? '' : d.who.mac,
+      type: 'dhcp-refused',
+      detail: { reason: d.refused![0]!.message, cap: d.refused![0]!.cap, server: 'dhcp6' },
+    });
   };
 
   const record = (d: Extract<Decision6, { kind: 'reply' }>, rinfo: dgram.RemoteInfo, role: Port6Role): void => {
@@ -208,6 +263,12 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
   return {
     serverDuid,
     pool,
+    setSteppedDown(on) {
+      steppedDown = on;
+    },
+    refusals() {
+      return { ...refusals };
+    },
     async start() {
       try {
         if (pool && options.leaseFile) {

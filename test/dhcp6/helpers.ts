@@ -1,4 +1,7 @@
-/** Builders of client messages for the DHCPv6 tests (what EDK2, iPXE and dhclient send). */
+/** Builders of client messages for the DHCPv6 tests (what EDK2, iPXE and dhclient send), and loopback server options. */
+import { createEventLog } from '../../src/events.js';
+import { createSilentLogger } from '../../src/log.js';
+import type { Dhcp6ServerOptions } from '../../src/dhcp6/server.js';
 import {
   duidLl,
   encodeArch,
@@ -56,3 +59,21 @@ export function ipxeSolicit(type: number = Msg6.SOLICIT, extra: Option6[] = []):
 }
 
 export const wire = (m: Message6): Buffer => encodeMessage(m);
+
+/** A server on [::1], ephemeral ports, any source accepted, our test DUID, fd00:126::/64 (server mode: range ::100-::1ff). */
+export function loopbackOptions<T extends Partial<Dhcp6ServerOptions>>(extra: T): Dhcp6ServerOptions & T {
+  return {
+    mode: 'server',
+    address: 'fd00:126::1',
+    port: 0,
+    proxyPort: 0,
+    bindAddress: '::1',
+    anySource: true,
+    httpPort: () => 8080,
+    log: createSilentLogger(),
+    events: createEventLog(),
+    serverDuid: SERVER_DUID,
+    ...(extra.mode === 'proxy' ? {} : { range: { start: 'fd00:126::100', end: 'fd00:126::1ff' } }),
+    ...extra,
+  };
+}

@@ -7,81 +7,21 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ip, makeLab, ROOT, waitForFile } from '../dhcp/netns-lab.js';
-
-function dhclient6Script(dir: string, name: string): { script: string; events: string } {
-  const script = path.join(dir, `${name}.sh`);
-  const events = path.join(dir, `${name}.events`);
-  writeFileSync(
-    script,
-    `#!/bin/sh
-echo "DHCLIENT6 $reason ip6=$new_ip6_address dns=$new_dhcp6_name_servers server=$new_dhcp6_server_id" >> ${events}
-exit 0
-`,
-  );
-  chmodSync(script, 0o755);
-  writeFileSync(events, '');
-  return { script, events };
-}
-
-async function linkLocalReady(ns: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const out = execFileSync('ip', ['-n', ns, '-6', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
-    if (/inet6 fe80::/.test(out) && !/tentative/.test(out)) return;
-    if (Date.now() > deadline) throw new Error(`eth0 in ${ns} has no usable link-local address:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { ip, makeLab, waitForFile } from '../dhcp/netns-lab.js';
+import { applianceHome, dhclient6Script, linkLocal, startAppliance } from './netns-appliance.js';
 
 test.serial('dhclient -6 leases from the appliance, releases, asks stateless; the RA gives a SLAAC address', async (t) => {
   t.timeout(90_000);
   const lab = makeLab(t, 1);
   const c = lab.clients[0]!;
   ip('-n', lab.srv, 'addr', 'add', 'fd00:99::1/64', 'dev', 'br0', 'nodad');
-  const home = path.join(lab.dir, 'home');
-  mkdirSync(path.join(home, 'tftp'), { recursive: true });
-  writeFileSync(path.join(home, 'appliance.json'), '{}\n');
-  const lease6 = path.join(home, 'leases6.json');
-  const server = lab.spawn(lab.srv, [
-    process.execPath,
-    path.join(ROOT, 'bin', 'appliance'),
-    '--config',
-    path.join(home, 'appliance.json'),
-    '--db',
-    path.join(home, 'db.json'),
-    '--tftp-root',
-    path.join(home, 'tftp'),
-    '--interface',
-    'br0',
-    '--address',
-    '10.99.0.1',
-    '--address6',
-    'fd00:99::1',
-    '--dhcp-mode',
-    'off',
-    '--dhcp6-mode',
-    'server',
-    '--dhcp6-range',
-    'fd00:99::100-fd00:99::1ff',
-    '--dns6',
-    'fd00:99::53',
-    '--lease-time',
-    '120',
-    '--lease6-file',
-    lease6,
-    '--http-port',
-    '0',
-    '--tftp-port',
-    '0',
-    '--log-level',
-    'debug',
-  ]);
+  const { home, leases6: lease6 } = applianceHome(lab);
+  const server = startAppliance(lab, home, ['--dhcp6-mode', 'server', '--dns6', 'fd00:99::53', '--lease-time', '120', '--log-level', 'debug']);
   await server.waitForLog((l) => l['msg'] === 'sending router advertisements', 30_000);
   await server.waitForLog((l) => l['msg'] === 'dhcpv6 listening', 5_000);
-  await linkLocalReady(c);
+  await linkLocal(c);
 
   const s = dhclient6Script(lab.dir, 'c');
   const common = ['-lf', path.join(lab.dir, 'c.leases'), '-pf', path.join(lab.dir, 'c.pid'), '-sf', s.script, 'eth0'];

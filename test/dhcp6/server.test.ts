@@ -9,29 +9,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEventLog } from '../../src/events.js';
-import { createSilentLogger } from '../../src/log.js';
 import { createDhcp6Server, type Dhcp6ServerOptions } from '../../src/dhcp6/server.js';
 import { decodeIaNa, decodeMessage, encodeIaNa, encodeMessage, findOption, Msg6, Opt6, type Message6 } from '../../src/dhcp6/packet.js';
-import { SERVER_DUID } from './helpers.js';
+import { loopbackOptions, SERVER_DUID } from './helpers.js';
 
 const fixture = (f: string) => readFileSync(join(import.meta.dirname, '..', 'fixtures', 'dhcp6', f));
 
 function options(extra: Partial<Dhcp6ServerOptions>): Dhcp6ServerOptions {
-  return {
-    mode: 'server',
-    address: 'fd00:126::1',
-    port: 0,
-    proxyPort: 0,
-    bindAddress: '::1',
-    anySource: true,
-    httpPort: () => 8080,
-    log: createSilentLogger(),
-    events: createEventLog(),
-    serverDuid: SERVER_DUID,
-    ...(extra.mode === 'proxy' ? {} : { range: { start: 'fd00:126::100', end: 'fd00:126::1ff' } }),
-    leaseSeconds: 600,
-    ...extra,
-  };
+  return loopbackOptions({ leaseSeconds: 600, ...extra });
 }
 
 async function client(t: { teardown(fn: () => void): void }) {
