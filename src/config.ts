@@ -1,13 +1,11 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isIPv4 } from 'node:net';
+import { detectAddress, detectAddress6, interfaceAddresses } from './config-address.js';
+import { coerceSetting, isDirectory, type SettingShape } from './config-values.js';
 import { ConfigError } from './errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
-import { parseDhcpRange } from './dhcp/leases.js';
-import { parseDhcp6Range } from './dhcp6/leases.js';
-import { normalizeIpv6 } from './dhcp6/address.js';
 import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-file.js';
 import { BOOT_BINDINGS, type BootBinding } from './http/boot-sessions.js';
 
@@ -116,20 +114,13 @@ export interface Config {
   readonly sources: Readonly<Record<string, 'default' | 'file' | 'env' | 'flag' | 'detected'>>;
 }
 
-type Kind = 'port' | 'path' | 'dir' | 'string' | 'ipv4' | 'ipv4list' | 'range' | 'enum' | 'int' | 'bool' | 'ipv6' | 'ipv6list' | 'range6';
-
 /** DHCPv6 modes (src/dhcp6/). Off by default: DHCPv6 answers are opt-in. */
 export const DHCP6_MODES = ['off', 'proxy', 'server', 'auto'] as const;
 export type Dhcp6Mode = (typeof DHCP6_MODES)[number];
 
 /** One setting: its flag, environment variable, config-file key, type, default and help. */
-export interface OptionSpec {
+export interface OptionSpec extends SettingShape {
   key: keyof Omit<Config, 'sources'>;
-  flag: string;
-  kind: Kind;
-  values?: readonly string[];
-  min?: number;
-  max?: number;
   /** Default value; paths are relative to the appliance home. undefined = none / detected. */
   default?: string | number;
   help: string;
@@ -486,7 +477,7 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
   for (const spec of OPTIONS) {
     const entry = raw.get(spec.key);
     if (!entry || !used.has(spec.key)) continue;
-    out[spec.key] = coerce(spec, entry.value, entry.where, entry.base);
+    out[spec.key] = coerceSetting(spec, entry.value, entry.where, entry.base);
     sources[spec.key] = entry.source;
   }
 
@@ -523,175 +514,4 @@ export function loadConfig(inputs: ConfigInputs = {}): Config {
 
 function where(raw: Map<string, { where: string }>, key: string): string {
   return raw.get(key)?.where ?? key;
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function coerce(spec: OptionSpec, value: unknown, where: string, base: string): unknown {
-  // The file takes what a flag would, plus the JSON type that means the same: numbers for
-  // ports and counts, booleans for switches, a list for address lists (schema/appliance-config.schema.json).
-  const numeric = spec.kind === 'port' || spec.kind === 'int';
-  const list =
-    (spec.kind === 'ipv4list' || spec.kind === 'ipv6list') && Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(',') : undefined;
-  const text = list ?? ((typeof value === 'number' && numeric) || (typeof value === 'boolean' && spec.kind === 'bool') ? String(value) : value);
-  if (typeof text !== 'string') {
-    throw new ConfigError(`${where}: expected ${describeKind(spec)}, got ${JSON.stringify(value)}`, { setting: spec.key });
-  }
-  switch (spec.kind) {
-    case 'port':
-    case 'int': {
-      const min = spec.kind === 'port' ? 0 : (spec.min ?? 0);
-      const max = spec.kind === 'port' ? 65535 : (spec.max ?? Number.MAX_SAFE_INTEGER);
-      if (!/^\d+$/.test(text.trim()) || Number(text) < min || Number(text) > max) {
-        throw new ConfigError(`${where}: "${text}" is not ${describeKind(spec)}`, { setting: spec.key });
-      }
-      return Number(text);
-    }
-    case 'enum':
-      if (!spec.values!.includes(text)) {
-        throw new ConfigError(`${where}: "${text}" is not one of ${spec.values!.join(', ')}`, { setting: spec.key });
-      }
-      return text;
-    case 'ipv4':
-      if (!isIPv4(text)) throw new ConfigError(`${where}: "${text}" is not an IPv4 address`, { setting: spec.key });
-      return text;
-    case 'bool':
-      if (/^(true|1|yes)$/i.test(text)) return true;
-      if (/^(false|0|no)$/i.test(text)) return false;
-      throw new ConfigError(`${where}: "${text}" is not true or false`, { setting: spec.key });
-    case 'ipv4list': {
-      const list = text
-        .split(',')
-        .map((a) => a.trim())
-        .filter((a) => a !== '');
-      const bad = list.find((a) => !isIPv4(a));
-      if (list.length === 0 || bad !== undefined)
-        throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv4 address (expected a comma-separated list)`, { setting: spec.key });
-      return Object.freeze(list);
-    }
-    case 'ipv6': {
-      const a = normalizeIpv6(text.trim());
-      if (!a) throw new ConfigError(`${where}: "${text}" is not an IPv6 address`, { setting: spec.key });
-      return a;
-    }
-    case 'ipv6list': {
-      const list = text
-        .split(',')
-        .map((a) => a.trim())
-        .filter((a) => a !== '');
-      const bad = list.find((a) => normalizeIpv6(a) === undefined);
-      if (list.length === 0 || bad !== undefined)
-        throw new ConfigError(`${where}: "${bad ?? text}" is not an IPv6 address (expected a comma-separated list)`, { setting: spec.key });
-      return Object.freeze(list.map((a) => normalizeIpv6(a)!));
-    }
-    case 'range6':
-      try {
-        return Object.freeze(parseDhcp6Range(text));
-      } catch (err) {
-        throw new ConfigError(`${where}: ${(err as Error).message}`, { setting: spec.key });
-      }
-    case 'range':
-      try {
-        return Object.freeze(parseDhcpRange(text));
-      } catch (err) {
-        throw new ConfigError(`${where}: ${(err as Error).message}`, { setting: spec.key });
-      }
-    case 'string':
-      if (text.length === 0) throw new ConfigError(`${where}: must not be empty`, { setting: spec.key });
-      return text;
-    case 'path':
-    case 'dir': {
-      if (text.length === 0 || text.includes('\0')) throw new ConfigError(`${where}: "${text}" is not a path`, { setting: spec.key });
-      const path = isAbsolute(text) ? text : resolve(base, text);
-      if (spec.kind === 'dir' && !isDirectory(path)) {
-        throw new ConfigError(`${where}: directory ${path} does not exist; create it or pass another --${spec.flag}`, { setting: spec.key });
-      }
-      return path;
-    }
-  }
-}
-
-function describeKind(spec: OptionSpec): string {
-  switch (spec.kind) {
-    case 'port':
-      return 'a port (0-65535)';
-    case 'int':
-      return `a whole number from ${spec.min ?? 0} to ${spec.max ?? 'any'}`;
-    case 'enum':
-      return `one of ${spec.values!.join(', ')}`;
-    case 'ipv4':
-      return 'an IPv4 address';
-    case 'bool':
-      return 'true or false';
-    case 'ipv4list':
-      return 'a list of IPv4 addresses (or one comma-separated string)';
-    case 'ipv6':
-      return 'an IPv6 address';
-    case 'ipv6list':
-      return 'a list of IPv6 addresses (or one comma-separated string)';
-    default:
-      return 'a string';
-  }
-}
-
-function interfaceAddresses(name: string, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string[] {
-  const infos = interfaces[name];
-  if (!infos) {
-    throw new ConfigError(`--interface ${name} does not exist; interfaces here: ${Object.keys(interfaces).join(', ')}`, { setting: 'interface' });
-  }
-  return infos.filter((i) => i.family === 'IPv4').map((i) => i.address);
-}
-
-/**
- * The address to advertise when none is given: the IPv4 address of `iface`, or the only
- * non-loopback IPv4 address of the host. Several candidates are refused and listed, because
- * guessing wrong sends firmware to an address it cannot reach.
- */
-export function detectAddress(iface: string | undefined, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string {
-  if (iface !== undefined) {
-    const addrs = interfaceAddresses(iface, interfaces);
-    if (addrs.length === 0) throw new ConfigError(`--interface ${iface} has no IPv4 address; assign one or pass --address`, { setting: 'interface' });
-    if (addrs.length > 1)
-      throw new ConfigError(`--interface ${iface} has several IPv4 addresses (${addrs.join(', ')}); pass --address to choose one`, { setting: 'address' });
-    return addrs[0]!;
-  }
-  const candidates: string[] = [];
-  for (const [name, infos] of Object.entries(interfaces)) {
-    for (const info of infos ?? []) {
-      if (info.family === 'IPv4' && !info.internal) candidates.push(`${info.address} (${name})`);
-    }
-  }
-  if (candidates.length === 1) return candidates[0]!.split(' ')[0]!;
-  if (candidates.length === 0) {
-    throw new ConfigError('no non-loopback IPv4 address found to advertise; pass --address (e.g. --address 127.0.0.1 for a local test) or --interface', {
-      setting: 'address',
-    });
-  }
-  throw new ConfigError(`several IPv4 addresses could be advertised: ${candidates.join(', ')}; pass --address or --interface to choose`, {
-    setting: 'address',
-  });
-}
-
-/**
- * The IPv6 address DHCPv6 advertises when none is given: the only global or unique-local
- * address of `iface` (link-local addresses cannot be in a URL a firmware fetches).
- */
-export function detectAddress6(iface: string | undefined, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]>): string {
-  if (iface === undefined) throw new ConfigError('--dhcp6-mode needs --address6 or --interface (whose IPv6 address is then used)', { setting: 'address6' });
-  const infos = interfaces[iface];
-  if (!infos) throw new ConfigError(`--interface ${iface} does not exist`, { setting: 'interface' });
-  const addrs = infos.filter((i) => i.family === 'IPv6' && !/^fe[89ab]/i.test(i.address)).map((i) => normalizeIpv6(i.address) ?? i.address);
-  if (addrs.length === 1) return addrs[0]!;
-  throw new ConfigError(
-    addrs.length === 0
-      ? `--interface ${iface} has no global or unique-local IPv6 address; assign one (ip -6 addr add fd00:99::1/64 dev ${iface}) or pass --address6`
-      : `--interface ${iface} has several IPv6 addresses (${addrs.join(', ')}); pass --address6 to choose one`,
-    { setting: 'address6' },
-  );
 }

@@ -3,7 +3,8 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { loadConfig, detectAddress, OPTIONS, envName } from '../src/config.js';
+import { detectAddress } from '../src/config-address.js';
+import { loadConfig, OPTIONS, envName } from '../src/config.js';
 import { mainHelp } from '../src/cli.js';
 import { ConfigError } from '../src/errors.js';
 
