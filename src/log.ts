@@ -1,4 +1,6 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { ConfigError } from './errors.js';
+import { openLogFile, type LogFileSink } from './log-file.js';
 import { isTerminal, terminalFor } from './terminal.js';
 
 export type { Logger };
@@ -16,7 +18,7 @@ export interface LoggerOptions {
   destination?: NodeJS.WritableStream;
   /** Default `auto`. */
   format?: LogFormat;
-  /** Append to this file instead (JSON unless format is `human`); `reopen()` reopens it. */
+  /** Append to this file instead (JSON unless format is `human`), asynchronously (log-file.ts); `reopen()` reopens it. */
   file?: string;
 }
 
@@ -27,8 +29,10 @@ export interface LogOutput {
   format: 'human' | 'json';
   /** Reopen the log file (a no-op for streams). */
   reopen(): void;
-  /** Write out buffered lines (before exit). */
-  flush(): void;
+  /** Resolves once every line logged so far is written out (await it before exiting). */
+  flush(): Promise<void>;
+  /** Write what is still queued synchronously: for an 'exit' handler, where nothing can be awaited. */
+  flushSync(): void;
 }
 
 /**
@@ -39,10 +43,23 @@ export function createLogOutput(options: LoggerOptions = {}): LogOutput {
   const level = options.level ?? 'info';
   const requested = options.format ?? 'auto';
   if (options.file !== undefined) {
-    const file = pino.destination({ dest: options.file, append: true, mkdir: false, sync: true });
+    // A failed write (disk full) is said once on stderr per kind and the logger goes on: logging must not stop the appliance.
+    const said = new Set<string>();
+    const path = options.file;
+    let file: LogFileSink;
+    try {
+      file = openLogFile(path, (err, what) => {
+        if (said.has(`${what}:${err.code}`)) return;
+        said.add(`${what}:${err.code}`);
+        process.stderr.write(`appliance: cannot ${what} log file ${path}: ${err.code ?? err.message}\n`);
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new ConfigError(`--log-file ${path} cannot be opened for appending (${code}); create its directory or pass another`, { setting: 'logFile' });
+    }
     const format = requested === 'human' ? 'human' : 'json';
-    const sink = format === 'human' ? { write: (line: string) => void file.write(`${formatHumanLine(line, { color: false })}\n`) } : file;
-    return { log: pino({ level, base: null }, sink), format, reopen: () => file.reopen(), flush: () => file.flushSync() };
+    const sink = format === 'human' ? { write: (line: string) => file.write(`${formatHumanLine(line, { color: false })}\n`) } : file;
+    return { log: pino({ level, base: null }, sink), format, reopen: () => file.reopen(), flush: () => file.flush(), flushSync: () => file.flushSync() };
   }
   const stream = options.destination ?? process.stdout;
   const tty = isTerminal(stream);
@@ -56,7 +73,7 @@ export function createLogOutput(options: LoggerOptions = {}): LogOutput {
   } else if (format === 'human') {
     sink = { write: (line) => void stream.write(`${formatHumanLine(line, { color: false })}\n`) };
   }
-  return { log: pino({ level, base: null }, sink), format, reopen: () => undefined, flush: () => undefined };
+  return { log: pino({ level, base: null }, sink), format, reopen: () => undefined, flush: () => Promise.resolve(), flushSync: () => undefined };
 }
 
 /** The process logger alone (tests, helpers): see createLogOutput. */

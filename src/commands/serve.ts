@@ -36,9 +36,12 @@ async function runServe(args: CommandArgs): Promise<number> {
   const plan = planConfinement(config);
   if (plan.confine) {
     output.log.info({ interface: plan.interface }, `confining dhcp to ${plan.interface}: running under scripts/bind-device (--no-strict-interface opts out)`);
-    output.flush();
+    await output.flush();
     return await runConfined(plan, args.io.argv, args.io.env, args.signals);
   }
+  // A crash outside the paths below (an uncaught exception) still writes out the queued lines.
+  const onExit = (): void => output.flushSync();
+  process.once('exit', onExit);
   try {
     return await runServer(config, output, args.signals);
   } catch (err) {
@@ -48,7 +51,9 @@ async function runServe(args: CommandArgs): Promise<number> {
     // A setting found wrong only at start (a dhcp range outside the subnet) is still a setting error.
     return err instanceof ApplianceError && SETTING_ERRORS.has(err.code) ? EXIT.usage : EXIT.failure;
   } finally {
-    output.flush();
+    // The last lines ("stopped", or the fatal one) are in the file before the process exits.
+    await output.flush();
+    process.off('exit', onExit);
   }
 }
 

@@ -2,8 +2,8 @@
  * `serve` as a process: SIGHUP reloads (templates, database, log file) and keeps serving; on a
  * terminal the log is one human line per event.
  */
-import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, loopbackArgs, makeHome, startApplianceProcess } from '../helpers/appliance-process.js';
@@ -40,20 +40,28 @@ test('SIGHUP picks up a template change now, logs what changed, and keeps servin
   t.is(await app.stop(), 0);
 });
 
-test('SIGHUP reloads the database and reopens --log-file after logrotate moved it', async (t) => {
+/** The file's text once a line matches `re` (bounded: 20 s). */
+async function waitForLine(file: string, re: RegExp): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    if (existsSync(file) && re.test(readFileSync(file, 'utf8'))) return readFileSync(file, 'utf8');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${re} not in ${file}`);
+}
+
+/** The appliance logging to a --log-file in a fresh home, once the file says it is ready. */
+async function startWithLogFile(t: ExecutionContext): Promise<{ child: ChildProcess; exited: Promise<number | null>; logFile: string }> {
   const home = makeHome();
   const logFile = join(home.dir, 'appliance.log');
   const child = spawn(process.execPath, [BIN, ...loopbackArgs(home), '--log-file', logFile], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: 'ignore' });
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   t.teardown(() => child.kill('SIGKILL'));
-  const waitForLine = async (file: string, re: RegExp) => {
-    for (let i = 0; i < 200; i++) {
-      if (existsSync(file) && re.test(readFileSync(file, 'utf8'))) return readFileSync(file, 'utf8');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`${re} not in ${file}`);
-  };
   await waitForLine(logFile, /"msg":"netboot appliance ready"/);
+  return { child, exited, logFile };
+}
+
+test('SIGHUP reloads the database and reopens --log-file after logrotate moved it', async (t) => {
+  const { child, exited, logFile } = await startWithLogFile(t);
   renameSync(logFile, `${logFile}.1`);
   child.kill('SIGHUP');
   const fresh = await waitForLine(logFile, /"msg":"reloaded"/);
@@ -61,6 +69,39 @@ test('SIGHUP reloads the database and reopens --log-file after logrotate moved i
   t.regex(readFileSync(`${logFile}.1`, 'utf8'), /netboot appliance ready/);
   child.kill('SIGTERM');
   t.is(await exited, 0);
+  // The lines SIGTERM itself made, the last of them logged just before exit, reached the file.
+  const lines = readFileSync(logFile, 'utf8').trimEnd().split('\n');
+  t.true(lines.some((l) => l.includes('"msg":"stopping"')));
+  t.regex(lines.at(-1) ?? '', /"msg":"stopped"/);
+});
+
+test('--log-file is written asynchronously yet complete at exit: after SIGHUP and SIGTERM in one tick the lines up to "stopped" are in the file', async (t) => {
+  const { child, exited, logFile } = await startWithLogFile(t);
+  // Two signals in one tick: the reload's lines and the stop's race to the file, and the process
+  // exits right after logging "stopped".
+  child.kill('SIGHUP');
+  child.kill('SIGTERM');
+  t.is(await exited, 0);
+  const messages = readFileSync(logFile, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { msg: string }).msg);
+  t.true(messages.includes('netboot appliance ready'));
+  t.true(messages.includes('stopping'));
+  t.true(messages.includes('stopped'), `the line logged just before exit is in the file: ${messages.slice(-4).join(' | ')}`);
+});
+
+test('a --log-file that cannot be opened is a setting error (exit 2) naming the path', (t) => {
+  const home = makeHome();
+  const logFile = join(home.dir, 'no-such-dir', 'appliance.log');
+  const r = spawnSync(process.execPath, [BIN, ...loopbackArgs(home), '--log-file', logFile], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.is(r.status, 2);
+  t.regex(r.stderr, /--log-file .*no-such-dir\/appliance\.log cannot be opened for appending \(ENOENT\)/);
 });
 
 /** The appliance on a pty, as an operator's terminal would run it (script(1) holds the master). */
@@ -82,7 +123,13 @@ function startOnPty(home: ReturnType<typeof makeHome>, extra: string[]) {
       .filter(Boolean)
       .map(Number);
   const signalAppliance = (signal: NodeJS.Signals) => {
-    for (const pid of appliancePids()) process.kill(pid, signal);
+    for (const pid of appliancePids()) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited between pgrep and kill
+      }
+    }
   };
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return { child, output: () => out.replace(/\r/g, ''), appliancePids, signalAppliance, exited };
