@@ -115,20 +115,3 @@ export function summarizeBench(rows: readonly BenchRow[], variantOrder: readonly
   }
   return out;
 }
-
-/** A plain-text table of {@link summarizeBench}, one line per firmware and variant. */
-export function formatBenchSummary(summary: readonly BenchSummary[]): string {
-  const lines = ['firmware  variant           median s  ratio  failures'];
-  for (const s of summary) {
-    lines.push(
-      [
-        s.firmware.padEnd(9),
-        s.variant.padEnd(17),
-        (s.medianSeconds === undefined ? '-' : s.medianSeconds.toFixed(1)).padStart(8),
-        (s.ratioToBaseline === undefined ? '-' : s.ratioToBaseline.toFixed(2)).padStart(6),
-        String(s.failures).padStart(9),
-      ].join(' '),
-    );
-  }
-  return lines.join('\n');
-}
