@@ -99,6 +99,26 @@ export interface Lab {
   server(args: string[]): Proc;
 }
 
+/**
+ * dnsmasq as the other DHCP server of a test, in namespace `ns` on its eth0 (no DNS, logs on
+ * stdout, leases and pid file in the lab's dir); `extra` adds the range and any other option.
+ */
+export function startDnsmasq(lab: Lab, ns: string, extra: string[]): Proc {
+  return lab.spawn(ns, [
+    'dnsmasq',
+    '--port=0',
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--log-facility=-',
+    '--log-dhcp',
+    '--interface=eth0',
+    '--bind-interfaces',
+    `--dhcp-leasefile=${path.join(lab.dir, `${ns}.leases`)}`,
+    `--pid-file=${path.join(lab.dir, `${ns}.pid`)}`,
+    ...extra,
+  ]);
+}
+
 /** Build SRV with br0 and `n` client namespaces; everything is removed in teardown. */
 export function makeLab(t: ExecutionContext, n: number): Lab {
   t.is(process.getuid?.(), 0, 'namespace tests need root (ip netns)');

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { loadLeaseFileSync } from '../../src/dhcp/lease-file.js';
 import { decodePacket, encodePacket } from '../../src/dhcp/packet.js';
 import { fixture } from './helpers.js';
-import { ROOT, UDHCPC, dhclientScript, ip, makeLab, stopServer, udhcpcScript, waitForFile } from './netns-lab.js';
+import { ROOT, UDHCPC, dhclientScript, ip, makeLab, startDnsmasq, stopServer, udhcpcScript, waitForFile } from './netns-lab.js';
 
 test.serial('udhcpc and dhclient obtain, renew and release leases; no duplicates; a restart keeps leases', async (t) => {
   const lab = makeLab(t, 3);
@@ -130,19 +130,7 @@ test.serial('probe and auto mode beside dnsmasq; server mode refuses to start ne
     { found: false },
   );
 
-  const dnsmasq = lab.spawn(dns, [
-    'dnsmasq',
-    '--port=0',
-    '--no-daemon',
-    '--conf-file=/dev/null',
-    '--log-facility=-',
-    '--log-dhcp',
-    '--interface=eth0',
-    '--bind-interfaces',
-    '--dhcp-range=10.99.0.150,10.99.0.160,1h',
-    `--dhcp-leasefile=${path.join(lab.dir, 'dnsmasq.leases')}`,
-    `--pid-file=${path.join(lab.dir, 'dnsmasq.pid')}`,
-  ]);
+  const dnsmasq = startDnsmasq(lab, dns, ['--dhcp-range=10.99.0.150,10.99.0.160,1h']);
   await dnsmasq.waitFor(/DHCP, IP range 10\.99\.0\.150/, 10_000);
 
   // dnsmasq pings a candidate address for 3 s before its first OFFER: the default 5 s probe.

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import path from 'node:path';
-import { ROOT, UDHCPC, ip, makeLab, stopServer, udhcpcScript, type Lab, type Proc } from './netns-lab.js';
+import { ROOT, UDHCPC, ip, makeLab, startDnsmasq, stopServer, udhcpcScript, type Lab, type Proc } from './netns-lab.js';
 
 const SENDER = path.join(ROOT, 'test/dhcp/tools/hostile-sender.py');
 
@@ -23,21 +23,9 @@ async function send(lab: Lab, ns: string, args: string[]): Promise<SenderReport>
   return JSON.parse(p.lines.at(-1) ?? '{}') as SenderReport;
 }
 
+/** dnsmasq without its ping before an OFFER: these tests want its answer at once. */
 function dnsmasq(lab: Lab, ns: string, extra: string[]): Proc {
-  return lab.spawn(ns, [
-    'dnsmasq',
-    '--port=0',
-    '--no-daemon',
-    '--conf-file=/dev/null',
-    '--log-facility=-',
-    '--log-dhcp',
-    '--interface=eth0',
-    '--bind-interfaces',
-    '--no-ping',
-    `--dhcp-leasefile=${path.join(lab.dir, `${ns}.leases`)}`,
-    `--pid-file=${path.join(lab.dir, `${ns}.pid`)}`,
-    ...extra,
-  ]);
+  return startDnsmasq(lab, ns, ['--no-ping', ...extra]);
 }
 
 const udhcpc = (lab: Lab, ns: string, extra: string[] = []): Proc =>
