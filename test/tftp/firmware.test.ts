@@ -12,10 +12,9 @@ import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildQemuArgs, OVMF_VARS, QEMU_BINARY } from '../../src/lab/qemu.js';
 import type { LogLine } from './helpers.js';
 
-const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const SERVER_SCRIPT = fileURLToPath(new URL('./netns-server.ts', import.meta.url));
 const PROJECT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -96,31 +95,11 @@ async function waitForLog(lab: Lab, predicate: (l: LogLine) => boolean, ms: numb
 }
 
 function startVm(lab: Lab, firmware: 'bios' | 'uefi'): void {
-  const nic = ['virtio-net-pci', 'netdev=n0', 'mac=52:54:00:77:00:01', 'bootindex=1'];
-  const args = [
-    '-accel',
-    'tcg',
-    '-m',
-    '512',
-    '-smp',
-    '1',
-    '-nographic',
-    '-monitor',
-    'none',
-    '-serial',
-    'stdio',
-    '-no-reboot',
-    '-netdev',
-    'tap,id=n0,ifname=tap0,script=no,downscript=no',
-  ];
-  if (firmware === 'uefi') {
-    const vars = path.join(lab.dir, 'OVMF_VARS.fd');
-    copyFileSync(OVMF_VARS, vars);
-    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
-    nic.push('romfile='); // EDK2's own PXE, not an iPXE ROM
-  }
-  args.push('-device', nic.join(','));
-  const vm = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The lab's own QEMU command line (src/lab/qemu.ts): UEFI is EDK2's own PXE, not an iPXE ROM.
+  const varsPath = path.join(lab.dir, 'OVMF_VARS.fd');
+  if (firmware === 'uefi') copyFileSync(OVMF_VARS, varsPath);
+  const args = buildQemuArgs({ firmware, tap: 'tap0', mac: '52:54:00:77:00:01', memoryMiB: 512, varsPath });
+  const vm = spawn('ip', ['netns', 'exec', lab.ns, QEMU_BINARY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   vm.stdout!.on('data', (chunk: Buffer) => lab.console.push(chunk.toString('latin1')));
   lab.children.push(vm);
 }
