@@ -36,7 +36,7 @@ export interface LogFileSink {
 export function openLogFile(path: string, onError: (err: NodeJS.ErrnoException, what: 'write' | 'reopen') => void): LogFileSink {
   let fd = openSync(path, 'a', 0o640);
   // Lines, and where a reopen falls between them: what was queued before it goes to the old file.
-  let queue: Array<string | typeof REOPEN> = [];
+  const queue: Array<string | typeof REOPEN> = [];
   let queuedBytes = 0;
   let dropped = 0;
   let inFlight = false;
