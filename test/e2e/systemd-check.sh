@@ -43,8 +43,12 @@ pid=$(main_pid)
 say "SOCKETS $(ss -H -u -l -n -p '( sport = :67 or sport = :4011 )' | tr -s ' ' | tr '\n' ';')"
 say "READY pid=$pid $(creds "$pid")"
 
-# The host sends a DISCOVER to 67 and a request to 4011 from MAC1; the appliance logs both.
-wait_log 1 "$mac1" 240 || finish "FAIL no request from $mac1 reached the service"
+# The host sends a DISCOVER to 67, then EDK2's request to 4011, from MAC1; the appliance logs both
+# answers. Both are awaited before the reload and the kill: a request that arrives while the
+# service is down waits in systemd's socket and is answered only by the restarted process, a
+# minute later under TCG, long after the host stopped listening (the 4011 "defect" of issue 15).
+wait_log 1 '"msg":"proxydhcp offer' 240 || finish "FAIL no DISCOVER from $mac1 answered by the service"
+wait_log 1 '"msg":"proxydhcp ack"' 240 || finish "FAIL no 4011 request from $mac1 answered by the service"
 systemctl reload "$unit" || finish "FAIL systemctl reload"
 wait_log 1 '"msg":"reloaded"' 120 || finish "FAIL no reloaded line after systemctl reload"
 say "RELOADED pid=$(main_pid)"
