@@ -195,22 +195,20 @@ export function cleanApplianceEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.
 }
 
 /**
- * Start `node bin/appliance` inside `lab.netns` on the bridge with the real boot ports (ProxyDHCP
- * on 67 and 4011, TFTP 69, HTTP `httpPort`) and resolve once `GET /healthz` answers from inside
- * the namespace. Logs go to `WORKDIR/NAME.stdout.log` (pino JSON) and `.stderr.log`.
+ * The command line of `node bin/appliance` in a lab (after the node binary): the bridge, the lab
+ * address and the real boot ports, ProxyDHCP, `--log-level`, DHCP leases journaled in the lab's
+ * work dir (never the checkout's config/), then `options.args` (later flags win).
  */
-export async function startApplianceInLab(lab: Lab, options: StartApplianceOptions = {}): Promise<LabAppliance> {
-  if (options.checkBuild ?? true) assertApplianceBuilt();
-  const port = options.httpPort ?? 8080;
-  const baseUrl = `http://${lab.serverAddress}:${port}`;
-  const args = [
+export function applianceLabArgs(lab: Lab, options: Pick<StartApplianceOptions, 'name' | 'httpPort' | 'logLevel' | 'args'> = {}): string[] {
+  const name = options.name ?? 'appliance';
+  return [
     APPLIANCE_BIN,
     '--interface',
     lab.bridge,
     '--address',
     lab.serverAddress,
     '--http-port',
-    String(port),
+    String(options.httpPort ?? 8080),
     '--tftp-port',
     '69',
     '--dhcp-port',
@@ -219,9 +217,30 @@ export async function startApplianceInLab(lab: Lab, options: StartApplianceOptio
     '4011',
     '--dhcp-mode',
     'proxy',
+    '--lease-file',
+    join(lab.workDir, `${name}.leases.json`),
+    '--lease6-file',
+    join(lab.workDir, `${name}.leases6.json`),
     ...(options.logLevel === null ? [] : ['--log-level', options.logLevel ?? 'debug']),
     ...(options.args ?? []),
   ];
+}
+
+/** The settings flags that point the appliance at a home made by {@link writeTestOsHome}. */
+export function testOsHomeArgs(home: ApplianceHome): string[] {
+  return ['--config', home.config, '--db', home.db, '--assets', home.assets, '--templates', home.templates, '--tftp-root', home.tftpRoot];
+}
+
+/**
+ * Start `node bin/appliance` inside `lab.netns` on the bridge with the real boot ports (ProxyDHCP
+ * on 67 and 4011, TFTP 69, HTTP `httpPort`) and resolve once `GET /healthz` answers from inside
+ * the namespace. Logs go to `WORKDIR/NAME.stdout.log` (pino JSON) and `.stderr.log`.
+ */
+export async function startApplianceInLab(lab: Lab, options: StartApplianceOptions = {}): Promise<LabAppliance> {
+  if (options.checkBuild ?? true) assertApplianceBuilt();
+  const port = options.httpPort ?? 8080;
+  const baseUrl = `http://${lab.serverAddress}:${port}`;
+  const args = applianceLabArgs(lab, options);
   // DHCP comes up after HTTP (its start-up probe listens up to 5 s): ready means both, or a VM
   // started at /healthz would send its first DISCOVERs to nobody. The last --dhcp-mode wins.
   const modes = args.flatMap((a, i) => (a === '--dhcp-mode' ? [args[i + 1]] : []));
@@ -274,22 +293,7 @@ export async function startTestOsAppliance(
   const home = writeTestOsHome(join(lab.workDir, `${options.name ?? 'appliance'}-home`), assets, options);
   const appliance = await startApplianceInLab(lab, {
     ...options,
-    args: [
-      '--config',
-      home.config,
-      '--db',
-      home.db,
-      '--assets',
-      home.assets,
-      '--templates',
-      home.templates,
-      '--tftp-root',
-      home.tftpRoot,
-      // DHCPv6 server mode journals its leases in the lab's home, not in the checkout.
-      '--lease6-file',
-      join(home.dir, 'leases6.json'),
-      ...(options.args ?? []),
-    ],
+    args: [...testOsHomeArgs(home), ...(options.args ?? [])],
   });
   return { ...appliance, home };
 }

@@ -19,7 +19,15 @@ import test, { type ExecutionContext } from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { APPLIANCE_BIN, assertApplianceBuilt, cleanApplianceEnv, startTestOsAppliance, writeTestOsHome, type LabAppliance } from '../../src/lab/appliance.js';
+import {
+  applianceLabArgs,
+  assertApplianceBuilt,
+  cleanApplianceEnv,
+  startTestOsAppliance,
+  testOsHomeArgs,
+  writeTestOsHome,
+  type LabAppliance,
+} from '../../src/lab/appliance.js';
 import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js';
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
@@ -395,39 +403,11 @@ test('server mode beside the upstream dnsmasq refuses to start: exit 1, names th
   const stderrPath = join(lab.workDir, 'appliance-refused.stderr.log');
   const proc = lab.spawn(
     process.execPath,
-    [
-      APPLIANCE_BIN,
-      '--interface',
-      lab.bridge,
-      '--address',
-      lab.serverAddress,
-      '--http-port',
-      '8080',
-      '--tftp-port',
-      '69',
-      '--dhcp-port',
-      '67',
-      '--proxy-port',
-      '4011',
-      '--dhcp-mode',
-      'server',
-      '--dhcp-range',
-      `${subnetBase(lab)}.60-${subnetBase(lab)}.69`,
-      '--lease-file',
-      leases,
-      '--log-level',
-      'debug',
-      '--config',
-      home.config,
-      '--db',
-      home.db,
-      '--assets',
-      home.assets,
-      '--templates',
-      home.templates,
-      '--tftp-root',
-      home.tftpRoot,
-    ],
+    // Started by hand, not by startTestOsAppliance: that one waits for a readiness this start never reaches.
+    applianceLabArgs(lab, {
+      name: 'appliance-refused',
+      args: ['--dhcp-mode', 'server', '--dhcp-range', `${subnetBase(lab)}.60-${subnetBase(lab)}.69`, '--lease-file', leases, ...testOsHomeArgs(home)],
+    }),
     { stdoutPath, stderrPath, label: 'appliance-refused', env: cleanApplianceEnv() },
   );
   spawned.push(proc);
