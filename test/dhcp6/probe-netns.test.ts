@@ -13,23 +13,11 @@
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ip, makeLab, ROOT, waitForFile, type Lab, type Proc } from '../dhcp/netns-lab.js';
+import { ip, makeLab, ROOT, startDnsmasq, waitForFile, type Lab, type Proc } from '../dhcp/netns-lab.js';
 import { applianceHome, dhclient6Script, linkLocal, startAppliance as appliance } from './netns-appliance.js';
 
 function dnsmasq(lab: Lab, ns: string, range: string): Proc {
-  return lab.spawn(ns, [
-    'dnsmasq',
-    '--port=0',
-    '--no-daemon',
-    '--conf-file=/dev/null',
-    '--log-facility=-',
-    '--log-dhcp',
-    '--interface=eth0',
-    '--bind-interfaces',
-    `--dhcp-range=${range}`,
-    `--dhcp-leasefile=${path.join(lab.dir, 'dnsmasq.leases')}`,
-    `--pid-file=${path.join(lab.dir, 'dnsmasq.pid')}`,
-  ]);
+  return startDnsmasq(lab, ns, [`--dhcp-range=${range}`]);
 }
 
 /** SIGTERM (an appliance once it is ready); it must be gone within 10 s. */
