@@ -9,7 +9,8 @@ import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createLogBudget } from './log-budget.js';
-import { clientMac, decodePacket, type DhcpPacket } from './packet.js';
+import type { TypedOptions } from './options.js';
+import { clientMac, decodeDatagram, type DhcpPacket } from './packet.js';
 import type { PortRole } from './pxe.js';
 import { bindError, openListenerSockets, type DhcpSockets, type HeardOn, type SendFunction, type SocketBuffers } from './sockets.js';
 import { admissionRefusal, type Subnet } from './subnet.js';
@@ -61,6 +62,8 @@ export interface DhcpRequest {
   packet: DhcpPacket;
   from: dgram.RemoteInfo;
   mac: string;
+  /** The packet's typed options, read once when it was decoded. */
+  typed?: TypedOptions;
 }
 
 /** What the listener offers a policy for each request. */
@@ -111,7 +114,18 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
   let sockets: DhcpSockets | undefined;
   let state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
 
+  // One context per sending function (a socket's), made once: not two closures per datagram.
+  const contexts = new Map<SendFunction, PolicyContext>();
   function contextFor(send: SendFunction): PolicyContext {
+    let context = contexts.get(send);
+    if (context === undefined) {
+      context = makeContext(send);
+      contexts.set(send, context);
+    }
+    return context;
+  }
+
+  function makeContext(send: SendFunction): PolicyContext {
     return {
       log,
       ignore(request, reason, level = 'debug') {
@@ -163,14 +177,16 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
   function handle(role: PortRole, port: number, msg: Buffer, rinfo: dgram.RemoteInfo, send: SendFunction, heardOn: HeardOn): void {
     counters.received += 1;
     let packet: DhcpPacket;
+    let typed: TypedOptions;
     try {
-      packet = decodePacket(msg);
+      // dgram gives every datagram its own buffer: the decoded packet may keep views into it.
+      ({ packet, typed } = decodeDatagram(msg));
     } catch (err) {
       counters.malformed += 1;
       logMalformed(msg, rinfo, port, err);
       return;
     }
-    const request: DhcpRequest = { role, port, packet, from: rinfo, mac: clientMac(packet) };
+    const request: DhcpRequest = { role, port, packet, from: rinfo, mac: clientMac(packet), typed };
     const context = contextFor(send);
     // EDK2 behind a relay sends its 4011 request straight to siaddr from its far-subnet address
     // (measured with dnsmasq --dhcp-relay, docs/NETBOOT-FACTS.md section 7): a configured client

@@ -8,7 +8,7 @@
  * unless longer than 255) round-trips byte for byte. Anything malformed raises an
  * ApplianceError with code `ERR_DHCP_DECODE` (or `ERR_DHCP_ENCODE`) and never anything else.
  */
-import { Opt, readOptions, type DhcpOption } from './options.js';
+import { Opt, readOptions, type DhcpOption, type TypedOptions } from './options.js';
 import { cString, decodeError, encodeError, readIp, writeIp } from './wire.js';
 
 /** RFC 2131 section 3: the four octets that start the options field. */
@@ -102,6 +102,25 @@ function readOptionArea(buf: Buffer, start: number, end: number, where: string, 
  * 97, 77, 175, and 43 of PXE clients) are validated here too.
  */
 export function decodePacket(input: Uint8Array): DhcpPacket {
+  return decodeWith(input, true).packet;
+}
+
+/** A received datagram decoded for answering: the packet and its typed options (read once). */
+export interface DecodedRequest {
+  packet: DhcpPacket;
+  typed: TypedOptions;
+}
+
+/**
+ * Decode a received datagram as decodePacket does, without copying: the packet's options and
+ * chaddr are views into `datagram`, which the caller must not reuse (dgram hands every datagram
+ * its own buffer). The typed options are returned too, so the answer path reads them once.
+ */
+export function decodeDatagram(datagram: Buffer): DecodedRequest {
+  return decodeWith(datagram, false);
+}
+
+function decodeWith(input: Uint8Array, copy: boolean): DecodedRequest {
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   if (buf.length < HEADER_LENGTH) {
     throw decodeError(`packet is ${buf.length} bytes, shorter than the ${HEADER_LENGTH}-byte dhcp header`, {
@@ -127,7 +146,8 @@ export function decodePacket(input: Uint8Array): DhcpPacket {
 
   const options: DhcpOption[] = [];
   for (const [code, parts] of collected) {
-    options.push({ code, data: Buffer.from(parts.length === 1 ? parts[0]! : Buffer.concat(parts)) });
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    options.push({ code, data: copy && parts.length === 1 ? Buffer.from(data) : data });
   }
 
   const packet: DhcpPacket = {
@@ -142,14 +162,13 @@ export function decodePacket(input: Uint8Array): DhcpPacket {
     yiaddr: readIp(buf, 16),
     siaddr: readIp(buf, 20),
     giaddr: readIp(buf, 24),
-    chaddr: Buffer.from(buf.subarray(28, 44)),
+    chaddr: copy ? Buffer.from(buf.subarray(28, 44)) : buf.subarray(28, 44),
     sname: overload === 2 || overload === 3 ? '' : cString(snameField),
     file: overload === 1 || overload === 3 ? '' : cString(fileField),
     options,
   };
   // Validate the typed options now so a broken one is reported as a decode error up front.
-  readOptions(packet);
-  return packet;
+  return { packet, typed: readOptions(packet) };
 }
 
 /**
@@ -163,55 +182,69 @@ export function encodePacket(packet: DhcpPacket, options: { minLength?: number }
     if (!Number.isInteger(v) || v < 0 || v > 0xff) throw encodeError(`${f} ${v} is not an octet`);
     return v;
   };
-  const header = Buffer.alloc(HEADER_LENGTH);
-  header[0] = u8(packet.op, 'op');
-  header[1] = u8(packet.htype, 'htype');
-  header[2] = u8(packet.hlen, 'hlen');
-  header[3] = u8(packet.hops, 'hops');
-  if (!Number.isInteger(packet.xid) || packet.xid < 0 || packet.xid > 0xffffffff) {
-    throw encodeError(`xid ${packet.xid} is not a 32-bit unsigned integer`);
-  }
-  header.writeUInt32BE(packet.xid, 4);
-  if (!Number.isInteger(packet.secs) || packet.secs < 0 || packet.secs > 0xffff) throw encodeError(`secs ${packet.secs} out of range`);
-  header.writeUInt16BE(packet.secs, 8);
-  if (!Number.isInteger(packet.flags) || packet.flags < 0 || packet.flags > 0xffff) throw encodeError(`flags ${packet.flags} out of range`);
-  header.writeUInt16BE(packet.flags, 10);
-  writeIp(header, 12, packet.ciaddr, 'ciaddr');
-  writeIp(header, 16, packet.yiaddr, 'yiaddr');
-  writeIp(header, 20, packet.siaddr, 'siaddr');
-  writeIp(header, 24, packet.giaddr, 'giaddr');
-  if (packet.chaddr.length > 16) throw encodeError(`chaddr is ${packet.chaddr.length} bytes, at most 16 fit`);
-  packet.chaddr.copy(header, 28);
-  const sname = Buffer.from(packet.sname, 'latin1');
-  if (sname.length > 64 || sname.toString('latin1') !== packet.sname) throw encodeError(`sname does not fit 64 latin1 bytes`);
-  sname.copy(header, 44);
-  const file = Buffer.from(packet.file, 'latin1');
-  if (file.length > 128 || file.toString('latin1') !== packet.file) {
-    throw encodeError(`file ${JSON.stringify(packet.file.slice(0, 40))} does not fit 128 latin1 bytes`);
-  }
-  file.copy(header, 108);
-  header.writeUInt32BE(MAGIC_COOKIE, 236);
-
-  const parts: Buffer[] = [header];
+  // One buffer of the final size, written in place (a buffer per option and two concats showed in
+  // the answer path's profile).
+  let length = HEADER_LENGTH + 1;
   for (const opt of packet.options) {
     if (!Number.isInteger(opt.code) || opt.code <= 0 || opt.code >= 255) {
       throw encodeError(`option code ${opt.code} cannot be encoded (1..254)`);
     }
     if (opt.code === Opt.OVERLOAD) throw encodeError('option 52 (overload) is not produced by this encoder');
-    if (opt.data.length === 0) {
-      parts.push(Buffer.from([opt.code, 0]));
+    // RFC 3396 section 5: a long option is split into consecutive instances of the same code.
+    length += opt.data.length === 0 ? 2 : opt.data.length + 2 * Math.ceil(opt.data.length / 255);
+  }
+  const out = Buffer.alloc(Math.max(length, minLength));
+  out[0] = u8(packet.op, 'op');
+  out[1] = u8(packet.htype, 'htype');
+  out[2] = u8(packet.hlen, 'hlen');
+  out[3] = u8(packet.hops, 'hops');
+  if (!Number.isInteger(packet.xid) || packet.xid < 0 || packet.xid > 0xffffffff) {
+    throw encodeError(`xid ${packet.xid} is not a 32-bit unsigned integer`);
+  }
+  out.writeUInt32BE(packet.xid, 4);
+  if (!Number.isInteger(packet.secs) || packet.secs < 0 || packet.secs > 0xffff) throw encodeError(`secs ${packet.secs} out of range`);
+  out.writeUInt16BE(packet.secs, 8);
+  if (!Number.isInteger(packet.flags) || packet.flags < 0 || packet.flags > 0xffff) throw encodeError(`flags ${packet.flags} out of range`);
+  out.writeUInt16BE(packet.flags, 10);
+  writeIp(out, 12, packet.ciaddr, 'ciaddr');
+  writeIp(out, 16, packet.yiaddr, 'yiaddr');
+  writeIp(out, 20, packet.siaddr, 'siaddr');
+  writeIp(out, 24, packet.giaddr, 'giaddr');
+  if (packet.chaddr.length > 16) throw encodeError(`chaddr is ${packet.chaddr.length} bytes, at most 16 fit`);
+  out.set(packet.chaddr, 28);
+  if (!fitsLatin1(packet.sname, 64)) throw encodeError(`sname does not fit 64 latin1 bytes`);
+  out.write(packet.sname, 44, 'latin1');
+  if (!fitsLatin1(packet.file, 128)) {
+    throw encodeError(`file ${JSON.stringify(packet.file.slice(0, 40))} does not fit 128 latin1 bytes`);
+  }
+  out.write(packet.file, 108, 'latin1');
+  out.writeUInt32BE(MAGIC_COOKIE, 236);
+
+  let at = HEADER_LENGTH;
+  for (const opt of packet.options) {
+    const data = opt.data;
+    if (data.length === 0) {
+      out[at] = opt.code;
+      at += 2; // length 0
       continue;
     }
-    // RFC 3396 section 5: split a long option into consecutive instances of the same code.
-    for (let i = 0; i < opt.data.length; i += 255) {
-      const chunk = opt.data.subarray(i, Math.min(i + 255, opt.data.length));
-      parts.push(Buffer.from([opt.code, chunk.length]), chunk);
+    for (let i = 0; i < data.length; i += 255) {
+      const n = Math.min(255, data.length - i);
+      out[at] = opt.code;
+      out[at + 1] = n;
+      out.set(i === 0 && n === data.length ? data : data.subarray(i, i + n), at + 2);
+      at += 2 + n;
     }
   }
-  parts.push(Buffer.from([Opt.END]));
-  let out = Buffer.concat(parts);
-  if (out.length < minLength) out = Buffer.concat([out, Buffer.alloc(minLength - out.length)]);
+  out[at] = Opt.END;
   return out;
+}
+
+/** True when `text` is at most `max` characters, each one latin1 byte. */
+function fitsLatin1(text: string, max: number): boolean {
+  if (text.length > max) return false;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return false;
+  return true;
 }
 
 /** The joined value of option `code`, if present. */

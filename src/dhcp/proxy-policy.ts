@@ -15,7 +15,9 @@ import {
   classify,
   replyDestination,
   type BootConfig,
+  type BootFileChoice,
   type BootFileChooser,
+  type ClassifyContext,
   type BootFiles,
   type DestinationOptions,
   type On67Style,
@@ -83,8 +85,33 @@ export function destinationOptionsOf(options: BootAnswerOptions): DestinationOpt
 
 /** Create the ProxyDHCP policy. */
 export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
-  const bootConfig = bootConfigOf(options);
+  // The boot file is chosen once per request: bootRefusal and buildProxyReply both ask for it
+  // (the choice reads the machine records), so the choice for the last request is kept.
+  const chooseBootFile = options.chooseBootFile;
+  let lastRequest: object | undefined;
+  let lastChoice: BootFileChoice | undefined;
+  const bootConfig: BootConfig = {
+    ...bootConfigOf(options),
+    ...(chooseBootFile !== undefined
+      ? {
+          chooseBootFile: (boot: Parameters<BootFileChooser>[0]): BootFileChoice => {
+            if (boot.request !== lastRequest || lastChoice === undefined) {
+              lastChoice = chooseBootFile(boot);
+              lastRequest = boot.request;
+            }
+            return lastChoice;
+          },
+        }
+      : {}),
+  };
   const destinations = destinationOptionsOf(options);
+  // The classify context per port, made once.
+  const classifyContext = (port: 'dhcp' | 'proxy'): ClassifyContext => ({
+    port,
+    serverAddress: options.address,
+    ...(options.answerRequestOn67 !== undefined ? { answerRequestOn67: options.answerRequestOn67 } : {}),
+  });
+  const contexts = { dhcp: classifyContext('dhcp'), proxy: classifyContext('proxy') };
   // Per-packet lines at debug; the first answer of a kind per machine and minute at info.
   const phases = createPhaseLog();
   let answered = 0;
@@ -93,11 +120,8 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
     answered: () => answered,
     handle(request, context) {
       const { packet, role, port } = request;
-      const decision = classify(packet, {
-        port: role,
-        serverAddress: options.address,
-        ...(options.answerRequestOn67 !== undefined ? { answerRequestOn67: options.answerRequestOn67 } : {}),
-      });
+      lastRequest = undefined;
+      const decision = classify(packet, contexts[role], request.typed);
       if (decision.kind === 'ignore') {
         // A PXE client taking its address from the other server: which address is whose.
         const taken = role === 'dhcp' ? snoopRequest(packet, options.address) : undefined;

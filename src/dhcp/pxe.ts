@@ -77,13 +77,14 @@ export function isIpxe(options: TypedOptions): boolean {
 }
 
 /**
- * Classify a decoded request. Never throws for any packet `decodePacket` accepted.
+ * Classify a decoded request. Never throws for any packet `decodePacket` accepted. `typed` is
+ * the packet's typed options when the caller read them already (decodeDatagram).
  */
-export function classify(packet: DhcpPacket, context: ClassifyContext): Classification {
+export function classify(packet: DhcpPacket, context: ClassifyContext, typed?: TypedOptions): Classification {
   if (packet.op !== BootOp.REQUEST) return ignore(`op ${packet.op} is a reply, not a client request`, false, packet);
   let options: TypedOptions;
   try {
-    options = readOptions(packet);
+    options = typed ?? readOptions(packet);
   } catch (err) {
     return ignore(err instanceof Error ? err.message : 'unreadable options', false, packet);
   }

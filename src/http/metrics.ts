@@ -56,11 +56,19 @@ export function isInstrumented(events: EventLog): boolean {
  */
 export function instrumentEventLog(events: EventLog, registry: Registry): EventLog {
   const counter = bootEventsCounter(registry);
+  // One labelled child per event type, looked up once: hashing the labels of every event showed
+  // in the DHCP answer path's profile.
+  const byType = new Map<string, { inc(): void }>();
   return {
     [INSTRUMENTED]: true,
     record(event) {
       const recorded = events.record(event);
-      counter.inc({ type: recorded.type });
+      let child = byType.get(recorded.type);
+      if (child === undefined) {
+        child = counter.labels({ type: recorded.type });
+        byType.set(recorded.type, child);
+      }
+      child.inc();
       return recorded;
     },
     list: (filter) => events.list(filter),

@@ -3,7 +3,7 @@
  * served directories), disk lookup in the root and the fallback directories, and the sequential
  * block readers a transfer pulls its data from (file handle, in-memory/virtual content, netascii).
  */
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, read as readAt } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TFTP_ERROR } from './packet.js';
@@ -212,57 +212,77 @@ export interface BlockReader {
  * syscall per chunk instead of per block), reading the next chunk ahead while the current one
  * is sent. Blocks are views into a chunk (no copy) unless a block spans two chunks; pass a
  * multiple of the block size to avoid that. Closing the reader closes the handle.
+ *
+ * `readSync` also takes the read-ahead chunk once it has arrived, so a transfer awaits only
+ * when the disk is slower than the client: the reads are callbacks, with one promise per chunk
+ * (not per block) for the rare wait (async functions per chunk showed in the lock-step profile).
  */
 export function createFileReader(handle: FileHandle, chunkSize = 64 * 1024): BlockReader {
   let position = 0;
+  // The current chunk and how much of it was handed out.
   let chunk: Buffer = Buffer.alloc(0);
+  let used = 0;
   let eof = false;
   let closed = false;
-  // The read-ahead never rejects (nobody may be waiting for it yet): a failure is kept as a value
-  // and thrown to the reader that takes the chunk.
+  // The read-ahead: its result once it arrived (a failure is kept as a value and thrown to the
+  // reader that takes it), and a promise that settles when it arrives (never rejects).
   type Chunk = { data: Buffer; full: boolean } | { error: unknown };
-  let ahead: Promise<Chunk> | undefined;
-  const readChunk = async (min: number): Promise<Chunk> => {
+  let arrived: Chunk | undefined;
+  let reading: Promise<void> | undefined;
+  const readAhead = (min: number): void => {
     // A fresh buffer per chunk: blocks handed out earlier are views into old chunks and must stay
     // intact while they wait in the retransmission window.
     const buf = Buffer.allocUnsafe(Math.max(chunkSize, min));
     const at = position;
     position += buf.length;
-    try {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, at);
-      return { data: buf.subarray(0, bytesRead), full: bytesRead === buf.length };
-    } catch (error) {
-      return { error };
-    }
+    reading = new Promise<void>((resolve) => {
+      readAt(handle.fd, buf, 0, buf.length, at, (error, bytesRead) => {
+        arrived = error ? { error } : { data: buf.subarray(0, bytesRead), full: bytesRead === buf.length };
+        reading = undefined;
+        resolve();
+      });
+    });
   };
-  const takeChunk = async (min: number): Promise<void> => {
-    const next = await (ahead ?? readChunk(min));
-    ahead = undefined;
+  /** Append the arrived chunk to what is left of the current one; start the next read. */
+  const take = (next: Chunk): void => {
+    arrived = undefined;
     if ('error' in next) throw next.error;
-    if (next.data.length > 0) chunk = chunk.length > 0 ? Buffer.concat([chunk, next.data]) : next.data;
+    const rest = chunk.length - used;
+    if (next.data.length > 0) chunk = rest > 0 ? Buffer.concat([chunk.subarray(used), next.data]) : next.data;
+    else chunk = chunk.subarray(used);
+    used = 0;
     if (!next.full) eof = true;
-    // Read ahead: the next chunk is on its way while this one is being sent.
-    else if (!closed) ahead = readChunk(chunkSize);
+    else if (!closed) readAhead(chunkSize);
   };
   const slice = (size: number): Buffer => {
-    const take = Math.min(size, chunk.length);
-    const out = chunk.subarray(0, take);
-    chunk = chunk.subarray(take);
+    const end = Math.min(used + size, chunk.length);
+    const out = chunk.subarray(used, end);
+    used = end;
     return out;
   };
   return {
     readSync(size) {
-      if (chunk.length >= size || eof) return slice(size);
+      if (chunk.length - used >= size || eof) return slice(size);
+      // The read-ahead already arrived: take it now (a failure is left for read() to throw).
+      if (arrived !== undefined && !('error' in arrived)) {
+        take(arrived);
+        if (chunk.length - used >= size || eof) return slice(size);
+      }
+      if (arrived === undefined && reading === undefined && !closed) readAhead(size);
       return undefined;
     },
     async read(size) {
-      while (chunk.length < size && !eof) await takeChunk(size);
+      while (chunk.length - used < size && !eof) {
+        if (arrived === undefined && reading === undefined) readAhead(size);
+        if (reading !== undefined) await reading;
+        if (arrived !== undefined) take(arrived);
+      }
       return slice(size);
     },
     async close() {
       if (closed) return;
       closed = true;
-      await ahead;
+      await reading;
       await handle.close();
     },
   };

@@ -65,6 +65,13 @@ export interface TransferContext {
 
 type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
 
+/** A DATA header with its opcode written; the block number goes in bytes 2-3. */
+function dataHeader(): Buffer {
+  const header = Buffer.alloc(4);
+  header[1] = OPCODE.DATA;
+  return header;
+}
+
 /** True when two requests are the same (a client repeating its RRQ). */
 export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
   return a.filename === b.filename && a.mode.toLowerCase() === b.mode.toLowerCase() && JSON.stringify(a.options) === JSON.stringify(b.options);
@@ -89,7 +96,10 @@ export class Transfer {
   private retryRequest: RequestPacket | undefined;
   private gotAck = false;
   // Window state, in absolute block numbers (wire number = abs & 0xffff, RFC 1350 rollover).
-  private window: Buffer[] = []; // blocks acked+1 .. readCount, kept until acknowledged
+  // Blocks acked+1 .. readCount, kept until acknowledged, are window[windowHead ...]: an ACK
+  // moves the head instead of splicing the array (compacted once the head has run far).
+  private window: Buffer[] = [];
+  private windowHead = 0;
   private acked = 0;
   private readCount = 0;
   private nextSend = 1;
@@ -98,7 +108,12 @@ export class Transfer {
   private bytesRead = 0;
   private retriesLeft: number;
   private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
+  /** When the transfer times out (ms epoch); progress moves it, the timer checks it when it fires. */
+  private due = 0;
+  /** When the running timer fires (ms epoch). */
+  private timerDue = 0;
+  /** The DATA header (opcode, block number), reused while sends complete synchronously. */
+  private header = dataHeader();
   private filling = false;
   private duplicateAcks = 0;
   private retransmits = 0;
@@ -138,7 +153,7 @@ export class Transfer {
     this.repeatedRequests += 1;
     if (this.state === 'negotiating') {
       this.sendOack();
-    } else if (this.state === 'sending' && this.window[0] !== undefined && this.acked === 0) {
+    } else if (this.state === 'sending' && this.window[this.windowHead] !== undefined && this.acked === 0) {
       this.sendBlock(1);
       this.arm(this.ctx.pendingMs);
     }
@@ -274,16 +289,21 @@ export class Transfer {
     }
   }
 
-  /** Send DATA for absolute block `abs` (in the window): header + block view, no copy, no callback. */
+  /**
+   * Send DATA for absolute block `abs` (in the window): header + block view, no copy, no
+   * callback. The header is reused while the kernel takes every datagram at once (libuv tries
+   * the send synchronously); a datagram left queued keeps its header, and the next gets a new one.
+   */
   private sendBlock(abs: number): void {
-    const data = this.window[abs - this.acked - 1];
+    const data = this.window[this.windowHead + abs - this.acked - 1];
     const socket = this.socket;
     if (data === undefined || !socket) return;
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt16BE(OPCODE.DATA, 0);
-    header.writeUInt16BE(abs & 0xffff, 2);
+    const header = this.header;
+    header[2] = (abs >> 8) & 0xff;
+    header[3] = abs & 0xff;
     try {
       socket.send([header, data]);
+      if (socket.getSendQueueCount?.() !== 0) this.header = dataHeader();
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
     }
@@ -310,16 +330,30 @@ export class Transfer {
     this.arm(this.ctx.pendingMs);
   }
 
-  /** (Re)start the one timer of this transfer; refresh() when the interval is unchanged. */
+  /**
+   * Time out `ms` from now. Progress only moves the deadline (no timer call per block): the one
+   * timer of the transfer is replaced only when the new deadline is earlier than the timer, and
+   * a timer that fires before the deadline sleeps again for the rest.
+   */
   private arm(ms: number): void {
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
+    const due = Date.now() + ms;
+    this.due = due;
+    if (this.timer !== undefined && this.timerDue <= due) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    const left = this.due - Date.now();
+    if (left > 0) {
+      this.timerDue = this.due;
+      this.timer = setTimeout(this.onTimer, left);
       return;
     }
-    if (this.timer) clearTimeout(this.timer);
-    this.timerMs = ms;
-    this.timer = setTimeout(() => this.onTimeout(), ms);
-  }
+    this.onTimeout();
+  };
 
   private onTimeout(): void {
     if (this.state === 'done') return;
@@ -368,6 +402,11 @@ export class Transfer {
     if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) {
       // Cannot happen on a connected socket; a test factory's socket might not be connected.
       this.log.debug({ from: `${rinfo.address}:${rinfo.port}`, bytes: msg.length }, 'tftp datagram from unknown transfer id dropped');
+      return;
+    }
+    // The datagram of every block: an ACK (opcode 4, RFC 1350 section 5), read in place.
+    if (msg.length >= 4 && msg[0] === 0 && msg[1] === OPCODE.ACK) {
+      this.onAck((msg[2]! << 8) | msg[3]!);
       return;
     }
     let packet: TftpPacket;
@@ -432,7 +471,14 @@ export class Transfer {
       return;
     }
     this.firstAck();
-    this.window.splice(0, k - this.acked);
+    this.windowHead += k - this.acked;
+    if (this.windowHead >= this.window.length) {
+      this.window.length = 0;
+      this.windowHead = 0;
+    } else if (this.windowHead > 1024) {
+      this.window.splice(0, this.windowHead);
+      this.windowHead = 0;
+    }
     this.acked = k;
     this.retriesLeft = this.ctx.retries;
     if (this.lastBlock !== undefined && k === this.lastBlock) {
@@ -613,6 +659,7 @@ export class Transfer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.window = [];
+    this.windowHead = 0;
     this.closeSocket();
     if (this.reader) {
       const reader = this.reader;
