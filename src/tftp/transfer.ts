@@ -5,14 +5,13 @@
  * negotiate.ts (RFC 2347/2348/2349, RFC 7440); the listening socket, admission and slot limits
  * live in server.ts.
  *
- * The hot path is written for a boot storm on two cores:
- * - the transfer socket is connected to the client (`connect()`), so a send passes no address
- *   (no `dns.lookup` + nextTick per datagram) and the kernel drops datagrams from any other
- *   address or port (they get ICMP port unreachable, as with tftpd-hpa's connected sockets);
- * - DATA goes out as a vectored send of a 4-byte header and a view of the block (no copy);
+ * The hot path is written for a boot storm on two cores (the socket side, connected and
+ * vectored, is transfer-socket.ts):
  * - blocks come synchronously from memory (the boot-file cache, or the read-ahead chunk of a
  *   large file), so a window is sent from one call with no promise per block;
- * - the retransmission timer is created once and `refresh()`ed on progress.
+ * - an ACK is read in place (no decoded object) and moves the window's head (no splice);
+ * - progress moves a deadline; the one timer of a transfer is touched only when it fires or
+ *   must fire earlier (a timer call per block showed in the lock-step profile).
  *
  * Bounds (the lab segment is untrusted):
  * - before the client's first ACK nothing is retransmitted on a timer: an RRQ from a spoofed or
@@ -30,13 +29,10 @@ import type { FileCache } from './file-cache.js';
 import { clip, type BlockReader } from './files.js';
 import { negotiateOptions, type Negotiated, type NegotiationLimits } from './negotiate.js';
 import { openReadSource, type VirtualFiles } from './read-source.js';
-import { decodePacket, encodePacket, OPCODE, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
+import { TransferSocket, type TftpSocketFactory } from './transfer-socket.js';
+import { decodePacket, OPCODE, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
 
-/**
- * Creates the UDP sockets the server uses: the listening socket and one per transfer. Tests pass
- * a factory returning sockets that drop, duplicate or delay datagrams.
- */
-export type TftpSocketFactory = (role: 'listen' | 'transfer') => dgram.Socket;
+export type { TftpSocketFactory } from './transfer-socket.js';
 
 /** What a transfer needs from its server. */
 export interface TransferContext {
@@ -65,13 +61,6 @@ export interface TransferContext {
 
 type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
 
-/** A DATA header with its opcode written; the block number goes in bytes 2-3. */
-function dataHeader(): Buffer {
-  const header = Buffer.alloc(4);
-  header[1] = OPCODE.DATA;
-  return header;
-}
-
 /** True when two requests are the same (a client repeating its RRQ). */
 export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
   return a.filename === b.filename && a.mode.toLowerCase() === b.mode.toLowerCase() && JSON.stringify(a.options) === JSON.stringify(b.options);
@@ -87,7 +76,7 @@ export class Transfer {
   private state: TransferState = 'resolving';
   private readonly ctx: TransferContext;
   private readonly log: Logger;
-  private socket: dgram.Socket | undefined;
+  private readonly io: TransferSocket;
   private reader: BlockReader | undefined;
   private negotiated: Negotiated = { blksize: 512, windowsize: 1, timeoutMs: 1000, tsize: undefined, oack: undefined };
   private name = '';
@@ -112,14 +101,10 @@ export class Transfer {
   private due = 0;
   /** When the running timer fires (ms epoch). */
   private timerDue = 0;
-  /** The DATA header (opcode, block number), reused while sends complete synchronously. */
-  private header = dataHeader();
   private filling = false;
   private duplicateAcks = 0;
   private retransmits = 0;
   private repeatedRequests = 0;
-  private pendingSends = 0;
-  private closeWhenFlushed = false;
   /** After the last block went out, the client acknowledged the block before it again: it lacks the last one. */
   private lastBlockMissed = false;
 
@@ -129,6 +114,7 @@ export class Transfer {
     this.client = client;
     this.key = `${client.address}:${client.port}`;
     this.log = ctx.log.child({ client: this.key });
+    this.io = new TransferSocket(this.log);
     this.retriesLeft = ctx.retries;
   }
 
@@ -195,7 +181,15 @@ export class Transfer {
       },
       'tftp read request',
     );
-    await this.openSocket();
+    await this.io.open(ctx.createSocket, ctx.host, this.client, {
+      message: (msg, rinfo) => this.onMessage(msg, rinfo),
+      error: (err) => this.onSocketError(err),
+      setupError: (err) => {
+        this.log.error({ err: err.message }, 'tftp transfer socket setup failed');
+        this.refuse(TFTP_ERROR.NOT_DEFINED, 'server error', 'bind-error', 'error');
+      },
+      ended: () => this.isDone(),
+    });
     if (this.isDone()) return;
     if (this.negotiated.oack) {
       this.state = 'negotiating';
@@ -204,41 +198,6 @@ export class Transfer {
       this.state = 'sending';
       this.pump();
     }
-  }
-
-  /** Bind an ephemeral port on the server's address and connect it to the client. */
-  private openSocket(): Promise<void> {
-    return new Promise((resolve) => {
-      const socket = this.ctx.createSocket('transfer');
-      this.socket = socket;
-      const onSetupError = (err: Error): void => {
-        this.log.error({ err: err.message }, 'tftp transfer socket setup failed');
-        this.refuse(TFTP_ERROR.NOT_DEFINED, 'server error', 'bind-error', 'error');
-        resolve();
-      };
-      socket.once('error', onSetupError);
-      // Closed before the setup completed (transfer aborted): nothing more will happen.
-      socket.once('close', () => resolve());
-      socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-        try {
-          this.onMessage(msg, rinfo);
-        } catch (err) {
-          this.log.error({ err: (err as Error).message }, 'tftp transfer message handler failed');
-        }
-      });
-      try {
-        socket.bind(0, this.ctx.host, () => {
-          if (this.isDone()) return;
-          socket.connect(this.client.port, this.client.address, () => {
-            socket.off('error', onSetupError);
-            socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError(err));
-            resolve();
-          });
-        });
-      } catch (err) {
-        onSetupError(err as Error);
-      }
-    });
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {
@@ -268,65 +227,14 @@ export class Transfer {
     this.end();
   }
 
-  /** Send a control packet (OACK, ERROR); the socket closes only once such a send is flushed. */
-  private send(packet: TftpPacket): void {
-    const socket = this.socket;
-    if (!socket) return;
-    this.pendingSends += 1;
-    const done = (): void => {
-      this.pendingSends -= 1;
-      if (this.pendingSends === 0 && this.closeWhenFlushed) this.closeSocket();
-    };
-    try {
-      socket.send(encodePacket(packet), (err) => {
-        if (err) this.log.debug({ err: err.message }, 'tftp send failed');
-        done();
-      });
-    } catch (err) {
-      // The socket was closed under us (transfer ended or server stopping).
-      this.log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
-      done();
-    }
-  }
-
-  /**
-   * Send DATA for absolute block `abs` (in the window): header + block view, no copy, no
-   * callback. The header is reused while the kernel takes every datagram at once (libuv tries
-   * the send synchronously); a datagram left queued keeps its header, and the next gets a new one.
-   */
+  /** Send DATA for absolute block `abs` from the window. */
   private sendBlock(abs: number): void {
     const data = this.window[this.windowHead + abs - this.acked - 1];
-    const socket = this.socket;
-    if (data === undefined || !socket) return;
-    const header = this.header;
-    header[2] = (abs >> 8) & 0xff;
-    header[3] = abs & 0xff;
-    try {
-      socket.send([header, data]);
-      if (socket.getSendQueueCount?.() !== 0) this.header = dataHeader();
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'tftp send on closed socket');
-    }
-  }
-
-  /** Close the transfer socket; a datagram still queued (the final ERROR) is sent first. */
-  private closeSocket(): void {
-    const socket = this.socket;
-    if (!socket) return;
-    if (this.pendingSends > 0) {
-      this.closeWhenFlushed = true;
-      return;
-    }
-    this.socket = undefined;
-    try {
-      socket.close();
-    } catch {
-      // already closed
-    }
+    if (data !== undefined) this.io.sendData(abs, data);
   }
 
   private sendOack(): void {
-    this.send({ op: 'oack', options: this.negotiated.oack ?? [] });
+    this.io.send({ op: 'oack', options: this.negotiated.oack ?? [] });
     this.arm(this.ctx.pendingMs);
   }
 
@@ -414,7 +322,7 @@ export class Transfer {
       packet = decodePacket(msg);
     } catch (err) {
       if (err instanceof TftpDecodeError && err.reason === 'unknown-opcode') {
-        this.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
+        this.io.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
         this.fail('illegal-operation', undefined, undefined);
         return;
       }
@@ -430,7 +338,7 @@ export class Transfer {
         return;
       default:
         // RFC 1350: only ACK and ERROR make sense from a reading client.
-        this.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
+        this.io.send({ op: 'error', code: TFTP_ERROR.ILLEGAL_OPERATION, message: 'illegal tftp operation' });
         this.fail('illegal-operation', undefined, undefined);
     }
   }
@@ -638,7 +546,7 @@ export class Transfer {
   /** Give up: optionally tell the client, log, record, close. */
   private fail(reason: string, code: number | undefined, message: string | undefined): void {
     if (this.state === 'done') return;
-    if (code !== undefined && message !== undefined) this.send({ op: 'error', code, message });
+    if (code !== undefined && message !== undefined) this.io.send({ op: 'error', code, message });
     const ms = Date.now() - this.startedAt;
     this.log.warn({ file: this.name, mac: this.mac, reason, bytes: this.bytesSentAcked(), ms, blksize: this.negotiated.blksize }, 'tftp transfer failed');
     this.ctx.record('tftp-error', this.client.address, { file: this.name, reason, bytes: this.bytesSentAcked(), blksize: this.negotiated.blksize, ms });
@@ -660,7 +568,7 @@ export class Transfer {
     this.timer = undefined;
     this.window = [];
     this.windowHead = 0;
-    this.closeSocket();
+    this.io.close();
     if (this.reader) {
       const reader = this.reader;
       this.reader = undefined;
