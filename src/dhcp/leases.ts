@@ -12,10 +12,14 @@
  *  - expired and released records are kept as "previous address" hints: a returning client gets
  *    its old address back while it is free, and other clients get those addresses only when no
  *    never-used address is left (longest-expired first), as dnsmasq and ISC dhcpd do.
+ *
+ * Addresses are 32-bit numbers inside the pool (the tables, the free-address scan, every
+ * availability check); the dotted text is made only at the edges: the records handed out (the
+ * lease journal's format and the API's), the replies and the reasons logged.
  */
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../identity.js';
-import { broadcastOf, inSubnet, ipToNumber, numberToIp, type Subnet } from './subnet.js';
+import { inSubnet, ipToNumber, numberToIp, type Subnet } from './subnet.js';
 
 /** Error code of a bad `--dhcp-range`. */
 export const ERR_DHCP_RANGE = 'ERR_DHCP_RANGE';
@@ -131,10 +135,26 @@ export type RequestResult = { ok: true; lease: Lease; reservation?: Reservation 
 const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 
 interface ReservationIndex {
-  /** Reserved address -> normalised MAC. */
-  byIp: Map<string, string>;
-  /** The reservation of a (normalised) MAC on `subnet`. */
-  mine(mac: string, subnet: Subnet): Reservation | undefined;
+  /** Reserved address (number) -> normalised MAC. */
+  byIp: Map<number, string>;
+  /** The reservation of a (normalised) MAC on `subnet`, with its address as a number. */
+  mine(mac: string, subnet: Subnet): { reservation: Reservation; n: number } | undefined;
+}
+
+/** A lease record in the tables, with its address as a number. */
+interface Held {
+  lease: Lease;
+  n: number;
+}
+
+/** The mask of a prefix length, as an unsigned 32-bit number. */
+function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** True when the address `n` is on `subnet`. */
+function onSubnet(n: number, subnet: Subnet): boolean {
+  return (n & maskOf(subnet.prefix)) >>> 0 === subnet.network;
 }
 
 /** Options of `LeasePool`. */
@@ -158,14 +178,14 @@ export interface LeasePoolOptions {
  */
 export class LeasePool {
   readonly #ranges: Array<{ start: number; end: number; subnet: Subnet }>;
-  readonly #exclude: Set<string>;
+  readonly #exclude: Set<number>;
   readonly #reservations: () => Reservation[];
   readonly #offerHoldMs: number;
   readonly #declineMs: number;
   readonly #onChange: (change: LeaseChange) => void;
-  readonly #byKey = new Map<string, Lease>();
-  readonly #byIp = new Map<string, Lease>();
-  readonly #declined = new Map<string, DeclinedAddress>();
+  readonly #byKey = new Map<string, Held>();
+  readonly #byIp = new Map<number, Held>();
+  readonly #declined = new Map<number, DeclinedAddress>();
   /** Per range: where the next search for a never-used address starts. */
   readonly #cursor: number[] = [];
 
@@ -174,7 +194,7 @@ export class LeasePool {
       validateRange(r, r.subnet);
       return { start: ipToNumber(r.start)!, end: ipToNumber(r.end)!, subnet: r.subnet };
     });
-    this.#exclude = new Set(options.exclude ?? []);
+    this.#exclude = new Set((options.exclude ?? []).flatMap((ip) => ipToNumber(ip) ?? []));
     this.#reservations = options.reservations ?? (() => []);
     this.#offerHoldMs = options.offerHoldMs ?? 60_000;
     this.#declineMs = options.declineMs ?? 600_000;
@@ -187,35 +207,42 @@ export class LeasePool {
     this.#byIp.clear();
     this.#declined.clear();
     const sorted = [...snapshot.leases].sort((a, b) => a.expiresAt - b.expiresAt);
-    for (const lease of sorted) this.#put({ ...lease });
-    for (const d of snapshot.declined) this.#declined.set(d.ip, { ...d });
+    for (const lease of sorted) {
+      const n = ipToNumber(lease.ip);
+      if (n !== undefined) this.#put({ lease: { ...lease }, n });
+    }
+    for (const d of snapshot.declined) {
+      const n = ipToNumber(d.ip);
+      if (n !== undefined) this.#declined.set(n, { ...d });
+    }
   }
 
   /** All records and declined addresses, for persistence. */
   snapshot(): LeaseSnapshot {
     return {
-      leases: [...this.#byKey.values()].map((l) => ({ ...l })).sort((a, b) => ipToNumber(a.ip)! - ipToNumber(b.ip)!),
+      leases: [...this.#byKey.values()].sort((a, b) => a.n - b.n).map((h) => ({ ...h.lease })),
       declined: [...this.#declined.values()].map((d) => ({ ...d })),
     };
   }
 
   /** The record of a client key, if any (expired ones included). */
   leaseOf(key: string): Lease | undefined {
-    const l = this.#byKey.get(key);
-    return l ? { ...l } : undefined;
+    const h = this.#byKey.get(key);
+    return h ? { ...h.lease } : undefined;
   }
 
   /** The record holding an address, if any. */
   leaseAt(ip: string): Lease | undefined {
-    const l = this.#byIp.get(ip);
-    return l ? { ...l } : undefined;
+    const n = ipToNumber(ip);
+    const h = n === undefined ? undefined : this.#byIp.get(n);
+    return h ? { ...h.lease } : undefined;
   }
 
   /** Counts for stats and metrics. */
   usage(now: number): { size: number; bound: number; offered: number; declined: number; reserved: number } {
     let bound = 0;
     let offered = 0;
-    for (const l of this.#byKey.values()) {
+    for (const { lease: l } of this.#byKey.values()) {
       if (l.expiresAt <= now) continue;
       if (l.state === 'bound') bound += 1;
       else if (l.state === 'offered') offered += 1;
@@ -227,7 +254,7 @@ export class LeasePool {
 
   /** The reservation of a MAC inside `subnet`, if any. */
   reservationFor(mac: string, subnet: Subnet): Reservation | undefined {
-    return this.#indexReservations().mine(normalizeMac(mac) ?? mac, subnet);
+    return this.#indexReservations().mine(normalizeMac(mac) ?? mac, subnet)?.reservation;
   }
 
   /**
@@ -235,7 +262,9 @@ export class LeasePool {
    * client's own reservation may lie outside the dynamic range.
    */
   unavailable(ip: string, client: ClientRef, subnet: Subnet, now: number): string | undefined {
-    return this.#unavailable(ip, client, subnet, now, this.#indexReservations());
+    const n = ipToNumber(ip);
+    if (n === undefined) return `${JSON.stringify(ip)} is not an ipv4 address`;
+    return this.#unavailable(n, client, subnet, now, this.#indexReservations());
   }
 
   /**
@@ -248,20 +277,21 @@ export class LeasePool {
   offer(client: ClientRef, subnet: Subnet, now: number, requestedIp?: string): OfferResult {
     // One call of the (store-backed) reservation source per decision, not one per address.
     const index = this.#indexReservations();
-    const reservation = index.mine(client.mac, subnet);
-    if (reservation) {
-      const why = this.#unavailable(reservation.ip, client, subnet, now, index);
+    const mine = index.mine(client.mac, subnet);
+    if (mine) {
+      const why = this.#unavailable(mine.n, client, subnet, now, index);
       if (why) return { ok: false, reason: `reserved address unavailable: ${why}`, exhausted: false };
-      return { ok: true, ip: reservation.ip, reservation, lease: this.#hold(client, reservation.ip, now), reused: 'reservation' };
+      return { ok: true, ip: mine.reservation.ip, reservation: mine.reservation, lease: this.#hold(client, mine.n, now), reused: 'reservation' };
     }
     const current = this.#byKey.get(client.key);
-    if (current && this.#unavailable(current.ip, client, subnet, now, index) === undefined) {
-      return { ok: true, ip: current.ip, lease: this.#hold(client, current.ip, now), reused: 'current' };
+    if (current && this.#unavailable(current.n, client, subnet, now, index) === undefined) {
+      return { ok: true, ip: current.lease.ip, lease: this.#hold(client, current.n, now), reused: 'current' };
     }
-    if (requestedIp !== undefined && this.#unavailable(requestedIp, client, subnet, now, index) === undefined) {
-      return { ok: true, ip: requestedIp, lease: this.#hold(client, requestedIp, now), reused: 'requested' };
+    const requested = requestedIp === undefined ? undefined : ipToNumber(requestedIp);
+    if (requested !== undefined && this.#unavailable(requested, client, subnet, now, index) === undefined) {
+      return { ok: true, ip: numberToIp(requested), lease: this.#hold(client, requested, now), reused: 'requested' };
     }
-    let oldest: Lease | undefined;
+    let oldest: Held | undefined;
     for (const [i, r] of this.#ranges.entries()) {
       if (r.subnet.network !== subnet.network || r.subnet.prefix !== subnet.prefix) continue;
       const size = r.end - r.start + 1;
@@ -269,21 +299,24 @@ export class LeasePool {
       for (let k = 0; k < size; k++) {
         let n = from + k;
         if (n > r.end) n -= size;
-        const ip = numberToIp(n);
-        if (index.byIp.has(ip)) continue; // reserved for another MAC (this client has none here)
-        const holder = this.#byIp.get(ip);
+        if (index.byIp.has(n)) continue; // reserved for another MAC (this client has none here)
+        const holder = this.#byIp.get(n);
         if (holder) {
-          if (holder.expiresAt <= now && (!oldest || holder.expiresAt < oldest.expiresAt) && this.#unavailable(ip, client, subnet, now, index) === undefined)
+          if (
+            holder.lease.expiresAt <= now &&
+            (!oldest || holder.lease.expiresAt < oldest.lease.expiresAt) &&
+            this.#unavailable(n, client, subnet, now, index) === undefined
+          )
             oldest = holder;
           continue;
         }
-        if (this.#unavailable(ip, client, subnet, now, index) === undefined) {
+        if (this.#unavailable(n, client, subnet, now, index) === undefined) {
           this.#cursor[i] = n + 1 > r.end ? r.start : n + 1;
-          return { ok: true, ip, lease: this.#hold(client, ip, now), reused: 'new' };
+          return { ok: true, ip: numberToIp(n), lease: this.#hold(client, n, now), reused: 'new' };
         }
       }
     }
-    if (oldest) return { ok: true, ip: oldest.ip, lease: this.#hold(client, oldest.ip, now), reused: 'expired' };
+    if (oldest) return { ok: true, ip: oldest.lease.ip, lease: this.#hold(client, oldest.n, now), reused: 'expired' };
     return { ok: false, reason: `no free address on ${subnet.cidr}: every address is leased, offered, reserved or declined`, exhausted: true };
   }
 
@@ -292,17 +325,19 @@ export class LeasePool {
    * is acceptable; otherwise the reason (the caller sends a NAK).
    */
   request(client: ClientRef, ip: string, subnet: Subnet, now: number, leaseMs: number): RequestResult {
+    const n = ipToNumber(ip);
+    if (n === undefined) return { ok: false, reason: `${JSON.stringify(ip)} is not an ipv4 address` };
     const index = this.#indexReservations();
-    const why = this.#unavailable(ip, client, subnet, now, index);
+    const why = this.#unavailable(n, client, subnet, now, index);
     if (why) return { ok: false, reason: why };
-    const lease = this.#assign(client, ip, { state: 'bound', expiresAt: now + leaseMs, bound: true });
-    const reservation = index.mine(client.mac, subnet);
+    const lease = this.#assign(client, n, { state: 'bound', expiresAt: now + leaseMs, bound: true });
+    const reservation = index.mine(client.mac, subnet)?.reservation;
     return reservation ? { ok: true, lease, reservation } : { ok: true, lease };
   }
 
   /** DHCPRELEASE: the client's lease on `ip` ends now (its record stays as a previous-address hint). */
   release(client: ClientRef, ip: string, now: number): boolean {
-    const lease = this.#byKey.get(client.key);
+    const lease = this.#byKey.get(client.key)?.lease;
     if (!lease || lease.ip !== ip) return false;
     lease.state = 'released';
     lease.expiresAt = Math.min(lease.expiresAt, now);
@@ -315,12 +350,13 @@ export class LeasePool {
    * use for the decline time and the client's record is dropped so it gets another address.
    */
   decline(client: ClientRef, ip: string, now: number): boolean {
-    const lease = this.#byKey.get(client.key);
-    if (!lease || lease.ip !== ip) return false;
+    const held = this.#byKey.get(client.key);
+    if (!held || held.lease.ip !== ip) return false;
+    const lease = held.lease;
     this.#byKey.delete(lease.key);
-    this.#byIp.delete(lease.ip);
+    this.#byIp.delete(held.n);
     const declined = { ip, until: now + this.#declineMs, mac: client.mac };
-    this.#declined.set(ip, declined);
+    this.#declined.set(held.n, declined);
     this.#onChange({ op: 'drop', key: lease.key });
     this.#onChange({ op: 'decline', declined: { ...declined } });
     return true;
@@ -331,15 +367,16 @@ export class LeasePool {
    * was never bound, so the address is free again at once.
    */
   abandonOffer(client: ClientRef, now: number): boolean {
-    const lease = this.#byKey.get(client.key);
-    if (!lease || lease.state !== 'offered' || lease.expiresAt <= now) return false;
+    const held = this.#byKey.get(client.key);
+    const lease = held?.lease;
+    if (!held || !lease || lease.state !== 'offered' || lease.expiresAt <= now) return false;
     if (lease.bound) {
       lease.state = 'released';
       lease.expiresAt = now;
       this.#onChange({ op: 'put', lease: { ...lease } });
     } else {
       this.#byKey.delete(lease.key);
-      this.#byIp.delete(lease.ip);
+      this.#byIp.delete(held.n);
       this.#onChange({ op: 'drop', key: lease.key });
     }
     return true;
@@ -350,13 +387,14 @@ export class LeasePool {
    * lease (lease-rate.ts counts only new ones).
    */
   holdsLease(client: ClientRef, now: number): boolean {
-    const own = this.#byKey.get(client.key);
+    const own = this.#byKey.get(client.key)?.lease;
     return own !== undefined && own.expiresAt > now && own.state !== 'released';
   }
 
   /** The MAC an address is reserved for, if it is (normalised). */
   reservedFor(ip: string): string | undefined {
-    return this.#indexReservations().byIp.get(ip);
+    const n = ipToNumber(ip);
+    return n === undefined ? undefined : this.#indexReservations().byIp.get(n);
   }
 
   /** Forget declines that have run out; returns how many. */
@@ -373,62 +411,64 @@ export class LeasePool {
 
   /** Normalised reservations, read once per decision. */
   #indexReservations(): ReservationIndex {
-    const byIp = new Map<string, string>();
-    const byMac = new Map<string, Reservation[]>();
+    const byIp = new Map<number, string>();
+    const byMac = new Map<string, Array<{ reservation: Reservation; n: number }>>();
     for (const r of this.#reservations()) {
+      const n = ipToNumber(r.ip);
+      if (n === undefined) continue; // the store validates addresses; a broken one reserves nothing
       // Store records are already canonical (schema.ts): skip the rewrite for those.
       const mac = CANONICAL_MAC.test(r.mac) ? r.mac : (normalizeMac(r.mac) ?? r.mac.toLowerCase());
-      const entry = mac === r.mac ? r : { ...r, mac };
-      byIp.set(r.ip, mac);
+      const entry = { reservation: mac === r.mac ? r : { ...r, mac }, n };
+      byIp.set(n, mac);
       const list = byMac.get(mac);
       if (list) list.push(entry);
       else byMac.set(mac, [entry]);
     }
-    return { byIp, mine: (mac, subnet) => byMac.get(mac)?.find((r) => inSubnet(r.ip, subnet)) };
+    return { byIp, mine: (mac, subnet) => byMac.get(mac)?.find((r) => onSubnet(r.n, subnet)) };
   }
 
-  #unavailable(ip: string, client: ClientRef, subnet: Subnet, now: number, index: ReservationIndex): string | undefined {
-    const n = ipToNumber(ip);
-    if (n === undefined) return `${JSON.stringify(ip)} is not an ipv4 address`;
-    if (!inSubnet(ip, subnet)) return `${ip} is not on ${subnet.cidr}`;
-    if (n === subnet.network && subnet.prefix < 31) return `${ip} is the network address of ${subnet.cidr}`;
-    if (ip === broadcastOf(subnet) && subnet.prefix < 31) return `${ip} is the broadcast address of ${subnet.cidr}`;
-    if (this.#exclude.has(ip)) return `${ip} is the server's own address`;
-    const declined = this.#declined.get(ip);
-    if (declined && declined.until > now) return `${ip} was declined (in use on the network) until ${new Date(declined.until).toISOString()}`;
-    const reservedFor = index.byIp.get(ip);
-    if (reservedFor !== undefined && reservedFor !== client.mac) return `${ip} is reserved for ${reservedFor}`;
+  #unavailable(n: number, client: ClientRef, subnet: Subnet, now: number, index: ReservationIndex): string | undefined {
+    if (!onSubnet(n, subnet)) return `${numberToIp(n)} is not on ${subnet.cidr}`;
+    if (n === subnet.network && subnet.prefix < 31) return `${numberToIp(n)} is the network address of ${subnet.cidr}`;
+    if (n === (subnet.network | ~maskOf(subnet.prefix)) >>> 0 && subnet.prefix < 31) return `${numberToIp(n)} is the broadcast address of ${subnet.cidr}`;
+    if (this.#exclude.has(n)) return `${numberToIp(n)} is the server's own address`;
+    const declined = this.#declined.get(n);
+    if (declined && declined.until > now) return `${numberToIp(n)} was declined (in use on the network) until ${new Date(declined.until).toISOString()}`;
+    const reservedFor = index.byIp.get(n);
+    if (reservedFor !== undefined && reservedFor !== client.mac) return `${numberToIp(n)} is reserved for ${reservedFor}`;
     const mine = index.mine(client.mac, subnet);
-    if (mine && mine.ip !== ip) return `${client.mac} has the reservation ${mine.ip}`;
-    const holder = this.#byIp.get(ip);
+    if (mine && mine.n !== n) return `${client.mac} has the reservation ${mine.reservation.ip}`;
+    const holder = this.#byIp.get(n)?.lease;
     if (holder && holder.key !== client.key && holder.expiresAt > now) {
-      return `${ip} is ${holder.state === 'offered' ? 'offered' : 'leased'} to ${holder.key} until ${new Date(holder.expiresAt).toISOString()}`;
+      return `${numberToIp(n)} is ${holder.state === 'offered' ? 'offered' : 'leased'} to ${holder.key} until ${new Date(holder.expiresAt).toISOString()}`;
     }
-    if (!mine && !this.#ranges.some((r) => r.subnet.network === subnet.network && n >= r.start && n <= r.end)) return `${ip} is outside the dynamic range`;
+    if (!mine && !this.#ranges.some((r) => r.subnet.network === subnet.network && n >= r.start && n <= r.end))
+      return `${numberToIp(n)} is outside the dynamic range`;
     return undefined;
   }
 
-  #hold(client: ClientRef, ip: string, now: number): Lease {
+  #hold(client: ClientRef, n: number, now: number): Lease {
     const current = this.#byKey.get(client.key);
     // Re-offering a live binding keeps the binding (a client that rebooted before its lease
     // ended keeps its lease; the offer does not shorten it).
-    if (current && current.ip === ip && current.state === 'bound' && current.expiresAt > now) return { ...current };
-    return this.#assign(client, ip, { state: 'offered', expiresAt: now + this.#offerHoldMs, bound: current?.ip === ip ? current.bound : false });
+    const lease = current?.n === n ? current.lease : undefined;
+    if (lease && lease.state === 'bound' && lease.expiresAt > now) return { ...lease };
+    return this.#assign(client, n, { state: 'offered', expiresAt: now + this.#offerHoldMs, bound: lease ? lease.bound : false });
   }
 
-  #assign(client: ClientRef, ip: string, fields: Pick<Lease, 'state' | 'expiresAt' | 'bound'>): Lease {
-    const lease: Lease = { key: client.key, mac: client.mac, ip, ...fields };
-    this.#put(lease);
+  #assign(client: ClientRef, n: number, fields: Pick<Lease, 'state' | 'expiresAt' | 'bound'>): Lease {
+    const lease: Lease = { key: client.key, mac: client.mac, ip: numberToIp(n), ...fields };
+    this.#put({ lease, n });
     this.#onChange({ op: 'put', lease: { ...lease } });
     return { ...lease };
   }
 
-  #put(lease: Lease): void {
-    const previousOfKey = this.#byKey.get(lease.key);
-    if (previousOfKey) this.#byIp.delete(previousOfKey.ip);
-    const previousAtIp = this.#byIp.get(lease.ip);
-    if (previousAtIp) this.#byKey.delete(previousAtIp.key);
-    this.#byKey.set(lease.key, lease);
-    this.#byIp.set(lease.ip, lease);
+  #put(held: Held): void {
+    const previousOfKey = this.#byKey.get(held.lease.key);
+    if (previousOfKey) this.#byIp.delete(previousOfKey.n);
+    const previousAtIp = this.#byIp.get(held.n);
+    if (previousAtIp) this.#byKey.delete(previousAtIp.lease.key);
+    this.#byKey.set(held.lease.key, held);
+    this.#byIp.set(held.n, held);
   }
 }
