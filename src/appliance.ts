@@ -30,6 +30,9 @@ import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
 import { createGrubFiles } from './boot/grub-files.js';
+import { createBootSessions } from './http/boot-sessions.js';
+import { grantCallback } from './http/callback-grant.js';
+import { createDiscovery } from './store/discovery.js';
 import { withBootDiagnosis } from './boot/diagnosis.js';
 import { withGrubWatch } from './boot/grub-watch.js';
 import { chooseLoader, dhcpUuidText } from './boot/loader.js';
@@ -249,10 +252,16 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const httpHost = config.httpAddress ?? config.address;
     const httpLimits = { maxConnections: config.httpMaxConnections, maxPerClient: config.httpMaxConnectionsPerClient };
     // One app for both address families: requests over IPv6 get [address6] in their URLs.
+    // Shared by HTTP and grub's TFTP scripts: one view of which address is whose machine, and
+    // the same verified facts for selection on both paths.
+    const sessions = createBootSessions({ binding: config.bootBinding, ttlSeconds: config.factsTokenSeconds, history: (mac) => events.list({ mac }) });
+    const discovery = createDiscovery({ store, state, log });
     const app = createHttpApp({
       store,
       events,
       log,
+      sessions,
+      discovery,
       address: config.address,
       // Called per request, after start() has bound the real port.
       httpPort: () => http.port(),
@@ -262,6 +271,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       apiReadToken: config.apiReadToken,
       bootBinding: config.bootBinding,
       factsTokenSeconds: config.factsTokenSeconds,
+      callbackTokenSeconds: config.callbackTokenSeconds,
       state,
       timelineStatus: () => timeline.status(),
       registry,
@@ -301,6 +311,8 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         secureBootDefault: config.secureBoot,
         log,
         events,
+        facts: (mac) => discovery.selectionFacts(mac),
+        grantCallback: (machine, mac, ip) => grantCallback({ sessions, lifetimeSeconds: config.callbackTokenSeconds }, machine, mac, ip),
       }),
     };
     const tftp: TftpServer = createTftpServer(tftpOptions);

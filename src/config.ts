@@ -68,6 +68,8 @@ export interface Config {
   readonly bootBinding: BootBinding;
   /** Lifetime of a boot's facts token, seconds. */
   readonly factsTokenSeconds: number;
+  /** Lifetime of a provisioning's callback token, seconds from the boot that started it. */
+  readonly callbackTokenSeconds: number;
   readonly tftpBlksizeMax: number;
   /** Server mode: addresses leased (`START-END`); default the upper half of the subnet. */
   readonly dhcpRange: { start: string; end: string } | undefined;
@@ -285,6 +287,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 86_400,
     default: 1800,
     help: 'lifetime of the facts token each boot script and cloud-config carries ({{ facts_token }}, FACTS_TOKEN)',
+  },
+  {
+    key: 'callbackTokenSeconds',
+    flag: 'callback-token-seconds',
+    kind: 'int',
+    min: 600,
+    max: 2_592_000,
+    default: 86_400,
+    help: 'how long after the boot that started a provisioning its callback ({{ callback_url }}) is accepted; only documents sent to the address DHCP saw for the machine carry it',
   },
   {
     key: 'dhcpFd',

@@ -12,8 +12,9 @@ import { ApplianceError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Renderer, ServerAddress } from '../http/render.js';
 import type { Logger } from '../log.js';
-import type { Db } from '../store/schema.js';
-import type { Selection, SelectQuery } from '../store/select.js';
+import { callbackDetail, grantedToken, type CallbackGrant } from '../http/callback-grant.js';
+import type { Db, Facts, Machine } from '../store/schema.js';
+import { groupDetail, type Selection, type SelectQuery } from '../store/select.js';
 import { resolveFile } from '../tftp/files.js';
 import type { VirtualFileRequest, VirtualFiles } from '../tftp/server.js';
 import { buildGrubContext, DEFAULT_GRUB_TEMPLATE, parseGrubMachinePath, peSignature, renderGrubEntry, renderGrubRetry } from './grub.js';
@@ -30,6 +31,13 @@ export interface GrubFilesDeps {
   retrySeconds?: number;
   log: Logger;
   events?: EventLog;
+  /** The machine's verified facts, for fact selectors on groups (as /ipxe selects); none: no facts. */
+  facts?: (mac: string) => Promise<Facts | undefined>;
+  /**
+   * Whether the script for `mac` sent to `ip` carries the callback token (http/callback-grant.ts:
+   * only the machine's own address); none: grub scripts never carry it.
+   */
+  grantCallback?: (machine: Machine | undefined, mac: string, ip: string) => CallbackGrant;
 }
 
 const CPU_FIRMWARE: Readonly<Record<string, LoaderFirmware>> = { x86_64: 'efi-x64', arm64: 'efi-arm64' };
@@ -62,12 +70,12 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
     };
     const firmware = CPU_FIRMWARE[grubCpu];
     if (!firmware) return fail(`grub cpu ${grubCpu} is not booted by this appliance (x86_64, arm64)`);
-    const query = { mac, arch: grubCpu };
     try {
+      const query = { mac, arch: grubCpu, facts: await deps.facts?.(mac) };
       const selection = await deps.store.selectProfile(query);
       if (selection.kind === 'none') return fail(selection.reason);
       const { profile, machine, via } = selection;
-      const choice = chooseLoader(await deps.store.snapshot(), { mac, firmware, client: 'pxe' }, deps.secureBootDefault);
+      const choice = chooseLoader(await deps.store.snapshot(), { mac, firmware, client: 'pxe', facts: query.facts }, deps.secureBootDefault);
       const secureBoot = choice.secureBoot;
       for (const source of [profile.kernel, ...profile.initrd]) {
         if (!source.startsWith('/assets/')) continue;
@@ -90,10 +98,14 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
         }
       }
       const template = profile.grub ?? DEFAULT_GRUB_TEMPLATE;
-      const context = buildGrubContext(server, { mac, arch: grubCpu }, profile, machine, via, { secureBoot, retrySeconds });
+      // A TFTP reply goes to the address the request came from: the grant rules are /ipxe's.
+      const grant: CallbackGrant = deps.grantCallback?.(machine, mac, ip) ?? { kind: 'none' };
+      const req = { mac, arch: grubCpu, callbackToken: grantedToken(grant) };
+      const context = buildGrubContext(server, req, profile, machine, via, { secureBoot, retrySeconds });
       const script = deps.renderer.render(template, { ...context });
-      log.info({ mac, ip, profile: profile.id, via, template, grubCpu, secureBoot }, 'sent grub script');
-      deps.events?.record({ type: 'grub-script', mac, ip, detail: { outcome: 'boot', profile: profile.id, via, template, secureBoot, arch: grubCpu } });
+      const detail = { profile: profile.id, via, template, secureBoot, ...groupDetail(selection), ...callbackDetail(grant) };
+      log.info({ mac, ip, grubCpu, ...detail }, 'sent grub script');
+      deps.events?.record({ type: 'grub-script', mac, ip, detail: { outcome: 'boot', ...detail, arch: grubCpu } });
       return script;
     } catch (err) {
       if (!(err instanceof ApplianceError)) log.error({ mac, err }, 'grub script failed');

@@ -15,7 +15,7 @@
  *    operator then provides `snponly-arm64.efi`).
  *  - BIOS machines always get iPXE (`undionly.kpxe`): grub's BIOS network image is not built.
  */
-import type { Db, Group, Machine, Profile } from '../store/schema.js';
+import type { Db, Facts, Group, Machine, Profile } from '../store/schema.js';
 import { selectProfile } from '../store/select.js';
 
 /** Boot loader kinds. */
@@ -42,6 +42,8 @@ export interface LoaderQuery {
   firmware: LoaderFirmware;
   /** `pxe`: firmware PXE (TFTP); `http`: UEFI HTTP boot. iPXE clients never reach here. */
   client: 'pxe' | 'http';
+  /** The machine's verified facts, where the caller has them (grub's scripts; DHCP decides without). */
+  facts?: Facts | undefined;
 }
 
 /** The loader decision for one client. */
@@ -65,7 +67,7 @@ function pick<T>(chain: ReadonlyArray<[string, T | undefined]>): { value: T; fro
 
 /** The records that may carry `bootloader` / `secureBoot` for a client, most specific first. */
 function recordsFor(db: Db, query: LoaderQuery): { machine?: Machine; group?: Group; profile?: Profile } {
-  const selection = selectProfile(db, { mac: query.mac, uuid: query.uuid, arch: buildArchOf(query.firmware) });
+  const selection = selectProfile(db, { mac: query.mac, uuid: query.uuid, arch: buildArchOf(query.firmware), facts: query.facts });
   return {
     ...(selection.machine ? { machine: selection.machine } : {}),
     ...(selection.group ? { group: selection.group } : {}),

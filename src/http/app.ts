@@ -11,7 +11,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { ConfigError } from '../errors.js';
 import { createIpmiPower } from '../power/ipmi.js';
 import { createDiscovery } from '../store/discovery.js';
+import { DEFAULT_CALLBACK_TOKEN_SECONDS, MAX_CALLBACK_TOKEN_SECONDS } from '../store/lifecycle.js';
 import { createBootSessions } from './boot-sessions.js';
+import { grantCallback } from './callback-grant.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
 import { createHttpMetrics, isInstrumented } from './metrics.js';
@@ -47,7 +49,22 @@ export function createHttpApp(deps: HttpDeps): Koa {
   if (deps.factsTokenSeconds !== undefined && !(Number.isInteger(deps.factsTokenSeconds) && deps.factsTokenSeconds >= 60 && deps.factsTokenSeconds <= 86_400)) {
     throw new ConfigError(`facts token lifetime ${deps.factsTokenSeconds} must be a whole number of seconds from 60 to 86400`);
   }
+  if (
+    deps.callbackTokenSeconds !== undefined &&
+    !(Number.isInteger(deps.callbackTokenSeconds) && deps.callbackTokenSeconds >= 600 && deps.callbackTokenSeconds <= MAX_CALLBACK_TOKEN_SECONDS)
+  ) {
+    throw new ConfigError(`callback token lifetime ${deps.callbackTokenSeconds} must be a whole number of seconds from 600 to ${MAX_CALLBACK_TOKEN_SECONDS}`);
+  }
   const log = deps.log.child({ subsystem: 'http' });
+  const discovery = deps.discovery ?? createDiscovery({ store: deps.store, log, ...(deps.state ? { state: deps.state } : {}) });
+  const sessions =
+    deps.sessions ??
+    createBootSessions({
+      ...(deps.bootBinding !== undefined ? { binding: deps.bootBinding } : {}),
+      ...(deps.factsTokenSeconds !== undefined ? { ttlSeconds: deps.factsTokenSeconds } : {}),
+      history: (mac) => deps.events.list({ mac }),
+    });
+  const grants = { sessions, lifetimeSeconds: deps.callbackTokenSeconds ?? DEFAULT_CALLBACK_TOKEN_SECONDS };
   const metrics = createHttpMetrics(deps.registry);
   const countEvents = !isInstrumented(deps.events);
   const env: RouteEnv = {
@@ -55,14 +72,12 @@ export function createHttpApp(deps: HttpDeps): Koa {
     log,
     renderer: createRenderer(deps.templatesDir),
     metrics,
-    discovery: deps.discovery ?? createDiscovery({ store: deps.store, log, ...(deps.state ? { state: deps.state } : {}) }),
+    discovery,
     power: deps.power ?? createIpmiPower(),
     digests: createDigestCache(),
-    sessions: createBootSessions({
-      ...(deps.bootBinding !== undefined ? { binding: deps.bootBinding } : {}),
-      ...(deps.factsTokenSeconds !== undefined ? { ttlSeconds: deps.factsTokenSeconds } : {}),
-      history: (mac) => deps.events.list({ mac }),
-    }),
+    sessions,
+    grantCallback: (machine, mac, ip) => grantCallback(grants, machine, mac, ip),
+    select: async (query) => deps.store.selectProfile({ ...query, facts: await discovery.selectionFacts(query.mac) }),
     server: () => ({ address: requestHost.getStore() ?? deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });

@@ -5,6 +5,7 @@
  * its text or the reason it cannot be built, in the words the machine's console would show.
  */
 import { ApplianceError } from '../errors.js';
+import { callbackToken } from '../store/lifecycle.js';
 import type { RouteEnv } from './context.js';
 import { resolveAsset } from './asset-files.js';
 import { renderMicrokernelScript, resolveMicrokernel } from './microkernel.js';
@@ -26,14 +27,16 @@ export interface BootPreview {
 const failed = (err: unknown): PreviewPart => ({ error: err instanceof ApplianceError ? err.message : `internal error: ${(err as Error).message}` });
 
 /** Render the preview for `req` (a MAC and optionally a UUID). */
-export async function previewBoot(env: RouteEnv, req: BootRequest): Promise<BootPreview> {
+export async function previewBoot(env: RouteEnv, asked: BootRequest): Promise<BootPreview> {
   const { deps } = env;
-  const selection = await deps.store.selectProfile(req);
+  const selection = await env.select(asked);
   if (selection.kind === 'none') {
-    return { mac: req.mac, profile: null, via: null, ipxe: { error: selection.reason }, cloudConfig: { error: selection.reason } };
+    return { mac: asked.mac, profile: null, via: null, ipxe: { error: selection.reason }, cloudConfig: { error: selection.reason } };
   }
   const { profile, machine, via } = selection;
   const server = env.server();
+  // The callback token is a secret API reads never show: the preview names where it goes.
+  const req: BootRequest = callbackToken(machine) === undefined ? asked : { ...asked, callbackToken: 'CALLBACK_TOKEN' };
   let ipxe: PreviewPart;
   try {
     const missing: string[] = [];

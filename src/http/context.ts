@@ -11,7 +11,10 @@ import type { PowerController } from '../power/ipmi.js';
 import type { Discovery } from '../store/discovery.js';
 import type { StateStore } from '../store/state-store.js';
 import type { Store } from '../store/store.js';
+import type { Machine } from '../store/schema.js';
+import type { Selection, SelectQuery } from '../store/select.js';
 import type { BootBinding, BootSessions } from './boot-sessions.js';
+import type { CallbackGrant } from './callback-grant.js';
 import type { HttpMetrics } from './metrics.js';
 import type { DigestCache } from './asset-files.js';
 import type { BootRequest, Renderer, ServerAddress } from './render.js';
@@ -62,6 +65,10 @@ export interface HttpDeps {
   bootBinding?: BootBinding;
   /** Lifetime of a boot's facts token, seconds (default 1800). */
   factsTokenSeconds?: number;
+  /** Lifetime of a provisioning's callback token from the boot that started it, seconds (default 86400). */
+  callbackTokenSeconds?: number;
+  /** The boot sessions, when shared with the TFTP side (grub); default: made from bootBinding and factsTokenSeconds. */
+  sessions?: BootSessions;
 }
 
 /** Appliance facts for the web console's login and status pages. */
@@ -87,6 +94,10 @@ export interface RouteEnv {
   digests: DigestCache;
   /** Boot sessions: facts tokens and which address speaks for which MAC. */
   sessions: BootSessions;
+  /** Whether the document for `mac` sent to `ip` carries `machine`'s callback token (callback-grant.ts). */
+  grantCallback(machine: Machine | undefined, mac: string, ip: string): CallbackGrant;
+  /** Profile selection with the machine's verified facts (the only facts fact selectors read). */
+  select(query: SelectQuery & { mac: string }): Promise<Selection>;
   /** Record a boot event and count it in the metrics. */
   record(type: BootEventType, mac: string, ip: string | undefined, detail?: Record<string, unknown>): void;
 }

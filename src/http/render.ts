@@ -13,7 +13,6 @@ import path from 'node:path';
 import { ApplianceError } from '../errors.js';
 import { ipxeEchoText, ipxeTokenProblem, PLACEHOLDER, splitCmdline } from '../store/cmdline.js';
 import { IPXE_SAFE, type Machine, type Profile, type VarValue } from '../store/schema.js';
-import { callbackToken } from '../store/lifecycle.js';
 
 export { ipxeEchoText } from '../store/cmdline.js';
 import type { SelectedVia } from '../store/select.js';
@@ -99,6 +98,11 @@ export interface BootRequest {
    * `{{ facts_token }}` in cmdlines, `facts_token` in templates. Never read from the request.
    */
   factsToken?: string | undefined;
+  /**
+   * The provisioning's callback token, set only when the route granted it to this request
+   * (callback-grant.ts); `{{ callback_url }}` is unset without it. Never read from the request.
+   */
+  callbackToken?: string | undefined;
 }
 
 /** Where this appliance is reachable (advertised address and real HTTP port). */
@@ -133,7 +137,7 @@ const UNSET = '\u0000';
  * Replace `{{ name }}` placeholders in a profile's cmdline with request values. Deliberately
  * not nunjucks: cmdline strings come from the database (writable through the API), and
  * nunjucks would let them run code. Known names: address, port, mac, uuid, hostname, arch,
- * platform, profile, base_url, callback_url (lifecycle.ts; unset without a one-shot), facts_token
+ * platform, profile, base_url, callback_url (callback-grant.ts; unset unless granted), facts_token
  * (boot-sessions.ts; unset where no session was opened) and vars.NAME
  * (scalars). `{{ name? }}` is optional: when it has
  * no value (unset, null or "") the whole kernel argument is left out (see buildCmdline), so
@@ -166,12 +170,11 @@ function substitute(text: string, values: Record<string, string | undefined>, wh
 }
 
 /**
- * Where a provisioning machine reports that it finished (`POST`, lifecycle.ts), with its
- * one-shot's token; undefined when no one-shot is pending or in progress.
+ * Where a provisioning machine reports that it finished (`POST`, lifecycle.ts), with the
+ * callback token granted to this request (callback-grant.ts); undefined without one.
  */
-export function callbackUrl(server: ServerAddress, mac: string, machine: Machine | undefined): string | undefined {
-  const token = callbackToken(machine);
-  return token === undefined ? undefined : `${baseUrl(server)}/api/machines/${mac}/callback?token=${token}`;
+export function callbackUrl(server: ServerAddress, req: BootRequest): string | undefined {
+  return req.callbackToken === undefined ? undefined : `${baseUrl(server)}/api/machines/${req.mac}/callback?token=${req.callbackToken}`;
 }
 
 /** The values `{{ name }}` may use in a cmdline. */
@@ -186,7 +189,7 @@ export function placeholderValues(server: ServerAddress, req: BootRequest, profi
     platform: req.platform,
     hostname: machine?.hostname,
     profile: profile.id,
-    callback_url: callbackUrl(server, req.mac, machine),
+    callback_url: callbackUrl(server, req),
     facts_token: req.factsToken,
   });
   for (const [k, v] of Object.entries(mergeVars(profile, machine))) {
@@ -331,7 +334,7 @@ export interface CloudConfigContext {
   profile: { id: string; name: string };
   labels: Record<string, string>;
   vars: Record<string, VarValue>;
-  /** `POST` here when provisioning is done ('' when no one-shot is pending or in progress). */
+  /** `POST` here when provisioning is done ('' unless this request was granted the token, callback-grant.ts). */
   callback_url: string;
   /** Send with the facts report as `Authorization: Bearer` ('' when no session was opened). */
   facts_token: string;
@@ -354,7 +357,7 @@ export function buildCloudConfigContext(server: ServerAddress, req: BootRequest,
     profile: { id: profile.id, name: profile.name ?? profile.id },
     labels: machine?.labels ?? {},
     vars: mergeVars(profile, machine),
-    callback_url: callbackUrl(server, req.mac, machine) ?? '',
+    callback_url: callbackUrl(server, req) ?? '',
     facts_token: req.factsToken ?? '',
     warnings: [],
   };

@@ -86,18 +86,45 @@ function sameToken(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** Default lifetime of a provisioning's callback token: a day from the boot that started it. */
+export const DEFAULT_CALLBACK_TOKEN_SECONDS = 86_400;
+/** Longest accepted lifetime of a callback token: 30 days. */
+export const MAX_CALLBACK_TOKEN_SECONDS = 2_592_000;
+
+/** When the callback token of a provisioning in progress stops being accepted (ms since epoch). */
+export function callbackDeadline(machine: Machine, lifetimeSeconds: number): number | undefined {
+  const since = machine.provisioning?.since;
+  return since === undefined ? undefined : Date.parse(since) + lifetimeSeconds * 1000;
+}
+
 /**
- * The callback of a provisioning machine: checks the token and ends provisioning. Throws
- * ERR_NOT_PROVISIONING when nothing is in progress and ERR_CALLBACK_TOKEN for a wrong token
- * (both leave the record unchanged).
+ * The callback of a provisioning machine: checks the token (constant time) and ends
+ * provisioning, which also uses the token up (it lives in the provisioning record). Throws
+ * ERR_CALLBACK_TOKEN, with the reason, when nothing is in progress (never started, or already
+ * ended: a replay), when the token is missing or wrong, or when the provisioning started more
+ * than `lifetimeSeconds` before `now`; the record is then unchanged.
  */
-export function completeProvisioning(machine: Machine, token: string | undefined, state: CallbackState): Machine {
+export function completeProvisioning(
+  machine: Machine,
+  token: string | undefined,
+  state: CallbackState,
+  now: number = Date.now(),
+  lifetimeSeconds: number = DEFAULT_CALLBACK_TOKEN_SECONDS,
+): Machine {
+  const refuse = (reason: string): never => {
+    throw new ApplianceError('ERR_CALLBACK_TOKEN', `callback for ${machine.mac} refused: ${reason}`, { mac: machine.mac, reason });
+  };
   const p = machine.provisioning;
   if (!p || machine.state !== 'provisioning') {
-    throw new ApplianceError('ERR_NOT_PROVISIONING', `machine ${machine.mac} is not provisioning (state ${machine.state ?? 'none'})`, { mac: machine.mac });
+    return refuse(`the machine is not provisioning (state ${machine.state ?? 'none'}): its callback token was used already or no one-shot boot started one`);
   }
-  if (!p.token || token === undefined || !sameToken(p.token, token)) {
-    throw new ApplianceError('ERR_CALLBACK_TOKEN', `wrong or missing callback token for ${machine.mac}`, { mac: machine.mac });
+  if (token === undefined || token === '') return refuse('no callback token (?token= or {"token"}): use the callback_url the machine was given');
+  if (!p.token || !sameToken(p.token, token)) return refuse('wrong callback token (a new one-shot boot replaces the token)');
+  const deadline = callbackDeadline(machine, lifetimeSeconds)!;
+  if (!(now < deadline)) {
+    return refuse(
+      `the callback token expired at ${new Date(deadline).toISOString()} (provisioning started ${p.since}; --callback-token-seconds ${lifetimeSeconds})`,
+    );
   }
   const next: Machine = { ...machine, state };
   delete next.provisioning;

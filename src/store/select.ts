@@ -159,3 +159,9 @@ export function selectProfile(db: Db, query: SelectQuery): Selection {
   if (!profile) return { kind: 'none', reason: `default profile "${db.defaultProfile}" does not exist`, ...withMachine };
   return { kind: 'profile', profile, via: 'default', ...withMachine };
 }
+
+/** Which group chose the profile and why, for logs and the timeline. */
+export function groupDetail(selection: Selection): Record<string, unknown> {
+  if (selection.kind !== 'profile' || selection.via !== 'group' || !selection.group) return {};
+  return { group: selection.group.id, ...(selection.reasons ? { why: selection.reasons } : {}) };
+}

@@ -8,8 +8,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createGrubFiles } from '../../src/boot/grub-files.js';
-import { createEventLog } from '../../src/events.js';
+import { createGrubFiles, type GrubFilesDeps } from '../../src/boot/grub-files.js';
+import { createEventLog, type EventLog } from '../../src/events.js';
+import { createBootSessions } from '../../src/http/boot-sessions.js';
+import { grantCallback } from '../../src/http/callback-grant.js';
 import { createRenderer } from '../../src/http/render.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createMemoryStore } from '../../src/store/store.js';
@@ -30,7 +32,12 @@ async function tftpGet(port: number, name: string): Promise<{ ok: boolean; body:
   }
 }
 
-async function setup(t: { teardown(fn: () => unknown): void }, db: Parameters<typeof createMemoryStore>[0], secureBootDefault = false) {
+async function setup(
+  t: { teardown(fn: () => unknown): void },
+  db: Parameters<typeof createMemoryStore>[0],
+  secureBootDefault = false,
+  extra: (events: EventLog) => Partial<GrubFilesDeps> = () => ({}),
+) {
   const assets = await tempDir('grub-assets-');
   await mkdir(path.join(assets, 'os'));
   // A real signed kernel head is not needed for these cases: plain bytes stand in for files.
@@ -49,6 +56,7 @@ async function setup(t: { teardown(fn: () => unknown): void }, db: Parameters<ty
       secureBootDefault,
       log: createSilentLogger(),
       events,
+      ...extra(events),
     }),
   });
   t.teardown(() => s.close());
@@ -107,4 +115,59 @@ test('under secure boot an unsigned kernel is refused before shim would refuse i
   const script = await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`);
   t.regex(script.body, /secure boot is on and kernel \/assets\/os\/vmlinuz carries no authenticode signature/);
   t.false(script.body.includes('linux '));
+});
+
+test('grub selects with the machine’s verified facts and carries the callback only to the address DHCP saw for it', async (t) => {
+  const SEEN = '52:54:00:16:05:0a';
+  const UNSEEN = '52:54:00:16:05:0b';
+  const TOKEN = 'abcdef0123456789abcdef0123456789';
+  const since = new Date().toISOString();
+  const withCallback = { ...PROFILE, id: 'installer', cmdline: { console: 'ttyS0', 'netboot.callback': '{{ callback_url? }}' } };
+  const { s, events } = await setup(
+    t,
+    {
+      defaultProfile: 'os',
+      profiles: [PROFILE, withCallback],
+      groups: [{ id: 'acme', profile: 'installer', selector: { facts: ['dmi.vendor == Acme'] } }],
+      machines: [SEEN, UNSEEN].map((mac) => ({
+        mac,
+        profile: 'installer',
+        state: 'provisioning' as const,
+        provisioning: { profile: 'installer', since, token: TOKEN },
+      })),
+    },
+    false,
+    (log) => {
+      const sessions = createBootSessions({ history: (mac) => log.list({ mac }) });
+      log.subscribe?.((e) => sessions.noteEvent(e));
+      return {
+        facts: async (mac) => (mac === MAC ? { dmi: { vendor: 'Acme' } } : undefined),
+        grantCallback: (machine, mac, ip) => grantCallback({ sessions, lifetimeSeconds: 3600 }, machine, mac, ip),
+      };
+    },
+  );
+  const linux = (body: string) => /^\s*linux .*$/m.exec(body)?.[0] ?? body;
+  // Facts: the group's profile for the machine whose facts match; the default for another.
+  t.regex(linux((await tftpGet(s.port, `grub/machines/x86_64/${MAC}.cfg`)).body), /'console=ttyS0'$/);
+  t.like(events.list({ mac: MAC }).find((e) => e.type === 'grub-script')?.detail, {
+    profile: 'installer',
+    via: 'group',
+    group: 'acme',
+    why: ['facts: dmi.vendor == Acme (got "Acme")'],
+  });
+  t.is(/profile (\S+)/.exec((await tftpGet(s.port, 'grub/machines/x86_64/52:54:00:16:05:0c.cfg')).body)?.[1], 'os');
+
+  // The callback: DHCP saw SEEN at 127.0.0.1 (where the TFTP request comes from), never UNSEEN.
+  events.record({ type: 'dhcp-ack', mac: SEEN, ip: '127.0.0.1' });
+  t.true(
+    linux((await tftpGet(s.port, `grub/machines/x86_64/${SEEN}.cfg`)).body).includes(
+      `'netboot.callback=http://10.99.0.1:8080/api/machines/${SEEN}/callback?token=${TOKEN}'`,
+    ),
+  );
+  const unseen = (await tftpGet(s.port, `grub/machines/x86_64/${UNSEEN}.cfg`)).body;
+  t.false(unseen.includes(TOKEN), unseen);
+  t.like(events.list({ mac: UNSEEN }).find((e) => e.type === 'grub-script')?.detail, {
+    callback: 'withheld',
+    callbackWhy: `DHCP never saw ${UNSEEN} at 127.0.0.1`,
+  });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { metadataLines } from '../../src/http/routes/compat.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { createMemoryStore } from '../../src/store/store.js';
-import { addRancherAssets, startHarness, TEMPLATES } from './helpers.js';
+import { addRancherAssets, auth, startHarness, TEMPLATES } from './helpers.js';
 
 const MAC = '52:54:00:aa:00:01';
 const UUID = '5a1e0003-7f3a-4c2b-9d1e-0123456789ab';
@@ -107,4 +107,39 @@ test('no request from the network produces a 500: /boot/%zz, {{ constructor }} i
     const r = await h.req('GET', p);
     t.true(r.status < 500, `${p}: ${r.status}`);
   }
+});
+
+test('fact selectors choose the profile of /ignition, /generic, /metadata, /cloud-config, /preseed and the Pixiecore API, with verified facts only', async (t) => {
+  const h = await harness(t);
+  const FACTS_MAC = '52:54:00:aa:00:77';
+  await h.req('PUT', '/api/groups/big-iron', {
+    headers: auth,
+    body: { profile: 'coreos', selector: { facts: ['dmi.vendor == Acme', 'cpu.count >= 8'] }, metadata: { role: 'storage' } },
+  });
+  const profileOf = async (): Promise<Record<string, string | undefined>> => ({
+    metadata: /^PROFILE=(.*)$/m.exec((await h.req('GET', `/metadata?mac=${FACTS_MAC}`)).text)?.[1],
+    generic: (await h.req('GET', `/generic?mac=${FACTS_MAC}`)).status === 200 ? 'coreos' : 'none',
+    ignition: (await h.req('GET', `/ignition?mac=${FACTS_MAC}`)).status === 200 ? 'coreos' : 'none',
+    cloudConfig: /profile (\S+)\)/.exec((await h.req('GET', `/cloud-config?mac=${FACTS_MAC}`)).text)?.[1],
+    pixiecore: /booting (\S+)/.exec(String((await h.req('GET', `/pixiecore/v1/boot/${FACTS_MAC}`)).json?.message))?.[1],
+  });
+  const everywhere = (profile: string) => ({
+    metadata: profile,
+    generic: profile === 'coreos' ? 'coreos' : 'none',
+    ignition: profile === 'coreos' ? 'coreos' : 'none',
+    cloudConfig: profile,
+    pixiecore: profile,
+  });
+  t.deepEqual(await profileOf(), everywhere('rancheros'), 'no facts: the default profile');
+
+  // Unverified facts (no token) are stored but match no fact selector.
+  const facts = { dmi: { vendor: 'Acme' }, cpu: { count: 16 } };
+  t.like(await h.req('POST', `/api/machines/${FACTS_MAC}/facts`, { body: facts }), { json: { verified: false } });
+  t.deepEqual(await profileOf(), everywhere('rancheros'), 'unverified facts chose a profile');
+
+  // Verified (here with the API token, as an operator importing an inventory): the group's profile everywhere.
+  t.like(await h.req('POST', `/api/machines/${FACTS_MAC}/facts`, { headers: auth, body: facts }), { json: { verified: true } });
+  t.deepEqual(await profileOf(), everywhere('coreos'));
+  t.regex((await h.req('GET', `/generic?mac=${FACTS_MAC}`)).text, /role=storage/);
+  t.regex((await h.req('GET', `/preseed?mac=${FACTS_MAC}`)).text, /profile coreos/);
 });

@@ -65,6 +65,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.address6 ? { address6: overrides.address6 } : {}),
     ...(overrides.bootBinding ? { bootBinding: overrides.bootBinding } : {}),
     ...(overrides.factsTokenSeconds ? { factsTokenSeconds: overrides.factsTokenSeconds } : {}),
+    ...(overrides.callbackTokenSeconds ? { callbackTokenSeconds: overrides.callbackTokenSeconds } : {}),
     state,
   });
   const server = http.createServer(app.callback());

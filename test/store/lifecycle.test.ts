@@ -26,12 +26,24 @@ test('a one-shot boot is served once, starts provisioning, and the callback with
   // The installer's configs still come from the one-shot profile.
   t.like(selectProfile(db2, { mac: MAC, purpose: 'config' }), { kind: 'profile', via: 'provisioning', profile: { id: 'installer' } });
 
-  t.throws(() => completeProvisioning(served, 'f'.repeat(32), 'provisioned'), { code: 'ERR_CALLBACK_TOKEN' } as never);
-  t.throws(() => completeProvisioning(served, undefined, 'provisioned'), { code: 'ERR_CALLBACK_TOKEN' } as never);
-  const done = completeProvisioning(served, TOKEN, 'provisioned');
+  const soon = Date.parse(AT) + 60_000;
+  t.throws(() => completeProvisioning(served, 'f'.repeat(32), 'provisioned', soon), { code: 'ERR_CALLBACK_TOKEN', message: /wrong callback token/ } as never);
+  t.throws(() => completeProvisioning(served, undefined, 'provisioned', soon), { code: 'ERR_CALLBACK_TOKEN', message: /no callback token/ } as never);
+  // The deadline counts from the boot that started the provisioning (default a day).
+  t.throws(() => completeProvisioning(served, TOKEN, 'provisioned', Date.parse(AT) + 86_400_000), {
+    code: 'ERR_CALLBACK_TOKEN',
+    message: /expired at 2026-12-02T12:00:00\.000Z/,
+  } as never);
+  t.throws(() => completeProvisioning(served, TOKEN, 'provisioned', Date.parse(AT) + 7_200_000, 3600), { message: /--callback-token-seconds 3600/ } as never);
+  t.is(completeProvisioning(served, TOKEN, 'provisioned', Date.parse(AT) + 3_000_000, 3600).state, 'provisioned');
+  const done = completeProvisioning(served, TOKEN, 'provisioned', soon);
   t.is(done.state, 'provisioned');
   t.is(done.provisioning, undefined);
-  t.throws(() => completeProvisioning(done, TOKEN, 'provisioned'), { code: 'ERR_NOT_PROVISIONING' } as never);
+  // Single use: the token lived in the provisioning, which the callback ended.
+  t.throws(() => completeProvisioning(done, TOKEN, 'provisioned', soon), {
+    code: 'ERR_CALLBACK_TOKEN',
+    message: /not provisioning \(state provisioned\)/,
+  } as never);
 });
 
 test('a one-shot local-disk boot is consumed without provisioning; once: false sets the profile', (t) => {

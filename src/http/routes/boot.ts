@@ -16,15 +16,10 @@ import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetr
 import type { EventLog } from '../../events.js';
 import { isBuiltinLocalDisk } from '../../store/lifecycle.js';
 import { settleServedOneShot, type OneShotOutcome } from '../one-shot.js';
-import type { Selection } from '../../store/select.js';
+import { groupDetail } from '../../store/select.js';
 import { renderLocalDiskScript } from '../local-disk.js';
+import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { registerNoCloudRoutes, type SendCloudConfig } from './nocloud.js';
-
-/** Which group chose the profile and why, for logs and the timeline. */
-export function groupDetail(selection: Selection): Record<string, unknown> {
-  if (selection.kind !== 'profile' || selection.via !== 'group' || !selection.group) return {};
-  return { group: selection.group.id, ...(selection.reasons ? { why: selection.reasons } : {}) };
-}
 
 /** Timeline detail of a served one-shot: consumed, or kept (and why). */
 function oneShotDetail(outcome: OneShotOutcome): Record<string, unknown> {
@@ -88,7 +83,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       // Selection reads only the operator's records (db.json), plus the machine's own verified
       // facts for fact selectors on groups: a sighting, a replayed UUID or a facts report
       // without a trusted boot's token never changes it.
-      const selection = await deps.store.selectProfile({ ...req, purpose: 'boot', facts: await env.discovery.selectionFacts(req.mac) });
+      const selection = await env.select({ ...req, purpose: 'boot' });
       // Every boot is noted in the state store (last seen, address, profile served); an
       // unknown MAC is registered as discovered there (capped, switchable), never in db.json.
       // Detected here rather than from DHCP: in proxy mode DHCP sees every device on the
@@ -110,10 +105,12 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         }
       }
       const template = profile.ipxe ?? DEFAULT_IPXE_TEMPLATE;
-      // This boot's facts token ({{ facts_token }}): bound to the MAC and this address.
+      // This boot's facts token ({{ facts_token }}): bound to the MAC and this address. The
+      // callback token only when this address is the machine's own (callback-grant.ts).
       const session = env.sessions.issue(req.mac, ip, 'ipxe');
+      const grant = env.grantCallback(machine, req.mac, ip);
       const script = env.renderer.render(template, {
-        ...buildIpxeContext(server, { ...req, factsToken: session.token }, profile, machine, via, deps.retrySeconds),
+        ...buildIpxeContext(server, { ...req, factsToken: session.token, callbackToken: grantedToken(grant) }, profile, machine, via, deps.retrySeconds),
       });
       if (!script.startsWith('#!ipxe')) {
         return fail(`template ${template} does not start with #!ipxe`, { profile: profile.id, template });
@@ -132,6 +129,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
         ...(req.uuid ? { uuid: req.uuid } : {}),
         ...groupDetail(selection),
         ...once,
+        ...callbackDetail(grant),
       });
       ctx.body = script;
     } catch (err) {
@@ -146,14 +144,15 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     const ip = clientIp(ctx);
     const req = withBootUuid(identified, deps.events);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> (or fetch from the address the machine got by DHCP)');
-    const selection = await deps.store.selectProfile({ ...req, purpose: 'config' });
+    const selection = await env.select({ ...req, purpose: 'config' });
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no cloud-config for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     const { profile, machine } = selection;
     const template = profile.cloudConfig ?? DEFAULT_CLOUD_CONFIG_TEMPLATE;
     const server = env.server();
     // The OS (or the microkernel it starts) reports facts with this token, from this address.
     const factsToken = env.sessions.issue(req.mac, ip, 'config').token;
-    const context = buildCloudConfigContext(server, { ...req, factsToken }, profile, machine);
+    const grant = env.grantCallback(machine, req.mac, ip);
+    const context = buildCloudConfigContext(server, { ...req, factsToken, callbackToken: grantedToken(grant) }, profile, machine);
     const mk = await resolveMicrokernel({ vars: context.vars, server, mac: req.mac, assetsDir: deps.assetsDir, digests: env.digests, factsToken });
     if (mk.kind === 'missing') {
       env.log.warn({ mac: req.mac, profile: profile.id, image: mk.image }, 'microkernel image missing; cloud-config rendered without it');
@@ -177,7 +176,7 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
     }
     const mkDetail = mk.kind === 'off' ? {} : { microkernel: mk.kind === 'ready' ? mk.plan.image : `missing ${mk.image}` };
     env.log.info({ mac: req.mac, ip, profile: profile.id, template, ...mkDetail }, 'sent cloud-config');
-    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, path: ctx.path, ...mkDetail });
+    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, path: ctx.path, ...mkDetail, ...callbackDetail(grant) });
     ctx.type = 'text/cloud-config; charset=utf-8';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = text;

@@ -10,7 +10,9 @@
  *   profiles; any non-200 tells Pixiecore to ignore the machine.
  *
  * Like the boot endpoints they are open (machines fetch them), select from the operator's
- * records only, and place no request value anywhere but the validated MAC/UUID/arch.
+ * records and the machine's verified facts only (fact selectors on groups, as /ipxe), place no
+ * request value anywhere but the validated MAC/UUID/arch, and give `callback_url` only to the
+ * machine's own address (callback-grant.ts).
  */
 import type Router from '@koa/router';
 import type Koa from 'koa';
@@ -18,6 +20,7 @@ import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../events.js';
 import type { VarValue } from '../../store/schema.js';
 import { resolveAsset } from '../asset-files.js';
+import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
 
@@ -45,7 +48,8 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
   const select = async (ctx: Koa.Context) => {
     const req = await identifyMachine(ctx, deps);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> or ?uuid=<UUID> of a declared machine');
-    const selection = await deps.store.selectProfile(req);
+    // With the machine's verified facts, as /ipxe selects (fact selectors on groups).
+    const selection = await env.select(req);
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no profile for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     return { req, selection };
   };
@@ -56,10 +60,15 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     const template = profile[kind];
     if (template === undefined)
       throw new ApplianceError('ERR_NOT_FOUND', `profile ${profile.id} has no ${kind} template (set "${kind}" in the profile)`, { mac: req.mac });
-    const context = { ...buildCloudConfigContext(env.server(), req, profile, machine), metadata: group?.metadata ?? {} };
+    const ip = clientIp(ctx);
+    const grant = env.grantCallback(machine, req.mac, ip);
+    const context = {
+      ...buildCloudConfigContext(env.server(), { ...req, callbackToken: grantedToken(grant) }, profile, machine),
+      metadata: group?.metadata ?? {},
+    };
     const text = env.renderer.render(template, context);
-    env.log.info({ mac: req.mac, ip: clientIp(ctx), profile: profile.id, template, kind }, `sent ${kind}`);
-    env.record('http-cloud-config', req.mac, clientIp(ctx), { profile: profile.id, template, kind });
+    env.log.info({ mac: req.mac, ip, profile: profile.id, template, kind }, `sent ${kind}`);
+    env.record('http-cloud-config', req.mac, ip, { profile: profile.id, template, kind, ...callbackDetail(grant) });
     let json = false;
     try {
       JSON.parse(text);
@@ -92,8 +101,7 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
   router.get('/pixiecore/v1/boot/:mac', async (ctx) => {
     const mac = normalizeMac(String(ctx.params.mac ?? ''));
     if (!mac) throw new ApplianceError('ERR_BAD_REQUEST', 'the URL does not end in a MAC address', { field: 'mac' });
-    const req: BootRequest = { mac };
-    const selection = await deps.store.selectProfile(req);
+    const selection = await env.select({ mac });
     const ip = clientIp(ctx);
     if (selection.kind === 'none') {
       env.log.info({ mac, ip, reason: selection.reason }, 'pixiecore asked for a machine with no profile; told it to ignore the machine');
@@ -107,10 +115,14 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     }
     const server = env.server();
     const names = initrdNames(profile.initrd);
+    // The request comes from the Pixiecore server, not the machine: the callback token goes to
+    // it only where any request may have it (binding none, callback-grant.ts).
+    const grant = env.grantCallback(machine, mac, ip);
+    const req: BootRequest = { mac, callbackToken: grantedToken(grant) };
     const cmdline = buildCmdline(profile, placeholderValues(server, req, profile, machine));
     void env.discovery.sighted({ mac, ip, profile: profile.id });
     env.log.info({ mac, ip, profile: profile.id, via: selection.via }, 'sent pixiecore boot spec');
-    env.record('http-script', mac, ip, { outcome: 'boot', profile: profile.id, via: selection.via, api: 'pixiecore' });
+    env.record('http-script', mac, ip, { outcome: 'boot', profile: profile.id, via: selection.via, api: 'pixiecore', ...callbackDetail(grant) });
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
       kernel: bootFile(server, profile.kernel, 'kernel').url,

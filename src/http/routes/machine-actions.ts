@@ -2,7 +2,7 @@
  * What an operator does to a machine, beyond editing its record: one-shot boots
  * (`POST /api/machines/:mac/boot`), power through its BMC (`POST .../power`), the callback that
  * ends a provisioning (`POST .../callback`, the installed OS's or microkernel's, authenticated
- * by the one-shot's token), and why a machine boots what it boots (`GET .../selection`).
+ * by the provisioning's callback token, callback-grant.ts), and why a machine boots what it boots (`GET .../selection`).
  */
 import type Router from '@koa/router';
 import type Koa from 'koa';
@@ -11,7 +11,7 @@ import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../identity.js';
 import { BOOT_DEVICES, POWER_ACTIONS, bmcName, rebootThroughBmc, type IpmiResult } from '../../power/ipmi.js';
 import { LOCAL_DISK_PROFILE_ID } from '../../store/schema.js';
-import { CALLBACK_STATES, completeProvisioning, newCallbackToken, publicMachine, requestBoot } from '../../store/lifecycle.js';
+import { CALLBACK_STATES, completeProvisioning, DEFAULT_CALLBACK_TOKEN_SECONDS, newCallbackToken, publicMachine, requestBoot } from '../../store/lifecycle.js';
 import { IdSchema, parseOrThrow, type Machine } from '../../store/schema.js';
 import { explainGroup, selectProfile } from '../../store/select.js';
 import { readJsonBody } from '../body.js';
@@ -99,22 +99,29 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
     ctx.body = { mac, bmc: bmcName(bmc), steps: results, ...(results.at(-1)?.power ? { power: results.at(-1)!.power } : {}) };
   });
 
-  // Unauthenticated on purpose: the installed OS has no API token. It carries the one-shot's
-  // token instead (callback_url), may only end a provisioning in progress, and a wrong token
-  // changes nothing.
+  // Unauthenticated on purpose: the installed OS has no API token. It carries the
+  // provisioning's callback token instead (callback_url), which only documents sent to the
+  // machine's own address carry (callback-grant.ts). Accepted from any address, once, until the
+  // deadline; anything else is a 403 that says why and changes nothing.
   router.post('/api/machines/:mac/callback', async (ctx) => {
     const mac = macOf(ctx);
+    const ip = clientIp(ctx);
     // A bare `curl -X POST URL` (no body) is the common case: it means "provisioned".
     const bodyless = ctx.get('Content-Length') === '0' || (ctx.get('Content-Length') === '' && ctx.get('Transfer-Encoding') === '');
     const raw = bodyless ? {} : await readJsonBody(ctx, 1024);
     const body = parseOrThrow(CallbackBody, raw);
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : body.token;
+    const refused = (err: unknown): never => {
+      if (err instanceof ApplianceError && err.code === 'ERR_CALLBACK_TOKEN') env.log.warn({ mac, ip, reason: err.detail?.['reason'] }, 'callback refused');
+      throw err;
+    };
     const before = await store.getMachine(mac);
-    if (!before) throw new ApplianceError('ERR_MACHINE_NOT_FOUND', `machine ${mac} does not exist`);
-    const after = await store.updateMachine(mac, (m) => completeProvisioning(m, token, body.state));
-    const ip = clientIp(ctx);
-    env.log.info({ mac, ip, from: before.state, to: after.state, profile: before.provisioning?.profile }, 'machine state changed by callback');
-    env.record('state', mac, ip, { from: before.state ?? null, to: after.state ?? null, profile: before.provisioning?.profile, by: 'callback' });
+    if (!before)
+      refused(new ApplianceError('ERR_CALLBACK_TOKEN', `callback for ${mac} refused: no machine ${mac} is declared`, { mac, reason: 'no such machine' }));
+    const lifetime = env.deps.callbackTokenSeconds ?? DEFAULT_CALLBACK_TOKEN_SECONDS;
+    const after = await store.updateMachine(mac, (m) => completeProvisioning(m, token, body.state, Date.now(), lifetime)).catch(refused);
+    env.log.info({ mac, ip, from: before!.state, to: after.state, profile: before!.provisioning?.profile }, 'machine state changed by callback');
+    env.record('state', mac, ip, { from: before!.state ?? null, to: after.state ?? null, profile: before!.provisioning?.profile, by: 'callback' });
     ctx.body = { mac, state: after.state };
   });
 
