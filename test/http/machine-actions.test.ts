@@ -81,8 +81,9 @@ test('one-shot boot: the next /ipxe gets the profile with a callback URL, later 
   const second = await h.req('GET', `/ipxe?mac=${MAC}&platform=pcbios`);
   t.regex(second.text, /^#!ipxe\n# netboot-appliance: profile local-disk/);
   t.true(second.text.includes('sanboot --no-describe --drive 0x80'));
-  t.true(second.text.includes('iseq ${platform} efi && goto netboot-exit'));
-  t.regex(second.text, /\nexit\n$/);
+  t.true(second.text.includes('iseq ${platform} efi && goto netboot-efi'));
+  // UEFI: a failure status, so the boot manager moves on to the disk instead of its menu.
+  t.regex(second.text, /\n:netboot-efi\nexit 1\n$/);
   const events = (await h.req('GET', `/api/events?mac=${MAC}`, { headers: auth })).json as Array<{ type: string; detail?: Record<string, unknown> }>;
   t.deepEqual(
     events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']),
