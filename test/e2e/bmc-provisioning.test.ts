@@ -9,6 +9,11 @@
  * `sanboot --drive 0x80` boots the VM's disk (a boot sector that prints a marker to COM1).
  * Assertions read the serial console, ipmi_sim's chassis calls and the appliance API.
  *
+ * A second VM proves local-disk under UEFI: OVMF with its own PXE first and a disk second (an
+ * ESP holding Debian's signed grub as \EFI\BOOT\BOOTX64.EFI, whose grub.cfg prints a marker);
+ * the appliance sends it local-disk, iPXE exits with a failure status, and the firmware's boot
+ * manager goes on to the disk (a bare `exit`, status 0, makes EDK2 stop at its boot menu).
+ *
  * Why chassis-control (ipmi_sim's "script" mode) rather than QEMU's ipmi-bmc-extern device:
  * with the VM codec, ipmi_sim answers `chassis bootdev pxe` with 0xcc (NETBOOT-FACTS §7), and
  * the flow needs it.
@@ -21,11 +26,15 @@ import { DEFAULT_CLOUD_CONFIG } from '../../src/lab/baseline.js';
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
-import { buildQemuArgs, QEMU_BINARY } from '../../src/lab/qemu.js';
+import { buildQemuArgs, QEMU_BINARY, startVm } from '../../src/lab/qemu.js';
+import { DEFAULT_DEB_CACHE, downloadDebs } from '../../src/fetch/secureboot.js';
+import { createSilentLogger } from '../../src/log.js';
 import { runCommand } from '../../src/lab/process.js';
 
 const MAC = '52:54:00:a5:14:01';
+const UEFI_MAC = '52:54:00:a5:14:02';
 const LOCAL_DISK_MARKER = 'NETBOOT-LOCAL-DISK-OK';
+const UEFI_DISK_MARKER = 'NETBOOT-UEFI-LOCAL-DISK-OK';
 const BOOT_TIMEOUT_MS = 240_000;
 const TOKEN = 'bmc-e2e-token-14';
 
@@ -159,7 +168,10 @@ set_working_mc 0x20
       profiles: [
         testOsProfile('discovery', { name: 'discovery stand-in (busybox + agent/discover.sh)', extraCmdline: { 'netboot.callback': '{{ callback_url? }}' } }),
       ],
-      machines: [{ mac: MAC, hostname: 'bmc-vm', bmc: { address: bmcAddress, user: 'ipmiusr', password: 'lab-bmc-pw' } }],
+      machines: [
+        { mac: MAC, hostname: 'bmc-vm', bmc: { address: bmcAddress, user: 'ipmiusr', password: 'lab-bmc-pw' } },
+        { mac: UEFI_MAC, hostname: 'uefi-vm', profile: 'local-disk' },
+      ],
       groups: [{ id: 'qemu-machines', profile: 'local-disk', selector: { facts: ['dmi.vendor == QEMU', 'cpu.count >= 1'] } }],
       args: ['--api-token', TOKEN],
     },
@@ -216,7 +228,7 @@ async function waitPower(state: 'on' | 'off', timeoutMs: number): Promise<void> 
   }
 }
 
-test('BMC power-cycles the VM into the discovery image once; facts match a group; the next boot goes to the local disk', async (t) => {
+test.serial('BMC power-cycles the VM into the discovery image once; facts match a group; the next boot goes to the local disk', async (t) => {
   t.timeout(2 * BOOT_TIMEOUT_MS + 120_000);
   const status = await post(`/api/machines/${MAC}/power`, { action: 'status' });
   t.like(status, { status: 200, json: { power: 'off', bmc: `${bmcAddress}:623` } });
@@ -269,4 +281,74 @@ test('BMC power-cycles the VM into the discovery image once; facts match a group
   const local = events.find((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'local-disk');
   t.like(local?.detail, { group: 'qemu-machines', profile: 'local-disk' });
   t.true(events.filter((e) => e.type === 'power').length >= 3);
+});
+
+/**
+ * A raw disk: an MBR with one EFI System Partition (type 0xef) from 1 MiB, a FAT file system made
+ * by mkfs.fat and filled by mtools, holding Debian's signed grub as the removable-media path
+ * \EFI\BOOT\BOOTX64.EFI and a grub.cfg (where its embedded config looks: $cmdpath, then
+ * /boot/grub) that prints `marker` and powers off.
+ */
+async function uefiMarkerDisk(dir: string, marker: string): Promise<string> {
+  for (const tool of ['mkfs.fat', 'mcopy', 'mmd'])
+    await runCommand('sh', ['-c', `command -v ${tool}`]).catch(() => {
+      throw new Error(`${tool} is not installed (Debian dosfstools, mtools); run scripts/install`);
+    });
+  const x = await downloadDebs(['grub-efi-amd64-signed'], join(DEFAULT_DEB_CACHE, 'amd64'), { log: createSilentLogger() });
+  const grub = join(x, 'usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed');
+  const part = join(dir, 'esp.img');
+  const cfg = join(dir, 'grub.cfg');
+  writeFileSync(cfg, `echo '${marker}'\nsleep 1\nhalt\n`);
+  await runCommand('mkfs.fat', ['-C', '-n', 'ESP', part, String(32 * 1024)]);
+  await runCommand('mmd', ['-i', part, '::/EFI', '::/EFI/BOOT', '::/boot', '::/boot/grub']);
+  await runCommand('mcopy', ['-i', part, grub, '::/EFI/BOOT/BOOTX64.EFI']);
+  for (const to of ['::/EFI/BOOT/grub.cfg', '::/boot/grub/grub.cfg']) await runCommand('mcopy', ['-i', part, cfg, to]);
+  const fat = readFileSync(part);
+  const mbr = Buffer.alloc(1024 * 1024, 0);
+  const entry = 446;
+  mbr[entry + 4] = 0xef; // EFI System Partition
+  mbr.writeUInt32LE(2048, entry + 8); // first LBA
+  mbr.writeUInt32LE(fat.length / 512, entry + 12); // sectors
+  mbr[510] = 0x55;
+  mbr[511] = 0xaa;
+  const disk = join(dir, 'uefi-disk.img');
+  writeFileSync(disk, Buffer.concat([mbr, fat]));
+  return disk;
+}
+
+test.serial('UEFI: local-disk makes iPXE exit so that OVMF boots the next boot option, the disk', async (t) => {
+  t.timeout(BOOT_TIMEOUT_MS + 60_000);
+  const disk = await uefiMarkerDisk(work, UEFI_DISK_MARKER);
+  const vm = await startVm(lab!, {
+    firmware: 'uefi',
+    mac: UEFI_MAC,
+    name: 'uefi-local-disk',
+    timeoutMs: BOOT_TIMEOUT_MS,
+    extraArgs: [
+      '-drive',
+      `if=none,id=d1,format=raw,file=${disk}`,
+      '-device',
+      'virtio-blk-pci,drive=d1,bootindex=2',
+      // Only PXEv4 and HTTPv4 on the NIC (both reach iPXE and local-disk, each exits 1): PXEv6
+      // and HTTPv6 would first wait out DHCPv6 timeouts.
+      '-fw_cfg',
+      'name=opt/org.tianocore/IPv6PXESupport,string=n',
+      '-fw_cfg',
+      'name=opt/org.tianocore/IPv6Support,string=n',
+    ],
+  });
+  t.teardown(() => vm.kill());
+  const seen = await vm.waitFor(new RegExp(UEFI_DISK_MARKER), BOOT_TIMEOUT_MS);
+  const serial = vm.serial();
+  const before = serial.slice(0, seen.match.index);
+  t.regex(before, new RegExp(`${UEFI_MAC} boots from its local disk`), 'the appliance did not send local-disk');
+  t.notRegex(before, /sanboot/, 'the UEFI path went to sanboot');
+  // The firmware itself moved on to the disk (virtio-blk: "UEFI Misc Device"), never to its menu.
+  t.regex(before, /BdsDxe: starting Boot[0-9A-F]{4} "UEFI Misc Device"/);
+  t.notRegex(before, /starting Boot[0-9A-F]{4} "UiApp"/, 'iPXE exited with success and EDK2 stopped at its setup menu');
+  t.log(`disk marker after ${(seen.elapsedMs / 1000).toFixed(0)} s`);
+  const events = await appliance!.events(UEFI_MAC);
+  const local = events.filter((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'local-disk');
+  t.true(local.length >= 1, JSON.stringify(events.map((e) => [e.type, e.detail])));
+  t.like(local[0]?.detail, { profile: 'local-disk', via: 'machine-mac' });
 });
