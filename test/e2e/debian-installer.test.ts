@@ -3,7 +3,9 @@
  * through the real appliance: SeaBIOS + iPXE ROM -> ProxyDHCP -> /ipxe (the shipped
  * debian-installer profile) -> linux + initrd.gz over HTTP -> the installer configures its
  * network and fetches its per-machine preseed from /preseed?mac=. The install itself needs a
- * Debian mirror the lab does not have, so the test ends when the preseed was fetched.
+ * Debian mirror the lab does not have, so the test ends when the preseed was fetched. The boot
+ * is a one-shot install, so the preseed the installer fetched (from its own DHCP address)
+ * carried the provisioning's callback, which a stranger's copy would not (callback-grant.ts).
  */
 import test from 'ava';
 import { fetchDebianInstaller } from '../../src/fetch/debian-installer.js';
@@ -18,6 +20,7 @@ import { DEBIAN_INSTALLER_PROFILE } from '../../src/store/defaults.js';
 
 const MAC = '52:54:00:a5:14:d1';
 const PRESEED_TIMEOUT_MS = 360_000;
+const CALLBACK_TOKEN = 'd1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1';
 
 let lab: Lab | undefined;
 let appliance: LabAppliance | undefined;
@@ -40,7 +43,16 @@ test.before(async () => {
           cmdline: { ...(DEBIAN_INSTALLER_PROFILE.cmdline as Record<string, string | string[]>), 'netcfg/get_nameservers': '{{ address }}' },
         },
       ],
-      machines: [{ mac: MAC, hostname: 'di-vm', profile: DEBIAN_INSTALLER_PROFILE.id, vars: { mirror_host: 'mirror.invalid' } }],
+      // A one-shot install, as `POST /api/machines/MAC/boot` leaves it (then: local-disk).
+      machines: [
+        {
+          mac: MAC,
+          hostname: 'di-vm',
+          profile: 'local-disk',
+          nextBoot: { profile: DEBIAN_INSTALLER_PROFILE.id, setAt: new Date().toISOString(), token: CALLBACK_TOKEN },
+          vars: { mirror_host: 'mirror.invalid' },
+        },
+      ],
     },
   );
   appliance = started;
@@ -69,9 +81,14 @@ test('SeaBIOS + iPXE boots the packaged Debian installer through the appliance, 
     preseed,
     `the installer never fetched its preseed; events: ${JSON.stringify(events.map((e) => [e.type, e.detail]))}\nconsole tail:\n${vm.serial().slice(-3000)}`,
   );
-  t.like(preseed?.detail, { profile: 'debian-installer', template: 'debian.preseed.njk' });
+  // The installer's own request (its DHCP address) was given the callback for its late_command.
+  t.like(preseed?.detail, { profile: 'debian-installer', template: 'debian.preseed.njk', callback: 'granted' });
   const script = events.find((e) => e.type === 'http-script' && e.detail?.['outcome'] === 'boot');
-  t.like(script?.detail, { profile: 'debian-installer', via: 'machine-mac' });
+  t.like(script?.detail, { profile: 'debian-installer', via: 'once', oneShot: 'consumed', callback: 'granted' });
+  t.deepEqual(
+    events.filter((e) => e.type === 'state').map((e) => e.detail?.['to']),
+    ['provisioning'],
+  );
   const assets = events.filter((e) => e.type === 'http-asset').map((e) => String(e.detail?.['file'] ?? e.detail?.['path'] ?? ''));
   t.true(assets.some((a) => a.endsWith('/linux')) && assets.some((a) => a.endsWith('/initrd.gz')), JSON.stringify(assets));
   // The installer's kernel ran with the profile's command line (console=ttyS0 shows it).
