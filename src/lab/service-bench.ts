@@ -15,6 +15,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { APPLIANCE_HOME } from '../config.js';
 import { APPLIANCE_BIN } from './appliance.js';
 import { createBenchProcesses } from './bench-processes.js';
 import { cpuSecondsOfTree, figure, median, peakRssMiB, resetPeakRss, type BenchFigure, type BenchTarget } from './bench-report.js';
@@ -31,7 +32,7 @@ export interface ServiceBenchOptions {
   match?: RegExp;
 }
 
-const ADDR = { ours: '127.0.0.10', dnsmasq: '127.0.0.11', tftpdHpa: '127.0.0.12', atftpd: '127.0.0.13', nginx: '127.0.0.14' } as const;
+const ADDR = { ours: '127.0.0.10', dnsmasq: '127.0.0.11', tftpdHpa: '127.0.0.12', atftpd: '127.0.0.13', nginx: '127.0.0.14', floor: '127.0.0.15' } as const;
 
 /**
  * atftpd conflicts with tftpd-hpa as a Debian package (both ship /usr/sbin/in.tftpd), so
@@ -134,6 +135,9 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       root,
     ]);
     const nginx = inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
+    // The least a Node process spends per lock-step block (src/lab/tftp-floor.ts): how much of the
+    // appliance's gap to dnsmasq is Node's own per-datagram cost.
+    const floor = inNs(process.execPath, [join(APPLIANCE_HOME, 'dist', 'src', 'lab', 'tftp-floor.js'), ADDR.floor, root]);
     await waitUntilServing(ns, progress);
 
     // tftpd-hpa's CPU is not measurable from outside: it forks a child per transfer and ignores
@@ -154,7 +158,16 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       `f=$(mktemp); for i in $(seq ${n}); do (curl -sf --max-time 300 -o /dev/null ${url} || echo x >> $f) & done; wait; test ! -s $f`;
     const atftp = (addr: string) => `atftp --option "blksize 1468" --option "windowsize 8" -g -r big32 -l /dev/null ${addr}`;
 
-    const cases: Array<{ section: 'tftp' | 'http'; what: string; anchor: string; ours: string; theirs: string; target?: BenchTarget }> = [];
+    const cases: Array<{
+      section: 'tftp' | 'http';
+      what: string;
+      anchor: string;
+      ours: string;
+      theirs: string;
+      target?: BenchTarget;
+      /** The process measured as "ours" when it is not the appliance (the Node floor). */
+      oursPid?: number | undefined;
+    }> = [];
     const atMost = (max: number): BenchTarget => ({ on: 'ratio', max, text: `<= ${max.toFixed(1)}` });
     for (const [anchor, addr] of [
       ['dnsmasq', ADDR.dnsmasq],
@@ -168,6 +181,16 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
           ours: curlTftp(ADDR.ours, 'big32', blksize),
           theirs: curlTftp(addr, 'big32', blksize),
           target: atMost(1.2),
+        });
+      }
+      if (anchor === 'dnsmasq') {
+        cases.push({
+          section: 'tftp',
+          what: 'TFTP 32 MiB lock-step, blksize 1468 (curl): bare Node dgram loop, the floor',
+          anchor,
+          ours: curlTftp(ADDR.floor, 'big32', 1468),
+          theirs: curlTftp(addr, 'big32', 1468),
+          oursPid: floor.pid,
         });
       }
       cases.push({ section: 'tftp', what: 'TFTP storm 50 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 50), theirs: storm(addr, 50) });
@@ -210,7 +233,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       await time(c.ours);
       await time(c.theirs);
       for (let i = 0; i < runs; i++) {
-        ours.push(await time(c.ours, appliance.pid));
+        ours.push(await time(c.ours, c.oursPid ?? appliance.pid));
         theirs.push(await time(c.theirs, anchorPid[c.anchor]));
       }
       const rss = peakRssMiB(appliance.pid) ?? 0;
@@ -258,7 +281,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
 /** Wait (bounded) until every server answers a small request. */
 async function waitUntilServing(ns: string, progress: (line: string) => void): Promise<void> {
   const checks = [
-    ...[ADDR.ours, ADDR.dnsmasq, ADDR.tftpdHpa, ADDR.atftpd].map((a) => `curl -sf --max-time 2 -o /dev/null tftp://${a}/boot170`),
+    ...[ADDR.ours, ADDR.dnsmasq, ADDR.tftpdHpa, ADDR.atftpd, ADDR.floor].map((a) => `curl -sf --max-time 2 -o /dev/null tftp://${a}/boot170`),
     ...[ADDR.ours, ADDR.nginx].map((a) => `curl -sf --max-time 2 -o /dev/null http://${a}:8080/assets/boot170`),
   ];
   for (const check of checks) {
