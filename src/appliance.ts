@@ -221,7 +221,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       // Debian 12's grub reads its server from the DHCP server's ACK, not from our proxy offer (boot/grub-watch.ts).
       log.warn(
         { address: config.address, dhcpMode: config.dhcpMode },
-        `secure boot beside another dhcp server: grub asks that server's next-server for /grub/grub.cfg, so set next-server ${config.address} there (isc dhcpd next-server; dnsmasq dhcp-option=option:server-ip-address,${config.address}) or use --dhcp-mode server`,
+        `secure boot beside another dhcp server: debian 12's grub asks that server's next-server for /grub/grub.cfg, so set next-server ${config.address} there (isc dhcpd next-server; dnsmasq dhcp-option=option:server-ip-address,${config.address}), use --dhcp-mode server, or serve debian 13's grub, which reads the proxydhcp offer (fetch secureboot --release trixie)`,
       );
     }
     if (config.dhcpMode === 'off' && config.bootBinding === 'dhcp') {

@@ -72,7 +72,7 @@ export function diagnoseGrubElsewhere(events: readonly BootEvent[], now: number,
     problem: 'grub-asked-another-server',
     file,
     explanation: `grub (${file}) was downloaded from this appliance but asked it for no grub file within ${Math.round(waitMs / 1000)} s: debian 12's grub takes its tftp server from the dhcp server's ack (siaddr / next-server), not from the proxydhcp offer, so it is asking the dhcp server that leased the address for /grub/grub.cfg`,
-    fix: "on the dhcp server that hands out addresses, set next-server to this appliance's address (isc dhcpd: next-server ADDRESS; dnsmasq: dhcp-option=option:server-ip-address,ADDRESS; kea: next-server), or run the appliance with --dhcp-mode server; machines without secure boot can use ipxe instead (bootloader: ipxe), which works beside any dhcp server",
+    fix: "on the dhcp server that hands out addresses, set next-server to this appliance's address (isc dhcpd: next-server ADDRESS; dnsmasq: dhcp-option=option:server-ip-address,ADDRESS; kea: next-server), or run the appliance with --dhcp-mode server, or serve debian 13's grub, which reads the proxydhcp offer (node bin/appliance fetch secureboot --release trixie); machines without secure boot can use ipxe instead (bootloader: ipxe), which works beside any dhcp server",
   };
 }
 

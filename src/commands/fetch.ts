@@ -86,10 +86,14 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
     '--tftp-root, from the installed shim-signed / grub-efi-*-signed packages or, when absent, from\n' +
     "packages fetched with apt-get download into --deb-cache (never installed: grub-efi's\n" +
     'postinst would run grub-install on this host). arm64 adds the dpkg architecture for the\n' +
-    'download and removes it again. Prints what it did as JSON on stdout.',
+    'download and removes it again. --release trixie takes them from Debian 13 instead (from the\n' +
+    "host's Debian mirror, with apt state of its own under --deb-cache): its grub reads the ProxyDHCP\n" +
+    "offer, so it boots beside a DHCP server whose next-server is not the appliance; Debian 12's does\n" +
+    'not. Prints what it did as JSON on stdout.',
   settings: ['tftpRoot', ...LOG_SETTINGS],
   flags: [
     { name: 'arch', type: 'string', arg: 'LIST', help: 'amd64, arm64 or amd64,arm64 [default: amd64]' },
+    { name: 'release', type: 'string', arg: 'NAME', help: "a Debian release's packages, e.g. trixie [default: the installed ones, else this host's release]" },
     { name: 'deb-cache', type: 'string', arg: 'DIR', help: 'where downloaded packages are kept [default: /var/cache/netboot-appliance/debs]' },
   ],
   async run(args) {
@@ -103,7 +107,7 @@ export const FETCH_SECUREBOOT_COMMAND: CommandSpec = {
     const results = await fetchSecureBoot({
       tftpRoot: config.tftpRoot,
       arches: arches as Array<'amd64' | 'arm64'>,
-      ...definedFields({ cacheDir: cacheDir === undefined ? undefined : resolve(args.io.cwd, cacheDir) }),
+      ...definedFields({ cacheDir: cacheDir === undefined ? undefined : resolve(args.io.cwd, cacheDir), release: stringFlag(args, 'release') }),
       log,
     });
     args.io.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

@@ -11,13 +11,14 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { peSignature } from '../boot/grub.js';
 import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { debianArchiveUri, hostAptSources, privateAptOptions, RELEASE_PATTERN, releaseSources } from './apt-release.js';
 
 const run = promisify(execFile);
 
@@ -59,6 +60,15 @@ const defaultRunner: Runner = async (cmd, args, options) => {
   return { stdout };
 };
 
+/** The last lines of a failed command's stderr. */
+function lastLines(err: unknown): string {
+  return String((err as { stderr?: unknown }).stderr ?? (err as Error).message)
+    .trim()
+    .split('\n')
+    .slice(-3)
+    .join('; ');
+}
+
 function fetchError(message: string, cause?: unknown): ApplianceError {
   return new ApplianceError('ERR_FETCH_SECUREBOOT', message, {}, cause !== undefined ? { cause } : undefined);
 }
@@ -71,7 +81,7 @@ function fetchError(message: string, cause?: unknown): ApplianceError {
 export async function downloadDebs(
   packages: readonly string[],
   cacheDir: string,
-  options: { log: Logger; run?: Runner; foreignArch?: string },
+  options: { log: Logger; run?: Runner; foreignArch?: string; release?: { name: string; archiveUri: string } },
 ): Promise<string> {
   const runner = options.run ?? defaultRunner;
   await mkdir(cacheDir, { recursive: true });
@@ -81,6 +91,17 @@ export async function downloadDebs(
   if (missing.length > 0) {
     let added = false;
     const arch = options.foreignArch;
+    // Another Debian release: apt with a private state under the cache (apt-release.ts).
+    const apt = options.release ? privateAptOptions(join(cacheDir, 'apt')) : [];
+    if (options.release) {
+      const dir = join(cacheDir, 'apt');
+      for (const d of ['sources.list.d', 'lists/partial', 'cache/archives/partial']) await mkdir(join(dir, d), { recursive: true });
+      await writeFile(join(dir, 'sources.list.d', `${options.release.name}.sources`), releaseSources(options.release.archiveUri, options.release.name));
+      options.log.info(
+        { release: options.release.name, uri: options.release.archiveUri },
+        'reading the package lists of another debian release (private apt state)',
+      );
+    }
     try {
       if (arch !== undefined) {
         const { stdout: native } = await runner('dpkg', ['--print-architecture']);
@@ -90,18 +111,23 @@ export async function downloadDebs(
           await runner('dpkg', ['--add-architecture', arch]);
           added = true;
         }
-        await runner('apt-get', ['update', '-qq']);
+      }
+      if (arch !== undefined || options.release) {
+        try {
+          await runner('apt-get', [...apt, 'update', '-qq']);
+        } catch (err) {
+          if (!options.release) throw err;
+          throw fetchError(`apt-get update for ${options.release.name} at ${options.release.archiveUri} failed: ${lastLines(err)}`, err);
+        }
       }
       options.log.info({ packages: missing, cacheDir }, 'downloading debian packages (apt-get download)');
       try {
-        await runner('apt-get', ['download', ...missing], { cwd: cacheDir });
+        await runner('apt-get', [...apt, 'download', ...missing], { cwd: cacheDir });
       } catch (err) {
-        const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message)
-          .trim()
-          .split('\n')
-          .slice(-3)
-          .join('; ');
-        throw fetchError(`apt-get download ${missing.join(' ')} failed: ${stderr}; run apt-get update, or check the apt sources reach deb.debian.org`, err);
+        throw fetchError(
+          `apt-get download ${missing.join(' ')} failed: ${lastLines(err)}; run apt-get update, or check the apt sources reach deb.debian.org`,
+          err,
+        );
       }
     } finally {
       if (added && arch !== undefined) {
@@ -137,6 +163,13 @@ export interface FetchSecureBootOptions {
   cacheDir?: string;
   /** Root under which installed packages are looked for (default '/'). */
   systemRoot?: string;
+  /**
+   * Another Debian release's packages (e.g. `trixie`: its grub reads the ProxyDHCP offer),
+   * downloaded from the host's Debian mirror; installed packages are then not used.
+   */
+  release?: string;
+  /** The host's apt sources texts (default: read from /etc/apt); a seam for tests. */
+  aptSources?: readonly string[];
   log: Logger;
   run?: Runner;
 }
@@ -165,19 +198,31 @@ export async function fetchSecureBoot(options: FetchSecureBootOptions): Promise<
   const systemRoot = options.systemRoot ?? '/';
   await mkdir(options.tftpRoot, { recursive: true });
   const results: SignedFileResult[] = [];
+  let release: { name: string; archiveUri: string } | undefined;
+  if (options.release !== undefined) {
+    if (!RELEASE_PATTERN.test(options.release)) throw fetchError(`--release ${JSON.stringify(options.release)} is not a debian release name (trixie)`);
+    const archiveUri = debianArchiveUri(options.aptSources ?? hostAptSources());
+    if (archiveUri === undefined) throw fetchError('no debian archive in the apt sources of this host (/etc/apt): cannot fetch another release');
+    release = { name: options.release, archiveUri };
+  }
   for (const arch of arches) {
     const specs = SIGNED_CHAIN[arch];
-    const fromSystem = specs.every((s) => existsSync(join(systemRoot, s.packagePath)));
+    const fromSystem = !release && specs.every((s) => existsSync(join(systemRoot, s.packagePath)));
     let base = systemRoot;
     let source = 'system package';
     if (!fromSystem) {
-      const cache = join(cacheDir, arch);
+      const cache = join(cacheDir, release ? `${arch}-${release.name}` : arch);
       const x = join(cache, 'x');
       if (!specs.every((s) => existsSync(join(x, s.packagePath)))) {
         await downloadDebs(
           specs.map((s) => s.pkg),
           cache,
-          { log: options.log, ...(options.run ? { run: options.run } : {}), ...(arch === 'arm64' ? { foreignArch: 'arm64' } : {}) },
+          {
+            log: options.log,
+            ...(options.run ? { run: options.run } : {}),
+            ...(arch === 'arm64' ? { foreignArch: 'arm64' } : {}),
+            ...(release ? { release } : {}),
+          },
         );
       }
       base = x;

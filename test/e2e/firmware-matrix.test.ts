@@ -295,6 +295,26 @@ test('OVMF Secure Boot in proxy mode beside a DHCP server whose next-server is i
   t.log(`uefi-secureboot proxy without next-server: diagnosed ${(vm.timeOf(/Welcome to GRUB!/)! / 1000).toFixed(1)} s + 30 s after VM start (grub started)`);
 });
 
+test("OVMF Secure Boot in proxy mode with Debian 13's grub, beside a DHCP server whose next-server is itself: grub reads the proxy offer and boots", async (t) => {
+  await vmSlot(t, GRUB_TIMEOUT_MS + BOOT_TIMEOUT_MS + 120_000);
+  const lab = await newLab('proxy');
+  const mac = '52:54:00:16:05:02';
+  const appliance = await startTestOsAppliance(lab, bootAssets(), { name: 'appliance-grub-trixie', args: ['--secure-boot'] });
+  appliances.push(appliance);
+  // Debian 12's shim, Debian 13's signed grub (fetch secureboot --release trixie).
+  await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, log: createSilentLogger() });
+  const trixie = await fetchSecureBoot({ tftpRoot: join(appliance.home.tftpRoot, 'trixie'), release: 'trixie', log: createSilentLogger() });
+  copyFileSync(trixie.find((f) => f.name === 'grubx64.efi')!.path, join(appliance.home.tftpRoot, 'grubx64.efi'));
+  const vm = await boot(t, lab, 'uefi-secureboot', mac, {}, GRUB_TIMEOUT_MS);
+  const serial = await bootToCloudConfig(t, vm, 'uefi-secureboot proxy, debian 13 grub, no next-server', GRUB_TIMEOUT_MS);
+  t.regex(serial, /secureboot: Secure boot enabled/);
+  const files = ofType(await appliance.events(mac), 'tftp-file').map((e) => e.detail?.['file']);
+  for (const f of ['grubx64.efi', 'grub/grub.cfg', `grub/machines/x86_64/${mac}.cfg`, 'assets/vmlinuz'])
+    t.true(files.includes(f), `${f} was not served over tftp: ${JSON.stringify(files)}`);
+  // dnsmasq named itself as next-server; grub asked the appliance anyway (the proxy offer).
+  t.regex(readFileSync(lab.upstreamLogPath, 'utf8'), new RegExp(`next server: ${lab.upstreamAddress.replace(/\./g, '\\.')}`));
+});
+
 for (const mode of MODES) {
   test(`OVMF Secure Boot handed unsigned iPXE (${MODE_LABEL[mode]}): refused, and the timeline says why`, async (t) => {
     await vmSlot(t, BOOT_TIMEOUT_MS + 90_000);
