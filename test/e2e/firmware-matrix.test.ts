@@ -26,11 +26,9 @@
  * The seconds each path took are printed (t.log) and kept in the README's firmware table.
  */
 import test, { type ExecutionContext } from 'ava';
-import { assertApplianceBuilt, startTestOsAppliance, testOsProfile, type LabAppliance } from '../../src/lab/appliance.js';
-import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js';
-import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
+import { startTestOsAppliance, testOsProfile, type LabAppliance } from '../../src/lab/appliance.js';
+import type { BootAssets } from '../../src/lab/baseline.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
-import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import { startVm, type Firmware, type Vm, type VmOptions } from '../../src/lab/qemu.js';
 import type { BootEvent } from '../../src/events.js';
 import { fetchSecureBoot } from '../../src/fetch/secureboot.js';
@@ -38,34 +36,15 @@ import { createSilentLogger } from '../../src/log.js';
 import { prepareArm64TestOs } from '../../src/lab/arm64.js';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { bootToCloudConfig, KEEP_LABS, labSuite, ofType } from './lab-suite.js';
 
-const KEEP = process.env['NETBOOT_LAB_KEEP'] === '1';
 const BOOT_TIMEOUT_MS = 240_000;
 // grub reads the 14 MB kernel over TFTP in 1 KiB lock-step blocks: 60-200 s on a loaded 2-core host.
 const GRUB_TIMEOUT_MS = 420_000;
 
-let assets: BootAssets | undefined;
-const labs: Lab[] = [];
-const appliances: LabAppliance[] = [];
-const vms: Vm[] = [];
-
-test.before(() => {
-  assertLabPrerequisites('uefi', ['uefi-http', 'uefi-secureboot', 'arm64']);
-  assertApplianceBuilt();
-  const initrd = buildTestInitrd();
-  assets = { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG };
-});
-
-test.after.always(async () => {
-  await Promise.all(vms.map((v) => v.kill()));
-  await Promise.all(appliances.map((a) => a.stop()));
-  await Promise.all(labs.map((l) => l.destroy()));
-});
-
-function bootAssets(): BootAssets {
-  if (!assets) throw new Error('test.before did not build the test OS');
-  return assets;
-}
+const suite = labSuite(test, 'uefi', ['uefi-http', 'uefi-secureboot', 'arm64']);
+const { labs, appliances, vms } = suite;
+const bootAssets = (): BootAssets => suite.assets();
 
 type Mode = 'proxy' | 'server';
 const MODES: readonly Mode[] = ['proxy', 'server'];
@@ -77,7 +56,7 @@ const MODE_LABEL: Readonly<Record<Mode, string>> = { proxy: 'proxy mode beside d
  */
 async function newLab(mode: Mode, options: { nextServer?: boolean } = {}): Promise<Lab> {
   const proxy = mode === 'proxy';
-  const lab = await createLab({ upstreamDhcp: proxy, ipv6Router: proxy, upstreamNextServer: proxy && (options.nextServer ?? false), keepWorkDir: KEEP });
+  const lab = await createLab({ upstreamDhcp: proxy, ipv6Router: proxy, upstreamNextServer: proxy && (options.nextServer ?? false), keepWorkDir: KEEP_LABS });
   labs.push(lab);
   return lab;
 }
@@ -126,20 +105,6 @@ async function waitForEvent(appliance: LabAppliance, mac: string, match: (e: Boo
     if (Date.now() > deadline) throw new Error(`no matching event for ${mac} within ${timeoutMs} ms; console tail:\n${vm.serial().slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
-}
-
-function ofType(events: readonly BootEvent[], type: BootEvent['type']): BootEvent[] {
-  return events.filter((e) => e.type === type);
-}
-
-/** Wait for the cloud-config marker and for the test OS to power off; logs the seconds taken. */
-async function bootToCloudConfig(t: ExecutionContext, vm: Vm, label: string, timeoutMs = BOOT_TIMEOUT_MS): Promise<string> {
-  const fetched = await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched), timeoutMs);
-  await vm.waitFor(new RegExp(MARKERS.done), 30_000);
-  const exit = await Promise.race([vm.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000).unref())]);
-  t.is(exit?.code, 0, `${vm.name} did not power off cleanly`);
-  t.log(`${label}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s`);
-  return vm.serial();
 }
 
 // The slowest paths first: each test takes a VM slot in the order declared.
@@ -206,7 +171,7 @@ for (const mode of MODES) {
     appliances.push(appliance);
     const mac = mode === 'proxy' ? '52:54:00:16:01:01' : '52:54:00:16:01:02';
     const vm = await boot(t, lab, 'uefi-http', mac);
-    const serial = await bootToCloudConfig(t, vm, `uefi-http ${mode}`);
+    const serial = await bootToCloudConfig(t, vm, `uefi-http ${mode}`, BOOT_TIMEOUT_MS);
     // OVMF printed the URL it got from our offer, then iPXE started from it.
     t.regex(serial, new RegExp(`URI: http://${lab.serverAddress.replace(/\./g, '\\.')}:8080/boot/snponly\\.efi`));
     t.regex(serial, /iPXE initialising devices/);

@@ -18,57 +18,28 @@
  * One VM at a time (run under `flock /tmp/netboot-qemu.lock`). A missing prerequisite fails.
  */
 import test, { type ExecutionContext } from 'ava';
-import { assertApplianceBuilt, startTestOsAppliance, type LabAppliance } from '../../src/lab/appliance.js';
-import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js';
-import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
+import { startTestOsAppliance, type LabAppliance } from '../../src/lab/appliance.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
-import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import { startVm, type Vm } from '../../src/lab/qemu.js';
-import type { BootEvent } from '../../src/events.js';
 import { parseIpv6, sameIpv6Prefix } from '../../src/dhcp6/address.js';
+import type { BootEvent } from '../../src/events.js';
+import { bootToCloudConfig, KEEP_LABS, labSuite, ofType } from './lab-suite.js';
 
-const KEEP = process.env['NETBOOT_LAB_KEEP'] === '1';
 const BOOT_TIMEOUT_MS = 240_000;
 
-let assets: BootAssets | undefined;
-const labs: Lab[] = [];
-const appliances: LabAppliance[] = [];
-const vms: Vm[] = [];
-
-test.before(() => {
-  assertLabPrerequisites('uefi', ['uefi-ipv6']);
-  assertApplianceBuilt();
-  const initrd = buildTestInitrd();
-  assets = { kernelPath: initrd.kernel.path, initrdPath: initrd.path, cloudConfig: DEFAULT_CLOUD_CONFIG };
-});
-
-test.after.always(async () => {
-  await Promise.all(vms.map((v) => v.kill()));
-  await Promise.all(appliances.map((a) => a.stop()));
-  await Promise.all(labs.map((l) => l.destroy()));
-});
-
-const ofType = (events: readonly BootEvent[], type: BootEvent['type']) => events.filter((e) => e.type === type);
-
-async function bootToCloudConfig(t: ExecutionContext, vm: Vm, label: string): Promise<string> {
-  const fetched = await vm.waitFor(new RegExp(MARKERS.cloudConfigFetched), BOOT_TIMEOUT_MS);
-  await vm.waitFor(new RegExp(MARKERS.done), 30_000);
-  t.log(`${label}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s`);
-  return vm.serial();
-}
+const suite = labSuite(test, 'uefi', ['uefi-ipv6']);
 
 async function setUp(t: ExecutionContext, mode: 'proxy' | 'server', mac: string): Promise<{ lab: Lab; appliance: LabAppliance; vm: Vm; address6: string }> {
-  if (!assets) throw new Error('test.before did not build the test OS');
-  const lab = await createLab({ upstreamDhcp: mode === 'proxy', ipv6: true, keepWorkDir: KEEP });
-  labs.push(lab);
+  const lab = await createLab({ upstreamDhcp: mode === 'proxy', ipv6: true, keepWorkDir: KEEP_LABS });
+  suite.labs.push(lab);
   const address6 = lab.serverAddress6!;
-  const appliance = await startTestOsAppliance(lab, assets, {
+  const appliance = await startTestOsAppliance(lab, suite.assets(), {
     name: `appliance-ipv6-${mode}`,
     args: ['--address6', address6, ...(mode === 'proxy' ? ['--dhcp6-mode', 'proxy'] : ['--dhcp-mode', 'off', '--dhcp6-mode', 'server'])],
   });
-  appliances.push(appliance);
+  suite.appliances.push(appliance);
   const vm = await startVm(lab, { firmware: 'uefi-ipv6', mac, timeoutMs: BOOT_TIMEOUT_MS + 30_000 });
-  vms.push(vm);
+  suite.vms.push(vm);
   t.teardown(() => vm.kill());
   return { lab, appliance, vm, address6 };
 }
@@ -77,7 +48,7 @@ test.serial('OVMF PXEv6, proxy mode beside dnsmasq: proxy Advertise, 4011 Reply,
   t.timeout(BOOT_TIMEOUT_MS + 120_000);
   const mac = '52:54:00:16:06:01';
   const { appliance, vm, address6 } = await setUp(t, 'proxy', mac);
-  const serial = await bootToCloudConfig(t, vm, 'uefi-ipv6 proxy');
+  const serial = await bootToCloudConfig(t, vm, 'uefi-ipv6 proxy', BOOT_TIMEOUT_MS);
   t.regex(serial, /UEFI PXEv6/);
   t.regex(serial, /iPXE initialising devices/);
   t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac}`), 'the profile script did not run');
@@ -104,7 +75,7 @@ test.serial(
     t.timeout(BOOT_TIMEOUT_MS + 120_000);
     const mac = '52:54:00:16:06:02';
     const { appliance, vm, address6 } = await setUp(t, 'server', mac);
-    const serial = await bootToCloudConfig(t, vm, 'uefi-ipv6 server');
+    const serial = await bootToCloudConfig(t, vm, 'uefi-ipv6 server', BOOT_TIMEOUT_MS);
     t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac}`), 'the profile script did not run');
     t.true(serial.includes(`http://[${address6}]:8080/`), 'iPXE did not chain over IPv6');
     const events = await appliance.events(mac);
