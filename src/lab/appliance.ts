@@ -16,6 +16,8 @@ import { startProcessBootServer } from './process-server.js';
 
 /** The appliance's entry point (imports the compiled `dist/`; `npm run build` first). */
 export const APPLIANCE_BIN = join(APPLIANCE_HOME, 'bin', 'appliance');
+/** The bench's bare-Node floor server (src/lab/floor-server.ts), compiled like the appliance. */
+export const FLOOR_SERVER = join(APPLIANCE_HOME, 'dist', 'src', 'lab', 'floor-server.js');
 
 /** Id of the test OS profile written by {@link writeTestOsHome}; the default profile. */
 export const TEST_OS_PROFILE_ID = 'lab-test-os';

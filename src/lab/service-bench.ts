@@ -15,8 +15,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { APPLIANCE_HOME } from '../config.js';
-import { APPLIANCE_BIN } from './appliance.js';
+import { APPLIANCE_BIN, FLOOR_SERVER } from './appliance.js';
 import { createBenchProcesses } from './bench-processes.js';
 import { cpuSecondsOfTree, figure, median, peakRssMiB, resetPeakRss, type BenchFigure, type BenchTarget } from './bench-report.js';
 
@@ -135,9 +134,10 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       root,
     ]);
     const nginx = inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
-    // The least a Node process spends per lock-step block (src/lab/tftp-floor.ts): how much of the
-    // appliance's gap to dnsmasq is Node's own per-datagram cost.
-    const floor = inNs(process.execPath, [join(APPLIANCE_HOME, 'dist', 'src', 'lab', 'tftp-floor.js'), ADDR.floor, root]);
+    // The least a Node process spends on the same requests (src/lab/floor-server.ts: lock-step
+    // TFTP as src/lab/tftp-floor.ts serves it, HTTP with 1 MiB reads): how much of the appliance's
+    // gap to dnsmasq and nginx is Node's own cost.
+    const floor = inNs(process.execPath, [FLOOR_SERVER, ADDR.floor, root]);
     await waitUntilServing(ns, progress);
 
     // tftpd-hpa's CPU is not measurable from outside: it forks a child per transfer and ignores
@@ -219,6 +219,16 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
         ours: http(`http://${ADDR.ours}:8080/assets/initrd64`, n),
         theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n),
       });
+      if (n > 1) {
+        cases.push({
+          section: 'http',
+          what: `HTTP ${n} x 64 MiB initrd (curl): bare Node http + 1 MiB reads, the floor`,
+          anchor: 'nginx-light',
+          ours: http(`http://${ADDR.floor}:8080/assets/initrd64`, n),
+          theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n),
+          oursPid: floor.pid,
+        });
+      }
     }
 
     const figures: BenchFigure[] = [];
@@ -282,7 +292,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
 async function waitUntilServing(ns: string, progress: (line: string) => void): Promise<void> {
   const checks = [
     ...[ADDR.ours, ADDR.dnsmasq, ADDR.tftpdHpa, ADDR.atftpd, ADDR.floor].map((a) => `curl -sf --max-time 2 -o /dev/null tftp://${a}/boot170`),
-    ...[ADDR.ours, ADDR.nginx].map((a) => `curl -sf --max-time 2 -o /dev/null http://${a}:8080/assets/boot170`),
+    ...[ADDR.ours, ADDR.nginx, ADDR.floor].map((a) => `curl -sf --max-time 2 -o /dev/null http://${a}:8080/assets/boot170`),
   ];
   for (const check of checks) {
     let ok = false;

@@ -1,0 +1,67 @@
+/**
+ * The bench's floor: the least a Node process can do and still serve what the bench measures,
+ * so the report can tell the appliance's own cost from the runtime's. It is not a server anyone
+ * should run: no path checks, no retransmission, no limits, no logging.
+ *
+ *   node dist/src/lab/floor-server.js ADDRESS ROOT [--dhcp]
+ *
+ * - TFTP on ADDRESS:69: lock-step RRQs, as src/lab/tftp-floor.ts serves them;
+ * - HTTP on ADDRESS:8080: GET /assets/NAME streams ROOT/NAME with 1 MiB reads;
+ * - with --dhcp, a ProxyDHCP-shaped responder on ADDRESS:67 that answers every relayed
+ *   DISCOVER with a fixed OFFER (xid, giaddr and chaddr copied in) sent to the relay.
+ */
+import { createReadStream } from 'node:fs';
+import dgram from 'node:dgram';
+import { createServer } from 'node:http';
+import { basename, join } from 'node:path';
+import { serveFloor } from './tftp-floor.js';
+
+const [address = '127.0.0.1', root = '.', ...rest] = process.argv.slice(2);
+
+function http(): void {
+  createServer((req, res) => {
+    const name = basename(req.url ?? '');
+    const stream = createReadStream(join(root, name), { highWaterMark: 1 << 20 });
+    stream.once('error', () => {
+      res.statusCode = 404;
+      res.end();
+    });
+    stream.once('open', () => {
+      res.setHeader('content-type', 'application/octet-stream');
+      stream.pipe(res);
+    });
+  }).listen(8080, address);
+}
+
+function dhcp(): void {
+  const server = dgram.createSocket('udp4');
+  const serverId = Buffer.from(address.split('.').map(Number));
+  // op 2, htype 1, hlen 6; siaddr = us; options 53 = OFFER, 54 = us, 60 = PXEClient, 43 = PXE
+  // discovery control 8 (boot server list off, as a proxy answering on 67 sends), end.
+  const options = Buffer.concat([
+    Buffer.from([99, 130, 83, 99, 53, 1, 2, 54, 4]),
+    serverId,
+    Buffer.from([60, 9]),
+    Buffer.from('PXEClient'),
+    Buffer.from([43, 3, 6, 1, 8, 255]),
+  ]);
+  const template = Buffer.alloc(236 + options.length);
+  template[0] = 2;
+  template[1] = 1;
+  template[2] = 6;
+  serverId.copy(template, 20);
+  options.copy(template, 236);
+  server.on('message', (msg) => {
+    if (msg.length < 240 || msg[0] !== 1) return;
+    const reply = Buffer.allocUnsafe(template.length);
+    template.copy(reply);
+    msg.copy(reply, 4, 4, 12); // xid, secs, flags
+    msg.copy(reply, 24, 24, 44); // giaddr, chaddr
+    server.send(reply, 67, `${msg[24]}.${msg[25]}.${msg[26]}.${msg[27]}`);
+  });
+  server.bind(67, address);
+}
+
+serveFloor(address, root);
+http();
+if (rest.includes('--dhcp')) dhcp();
