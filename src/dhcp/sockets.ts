@@ -27,6 +27,8 @@
  * (port-holders.ts) and refuses to share them unless forced.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
+import { isIPv4 } from 'node:net';
 import os from 'node:os';
 import { ApplianceError } from '../errors.js';
 import { subnetOf, parseCidr, type Subnet } from './subnet.js';
@@ -138,9 +140,22 @@ export function resolveServedNetwork(address: string, iface: string | undefined,
   return { ...(found ? { interface: found.name } : {}), ...(served ? { subnet: served } : {}) };
 }
 
+/**
+ * Every reply goes to a dotted-quad address: answered at once instead of through dns.lookup and
+ * a nextTick per datagram (dgram's send passes every address through its lookup; this showed in
+ * the ProxyDHCP answer path's profile). Anything else still goes to dns.lookup.
+ */
+const literalLookup = ((hostname: string, options: unknown, callback: (err: Error | null, address: string, family: number) => void): void => {
+  if (isIPv4(hostname)) {
+    callback(null, hostname, 4);
+    return;
+  }
+  dns.lookup(hostname, options as dns.LookupOptions, callback as never);
+}) as unknown as typeof dns.lookup;
+
 function bindSocket(port: number, host: string | undefined, fd: number | undefined): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true, lookup: literalLookup });
     const onError = (err: Error): void => {
       try {
         socket.close();
