@@ -32,6 +32,7 @@ import { createTftpServer, type TftpServer } from './tftp/server.js';
 import { createGrubFiles } from './boot/grub-files.js';
 import { createBootSessions } from './http/boot-sessions.js';
 import { grantCallback } from './http/callback-grant.js';
+import { settleServedOneShot } from './http/one-shot.js';
 import { createDiscovery } from './store/discovery.js';
 import { withBootDiagnosis } from './boot/diagnosis.js';
 import { withGrubWatch } from './boot/grub-watch.js';
@@ -313,6 +314,18 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         events,
         facts: (mac) => discovery.selectionFacts(mac),
         grantCallback: (machine, mac, ip) => grantCallback({ sessions, lifetimeSeconds: config.callbackTokenSeconds }, machine, mac, ip),
+        settleOneShot: (mac, ip) =>
+          settleServedOneShot(
+            {
+              deps: { store },
+              sessions,
+              log,
+              record: (type, mac, ip, detail) => events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) }),
+            },
+            mac,
+            ip,
+            'grub',
+          ),
       }),
     };
     const tftp: TftpServer = createTftpServer(tftpOptions);

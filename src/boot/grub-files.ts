@@ -13,6 +13,7 @@ import type { EventLog } from '../events.js';
 import type { Renderer, ServerAddress } from '../http/render.js';
 import type { Logger } from '../log.js';
 import { callbackDetail, grantedToken, type CallbackGrant } from '../http/callback-grant.js';
+import { oneShotDetail, type OneShotOutcome } from '../http/one-shot.js';
 import type { Db, Facts, Machine } from '../store/schema.js';
 import { groupDetail, type Selection, type SelectQuery } from '../store/select.js';
 import { resolveFile } from '../tftp/files.js';
@@ -38,6 +39,11 @@ export interface GrubFilesDeps {
    * only the machine's own address); none: grub scripts never carry it.
    */
   grantCallback?: (machine: Machine | undefined, mac: string, ip: string) => CallbackGrant;
+  /**
+   * A one-shot's script went to `ip`: consume it when that address speaks for `mac` (as /ipxe
+   * does, http/one-shot.ts), else keep it. None: one-shots served by grub are never consumed.
+   */
+  settleOneShot?: (mac: string, ip: string) => Promise<OneShotOutcome>;
 }
 
 const CPU_FIRMWARE: Readonly<Record<string, LoaderFirmware>> = { x86_64: 'efi-x64', arm64: 'efi-arm64' };
@@ -103,7 +109,8 @@ export function createGrubFiles(deps: GrubFilesDeps): VirtualFiles {
       const req = { mac, arch: grubCpu, callbackToken: grantedToken(grant) };
       const context = buildGrubContext(server, req, profile, machine, via, { secureBoot, retrySeconds });
       const script = deps.renderer.render(template, { ...context });
-      const detail = { profile: profile.id, via, template, secureBoot, ...groupDetail(selection), ...callbackDetail(grant) };
+      const once = via === 'once' && deps.settleOneShot ? oneShotDetail(await deps.settleOneShot(mac, ip)) : {};
+      const detail = { profile: profile.id, via, template, secureBoot, ...groupDetail(selection), ...callbackDetail(grant), ...once };
       log.info({ mac, ip, grubCpu, ...detail }, 'sent grub script');
       deps.events?.record({ type: 'grub-script', mac, ip, detail: { outcome: 'boot', ...detail, arch: grubCpu } });
       return script;

@@ -7,11 +7,20 @@
 import { consumeNextBoot } from '../store/lifecycle.js';
 import type { RouteEnv } from './context.js';
 
+/** What settling a one-shot needs: the HTTP routes' env, or the same pieces from the TFTP side (grub). */
+export type OneShotEnv = Pick<RouteEnv, 'log' | 'record'> & {
+  deps: { store: Pick<RouteEnv['deps']['store'], 'getMachine' | 'updateMachine'> };
+  sessions: Pick<RouteEnv['sessions'], 'trusted'>;
+};
+
+/** Who took the one-shot: an /ipxe script, a grub script (over TFTP), or the boot's verified facts. */
+export type OneShotTaker = 'ipxe' | 'grub' | 'facts';
+
 /** What became of a one-shot that was served. */
 export type OneShotOutcome = { kind: 'consumed' } | { kind: 'kept'; reason: string };
 
 /** Consume `mac`'s pending one-shot (state provisioning) and put that in the timeline. */
-export async function consumeOneShot(env: RouteEnv, mac: string, ip: string, by: 'ipxe' | 'facts'): Promise<void> {
+export async function consumeOneShot(env: OneShotEnv, mac: string, ip: string, by: OneShotTaker): Promise<void> {
   const { store } = env.deps;
   try {
     const before = await store.getMachine(mac);
@@ -33,12 +42,17 @@ export async function consumeOneShot(env: RouteEnv, mac: string, ip: string, by:
 }
 
 /** A one-shot script went to `ip`: consume it when that address speaks for `mac`, else keep it. */
-export async function settleServedOneShot(env: RouteEnv, mac: string, ip: string): Promise<OneShotOutcome> {
+export async function settleServedOneShot(env: OneShotEnv, mac: string, ip: string, by: 'ipxe' | 'grub' = 'ipxe'): Promise<OneShotOutcome> {
   const trust = env.sessions.trusted(mac, ip);
   if (!trust.ok) {
     env.log.warn({ mac, ip, reason: trust.reason }, 'one-shot boot served but kept: the request may not be the machine');
     return { kind: 'kept', reason: trust.reason };
   }
-  await consumeOneShot(env, mac, ip, 'ipxe');
+  await consumeOneShot(env, mac, ip, by);
   return { kind: 'consumed' };
+}
+
+/** Timeline detail of a served one-shot: consumed, or kept (and why). */
+export function oneShotDetail(outcome: OneShotOutcome): Record<string, unknown> {
+  return outcome.kind === 'consumed' ? { oneShot: 'consumed' } : { oneShot: 'kept', oneShotWhy: outcome.reason };
 }

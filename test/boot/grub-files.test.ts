@@ -12,6 +12,7 @@ import { createGrubFiles, type GrubFilesDeps } from '../../src/boot/grub-files.j
 import { createEventLog, type EventLog } from '../../src/events.js';
 import { createBootSessions } from '../../src/http/boot-sessions.js';
 import { grantCallback } from '../../src/http/callback-grant.js';
+import { settleServedOneShot } from '../../src/http/one-shot.js';
 import { createRenderer } from '../../src/http/render.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createMemoryStore } from '../../src/store/store.js';
@@ -37,6 +38,7 @@ async function setup(
   db: Parameters<typeof createMemoryStore>[0],
   secureBootDefault = false,
   extra: (events: EventLog) => Partial<GrubFilesDeps> = () => ({}),
+  withStore: (store: ReturnType<typeof createMemoryStore>) => void = () => undefined,
 ) {
   const assets = await tempDir('grub-assets-');
   await mkdir(path.join(assets, 'os'));
@@ -46,6 +48,7 @@ async function setup(
   await writeFile(path.join(path.dirname(assets), `${path.basename(assets)}-secret`), 'outside');
   const events = createEventLog();
   const store = createMemoryStore(db);
+  withStore(store);
   const s = await startServer({
     events,
     virtualFiles: createGrubFiles({
@@ -170,4 +173,55 @@ test('grub selects with the machine’s verified facts and carries the callback 
     callback: 'withheld',
     callbackWhy: `DHCP never saw ${UNSEEN} at 127.0.0.1`,
   });
+});
+
+test('a one-shot served by grub is consumed when the script went to the address DHCP saw for the machine, kept for a stranger', async (t) => {
+  const MINE = '52:54:00:16:05:1a';
+  const OTHER = '52:54:00:16:05:1b';
+  const installer = { ...PROFILE, id: 'installer' };
+  const setAt = new Date().toISOString();
+  let store: ReturnType<typeof createMemoryStore> | undefined;
+  const { s, events } = await setup(
+    t,
+    {
+      defaultProfile: 'os',
+      profiles: [PROFILE, installer],
+      machines: [MINE, OTHER].map((mac) => ({ mac, profile: 'os', nextBoot: { profile: 'installer', setAt, token: 'feedfacefeedfacefeedfacefeedface' } })),
+    },
+    false,
+    (log) => {
+      const sessions = createBootSessions({ history: (mac) => log.list({ mac }) });
+      log.subscribe?.((e) => sessions.noteEvent(e));
+      return {
+        settleOneShot: (mac, ip) =>
+          settleServedOneShot(
+            {
+              deps: { store: store! },
+              sessions,
+              log: createSilentLogger(),
+              record: (type, m, i, detail) => log.record({ type, mac: m, ...(i ? { ip: i } : {}), ...(detail ? { detail } : {}) }),
+            },
+            mac,
+            ip,
+            'grub',
+          ),
+      };
+    },
+    (st) => {
+      store = st;
+    },
+  );
+  const profileOf = async (mac: string) => /profile (\S+)/.exec((await tftpGet(s.port, `grub/machines/x86_64/${mac}.cfg`)).body)?.[1];
+  // DHCP saw MINE at 127.0.0.1, where the TFTP requests come from: its first grub boot takes the
+  // one-shot, the next goes back to its own profile.
+  events.record({ type: 'dhcp-ack', mac: MINE, ip: '127.0.0.1' });
+  t.is(await profileOf(MINE), 'installer');
+  t.like(events.list({ mac: MINE }).find((e) => e.type === 'grub-script')?.detail, { via: 'once', oneShot: 'consumed' });
+  t.like(events.list({ mac: MINE }).find((e) => e.type === 'state')?.detail, { from: null, to: 'provisioning', by: 'grub' });
+  t.is((await store!.getMachine(MINE))?.nextBoot, undefined);
+  t.is(await profileOf(MINE), 'os', 'the next boot goes back to the machine’s own profile');
+  // OTHER was never seen at this address: a stranger's request gets the script and consumes nothing.
+  t.is(await profileOf(OTHER), 'installer');
+  t.like(events.list({ mac: OTHER }).find((e) => e.type === 'grub-script')?.detail, { via: 'once', oneShot: 'kept' });
+  t.truthy((await store!.getMachine(OTHER))?.nextBoot);
 });

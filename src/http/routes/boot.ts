@@ -15,16 +15,11 @@ import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
 import { isBuiltinLocalDisk } from '../../store/lifecycle.js';
-import { settleServedOneShot, type OneShotOutcome } from '../one-shot.js';
+import { oneShotDetail, settleServedOneShot } from '../one-shot.js';
 import { groupDetail } from '../../store/select.js';
 import { renderLocalDiskScript } from '../local-disk.js';
 import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { registerNoCloudRoutes, type SendCloudConfig } from './nocloud.js';
-
-/** Timeline detail of a served one-shot: consumed, or kept (and why). */
-function oneShotDetail(outcome: OneShotOutcome): Record<string, unknown> {
-  return outcome.kind === 'consumed' ? { oneShot: 'consumed' } : { oneShot: 'kept', oneShotWhy: outcome.reason };
-}
 
 /** iPXE template used when a profile names none (operators may point a profile at others). */
 export const DEFAULT_IPXE_TEMPLATE = 'profile.ipxe.njk';
