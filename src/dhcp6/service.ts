@@ -2,10 +2,11 @@
  * The DHCPv6 service: `--dhcp6-mode proxy`, `server` or `auto` with the rules the IPv4 service
  * keeps (../dhcp/service.ts), so the appliance is never the reason a network breaks:
  *
- *  1. server and auto mode probe the link at start (probe.ts) when the port is 547 (a test
- *     port answers no real client and must not send on a real link);
- *  2. server mode refuses to start beside another DHCPv6 server, naming its address and DUID,
- *     unless `force` (then a warning);
+ *  1. every mode probes the link at start (probe.ts) when the port is 547 (a test port answers
+ *     no real client and must not send on a real link);
+ *  2. every mode refuses to start beside another PXE responder (an answer with a boot-file URL
+ *     or vendor class PXEClient), and server mode beside any other DHCPv6 server, naming its
+ *     address and DUID, unless `force` (then a warning);
  *  3. auto: `server` only when nobody answered and the interface carries no default route, else
  *     `proxy`, with one log line saying why (probe.ts decideAuto6);
  *  4. while leasing, the probe runs again every `probeIntervalMs`, and at once (at most every
@@ -13,7 +14,7 @@
  *     when another server answers, leasing stops (PXE clients still get their boot-file URL, as
  *     in proxy mode), router advertisements stop (`onServing(false)`), an error is logged and a
  *     `dhcp-mode` event recorded, until two probes in a row find nobody.
- * Proxy mode does not probe: it is meant to run beside another DHCPv6 server.
+ * Proxy mode runs beside another DHCPv6 server that leases addresses: only a PXE responder stops it.
  */
 import { ApplianceError } from '../errors.js';
 import { defaultRouteInterfaces } from '../dhcp/default-route.js';
@@ -31,6 +32,8 @@ import {
 
 /** Error code: another DHCPv6 server answers on the link and `force` is off. */
 export const ERR_DHCP6_OTHER_SERVER = 'ERR_DHCP6_OTHER_SERVER';
+/** Error code: another DHCPv6 PXE responder (boot-file URL, vendor class PXEClient) answers and `force` is off. */
+export const ERR_DHCP6_OTHER_RESPONDER = 'ERR_DHCP6_OTHER_RESPONDER';
 
 /** The configured modes of the service. */
 export type Dhcp6ServiceMode = 'proxy' | 'server' | 'auto';
@@ -183,10 +186,23 @@ export function createDhcp6Service(options: Dhcp6ServiceOptions): Dhcp6Service {
   return {
     async start() {
       if (server) throw new ApplianceError('ERR_BIND', 'dhcpv6 service already started');
-      const wantsProbe = options.mode !== 'proxy' && (options.probeAtStart ?? (options.port === 547 || options.probe !== undefined));
+      const wantsProbe = options.probeAtStart ?? (options.port === 547 || options.probe !== undefined);
       const probed = wantsProbe ? await probe(probeTimeoutMs) : undefined;
       let mode: 'proxy' | 'server' = options.mode === 'proxy' ? 'proxy' : 'server';
       state.reason = 'configured with --dhcp6-mode';
+      // In every mode: two PXE responders on one link race with different boot answers.
+      const responders = probed?.servers.filter((s) => s.pxe) ?? [];
+      if (responders.length > 0) {
+        const names = describeServers6(responders);
+        if (options.force === true)
+          log.warn({ servers: responders }, `another dhcpv6 pxe responder answers on ${ifname ?? options.address}: ${names}; starting anyway (--force)`);
+        else
+          throw new ApplianceError(
+            ERR_DHCP6_OTHER_RESPONDER,
+            `another dhcpv6 pxe responder answers on ${ifname ?? options.address}: ${names}; two would race with different boot answers: stop it, or pass --force`,
+            { servers: responders },
+          );
+      }
       if (options.mode === 'server' && probed?.found) {
         const names = describeServers6(probed.servers);
         if (options.force === true)

@@ -3,7 +3,8 @@
  * wrote, in namespaces this test makes and removes (random names; bin/appliance, built dist/):
  *  - dnsmasq as a stateful DHCPv6 server, then as a stateless one (Information-request only):
  *    `--dhcp6-mode server` exits 1 naming dnsmasq's address and DUID; `--force` starts with a
- *    warning; `auto` chooses proxy;
+ *    warning; `auto` chooses proxy; beside a dnsmasq that hands PXE clients a boot-file URL even
+ *    `--dhcp6-mode proxy` exits 1 (two PXE responders);
  *  - the appliance leasing alone, dnsmasq starts: the re-probe finds it, the appliance stops
  *    leasing (and its RAs); dnsmasq stops: after two quiet probes it leases again;
  *  - one host multicasting Solicits with 40 made-up DUIDs gets addresses for 8 of them (a
@@ -70,6 +71,15 @@ test.serial('beside dnsmasq: refused, forced, auto proxy; steps down when it app
   await auto.waitForLog((l) => l['msg'] === 'dhcpv6 listening', 10_000);
   t.false(auto.logs.some((l) => l['msg'] === 'sending router advertisements'));
   await stop(auto);
+  await stop(d, false);
+
+  // dnsmasq handing PXE clients a boot-file URL: even proxy mode refuses (two PXE responders).
+  d = startDnsmasq(lab, other, ['--dhcp-range=fd00:99::500,fd00:99::5ff,64,1h', '--dhcp-option=option6:bootfile-url,tftp://[fd00:99::2]/other.efi']);
+  await d.waitFor(/DHCPv6, IP range fd00:99::500/, 10_000);
+  const responder = appliance(lab, home, ['--dhcp6-mode', 'proxy']);
+  t.is(await responder.exited, 1, responder.lines.slice(-10).join('\n'));
+  t.like(fatal(responder), { code: 'ERR_DHCP6_OTHER_RESPONDER' });
+  t.true(String(fatal(responder)?.['msg']).startsWith(`another dhcpv6 pxe responder answers on br0: ${otherLl}`), String(fatal(responder)?.['msg']));
   await stop(d, false);
 
   // 2. dnsmasq stateless (answers Information-requests only): refused too.

@@ -69,7 +69,7 @@ test('server mode refuses to start beside another DHCPv6 server, naming its addr
   t.deepEqual(s.serving, [true]);
 });
 
-test('auto: proxy beside another server or on an uplink, server alone; proxy mode never probes', async (t) => {
+test('auto: proxy beside another server or on an uplink, server alone; proxy mode starts beside a server', async (t) => {
   const s = await setup(t);
   s.setProbe(found([other]));
   const beside = createDhcp6Service(s.options({ mode: 'auto' }));
@@ -86,11 +86,22 @@ test('auto: proxy beside another server or on an uplink, server alone; proxy mod
   t.teardown(() => alone.stop());
   t.like(await alone.start(), { mode: 'server' });
   await alone.stop();
-  const before = s.probes();
+  s.setProbe(found([other]));
   const proxy = createDhcp6Service(s.options({ mode: 'proxy' }));
   t.teardown(() => proxy.stop());
   t.like(await proxy.start(), { mode: 'proxy' });
-  t.is(s.probes(), before);
+});
+
+test('every mode refuses to start beside another PXE responder (boot-file URL or PXEClient), unless --force', async (t) => {
+  const s = await setup(t);
+  s.setProbe(found([{ ...other, addresses: [], pxe: true }]));
+  for (const mode of ['proxy', 'server', 'auto'] as const) {
+    const err = await t.throwsAsync(createDhcp6Service(s.options({ mode })).start(), { code: 'ERR_DHCP6_OTHER_RESPONDER' });
+    t.regex(err!.message, /^another dhcpv6 pxe responder answers on lo: fe80::5054:ff:feaa:bbcc \(DUID 00030001525400aabbcc\); two would race/);
+  }
+  const forced = createDhcp6Service(s.options({ mode: 'proxy', force: true }));
+  t.teardown(() => forced.stop());
+  t.like(await forced.start(), { mode: 'proxy' });
 });
 
 test('steps down when another server appears (no addresses, RAs off, an event), resumes after two quiet probes', async (t) => {
