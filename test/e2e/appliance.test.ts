@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { startTestOsAppliance, type LabAppliance } from '../../src/lab/appliance.js';
 import { DEFAULT_CLOUD_CONFIG } from '../../src/lab/baseline.js';
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
+import { cloudConfigBody } from './lab-suite.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import { startVm, type Firmware, type Vm } from '../../src/lab/qemu.js';
@@ -105,16 +106,6 @@ async function bootToPowerOff(t: ExecutionContext, vm: Vm): Promise<string> {
     .join(', ');
   t.log(`${vm.firmware} ${vm.mac}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s (${phases})`);
   return vm.serial();
-}
-
-function cloudConfigBody(serial: string): string {
-  const begin = serial.indexOf(MARKERS.cloudConfigBegin);
-  const end = serial.indexOf(MARKERS.cloudConfigEnd);
-  if (begin < 0 || end < begin) return '';
-  return serial
-    .slice(begin + MARKERS.cloudConfigBegin.length, end)
-    .replace(/\r/g, '')
-    .trim();
 }
 
 /** The kernel command line the test OS printed from /proc/cmdline. */

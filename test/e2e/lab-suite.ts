@@ -64,3 +64,14 @@ export async function bootToCloudConfig(t: ExecutionContext, vm: Vm, label: stri
   t.log(`${label}: VM start to cloud-config fetched ${(fetched.elapsedMs / 1000).toFixed(1)} s`);
   return vm.serial();
 }
+
+/** What the test OS printed between its cloud-config markers ('' when they are missing). */
+export function cloudConfigBody(serial: string): string {
+  const begin = serial.indexOf(MARKERS.cloudConfigBegin);
+  const end = serial.indexOf(MARKERS.cloudConfigEnd);
+  if (begin < 0 || end < begin) return '';
+  return serial
+    .slice(begin + MARKERS.cloudConfigBegin.length, end)
+    .replace(/\r/g, '')
+    .trim();
+}

@@ -30,6 +30,7 @@ import {
 } from '../../src/lab/appliance.js';
 import { DEFAULT_CLOUD_CONFIG, type BootAssets } from '../../src/lab/baseline.js';
 import { buildTestInitrd, MARKERS } from '../../src/lab/initrd.js';
+import { cloudConfigBody } from './lab-suite.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import type { ManagedProcess, ProcessExit } from '../../src/lab/process.js';
@@ -98,16 +99,6 @@ function inRange(ip: string | undefined, range: { start: string; end: string }):
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function cloudConfigBody(serial: string): string {
-  const begin = serial.indexOf(MARKERS.cloudConfigBegin);
-  const end = serial.indexOf(MARKERS.cloudConfigEnd);
-  if (begin < 0 || end < begin) return '';
-  return serial
-    .slice(begin + MARKERS.cloudConfigBegin.length, end)
-    .replace(/\r/g, '')
-    .trim();
 }
 
 /** The leases in the server's journal (src/dhcp/lease-file.ts reads its format). */
