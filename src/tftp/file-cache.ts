@@ -6,7 +6,8 @@
  * An entry is keyed by real path, size, mtime, ctime and inode, so a file the operator replaces
  * (in place or by rename) is read again on the next request; content that changed while it was
  * being read (the fstat after the read differs) is served to that transfer but not kept.
- * Concurrent misses for the same file share one read. Least recently used entries go first
+ * Concurrent misses for the same file share one read, including a miss whose open raced a read
+ * that has just finished. Least recently used entries go first
  * once the total bound (64 MiB by default) is reached.
  */
 import type { FileHandle } from 'node:fs/promises';
@@ -40,7 +41,7 @@ export interface FileCache {
   loading(file: LocatedFile): Promise<Buffer> | undefined;
   /**
    * Read `handle` (opened for `file`) whole and keep it; resolves with the content. A read of the
-   * same key already under way is shared. The handle is left open for the caller to close.
+   * same key already under way is shared, and one already kept is returned unread. The handle is left open for the caller to close.
    */
   load(file: LocatedFile, handle: FileHandle): Promise<Buffer>;
   stats(): FileCacheStats;
@@ -117,6 +118,9 @@ export function createFileCache(options: FileCacheOptions = {}): FileCache {
       const key = keyOf(file);
       const pending = loading.get(key);
       if (pending) return pending;
+      // A miss that opened the file while another request's read of it finished: already kept.
+      const kept = entries.get(key);
+      if (kept !== undefined) return Promise.resolve(kept);
       loads += 1;
       const promise = (async () => {
         const content = await readWhole(handle, file.size);

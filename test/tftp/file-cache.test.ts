@@ -32,6 +32,10 @@ test('cache: hit after load; a file replaced in place or by rename is a miss; on
   const content = await load(cache, a1);
   t.is(cache.get(await located(dir, 'a')), content, 'the same buffer: served without a read');
 
+  // A second miss that opened the file before the first read was kept (a storm's race): no second read.
+  t.is(await load(cache, a1), content);
+  t.is(cache.stats().loads, 1, 'a racing miss does not read the file again');
+
   // Replaced in place with other content of another size.
   await writeFile(path.join(dir, 'a'), randomBytes(800));
   t.is(cache.get(await located(dir, 'a')), undefined);
