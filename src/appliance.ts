@@ -24,6 +24,7 @@ import { openFileStore, type FileStore, type ReloadOutcome } from './store/file-
 import { diffTemplates, findBrokenTemplates, snapshotTemplates, type TemplateChanges, type TemplateSnapshot } from './template-files.js';
 import { FactsSchema } from './store/schema.js';
 import { openStateStore, stateDirFor, type StateStore } from './store/state-store.js';
+import { createFactsIndex, type FactsIndex } from './store/facts-index.js';
 import { openTimeline } from './store/timeline.js';
 import type { LegacyMachineState } from './store/file-store.js';
 import { findBootFiles } from './tftp/boot-files.js';
@@ -194,7 +195,9 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const registry = new Registry();
     // Runtime state and the boot timeline live beside db.json, never in it.
     const stateDir = stateDirFor(config.db);
-    const state = await openStateStore({ dir: stateDir, log, discovery: config.discovery === 'on' });
+    // What DHCP's boot-file choice reads of verified facts, following every facts write.
+    const factsIndex = createFactsIndex({ log });
+    const state = await openStateStore({ dir: stateDir, log, discovery: config.discovery === 'on', onFacts: (mac, facts) => factsIndex.note(mac, facts) });
     stops.push(() => state.close());
     const timeline = await openTimeline({ dir: stateDir, log, events: baseEvents });
     stops.push(() => timeline.close());
@@ -357,7 +360,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       stops.push(() => tftp6.stop());
     }
 
-    const { dhcpPort, proxyPort } = await startDhcp(store, httpPort, events);
+    const { dhcpPort, proxyPort } = await startDhcp(store, httpPort, events, { index: factsIndex, state });
     const v6 = await startDhcp6(httpPort, events);
     const ports = { http: httpPort, tftp: tftpPort, dhcp: dhcpPort, proxy: proxyPort, ...v6 };
     consoleStatus.ports = ports;
@@ -436,14 +439,25 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   }
 
   /** Start the DHCP side through the one DHCP service (modes, probe, step-down: dhcp/service.ts). */
-  async function startDhcp(store: FileStore, httpPort: number, events: EventLog): Promise<{ dhcpPort: number; proxyPort: number }> {
+  async function startDhcp(
+    store: FileStore,
+    httpPort: number,
+    events: EventLog,
+    facts: { index: FactsIndex; state: StateStore },
+  ): Promise<{ dhcpPort: number; proxyPort: number }> {
     const leasing = config.dhcpMode === 'server' || config.dhcpMode === 'auto';
-    const db = await watchDb(store);
+    const db = await watchDb(store, facts);
     const dlog = log.child({ subsystem: 'dhcp' });
     const chooseBootFile: BootFileChooser = (boot) => {
       if (boot.client === 'ipxe') return { kind: 'file', file: undefined };
       const uuid = boot.request.clientUuid ? dhcpUuidText(boot.request.clientUuid.raw) : undefined;
-      const choice = chooseLoader(db.current(), { mac: boot.mac, uuid, firmware: boot.firmware, client: boot.client }, config.secureBoot);
+      // The verified facts fact-selected groups read (one Map lookup): the same group, and so
+      // the same bootloader and secureBoot, as the boot script will choose.
+      const choice = chooseLoader(
+        db.current(),
+        { mac: boot.mac, uuid, firmware: boot.firmware, client: boot.client, facts: facts.index.get(boot.mac) },
+        config.secureBoot,
+      );
       if (choice.kind === 'refuse') return { kind: 'refuse', reason: choice.reason };
       if (choice.file !== undefined)
         dlog.debug(
@@ -499,13 +513,17 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   /**
    * DHCP decisions are synchronous, so they read a copy of the database kept current from the
    * store (refreshed each second and at start): static reservations come from machine records
-   * with an `ip`; boot loader choices (grub, Secure Boot) from machines, groups and profiles.
+   * with an `ip`; boot loader choices (grub, Secure Boot) from machines, groups and profiles,
+   * and the verified facts fact selectors read (facts-index.ts), brought up to date with the
+   * groups before the new copy is used.
    */
-  async function watchDb(store: FileStore): Promise<{ current(): Db; reservations(): Reservation[] }> {
+  async function watchDb(store: FileStore, facts: { index: FactsIndex; state: StateStore }): Promise<{ current(): Db; reservations(): Reservation[] }> {
     let current: Db = await store.snapshot();
     let reservations: Reservation[] = [];
     const refresh = async () => {
-      current = await store.snapshot();
+      const next = await store.snapshot();
+      await facts.index.sync(next, facts.state);
+      current = next;
       reservations = current.machines.flatMap((m) => (m.ip ? [{ mac: m.mac, ip: m.ip, ...(m.hostname ? { hostname: m.hostname } : {}) }] : []));
     };
     await refresh();

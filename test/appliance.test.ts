@@ -1,32 +1,12 @@
 import test from 'ava';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { mkdtempSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createAppliance, defaultDhcpRange } from '../src/appliance.js';
-import { loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { createSilentLogger } from '../src/log.js';
+import { loopbackApplianceConfig } from './helpers/appliance-config.js';
 
-function config(extra: Record<string, string> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'appliance-'));
-  mkdirSync(join(dir, 'assets'));
-  return loadConfig({
-    env: {},
-    flags: {
-      address: '127.0.0.1',
-      'http-port': '0',
-      'tftp-port': '0',
-      'dhcp-port': '0',
-      'proxy-port': '0',
-      'dhcp-mode': 'proxy',
-      db: join(dir, 'db.json'),
-      assets: join(dir, 'assets'),
-      ...extra,
-    },
-  });
-}
+const config = loopbackApplianceConfig;
 
 test('default dhcp range is the upper half of the subnet', (t) => {
   t.deepEqual(defaultDhcpRange('10.99.0.1', 24), { start: '10.99.0.128', end: '10.99.0.254' });

@@ -42,7 +42,11 @@ export interface LoaderQuery {
   firmware: LoaderFirmware;
   /** `pxe`: firmware PXE (TFTP); `http`: UEFI HTTP boot. iPXE clients never reach here. */
   client: 'pxe' | 'http';
-  /** The machine's verified facts, where the caller has them (grub's scripts; DHCP decides without). */
+  /**
+   * The machine's verified facts, for groups' fact selectors: the whole report for grub's
+   * scripts, the projection onto the selectors' paths at DHCP time (store/facts-index.ts),
+   * which selects the same group. Never unverified facts.
+   */
   facts?: Facts | undefined;
 }
 

@@ -84,6 +84,11 @@ export interface StateStoreOptions {
   /** Quiet time before dirty records are written, ms (default 200). */
   flushMs?: number;
   now?: () => Date;
+  /**
+   * Called after a machine's stored facts changed: with them when they are verified, with
+   * undefined when they are not (or were deleted). The DHCP facts index follows it (facts-index.ts).
+   */
+  onFacts?: (mac: string, verified: Facts | undefined) => void;
 }
 
 /** The runtime state store. */
@@ -359,6 +364,7 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
       rec.lastSeen = at;
       if (ip !== undefined) rec.lastIp = ip;
       markDirty(mac);
+      options.onFacts?.(mac, verified ? facts : undefined);
       return created ? 'registered' : 'updated';
     },
     async delete(macInput) {
@@ -369,6 +375,7 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
       memFacts.delete(mac);
       totalFacts -= rec.factsBytes ?? 0;
       if (rec.discovered) discoveredCount--;
+      options.onFacts?.(mac, undefined);
       if (factsDir) await rm(path.join(factsDir, `${fileKey(mac)}.json`), { force: true });
       markDirty(mac);
       return true;

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { chooseLoader, dhcpUuidText, buildArchOf, type LoaderQuery } from '../../src/boot/loader.js';
-import { parseDb } from '../../src/store/schema.js';
+import { createSilentLogger } from '../../src/log.js';
+import { createFactsIndex } from '../../src/store/facts-index.js';
+import { parseDb, type Facts } from '../../src/store/schema.js';
 
 const db = parseDb({
   defaultProfile: 'plain',
@@ -102,4 +104,67 @@ test('buildArchOf matches iPXE buildarch names used by group selectors', (t) => 
   t.is(buildArchOf('efi-x64'), 'x86_64');
   t.is(buildArchOf('efi-arm64'), 'arm64');
   t.is(buildArchOf('bios'), 'i386');
+});
+
+/** Groups chosen by facts alone, each with its own loader (the README's fact-selector examples). */
+const factDb = parseDb({
+  defaultProfile: 'plain',
+  profiles: [
+    { id: 'plain', kernel: '/assets/vmlinuz' },
+    { id: 'installer', kernel: '/assets/vmlinuz' },
+  ],
+  machines: [{ mac: '52:54:00:00:01:03', bootloader: 'ipxe', secureBoot: false }],
+  groups: [
+    { id: 'dell-secure', profile: 'installer', selector: { facts: ['dmi.vendor == "Dell Inc."'] }, bootloader: 'grub', secureBoot: true },
+    { id: 'big-intel', profile: 'installer', selector: { facts: ['memory.totalKiB >= 64Mi', 'nics.#.vendor == 0x8086'] }, bootloader: 'grub' },
+  ],
+});
+const dell: Facts = { dmi: { vendor: 'Dell Inc.', product: 'PowerEdge R650', serial: 'X1' }, memory: { totalKiB: 8_000_000 }, nics: [{ vendor: '0x14e4' }] };
+const bigIntel: Facts = { dmi: { vendor: 'Supermicro' }, memory: { totalKiB: 200_000_000 }, nics: [{ vendor: '0x14e4' }, { vendor: '0x8086' }] };
+
+test('chooseLoader with facts: a fact-selected group sets the loader; without facts the machine gets the default', (t) => {
+  const withFacts = (mac: string, facts: Facts | undefined, firmware: LoaderQuery['firmware'] = 'efi-x64') =>
+    chooseLoader(factDb, { ...q(mac, firmware), facts }, false);
+  t.like(withFacts('52:54:00:00:01:01', dell), {
+    kind: 'boot',
+    loader: 'grub',
+    secureBoot: true,
+    file: 'shimx64.efi',
+    source: 'secure boot from group dell-secure',
+  });
+  t.like(withFacts('52:54:00:00:01:01', dell, 'efi-arm64'), { kind: 'boot', file: 'shimaa64.efi' });
+  t.like(withFacts('52:54:00:00:01:02', bigIntel), { kind: 'boot', loader: 'grub', secureBoot: false, file: 'grubx64.efi', source: 'group big-intel' });
+  t.like(withFacts('52:54:00:00:01:01', undefined), { kind: 'boot', loader: 'ipxe', file: undefined, source: 'default' });
+  // A machine record's own bootloader/secureBoot still win over the group its facts select.
+  t.like(withFacts('52:54:00:00:01:03', dell), { kind: 'boot', loader: 'ipxe', secureBoot: false, file: undefined });
+  // BIOS always gets iPXE, whatever the facts say.
+  t.like(withFacts('52:54:00:00:01:01', dell, 'bios'), { kind: 'boot', loader: 'ipxe', file: undefined });
+});
+
+test('chooseLoader on the DHCP facts index gives the choice the whole report gives, for every machine', async (t) => {
+  const index = createFactsIndex({ log: createSilentLogger() });
+  await index.sync(factDb, { list: () => [], getFacts: async () => undefined });
+  const machines: Array<[string, Facts]> = [
+    ['52:54:00:00:01:01', dell],
+    ['52:54:00:00:01:02', bigIntel],
+    ['52:54:00:00:01:03', dell],
+    ['52:54:00:00:01:04', { dmi: { vendor: 'QEMU' } }],
+  ];
+  for (const [mac, facts] of machines) {
+    index.note(mac, facts);
+    for (const firmware of ['efi-x64', 'efi-arm64', 'bios'] as const) {
+      for (const client of ['pxe', 'http'] as const) {
+        for (const sb of [false, true]) {
+          const query = { mac, firmware, client };
+          t.deepEqual(
+            chooseLoader(factDb, { ...query, facts: index.get(mac) }, sb),
+            chooseLoader(factDb, { ...query, facts }, sb),
+            `${mac} ${firmware} ${client} ${sb}`,
+          );
+        }
+      }
+    }
+  }
+  // The index holds what the selectors read, no more.
+  t.is(JSON.stringify(index.get('52:54:00:00:01:01')), '{"dmi":{"vendor":"Dell Inc."},"memory":{"totalKiB":8000000},"nics":[{"vendor":"0x14e4"}]}');
 });
