@@ -36,6 +36,8 @@ export type BootEventType =
   | 'discovered'
   | 'boot-once'
   | 'state'
+  /** A provisioning callback refused with ERR_CALLBACK_TOKEN (throttled per machine, http/refusal-throttle.ts). */
+  | 'callback-refused'
   | 'power'
   | 'boot-diagnosis';
 

@@ -255,6 +255,8 @@ export function describeEvent(e) {
       return d.outcome === 'retry'
         ? `cannot boot yet (grub): ${d.reason ?? ''}`
         : `got the grub script for profile ${d.profile ?? '?'}${d.secureBoot ? ' (secure boot)' : ''}`;
+    case 'callback-refused':
+      return `provisioning callback from ${d.from ?? 'an unknown address'} refused: ${d.reason ?? ''}${d.suppressed ? ` (${d.suppressed} more refused since the last one shown)` : ''}`;
     case 'boot-diagnosis':
       return `${d.explanation ?? d.reason ?? 'boot problem'}${d.fix ? `. Fix: ${d.fix}` : ''}`;
     default:
@@ -262,7 +264,14 @@ export function describeEvent(e) {
   }
 }
 
-const EVENT_CLASS = { 'tftp-error': 'bad', 'dhcp-nak': 'bad', 'dhcp-decline': 'bad', 'dhcp-refused': 'bad', 'boot-diagnosis': 'bad' };
+const EVENT_CLASS = {
+  'tftp-error': 'bad',
+  'dhcp-nak': 'bad',
+  'dhcp-decline': 'bad',
+  'dhcp-refused': 'bad',
+  'callback-refused': 'bad',
+  'boot-diagnosis': 'bad',
+};
 
 /** One machine's boot timeline, updated live from the event stream. */
 export function TimelinePage({ mac }) {

@@ -172,3 +172,35 @@ test('--boot-binding none: every document for the MAC carries the callback token
   t.true((await h.req('GET', `/preseed?mac=${MAC}`, { from: STRANGER })).text.includes(token));
   t.is((await callback(h, MAC, token, STRANGER)).status, 200);
 });
+
+test('a refused callback of a declared machine is in its timeline with the reason and the requester; a flood is recorded once per minute and cannot evict other events', async (t) => {
+  const h = await harness(t);
+  const token = await oneShot(h, MAC);
+  h.dhcpSaw(MAC);
+  await h.req('GET', `/ipxe?mac=${MAC}`);
+  const before = h.events.list({ mac: MAC }).length;
+  const lastIp = h.events.lastIp(MAC);
+
+  t.is((await callback(h, MAC, 'f'.repeat(32), STRANGER)).status, 403);
+  const refused = h.events.list({ mac: MAC }).filter((e) => e.type === 'callback-refused');
+  t.is(refused.length, 1);
+  t.like(refused[0], { mac: MAC, detail: { from: STRANGER } });
+  t.regex(String(refused[0]?.detail?.['reason']), /wrong callback token/);
+  t.is(refused[0]?.ip, undefined, 'the stranger’s address is not taken as the machine’s');
+  t.is(h.events.lastIp(MAC), lastIp);
+
+  // A flood: more refusals than the machine's history holds, for it and for made-up MACs.
+  for (let i = 0; i < 60; i++) {
+    await callback(h, MAC, undefined, STRANGER);
+    await callback(h, `52:54:00:15:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`, token, STRANGER);
+  }
+  const after = h.events.list({ mac: MAC });
+  t.is(after.filter((e) => e.type === 'callback-refused').length, 1, 'throttled: one per machine per minute');
+  t.is(after.length, before + 1, 'every earlier event of the machine is still there');
+  t.is(h.events.list({ mac: '52:54:00:15:00:01' }).length, 0, 'an undeclared MAC gets no timeline');
+  t.is(h.events.list({ limit: 10_000 }).filter((e) => e.type === 'callback-refused').length, 1);
+
+  // The machine's own callback still works, and is a state event as before.
+  t.is((await callback(h, MAC, token, STATIC)).status, 200);
+  t.is((await h.store.getMachine(MAC))?.state, 'provisioned');
+});

@@ -16,6 +16,7 @@ import { IdSchema, parseOrThrow, type Machine } from '../../store/schema.js';
 import { explainGroup, selectProfile } from '../../store/select.js';
 import { readJsonBody } from '../body.js';
 import { clientIp, type RouteEnv } from '../context.js';
+import { createRefusalThrottle } from '../refusal-throttle.js';
 import { assertBearer } from '../token.js';
 
 const BootBody = z
@@ -103,6 +104,7 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
   // provisioning's callback token instead (callback_url), which only documents sent to the
   // machine's own address carry (callback-grant.ts). Accepted from any address, once, until the
   // deadline; anything else is a 403 that says why and changes nothing.
+  const callbackRefusals = createRefusalThrottle();
   router.post('/api/machines/:mac/callback', async (ctx) => {
     const mac = macOf(ctx);
     const ip = clientIp(ctx);
@@ -111,11 +113,21 @@ export function registerMachineActionRoutes(router: Router, env: RouteEnv): void
     const raw = bodyless ? {} : await readJsonBody(ctx, 1024);
     const body = parseOrThrow(CallbackBody, raw);
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : body.token;
+    const before = await store.getMachine(mac);
     const refused = (err: unknown): never => {
-      if (err instanceof ApplianceError && err.code === 'ERR_CALLBACK_TOKEN') env.log.warn({ mac, ip, reason: err.detail?.['reason'] }, 'callback refused');
+      if (err instanceof ApplianceError && err.code === 'ERR_CALLBACK_TOKEN') {
+        const reason = err.detail?.['reason'];
+        env.log.warn({ mac, ip, reason }, 'callback refused');
+        // In the timeline of a declared machine only, throttled (refusal-throttle.ts): made-up
+        // MACs must not evict real machines' histories. The requester goes in the detail, not
+        // as the event's address: a callback is accepted from anywhere, so its address says
+        // nothing about where the machine is, and a stranger must not move its last address.
+        const admitted = before ? callbackRefusals.admit(mac) : { record: false as const };
+        if (admitted.record)
+          env.record('callback-refused', mac, undefined, { reason, from: ip, ...(admitted.suppressed > 0 ? { suppressed: admitted.suppressed } : {}) });
+      }
       throw err;
     };
-    const before = await store.getMachine(mac);
     if (!before)
       refused(new ApplianceError('ERR_CALLBACK_TOKEN', `callback for ${mac} refused: no machine ${mac} is declared`, { mac, reason: 'no such machine' }));
     const lifetime = env.deps.callbackTokenSeconds ?? DEFAULT_CALLBACK_TOKEN_SECONDS;
