@@ -58,9 +58,13 @@ export function parseDbValue(raw: unknown, text: string, file: string): Db {
     // In file order, so the report reads top to bottom like the file.
     located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
     const lines = located.map((i) => `${i.line !== undefined ? `${file}:${i.line}:${i.column}` : file}: ${i.field}: ${i.message}`);
+    // Past the bound the report says how many it left out, so a fix of the listed ones is not
+    // mistaken for a fix of all.
+    const total = typeof err.detail?.['total'] === 'number' ? err.detail['total'] : lines.length;
+    const count = total > lines.length ? `${total} problems (${lines.length} shown)` : `${lines.length} problems`;
     throw new ApplianceError(
       'ERR_VALIDATION',
-      lines.length > 1 ? `${lines.length} problems: ${lines.join('; ')}` : (lines[0] ?? err.message),
+      lines.length > 1 ? `${count}: ${lines.join('; ')}` : (lines[0] ?? err.message),
       { ...err.detail, file, issues: located, ...(located[0]?.line !== undefined ? { line: located[0].line, column: located[0].column } : {}) },
       { cause: err },
     );

@@ -233,7 +233,16 @@ export async function openFileStore(options: FileStoreOptions): Promise<FileStor
       if (refusedText !== text) {
         refusedText = text;
         log.warn(
-          { file, field: e.detail?.field, line: e.detail?.line, column: e.detail?.column, issues: e.detail?.issues, code: e.code, err: e.message },
+          {
+            file,
+            field: e.detail?.field,
+            line: e.detail?.line,
+            column: e.detail?.column,
+            issues: e.detail?.issues,
+            total: e.detail?.total,
+            code: e.code,
+            err: e.message,
+          },
           'database file refused; keeping the last good state',
         );
       }

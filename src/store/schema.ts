@@ -531,7 +531,8 @@ export function parseOrThrow<S extends z.ZodType>(
   });
   const first = issues[0]!;
   const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem${result.error.issues.length > 2 ? 's' : ''})` : '';
-  throw new ApplianceError('ERR_VALIDATION', `${first.field}: ${first.message}${more}`, { field: first.field, issues });
+  // `total` counts every problem, `issues` only the first MAX_REPORTED_ISSUES of them.
+  throw new ApplianceError('ERR_VALIDATION', `${first.field}: ${first.message}${more}`, { field: first.field, issues, total: result.error.issues.length });
 }
 
 /** How many problems one refusal reports (a broken hand edit lists them all up to this). */

@@ -2,13 +2,25 @@ import test from 'ava';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { metadataLines } from '../../src/http/routes/compat.js';
+import { goTemplateLiteral, metadataLines } from '../../src/http/routes/compat.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { addRancherAssets, auth, startHarness, TEMPLATES } from './helpers.js';
 
 const MAC = '52:54:00:aa:00:01';
 const UUID = '5a1e0003-7f3a-4c2b-9d1e-0123456789ab';
+
+/**
+ * Go text/template as far as a literal needs it: `{{"string"}}` actions print the string, and any
+ * other action is what Pixiecore would fail to parse or run (here: throws).
+ */
+function goTextTemplate(text: string): string {
+  return text.replace(/\{\{(.*?)\}\}/g, (_m, action: string) => {
+    const literal = /^"([^"\\]*)"$/.exec(action);
+    if (!literal) throw new Error(`Go template action {{${action}}} in ${JSON.stringify(text)}`);
+    return literal[1]!;
+  });
+}
 
 async function harness(t: import('ava').ExecutionContext) {
   const templates = await mkdtemp(path.join(tmpdir(), 'netboot-compat-'));
@@ -88,6 +100,22 @@ test('Pixiecore API: GET /pixiecore/v1/boot/:mac answers kernel, initrd and cmdl
   t.deepEqual(r.json.initrd, ['http://10.0.0.1:8080/assets/rancheros/v1.5.8/initrd']);
   t.is(r.json.cmdline, 'coreos.config.url=http://10.0.0.1:8080/ignition?uuid=${uuid}&mac=${mac:hexhyp} coreos.autologin');
   t.notRegex(r.json.cmdline, /\{\{/);
+  // Pixiecore runs the cmdline through Go text/template: an operator's `{{` that is no
+  // placeholder of ours reaches the kernel as written, not as a Go action Pixiecore fails on.
+  const OTHER = '52:54:00:aa:00:02';
+  t.is(
+    (
+      await h.req('PUT', '/api/profiles/braces', {
+        headers: auth,
+        body: { kernel: '/assets/rancheros/v1.5.8/vmlinuz', cmdline: 'a={{x-y}} b={{{ c={{ address }}' },
+      })
+    ).status,
+    201,
+  );
+  t.is((await h.req('PUT', `/api/machines/${OTHER}`, { headers: auth, body: { profile: 'braces' } })).status, 201);
+  const braces = (await h.req('GET', `/pixiecore/v1/boot/${OTHER}`)).json.cmdline as string;
+  t.is(goTextTemplate(braces), 'a={{x-y}} b={{{ c=10.0.0.1');
+  t.is(goTemplateLiteral('{{{{'), '{{"{{"}}{{"{{"}}');
   t.is((await h.req('GET', '/pixiecore/v1/boot/not-a-mac')).status, 400);
   await rm(path.join(h.assetsDir, 'rancheros'), { recursive: true });
   t.is((await h.req('GET', `/pixiecore/v1/boot/${MAC}`)).status, 404);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createSilentLogger } from '../../src/log.js';
 import { writeTempFileSynced, type WriteTempFile } from '../../src/store/durable-json-file.js';
 import { openFileStore, type LegacyMachineState } from '../../src/store/file-store.js';
-import { dbJsonSchema } from '../../src/store/schema.js';
+import { dbJsonSchema, MAX_REPORTED_ISSUES } from '../../src/store/schema.js';
 import { captureLogger, tempDir, waitFor } from './helpers.js';
 
 const profile = (id: string) => ({ id, kernel: `/assets/${id}/vmlinuz` });
@@ -60,6 +60,26 @@ test('a broken hand edit is reported with line and column, every problem, machin
   t.is(logged!.line, 7);
   // The last good state keeps serving.
   t.truthy(await store.getProfile('rancheros'));
+});
+
+test('a hand edit with more problems than the bound lists the first ones and says how many there are', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const file = path.join(dir, 'db.json');
+  const { log, lines } = captureLogger();
+  const store = await openFileStore({ path: file, log, watch: false });
+  t.teardown(() => store.close());
+  const broken = 30;
+  const machines = Array.from({ length: broken }, (_, i) => ({ mac: `52:54:00:00:01:${i.toString(16).padStart(2, '0')}`, profile: 'ghost' }));
+  await writeFile(file, JSON.stringify({ profiles: [profile('p')], machines }, null, 2));
+  t.is(await store.reload(), 'refused');
+  const error = store.status().error!;
+  t.regex(error, new RegExp(`^${broken} problems \\(${MAX_REPORTED_ISSUES} shown\\): `));
+  t.is(error.match(/profile "ghost" does not exist/g)?.length, MAX_REPORTED_ISSUES);
+  t.regex(error, /db\.json:\d+:\d+: machines\[52:54:00:00:01:00\]\.profile/);
+  const logged = lines.find((l) => l.msg === 'database file refused; keeping the last good state');
+  t.is(logged?.total, broken);
+  t.is((logged?.issues as unknown[]).length, MAX_REPORTED_ISSUES);
 });
 
 test('a hand edit naming a template that does not exist is refused; an API write too', async (t) => {

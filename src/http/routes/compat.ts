@@ -24,6 +24,16 @@ import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
 
+/**
+ * Text that Go's text/template (which Pixiecore runs the API's cmdline through) renders as
+ * itself: every `{{` becomes the action `{{"{{"}}`. Our placeholders are substituted already, but
+ * an operator's value may still hold `{{` (`a={{x-y}}` is no placeholder), which Pixiecore would
+ * otherwise parse as an action and, failing, ignore the machine.
+ */
+export function goTemplateLiteral(text: string): string {
+  return text.replace(/\{\{/g, '{{"{{"}}');
+}
+
 /** `KEY=value` lines of matchbox's /metadata: keys upper-cased, nested keys joined by `_`. */
 export function metadataLines(values: Record<string, VarValue | undefined>): string {
   const out: string[] = [];
@@ -127,9 +137,7 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     ctx.body = {
       kernel: bootFile(server, profile.kernel, 'kernel').url,
       initrd: profile.initrd.map((s, i) => bootFile(server, s, names[i]!).url),
-      // Pixiecore runs the cmdline through Go text/template; ours never holds `{{` (placeholders
-      // are substituted and unknown ones refused at write time).
-      cmdline: cmdline.join(' '),
+      cmdline: goTemplateLiteral(cmdline.join(' ')),
       message: `netboot-appliance: booting ${profile.id}`,
     };
   });
