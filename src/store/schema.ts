@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import { FACT_SELECTOR_LIMITS, parseFactSelector, type FactValue } from './fact-selector.js';
-import { cmdlineIssues, ipxeTokenProblem } from './cmdline.js';
+import { cmdlineIssues, ipxeTokenProblem, PLACEHOLDER } from './cmdline.js';
 
 /** The built-in profile that leaves iPXE for the next boot device (lifecycle.ts); always a valid reference. */
 export const LOCAL_DISK_PROFILE_ID = 'local-disk';
@@ -453,12 +453,21 @@ export const DbSchema = z
       if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['machines', i, 'ip'], message: `${m.ip} is already reserved by machine ${other}` });
       else reserved.set(m.ip, normalizeMac(m.mac) ?? m.mac);
     });
-    // Machine vars placed in the cmdline of the profile the machine names.
+    // Machine vars placed in the cmdline of the profile the machine names, and the values that
+    // cmdline needs from the machine (`{{ vars.NAME }}`, `{{ hostname }}` without `?`).
     db.machines.forEach((m, i) => {
       const profile = m.profile !== undefined ? db.profiles.find((p) => p.id === m.profile) : undefined;
-      if (!profile || !m.vars) return;
-      for (const issue of machineVarIssues(profile, m.vars))
+      if (!profile) return;
+      for (const issue of machineVarIssues(profile, m.vars ?? {}))
         ctx.addIssue({ code: 'custom', path: ['machines', i, 'vars', ...issue.path], message: issue.message });
+      for (const name of unsetPlaceholders(profile, m)) {
+        const what = name === 'hostname' ? 'the machine has no hostname' : `neither the machine nor the profile sets ${name} to a string, number or boolean`;
+        ctx.addIssue({
+          code: 'custom',
+          path: ['machines', i, 'profile'],
+          message: `profile "${profile.id}" places {{ ${name} }} in its cmdline and ${what} (write {{ ${name}? }} to leave the argument out instead)`,
+        });
+      }
     });
   });
 
@@ -477,6 +486,31 @@ export function machineVarIssues(profile: { cmdline?: unknown }, vars: Record<st
     if (p) out.push({ path: [name], message: `is placed in the kernel command line of its profile and ${p}` });
   }
   return out;
+}
+
+/**
+ * Placeholders a profile's cmdline places without `?` that a machine naming the profile leaves
+ * unset: `vars.NAME` that neither the machine nor the profile sets to a scalar, and `hostname`
+ * when the machine has none. At boot each would only get a retry script.
+ */
+export function unsetPlaceholders(
+  profile: { cmdline?: unknown; vars?: Record<string, unknown> | undefined },
+  machine: { hostname?: string | undefined; vars?: Record<string, unknown> | undefined },
+): string[] {
+  const cmdline = profile.cmdline;
+  const texts: string[] = typeof cmdline === 'string' ? [cmdline] : cmdline && typeof cmdline === 'object' ? Object.values(cmdline).flat().map(String) : [];
+  const vars: Record<string, unknown> = { ...(profile.vars ?? {}), ...(machine.vars ?? {}) };
+  const out = new Set<string>();
+  for (const text of texts) {
+    for (const m of text.matchAll(PLACEHOLDER)) {
+      if (m[2] === '?') continue;
+      const name = m[1]!;
+      if (name === 'hostname' && machine.hostname === undefined) out.add(name);
+      const v = name.startsWith('vars.') && Object.hasOwn(vars, name.slice(5)) ? vars[name.slice(5)] : undefined;
+      if (name.startsWith('vars.') && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') out.add(name);
+    }
+  }
+  return [...out];
 }
 
 /** A validated profile (defaults applied: `initrd` [], `cmdline` ''). */

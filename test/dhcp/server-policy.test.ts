@@ -105,7 +105,8 @@ test('a restart keeps leases: the same client gets the same address, another cli
   const a = await lease(client, p1.dhcpPort, '52:54:00:00:00:0a', 0x3000);
   const b = await lease(client, p1.dhcpPort, '52:54:00:00:00:0b', 0x3100);
   await first.stop();
-  const second = createDhcpServer(base());
+  const events = createEventLog();
+  const second = createDhcpServer(base({ events }));
   const p2 = await second.start();
   t.teardown(() => second.stop());
   t.like(second.stats(), { leases: { bound: 2 } });
@@ -120,6 +121,8 @@ test('a restart keeps leases: the same client gets the same address, another cli
   await client.send(request(MessageType.DISCOVER, '52:54:00:00:00:0d', 0x3500), p2.dhcpPort);
   await t.throwsAsync(client.next(0x3500, 500));
   t.like(second.stats(), { exhausted: 1 });
+  // ... and the refusal is on that machine's boot timeline.
+  t.like(events.list({ mac: '52:54:00:00:00:0d' }).at(-1), { type: 'dhcp-refused', detail: { reason: 'pool exhausted' } });
 });
 
 test('port 4011 is answered as the ProxyDHCP does', async (t) => {

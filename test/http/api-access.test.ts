@@ -2,6 +2,9 @@ import test from 'ava';
 import { writeFile, mkdtemp, rm, cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createSilentLogger } from '../../src/log.js';
+import { writeTempFileSynced, type WriteTempFile } from '../../src/store/durable-json-file.js';
+import { openFileStore } from '../../src/store/file-store.js';
 import { auth, startHarness, TEMPLATES } from './helpers.js';
 
 const READ = 'read-only-token-0123456789';
@@ -40,6 +43,22 @@ test('API reads need a token: none is 401 (vars.password stays private), the rea
   // Boot endpoints and the facts POST stay open.
   t.is((await h.req('GET', '/boot.ipxe')).status, 200);
   t.is((await h.req('GET', '/healthz')).status, 200);
+});
+
+test('every GET route under /api the app registers needs a token: none and a wrong one are 401', async (t) => {
+  const h = await startHarness({ apiReadToken: READ });
+  t.teardown(() => h.close());
+  // The routes as the router holds them, so a route added later without the check fails here.
+  const router = h.app.middleware.map((m) => (m as { router?: { stack: { path: string | RegExp; methods: string[] }[] } }).router).find(Boolean);
+  const paths = (router?.stack ?? [])
+    .filter((l) => l.methods.includes('GET') && typeof l.path === 'string' && l.path.startsWith('/api'))
+    .map((l) => (l.path as string).replace(':mac', '52:54:00:00:00:01').replace(':id', 'rancheros'));
+  t.true(paths.length >= 20, `routes found: ${paths.join(' ')}`);
+  for (const p of ['/api/version', '/api/machines/52:54:00:00:00:01', '/api/events/stream', '/api/console/status']) t.true(paths.includes(p), p);
+  for (const p of paths) {
+    t.is((await h.req('GET', p)).status, 401, p);
+    t.is((await h.req('GET', p, { headers: { authorization: 'Bearer wrong-token-000000' } })).status, 401, p);
+  }
 });
 
 test('PATCH is a JSON merge patch (RFC 7396) on profiles and groups; null removes a field', async (t) => {
@@ -98,4 +117,32 @@ test('/healthz says degraded while the state store cannot write', async (t) => {
   t.like((await h.req('GET', '/healthz')).json, { status: 'ok' });
   state.status = () => ({ ok: false, error: 'disk full', machines: 0, factsBytes: 0 });
   t.like((await h.req('GET', '/healthz')).json, { status: 'degraded', problems: ['state store: disk full'] });
+});
+
+test('/healthz says degraded while a database write or a timeline write fails, and ok again once one succeeds', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'netboot-health-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let failWrites = false;
+  const writeTemp: WriteTempFile = async (tmp, data, mode) => {
+    if (failWrites) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    return writeTempFileSynced(tmp, data, mode);
+  };
+  const store = await openFileStore({ path: path.join(dir, 'db.json'), log: createSilentLogger(), watch: false, writeTemp });
+  let timeline: { ok: boolean; error?: string } = { ok: true };
+  const h = await startHarness({ store, timelineStatus: () => timeline });
+  t.teardown(async () => {
+    await h.close();
+    await store.close();
+  });
+  const put = () => h.req('PUT', '/api/machines/52:54:00:00:00:01', { body: { hostname: 'a' }, headers: auth });
+  failWrites = true;
+  t.is((await put()).status, 503);
+  const down = (await h.req('GET', '/healthz')).json;
+  t.is(down.status, 'degraded');
+  t.regex(down.problems.join(' '), /^database: .*ENOSPC/);
+  failWrites = false;
+  t.is((await put()).status, 201);
+  t.like((await h.req('GET', '/healthz')).json, { status: 'ok' });
+  timeline = { ok: false, error: 'EIO appending the timeline' };
+  t.like((await h.req('GET', '/healthz')).json, { status: 'degraded', problems: ['timeline: EIO appending the timeline'] });
 });

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { goTemplateLiteral, metadataLines } from '../../src/http/routes/compat.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
+import type { Logger } from '../../src/log.js';
 import { createMemoryStore } from '../../src/store/store.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { addRancherAssets, auth, startHarness, TEMPLATES } from './helpers.js';
 
 const MAC = '52:54:00:aa:00:01';
@@ -22,7 +24,7 @@ function goTextTemplate(text: string): string {
   });
 }
 
-async function harness(t: import('ava').ExecutionContext) {
+async function harness(t: import('ava').ExecutionContext, log?: Logger) {
   const templates = await mkdtemp(path.join(tmpdir(), 'netboot-compat-'));
   await cp(TEMPLATES, templates, { recursive: true });
   await writeFile(
@@ -47,7 +49,7 @@ async function harness(t: import('ava').ExecutionContext) {
     machines: [{ mac: MAC, uuid: UUID, hostname: 'node1', labels: { rack: 'r1' } }],
     groups: [{ id: 'workers', profile: 'coreos', selector: { uuid: UUID }, metadata: { role: 'worker', etcd: { name: 'node1' } } }],
   });
-  const h = await startHarness({ store, templatesDir: templates, fixedPort: 8080 });
+  const h = await startHarness({ store, templatesDir: templates, fixedPort: 8080, ...(log ? { log } : {}) });
   await addRancherAssets(h.assetsDir);
   t.teardown(async () => {
     await h.close();
@@ -121,20 +123,38 @@ test('Pixiecore API: GET /pixiecore/v1/boot/:mac answers kernel, initrd and cmdl
   t.is((await h.req('GET', `/pixiecore/v1/boot/${MAC}`)).status, 404);
 });
 
-test('no request from the network produces a 500: /boot/%zz, {{ constructor }} in a query', async (t) => {
-  const h = await harness(t);
+test('no request from the network produces a 500 or a stack trace in the log: /boot/%zz, {{ constructor }}, a 1,000-deep facts body', async (t) => {
+  const { log, lines } = captureLogger();
+  const h = await harness(t, log);
   for (const p of [
     '/boot/%zz',
     '/assets/%zz',
     '/ipxe?mac=%zz',
+    `/ipxe?mac=${MAC}&arch=${encodeURIComponent('{{ constructor }}')}`,
     `/ignition?uuid=${encodeURIComponent('{{ constructor }}')}`,
     '/metadata?mac={{constructor}}',
     '/pixiecore/v1/boot/%zz',
+    '/pixiecore/v1/boot/__proto__',
     '/cloud?mac=__proto__',
+    '/nocloud/%zz/user-data',
+    '/api/machines/%zz',
   ]) {
     const r = await h.req('GET', p);
     t.true(r.status < 500, `${p}: ${r.status}`);
   }
+  const deep = { raw: `${'{"a":'.repeat(1000)}1${'}'.repeat(1000)}`, headers: { 'content-type': 'application/json' } };
+  const facts = await h.req('POST', `/api/machines/${MAC}/facts`, deep);
+  t.is(facts.status, 422);
+  t.is((await h.req('PUT', '/api/profiles/deep', { ...deep, headers: { ...deep.headers, ...auth } })).status, 422);
+  // Nothing above is the appliance's failure: no error line, no stack in any line.
+  t.deepEqual(
+    lines.filter((l) => Number(l['level']) >= 50),
+    [],
+  );
+  t.false(
+    lines.some((l) => /\n\s+at /.test(JSON.stringify(l).replace(/\\n/g, '\n'))),
+    'a stack trace was logged',
+  );
 });
 
 test('fact selectors choose the profile of /ignition, /generic, /metadata, /cloud-config, /preseed and the Pixiecore API, with verified facts only', async (t) => {

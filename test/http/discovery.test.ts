@@ -1,8 +1,12 @@
 import test from 'ava';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createSilentLogger } from '../../src/log.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { createDiscovery } from '../../src/store/discovery.js';
-import { createStateStore } from '../../src/store/state-store.js';
+import { openFileStore } from '../../src/store/file-store.js';
+import { createStateStore, openStateStore, stateDirFor } from '../../src/store/state-store.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { FACTS_LIMITS } from '../../src/store/schema.js';
 import { addRancherAssets, auth, startHarness } from './helpers.js';
@@ -191,4 +195,56 @@ test('discovery off: unknown machines are not registered, declared ones still tr
   await h.req('PUT', '/api/discovery', { body: { enabled: true }, headers: auth });
   t.is((await h.req('POST', '/api/machines/02:00:00:00:00:02/facts', { body: FACTS })).status, 201);
   t.is((await h.req('PUT', '/api/discovery', { body: { enabled: 'yes' }, headers: auth })).status, 422);
+});
+
+test("attack: 120 unknown machines chaining /ipxe and posting facts leave the operator's hand-edited db.json byte for byte", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'netboot-db-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'db.json');
+  // Hand-edited: odd indentation, keys in the operator's order, a trailing newline.
+  const text = `{\n      "defaultProfile": "rancheros",\n  "profiles": [ { "kernel": "/assets/rancheros/v1.5.8/vmlinuz", "id": "rancheros",\n "initrd": ["/assets/rancheros/v1.5.8/initrd"] } ],\n  "machines": [], "groups": []\n}\n`;
+  await writeFile(file, text);
+  const store = await openFileStore({ path: file, log: createSilentLogger(), watch: false });
+  const state = await openStateStore({ dir: stateDirFor(file), log: createSilentLogger(), flushMs: 5 });
+  const discovery = createDiscovery({ store, state, log: createSilentLogger() });
+  const h = await startHarness({ store, discovery });
+  t.teardown(async () => {
+    await h.close();
+    await state.close();
+    await store.close();
+  });
+  await addRancherAssets(h.assetsDir);
+  const macs = Array.from({ length: 120 }, (_, i) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`);
+  for (let round = 0; round < 3; round++) {
+    for (const mac of macs) t.regex((await h.req('GET', `/ipxe?mac=${mac}`)).text, /^kernel /m);
+  }
+  for (const mac of macs.slice(0, 20)) t.is((await h.req('POST', `/api/machines/${mac}/facts`, { body: { ...FACTS, mac } })).status, 200);
+  await discovery.flush();
+  await state.flush();
+  t.is(state.list().length, 120);
+  t.is(await readFile(file, 'utf8'), text);
+});
+
+test('values from the network never reach a script: hostile facts and a reported hostname stay out of /ipxe, cloud-configs and metadata', async (t) => {
+  const h = await startHarness({ fixedPort: 8080 });
+  t.teardown(() => h.close());
+  await addRancherAssets(h.assetsDir);
+  const hostile = 'evil\nshell || reboot ${net0/ip} "q"';
+  const facts = { ...FACTS, hostname: hostile, labels: { role: hostile }, vars: { password: hostile } };
+  t.is((await h.req('POST', `/api/machines/${MAC}/facts`, { body: facts })).status, 201);
+  // Declared with a hostname of the operator's: that one is placed, the reported one never.
+  t.is((await h.req('PUT', `/api/machines/${MAC}`, { body: { hostname: 'op-name' }, headers: auth })).status, 201);
+  for (const p of [
+    `/ipxe?mac=${MAC}`,
+    `/cloud-config?mac=${MAC}`,
+    `/cloud?mac=${MAC}`,
+    `/metadata?mac=${MAC}`,
+    `/nocloud/${MAC}/meta-data`,
+    `/nocloud/${MAC}/user-data`,
+  ]) {
+    const r = await h.req('GET', p);
+    t.is(r.status, 200, p);
+    t.notRegex(r.text, /evil|shell|net0\/ip/, p);
+  }
+  t.regex((await h.req('GET', `/cloud-config?mac=${MAC}`)).text, /hostname: "op-name"/);
 });

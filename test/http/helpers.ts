@@ -66,6 +66,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.bootBinding ? { bootBinding: overrides.bootBinding } : {}),
     ...(overrides.factsTokenSeconds ? { factsTokenSeconds: overrides.factsTokenSeconds } : {}),
     ...(overrides.callbackTokenSeconds ? { callbackTokenSeconds: overrides.callbackTokenSeconds } : {}),
+    ...(overrides.timelineStatus ? { timelineStatus: overrides.timelineStatus } : {}),
     state,
   });
   const server = http.createServer(app.callback());
