@@ -191,3 +191,51 @@ test('fact selectors choose the profile of /ignition, /generic, /metadata, /clou
   t.regex((await h.req('GET', `/generic?mac=${FACTS_MAC}`)).text, /role=storage/);
   t.regex((await h.req('GET', `/preseed?mac=${FACTS_MAC}`)).text, /profile coreos/);
 });
+
+test('/ignition, /generic and /metadata follow the boot the machine took, as /cloud does: a pending one-shot does not change them, the provisioning it started does, until the callback', async (t) => {
+  const h = await harness(t);
+  t.is(
+    (
+      await h.req('PUT', '/api/profiles/installer', {
+        headers: auth,
+        body: {
+          kernel: '/assets/rancheros/v1.5.8/vmlinuz',
+          initrd: ['/assets/rancheros/v1.5.8/initrd'],
+          cmdline: { 'netboot.callback': '{{ callback_url? }}' },
+          ignition: 'node.ign',
+          generic: 'node.ign',
+          vars: { key: 'ssh-ed25519 INSTALL i@x' },
+        },
+      })
+    ).status,
+    201,
+  );
+  const documents = async () => ({
+    ignition: (await h.req('GET', `/ignition?mac=${MAC}`)).json?.passwd?.users?.[0]?.sshAuthorizedKeys?.[0],
+    // coreos renders node.generic with its group's metadata; installer renders node.ign as its generic template.
+    generic: ((text) => (text === `mac=${MAC} role=worker\n` ? 'coreos' : text.includes('INSTALL') ? 'installer' : text))(
+      (await h.req('GET', `/generic?mac=${MAC}`)).text,
+    ),
+    metadata: /^PROFILE=(.*)$/m.exec((await h.req('GET', `/metadata?mac=${MAC}`)).text)?.[1],
+    cloud: /profile (\S+)\)/.exec((await h.req('GET', `/cloud?mac=${MAC}`)).text)?.[1],
+  });
+  const coreos = { ignition: 'ssh-ed25519 AAAA k@x', generic: 'coreos', metadata: 'coreos', cloud: 'coreos' };
+  const installer = { ignition: 'ssh-ed25519 INSTALL i@x', generic: 'installer', metadata: 'installer', cloud: 'installer' };
+  t.deepEqual(await documents(), coreos);
+
+  t.is((await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'installer', once: true } })).status, 200);
+  t.deepEqual(await documents(), coreos, 'pending: the machine has not booted the one-shot yet');
+
+  // The machine's own boot takes it (DHCP saw it at this address): its documents follow.
+  h.dhcpSaw(MAC);
+  const script = await h.req('GET', `/ipxe?mac=${MAC}`);
+  t.regex(script.text, /booting installer/);
+  t.is((await h.store.getMachine(MAC))?.state, 'provisioning');
+  t.deepEqual(await documents(), installer);
+
+  // The installed OS calls back: provisioned, back to its ordinary selection everywhere.
+  const token = /callback\?token=([0-9a-f]+)/.exec(script.text)?.[1];
+  t.truthy(token);
+  t.is((await h.req('POST', `/api/machines/${MAC}/callback?token=${token}`)).status, 200);
+  t.deepEqual(await documents(), coreos);
+});

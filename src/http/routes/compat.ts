@@ -58,8 +58,11 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
   const select = async (ctx: Koa.Context) => {
     const req = await identifyMachine(ctx, deps);
     if (!req) throw new ApplianceError('ERR_MAC_REQUIRED', 'pass ?mac=<MAC> or ?uuid=<UUID> of a declared machine');
-    // With the machine's verified facts, as /ipxe selects (fact selectors on groups).
-    const selection = await env.select(req);
+    // With the machine's verified facts, as /ipxe selects (fact selectors on groups). These
+    // documents are fetched by the OS a boot started, like /cloud and cloud-config: a
+    // provisioning in progress answers (the one-shot /ipxe served), a one-shot still pending
+    // does not (the machine has not booted it yet).
+    const selection = await env.select({ ...req, purpose: 'config' });
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no profile for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     return { req, selection };
   };
