@@ -4,6 +4,7 @@
  * EventLog; the HTTP API lists them per MAC (`GET /api/events?mac=`) and answers lookups with
  * the address a machine was last seen at.
  */
+import { trimOldest } from './bounded-map.js';
 import { normalizeMac } from './identity.js';
 
 /** @deprecated import from identity.ts; kept so branches written before the move still build. */
@@ -83,6 +84,12 @@ export function createEventLog(options: { perMachine?: number; machines?: number
   const macToIp = new Map<string, string>();
   let seq: BootEvent[] = [];
   const listeners = new Set<(event: BootEvent) => void>();
+  const forget = (mac: string): void => {
+    const ip = macToIp.get(mac);
+    if (ip === undefined) return;
+    macToIp.delete(mac);
+    if (ipToMac.get(ip) === mac) ipToMac.delete(ip);
+  };
 
   return {
     record(input) {
@@ -90,12 +97,10 @@ export function createEventLog(options: { perMachine?: number; machines?: number
       const key = event.mac;
       let list = byMac.get(key);
       if (!list) {
-        if (byMac.size >= maxMachines) {
-          const oldest = byMac.keys().next().value as string;
-          byMac.delete(oldest);
-        }
         list = [];
         byMac.set(key, list);
+        // A forgotten machine's address goes with it: spoofed MACs with spoofed ciaddrs must not grow the address maps.
+        trimOldest(byMac, maxMachines, forget);
       }
       list.push(event);
       if (list.length > perMachine) list.shift();

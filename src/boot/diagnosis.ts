@@ -73,7 +73,10 @@ export function withBootDiagnosis(events: EventLog, log: Logger): EventLog {
     ...events,
     record(input) {
       const recorded = events.record(input);
-      if (recorded.mac && (recorded.type === 'dhcp-offer' || recorded.type === 'dhcp-ack')) {
+      // Only a firmware (PXE or HTTP boot) request can complete the pattern: an iPXE or plain
+      // DHCP client's offer needs no look at its history (a DORA flood is mostly those).
+      const client = recorded.detail?.['client'];
+      if (recorded.mac && (recorded.type === 'dhcp-offer' || recorded.type === 'dhcp-ack') && (client === 'pxe' || client === 'http')) {
         const found = diagnoseRefusedLoader(events.list({ mac: recorded.mac }));
         if (found) {
           log.warn({ mac: recorded.mac, file: found.file, problem: found.problem, fix: found.fix }, found.explanation);

@@ -6,6 +6,7 @@
  * finer can be trusted: chaddr, client id and the source address of a broadcast are whatever
  * the sender writes, and Node sees no Ethernet source address. Pure: the caller passes `now`.
  */
+import { trimOldest } from '../bounded-map.js';
 
 /** The per-source budget. */
 export interface LeaseRateLimiter {
@@ -27,9 +28,9 @@ export function createLeaseRateLimiter(perMinute: number): LeaseRateLimiter {
       if (perMinute <= 0) return true;
       let b = buckets.get(source);
       if (!b) {
-        if (buckets.size >= MAX_SOURCES) buckets.delete(buckets.keys().next().value as string);
         b = { tokens: perMinute, at: now };
         buckets.set(source, b);
+        trimOldest(buckets, MAX_SOURCES);
       }
       b.tokens = Math.min(perMinute, b.tokens + Math.max(0, now - b.at) * ratePerMs);
       b.at = now;

@@ -7,6 +7,7 @@
  */
 import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';
+import { createAfterReply, type AfterReply } from './after-reply.js';
 import type { Logger } from '../log.js';
 import { createLogBudget } from './log-budget.js';
 import type { TypedOptions } from './options.js';
@@ -74,6 +75,8 @@ export interface PolicyContext {
   ignore(request: DhcpRequest, reason: string, level?: 'debug' | 'warn'): void;
   /** Send from the role's socket; resolves false (counted and logged) when the send failed. */
   send(request: DhcpRequest, bytes: Buffer, to: { address: string; port: number }): Promise<boolean>;
+  /** Queue bookkeeping (log line, boot events) to run after this turn's replies are sent (after-reply.ts). */
+  after: AfterReply;
 }
 
 /** Decides what to answer. `handle` must not throw (a throw is caught, counted and logged). */
@@ -113,6 +116,8 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
   let current = initial;
   let sockets: DhcpSockets | undefined;
   let state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  // One queue for every socket: a turn's replies all leave before its log lines and events.
+  const after = createAfterReply((err) => log.error({ err }, 'dhcp bookkeeping after a reply failed'));
 
   // One context per sending function (a socket's), made once: not two closures per datagram.
   const contexts = new Map<SendFunction, PolicyContext>();
@@ -128,6 +133,7 @@ export function createDhcpListener(options: ListenerOptions, initial: DhcpPolicy
   function makeContext(send: SendFunction): PolicyContext {
     return {
       log,
+      after,
       ignore(request, reason, level = 'debug') {
         counters.ignored += 1;
         log[level](

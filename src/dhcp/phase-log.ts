@@ -3,8 +3,9 @@
  * DISCOVER every few seconds, iPXE asks again after the chainload and clients renew at T1: each
  * answer is logged, but only the first of a kind (per MAC, message type and address) in a minute
  * is an info line; the rest are debug. A flood of new MACs is bounded by the table size (the
- * oldest entries go first), not by memory.
+ * oldest entries go first, bounded-map.ts), not by memory.
  */
+import { trimOldest } from '../bounded-map.js';
 
 /** Decides the level of one reply line. */
 export interface PhaseLog {
@@ -21,7 +22,7 @@ export function createPhaseLog(windowMs = 60_000, max = 10_000, clock: () => num
       if (at !== undefined && now - at < windowMs) return 'debug';
       seen.delete(key);
       seen.set(key, now);
-      if (seen.size > max) seen.delete(seen.keys().next().value as string);
+      trimOldest(seen, max);
       return 'info';
     },
   };

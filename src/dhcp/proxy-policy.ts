@@ -142,29 +142,33 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
       }
       const reply = buildProxyReply(packet, decision, bootConfig);
       const to = replyDestination(packet, role, request.from, destinations);
-      const fields = {
-        mac: request.mac,
-        xid: packet.xid,
-        arch: decision.firmware,
-        archCode: decision.archCode,
-        client: decision.client,
-        file: reply.file,
-        port,
-        to: `${to.address}:${to.port}`,
-        ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}),
-      };
-      context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](
-        fields,
-        reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`,
-      );
-      options.events?.record({
-        type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
-        mac: request.mac,
-        ...(packet.ciaddr !== '0.0.0.0' ? { ip: packet.ciaddr } : {}),
-        detail: { arch: decision.firmware, client: decision.client, file: reply.file, port, ...(packet.giaddr !== '0.0.0.0' ? { relay: packet.giaddr } : {}) },
-      });
+      // The reply leaves first; its log line and events follow once this turn's replies are out.
       void context.send(request, encodePacket(reply.packet), to).then((ok) => {
         if (ok) answered += 1;
+      });
+      context.after(() => {
+        const relay = packet.giaddr !== '0.0.0.0' ? packet.giaddr : undefined;
+        const fields = {
+          mac: request.mac,
+          xid: packet.xid,
+          arch: decision.firmware,
+          archCode: decision.archCode,
+          client: decision.client,
+          file: reply.file,
+          port,
+          to: `${to.address}:${to.port}`,
+          ...(relay !== undefined ? { relay } : {}),
+        };
+        context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](
+          fields,
+          reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`,
+        );
+        options.events?.record({
+          type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
+          mac: request.mac,
+          ...(packet.ciaddr !== '0.0.0.0' ? { ip: packet.ciaddr } : {}),
+          detail: { arch: decision.firmware, client: decision.client, file: reply.file, port, ...(relay !== undefined ? { relay } : {}) },
+        });
       });
     },
   };

@@ -238,16 +238,6 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       if (action.persist) void persist(log, base);
       return;
     }
-    const relay = request.packet.giaddr !== '0.0.0.0' ? { relay: request.packet.giaddr } : {};
-    const fields = {
-      ...base,
-      ip: action.ip,
-      ...(action.hostname !== undefined ? { hostname: action.hostname } : {}),
-      ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}),
-      ...(action.reason !== undefined ? { reason: action.reason } : {}),
-      ...relay,
-      to: `${action.to.address}:${action.to.port}`,
-    };
     const bytes = encodeReply(action.packet);
     const go = async (): Promise<void> => {
       // RFC 2131 section 4.3.2 wants the binding on stable storage before the ACK goes out.
@@ -258,10 +248,29 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
       else if (action.type === 'nak') counters.naks += 1;
       else counters.informs += 1;
     };
+    // The reply (and the journal write it waits for) starts first; its log line and events
+    // follow once this turn's replies are out (after-reply.ts).
+    void go();
+    if (action.claimOf !== undefined) counters.reservationClaims += 1;
+    context.after(() => logReply(action, request, log));
+  }
+
+  /** The log line and boot events of a reply (queued after the reply). */
+  function logReply(action: Extract<ServerAction, { kind: 'reply' }>, request: DhcpRequest, log: Logger): void {
+    const relay = request.packet.giaddr !== '0.0.0.0' ? { relay: request.packet.giaddr } : {};
+    const fields = {
+      mac: action.mac,
+      xid: action.xid,
+      ip: action.ip,
+      ...(action.hostname !== undefined ? { hostname: action.hostname } : {}),
+      ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}),
+      ...(action.reason !== undefined ? { reason: action.reason } : {}),
+      ...relay,
+      to: `${action.to.address}:${action.to.port}`,
+    };
     if (action.claimOf !== undefined) {
       // Someone asked for an address reserved for another machine: a spoofer or a misconfigured
       // host. Warn (budgeted: a flood stays a few lines) and put it on both machines' timelines.
-      counters.reservationClaims += 1;
       const budget = refusalLogs.claim.take();
       if (budget.log)
         log.warn(
@@ -296,7 +305,6 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         },
       });
     }
-    void go();
   }
 
   /** Router, DNS and domain are checked once here, so no reply can fail to encode later. */

@@ -28,6 +28,7 @@
  * per MAC.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { trimOldest } from '../bounded-map.js';
 import type { BootEvent } from '../events.js';
 
 /** How a request is tied to a machine: `dhcp` (address seen by DHCP) or `none` (MAC alone). */
@@ -149,7 +150,7 @@ export function createBootSessions(options: BootSessionOptions = {}): BootSessio
       while (list.length > PER_MAC_SIGHTINGS) list.shift();
       sightings.delete(event.mac);
       sightings.set(event.mac, list);
-      if (sightings.size > max) sightings.delete(sightings.keys().next().value as string);
+      trimOldest(sightings, max);
     },
     dhcpSaw(mac, ip) {
       if (binding === 'none') return true;
