@@ -98,3 +98,16 @@ test('a disk that does not keep up costs bounded memory: lines past the queue li
   t.is(Number(notice![1]) + kept, count);
   t.true(text.endsWith('next\n'));
 });
+
+test('a lone line reaches the file without a flush, after a short wait for company', async (t) => {
+  const path = tempFile(t);
+  const sink = openLogFile(path, () => undefined);
+  sink.write('alone\n');
+  t.is(readFileSync(path, 'utf8'), '', 'not written in the same tick');
+  for (let i = 0; i < 100 && readFileSync(path, 'utf8') === ''; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(readFileSync(path, 'utf8'), 'alone\n');
+  // Lines that came while a write was in flight follow without a flush too.
+  for (let i = 0; i < 3; i++) sink.write(`more ${i}\n`);
+  for (let i = 0; i < 100 && readFileSync(path, 'utf8').split('\n').length < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(readFileSync(path, 'utf8'), 'alone\nmore 0\nmore 1\nmore 2\n');
+});
