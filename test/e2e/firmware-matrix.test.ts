@@ -6,7 +6,8 @@
  *
  *  - OVMF UEFI HTTP boot (PXE switched off, vendor class HTTPClient, arch 16): option 60
  *    HTTPClient + http://APPLIANCE/boot/snponly.efi, then iPXE, kernel, initrd, cloud-config.
- *  - OVMF Secure Boot (Microsoft keys enrolled), --secure-boot: PXE -> shimx64.efi -> grubx64.efi
+ *  - OVMF Secure Boot (Microsoft keys enrolled), --secure-boot (in server mode instead: a group
+ *    with secureBoot that the machine's verified facts select): PXE -> shimx64.efi -> grubx64.efi
  *    (Debian's signed network grub, fetched by `fetch secureboot`) -> /grub/grub.cfg -> the
  *    machine's rendered grub script -> the Debian-signed kernel + initrd over TFTP; the kernel
  *    reports Secure Boot on, the test OS fetches its cloud-config. In proxy mode Debian 12's grub
@@ -26,7 +27,7 @@
  * The seconds each path took are printed (t.log) and kept in the README's firmware table.
  */
 import test, { type ExecutionContext } from 'ava';
-import { startTestOsAppliance, testOsProfile, type LabAppliance } from '../../src/lab/appliance.js';
+import { startTestOsAppliance, testOsProfile, TEST_OS_PROFILE_ID, type LabAppliance } from '../../src/lab/appliance.js';
 import type { BootAssets } from '../../src/lab/baseline.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { startVm, type Firmware, type Vm, type VmOptions } from '../../src/lab/qemu.js';
@@ -191,10 +192,38 @@ for (const mode of MODES) {
   });
 }
 
-/** An appliance with --secure-boot and Debian's shim-signed + grub-efi-amd64-signed in its TFTP root. */
-async function secureBootAppliance(t: ExecutionContext, lab: Lab, mode: Mode, name: string): Promise<LabAppliance> {
-  const appliance = await startTestOsAppliance(lab, bootAssets(), { name, args: [...modeArgs(mode), '--secure-boot'] });
+const FACTS_TOKEN = 'firmware-matrix-api-token';
+
+/**
+ * An appliance with Debian's shim-signed + grub-efi-amd64-signed in its TFTP root and Secure Boot
+ * on: by `--secure-boot`, or (`byFacts`) only for the machine `mac` whose verified facts (an
+ * inventory import with the API token, before it ever booted) select a group with secureBoot,
+ * so even its first NBP at DHCP time is the signed shim.
+ */
+async function secureBootAppliance(t: ExecutionContext, lab: Lab, mode: Mode, name: string, byFacts?: { mac: string }): Promise<LabAppliance> {
+  const appliance = byFacts
+    ? await startTestOsAppliance(lab, bootAssets(), {
+        name,
+        args: [...modeArgs(mode), '--api-token', FACTS_TOKEN],
+        groups: [{ id: 'qemu-secure', profile: TEST_OS_PROFILE_ID, selector: { facts: ['dmi.vendor == QEMU'] }, secureBoot: true }],
+      })
+    : await startTestOsAppliance(lab, bootAssets(), { name, args: [...modeArgs(mode), '--secure-boot'] });
   appliances.push(appliance);
+  if (byFacts) {
+    const { stdout } = await lab.exec('busybox', [
+      'wget',
+      '--header',
+      `Authorization: Bearer ${FACTS_TOKEN}`,
+      '--header',
+      'Content-Type: application/json',
+      '--post-data',
+      JSON.stringify({ dmi: { vendor: 'QEMU', product: 'Standard PC (Q35 + ICH9, 2009)' } }),
+      '-O',
+      '-',
+      `${appliance.baseUrl}/api/machines/${byFacts.mac}/facts`,
+    ]);
+    t.like(JSON.parse(stdout), { verified: true });
+  }
   // Downloaded into the package cache once.
   const fetched = await fetchSecureBoot({ tftpRoot: appliance.home.tftpRoot, log: createSilentLogger() });
   t.deepEqual(
@@ -209,7 +238,9 @@ for (const mode of MODES) {
     await vmSlot(t, GRUB_TIMEOUT_MS + BOOT_TIMEOUT_MS + 120_000);
     const lab = await newLab(mode, { nextServer: true });
     const mac = mode === 'proxy' ? '52:54:00:16:02:01' : '52:54:00:16:02:02';
-    const appliance = await secureBootAppliance(t, lab, mode, `appliance-secureboot-${mode}`);
+    // Server mode: Secure Boot comes from a group the machine's verified facts select (the
+    // DHCP-time boot file follows it); proxy mode: from --secure-boot.
+    const appliance = await secureBootAppliance(t, lab, mode, `appliance-secureboot-${mode}`, mode === 'server' ? { mac } : undefined);
     const vm = await boot(t, lab, 'uefi-secureboot', mac, {}, GRUB_TIMEOUT_MS);
     const serial = await bootToCloudConfig(t, vm, `uefi-secureboot ${mode}`, GRUB_TIMEOUT_MS);
     // The signed kernel says so itself: the firmware booted it with Secure Boot enforced.
