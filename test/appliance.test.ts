@@ -99,3 +99,27 @@ test('HTTP and TFTP listen on the advertised address only; --http-address / --tf
   t.is((err as { code?: string }).code, 'ERR_BIND');
   t.regex(err!.message, /--http-address/);
 });
+
+test('--discovery off and --api-read-token reach the running appliance: unknown machines are not registered, the read token reads and cannot write', async (t) => {
+  const token = 'api-token-0123456789abcdef';
+  const readToken = 'read-token-0123456789abcdef';
+  const appliance = createAppliance(config({ discovery: 'off', 'api-token': token, 'api-read-token': readToken, 'dhcp-mode': 'off' }), {
+    log: createSilentLogger(),
+  });
+  const { http } = await appliance.start();
+  t.teardown(() => appliance.stop());
+  const api = (p: string, bearer: string, init: RequestInit = {}) =>
+    fetch(`http://127.0.0.1:${http}${p}`, { ...init, headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' } });
+  t.like(await (await api('/api/discovery', readToken)).json(), { enabled: false });
+  t.is((await fetch(`http://127.0.0.1:${http}/ipxe?mac=02:00:00:00:00:01`)).status, 200);
+  const facts = await fetch(`http://127.0.0.1:${http}/api/machines/02:00:00:00:00:02/facts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ cpu: { count: 1 } }),
+  });
+  t.is(facts.status, 403);
+  t.deepEqual(await (await api('/api/machines', readToken)).json(), []);
+  t.is((await api('/api/discovery', readToken, { method: 'PUT', body: JSON.stringify({ enabled: true }) })).status, 403);
+  t.is((await api('/api/discovery', token, { method: 'PUT', body: JSON.stringify({ enabled: true }) })).status, 200);
+  t.is((await fetch(`http://127.0.0.1:${http}/api/machines`)).status, 401);
+});
