@@ -18,11 +18,20 @@ export function parseDefaultRouteInterfaces(text: string): string[] {
   return out;
 }
 
-/** Interfaces carrying a default route here; [] when /proc/net/route cannot be read. */
-export function defaultRouteInterfaces(read: () => string = () => readFileSync('/proc/net/route', 'utf8')): string[] {
+/**
+ * `parse` of the route table `read` returns; [] when it cannot be read (no /proc, another
+ * network stack): without a table nothing is known to be an uplink. Shared by the IPv4 reader
+ * below and the IPv6 one (../dhcp6/probe.ts), whose parsers differ.
+ */
+export function readRouteTable(read: () => string, parse: (text: string) => string[]): string[] {
   try {
-    return parseDefaultRouteInterfaces(read());
+    return parse(read());
   } catch {
     return [];
   }
+}
+
+/** Interfaces carrying a default route here; [] when /proc/net/route cannot be read. */
+export function defaultRouteInterfaces(read: () => string = () => readFileSync('/proc/net/route', 'utf8')): string[] {
+  return readRouteTable(read, parseDefaultRouteInterfaces);
 }

@@ -22,6 +22,7 @@ import { ApplianceError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BROADCAST_FLAG, BootOp, decodePacket, encodePacket, getOption, type DhcpPacket } from './packet.js';
 import { MessageType, Opt, readOptions, textOption, u8Option } from './options.js';
+import { decideAuto, type AutoDecision, type AutoFacts, type AutoWords } from './auto-mode.js';
 import { findLocalAddress } from './sockets.js';
 
 /** Error code of a probe that could not run (bind failure, bad address). */
@@ -277,39 +278,19 @@ export function describeAnswers(result: ProbeResult): { addressServers: ProbeAns
 }
 
 /** What `--dhcp-mode auto` knows when it decides. */
-export interface AutoModeFacts {
-  /** The probe ran (it does not on a test port). */
-  probe: ProbeResult | undefined;
-  /** The interface owning our address, when known. */
-  interface: string | undefined;
-  /** That interface carries this host's default route (an uplink). */
-  carriesDefaultRoute: boolean;
-}
+export type AutoModeFacts = AutoFacts<ProbeResult>;
 
-/**
- * `--dhcp-mode auto`, the one rule: `server` only when the probe ran, no DHCP server answered it,
- * and the interface does not carry the host's default route (on an uplink an unanswered probe
- * means a missed answer, not an empty network); otherwise `proxy`. The reason is the log line.
- */
-export function decideAutoMode(facts: AutoModeFacts): { mode: 'proxy' | 'server'; reason: string } {
-  const where = facts.interface ?? 'this interface';
-  const result = facts.probe;
-  if (!result)
-    return {
-      mode: 'proxy',
-      reason: 'the dhcp port is not 67, so the segment was not probed: answering pxe clients only; pass --dhcp-mode server to hand out addresses',
-    };
-  if (result.found) {
-    return { mode: 'proxy', reason: `dhcp server ${result.servers.map((s) => s.serverId).join(', ')} answered the probe: answering pxe clients beside it` };
-  }
-  if (facts.carriesDefaultRoute) {
-    return {
-      mode: 'proxy',
-      reason: `no dhcp server answered within ${result.elapsedMs} ms, but ${where} carries this host's default route (an uplink, where a missed answer is likelier than a network without dhcp): answering pxe clients only; pass --dhcp-mode server to hand out addresses here`,
-    };
-  }
-  return {
-    mode: 'server',
-    reason: `no dhcp server answered within ${result.elapsedMs} ms and ${where} carries no default route: serving addresses ourselves, probing again periodically to step down if a server appears`,
-  };
+/** The IPv4 wording of the auto-mode reasons (the log line). */
+const AUTO_WORDS: AutoWords<ProbeResult> = {
+  notProbed: 'the dhcp port is not 67, so the segment was not probed: answering pxe clients only; pass --dhcp-mode server to hand out addresses',
+  answered: (p) => `dhcp server ${p.servers.map((s) => s.serverId).join(', ')} answered the probe: answering pxe clients beside it`,
+  uplink: (p, where) =>
+    `no dhcp server answered within ${p.elapsedMs} ms, but ${where} carries this host's default route (an uplink, where a missed answer is likelier than a network without dhcp): answering pxe clients only; pass --dhcp-mode server to hand out addresses here`,
+  alone: (p, where) =>
+    `no dhcp server answered within ${p.elapsedMs} ms and ${where} carries no default route: serving addresses ourselves, probing again periodically to step down if a server appears`,
+};
+
+/** `--dhcp-mode auto`: the rule of auto-mode.ts, in IPv4's words. */
+export function decideAutoMode(facts: AutoModeFacts): AutoDecision {
+  return decideAuto(facts, AUTO_WORDS);
 }

@@ -35,6 +35,8 @@ import {
   readClientMessage,
   type Message6,
 } from './packet.js';
+import { decideAuto, type AutoDecision, type AutoFacts, type AutoWords } from '../dhcp/auto-mode.js';
+import { readRouteTable } from '../dhcp/default-route.js';
 import { sourceAddress } from './boot.js';
 
 /** Error code of a probe that could not run (no such interface, port 546 not ours). */
@@ -245,42 +247,23 @@ export function parseDefaultRoute6Interfaces(text: string): string[] {
 
 /** Interfaces carrying an IPv6 default route here; [] when it cannot be read. */
 export function defaultRoute6Interfaces(read: () => string = () => readFileSync('/proc/net/ipv6_route', 'utf8')): string[] {
-  try {
-    return parseDefaultRoute6Interfaces(read());
-  } catch {
-    return [];
-  }
+  return readRouteTable(read, parseDefaultRoute6Interfaces);
 }
 
-/** What `--dhcp6-mode auto` knows. */
-export interface Auto6Facts {
-  probe: Probe6Result | undefined;
-  interface: string | undefined;
-  /** The interface carries an IPv4 or IPv6 default route (an uplink). */
-  carriesDefaultRoute: boolean;
-}
+/** What `--dhcp6-mode auto` knows (carriesDefaultRoute: an IPv4 or IPv6 default route). */
+export type Auto6Facts = AutoFacts<Probe6Result>;
 
-/**
- * `--dhcp6-mode auto`, the rule of `--dhcp-mode auto` (../dhcp/probe.ts decideAutoMode):
- * `server` only when the probe ran, no DHCPv6 server answered, and the interface carries no
- * default route; otherwise `proxy`. The reason is the log line.
- */
-export function decideAuto6(facts: Auto6Facts): { mode: 'proxy' | 'server'; reason: string } {
-  const where = facts.interface ?? 'this interface';
-  const p = facts.probe;
-  if (!p)
-    return {
-      mode: 'proxy',
-      reason: 'the dhcpv6 port is not 547, so the link was not probed: answering pxe clients only; pass --dhcp6-mode server to lease addresses',
-    };
-  if (p.found) return { mode: 'proxy', reason: `dhcpv6 server ${describeServers6(p.servers)} answered the probe: answering pxe clients beside it` };
-  if (facts.carriesDefaultRoute)
-    return {
-      mode: 'proxy',
-      reason: `no dhcpv6 server answered within ${p.elapsedMs} ms, but ${where} carries a default route (an uplink): answering pxe clients only; pass --dhcp6-mode server to lease addresses here`,
-    };
-  return {
-    mode: 'server',
-    reason: `no dhcpv6 server answered within ${p.elapsedMs} ms and ${where} carries no default route: leasing addresses ourselves, probing again periodically to step down if a server appears`,
-  };
+/** The DHCPv6 wording of the auto-mode reasons (the log line). */
+const AUTO6_WORDS: AutoWords<Probe6Result> = {
+  notProbed: 'the dhcpv6 port is not 547, so the link was not probed: answering pxe clients only; pass --dhcp6-mode server to lease addresses',
+  answered: (p) => `dhcpv6 server ${describeServers6(p.servers)} answered the probe: answering pxe clients beside it`,
+  uplink: (p, where) =>
+    `no dhcpv6 server answered within ${p.elapsedMs} ms, but ${where} carries a default route (an uplink): answering pxe clients only; pass --dhcp6-mode server to lease addresses here`,
+  alone: (p, where) =>
+    `no dhcpv6 server answered within ${p.elapsedMs} ms and ${where} carries no default route: leasing addresses ourselves, probing again periodically to step down if a server appears`,
+};
+
+/** `--dhcp6-mode auto`: the rule of ../dhcp/auto-mode.ts (as `--dhcp-mode auto`), in DHCPv6's words. */
+export function decideAuto6(facts: Auto6Facts): AutoDecision {
+  return decideAuto(facts, AUTO6_WORDS);
 }
