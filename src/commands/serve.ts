@@ -1,6 +1,7 @@
 /** `serve` (the default command): run the appliance until SIGINT/SIGTERM; SIGHUP reloads. */
 import { closeSync, openSync } from 'node:fs';
 import { ApplianceError } from '../errors.js';
+import type { Appliance } from '../appliance.js';
 import { OPTIONS, loadConfig, type Config } from '../config.js';
 import { createLogOutput, type LogOutput } from '../log.js';
 import { EXIT, type CommandArgs, type CommandSpec } from './command.js';
@@ -76,48 +77,90 @@ async function runServer(config: Config, output: LogOutput, signals: NodeJS.Even
   // next start would fail to bind. Under systemd, setsid or nohup's redirected output there is no
   // terminal to lose, and SIGHUP always reloads.
   const onTerminal = Boolean(process.stdout.isTTY || process.stderr.isTTY) && hasControllingTerminal();
-  const { createAppliance } = await import('../appliance.js');
-  const appliance = createAppliance(config, { log });
-  await appliance.start();
-  return new Promise<number>((resolveExit) => {
-    let stopping = false;
-    const onSignal = (signal: string) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting without waiting for sockets to close');
-        resolveExit(EXIT.failure);
-        return;
-      }
-      stopping = true;
-      log.info({ signal }, 'stopping');
-      appliance.stop().then(
+  return new Promise<number>((resolveExit, rejectExit) => {
+    // The handlers are in place before start(): a signal while the stores open, the ports bind
+    // or the DHCP probe listens would otherwise kill the process with the state store's writes
+    // and the lease journal unflushed. Such a stop waits for start() to settle (start() itself
+    // closes what it opened when it fails), then closes everything; a second signal exits at once.
+    let phase: 'starting' | 'running' | 'stopping' = 'starting';
+    let reloadAfterStart = false;
+    let appliance: Appliance | undefined;
+    const detach = (): void => {
+      signals.off('SIGINT', onSignal);
+      signals.off('SIGTERM', onSignal);
+      signals.off('SIGHUP', onHangup);
+    };
+    const finish = (code: number): void => {
+      detach();
+      resolveExit(code);
+    };
+    const stop = (): void => {
+      (appliance ? appliance.stop() : Promise.resolve()).then(
         () => {
           log.info('stopped');
-          signals.off('SIGINT', onSignal);
-          signals.off('SIGTERM', onSignal);
-          signals.off('SIGHUP', onHangup);
-          resolveExit(EXIT.ok);
+          finish(EXIT.ok);
         },
         (err: unknown) => {
           log.error({ err }, 'error while stopping');
-          resolveExit(EXIT.failure);
+          finish(EXIT.failure);
         },
       );
     };
+    function onSignal(signal: string): void {
+      if (phase === 'stopping') {
+        log.warn({ signal }, 'second signal: exiting without waiting for sockets to close');
+        finish(EXIT.failure);
+        return;
+      }
+      const starting = phase === 'starting';
+      phase = 'stopping';
+      if (starting) {
+        log.info({ signal, during: 'startup' }, 'stopping: closing what has started once startup settles (a second signal exits at once)');
+        return;
+      }
+      log.info({ signal }, 'stopping');
+      stop();
+    }
+    const reload = (): void => {
+      output.reopen();
+      appliance!.reload().then(
+        (changes) => log.info({ signal: 'SIGHUP', ...changes }, 'reloaded'),
+        (err: unknown) => log.error({ err }, 'reload failed; still serving the last good state'),
+      );
+    };
     // dnsmasq's habit: SIGHUP re-reads what the operator edited, without dropping anything.
-    const onHangup = () => {
+    function onHangup(): void {
       if (onTerminal && !hasControllingTerminal()) {
         log.info({ signal: 'SIGHUP' }, 'the terminal closed: stopping (run under systemd, setsid or tmux to keep the appliance running)');
         onSignal('SIGHUP');
         return;
       }
-      output.reopen();
-      appliance.reload().then(
-        (changes) => log.info({ signal: 'SIGHUP', ...changes }, 'reloaded'),
-        (err: unknown) => log.error({ err }, 'reload failed; still serving the last good state'),
-      );
-    };
+      if (phase === 'starting') {
+        reloadAfterStart = true;
+        log.info({ signal: 'SIGHUP', during: 'startup' }, 'reload requested during startup: reloading once started');
+        return;
+      }
+      if (phase === 'running') reload();
+    }
     signals.on('SIGINT', onSignal);
     signals.on('SIGTERM', onSignal);
     signals.on('SIGHUP', onHangup);
+    import('../appliance.js')
+      .then(({ createAppliance }) => {
+        appliance = createAppliance(config, { log });
+        return appliance.start();
+      })
+      .then(
+        () => {
+          if (phase === 'stopping') return stop();
+          phase = 'running';
+          if (reloadAfterStart) reload();
+        },
+        (err: unknown) => {
+          // A failed start (a port that cannot be bound) has closed what it opened; runServe logs it.
+          detach();
+          rejectExit(err);
+        },
+      );
   });
 }

@@ -4,7 +4,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, loopbackArgs, makeHome, startApplianceProcess } from '../helpers/appliance-process.js';
 
@@ -189,4 +189,37 @@ test('started on a terminal: kill -HUP reloads, and closing the terminal stops t
   await until('the appliance to exit', () => !alive());
   t.regex(log(), /"msg":"the terminal closed: stopping/);
   t.regex(log(), /"msg":"stopped"/);
+});
+
+test('SIGTERM during startup stops cleanly: what had started is closed, "stopped" is logged, exit 0', async (t) => {
+  const home = makeHome();
+  // The api token file is a FIFO: start() blocks reading it (after the state store, the timeline
+  // and db.json are open, before any port is bound) until the test writes the token.
+  const fifo = join(home.dir, 'api-token');
+  t.is(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const child = spawn(process.execPath, [BIN, ...loopbackArgs(home)], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  const msgs = (): string[] =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => String((JSON.parse(l) as { msg?: unknown }).msg));
+  await until('"starting netboot appliance"', () => msgs().includes('starting netboot appliance'));
+  child.kill('SIGTERM');
+  await until('"stopping" or an exit', () => msgs().some((m) => m.startsWith('stopping')) || child.exitCode !== null || child.signalCode !== null);
+  t.is(child.signalCode, null, `killed by the signal instead of stopping: ${out}`);
+  t.true(
+    msgs().some((m) => m.startsWith('stopping: closing what has started once startup settles')),
+    out,
+  );
+  // Let start() go on: a writer opens the FIFO (non-blocking: fails if nobody reads it any more).
+  const fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+  writeSync(fd, 'startup-token-0123456789abcdef\n');
+  closeSync(fd);
+  t.deepEqual(await exited, { code: 0, signal: null }, out);
+  t.is(msgs().at(-1), 'stopped', out);
 });
