@@ -11,6 +11,7 @@ import type { Lab } from '../../src/lab/netns.js';
 import { runBootScenario, type BootScenarioResult } from '../../src/lab/scenario.js';
 import { startLabSession } from '../../src/lab/session.js';
 import { existsSync } from 'node:fs';
+import { cloudConfigBody } from './lab-suite.js';
 
 // A missing qemu/OVMF/iPXE/kernel/root fails every test here, loudly: never a silent skip.
 test.before(() => {
@@ -87,15 +88,8 @@ function commonAssertions(t: import('ava').ExecutionContext, r: BootScenarioResu
   // The test OS got its address from the plain upstream server, never from the proxy.
   t.regex(serial, new RegExp(`${escape(MARKERS.dhcpBound)} 10\\.99\\.\\d+\\.\\d+ from ${escape(lab.upstreamAddress)}`));
   t.regex(r.upstreamLog, new RegExp(`DHCPACK\\(vdhcp\\) \\S+ ${escape(r.mac)}`));
-  // The cloud-config came through byte for byte between the markers.
-  const begin = serial.indexOf(MARKERS.cloudConfigBegin);
-  const end = serial.indexOf(MARKERS.cloudConfigEnd);
-  t.true(begin >= 0 && end > begin, 'cloud-config markers missing');
-  const body = serial
-    .slice(begin + MARKERS.cloudConfigBegin.length, end)
-    .replace(/\r/g, '')
-    .trim();
-  t.is(body, DEFAULT_CLOUD_CONFIG.trim());
+  // The cloud-config came through byte for byte between the markers ('' when they are missing).
+  t.is(cloudConfigBody(serial), DEFAULT_CLOUD_CONFIG.trim(), 'the cloud-config between the markers');
   t.true(serial.includes(`rancher.cloud_init.datasources=[url:${server.cloudConfigUrl}]`), 'kernel command line lacks the datasource');
   t.true(r.poweredOff, 'test OS did not power off cleanly');
   const http = r.serverLogs['httpd'] ?? '';
