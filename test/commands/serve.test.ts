@@ -216,10 +216,21 @@ test('SIGTERM during startup stops cleanly: what had started is closed, "stopped
     msgs().some((m) => m.startsWith('stopping: closing what has started once startup settles')),
     out,
   );
-  // Let start() go on: a writer opens the FIFO (non-blocking: fails if nobody reads it any more).
-  const fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-  writeSync(fd, 'startup-token-0123456789abcdef\n');
-  closeSync(fd);
+  // Let start() go on: a writer opens the FIFO once start() reads it (non-blocking: ENXIO while
+  // nobody reads it, as before start() gets there on a loaded machine).
+  let fd: number | undefined;
+  await until('start() reading the api token FIFO', () => {
+    try {
+      fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the appliance is gone (${child.exitCode ?? child.signalCode}): ${out}`);
+      return false;
+    }
+  });
+  writeSync(fd!, 'startup-token-0123456789abcdef\n');
+  closeSync(fd!);
   t.deepEqual(await exited, { code: 0, signal: null }, out);
   t.is(msgs().at(-1), 'stopped', out);
 });
