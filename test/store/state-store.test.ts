@@ -115,3 +115,25 @@ test('timeline: persisted, replayed after a restart, bounded by rotation', async
   const torn = await openTimeline({ dir, log });
   t.true(torn.list().some((e) => e.type === 'facts'));
 });
+
+test('first seen stays, last seen, last address and last profile follow the latest sighting or report, across a restart', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  let clock = Date.parse('2026-03-01T10:00:00.000Z');
+  const now = () => new Date(clock);
+  const state = await openStateStore({ dir, log, flushMs: 5, now });
+  state.sighted({ mac: mac(1), ip: '10.0.0.5', profile: 'rancheros' }, false);
+  clock += 60_000;
+  state.sighted({ mac: mac(1), ip: '10.0.0.6', profile: 'debian-installer' }, false);
+  clock += 60_000;
+  await state.putFacts(mac(1), { cpu: { count: 4 } }, '10.0.0.7', false);
+  await state.close();
+  const again = await openStateStore({ dir, log, now });
+  t.like(again.get(mac(1)), {
+    firstSeen: '2026-03-01T10:00:00.000Z',
+    lastSeen: '2026-03-01T10:02:00.000Z',
+    lastIp: '10.0.0.7',
+    lastProfile: 'debian-installer',
+    factsAt: '2026-03-01T10:02:00.000Z',
+  });
+});
