@@ -78,7 +78,9 @@ export interface ClientRef {
 export function clientRef(mac: string, clientId?: Buffer): ClientRef {
   const m = normalizeMac(mac) ?? mac.toLowerCase();
   if (clientId === undefined || clientId.length === 0) return { key: `mac:${m}`, mac: m };
-  if (clientId[0] === 1 && clientId.length === 7 && normalizeMac(clientId.subarray(1).toString('hex')) === m) return { key: `mac:${m}`, mac: m };
+  // The hex of 6 bytes is 12 lowercase digits: compared with the canonical MAC's without the
+  // colons, not through normalizeMac's regex path (it showed in the DORA profile).
+  if (clientId[0] === 1 && clientId.length === 7 && clientId.subarray(1).toString('hex') === m.replaceAll(':', '')) return { key: `mac:${m}`, mac: m };
   return { key: `id:${clientId.toString('hex')}`, mac: m };
 }
 
