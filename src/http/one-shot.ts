@@ -13,8 +13,11 @@ export type OneShotEnv = Pick<RouteEnv, 'log' | 'record'> & {
   sessions: Pick<RouteEnv['sessions'], 'trusted'>;
 };
 
-/** Who took the one-shot: an /ipxe script, a grub script (over TFTP), or the boot's verified facts. */
-export type OneShotTaker = 'ipxe' | 'grub' | 'facts';
+/**
+ * Who took the one-shot: an /ipxe script, a grub script (over TFTP), a Pixiecore boot spec
+ * (asked by the Pixiecore server for the machine), or the boot's verified facts.
+ */
+export type OneShotTaker = 'ipxe' | 'grub' | 'pixiecore' | 'facts';
 
 /** What became of a one-shot that was served. */
 export type OneShotOutcome = { kind: 'consumed' } | { kind: 'kept'; reason: string };
@@ -42,7 +45,7 @@ export async function consumeOneShot(env: OneShotEnv, mac: string, ip: string, b
 }
 
 /** A one-shot script went to `ip`: consume it when that address speaks for `mac`, else keep it. */
-export async function settleServedOneShot(env: OneShotEnv, mac: string, ip: string, by: 'ipxe' | 'grub' = 'ipxe'): Promise<OneShotOutcome> {
+export async function settleServedOneShot(env: OneShotEnv, mac: string, ip: string, by: Exclude<OneShotTaker, 'facts'> = 'ipxe'): Promise<OneShotOutcome> {
   const trust = env.sessions.trusted(mac, ip);
   if (!trust.ok) {
     env.log.warn({ mac, ip, reason: trust.reason }, 'one-shot boot served but kept: the request may not be the machine');

@@ -85,3 +85,24 @@ test('with --boot-binding none the first request naming the MAC consumes it (an 
   t.is(profileIn((await h.req('GET', `/ipxe?mac=${MAC}`, { from: STRANGER })).text), 'installer');
   t.is((await h.store.getMachine(MAC))?.nextBoot, undefined);
 });
+
+test('a one-shot served through the Pixiecore API is settled like /ipxe: consumed with --boot-binding none, kept (and said so) when the Pixiecore host is not the machine', async (t) => {
+  const pixiecore = async (h: Harness) => /booting (\S+)/.exec(String((await h.req('GET', `/pixiecore/v1/boot/${MAC}`)).json?.message))?.[1];
+
+  const none = await harness(t, 'none');
+  await none.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'installer', once: true } });
+  t.is(await pixiecore(none), 'installer');
+  t.like(await none.store.getMachine(MAC), { state: 'provisioning', provisioning: { profile: 'installer' } });
+  t.regex((await none.req('GET', `/cloud-config?mac=${MAC}`)).text, /profile installer/, 'its cloud-config follows the boot it took');
+  t.is(await pixiecore(none), 'normal', 'the next boot does not repeat the one-shot');
+  t.like(
+    none.events.list({ mac: MAC }).find((e) => e.type === 'http-script'),
+    { detail: { api: 'pixiecore', via: 'once', oneShot: 'consumed' } },
+  );
+
+  const dhcp = await harness(t);
+  await dhcp.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'installer', once: true } });
+  t.is(await pixiecore(dhcp), 'installer');
+  t.truthy((await dhcp.store.getMachine(MAC))?.nextBoot, 'kept: DHCP never saw the machine at the Pixiecore host’s address');
+  t.like(dhcp.events.list({ mac: MAC }).find((e) => e.type === 'http-script')?.detail, { api: 'pixiecore', oneShot: 'kept' });
+});

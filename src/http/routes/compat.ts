@@ -22,6 +22,7 @@ import type { VarValue } from '../../store/schema.js';
 import { resolveAsset } from '../asset-files.js';
 import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
+import { oneShotDetail, settleServedOneShot } from '../one-shot.js';
 import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
 
 /**
@@ -134,8 +135,13 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     const req: BootRequest = { mac, callbackToken: grantedToken(grant) };
     const cmdline = buildCmdline(profile, placeholderValues(server, req, profile, machine));
     void env.discovery.sighted({ mac, ip, profile: profile.id });
-    env.log.info({ mac, ip, profile: profile.id, via: selection.via }, 'sent pixiecore boot spec');
-    env.record('http-script', mac, ip, { outcome: 'boot', profile: profile.id, via: selection.via, api: 'pixiecore', ...callbackDetail(grant) });
+    // The boot spec is this boot's script: a one-shot it serves is settled as /ipxe settles it,
+    // so the machine's cloud-config follows and the next boot does not repeat it. The request
+    // is the Pixiecore server's, never the machine's own address: it is consumed only where
+    // any request may speak for the MAC (binding none), else kept until the boot's verified facts.
+    const once = selection.via === 'once' ? oneShotDetail(await settleServedOneShot(env, mac, ip, 'pixiecore')) : {};
+    env.log.info({ mac, ip, profile: profile.id, via: selection.via, ...once }, 'sent pixiecore boot spec');
+    env.record('http-script', mac, ip, { outcome: 'boot', profile: profile.id, via: selection.via, api: 'pixiecore', ...once, ...callbackDetail(grant) });
     ctx.set('Cache-Control', 'no-store');
     ctx.body = {
       kernel: bootFile(server, profile.kernel, 'kernel').url,
