@@ -32,6 +32,13 @@ function servedEfi(e: BootEvent): string | undefined {
   return undefined;
 }
 
+/** A DHCP answer to firmware (PXE or UEFI HTTP boot), the request that can reveal a refusal. */
+function isFirmwareRequest(e: BootEvent): boolean {
+  if (e.type !== 'dhcp-offer' && e.type !== 'dhcp-ack') return false;
+  const client = e.detail?.['client'];
+  return client === 'pxe' || client === 'http';
+}
+
 /** True for events that only a running iPXE (or a booted OS) produces. */
 function ipxeRan(e: BootEvent): boolean {
   return (e.type === 'dhcp-offer' || e.type === 'dhcp-ack') && e.detail?.['client'] === 'ipxe'
@@ -41,16 +48,20 @@ function ipxeRan(e: BootEvent): boolean {
 
 /**
  * Diagnose the newest event of a machine's timeline (oldest first): a firmware DHCP request
- * right after an unsigned EFI binary was served, with no iPXE activity in between.
+ * right after an unsigned EFI binary was served, with no iPXE activity in between. Earlier
+ * firmware requests are taken as judged when they were recorded (withBootDiagnosis puts a
+ * boot-diagnosis after each refusal it finds), so the walk ends at the previous one.
  */
 export function diagnoseRefusedLoader(events: readonly BootEvent[]): Diagnosis | undefined {
   const last = events.at(-1);
-  if (!last || (last.type !== 'dhcp-offer' && last.type !== 'dhcp-ack')) return undefined;
-  const client = last.detail?.['client'];
-  if (client !== 'pxe' && client !== 'http') return undefined;
+  if (!last || !isFirmwareRequest(last)) return undefined;
   for (let i = events.length - 2; i >= 0; i--) {
     const e = events[i]!;
     if (ipxeRan(e) || e.type === 'boot-diagnosis') return undefined;
+    // An earlier firmware request with nothing served since: it was judged then (a refusal
+    // found behind it would have put a boot-diagnosis after it), so the walk ends here instead
+    // of reading a retransmitting PXE ROM's whole history on every DISCOVER.
+    if (isFirmwareRequest(e)) return undefined;
     const file = servedEfi(e);
     if (file === undefined) continue;
     if (SIGNED.has(file)) return undefined;

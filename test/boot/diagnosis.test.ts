@@ -38,3 +38,13 @@ test('one diagnosis per refusal: the next firmware request after it is not diagn
   t.is(found.length, 1);
   t.is(found[0]!.detail?.['file'], 'snponly.efi');
 });
+
+test('a PXE ROM retransmitting for a long time: the walk ends at its previous request, and a refusal after it is still found', (t) => {
+  const retries = Array.from({ length: 150 }, () => offer('pxe'));
+  t.is(diagnoseRefusedLoader([tftp('snponly.efi'), ...retries]), undefined, 'judged at the first retry, not again at each');
+  t.like(diagnoseRefusedLoader([...retries, tftp('snponly.efi'), offer('pxe')]), { file: 'snponly.efi' });
+  // Through the event log: one diagnosis, however many retries follow it.
+  const log = withBootDiagnosis(createEventLog(), createSilentLogger());
+  for (const e of [offer('pxe'), tftp('snponly.efi'), ...retries]) log.record(e);
+  t.is(log.list({ mac: MAC }).filter((e) => e.type === 'boot-diagnosis').length, 1);
+});
