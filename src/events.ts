@@ -2,7 +2,7 @@
  * Boot events: what the appliance did for each machine (DHCP offer, TFTP file, script served,
  * kernel/initrd fetched, cloud-config served, facts reported). Every server records into one
  * EventLog; the HTTP API lists them per MAC (`GET /api/events?mac=`) and answers lookups with
- * the address a machine was last seen at.
+ * the address the DHCP side last saw a machine at (never a request's own claim, teachesAddress).
  */
 import { trimOldest } from './bounded-map.js';
 import { normalizeMac } from './identity.js';
@@ -53,6 +53,30 @@ export interface BootEvent {
   ip?: string;
   /** Small structured detail: arch, file, profile, bytes ... never a whole packet. */
   detail?: Record<string, unknown>;
+  /**
+   * Set by a recorder that is not the DHCP side (HTTP) when the DHCP side saw this (mac, ip)
+   * pair itself: only then may the event teach the address maps (see {@link teachesAddress}).
+   */
+  addressTrusted?: true;
+}
+
+/**
+ * The DHCP side's own view of which address is whose: our offers and acks (server mode: the
+ * lease; proxy mode: the ciaddr of a request on 4011), a proxy-mode client's broadcast
+ * REQUEST taking an address from the other server, DHCPv6 Advertise/Reply. A NAK, release,
+ * decline or refusal names an address the machine does not (or no longer) hold.
+ */
+const ADDRESS_SIGHTINGS: ReadonlySet<BootEventType> = new Set<BootEventType>(['dhcp-offer', 'dhcp-ack', 'dhcp-request', 'dhcp6-advertise', 'dhcp6-reply']);
+
+/**
+ * Whether an event may teach `macForIp`/`lastIp`. The lab segment is untrusted: an HTTP or
+ * TFTP request's MAC is the requester's claim (`/ipxe?mac=VICTIM`, a facts POST naming
+ * VICTIM), so a request event counts only when its recorder flagged `addressTrusted` (the DHCP
+ * side saw the pair). The event itself still carries the requester's address for the timeline.
+ */
+export function teachesAddress(event: Pick<BootEvent, 'mac' | 'ip' | 'type' | 'addressTrusted'>): boolean {
+  if (!event.mac || !event.ip || event.ip === '0.0.0.0') return false;
+  return ADDRESS_SIGHTINGS.has(event.type) || event.addressTrusted === true;
 }
 
 /** Where servers put boot events and where the API reads them. */
@@ -60,9 +84,9 @@ export interface EventLog {
   record(event: Omit<BootEvent, 'at'> & { at?: string }): BootEvent;
   /** Events for one MAC, oldest first; all events (newest `limit`) when mac is undefined. */
   list(filter?: { mac?: string; limit?: number }): BootEvent[];
-  /** The MAC last seen at an IPv4 address (learned from DHCP), if any. */
+  /** The MAC last seen at an IPv4 address (learned from DHCP only, {@link teachesAddress}), if any. */
   macForIp(ip: string): string | undefined;
-  /** The IPv4 address a MAC was last seen at, if any. */
+  /** The IPv4 address the DHCP side last saw a MAC at ({@link teachesAddress}), if any. */
   lastIp(mac: string): string | undefined;
   /**
    * Call `listener` with every event recorded from now on (the console's live timeline);
@@ -106,7 +130,7 @@ export function createEventLog(options: { perMachine?: number; machines?: number
       if (list.length > perMachine) list.shift();
       seq.push(event);
       if (seq.length > perMachine * 10) seq = seq.slice(-perMachine * 5);
-      if (event.mac && event.ip && event.ip !== '0.0.0.0') {
+      if (event.ip !== undefined && teachesAddress(event)) {
         ipToMac.set(event.ip, event.mac);
         macToIp.set(event.mac, event.ip);
       }

@@ -80,13 +80,16 @@ export function createHttpApp(deps: HttpDeps): Koa {
     select: async (query) => deps.store.selectProfile({ ...query, facts: await discovery.selectionFacts(query.mac) }),
     server: () => ({ address: requestHost.getStore() ?? deps.address, port: deps.httpPort() }),
     record(type, mac, ip, detail) {
-      deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}) });
+      // The requester's address goes on the event; it teaches the address maps only when the
+      // DHCP side saw this MAC there (a stranger's `?mac=VICTIM` must not move VICTIM).
+      const trusted = mac !== '' && ip !== undefined && ip !== '' && sessions.dhcpSaw(mac, ip);
+      deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}), ...(trusted ? { addressTrusted: true as const } : {}) });
       if (countEvents) metrics.bootEvents.inc({ type });
     },
   };
 
-  // DHCP offers and acks teach the sessions which address is whose (the event log's own
-  // address map also learns from HTTP requests, which anyone can send).
+  // DHCP offers and acks teach the sessions which address is whose (as they teach the event
+  // log's address maps; HTTP events only with addressTrusted, set in record above).
   deps.events.subscribe?.((event) => env.sessions.noteEvent(event));
 
   const app = new Koa();

@@ -116,7 +116,7 @@ export async function openTimeline(options: TimelineOptions): Promise<Persistent
       const event = inner.record(input);
       let line = `${JSON.stringify(event)}\n`;
       if (line.length > MAX_LINE)
-        line = `${JSON.stringify({ at: event.at, mac: event.mac, type: event.type, ...(event.ip ? { ip: event.ip } : {}), detail: { truncated: true } })}\n`;
+        line = `${JSON.stringify({ at: event.at, mac: event.mac, type: event.type, ...(event.ip ? { ip: event.ip } : {}), ...(event.addressTrusted ? { addressTrusted: true } : {}), detail: { truncated: true } })}\n`;
       buffer.push(line);
       if (!scheduled) {
         scheduled = true;

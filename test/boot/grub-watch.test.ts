@@ -49,6 +49,8 @@ test('the event log wrapper diagnoses once, when the timer fires, and only for a
   const timers: Array<{ fn: () => void; ms: number }> = [];
   const base = createEventLog({ now: () => new Date(clock) });
   const log = withGrubWatch(base, createSilentLogger(), { now: () => clock, setTimer: (fn, ms) => (timers.push({ fn, ms }), {}) });
+  // The DHCP side saw the machine at 10.0.0.9 (TFTP events name the MAC DHCP saw there; they teach no address).
+  log.record({ type: 'dhcp-ack', mac: MAC, ip: '10.0.0.9' });
   log.record({ type: 'tftp-file', mac: MAC, ip: '10.0.0.9', detail: { file: 'shimx64.efi' } });
   t.is(timers.length, 0);
   log.record({ type: 'tftp-file', mac: MAC, ip: '10.0.0.9', detail: { file: 'grubx64.efi' } });

@@ -70,8 +70,8 @@ test('a seed URL without an ID finds the machine by the client address or the qu
   const unknown = await h.req('GET', '/nocloud/user-data');
   t.is(unknown.status, 400);
   t.regex(unknown.json.error.message, /nocloud\/\$\{net0\/mac\}\//);
-  // The machine's iPXE asked from this address: the OS's seed fetch from it is that machine's.
-  await h.req('GET', `/ipxe?mac=${MAC}`);
+  // DHCP saw the machine at this address: the OS's seed fetch from it is that machine's.
+  h.dhcpSaw(MAC);
   const byIp = await h.req('GET', '/nocloud/user-data');
   t.is(byIp.status, 200);
   t.regex(byIp.text, /hostname: "node31"/);

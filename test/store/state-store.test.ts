@@ -96,7 +96,8 @@ test('timeline: persisted, replayed after a restart, bounded by rotation', async
   const off = tl.subscribe!((e) => seen.push(e.type));
   tl.record({ mac: mac(1), type: 'dhcp-refused', detail: { reason: 'pool exhausted' } });
   off();
-  tl.record({ mac: mac(1), type: 'http-script', ip: '10.0.0.5', detail: { outcome: 'boot' } });
+  // addressTrusted (the DHCP side saw the pair) survives the restart: the replay teaches the maps again.
+  tl.record({ mac: mac(1), type: 'http-script', ip: '10.0.0.5', addressTrusted: true, detail: { outcome: 'boot' } });
   t.deepEqual(seen, ['dhcp-refused']);
   await tl.close();
   const again = await openTimeline({ dir, log, maxBytes: 20_000 });
