@@ -117,6 +117,25 @@ export function matchGroup(group: Group, query: SelectQuery, machine: Machine | 
   return explainGroup(group, query, machine).score;
 }
 
+/** The most specific group matching the machine (ties: the lower id), with why. */
+function bestGroup(db: Db, query: SelectQuery, machine: Machine | undefined): { group: Group; score: number; reasons: string[] } | undefined {
+  let best: { group: Group; score: number; reasons: string[] } | undefined;
+  for (const group of db.groups) {
+    const { score, reasons } = explainGroup(group, query, machine);
+    if (score < 0) continue;
+    if (!best || score > best.score || (score === best.score && group.id < best.group.id)) best = { group, score, reasons };
+  }
+  return best;
+}
+
+/**
+ * The group the machine belongs to by its selectors, whatever chose its profile: a one-shot
+ * boots another profile, but the machine stays in its group (matchbox's metadata is the group's).
+ */
+export function memberGroup(db: Db, query: SelectQuery): Group | undefined {
+  return bestGroup(db, query, findMachine(db, query)?.machine)?.group;
+}
+
 /** Select the profile a machine boots (see the module comment for the order). */
 export function selectProfile(db: Db, query: SelectQuery): Selection {
   const found = findMachine(db, query);
@@ -137,12 +156,7 @@ export function selectProfile(db: Db, query: SelectQuery): Selection {
     return { kind: 'profile', profile, via: found.via, machine };
   }
 
-  let best: { group: Group; score: number; reasons: string[] } | undefined;
-  for (const group of db.groups) {
-    const { score, reasons } = explainGroup(group, query, machine);
-    if (score < 0) continue;
-    if (!best || score > best.score || (score === best.score && group.id < best.group.id)) best = { group, score, reasons };
-  }
+  const best = bestGroup(db, query, machine);
   if (best) {
     const { group, reasons } = best;
     const profile = byId(group.profile);

@@ -239,3 +239,22 @@ test('/ignition, /generic and /metadata follow the boot the machine took, as /cl
   t.is((await h.req('POST', `/api/machines/${MAC}/callback?token=${token}`)).status, 200);
   t.deepEqual(await documents(), coreos);
 });
+
+test("a one-shot's /generic, /ignition and /metadata get the machine's group metadata (`{{ metadata.role }}` renders; the group did not choose the profile)", async (t) => {
+  const h = await harness(t);
+  const put = await h.req('PUT', '/api/profiles/rescue', {
+    headers: auth,
+    body: { kernel: '/assets/rancheros/v1.5.8/vmlinuz', initrd: ['/assets/rancheros/v1.5.8/initrd'], generic: 'node.generic', ignition: 'node.generic' },
+  });
+  t.is(put.status, 201);
+  t.is((await h.req('POST', `/api/machines/${MAC}/boot`, { headers: auth, body: { profile: 'rescue', once: true } })).status, 200);
+  h.dhcpSaw(MAC);
+  t.regex((await h.req('GET', `/ipxe?mac=${MAC}`)).text, /booting rescue/);
+  const generic = await h.req('GET', `/generic?mac=${MAC}`);
+  t.is(generic.status, 200, generic.text);
+  t.is(generic.text, `mac=${MAC} role=worker\n`);
+  t.is((await h.req('GET', `/ignition?mac=${MAC}`)).text, `mac=${MAC} role=worker\n`);
+  const md = (await h.req('GET', `/metadata?mac=${MAC}`)).text;
+  t.regex(md, /^PROFILE=rescue$/m);
+  t.regex(md, /^ROLE=worker$/m);
+});

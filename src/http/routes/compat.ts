@@ -18,7 +18,8 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../events.js';
-import type { VarValue } from '../../store/schema.js';
+import type { Group, VarValue } from '../../store/schema.js';
+import { memberGroup, type Selection } from '../../store/select.js';
 import { resolveAsset } from '../asset-files.js';
 import { callbackDetail, grantedToken } from '../callback-grant.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
@@ -67,10 +68,16 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     if (selection.kind === 'none') throw new ApplianceError('ERR_NO_PROFILE', `no profile for ${req.mac}: ${selection.reason}`, { mac: req.mac });
     return { req, selection };
   };
+  // A one-shot (or the provisioning it started) chose the profile, not a group: the machine is
+  // still in its group, whose metadata its templates get (`{{ metadata.role }}`), else {}.
+  const groupOf = async (req: BootRequest, selection: Extract<Selection, { kind: 'profile' }>): Promise<Group | undefined> => {
+    if (selection.group || (selection.via !== 'once' && selection.via !== 'provisioning')) return selection.group;
+    return memberGroup(await deps.store.snapshot(), { ...req, facts: await env.discovery.selectionFacts(req.mac) });
+  };
 
   const templated = (kind: 'ignition' | 'generic') => async (ctx: Koa.Context) => {
     const { req, selection } = await select(ctx);
-    const { profile, machine, group } = selection;
+    const { profile, machine } = selection;
     const template = profile[kind];
     if (template === undefined)
       throw new ApplianceError('ERR_NOT_FOUND', `profile ${profile.id} has no ${kind} template (set "${kind}" in the profile)`, { mac: req.mac });
@@ -78,7 +85,7 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     const grant = env.grantCallback(machine, req.mac, ip);
     const context = {
       ...buildCloudConfigContext(env.server(), { ...req, callbackToken: grantedToken(grant) }, profile, machine),
-      metadata: group?.metadata ?? {},
+      metadata: (await groupOf(req, selection))?.metadata ?? {},
     };
     const text = env.renderer.render(template, context);
     env.log.info({ mac: req.mac, ip, profile: profile.id, template, kind }, `sent ${kind}`);
@@ -99,7 +106,8 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
 
   router.get('/metadata', async (ctx) => {
     const { req, selection } = await select(ctx);
-    const { machine, group } = selection;
+    const { machine } = selection;
+    const group = await groupOf(req, selection);
     ctx.type = 'text/plain; charset=utf-8';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = metadataLines({
