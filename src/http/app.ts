@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.js';
 import { createIpmiPower } from '../power/ipmi.js';
 import { createDiscovery } from '../store/discovery.js';
 import { DEFAULT_CALLBACK_TOKEN_SECONDS, MAX_CALLBACK_TOKEN_SECONDS } from '../store/lifecycle.js';
-import { createBootSessions } from './boot-sessions.js';
+import { createBootSessions, dhcpAddress } from './boot-sessions.js';
 import { grantCallback } from './callback-grant.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
@@ -82,7 +82,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
     record(type, mac, ip, detail) {
       // The requester's address goes on the event; it teaches the address maps only when the
       // DHCP side saw this MAC there (a stranger's `?mac=VICTIM` must not move VICTIM).
-      const trusted = mac !== '' && ip !== undefined && ip !== '' && sessions.dhcpSaw(mac, ip);
+      const trusted = dhcpAddress(sessions, mac, ip) !== undefined;
       deps.events.record({ mac, type, ...(ip ? { ip } : {}), ...(detail ? { detail } : {}), ...(trusted ? { addressTrusted: true as const } : {}) });
       if (countEvents) metrics.bootEvents.inc({ type });
     },

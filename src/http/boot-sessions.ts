@@ -91,6 +91,15 @@ export interface BootSessions {
   redeem(token: string, mac: string, ip: string): TokenCheck;
 }
 
+/**
+ * `ip` when a request from it may say where `mac` is (the DHCP side saw the pair; any address
+ * with binding none), else undefined: what the event log's address maps and the runtime
+ * record's last address learn from a request, never a stranger's `?mac=VICTIM`.
+ */
+export function dhcpAddress(sessions: Pick<BootSessions, 'dhcpSaw'>, mac: string, ip: string | undefined): string | undefined {
+  return mac !== '' && ip !== undefined && ip !== '' && sessions.dhcpSaw(mac, ip) ? ip : undefined;
+}
+
 const PER_MAC_SESSIONS = 8;
 
 /** Events that tie an address to a MAC: our offers and acks, a proxy-mode client's REQUEST. */

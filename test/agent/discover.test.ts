@@ -70,6 +70,8 @@ const MAC = '52:54:00:ab:cd:ef';
 
 test('busybox sh with fake /proc and /sys: exact facts, escaped, posted with wget; unknown MAC registered', async (t) => {
   const app = await startApplianceHttp(t);
+  // DHCP saw the machine at 127.0.0.1: the runtime record takes that address from its report.
+  app.events.record({ type: 'dhcp-ack', mac: MAC, ip: '127.0.0.1' });
   const bb = await busyboxPath(t);
   const host = await fakeHost(t);
   const r = await run('busybox', ['sh', SCRIPT], {

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createEventLog } from '../../src/events.js';
+import { createEventLog, type EventLog } from '../../src/events.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { createSilentLogger } from '../../src/log.js';
 import { createDefaultDb } from '../../src/store/defaults.js';
@@ -24,12 +24,15 @@ export interface ApplianceHttp {
   port: number;
   store: Store;
   state: StateStore;
+  /** The boot event log (record a `dhcp-ack` to say what the DHCP side saw). */
+  events: EventLog;
 }
 
 /** Start the server; `assetsDir` defaults to a fresh temp directory removed at teardown. */
 export async function startApplianceHttp(t: ExecutionContext, options: { store?: Store; assetsDir?: string } = {}): Promise<ApplianceHttp> {
   const store = options.store ?? createMemoryStore(createDefaultDb());
   const state = createStateStore({ log: createSilentLogger() });
+  const events = createEventLog();
   const assetsDir = options.assetsDir ?? (await mkdtemp(path.join(tmpdir(), 'netboot-http-assets-')));
   let port = 0;
   const server = createHttpServer({
@@ -38,7 +41,7 @@ export async function startApplianceHttp(t: ExecutionContext, options: { store?:
     log: createSilentLogger(),
     deps: {
       store,
-      events: createEventLog(),
+      events,
       log: createSilentLogger(),
       address: '127.0.0.1',
       httpPort: () => port,
@@ -53,5 +56,5 @@ export async function startApplianceHttp(t: ExecutionContext, options: { store?:
     await server.stop();
     if (options.assetsDir === undefined) await rm(assetsDir, { recursive: true, force: true });
   });
-  return { url: `http://127.0.0.1:${port}`, port, store, state };
+  return { url: `http://127.0.0.1:${port}`, port, store, state, events };
 }

@@ -62,3 +62,14 @@ test('the genuine flow (DHCP, then HTTP from that address) fills lookups; withou
   await none.req('GET', `/ipxe?mac=${VICTIM}`, { from: '127.0.0.7' });
   t.like(await lookup(none, VICTIM), { mac: VICTIM, ip: '127.0.0.7' });
 });
+
+test("the victim's runtime record keeps its DHCP-seen address: a lookup of the stranger's address does not answer the victim", async (t) => {
+  const h = await harness(t);
+  h.dhcpSaw(VICTIM);
+  await h.req('GET', `/ipxe?mac=${VICTIM}`);
+  await h.req('GET', `/ipxe?mac=${VICTIM}`, { from: STRANGER });
+  await h.req('POST', `/api/machines/${VICTIM}/facts`, { body: { dmi: { vendor: 'Evil' } }, from: STRANGER });
+  await new Promise((r) => setTimeout(r, 50)); // the sightings are noted after the reply
+  t.is(h.state.get(VICTIM)?.lastIp, '127.0.0.1');
+  t.is((await h.req('GET', `/api/lookups?q=${STRANGER}`, { headers: auth })).status, 404);
+});

@@ -33,6 +33,7 @@ async function eventually(check: () => Promise<boolean> | boolean): Promise<bool
 test('facts from an unknown MAC register it as discovered in the state store (201), without a token; db untouched', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
+  h.dhcpSaw(MAC); // the runtime record's lastIp is an address DHCP saw for the MAC
   const r = await h.req('POST', `/api/machines/${MAC.replace(/:/g, '-')}/facts`, { body: FACTS });
   t.is(r.status, 201);
   t.like(r.json, { mac: MAC, outcome: 'registered', discovered: true });
@@ -117,6 +118,7 @@ test('first boot: an unknown MAC is registered as discovered in the state store,
   t.teardown(() => h.close());
   await addRancherAssets(h.assetsDir);
   const uuid = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
+  h.dhcpSaw(MAC);
   const r = await h.req('GET', `/ipxe?mac=52-54-00-12-34-56&uuid=${uuid}&arch=x86_64&platform=efi`);
   t.regex(r.text, /^kernel /m); // the boot itself is not held up
   let list: any[] = [];

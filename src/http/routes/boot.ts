@@ -11,6 +11,7 @@ import { ApplianceError } from '../../errors.js';
 import { fetchCommandFor } from '../../fetch/hint.js';
 import { renderMicrokernelScript, resolveMicrokernel } from '../microkernel.js';
 import { resolveAsset } from '../asset-files.js';
+import { dhcpAddress } from '../boot-sessions.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { buildCloudConfigContext, buildIpxeContext, renderBootScript, renderRetryScript, type BootRequest } from '../render.js';
 import type { EventLog } from '../../events.js';
@@ -83,8 +84,10 @@ export function registerBootRoutes(router: Router, env: RouteEnv): void {
       // unknown MAC is registered as discovered there (capped, switchable), never in db.json.
       // Detected here rather than from DHCP: in proxy mode DHCP sees every device on the
       // segment, while /ipxe is reached only by machines that really netboot from this
-      // appliance, with the MAC of the NIC that booted and the SMBIOS UUID.
-      void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip, ...(selection.kind === 'profile' ? { profile: selection.profile.id } : {}) });
+      // appliance, with the MAC of the NIC that booted and the SMBIOS UUID. The address is kept
+      // only when DHCP saw the MAC there (anyone can ask for `?mac=VICTIM`).
+      const seenAt = dhcpAddress(env.sessions, req.mac, ip);
+      void env.discovery.sighted({ mac: req.mac, uuid: req.uuid, ip: seenAt, ...(selection.kind === 'profile' ? { profile: selection.profile.id } : {}) });
       if (selection.kind === 'none') return fail(selection.reason, {});
       const { profile, machine, via } = selection;
       if (isBuiltinLocalDisk(profile)) {

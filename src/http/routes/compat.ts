@@ -22,6 +22,7 @@ import type { Group, VarValue } from '../../store/schema.js';
 import { memberGroup, type Selection } from '../../store/select.js';
 import { resolveAsset } from '../asset-files.js';
 import { callbackDetail, grantedToken } from '../callback-grant.js';
+import { dhcpAddress } from '../boot-sessions.js';
 import { clientIp, identifyMachine, type RouteEnv } from '../context.js';
 import { oneShotDetail, settleServedOneShot } from '../one-shot.js';
 import { buildCloudConfigContext, buildCmdline, bootFile, initrdNames, placeholderValues, type BootRequest } from '../render.js';
@@ -142,7 +143,7 @@ export function registerCompatRoutes(router: Router, env: RouteEnv): void {
     const grant = env.grantCallback(machine, mac, ip);
     const req: BootRequest = { mac, callbackToken: grantedToken(grant) };
     const cmdline = buildCmdline(profile, placeholderValues(server, req, profile, machine));
-    void env.discovery.sighted({ mac, ip, profile: profile.id });
+    void env.discovery.sighted({ mac, ip: dhcpAddress(env.sessions, mac, ip), profile: profile.id });
     // The boot spec is this boot's script: a one-shot it serves is settled as /ipxe settles it,
     // so the machine's cloud-config follows and the next boot does not repeat it. The request
     // is the Pixiecore server's, never the machine's own address: it is consumed only where

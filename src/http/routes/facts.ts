@@ -18,6 +18,7 @@ import { ApplianceError } from '../../errors.js';
 import { normalizeMac } from '../../identity.js';
 import { FACTS_LIMITS, FactsSchema, parseOrThrow } from '../../store/schema.js';
 import { readJsonBody } from '../body.js';
+import { dhcpAddress } from '../boot-sessions.js';
 import { clientIp, type RouteEnv } from '../context.js';
 import { consumeOneShot } from '../one-shot.js';
 import { bearerAccess } from '../token.js';
@@ -59,7 +60,9 @@ export function registerFactsRoutes(router: Router, env: RouteEnv): void {
       verified = check.kind === 'trusted';
       if (check.kind === 'untrusted') reason = check.reason;
     }
-    const outcome = await env.discovery.reportFacts(mac, facts, isIPv4(ip) ? ip : undefined, verified);
+    // The runtime record's address moves only to an address DHCP saw for the MAC.
+    const seenAt = isIPv4(ip) ? dhcpAddress(env.sessions, mac, ip) : undefined;
+    const outcome = await env.discovery.reportFacts(mac, facts, seenAt, verified);
     // The machine confirmed the boot its one-shot started (if /ipxe could not tell).
     if (verified) await consumeOneShot(env, mac, ip, 'facts');
     const runtime = state.get(mac);
