@@ -399,7 +399,24 @@ async function requestFollowingRedirects(url: URL, headers: Record<string, strin
   }
 }
 
-function requestOnce(url: URL, headers: Record<string, string>, options: RequestOptions): Promise<IncomingMessage> {
+/**
+ * One GET. A keep-alive socket the server closed just as it was reused resets before any
+ * response (Node's documented `reusedSocket` race); that request is sent once more on a new
+ * socket, since nothing of it reached the server's application.
+ */
+async function requestOnce(url: URL, headers: Record<string, string>, options: RequestOptions): Promise<IncomingMessage> {
+  try {
+    return await requestOnSocket(url, headers, options);
+  } catch (err) {
+    if (!(err instanceof StaleSocketError)) throw err;
+    return requestOnSocket(url, headers, { ...options, agent: false });
+  }
+}
+
+/** The reused keep-alive socket was reset before a response (retried once by requestOnce). */
+class StaleSocketError extends Error {}
+
+function requestOnSocket(url: URL, headers: Record<string, string>, options: RequestOptions & { agent?: false }): Promise<IncomingMessage> {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
@@ -416,6 +433,7 @@ function requestOnce(url: URL, headers: Record<string, string>, options: Request
         ...headers,
       },
       ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      ...(options.agent === false ? { agent: false } : {}),
     });
     let response: IncomingMessage | undefined;
     req.setTimeout(idleTimeoutMs, () => {
@@ -429,7 +447,12 @@ function requestOnce(url: URL, headers: Record<string, string>, options: Request
       resolve(res);
     });
     // Kept for the life of the request: a late socket error must not become an uncaught one.
-    req.on('error', (err) => reject(mapTransferError(err, url, options.signal)));
+    req.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (response === undefined && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE') && !options.signal?.aborted)
+        reject(new StaleSocketError(code));
+      else reject(mapTransferError(err, url, options.signal));
+    });
     req.end();
   });
 }

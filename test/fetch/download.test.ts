@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { ApplianceError } from '../../src/errors.js';
 import { createLogger, createSilentLogger } from '../../src/log.js';
@@ -297,4 +298,26 @@ test('progress: log lines when not a TTY, a bar when it is', async (t) => {
   t.regex(written, /initrd/);
   t.regex(written, /100%/);
   t.is(formatSize(1024 * 1024, 2 * 1024 * 1024), '1.0 MiB / 2.0 MiB');
+});
+
+test('a keep-alive socket the server dropped as it was reused is retried once on a new one, not reported as a network error', async (t) => {
+  // A raw server: each connection answers its first request with keep-alive, then closes without
+  // answering the next one (the race with a server's keep-alive timeout, made certain).
+  const connections: number[] = [];
+  const server = net.createServer((socket) => {
+    connections.push(0);
+    const index = connections.length - 1;
+    socket.on('data', () => {
+      connections[index]! += 1;
+      if (connections[index] === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      else socket.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/checksums.txt`;
+  const log = createSilentLogger();
+  t.is(await fetchText({ url, log }), 'ok');
+  t.is(await fetchText({ url, log }), 'ok', 'the second request reused the dropped socket and was sent again');
+  t.deepEqual(connections, [2, 1], 'the first connection saw the reused request; a new one answered it');
 });
