@@ -89,6 +89,15 @@ export interface EventLog {
   /** The IPv4 address the DHCP side last saw a MAC at ({@link teachesAddress}), if any. */
   lastIp(mac: string): string | undefined;
   /**
+   * Whose timeline a request from `ip` that names no MAC (a kernel or initrd fetch, a TFTP read)
+   * belongs to: {@link macForIp}, else the MAC the last request from that address named itself
+   * (`/ipxe?mac=`), where the DHCP side never saw that address (QEMU's user network, a DHCP
+   * server the appliance cannot hear). For attribution in the timeline and logs only: never for
+   * what a machine is served, for lookups or for `lastIp`; a stranger claiming a MAC could already
+   * write to that MAC's timeline with the claim itself.
+   */
+  timelineMac(ip: string): string | undefined;
+  /**
    * Call `listener` with every event recorded from now on (the console's live timeline);
    * returns the unsubscribe function. A listener that throws is dropped, never the record.
    */
@@ -106,6 +115,8 @@ export function createEventLog(options: { perMachine?: number; machines?: number
   const byMac = new Map<string, BootEvent[]>();
   const ipToMac = new Map<string, string>();
   const macToIp = new Map<string, string>();
+  // Address -> the MAC its last untrusted request named (timelineMac), bounded like the machines.
+  const claimed = new Map<string, string>();
   let seq: BootEvent[] = [];
   const listeners = new Set<(event: BootEvent) => void>();
   const forget = (mac: string): void => {
@@ -133,6 +144,10 @@ export function createEventLog(options: { perMachine?: number; machines?: number
       if (event.ip !== undefined && teachesAddress(event)) {
         ipToMac.set(event.ip, event.mac);
         macToIp.set(event.mac, event.ip);
+      } else if (event.mac && event.ip !== undefined && event.ip !== '0.0.0.0' && claimed.get(event.ip) !== event.mac) {
+        claimed.delete(event.ip);
+        claimed.set(event.ip, event.mac);
+        trimOldest(claimed, maxMachines);
       }
       for (const listener of listeners) {
         try {
@@ -160,6 +175,9 @@ export function createEventLog(options: { perMachine?: number; machines?: number
     },
     lastIp(mac) {
       return macToIp.get(normalizeMac(mac) ?? mac);
+    },
+    timelineMac(ip) {
+      return ipToMac.get(ip) ?? claimed.get(ip);
     },
   };
 }

@@ -41,3 +41,19 @@ test('a stranger naming the victim leaves its address on the timeline and out of
   t.is(events.lastIp(VICTIM), '10.0.0.9');
   t.is(events.macForIp('10.0.0.9'), VICTIM);
 });
+
+test('timelineMac attributes a MAC-less request to the MAC its address last claimed, the DHCP view first; identity and lookups stay DHCP-only', (t) => {
+  const events = createEventLog({ machines: 32 });
+  // No DHCP view of 10.0.2.15 (QEMU's user network): the script request names its MAC.
+  events.record({ type: 'http-script', mac: VICTIM, ip: '10.0.2.15' });
+  t.is(events.timelineMac('10.0.2.15'), VICTIM, 'the kernel fetch from that address joins its timeline');
+  t.is(events.macForIp('10.0.2.15'), undefined, 'but it is nobody for what is served');
+  t.is(events.lastIp(VICTIM), undefined, 'and lookups do not move');
+  // The DHCP side's view wins over a claim.
+  events.record({ type: 'dhcp-ack', mac: '52:54:00:15:aa:02', ip: '10.0.2.15' });
+  t.is(events.timelineMac('10.0.2.15'), '52:54:00:15:aa:02');
+  // Claims are bounded like the machines: a flood of addresses cannot grow the table.
+  for (let i = 0; i < 1000; i++) events.record({ type: 'http-script', mac: VICTIM, ip: `10.1.${i >> 8}.${i & 255}` });
+  t.is(events.timelineMac('10.1.0.0'), undefined, 'the oldest claims went first');
+  t.is(events.timelineMac('10.1.3.231'), VICTIM);
+});

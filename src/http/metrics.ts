@@ -74,6 +74,7 @@ export function instrumentEventLog(events: EventLog, registry: Registry): EventL
     list: (filter) => events.list(filter),
     macForIp: (ip) => events.macForIp(ip),
     lastIp: (mac) => events.lastIp(mac),
+    timelineMac: (ip) => events.timelineMac(ip),
     ...(events.subscribe ? { subscribe: events.subscribe.bind(events) } : {}),
   } as EventLog;
 }

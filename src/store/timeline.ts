@@ -129,6 +129,7 @@ export async function openTimeline(options: TimelineOptions): Promise<Persistent
     list: (filter) => inner.list(filter),
     macForIp: (ip) => inner.macForIp(ip),
     lastIp: (mac) => inner.lastIp(mac),
+    timelineMac: (ip) => inner.timelineMac(ip),
     status: () => ({ ok: error === undefined, ...(error !== undefined ? { error } : {}) }),
     async flush() {
       await writing;

@@ -189,9 +189,9 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       const events = options.events;
       if (!events) return;
       try {
-        // The MAC comes from the address itself: the pair is already in the maps, so the event
+        // The MAC comes from the address itself (timelineMac: attribution only), so the event
         // teaches nothing (no addressTrusted; re-learning could only pull the MAC back to a stale address).
-        events.record({ mac: events.macForIp(address) ?? '', type, ip: address, detail });
+        events.record({ mac: events.timelineMac(address) ?? '', type, ip: address, detail });
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'tftp event record failed');
       }

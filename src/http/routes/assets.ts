@@ -88,7 +88,7 @@ export function assetsMiddleware(env: RouteEnv): Koa.Middleware {
     if (ctx.method === 'GET' && (status === 200 || status === 206)) {
       const ip = clientIp(ctx);
       const q = typeof ctx.query.mac === 'string' ? normalizeMac(ctx.query.mac) : undefined;
-      const mac = q ?? env.deps.events.macForIp(ip) ?? '';
+      const mac = q ?? env.deps.events.timelineMac(ip) ?? '';
       env.record('http-asset', mac, ip, { file: `/assets/${found.rel}`, status, ...(ctx.get('Range') ? { range: ctx.get('Range').slice(0, 64) } : {}) });
       env.log.info({ mac, ip, file: found.rel, status }, 'served asset');
     }

@@ -41,7 +41,7 @@ export function registerBootFileRoutes(router: Router, env: RouteEnv): void {
     }
     ctx.body = found.handle.createReadStream({ autoClose: true });
     const ip = clientIp(ctx);
-    const mac = env.deps.events.macForIp(ip) ?? '';
+    const mac = env.deps.events.timelineMac(ip) ?? '';
     env.record('http-asset', mac, ip, { file: checked.name, bytes: found.size, via: 'http-boot' });
     env.log.info({ mac, ip, file: checked.name, bytes: found.size }, 'served boot file over http');
   };
