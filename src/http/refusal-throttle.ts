@@ -7,6 +7,8 @@
  * recorded refusal says how many there were (`suppressed`). The log still has every one.
  */
 
+import { trimOldest } from '../bounded-map.js';
+
 /** What to do with one refusal. */
 export type RefusalAdmission = { record: false } | { record: true; suppressed: number };
 
@@ -19,7 +21,7 @@ export interface RefusalThrottle {
 export interface RefusalThrottleOptions {
   /** One recorded refusal per machine per this many ms (default 60 s). */
   windowMs?: number;
-  /** Machines remembered (default 4096; the oldest is forgotten, and with it its count). */
+  /** Machines remembered (default 4096; the oldest are forgotten in batches, bounded-map.ts, and with them their counts). */
   maxMachines?: number;
   now?: () => number;
 }
@@ -44,7 +46,7 @@ export function createRefusalThrottle(options: RefusalThrottleOptions = {}): Ref
       const suppressed = last?.suppressed ?? 0;
       seen.delete(mac);
       seen.set(mac, { at: t, suppressed: 0 });
-      if (seen.size > maxMachines) seen.delete(seen.keys().next().value as string);
+      trimOldest(seen, maxMachines);
       return { record: true, suppressed };
     },
   };
