@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { trimOldest } from '../bounded-map.js';
 
 /**
  * Resolve a URL path below /assets/ to a file inside `assetsDir`, following symlinks and
@@ -43,9 +44,11 @@ export async function resolveAsset(assetsDir: string, urlPath: string): Promise<
 /** sha256 of files, cached by path + inode + size + mtime (tarballs are hundreds of MiB). */
 export interface DigestCache {
   sha256(file: string): Promise<{ sha256: string; size: number }>;
+  /** Files cached now (at most `max`). */
+  readonly size: number;
 }
 
-/** Create a bounded digest cache (`max` files; concurrent requests for one file share the work). */
+/** Create a bounded digest cache (`max` files, the oldest dropped in batches: bounded-map.ts; concurrent requests for one file share the work). */
 export function createDigestCache(max = 32): DigestCache {
   const cache = new Map<string, Promise<{ sha256: string; size: number }>>();
   return {
@@ -68,8 +71,8 @@ export function createDigestCache(max = 32): DigestCache {
         // A failed read is not cached: the next request tries again.
         entry.catch(() => cache.delete(key));
         for (const k of cache.keys()) if (k.startsWith(`${file}\0`)) cache.delete(k);
-        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
         cache.set(key, entry);
+        trimOldest(cache, max);
       }
       const result = await entry;
       // The file changed while it was being hashed: hash again rather than publish a wrong sum.
@@ -79,6 +82,9 @@ export function createDigestCache(max = 32): DigestCache {
         return this.sha256(file);
       }
       return result;
+    },
+    get size() {
+      return cache.size;
     },
   };
 }

@@ -35,6 +35,7 @@ import { clip, DEFAULT_FALLBACK_DIRS } from './files.js';
 import { decodePacket, encodePacket, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
 import { BLKSIZE_MAX, BLKSIZE_MIN, type NegotiationLimits } from './negotiate.js';
 import type { VirtualFiles } from './read-source.js';
+import { createRecentRequests } from './recent-requests.js';
 import { sameRequest, Transfer, type TftpSocketFactory, type TransferContext } from './transfer.js';
 
 export type { TftpSource } from './files.js';
@@ -210,20 +211,13 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       if (retry && main) startTransfer(retry, client);
     },
     requestedAgain(address, name, since) {
-      return (recentRequests.get(`${address}\0${clip(name, 512)}`) ?? 0) > since;
+      return recentRequests.askedSince(address, name, since);
     },
     warnLimited,
   };
 
-  // When each client address last asked for each name: tells an abandoned size probe from a
-  // failed transfer. Bounded; the oldest entries go first.
-  const recentRequests = new Map<string, number>();
-  function noteRequest(address: string, name: string): void {
-    const key = `${address}\0${clip(name, 512)}`;
-    recentRequests.delete(key);
-    recentRequests.set(key, Date.now());
-    if (recentRequests.size > 4096) recentRequests.delete(recentRequests.keys().next().value as string);
-  }
+  // When each client address last asked for each name (recent-requests.ts).
+  const recentRequests = createRecentRequests();
 
   /**
    * Make room for a transfer of `address`: within the per-client and the total limit, reaping the
@@ -283,7 +277,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       // Same client port, different (or later) request: the client has moved on.
       existing.abort('superseded by a new request');
     }
-    noteRequest(client.address, request.filename);
+    recentRequests.note(client.address, request.filename);
     // A new request from another port of the same client: a transfer still waiting only for its
     // final ACK was received (the client reads one file at a time).
     for (const other of byAddress.get(client.address) ?? []) other.clientMovedOn();

@@ -9,7 +9,6 @@ import { parse as parseYaml } from 'yaml';
 import { createDefaultDb } from '../../src/store/defaults.js';
 import { createMemoryStore } from '../../src/store/store.js';
 import { missingAssetMessage } from '../../src/http/routes/boot.js';
-import { createDigestCache } from '../../src/http/asset-files.js';
 import { shQuote } from '../../src/http/microkernel.js';
 import { addRancherAssets, auth, startHarness } from './helpers.js';
 
@@ -172,22 +171,6 @@ test('RancherOS cloud-config: microkernel tarball missing renders without it, wi
   const off = await h.req('GET', '/cloud-config?mac=52:54:00:00:00:02');
   t.notRegex(off.text, /WARNING|rc\.local/);
   t.is((parseYaml(off.text) as { hostname: string }).hostname, 'rancher-525400000002');
-});
-
-test('digest cache: recomputed when the file changes, shared otherwise', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'netboot-digest-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'a.tar');
-  await writeFile(file, 'one');
-  const cache = createDigestCache();
-  const a = await cache.sha256(file);
-  t.is(a.sha256, createHash('sha256').update('one').digest('hex'));
-  t.deepEqual(await cache.sha256(file), a);
-  await writeFile(file, 'two!');
-  const b = await cache.sha256(file);
-  t.is(b.sha256, createHash('sha256').update('two!').digest('hex'));
-  t.is(b.size, 4);
-  await t.throwsAsync(cache.sha256(path.join(dir, 'missing')), { code: 'ENOENT' });
 });
 
 /** A PATH of busybox applets plus stub docker / wait-for-docker that log their arguments. */
