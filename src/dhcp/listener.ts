@@ -9,7 +9,7 @@ import type dgram from 'node:dgram';
 import { ApplianceError } from '../errors.js';
 import { createAfterReply, type AfterReply } from './after-reply.js';
 import type { Logger } from '../log.js';
-import { createLogBudget } from './log-budget.js';
+import { createLogBudget } from '../log-budget.js';
 import type { TypedOptions } from './options.js';
 import { clientMac, decodeDatagram, type DhcpPacket } from './packet.js';
 import type { PortRole } from './pxe.js';

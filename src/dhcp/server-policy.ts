@@ -25,7 +25,7 @@ import {
   type ListenerStats,
   type PolicyContext,
 } from './listener.js';
-import { createLogBudget } from './log-budget.js';
+import { createLogBudget } from '../log-budget.js';
 import { createPhaseLog } from './phase-log.js';
 import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPolicy } from './proxy-policy.js';
 import { resolveServedNetwork } from './sockets.js';

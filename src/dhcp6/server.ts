@@ -12,7 +12,7 @@ import { ApplianceError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
 import { openLeaseJournal, type LeaseJournal, type LeaseSync } from '../dhcp/lease-file.js';
-import { createLogBudget, type LogBudget } from '../dhcp/log-budget.js';
+import { createLogBudget, type LogBudget } from '../log-budget.js';
 import type { Lease6Budget, Lease6Cap } from './budget.js';
 import { formatIpv6, isLinkLocal, parseIpv6, sameIpv6Prefix } from './address.js';
 import { decideProxy6, decideServer6, sourceAddress, type Boot6FileChooser, type Decision6, type Dhcp6Config, type Port6Role } from './boot.js';

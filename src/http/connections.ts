@@ -13,6 +13,7 @@
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
+import { createLogBudget } from '../log-budget.js';
 
 /** Caps; both default to values a lab of a few hundred machines never reaches. */
 export interface ConnectionLimits {
@@ -48,14 +49,14 @@ export function limitConnections(server: http.Server, log: Logger, limits: Conne
   const all = new Map<Socket, Entry>();
   const byAddress = new Map<string, Set<Socket>>();
   const counters = { shed: 0, refused: 0 };
-  let lastWarn = 0;
+  const warnBudget = createLogBudget(1, warnIntervalMs);
+  // What happened since the last warning, the one being warned about included (the budget's own
+  // `suppressed` does not tell shed from refused).
   let sinceWarn = { shed: 0, refused: 0 };
 
   function warn(scope: 'total' | 'client', address: string, action: 'shed' | 'refused'): void {
     sinceWarn[action] += 1;
-    const now = Date.now();
-    if (now - lastWarn < warnIntervalMs) return;
-    lastWarn = now;
+    if (!warnBudget.take().log) return;
     log.warn(
       { scope, ip: address, limit: scope === 'total' ? maxConnections : maxPerClient, open: all.size, shed: sinceWarn.shed, refused: sinceWarn.refused },
       scope === 'total' ? 'http connection limit reached' : 'http connection limit per client reached',

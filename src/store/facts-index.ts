@@ -16,6 +16,7 @@
  * about): that machine's DHCP-time choice then ignores its facts, as before this index existed.
  */
 import type { Logger } from '../log.js';
+import { createLogBudget } from '../log-budget.js';
 import { parseFactSelector, type FactValue } from './fact-selector.js';
 import type { Db, Facts } from './schema.js';
 
@@ -52,6 +53,8 @@ export interface FactsIndex {
 export interface FactsIndexOptions {
   log: Logger;
   limits?: Partial<FactsIndexLimits>;
+  /** Clock of the once-a-minute warning (ms; tests). */
+  now?: () => number;
 }
 
 /** A set of selector paths as a trie: `end` where a path stops (its whole value is read there). */
@@ -135,7 +138,8 @@ export function createFactsIndex(options: FactsIndexOptions): FactsIndex {
   /** MACs noted while a re-read runs: what the re-read read of them may be older. */
   let touched: Set<string> | undefined;
   const skipped = new Set<string>();
-  let warnedAt = 0;
+  // One warning a minute about projections left out; the next says how many were not warned about.
+  const warnBudget = createLogBudget(1, 60_000, options.now);
 
   const drop = (mac: string): void => {
     const old = entries.get(mac);
@@ -154,11 +158,10 @@ export function createFactsIndex(options: FactsIndexOptions): FactsIndex {
     const bytes = Buffer.byteLength(JSON.stringify(projected));
     if (bytes > limits.maxEntryBytes || total + bytes > limits.maxTotalBytes) {
       skipped.add(mac);
-      const now = Date.now();
-      if (now - warnedAt >= 60_000) {
-        warnedAt = now;
+      const { log: warn, suppressed } = warnBudget.take();
+      if (warn) {
         log.warn(
-          { mac, bytes, total, ...limits },
+          { mac, bytes, total, ...limits, ...(suppressed > 0 ? { suppressed } : {}) },
           `the facts fact selectors read of ${mac} (${bytes} bytes) do not fit the dhcp facts index: its boot file is chosen without facts (the boot script still uses them); select on smaller facts`,
         );
       }

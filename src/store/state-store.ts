@@ -20,6 +20,7 @@ import path from 'node:path';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import type { Logger } from '../log.js';
+import { createLogBudget } from '../log-budget.js';
 import { tempPathFor, writeFileDurable } from '../durable-file.js';
 import type { Facts } from './schema.js';
 
@@ -203,7 +204,8 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
   let writeError: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
-  let cappedWarnedAt = 0;
+  // One warning a minute about machines the cap kept out; the next says how many were not warned about.
+  const cappedBudget = createLogBudget(1, 60_000, () => now().getTime());
   const machinesDir = dir !== undefined ? path.join(dir, 'machines') : undefined;
   const factsDir = dir !== undefined ? path.join(dir, 'facts') : undefined;
 
@@ -247,11 +249,10 @@ export function createStateStore(options: StateStoreOptions, records = new Map<s
   };
 
   const noteCapped = (mac: string): void => {
-    const t = now().getTime();
-    if (t - cappedWarnedAt >= 60_000) {
-      cappedWarnedAt = t;
+    const { log: warn, suppressed } = cappedBudget.take();
+    if (warn) {
       log.warn(
-        { mac, cap: limits.maxDiscovered },
+        { mac, cap: limits.maxDiscovered, ...(suppressed > 0 ? { suppressed } : {}) },
         `discovered-machine cap (${limits.maxDiscovered}) reached; new machines are not registered until some are declared or deleted`,
       );
     }

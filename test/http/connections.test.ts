@@ -85,6 +85,28 @@ test('idle connections beyond the cap are shed (oldest first) while /healthz kee
   t.true(server.connections().shed >= 190);
 });
 
+test('the connection-limit warning is throttled, and each shed connection is counted in exactly one warning', async (t) => {
+  const { server, port, logs } = await start({ limits: { maxConnections: 100, maxPerClient: 5, warnIntervalMs: 1000 } });
+  t.teardown(() => server.stop());
+  const open: Array<Awaited<ReturnType<typeof connect>>> = [];
+  t.teardown(() => {
+    for (const c of open) c.socket.destroy();
+  });
+  for (let i = 0; i < 40; i++) open.push(await connect(port));
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  // One more past the next interval: its warning carries the sheds not warned about.
+  open.push(await connect(port));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const warnings = logs.filter((l) => l.level === 40 && l.msg === 'http connection limit per client reached');
+  const shed = server.connections().shed;
+  t.is(shed, 36);
+  t.true(warnings.length >= 2 && warnings.length < 10, `${warnings.length} warnings`);
+  t.is(
+    warnings.reduce((sum, w) => sum + Number(w['shed']), 0),
+    shed,
+  );
+});
+
 test('busy connections are never cut: with every connection in scope mid-request, a new one is refused', async (t) => {
   const { server, port, logs } = await start({ limits: { maxConnections: 100, maxPerClient: 3 } });
   t.teardown(() => server.stop());

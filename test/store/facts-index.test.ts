@@ -172,6 +172,25 @@ test('bounded: a projection over the entry bound, or past the total bound, is le
   t.like(index.status(), { machines: 3, bytes: 90, skipped: 2 });
 });
 
+test('the warning about projections left out is written once a minute; the next one counts those not warned about', async (t) => {
+  const { log: captured, lines } = captureLogger();
+  let clock = 0;
+  const index = createFactsIndex({ log: captured, limits: { maxEntryBytes: 16 }, now: () => clock });
+  await index.sync(dbWith([['dmi.vendor == x']]), source(new Map(), new Set()));
+  const warnings = () => lines.filter((l) => String(l['msg']).includes('do not fit the dhcp facts index'));
+  for (let i = 0; i < 5; i++) index.note(`52:54:00:cc:00:0${i}`, { dmi: { vendor: 'Dell Inc.' } });
+  t.is(index.status().skipped, 5);
+  t.is(warnings().length, 1);
+  t.false('suppressed' in warnings()[0]!);
+  clock = 59_999;
+  index.note('52:54:00:cc:00:05', { dmi: { vendor: 'Dell Inc.' } });
+  t.is(warnings().length, 1);
+  clock = 60_000;
+  index.note('52:54:00:cc:00:06', { dmi: { vendor: 'Dell Inc.' } });
+  t.is(warnings().length, 2);
+  t.like(warnings()[1], { mac: '52:54:00:cc:00:06', suppressed: 5 });
+});
+
 test('follows a real state store: verified reports enter, unverified and deleted ones leave, a restart rebuilds it from disk', async (t) => {
   const { dir, cleanup } = await tempDir();
   t.teardown(cleanup);

@@ -55,6 +55,26 @@ test('bounds: facts per machine, facts in total, discovered machines; declared m
   t.deepEqual(await state.deleteDiscovered((m) => m === mac(4) || m === mac(6)), [mac(1), mac(2)]);
 });
 
+test('the discovered-machine cap warns once a minute; the next warning counts the machines kept out in between', async (t) => {
+  const { log: clog, lines } = captureLogger();
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const state = await openStateStore({ log: clog, limits: { maxDiscovered: 1 }, now: () => new Date(clock) });
+  t.is(state.sighted({ mac: mac(1) }, false), 'registered');
+  for (let i = 2; i < 12; i++) t.is(state.sighted({ mac: mac(i) }, false), 'capped');
+  const warnings = () => lines.filter((l) => String(l['msg']).startsWith('discovered-machine cap (1) reached'));
+  t.is(warnings().length, 1);
+  t.like(warnings()[0], { mac: mac(2), cap: 1 });
+  t.false('suppressed' in warnings()[0]!);
+  clock += 59_000;
+  state.sighted({ mac: mac(12) }, false);
+  t.is(warnings().length, 1, 'still inside the minute');
+  clock += 1_000;
+  state.sighted({ mac: mac(13) }, false);
+  t.is(warnings().length, 2);
+  // mac(3)..mac(12) were kept out without a line of their own.
+  t.like(warnings()[1], { mac: mac(13), suppressed: 10 });
+});
+
 test('a failing state write is reported by status() and never throws at a sighting', async (t) => {
   const { dir, cleanup } = await tempDir();
   t.teardown(cleanup);
