@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createSilentLogger } from '../../src/log.js';
@@ -8,6 +8,17 @@ import { dbJsonSchema, MAX_REPORTED_ISSUES } from '../../src/store/schema.js';
 import { captureLogger, tempDir, waitFor } from './helpers.js';
 
 const profile = (id: string) => ({ id, kernel: `/assets/${id}/vmlinuz` });
+
+/** A file store on db.json in a fresh temp dir (not watched), its log lines captured; torn down with `t`. */
+async function openLoggedStore(t: ExecutionContext) {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const file = path.join(dir, 'db.json');
+  const { log, lines } = captureLogger();
+  const store = await openFileStore({ path: file, log, watch: false });
+  t.teardown(() => store.close());
+  return { file, store, lines };
+}
 
 test('a new db.json carries "$schema" and the schema file beside it', async (t) => {
   const { dir, cleanup } = await tempDir();
@@ -20,12 +31,7 @@ test('a new db.json carries "$schema" and the schema file beside it', async (t) 
 });
 
 test('a broken hand edit is reported with line and column, every problem, machines by MAC', async (t) => {
-  const { dir, cleanup } = await tempDir();
-  t.teardown(cleanup);
-  const file = path.join(dir, 'db.json');
-  const { log, lines } = captureLogger();
-  const store = await openFileStore({ path: file, log, watch: false });
-  t.teardown(() => store.close());
+  const { file, store, lines } = await openLoggedStore(t);
 
   await writeFile(file, '{\n  "profiles": [\n    { "id": "a", "kernel": "/assets/a" },\n  ]\n}\n');
   t.is(await store.reload(), 'refused');
@@ -63,12 +69,7 @@ test('a broken hand edit is reported with line and column, every problem, machin
 });
 
 test('a hand edit with more problems than the bound lists the first ones and says how many there are', async (t) => {
-  const { dir, cleanup } = await tempDir();
-  t.teardown(cleanup);
-  const file = path.join(dir, 'db.json');
-  const { log, lines } = captureLogger();
-  const store = await openFileStore({ path: file, log, watch: false });
-  t.teardown(() => store.close());
+  const { file, store, lines } = await openLoggedStore(t);
   const broken = 30;
   const machines = Array.from({ length: broken }, (_, i) => ({ mac: `52:54:00:00:01:${i.toString(16).padStart(2, '0')}`, profile: 'ghost' }));
   await writeFile(file, JSON.stringify({ profiles: [profile('p')], machines }, null, 2));
