@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../events.js';
 import { FACT_SELECTOR_LIMITS, parseFactSelector, type FactValue } from './fact-selector.js';
-import { cmdlineIssues, ipxeTokenProblem, PLACEHOLDER } from './cmdline.js';
+import { cmdlineIssues, ipxeTokenProblem } from './cmdline.js';
+import { machineProfileIssues, machineVarIssues } from './profile-vars.js';
 
 /** The built-in profile that leaves iPXE for the next boot device (lifecycle.ts); always a valid reference. */
 export const LOCAL_DISK_PROFILE_ID = 'local-disk';
@@ -453,65 +454,9 @@ export const DbSchema = z
       if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['machines', i, 'ip'], message: `${m.ip} is already reserved by machine ${other}` });
       else reserved.set(m.ip, normalizeMac(m.mac) ?? m.mac);
     });
-    // Machine vars placed in the cmdline of the profile the machine names, and the values that
-    // cmdline needs from the machine (`{{ vars.NAME }}`, `{{ hostname }}` without `?`).
-    db.machines.forEach((m, i) => {
-      const profile = m.profile !== undefined ? db.profiles.find((p) => p.id === m.profile) : undefined;
-      if (!profile) return;
-      for (const issue of machineVarIssues(profile, m.vars ?? {}))
-        ctx.addIssue({ code: 'custom', path: ['machines', i, 'vars', ...issue.path], message: issue.message });
-      for (const name of unsetPlaceholders(profile, m)) {
-        const what = name === 'hostname' ? 'the machine has no hostname' : `neither the machine nor the profile sets ${name} to a string, number or boolean`;
-        ctx.addIssue({
-          code: 'custom',
-          path: ['machines', i, 'profile'],
-          message: `profile "${profile.id}" places {{ ${name} }} in its cmdline and ${what} (write {{ ${name}? }} to leave the argument out instead)`,
-        });
-      }
-    });
+    // What the cmdline of the profile each machine names needs from it (profile-vars.ts).
+    for (const issue of machineProfileIssues(db)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
   });
-
-/**
- * Vars a machine sets that its profile's cmdline places with `{{ vars.NAME }}`: the argument
- * the value lands in must still be one iPXE token (checked here and again at render time).
- */
-export function machineVarIssues(profile: { cmdline?: unknown }, vars: Record<string, unknown>): { path: string[]; message: string }[] {
-  const out: { path: string[]; message: string }[] = [];
-  const cmdline = profile.cmdline;
-  const texts: string[] = typeof cmdline === 'string' ? [cmdline] : cmdline && typeof cmdline === 'object' ? Object.values(cmdline).flat().map(String) : [];
-  for (const [name, v] of Object.entries(vars)) {
-    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') continue;
-    if (!texts.some((t) => new RegExp(`\\{\\{\\s*vars\\.${name}\\s*\\??\\s*\\}\\}`).test(t))) continue;
-    const p = ipxeTokenProblem(`x=${String(v)}`);
-    if (p) out.push({ path: [name], message: `is placed in the kernel command line of its profile and ${p}` });
-  }
-  return out;
-}
-
-/**
- * Placeholders a profile's cmdline places without `?` that a machine naming the profile leaves
- * unset: `vars.NAME` that neither the machine nor the profile sets to a scalar, and `hostname`
- * when the machine has none. At boot each would only get a retry script.
- */
-export function unsetPlaceholders(
-  profile: { cmdline?: unknown; vars?: Record<string, unknown> | undefined },
-  machine: { hostname?: string | undefined; vars?: Record<string, unknown> | undefined },
-): string[] {
-  const cmdline = profile.cmdline;
-  const texts: string[] = typeof cmdline === 'string' ? [cmdline] : cmdline && typeof cmdline === 'object' ? Object.values(cmdline).flat().map(String) : [];
-  const vars: Record<string, unknown> = { ...(profile.vars ?? {}), ...(machine.vars ?? {}) };
-  const out = new Set<string>();
-  for (const text of texts) {
-    for (const m of text.matchAll(PLACEHOLDER)) {
-      if (m[2] === '?') continue;
-      const name = m[1]!;
-      if (name === 'hostname' && machine.hostname === undefined) out.add(name);
-      const v = name.startsWith('vars.') && Object.hasOwn(vars, name.slice(5)) ? vars[name.slice(5)] : undefined;
-      if (name.startsWith('vars.') && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') out.add(name);
-    }
-  }
-  return [...out];
-}
 
 /** A validated profile (defaults applied: `initrd` [], `cmdline` ''). */
 export type Profile = z.output<typeof ProfileSchema>;

@@ -130,31 +130,3 @@ test('write-time references: missing profile, duplicate reservation, all problem
   ]);
   t.regex(issues.find((i) => i.field.endsWith('.ip'))!.message, /already reserved by machine 52:54:00:00:00:01/);
 });
-
-test('a machine naming a profile whose cmdline needs a var or hostname it leaves unset is refused at write time, not looped at boot', (t) => {
-  const profiles = [
-    { id: 'p', kernel: '/assets/k', cmdline: 'a={{ vars.x }} h={{ hostname }} o={{ vars.o? }} y={{ vars.y }}', vars: { y: 1, deep: { z: 1 } } },
-  ];
-  const err = t.throws(() => parseDb({ profiles, machines: [{ mac: '52:54:00:00:00:01', profile: 'p' }] }));
-  const issues = (err?.['detail' as keyof Error] as unknown as { issues: { field: string; message: string }[] }).issues;
-  t.deepEqual(
-    issues.map((i) => i.field),
-    ['machines[52:54:00:00:00:01].profile', 'machines[52:54:00:00:00:01].profile'],
-  );
-  t.regex(issues[0]!.message, /places \{\{ vars\.x \}\} in its cmdline and neither the machine nor the profile sets vars\.x/);
-  t.regex(issues[1]!.message, /places \{\{ hostname \}\} in its cmdline and the machine has no hostname/);
-  // A var that is not a scalar cannot be placed either.
-  t.throws(
-    () =>
-      parseDb({
-        profiles: [{ id: 'p', kernel: '/assets/k', cmdline: { a: '{{ vars.deep }}' }, vars: { deep: { z: 1 } } }],
-        machines: [{ mac: '52:54:00:00:00:01', profile: 'p' }],
-      }),
-    {
-      message: /vars\.deep/,
-    },
-  );
-  // Set by the machine (or the profile), or optional: accepted; a profile no machine names is not checked.
-  t.notThrows(() => parseDb({ profiles, machines: [{ mac: '52:54:00:00:00:01', profile: 'p', hostname: 'n1', vars: { x: 'v' } }] }));
-  t.notThrows(() => parseDb({ profiles, machines: [{ mac: '52:54:00:00:00:01' }] }));
-});
