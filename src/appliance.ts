@@ -278,6 +278,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       callbackTokenSeconds: config.callbackTokenSeconds,
       state,
       timelineStatus: () => timeline.status(),
+      factsIndexStatus: () => factsIndex.status(),
       registry,
       bootDirs: [config.tftpRoot, ...fallbackDirs],
       console: {

@@ -22,6 +22,9 @@ test('start binds every service on ephemeral ports; stop frees them', async (t) 
   for (const [name, port] of Object.entries(ports)) t.true(port > 0, name);
   const health = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
   t.is(health.status, 200);
+  t.like(await health.json(), { status: 'ok', factsIndex: { machines: 0, skipped: 0 } });
+  // The DHCP side's facts index is wired into /metrics.
+  t.regex(await (await fetch(`http://127.0.0.1:${ports.http}/metrics`)).text(), /\nnetboot_facts_index_machines 0\n/);
   await appliance.stop();
   // Every port is free again: rebinding them succeeds.
   await new Promise<void>((resolve, reject) => {

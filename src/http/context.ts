@@ -16,6 +16,7 @@ import type { Selection, SelectQuery } from '../store/select.js';
 import type { BootBinding, BootSessions } from './boot-sessions.js';
 import type { CallbackGrant } from './callback-grant.js';
 import type { HttpMetrics } from './metrics.js';
+import type { FactsIndexStatus } from '../store/facts-index.js';
 import type { DigestCache } from './asset-files.js';
 import type { BootRequest, Renderer, ServerAddress } from './render.js';
 
@@ -43,6 +44,8 @@ export interface HttpDeps {
   apiReadToken?: string | undefined;
   /** Health of the persisted boot timeline, for /healthz. */
   timelineStatus?: () => { ok: boolean; error?: string };
+  /** Size of the facts index DHCP's boot-file choice reads (store/facts-index.ts), for /healthz and /metrics. */
+  factsIndexStatus?: () => FactsIndexStatus;
   /** Runtime state (sightings, facts); default: in memory. Ignored when `discovery` is given. */
   state?: StateStore;
   /** Registry for /metrics (default: a new one per app). */

@@ -2,8 +2,9 @@
  * Prometheus metrics for one HTTP app, in its own Registry (never prom-client's global one, so
  * two apps in one process, as in tests, do not collide).
  */
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventLog } from '../events.js';
+import type { FactsIndexStatus } from '../store/facts-index.js';
 
 const BOOT_EVENTS = 'netboot_boot_events_total';
 
@@ -40,6 +41,30 @@ export function createHttpMetrics(registry: Registry = new Registry()): HttpMetr
     }),
     bootEvents: bootEventsCounter(registry),
   };
+}
+
+/**
+ * Gauges of the facts index (store/facts-index.ts), read from `status` at each scrape:
+ * machines held, bytes held, and machines its bounds left out.
+ */
+export function registerFactsIndexMetrics(registry: Registry, status: () => FactsIndexStatus): void {
+  const gauges: Array<[string, string, (s: FactsIndexStatus) => number]> = [
+    ['netboot_facts_index_machines', 'Machines whose verified facts the DHCP facts index holds', (s) => s.machines],
+    ['netboot_facts_index_bytes', 'Bytes of facts the DHCP facts index holds', (s) => s.bytes],
+    ['netboot_facts_index_skipped_machines', 'Machines with verified facts the DHCP facts index left out by its limits', (s) => s.skipped],
+  ];
+  for (const [name, help, read] of gauges) {
+    // One app per registry in the appliance; a test reusing a registry gets the newest index.
+    registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(status()));
+      },
+    });
+  }
 }
 
 const INSTRUMENTED = Symbol('netboot.instrumentedEventLog');

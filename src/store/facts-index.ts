@@ -45,8 +45,20 @@ export interface FactsIndex {
   note(mac: string, facts: Facts | undefined): void;
   /** Follow the groups of `db`: when their selectors read new paths, re-read verified facts from `source`. */
   sync(db: Db, source: FactsSource): Promise<void>;
-  /** What the index holds: machines, bytes, selector paths, projections left out by the bounds. */
-  status(): { machines: number; bytes: number; paths: number; skipped: number };
+  /** What the index holds (for /healthz and /metrics). */
+  status(): FactsIndexStatus;
+}
+
+/** What {@link FactsIndex.status} reports. */
+export interface FactsIndexStatus {
+  /** Machines whose projection is held. */
+  machines: number;
+  /** Serialized bytes of the projections held. */
+  bytes: number;
+  /** Distinct selector paths read. */
+  paths: number;
+  /** Machines with verified facts left out by the bounds: their DHCP-time choice ignores their facts. */
+  skipped: number;
 }
 
 /** Options for {@link createFactsIndex}. */

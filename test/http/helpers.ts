@@ -67,6 +67,7 @@ export async function startHarness(overrides: Partial<HttpDeps> & { log?: Logger
     ...(overrides.factsTokenSeconds ? { factsTokenSeconds: overrides.factsTokenSeconds } : {}),
     ...(overrides.callbackTokenSeconds ? { callbackTokenSeconds: overrides.callbackTokenSeconds } : {}),
     ...(overrides.timelineStatus ? { timelineStatus: overrides.timelineStatus } : {}),
+    ...(overrides.factsIndexStatus ? { factsIndexStatus: overrides.factsIndexStatus } : {}),
     state,
   });
   const server = http.createServer(app.callback());

@@ -14,7 +14,8 @@ export function registerHealthRoutes(router: Router, env: RouteEnv): void {
   router.get('/healthz', (ctx) => {
     // 200 while serving, even from the last good state (restarting would not help); `status`
     // says `degraded` while a hand edit is refused or a write of the database, the state
-    // store or the timeline fails, and `problems` says which.
+    // store or the timeline fails, and `problems` says which; `warnings` says what works but
+    // less well than configured.
     ctx.set('Cache-Control', 'no-store');
     const store = env.deps.store.status();
     const state = env.discovery.state.status();
@@ -24,11 +25,22 @@ export function registerHealthRoutes(router: Router, env: RouteEnv): void {
       ...(state.ok ? [] : [`state store: ${state.error ?? 'not ok'}`]),
       ...(timeline && !timeline.ok ? [`timeline: ${timeline.error ?? 'not ok'}`] : []),
     ];
+    // A bound reached is no failure (the discovered-machine and connection caps do not degrade
+    // it either): said in `warnings`, the status left as it is.
+    const index = env.deps.factsIndexStatus?.();
+    const warnings =
+      index && index.skipped > 0
+        ? [
+            `facts index: ${index.skipped} machine${index.skipped === 1 ? '' : 's'} left out by its limits; DHCP chooses their boot file without facts (the boot script still uses them)`,
+          ]
+        : [];
     ctx.body = {
       status: problems.length === 0 ? 'ok' : 'degraded',
       ...(problems.length > 0 ? { problems } : {}),
+      ...(warnings.length > 0 ? { warnings } : {}),
       store,
       state: { ok: state.ok, machines: state.machines, factsBytes: state.factsBytes, discovery: env.discovery.state.discovery },
+      ...(index ? { factsIndex: { machines: index.machines, bytes: index.bytes, skipped: index.skipped } } : {}),
     };
   });
   router.get('/api/version', (ctx) => {
