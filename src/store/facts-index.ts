@@ -10,8 +10,9 @@
  *
  * Kept current: `note` is called by the state store whenever a machine's stored facts change
  * (verified facts stored, replaced by unverified ones, deleted); `sync` is called at start and
- * whenever the database is read, and re-reads the verified facts from disk only when the
- * selectors read a path they did not read before. Bounded: a projection larger than
+ * whenever the database is read (each second), parses the groups' selectors again only when
+ * their text changed, and re-reads the verified facts from disk only when the selectors read a
+ * path they did not read before. Bounded: a projection larger than
  * `maxEntryBytes`, or one that would take the index past `maxTotalBytes`, is left out (warned
  * about): that machine's DHCP-time choice then ignores its facts, as before this index existed.
  */
@@ -67,6 +68,8 @@ export interface FactsIndexOptions {
   limits?: Partial<FactsIndexLimits>;
   /** Clock of the once-a-minute warning (ms; tests). */
   now?: () => number;
+  /** The fact-selector parser (default fact-selector.ts; tests count its calls). */
+  parse?: (source: string) => { path: readonly string[] };
 }
 
 /** A set of selector paths as a trie: `end` where a path stops (its whole value is read there). */
@@ -78,12 +81,12 @@ interface PathTrie {
 const emptyTrie = (): PathTrie => ({ end: false, next: new Map() });
 
 /** The distinct paths the groups' fact selectors read, sorted (expressions that do not parse read nothing). */
-export function selectorPaths(db: Pick<Db, 'groups'>): string[] {
+export function selectorPaths(db: Pick<Db, 'groups'>, parse: (source: string) => { path: readonly string[] } = parseFactSelector): string[] {
   const out = new Set<string>();
   for (const group of db.groups) {
     for (const source of group.selector.facts ?? []) {
       try {
-        out.add(parseFactSelector(source).path.join('.'));
+        out.add(parse(source).path.join('.'));
       } catch {
         // Counts as not matching (fact-selector.ts checkFacts): no fact can change that.
       }
@@ -145,6 +148,10 @@ export function createFactsIndex(options: FactsIndexOptions): FactsIndex {
   let total = 0;
   let trie = emptyTrie();
   let pathsKey = '';
+  // The database is re-read each second (appliance.ts watchDb) and its groups rarely change:
+  // their selectors are parsed again only when their text did.
+  let selectorsText: string | undefined;
+  let parsedPaths: string[] = [];
   let generation = 0;
   let running: Promise<void> = Promise.resolve();
   /** MACs noted while a re-read runs: what the re-read read of them may be older. */
@@ -209,7 +216,12 @@ export function createFactsIndex(options: FactsIndexOptions): FactsIndex {
       put(mac, facts);
     },
     sync(db, source) {
-      const paths = selectorPaths(db);
+      const text = JSON.stringify(db.groups.map((g) => g.selector.facts ?? []));
+      if (text !== selectorsText) {
+        parsedPaths = selectorPaths(db, options.parse);
+        selectorsText = text;
+      }
+      const paths = parsedPaths;
       const key = paths.join('\n');
       if (key === pathsKey) return running;
       pathsKey = key;

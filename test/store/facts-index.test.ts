@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { createSilentLogger } from '../../src/log.js';
-import { checkFacts } from '../../src/store/fact-selector.js';
+import { checkFacts, parseFactSelector } from '../../src/store/fact-selector.js';
 import { createFactsIndex, selectorPaths, type FactsSource } from '../../src/store/facts-index.js';
 import { parseDb, type Db, type Facts } from '../../src/store/schema.js';
 import { openStateStore } from '../../src/store/state-store.js';
@@ -131,6 +131,29 @@ test('sync re-reads verified facts only when the selectors read a new path; unve
   // A hand-edited expression that does not parse reads nothing (it matches nothing either).
   const raw = { groups: [{ id: 'x', profile: 'plain', selector: { facts: ['not valid ==', 'c'] } }] } as unknown as Pick<Db, 'groups'>;
   t.deepEqual(selectorPaths(raw), ['c']);
+});
+
+test("sync parses the groups' fact selectors again only when their text changed (the database is re-read each second)", async (t) => {
+  const parsed: string[] = [];
+  const parse = (src: string) => {
+    parsed.push(src);
+    return parseFactSelector(src);
+  };
+  const src = source(new Map([[A, report]]), new Set([A]));
+  const index = createFactsIndex({ log, parse });
+  await index.sync(dbWith([['dmi.vendor == "Dell Inc."', 'cpu.count >= 4']]), src);
+  t.deepEqual(parsed, ['dmi.vendor == "Dell Inc."', 'cpu.count >= 4']);
+  // A fresh copy of the same database, as each refresh reads: nothing parsed.
+  for (let i = 0; i < 5; i++) await index.sync(dbWith([['dmi.vendor == "Dell Inc."', 'cpu.count >= 4']]), src);
+  t.is(parsed.length, 2);
+  t.deepEqual(index.get(A), { dmi: { vendor: 'Dell Inc.' }, cpu: { count: 56 } });
+  // Other text, even with the same paths: parsed again, and followed.
+  await index.sync(dbWith([['dmi.vendor == QEMU'], ['cpu.count >= 4']]), src);
+  t.is(parsed.length, 4);
+  await index.sync(dbWith([['dmi.vendor == QEMU']]), src);
+  t.is(parsed.length, 5);
+  t.deepEqual(index.get(A), { dmi: { vendor: 'Dell Inc.' } });
+  t.like(index.status(), { paths: 1 });
 });
 
 test('a report written while sync re-reads is not overwritten by the older copy it read', async (t) => {
