@@ -193,7 +193,9 @@ export function encodePacket(packet: DhcpPacket, options: { minLength?: number }
     // RFC 3396 section 5: a long option is split into consecutive instances of the same code.
     length += opt.data.length === 0 ? 2 : opt.data.length + 2 * Math.ceil(opt.data.length / 255);
   }
-  const out = Buffer.alloc(Math.max(length, minLength));
+  // From Node's buffer pool (zeroed here): a reply of ~300 octets is then a slice of a shared
+  // ArrayBuffer, not an ArrayBuffer of its own for the young-generation GC to sweep.
+  const out = Buffer.allocUnsafe(Math.max(length, minLength)).fill(0);
   out[0] = u8(packet.op, 'op');
   out[1] = u8(packet.htype, 'htype');
   out[2] = u8(packet.hlen, 'hlen');

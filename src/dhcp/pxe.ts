@@ -192,6 +192,26 @@ export interface BootConfig {
   chooseBootFile?: BootFileChooser;
 }
 
+// Options every reply of a kind carries, made once: encodePacket only reads option data, and
+// nothing changes an option after it is built (a buffer per option per reply showed in the
+// ProxyDHCP answer path's profile).
+const PXE_CLIENT_OPTION: DhcpOption = Object.freeze(textOption(Opt.VENDOR_CLASS, 'PXEClient'));
+const HTTP_CLIENT_OPTION: DhcpOption = Object.freeze(textOption(Opt.VENDOR_CLASS, 'HTTPClient'));
+const SKIP_DISCOVERY_OPTION: DhcpOption = Object.freeze({ code: Opt.VENDOR, data: encodePxeVendorOptions({ discoveryControl: 8 }) });
+const OFFER_OPTION: DhcpOption = Object.freeze(u8Option(Opt.MESSAGE_TYPE, MessageType.OFFER));
+const ACK_OPTION: DhcpOption = Object.freeze(u8Option(Opt.MESSAGE_TYPE, MessageType.ACK));
+let lastServerId: DhcpOption | undefined;
+let lastServerAddress = '';
+
+/** Option 54 for our address (one address per process: the last one is kept). */
+function serverIdOption(address: string): DhcpOption {
+  if (lastServerId === undefined || lastServerAddress !== address) {
+    lastServerId = Object.freeze(ipOption(Opt.SERVER_ID, address));
+    lastServerAddress = address;
+  }
+  return lastServerId;
+}
+
 /** Boot fields and options to add to a reply for a boot decision. */
 export interface BootParams {
   siaddr: string;
@@ -226,7 +246,7 @@ export function bootOptions(boot: BootDecision, config: BootConfig): BootParams 
   const options: DhcpOption[] = [];
   // RFC 4578 / PXE 2.1: a proxy reply says PXEClient (or HTTPClient for UEFI HTTP boot, which
   // otherwise discards the offer) and echoes the client's UUID (97); some ROMs check both.
-  options.push(textOption(Opt.VENDOR_CLASS, boot.client === 'http' ? 'HTTPClient' : 'PXEClient'));
+  options.push(boot.client === 'http' ? HTTP_CLIENT_OPTION : PXE_CLIENT_OPTION);
   if (uuid) options.push({ code: Opt.CLIENT_UUID, data: Buffer.from(uuid.raw) });
 
   const style = boot.firmware === 'bios' ? (config.pxeOn67?.bios ?? 'boot-file') : (config.pxeOn67?.uefi ?? 'defer');
@@ -244,7 +264,7 @@ export function bootOptions(boot: BootDecision, config: BootConfig): BootParams 
   } else if (boot.port === 'dhcp' && boot.client === 'pxe') {
     // PXE 2.1 discovery control bit 3: "boot file name is present, skip boot server discovery"
     // (Pixiecore and smee send exactly {6: 8}).
-    options.push({ code: Opt.VENDOR, data: encodePxeVendorOptions({ discoveryControl: 8 }) });
+    options.push(SKIP_DISCOVERY_OPTION);
   }
   // dnsmasq names the TFTP server in sname as well as siaddr; URLs need no TFTP server.
   const sname = boot.client === 'pxe' ? config.serverAddress : '';
@@ -328,8 +348,8 @@ export function buildProxyReply(request: DhcpPacket, boot: BootDecision, config:
     sname: params.sname,
     file: longFile ? '' : params.file,
     options: [
-      u8Option(Opt.MESSAGE_TYPE, type === 'offer' ? MessageType.OFFER : MessageType.ACK),
-      ipOption(Opt.SERVER_ID, config.serverAddress),
+      type === 'offer' ? OFFER_OPTION : ACK_OPTION,
+      serverIdOption(config.serverAddress),
       ...params.options,
       ...(longFile ? [textOption(Opt.BOOTFILE, params.file)] : []),
     ],
