@@ -7,7 +7,7 @@
  * carries the lease *and* siaddr/file/60/43, so no separate proxy round is needed.
  */
 import { BROADCAST_FLAG, BootOp, clientMac, encodePacket, getOption, type DhcpPacket } from './packet.js';
-import { MessageType, Opt, ipOption, readOptions, textOption, u8Option, type DhcpOption, type TypedOptions } from './options.js';
+import { MessageType, Opt, ipOption, messageTypeOption, readOptions, serverIdOption, textOption, type DhcpOption, type TypedOptions } from './options.js';
 import { readIp } from './wire.js';
 import { bootOptions, bootRefusal, classify, type BootConfig, type BootDecision, type Destination } from './pxe.js';
 import { clientRef, type ClientRef, type LeasePool, type Reservation } from './leases.js';
@@ -106,6 +106,38 @@ function maskOf(subnet: Subnet): string {
   return numberToIp(subnet.prefix === 0 ? 0 : (0xffffffff << (32 - subnet.prefix)) >>> 0);
 }
 
+// Options that follow from configuration alone (lease time, a network's mask, broadcast, router,
+// DNS, domain), made once and shared by every reply: encodePacket only reads option data.
+let leaseTimes: { leaseTime: number; options: readonly DhcpOption[] } | undefined;
+const NETWORK_OPTIONS = new WeakMap<LeaseNetwork, readonly DhcpOption[]>();
+
+/** 51, 58 and 59: T1 = 0.5 and T2 = 0.875 of the lease (RFC 2131 section 4.4.5), as dnsmasq sends them. */
+function leaseTimeOptions(leaseTime: number): readonly DhcpOption[] {
+  if (leaseTimes?.leaseTime !== leaseTime) {
+    const options = [
+      u32Option(Opt.LEASE_TIME, leaseTime),
+      u32Option(LeaseOpt.RENEWAL_T1, leaseTime * 0.5),
+      u32Option(LeaseOpt.REBINDING_T2, leaseTime * 0.875),
+    ];
+    leaseTimes = { leaseTime, options: options.map((o) => Object.freeze(o)) };
+  }
+  return leaseTimes.options;
+}
+
+/** 1, 28, and 3, 6, 15 where the network has them. */
+function networkOptions(net: LeaseNetwork): readonly DhcpOption[] {
+  let options = NETWORK_OPTIONS.get(net);
+  if (options === undefined) {
+    const list = [ipOption(Opt.SUBNET_MASK, maskOf(net.subnet)), ipOption(LeaseOpt.BROADCAST, broadcastOf(net.subnet))];
+    if (net.router !== undefined) list.push(ipOption(Opt.ROUTER, net.router));
+    if (net.dns !== undefined && net.dns.length > 0) list.push({ code: LeaseOpt.DNS, data: Buffer.concat(net.dns.map((d) => ipOption(LeaseOpt.DNS, d).data)) });
+    if (net.domain !== undefined && net.domain !== '') list.push(textOption(LeaseOpt.DOMAIN, net.domain));
+    options = list.map((o) => Object.freeze(o));
+    NETWORK_OPTIONS.set(net, options);
+  }
+  return options;
+}
+
 function u32Option(code: number, value: number): DhcpOption {
   const data = Buffer.alloc(4);
   data.writeUInt32BE(Math.max(0, Math.min(0xffffffff, Math.floor(value))));
@@ -118,18 +150,31 @@ function u32Option(code: number, value: number): DhcpOption {
  * order requested"), then the rest in our order.
  */
 export function orderOptions(options: DhcpOption[], parameterList: number[] | undefined): DhcpOption[] {
-  const fixed = [Opt.MESSAGE_TYPE, Opt.SERVER_ID, Opt.LEASE_TIME, LeaseOpt.RENEWAL_T1, LeaseOpt.REBINDING_T2] as number[];
-  const rank = (code: number): number => {
-    const f = fixed.indexOf(code);
+  // Each option's rank once (not twice per comparison), then a stable insertion sort: a reply
+  // has about a dozen options.
+  const ranks = options.map((o) => {
+    const f = FIXED_ORDER.indexOf(o.code);
     if (f >= 0) return f;
-    const p = parameterList?.indexOf(code) ?? -1;
+    const p = parameterList?.indexOf(o.code) ?? -1;
     return p >= 0 ? 100 + p : 1000;
-  };
-  return options
-    .map((o, i) => ({ o, i }))
-    .sort((a, b) => rank(a.o.code) - rank(b.o.code) || a.i - b.i)
-    .map(({ o }) => o);
+  });
+  const out = options.slice();
+  for (let i = 1; i < out.length; i++) {
+    const option = out[i]!;
+    const rank = ranks[i]!;
+    let j = i - 1;
+    while (j >= 0 && ranks[j]! > rank) {
+      out[j + 1] = out[j]!;
+      ranks[j + 1] = ranks[j]!;
+      j--;
+    }
+    out[j + 1] = option;
+    ranks[j + 1] = rank;
+  }
+  return out;
 }
+
+const FIXED_ORDER: readonly number[] = [Opt.MESSAGE_TYPE, Opt.SERVER_ID, Opt.LEASE_TIME, LeaseOpt.RENEWAL_T1, LeaseOpt.REBINDING_T2];
 
 /**
  * Largest DHCP payload the client takes: option 57 counts the whole IP datagram (RFC 2132
@@ -214,7 +259,7 @@ function buildReply(
   config: ServerModeConfig,
 ): { packet: DhcpPacket; boot?: { file: string; firmware: string; client: string } } {
   const messageType = parts.type === 'offer' ? MessageType.OFFER : parts.type === 'nak' ? MessageType.NAK : MessageType.ACK;
-  const options: DhcpOption[] = [u8Option(Opt.MESSAGE_TYPE, messageType), ipOption(Opt.SERVER_ID, config.serverAddress)];
+  const options: DhcpOption[] = [messageTypeOption(messageType), serverIdOption(config.serverAddress)];
   if (parts.type === 'nak') {
     // RFC 2131 table 3: a NAK carries 53, 54 and optionally a message; every address field is 0.
     return {
@@ -239,20 +284,10 @@ function buildReply(
   }
   if (parts.type !== 'inform') {
     // T1 = 0.5 and T2 = 0.875 of the lease (RFC 2131 section 4.4.5), as dnsmasq sends them.
-    options.push(
-      u32Option(Opt.LEASE_TIME, config.leaseTime),
-      u32Option(LeaseOpt.RENEWAL_T1, config.leaseTime * 0.5),
-      u32Option(LeaseOpt.REBINDING_T2, config.leaseTime * 0.875),
-    );
+    options.push(...leaseTimeOptions(config.leaseTime));
   }
   const net = parts.network;
-  if (net) {
-    options.push(ipOption(Opt.SUBNET_MASK, maskOf(net.subnet)), ipOption(LeaseOpt.BROADCAST, broadcastOf(net.subnet)));
-    if (net.router !== undefined) options.push(ipOption(Opt.ROUTER, net.router));
-    if (net.dns !== undefined && net.dns.length > 0)
-      options.push({ code: LeaseOpt.DNS, data: Buffer.concat(net.dns.map((d) => ipOption(LeaseOpt.DNS, d).data)) });
-    if (net.domain !== undefined && net.domain !== '') options.push(textOption(LeaseOpt.DOMAIN, net.domain));
-  }
+  if (net) options.push(...networkOptions(net));
   if (parts.reservation?.hostname !== undefined) options.push(textOption(LeaseOpt.HOSTNAME, parts.reservation.hostname));
 
   let siaddr = '0.0.0.0';

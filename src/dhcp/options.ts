@@ -61,6 +61,33 @@ export function ipOption(code: number, ip: string): DhcpOption {
   return { code, data: ipBytes(ip, `option ${code}`) };
 }
 
+/**
+ * Option 53 with `type`, made once per type: replies share it (encodePacket only reads option
+ * data and nothing changes an option after it is built; a buffer per option per reply showed
+ * in the DHCP answer paths' profiles).
+ */
+export function messageTypeOption(type: number): DhcpOption {
+  let option = MESSAGE_TYPE_OPTIONS.get(type);
+  if (option === undefined) {
+    option = Object.freeze(u8Option(Opt.MESSAGE_TYPE, type));
+    MESSAGE_TYPE_OPTIONS.set(type, option);
+  }
+  return option;
+}
+
+const MESSAGE_TYPE_OPTIONS = new Map<number, DhcpOption>();
+let lastServerId: DhcpOption | undefined;
+let lastServerAddress = '';
+
+/** Option 54 for our address, shared by replies like messageTypeOption (one address per process: the last is kept). */
+export function serverIdOption(address: string): DhcpOption {
+  if (lastServerId === undefined || lastServerAddress !== address) {
+    lastServerId = Object.freeze(ipOption(Opt.SERVER_ID, address));
+    lastServerAddress = address;
+  }
+  return lastServerId;
+}
+
 /** Option holding text (latin1, no NUL). */
 export function textOption(code: number, text: string): DhcpOption {
   return { code, data: Buffer.from(text, 'latin1') };

@@ -11,7 +11,7 @@
  *    to send it (`replyDestination()`).
  */
 import { BROADCAST_FLAG, BootOp, clientMac, type DhcpPacket } from './packet.js';
-import { MessageType, Opt, ipOption, readOptions, textOption, u8Option, type DhcpOption, type TypedOptions } from './options.js';
+import { MessageType, Opt, messageTypeOption, readOptions, serverIdOption, textOption, type DhcpOption, type TypedOptions } from './options.js';
 import { encodePxeVendorOptions } from './vendor-options.js';
 import { ARCHITECTURES, DEFAULT_BOOT_FILES, type BootFiles, type Firmware } from '../boot-catalogue.js';
 
@@ -198,19 +198,6 @@ export interface BootConfig {
 const PXE_CLIENT_OPTION: DhcpOption = Object.freeze(textOption(Opt.VENDOR_CLASS, 'PXEClient'));
 const HTTP_CLIENT_OPTION: DhcpOption = Object.freeze(textOption(Opt.VENDOR_CLASS, 'HTTPClient'));
 const SKIP_DISCOVERY_OPTION: DhcpOption = Object.freeze({ code: Opt.VENDOR, data: encodePxeVendorOptions({ discoveryControl: 8 }) });
-const OFFER_OPTION: DhcpOption = Object.freeze(u8Option(Opt.MESSAGE_TYPE, MessageType.OFFER));
-const ACK_OPTION: DhcpOption = Object.freeze(u8Option(Opt.MESSAGE_TYPE, MessageType.ACK));
-let lastServerId: DhcpOption | undefined;
-let lastServerAddress = '';
-
-/** Option 54 for our address (one address per process: the last one is kept). */
-function serverIdOption(address: string): DhcpOption {
-  if (lastServerId === undefined || lastServerAddress !== address) {
-    lastServerId = Object.freeze(ipOption(Opt.SERVER_ID, address));
-    lastServerAddress = address;
-  }
-  return lastServerId;
-}
 
 /** Boot fields and options to add to a reply for a boot decision. */
 export interface BootParams {
@@ -348,7 +335,7 @@ export function buildProxyReply(request: DhcpPacket, boot: BootDecision, config:
     sname: params.sname,
     file: longFile ? '' : params.file,
     options: [
-      type === 'offer' ? OFFER_OPTION : ACK_OPTION,
+      messageTypeOption(type === 'offer' ? MessageType.OFFER : MessageType.ACK),
       serverIdOption(config.serverAddress),
       ...params.options,
       ...(longFile ? [textOption(Opt.BOOTFILE, params.file)] : []),
