@@ -148,21 +148,25 @@ export function createProxyPolicy(options: ProxyPolicyOptions): ProxyPolicy {
       });
       context.after(() => {
         const relay = packet.giaddr !== '0.0.0.0' ? packet.giaddr : undefined;
-        const fields = {
-          mac: request.mac,
-          xid: packet.xid,
-          arch: decision.firmware,
-          archCode: decision.archCode,
-          client: decision.client,
-          file: reply.file,
-          port,
-          to: `${to.address}:${to.port}`,
-          ...(relay !== undefined ? { relay } : {}),
-        };
-        context.log[phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`)](
-          fields,
-          reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`,
-        );
+        // Most replies are repeats logged at debug: the line is built only when that level logs.
+        const level = phases.level(request.mac, `${reply.type}:${port}:${reply.file ?? ''}`);
+        if (context.log.isLevelEnabled(level)) {
+          const fields = {
+            mac: request.mac,
+            xid: packet.xid,
+            arch: decision.firmware,
+            archCode: decision.archCode,
+            client: decision.client,
+            file: reply.file,
+            port,
+            to: `${to.address}:${to.port}`,
+            ...(relay !== undefined ? { relay } : {}),
+          };
+          context.log[level](
+            fields,
+            reply.deferred ? `proxydhcp ${reply.type} without boot file: client continues on the pxe port` : `proxydhcp ${reply.type}`,
+          );
+        }
         options.events?.record({
           type: reply.type === 'offer' ? 'dhcp-offer' : 'dhcp-ack',
           mac: request.mac,

@@ -258,16 +258,20 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
   /** The log line and boot events of a reply (queued after the reply). */
   function logReply(action: Extract<ServerAction, { kind: 'reply' }>, request: DhcpRequest, log: Logger): void {
     const relay = request.packet.giaddr !== '0.0.0.0' ? { relay: request.packet.giaddr } : {};
-    const fields = {
-      mac: action.mac,
-      xid: action.xid,
-      ip: action.ip,
-      ...(action.hostname !== undefined ? { hostname: action.hostname } : {}),
-      ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}),
-      ...(action.reason !== undefined ? { reason: action.reason } : {}),
-      ...relay,
-      to: `${action.to.address}:${action.to.port}`,
-    };
+    // Most replies are repeats logged at debug: their fields are built only when that level logs.
+    const level = action.claimOf !== undefined ? 'warn' : phases.level(action.mac, `${action.type}:${action.ip ?? ''}`);
+    const fields = !log.isLevelEnabled(level)
+      ? {}
+      : {
+          mac: action.mac,
+          xid: action.xid,
+          ip: action.ip,
+          ...(action.hostname !== undefined ? { hostname: action.hostname } : {}),
+          ...(action.boot ? { arch: action.boot.firmware, client: action.boot.client, file: action.boot.file } : {}),
+          ...(action.reason !== undefined ? { reason: action.reason } : {}),
+          ...relay,
+          to: `${action.to.address}:${action.to.port}`,
+        };
     if (action.claimOf !== undefined) {
       // Someone asked for an address reserved for another machine: a spoofer or a misconfigured
       // host. Warn (budgeted: a flood stays a few lines) and put it on both machines' timelines.
@@ -289,8 +293,8 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         ...(action.ip !== undefined ? { ip: action.ip } : {}),
         detail: { reason: 'its reserved address was claimed by another mac', claimedBy: action.mac, ...relay },
       });
-    } else {
-      log[phases.level(action.mac, `${action.type}:${action.ip ?? ''}`)](fields, `dhcp ${action.type}`);
+    } else if (log.isLevelEnabled(level)) {
+      log[level](fields, `dhcp ${action.type}`);
     }
     if (action.type !== 'inform') {
       options.events?.record({
