@@ -521,11 +521,17 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
   async function watchDb(store: FileStore, facts: { index: FactsIndex; state: StateStore }): Promise<{ current(): Db; reservations(): Reservation[] }> {
     let current: Db = await store.snapshot();
     let reservations: Reservation[] = [];
+    // The copy is made only when the database moved: a deep copy of thousands of machines each
+    // second would stall the DHCP answers queued behind it.
+    let copied: number | undefined;
     const refresh = async () => {
+      const revision = store.revision?.();
+      if (revision !== undefined && revision === copied) return;
       const next = await store.snapshot();
       await facts.index.sync(next, facts.state);
       current = next;
       reservations = current.machines.flatMap((m) => (m.ip ? [{ mac: m.mac, ip: m.ip, ...(m.hostname ? { hostname: m.hostname } : {}) }] : []));
+      copied = revision;
     };
     await refresh();
     const timer = setInterval(() => void refresh().catch((err: unknown) => log.warn({ err }, 'reading the database for dhcp failed')), 1000);

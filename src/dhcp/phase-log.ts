@@ -17,7 +17,7 @@ export interface PhaseLog {
 }
 
 /** Phases remembered per machine; beyond it the oldest is forgotten (and logged at info again). */
-const PHASES_PER_MACHINE = 16;
+const PHASES_PER_MACHINE = 8;
 
 /** Create a phase log remembering `max` machines' phases for `windowMs` each. */
 export function createPhaseLog(windowMs = 60_000, max = 10_000, clock: () => number = Date.now): PhaseLog {

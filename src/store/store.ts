@@ -70,6 +70,11 @@ export interface Store {
   selectProfile(query: SelectQuery): Promise<Selection>;
   /** A copy of the whole database. */
   snapshot(): Promise<Db>;
+  /**
+   * A number that changes whenever the database does (a write, a hand edit picked up): a
+   * reader polling `snapshot` copies only when it moved.
+   */
+  revision?(): number;
   /** Health of the backing file: `ok: false` with the reason while a bad hand edit is refused. */
   status(): StoreStatus;
   /** Stop watching files; pending writes finish first. */
@@ -121,6 +126,7 @@ function notFound(kind: 'profile' | 'machine' | 'group', key: string): Appliance
 /** Build a store around an initial state; `hooks.persist` makes it durable. */
 export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): StoreCore {
   let db = parseDb(initial);
+  let revision = 0;
   let loadedAt = new Date().toISOString();
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -145,6 +151,7 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
       hooks.check?.(next);
       await hooks.persist?.(next);
       db = next;
+      revision += 1;
       loadedAt = new Date().toISOString();
       return result;
     });
@@ -162,6 +169,7 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
     current: () => db,
     replace(next) {
       db = next;
+      revision += 1;
       loadedAt = new Date().toISOString();
     },
     exclusive,
@@ -308,6 +316,7 @@ export function createStoreCore(initial: DbInput, hooks: StoreCoreHooks = {}): S
     async snapshot() {
       return copy(db);
     },
+    revision: () => revision,
     status() {
       return hooks.status?.() ?? { ok: true, loadedAt };
     },

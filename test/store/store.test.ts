@@ -79,3 +79,17 @@ test('hostile values are refused at write time', async (t) => {
   await t.throwsAsync(store.putMachine({ mac: '52:54:00:00:00:01', hostname: 'x\n- evil' }), { code: 'ERR_VALIDATION' });
   t.deepEqual(await store.listProfiles(), []);
 });
+
+test('revision moves with every change and only then, so a poller copies the database only when it changed', async (t) => {
+  const store = createMemoryStore();
+  const start = store.revision!();
+  await store.snapshot();
+  t.is(store.revision!(), start, 'reading changes nothing');
+  await store.putProfile({ id: 'p1', kernel: 'http://x/k', initrd: ['http://x/i'] });
+  const afterPut = store.revision!();
+  t.true(afterPut > start);
+  await store.getProfile('p1');
+  t.is(store.revision!(), afterPut);
+  await store.patchMachine('52:54:00:00:00:01', { profile: 'p1' });
+  t.true(store.revision!() > afterPut);
+});
