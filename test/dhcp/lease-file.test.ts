@@ -120,6 +120,60 @@ test('journal: compaction keeps the file bounded by the live records', async (t)
   t.deepEqual((await loadLeaseFile(file)).leases, [{ ...A, expiresAt: A.expiresAt + 9999 }]);
 });
 
+test('journal: a compaction of many leases lets the event loop turn, and changes recorded meanwhile survive it', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  let encoded = 0;
+  const journal = await openLeaseJournal({
+    file,
+    log: createSilentLogger(),
+    compactFactor: 1,
+    onCompactSlice: (done) => {
+      encoded = done;
+    },
+  });
+  const lease = (i: number, expiresAt: number): Lease => ({
+    key: `mac:52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+    mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+    ip: `10.99.${i >> 8}.${i & 255}`,
+    state: 'bound',
+    expiresAt,
+    bound: true,
+  });
+  const base = Date.parse('2026-01-01T01:00:00.000Z');
+  for (let i = 0; i < 5000; i++) journal.record({ op: 'put', lease: lease(i, base) });
+  await journal.flush();
+  // The next flush compacts (more records than max(4096, 1 x 5000 live leases)). Event-loop turns
+  // are counted while it runs; changes are recorded in those turns.
+  for (let i = 0; i < 100; i++) journal.record({ op: 'put', lease: lease(i, base + 1) });
+  let turns = 0;
+  let midway = 0;
+  let running = true;
+  const tick = (): void => {
+    if (!running) return;
+    turns += 1;
+    // A turn between two slices: some leases encoded, not all.
+    if (encoded > 0 && encoded < 5000) midway += 1;
+    if (turns <= 20) journal.record({ op: 'put', lease: lease(4000 + turns, base + 2) });
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  const before = journal.stats().compactions;
+  await journal.flush();
+  running = false;
+  t.true(journal.stats().compactions > before, 'the flush compacted');
+  // 5,000 leases in slices of 500: the event loop turned between slices, not only while the
+  // file was written.
+  t.true(midway >= 5, `${midway} event-loop turns in the middle of the encoding`);
+  await journal.close();
+  const loaded = await loadLeaseFile(file);
+  const byKey = new Map(loaded.leases.map((l) => [l.key, l]));
+  t.is(byKey.size, 5000);
+  t.is(byKey.get(lease(5, 0).key)?.expiresAt, base + 1, 'a change recorded before the compaction');
+  const during = Math.min(turns, 20);
+  t.is(byKey.get(lease(4000 + during, 0).key)?.expiresAt, base + 2, 'a change recorded while it ran');
+});
+
 test('a torn last line (crash mid-append) is ignored with a warning; the records before it survive', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'leases.json');
