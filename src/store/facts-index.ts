@@ -10,10 +10,10 @@
  *
  * Kept current: `note` is called by the state store whenever a machine's stored facts change
  * (verified facts stored, replaced by unverified ones, deleted); `sync` is called at start and
- * whenever the database is read (each second), parses the groups' selectors again only when
- * their text changed, and re-reads the verified facts from disk only when the selectors read a
- * path they did not read before. Bounded: a projection larger than
- * `maxEntryBytes`, or one that would take the index past `maxTotalBytes`, is left out (warned
+ * whenever DHCP's copy of the database is refreshed (when the store's revision moved), parses
+ * the groups' selectors again only when their text changed, and re-reads the verified facts
+ * from disk only when the selectors read a path they did not read before. Bounded: a
+ * projection larger than `maxEntryBytes`, or one that would take the index past `maxTotalBytes`, is left out (warned
  * about): that machine's DHCP-time choice then ignores its facts, as before this index existed.
  */
 import type { Logger } from '../log.js';
@@ -148,7 +148,7 @@ export function createFactsIndex(options: FactsIndexOptions): FactsIndex {
   let total = 0;
   let trie = emptyTrie();
   let pathsKey = '';
-  // The database is re-read each second (appliance.ts watchDb) and its groups rarely change:
+  // The database is re-read whenever it changed (appliance.ts watchDb), its groups rarely:
   // their selectors are parsed again only when their text did.
   let selectorsText: string | undefined;
   let parsedPaths: string[] = [];
