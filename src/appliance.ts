@@ -9,8 +9,8 @@ import { parseRelayedNetworks } from './dhcp/server-policy.js';
 import { findLocalAddress } from './dhcp/sockets.js';
 import { broadcastOf, ipToNumber, numberToIp, subnetOf } from './dhcp/subnet.js';
 import { DEFAULT_BOOT_FILES } from './boot-catalogue.js';
-import { Registry } from 'prom-client';
-import { instrumentEventLog } from './http/metrics.js';
+import { Registry, type Histogram } from 'prom-client';
+import { instrumentEventLog, leaseJournalWriteHistogram } from './http/metrics.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { createHttpApp } from './http/app.js';
 import dgram from 'node:dgram';
@@ -189,10 +189,18 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     }
   }
 
+  /** The lease journals' append times in this start's /metrics. */
+  let journalWrites: Histogram<'family'> | undefined;
+  const journalWrite =
+    (family: 'ipv4' | 'ipv6'): ((seconds: number) => void) =>
+    (seconds) =>
+      journalWrites?.labels({ family }).observe(seconds);
+
   async function startAll(): Promise<AppliancePorts> {
     // Per start: one registry for /metrics, and every server records through a log instrumented
     // with it, so DHCP and TFTP events are counted next to HTTP's.
     const registry = new Registry();
+    journalWrites = leaseJournalWriteHistogram(registry);
     // Runtime state and the boot timeline live beside db.json, never in it.
     const stateDir = stateDirFor(config.db);
     // What DHCP's boot-file choice reads of verified facts, following every facts write.
@@ -418,6 +426,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
             leaseSeconds: config.leaseTime,
             leaseFile: config.lease6File,
             leaseSync: config.leaseSync,
+            onJournalWrite: journalWrite('ipv6'),
             budget: createLease6Budget({
               maxLeases: config.dhcp6MaxLeases,
               maxClientsPerHost: config.dhcp6MaxPerHost,
@@ -487,6 +496,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
             leaseTime: config.leaseTime,
             leaseFile: config.leaseFile,
             leaseSync: config.leaseSync,
+            onJournalWrite: journalWrite('ipv4'),
             reservations: () => db.reservations(),
             newLeasesPerMinute: config.dhcpNewLeasesPerMinute,
             ...(config.dhcpRelayNetworks !== undefined ? { relayedNetworks: parseRelayedNetworks(config.dhcpRelayNetworks) } : {}),

@@ -23,9 +23,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
-import { open, readFile, mkdir, rename, type FileHandle } from 'node:fs/promises';
+import { open, readFile, mkdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileDurable } from '../durable-file.js';
+import { syncDir, tempPathFor } from '../durable-file.js';
 import { ApplianceError } from '../errors.js';
 import { normalizeMac } from '../identity.js';
 import type { Logger } from '../log.js';
@@ -276,7 +276,12 @@ export interface LeaseJournalOptions {
   /** Compact once the journal has this many records per live record (and at least 4096). Default 4. */
   compactFactor?: number;
   /** Called after each slice of leases a compaction encodes, before the event loop turns (tests). */
-  onCompactSlice?: (encoded: number, total: number) => void;
+  onCompactSlice?: (encoded: number, total: number) => void | Promise<void>;
+  /**
+   * Called after each append with its seconds, write and (sync 'fdatasync') fdatasync: the
+   * least an ACK that waits for its record waits (/metrics).
+   */
+  onWrite?: (seconds: number) => void;
   /** Clock for the name of a moved-aside file and for expiring declines. */
   now?: () => number;
 }
@@ -367,62 +372,145 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
     );
   }
 
-  /** Rewrite the file as one record per live entry; the old file stays until the rename. */
-  async function compact(): Promise<void> {
+  /**
+   * A compaction under way: the table's snapshot is encoded (in slices) and written to a temp
+   * file while appends go on to the current file; every line recorded since the snapshot is
+   * kept in `tail`. Once the temp file is synced (`ready`), the writer installs it between two
+   * batches: tail appended, synced, renamed over the journal, directory synced. So no reply
+   * waits for the encoding or the bulk write, only for that last step, and a crash at any point
+   * leaves a file with every acknowledged record (the old one, or the new one with the tail).
+   */
+  type Compaction = { tail: string[]; ready: boolean; prepared: Promise<void>; tmp?: string; fh?: FileHandle | undefined; bytes: number; records: number };
+  let compaction: Compaction | undefined;
+  /** Records in the file when a failed compaction may be tried again. */
+  let retryAt = 0;
+
+  async function prepareCompaction(c: Compaction): Promise<void> {
     const snapshot = table.snapshot(now());
     const lines = [HEADER];
     // Encoded in slices with a turn of the event loop between them: tens of thousands of leases
     // encoded at once held every DHCP answer for the whole encoding. The snapshot's lease
-    // objects are never changed (a put replaces them), and changes recorded meanwhile go out in
-    // the next batch, after the compacted file.
+    // objects are never changed (a put replaces them).
     for (let i = 0; i < snapshot.leases.length; i++) {
       lines.push(encodeChange({ op: 'put', lease: snapshot.leases[i]! }));
       if (i % COMPACT_SLICE === COMPACT_SLICE - 1) {
-        options.onCompactSlice?.(i + 1, snapshot.leases.length);
+        await options.onCompactSlice?.(i + 1, snapshot.leases.length);
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
     for (const declined of snapshot.declined) lines.push(encodeChange({ op: 'decline', declined }));
     const data = lines.join('');
+    c.tmp = tempPathFor(file);
+    c.fh = await open(c.tmp, 'wx', 0o644);
+    await c.fh.writeFile(data);
+    await c.fh.datasync();
+    c.bytes = Buffer.byteLength(data);
+    c.records = lines.length - 1;
+    c.ready = true;
+  }
+
+  async function discardCompaction(c: Compaction): Promise<void> {
+    if (compaction === c) compaction = undefined;
+    await c.fh?.close().catch(() => undefined);
+    c.fh = undefined;
+    if (c.tmp !== undefined) await rm(c.tmp, { force: true }).catch(() => undefined);
+  }
+
+  function compactionFailed(err: unknown): void {
+    retryAt = records + Math.max(4096, compactFactor * table.size);
+    log.error({ file, err: (err as Error).message }, 'could not compact the lease file; appends go on to it and the compaction is tried again later');
+  }
+
+  /** Start a compaction: the snapshot is taken now, the encoding and the bulk write run on. */
+  function startCompaction(): Compaction {
+    const c: Compaction = { tail: [], ready: false, prepared: Promise.resolve(), bytes: 0, records: 0 };
+    compaction = c;
+    c.prepared = prepareCompaction(c).catch(async (err: unknown) => {
+      await discardCompaction(c);
+      throw err;
+    });
+    return c;
+  }
+
+  /**
+   * Install a ready compaction (between two batches: nothing is being appended). Throws, with
+   * the journal untouched and the temp file removed, when the tail, sync or rename fails.
+   */
+  async function installCompaction(c: Compaction): Promise<void> {
+    compaction = undefined;
+    const extra = c.tail.join('');
+    try {
+      if (extra !== '') await c.fh!.write(extra);
+      await c.fh!.datasync();
+      await c.fh!.close();
+      c.fh = undefined;
+      await rename(c.tmp!, file);
+    } catch (err) {
+      await discardCompaction(c);
+      throw err;
+    }
+    await syncDir(path.dirname(file));
     await handle?.close().catch(() => undefined);
+    // The next append opens the new file.
     handle = undefined;
-    await writeFileDurable(file, data);
-    handle = await open(file, 'a');
-    size = Buffer.byteLength(data);
-    records = lines.length - 1;
+    size = c.bytes + Buffer.byteLength(extra);
+    records = c.records + c.tail.length;
     counters.compactions += 1;
   }
 
   async function writeBatch(): Promise<void> {
-    while (pending.length > 0) {
+    while (pending.length > 0 || compaction?.ready) {
       const batch = pending;
       const done = waiters;
       pending = [];
       waiters = [];
       inflight = done;
-      try {
-        if (records + batch.length > Math.max(4096, compactFactor * table.size)) {
-          // The table already holds every change of the batch: the compacted file has them too.
-          await compact();
-        } else {
-          const data = Buffer.from(batch.join(''));
-          if (!handle) handle = await open(file, 'a');
-          try {
-            const { bytesWritten } = await handle.write(data, 0, data.length, null);
-            if (bytesWritten !== data.length) throw Object.assign(new Error(`short write (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' });
-          } catch (err) {
-            // Cut a partial append back off, so the file never holds a torn line in its middle.
-            await handle.truncate(size).catch(() => undefined);
-            throw err;
-          }
-          size += data.length;
-          records += batch.length;
-          counters.writes += 1;
-          if (sync === 'fdatasync') {
-            await handle.datasync();
-            counters.syncs += 1;
-          }
+      const c = compaction;
+      if (c?.ready) {
+        let installed = false;
+        try {
+          await installCompaction(c);
+          installed = true;
+        } catch (err) {
+          compactionFailed(err);
         }
+        if (installed || batch.length === 0) {
+          // Every line of this batch was recorded after the snapshot: the tail had it.
+          for (const w of done) w.resolve();
+          inflight = undefined;
+          continue;
+        }
+      }
+      try {
+        if (!compaction && !closed && records + batch.length > Math.max(4096, compactFactor * table.size, retryAt)) {
+          // In the background: this batch and the next go on to the current file meanwhile.
+          const started = startCompaction();
+          started.prepared.then(
+            () => {
+              if (compaction === started && !closed) kick();
+            },
+            (err: unknown) => compactionFailed(err),
+          );
+        }
+        const data = Buffer.from(batch.join(''));
+        const started = process.hrtime.bigint();
+        if (!handle) handle = await open(file, 'a');
+        try {
+          const { bytesWritten } = await handle.write(data, 0, data.length, null);
+          if (bytesWritten !== data.length) throw Object.assign(new Error(`short write (${bytesWritten} of ${data.length} bytes)`), { code: 'ENOSPC' });
+        } catch (err) {
+          // Cut a partial append back off, so the file never holds a torn line in its middle.
+          await handle.truncate(size).catch(() => undefined);
+          throw err;
+        }
+        size += data.length;
+        records += batch.length;
+        counters.writes += 1;
+        if (sync === 'fdatasync') {
+          await handle.datasync();
+          counters.syncs += 1;
+        }
+        options.onWrite?.(Number(process.hrtime.bigint() - started) / 1e9);
         for (const w of done) w.resolve();
       } catch (err) {
         const error = writeError(err, 'append to');
@@ -439,13 +527,16 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
     if (running) return;
     running = writeBatch().finally(() => {
       running = undefined;
-      if (pending.length > 0 && !closed) kick();
+      if ((pending.length > 0 || compaction?.ready) && !closed) kick();
     });
   }
 
   try {
     await mkdir(path.dirname(file), { recursive: true });
-    await compact();
+    // Nothing is recorded before open returns: the compacted file is the whole table.
+    const first = startCompaction();
+    await first.prepared;
+    await installCompaction(first);
   } catch (err) {
     throw writeError(err, 'write');
   }
@@ -453,10 +544,17 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
   return {
     loaded,
     record(change) {
+      // An offer's hold is not journaled, as dnsmasq and Kea keep offers in memory: a restart
+      // forgets it, and the client's REQUEST is answered from the table (the address is free, or
+      // it gets a NAK and starts over). Half the records of every exchange, and half the
+      // compactions.
+      if (change.op === 'put' && change.lease.state === 'offered') return;
       table.apply(change);
-      pending.push(encodeChange(change));
+      const line = encodeChange(change);
+      pending.push(line);
+      compaction?.tail.push(line);
       counters.appends += 1;
-      // A change nobody waits for (an offer's hold) goes out with the next flush, or within 1 s.
+      // A change nobody waits for goes out with the next flush, or within 1 s.
       if (!lazy && !running && !closed) {
         lazy = setTimeout(kick, 1000);
         lazy.unref();
@@ -483,7 +581,9 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
       closed = true;
       if (lazy) clearTimeout(lazy);
       lazy = undefined;
-      while (running || pending.length > 0) {
+      // A compaction under way is finished, so the file is left compact.
+      await compaction?.prepared.catch(() => undefined);
+      while (running || pending.length > 0 || compaction?.ready) {
         if (!running) kick();
         await running;
       }

@@ -96,6 +96,8 @@ export interface ServerPolicyOptions extends BootAnswerOptions {
    * and nothing is synced, like dnsmasq; a power cut may lose the last bindings.
    */
   leaseSync?: LeaseSync;
+  /** Seconds of each lease journal append (write and fdatasync), for /metrics. */
+  onJournalWrite?: (seconds: number) => void;
   /** Where the lease journal reports a corrupt file or a failed write; default silent. */
   log?: Logger;
   /** Static reservations (machine records with `ip`); called on every decision. */
@@ -351,6 +353,7 @@ export function createServerPolicy(options: ServerPolicyOptions): ServerPolicy {
         file: options.leaseFile,
         ...(options.leaseSync !== undefined ? { sync: options.leaseSync } : {}),
         log: options.log?.child({ subsystem: 'dhcp' }) ?? createSilentLogger(),
+        ...(options.onJournalWrite ? { onWrite: options.onJournalWrite } : {}),
         now,
       });
       journal = opened;

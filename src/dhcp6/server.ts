@@ -49,6 +49,8 @@ export interface Dhcp6ServerOptions {
   leaseSeconds?: number;
   leaseFile?: string;
   leaseSync?: LeaseSync;
+  /** Seconds of each lease journal append, for /metrics. */
+  onJournalWrite?: (seconds: number) => void;
   dns?: readonly string[];
   domains?: readonly string[];
   /** Server mode: what one client may take (budget.ts); default no limit. */
@@ -272,7 +274,12 @@ export function createDhcp6Server(options: Dhcp6ServerOptions): Dhcp6Server {
     async start() {
       try {
         if (pool && options.leaseFile) {
-          journal = await openLeaseJournal({ file: options.leaseFile, log, ...(options.leaseSync ? { sync: options.leaseSync } : {}) });
+          journal = await openLeaseJournal({
+            file: options.leaseFile,
+            log,
+            ...(options.leaseSync ? { sync: options.leaseSync } : {}),
+            ...(options.onJournalWrite ? { onWrite: options.onJournalWrite } : {}),
+          });
           pool.load(journal.loaded);
         }
         const port = await open(options.port, 'dhcp');

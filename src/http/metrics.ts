@@ -67,6 +67,24 @@ export function registerFactsIndexMetrics(registry: Registry, status: () => Fact
   }
 }
 
+/**
+ * Seconds of each lease journal append (the write and, with the default `--lease-sync`, its
+ * fdatasync), by address family: every ACK waits for at least one, so its tail bounds the
+ * ACK's (npm run bench reads it around the DORA runs).
+ */
+export function leaseJournalWriteHistogram(registry: Registry): Histogram<'family'> {
+  const name = 'netboot_dhcp_lease_journal_write_seconds';
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Histogram<'family'>;
+  return new Histogram({
+    name,
+    help: 'Seconds of each DHCP lease journal append (write and fdatasync)',
+    labelNames: ['family'],
+    buckets: [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.008, 0.012, 0.02, 0.035, 0.06, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+}
+
 const INSTRUMENTED = Symbol('netboot.instrumentedEventLog');
 
 /** True when `events` already counts its records (see instrumentEventLog). */

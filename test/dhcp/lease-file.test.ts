@@ -120,6 +120,25 @@ test('journal: compaction keeps the file bounded by the live records', async (t)
   t.deepEqual((await loadLeaseFile(file)).leases, [{ ...A, expiresAt: A.expiresAt + 9999 }]);
 });
 
+const manyLease = (i: number, expiresAt: number): Lease => ({
+  key: `mac:52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+  mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+  ip: `10.99.${i >> 8}.${i & 255}`,
+  state: 'bound',
+  expiresAt,
+  bound: true,
+});
+
+/** Flush until the journal has compacted more than `before` times (bounded: 5 s). */
+async function untilCompacted(journal: { flush(): Promise<void>; stats(): { compactions: number } }, before: number): Promise<boolean> {
+  const end = Date.now() + 5000;
+  while (journal.stats().compactions <= before && Date.now() < end) {
+    await journal.flush();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return journal.stats().compactions > before;
+}
+
 test('journal: a compaction of many leases lets the event loop turn, and changes recorded meanwhile survive it', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'leases.json');
@@ -132,20 +151,12 @@ test('journal: a compaction of many leases lets the event loop turn, and changes
       encoded = done;
     },
   });
-  const lease = (i: number, expiresAt: number): Lease => ({
-    key: `mac:52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
-    mac: `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
-    ip: `10.99.${i >> 8}.${i & 255}`,
-    state: 'bound',
-    expiresAt,
-    bound: true,
-  });
   const base = Date.parse('2026-01-01T01:00:00.000Z');
-  for (let i = 0; i < 5000; i++) journal.record({ op: 'put', lease: lease(i, base) });
+  for (let i = 0; i < 5000; i++) journal.record({ op: 'put', lease: manyLease(i, base) });
   await journal.flush();
-  // The next flush compacts (more records than max(4096, 1 x 5000 live leases)). Event-loop turns
-  // are counted while it runs; changes are recorded in those turns.
-  for (let i = 0; i < 100; i++) journal.record({ op: 'put', lease: lease(i, base + 1) });
+  // The next flush starts a compaction (more records than max(4096, 1 x 5000 live leases)).
+  // Event-loop turns are counted while it runs; changes are recorded in those turns.
+  for (let i = 0; i < 100; i++) journal.record({ op: 'put', lease: manyLease(i, base + 1) });
   let turns = 0;
   let midway = 0;
   let running = true;
@@ -154,14 +165,14 @@ test('journal: a compaction of many leases lets the event loop turn, and changes
     turns += 1;
     // A turn between two slices: some leases encoded, not all.
     if (encoded > 0 && encoded < 5000) midway += 1;
-    if (turns <= 20) journal.record({ op: 'put', lease: lease(4000 + turns, base + 2) });
+    if (turns <= 20) journal.record({ op: 'put', lease: manyLease(4000 + turns, base + 2) });
     setImmediate(tick);
   };
   setImmediate(tick);
   const before = journal.stats().compactions;
   await journal.flush();
+  t.true(await untilCompacted(journal, before), 'the journal compacted');
   running = false;
-  t.true(journal.stats().compactions > before, 'the flush compacted');
   // 5,000 leases in slices of 500: the event loop turned between slices, not only while the
   // file was written.
   t.true(midway >= 5, `${midway} event-loop turns in the middle of the encoding`);
@@ -169,9 +180,90 @@ test('journal: a compaction of many leases lets the event loop turn, and changes
   const loaded = await loadLeaseFile(file);
   const byKey = new Map(loaded.leases.map((l) => [l.key, l]));
   t.is(byKey.size, 5000);
-  t.is(byKey.get(lease(5, 0).key)?.expiresAt, base + 1, 'a change recorded before the compaction');
+  t.is(byKey.get(manyLease(5, 0).key)?.expiresAt, base + 1, 'a change recorded before the compaction');
   const during = Math.min(turns, 20);
-  t.is(byKey.get(lease(4000 + during, 0).key)?.expiresAt, base + 2, 'a change recorded while it ran');
+  t.is(byKey.get(manyLease(4000 + during, 0).key)?.expiresAt, base + 2, 'a change recorded while it ran');
+  t.true((await readFile(file, 'utf8')).trim().split('\n').length <= 5000 + 1 + 20, 'the file is compact');
+});
+
+test('journal: a flush never waits for a compaction, and what it acknowledged is on disk before the compaction is installed', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  // The compaction stops in its first slice until the test lets it go on.
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let paused = false;
+  const journal = await openLeaseJournal({
+    file,
+    log: createSilentLogger(),
+    compactFactor: 1,
+    onCompactSlice: async () => {
+      paused = true;
+      await held;
+    },
+  });
+  const base = Date.parse('2026-01-01T01:00:00.000Z');
+  for (let i = 0; i < 5000; i++) journal.record({ op: 'put', lease: manyLease(i, base) });
+  await journal.flush();
+  journal.record({ op: 'put', lease: manyLease(1, base + 1) });
+  // This flush starts the compaction and resolves with the compaction held mid-encoding.
+  await journal.flush();
+  t.true(paused, 'the compaction is under way');
+  for (let i = 0; i < 10; i++) {
+    journal.record({ op: 'put', lease: manyLease(100 + i, base + 3) });
+    await journal.flush();
+  }
+  t.is(journal.stats().compactions, 1, 'only the compaction at open has been installed');
+  // A crash now leaves the journal as it is on disk: every acknowledged change is in it.
+  const onDisk = new Map((await loadLeaseFile(file)).leases.map((l) => [l.key, l]));
+  t.is(onDisk.get(manyLease(1, 0).key)?.expiresAt, base + 1);
+  for (let i = 0; i < 10; i++) t.is(onDisk.get(manyLease(100 + i, 0).key)?.expiresAt, base + 3);
+  release();
+  t.true(await untilCompacted(journal, 1), 'the compaction was installed');
+  journal.record({ op: 'put', lease: manyLease(200, base + 4) });
+  await journal.flush();
+  await journal.close();
+  const after = new Map((await loadLeaseFile(file)).leases.map((l) => [l.key, l]));
+  t.is(after.size, 5000);
+  for (let i = 0; i < 10; i++) t.is(after.get(manyLease(100 + i, 0).key)?.expiresAt, base + 3, 'acknowledged during the compaction');
+  t.is(after.get(manyLease(200, 0).key)?.expiresAt, base + 4, 'appended after it');
+  t.deepEqual(
+    (await readdir(dir)).filter((n) => n.endsWith('.tmp')),
+    [],
+    'no temp file left',
+  );
+});
+
+test('journal: each append reports its time (write and fdatasync) for /metrics', async (t) => {
+  const dir = await tempDir(t);
+  const times: number[] = [];
+  const journal = await openLeaseJournal({ file: path.join(dir, 'leases.json'), log: createSilentLogger(), onWrite: (s) => times.push(s) });
+  t.deepEqual(times, [], 'the compaction at open is no append');
+  for (let i = 0; i < 3; i++) {
+    journal.record({ op: 'put', lease: manyLease(i, A.expiresAt) });
+    await journal.flush();
+  }
+  await journal.close();
+  t.is(times.length, 3);
+  t.true(
+    times.every((s) => s > 0 && s < 10),
+    JSON.stringify(times),
+  );
+});
+
+test('journal: an offer is held in memory only; a binding is journaled', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  const journal = await openLeaseJournal({ file, log: createSilentLogger() });
+  const base = Date.parse('2026-01-01T01:00:00.000Z');
+  journal.record({ op: 'put', lease: { ...manyLease(1, base), state: 'offered', bound: false } });
+  journal.record({ op: 'put', lease: { ...manyLease(2, base), state: 'offered', bound: false } });
+  journal.record({ op: 'put', lease: manyLease(2, base + 1) });
+  await journal.close();
+  t.is(journal.stats().appends, 1);
+  t.deepEqual((await loadLeaseFile(file)).leases, [manyLease(2, base + 1)]);
 });
 
 test('a torn last line (crash mid-append) is ignored with a warning; the records before it survive', async (t) => {

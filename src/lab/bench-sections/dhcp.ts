@@ -99,6 +99,39 @@ export const benchSection: BenchSection = {
   run: runDhcpBench,
 };
 
+/** Cumulative bucket counts of one histogram in a /metrics text, by upper bound (seconds). */
+export function parseHistogramBuckets(text: string, name: string, labels: string): Map<number, number> {
+  const buckets = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)",${labels}\\} (\\d+)$`, 'gm');
+  for (const m of text.matchAll(re)) buckets.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
+  return buckets;
+}
+
+/**
+ * The q-th percentile (0-100) of the observations between two readings of a cumulative
+ * histogram, interpolated inside its bucket as Prometheus's histogram_quantile does; NaN when
+ * nothing was observed.
+ */
+export function histogramPercentile(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+  const total = counts.at(-1) ?? 0;
+  if (total <= 0) return Number.NaN;
+  const rank = (q / 100) * total;
+  for (let i = 0; i < bounds.length; i++) {
+    if (counts[i]! < rank) continue;
+    const lower = i === 0 ? 0 : bounds[i - 1]!;
+    const upper = bounds[i]!;
+    if (!Number.isFinite(upper)) return lower;
+    const below = i === 0 ? 0 : counts[i - 1]!;
+    const inBucket = counts[i]! - below;
+    return inBucket === 0 ? upper : lower + ((upper - lower) * (rank - below)) / inBucket;
+  }
+  return bounds.at(-2) ?? Number.NaN;
+}
+
+const JOURNAL_HISTOGRAM = 'netboot_dhcp_lease_journal_write_seconds';
+
 async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
   const { progress } = context;
   const id = randomBytes(3).toString('hex');
@@ -229,6 +262,12 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
       progress(`dhcp bench: ${s.name} ready`);
     };
     const [ours, theirs, oursProxy, theirsProxy, oursNoSync, floor] = servers as [Server, Server, Server, Server, Server, Server];
+    // The appliance's own lease journal appends (write + fdatasync) during a run, from its
+    // /metrics (HTTP on the default port, on the server's address in its namespace).
+    const journalBuckets = async (s: Server): Promise<Map<number, number>> => {
+      const { stdout } = await run('ip', ['netns', 'exec', serverNs(s.k), 'curl', '-sf', '--max-time', '5', `http://10.250.${s.k}.1:8080/metrics`]);
+      return parseHistogramBuckets(stdout, JOURNAL_HISTOGRAM, 'family="ipv4"');
+    };
     const figures: BenchFigure[] = [];
     const cases: Array<{ kind: 'DORA' | 'ProxyDHCP'; rate: number; ours: Server; theirs: Server }> = [
       ...RATES.map((rate) => ({ kind: 'DORA' as const, rate, ours, theirs })),
@@ -247,10 +286,17 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
       await perfdhcp(c.theirs, c.rate, 2);
       const mine: PerfdhcpResult[] = [];
       const anchor: PerfdhcpResult[] = [];
+      // The appliance gets no traffic during the anchor's runs: the journal appends between these
+      // two readings are those of its own runs.
+      const journalBefore = c.kind === 'DORA' ? await journalBuckets(c.ours) : undefined;
       for (let i = 0; i < context.runs; i++) {
         mine.push(await perfdhcp(c.ours, c.rate, PERIOD_S));
         anchor.push(await perfdhcp(c.theirs, c.rate, PERIOD_S));
       }
+      const journalAfter = journalBefore ? await journalBuckets(c.ours) : undefined;
+      const appends = journalBefore && journalAfter ? (journalAfter.get(Infinity) ?? 0) - (journalBefore.get(Infinity) ?? 0) : 0;
+      if (journalBefore && !(appends > 0))
+        throw new Error(`dhcp bench: ${c.ours.name} recorded no lease journal append in ${JOURNAL_HISTOGRAM} during ${what}`);
       const p = (rs: PerfdhcpResult[], q: number): number => median(rs.map((r) => percentile(r.latenciesMs, q)));
       const done = (rs: PerfdhcpResult[]): number => median(rs.map((r) => (r.sent === 0 ? 0 : (100 * r.completed) / r.sent)));
       const reached = (rs: PerfdhcpResult[]): number => median(rs.map((r) => r.rate));
@@ -292,6 +338,19 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
           ...(c.kind === 'DORA' && c.rate === 2000 ? { target: { on: 'ours' as const, min: 100, text: '100 %' } } : {}),
         }),
         figure({ section: 'dhcp', what: `${what}, server CPU per exchange`, anchor: c.theirs.name, unit: 'us', ours: cpuUs(mine), theirs: cpuUs(anchor) }),
+        // An ACK waits for at least one journal append (with fdatasync, unless --lease-sync none):
+        // this tail is the least its p99 can be on this disk and load.
+        ...(journalBefore && journalAfter
+          ? ([50, 99] as const).map((q) =>
+              figure({
+                section: 'dhcp',
+                what: `${what}, lease journal append (write${c.ours === oursNoSync ? '' : ' + fdatasync'}) p${q}`,
+                unit: 'ms',
+                ours: histogramPercentile(journalBefore, journalAfter, q) * 1000,
+                note: `${appends} appends, from the appliance's /metrics`,
+              }),
+            )
+          : []),
       ];
       for (const r of rows) progress(`dhcp bench: ${r.what}: ${r.ours.toFixed(2)} ${r.unit} vs ${r.theirs?.toFixed(2) ?? '-'} ${r.unit}`);
       figures.push(...rows);

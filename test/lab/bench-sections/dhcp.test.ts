@@ -6,7 +6,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { benchSection, parsePerfdhcp } from '../../../src/lab/bench-sections/dhcp.js';
+import { benchSection, histogramPercentile, parseHistogramBuckets, parsePerfdhcp } from '../../../src/lab/bench-sections/dhcp.js';
 
 const fixture = readFileSync(new URL('../../fixtures/lab/perfdhcp-dora.txt', import.meta.url), 'utf8');
 
@@ -25,6 +25,33 @@ test('perfdhcp report: rate, sent, completed and the last step latencies of each
     offers.latenciesMs.map((v) => v.toFixed(3)),
     ['0.367', '0.453', '0.380', '0.294'],
   );
+});
+
+test('journal histogram: buckets read from a /metrics text, percentiles of the observations between two readings', (t) => {
+  const text = (counts: number[]): string =>
+    [
+      '# HELP netboot_dhcp_lease_journal_write_seconds Seconds',
+      '# TYPE netboot_dhcp_lease_journal_write_seconds histogram',
+      ...['0.001', '0.002', '0.005', '+Inf'].map((le, i) => `netboot_dhcp_lease_journal_write_seconds_bucket{le="${le}",family="ipv4"} ${counts[i]}`),
+      'netboot_dhcp_lease_journal_write_seconds_bucket{le="0.001",family="ipv6"} 999',
+      `netboot_dhcp_lease_journal_write_seconds_count{family="ipv4"} ${counts[3]}`,
+    ].join('\n');
+  const before = parseHistogramBuckets(text([10, 10, 10, 10]), 'netboot_dhcp_lease_journal_write_seconds', 'family="ipv4"');
+  t.deepEqual(
+    [...before],
+    [
+      [0.001, 10],
+      [0.002, 10],
+      [0.005, 10],
+      [Infinity, 10],
+    ],
+  );
+  // 100 more: 50 under 1 ms, 40 in (1, 2] ms, 10 in (2, 5] ms.
+  const after = parseHistogramBuckets(text([60, 100, 110, 110]), 'netboot_dhcp_lease_journal_write_seconds', 'family="ipv4"');
+  t.is(histogramPercentile(before, after, 50), 0.001);
+  t.is(histogramPercentile(before, after, 25), 0.0005);
+  t.true(Math.abs(histogramPercentile(before, after, 99) - 0.0047) < 1e-9);
+  t.true(Number.isNaN(histogramPercentile(before, before, 99)), 'nothing observed');
 });
 
 test('a report without timestamps or statistics reads as nothing completed', (t) => {
@@ -47,8 +74,20 @@ test('smoke: DORA at 100/s through the appliance and dnsmasq, in namespaces remo
   });
   t.deepEqual(
     figures.filter((f) => f.section === 'dhcp').map((f) => f.what),
-    ['DORA 100/s, ACK p50', 'DORA 100/s, ACK p99', 'DORA 100/s, completed', 'DORA 100/s, server CPU per exchange'],
+    [
+      'DORA 100/s, ACK p50',
+      'DORA 100/s, ACK p99',
+      'DORA 100/s, completed',
+      'DORA 100/s, server CPU per exchange',
+      'DORA 100/s, lease journal append (write + fdatasync) p50',
+      'DORA 100/s, lease journal append (write + fdatasync) p99',
+    ],
   );
+  // The appliance's /metrics counted its journal appends during the runs (the section throws
+  // when it counted none): a positive time each.
+  const append = figures.find((f) => f.what === 'DORA 100/s, lease journal append (write + fdatasync) p99')!;
+  t.true(append.ours > 0 && Number.isFinite(append.ours), JSON.stringify(append));
+  t.regex(append.note ?? '', /^\d+ appends/);
   const completed = figures.find((f) => f.what === 'DORA 100/s, completed')!;
   // Both servers completed exchanges (the exact share is a bench figure, not a test).
   t.true(completed.ours > 0 && (completed.theirs ?? 0) > 0, JSON.stringify(completed));
