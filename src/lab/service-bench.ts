@@ -15,7 +15,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { APPLIANCE_BIN, FLOOR_SERVER } from './appliance.js';
+import { APPLIANCE_BIN, APPLIANCE_NODE_FLAGS, FLOOR_SERVER } from './appliance.js';
 import { createBenchProcesses } from './bench-processes.js';
 import { cpuSecondsOfTree, figure, median, peakRssMiB, resetPeakRss, type BenchFigure, type BenchTarget } from './bench-report.js';
 
@@ -80,6 +80,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     );
 
     const appliance = inNs(process.execPath, [
+      ...APPLIANCE_NODE_FLAGS,
       APPLIANCE_BIN,
       '--dhcp-mode',
       'off',

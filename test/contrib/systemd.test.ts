@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { APPLIANCE_NODE_FLAGS } from '../../src/lab/appliance.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const UNITS = ['netboot-appliance.service', 'netboot-appliance-iface.socket', 'netboot-appliance-iface.service'];
@@ -32,6 +33,19 @@ test('the rendered units pass systemd-analyze verify', (t) => {
   t.is(r.stderr.trim(), '');
 });
 
+test('bin/appliance run as a program, and both units, start node with the flags the benches use', (t) => {
+  t.true(APPLIANCE_NODE_FLAGS.length > 0);
+  const shebang = readFileSync(join(ROOT, 'bin', 'appliance'), 'utf8').split('\n')[0];
+  t.is(shebang, `#!/usr/bin/env -S node ${APPLIANCE_NODE_FLAGS.join(' ')}`);
+  const dir = install(['--interface', 'br7']);
+  for (const unit of ['netboot-appliance.service', 'netboot-appliance-iface.service'])
+    t.regex(readFileSync(join(dir, unit), 'utf8'), new RegExp(`^ExecStart=\\S+ ${APPLIANCE_NODE_FLAGS.join(' ')} \\S+/bin/appliance `, 'm'), unit);
+  // The #! line works (env -S splits it), and node takes the flags.
+  const r = spawnSync(join(ROOT, 'bin', 'appliance'), ['--help'], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^usage: /);
+});
+
 test('systemd-analyze verify does fail a broken unit (the check can fail)', (t) => {
   const dir = install([]);
   const file = join(dir, 'netboot-appliance.service');
@@ -50,7 +64,13 @@ test('the socket unit binds 67 then 4011 to the interface; the service reads the
     ['0.0.0.0:67', '0.0.0.0:4011'],
   );
   t.regex(socket, /^BindToDevice=br7$/m);
-  t.regex(service, new RegExp(`^ExecStart=\\S+ ${ROOT.replace(/[/.]/g, '\\$&')}/bin/appliance serve --interface br7 --dhcp-fd 3 --proxy-fd 4 `, 'm'));
+  t.regex(
+    service,
+    new RegExp(
+      `^ExecStart=\\S+ ${APPLIANCE_NODE_FLAGS.join(' ')} ${ROOT.replace(/[/.]/g, '\\$&')}/bin/appliance serve --interface br7 --dhcp-fd 3 --proxy-fd 4 `,
+      'm',
+    ),
+  );
   for (const unit of [service, readFileSync(join(dir, 'netboot-appliance.service'), 'utf8')]) {
     t.regex(unit, /^Restart=on-failure$/m);
     t.regex(unit, /^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m);

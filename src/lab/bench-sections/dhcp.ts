@@ -24,7 +24,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { APPLIANCE_BIN, FLOOR_SERVER } from '../appliance.js';
+import { APPLIANCE_BIN, APPLIANCE_NODE_FLAGS, FLOOR_SERVER } from '../appliance.js';
 import { createBenchProcesses } from '../bench-processes.js';
 import { cpuSecondsOfTree, figure, median, peakRssMiB, percentile, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
 
@@ -165,6 +165,7 @@ async function runDhcpBench(context: BenchContext): Promise<BenchFigure[]> {
     mkdirSync(root);
     const appliance = (k: number, mode: 'server' | 'proxy', extra: string[] = []): ChildProcess =>
       start(k, process.execPath, [
+        ...APPLIANCE_NODE_FLAGS,
         APPLIANCE_BIN,
         '--dhcp-mode',
         mode,

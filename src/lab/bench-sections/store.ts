@@ -30,7 +30,7 @@ import { createDefaultDb } from '../../store/defaults.js';
 import type { Facts } from '../../store/schema.js';
 import { DEFAULT_STATE_LIMITS, openStateStore, stateDirFor } from '../../store/state-store.js';
 import { DEFAULT_TIMELINE_BYTES } from '../../store/timeline.js';
-import { APPLIANCE_BIN, assertApplianceBuilt } from '../appliance.js';
+import { APPLIANCE_BIN, APPLIANCE_NODE_FLAGS, assertApplianceBuilt } from '../appliance.js';
 import { figure, median, peakRssMiB, percentile, resetPeakRss, type BenchContext, type BenchFigure, type BenchSection } from '../bench-report.js';
 
 /** Machines in the bench (the discovery cap and the total facts bound are sized for this many). */
@@ -109,6 +109,7 @@ function startAppliance(home: string, progress: (line: string) => void): Promise
   const child = spawn(
     process.execPath,
     [
+      ...APPLIANCE_NODE_FLAGS,
       APPLIANCE_BIN,
       '--config',
       join(home, 'appliance.json'),
