@@ -30,9 +30,24 @@ function print(args: CommandArgs, text: string): void {
   args.io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-interface Health {
+/** What `status` reads of GET /healthz (src/http/routes/health.ts). */
+export interface Health {
   status: string;
+  /** Why the status is `degraded` (a refused hand edit, a failing database, state or timeline write). */
+  problems?: string[];
+  /** What works less well than configured; the status stays `ok`. */
+  warnings?: string[];
   store: { ok: boolean; error?: string; loadedAt: string };
+}
+
+/** The lines `status` prints for the health: the status, then each problem and warning. */
+export function healthLines(health: Health): string[] {
+  return [
+    `health: ${health.status}`,
+    ...(health.problems ?? []).map((p) => `  problem: ${p}`),
+    ...(health.warnings ?? []).map((w) => `  warning: ${w}`),
+    `database: ${health.store.ok ? 'ok' : `refused: ${health.store.error ?? 'unknown error'}`}, loaded ${health.store.loadedAt}`,
+  ];
 }
 
 /** One entry of GET /api/machines: the operator's record and the runtime state. */
@@ -45,7 +60,7 @@ interface MachineRow {
 /** `status`. */
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
-  summary: 'show whether an appliance is running, its version, store health and machine count',
+  summary: 'show whether an appliance is running, its version, health (problems, warnings), store and machine count',
   description: 'Ask the running appliance (through its HTTP API) for its version, the health of its\ndatabase file and how many machines it knows.',
   settings: CLIENT_SETTINGS,
   flags: [URL_FLAG, JSON_FLAG],
@@ -61,7 +76,7 @@ export const STATUS_COMMAND: CommandSpec = {
       print(args, JSON.stringify({ url: api.base, version, health, machines: machines.length }, null, 2));
     } else {
       print(args, `${version.name} ${version.version} (node ${version.node}) at ${api.base}`);
-      print(args, `database: ${health.store.ok ? 'ok' : `refused: ${health.store.error ?? 'unknown error'}`}, loaded ${health.store.loadedAt}`);
+      for (const line of healthLines(health)) print(args, line);
       print(args, `machines: ${machines.length}`);
     }
     return health.store.ok ? EXIT.ok : EXIT.failure;

@@ -6,6 +6,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { healthLines } from '../../src/commands/remote.js';
 import { BIN, ROOT, loopbackArgs, makeHome, startApplianceProcess } from '../helpers/appliance-process.js';
 
 const MAC = '52:54:00:aa:bb:02';
@@ -13,6 +14,27 @@ const MAC = '52:54:00:aa:bb:02';
 function cli(args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 30_000 });
 }
+
+test('status prints a degraded health with each problem and warning', (t) => {
+  t.deepEqual(
+    healthLines({
+      status: 'degraded',
+      problems: ['state store: cannot write /x: EROFS'],
+      warnings: ['facts index: 3 machines left out by its limits'],
+      store: { ok: true, loadedAt: '2026-12-02T05:00:00.000Z' },
+    }),
+    [
+      'health: degraded',
+      '  problem: state store: cannot write /x: EROFS',
+      '  warning: facts index: 3 machines left out by its limits',
+      'database: ok, loaded 2026-12-02T05:00:00.000Z',
+    ],
+  );
+  t.deepEqual(healthLines({ status: 'degraded', store: { ok: false, error: 'line 3: not json', loadedAt: 'T' } }), [
+    'health: degraded',
+    'database: refused: line 3: not json, loaded T',
+  ]);
+});
 
 test('status, machines and events talk to the running appliance', async (t) => {
   const home = makeHome();
@@ -43,7 +65,7 @@ test('status, machines and events talk to the running appliance', async (t) => {
     status.stdout,
     new RegExp(`^netboot-appliance ${pkg.version.replace(/\./g, '\\.')} \\(node v[\\d.]+\\) at http://127\\.0\\.0\\.1:${app.ports.http}\\n`),
   );
-  t.regex(status.stdout, /^database: ok, loaded \S+$/m);
+  t.regex(status.stdout, /^health: ok\ndatabase: ok, loaded \S+$/m);
   t.regex(status.stdout, /^machines: 1$/m);
   // Without a token (no --api-token, no token file beside --db) status says how to pass one.
   const noToken = cli(['status', '--http-port', String(app.ports.http), '--db', join(home.dir, 'elsewhere', 'db.json')]);
