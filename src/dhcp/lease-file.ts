@@ -16,7 +16,8 @@
  *
  * The journal is compacted (rewritten as one `put` per record, atomically: temp file, fsync,
  * rename, fsync of the directory) at start and whenever it has grown to several times the
- * number of live records. A torn last line (a crash during an append, never acknowledged) is
+ * number of live records; that runs beside the appends (see `Compaction` below), so no flush
+ * waits for it. Offers are not journaled (a hold lives in memory only). A torn last line (a crash during an append, never acknowledged) is
  * ignored. A corrupt or empty file is moved aside (`FILE.corrupt-TIME`) with an error in the
  * log, and the server starts with an empty table; version 1 files (one JSON object, written by
  * earlier releases) are read and rewritten as a journal.
@@ -484,16 +485,16 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
       try {
         if (!compaction && !closed && records + batch.length > Math.max(4096, compactFactor * table.size, retryAt)) {
           // In the background: this batch and the next go on to the current file meanwhile.
-          const started = startCompaction();
-          started.prepared.then(
+          const next = startCompaction();
+          next.prepared.then(
             () => {
-              if (compaction === started && !closed) kick();
+              if (compaction === next && !closed) kick();
             },
             (err: unknown) => compactionFailed(err),
           );
         }
         const data = Buffer.from(batch.join(''));
-        const started = process.hrtime.bigint();
+        const appendStart = process.hrtime.bigint();
         if (!handle) handle = await open(file, 'a');
         try {
           const { bytesWritten } = await handle.write(data, 0, data.length, null);
@@ -510,7 +511,7 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
           await handle.datasync();
           counters.syncs += 1;
         }
-        options.onWrite?.(Number(process.hrtime.bigint() - started) / 1e9);
+        options.onWrite?.(Number(process.hrtime.bigint() - appendStart) / 1e9);
         for (const w of done) w.resolve();
       } catch (err) {
         const error = writeError(err, 'append to');

@@ -30,6 +30,7 @@ import dgram from 'node:dgram';
 import { ApplianceError, ConfigError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
+import { createLogBudget } from '../log-budget.js';
 import { createFileCache, type FileCache } from './file-cache.js';
 import { clip, DEFAULT_FALLBACK_DIRS } from './files.js';
 import { decodePacket, encodePacket, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
@@ -158,18 +159,14 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
   let boundPort: number | undefined;
 
   // Warnings a flood could repeat thousands of times a second: one a second, the rest at debug.
-  let lastWarn = 0;
-  let suppressed = 0;
+  const warnBudget = createLogBudget(1, 1000);
   function warnLimited(fields: Record<string, unknown>, msg: string): void {
-    const now = Date.now();
-    if (now - lastWarn < 1000) {
-      suppressed += 1;
+    const { log: write, suppressed } = warnBudget.take();
+    if (!write) {
       log.debug(fields, msg);
       return;
     }
-    lastWarn = now;
     log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
-    suppressed = 0;
   }
 
   const ctx: TransferContext = {

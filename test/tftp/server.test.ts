@@ -528,7 +528,16 @@ test('maxTransfers: with every slot a live (acknowledged) transfer, a request ge
   t.like((await holder.next())?.packet, { op: 'data', block: 2 });
   const err = await t.throwsAsync(tftpGet(s.port, 'f'));
   t.regex(err!.message, /server busy/);
-  t.true(s.logs.some((l) => l.level === 40 && l.msg === 'tftp request refused: too many transfers'));
+  // A flood of refused requests is one warning a second; the rest go to debug.
+  const flood = await rawPeer();
+  t.teardown(() => flood.close());
+  for (let i = 0; i < 5; i++) {
+    flood.send(rrq('f'), s.port);
+    t.like((await flood.next())?.packet, { op: 'error' });
+  }
+  const refused = s.logs.filter((l) => l.msg === 'tftp request refused: too many transfers');
+  t.is(refused.filter((l) => l.level === 40).length, 1, JSON.stringify(refused.map((l) => l.level)));
+  t.true(refused.filter((l) => l.level === 20).length >= 5);
 });
 
 for (const [name, limits] of [
