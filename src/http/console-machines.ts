@@ -10,7 +10,7 @@
  * only the top-level facts that groups' fact selectors read, when small), refreshed when that
  * machine reports again. A listing of 4,096 machines then reads no facts from disk.
  */
-import { parseFactSelector } from '../store/fact-selector.js';
+import { parseFactSelectorCached } from '../store/fact-selector.js';
 import type { Facts, Group } from '../store/schema.js';
 import type { MachineState, StateStore } from '../store/state-store.js';
 import type { HttpDeps } from './context.js';
@@ -38,7 +38,7 @@ export function selectorFactKeys(groups: readonly Group[]): string[] {
   for (const g of groups) {
     for (const source of g.selector?.facts ?? []) {
       try {
-        const first = parseFactSelector(source).path[0];
+        const first = parseFactSelectorCached(source).path[0];
         if (first !== undefined) keys.add(first);
       } catch {
         // Refused at write time; a group that holds one matches nothing anyway.

@@ -220,11 +220,35 @@ export function checkFact(expr: FactExpr, facts: FactValue | undefined): FactChe
   return { expr: expr.source, matched, reason: `${expr.source.trim()} (${shown(values)})` };
 }
 
+/** Distinct expressions {@link parseFactSelectorCached} keeps (the operator's, so few; bounded anyway). */
+export const FACT_SELECTOR_CACHE_MAX = 1024;
+const parsedSelectors = new Map<string, FactExpr | Error>();
+
+/**
+ * parseFactSelector through a bounded cache: a group selection runs on every boot request and
+ * console list, and the expressions change only with the database. A parsed expression is
+ * never changed by its readers; a parse error is thrown again as the same error.
+ */
+export function parseFactSelectorCached(source: string): FactExpr {
+  let hit = parsedSelectors.get(source);
+  if (hit === undefined) {
+    try {
+      hit = parseFactSelector(source);
+    } catch (err) {
+      hit = err as Error;
+    }
+    if (parsedSelectors.size >= FACT_SELECTOR_CACHE_MAX) parsedSelectors.delete(parsedSelectors.keys().next().value as string);
+    parsedSelectors.set(source, hit);
+  }
+  if (hit instanceof Error) throw hit;
+  return hit;
+}
+
 /** Check every expression (all must hold); parse errors count as not matching. */
 export function checkFacts(sources: readonly string[], facts: FactValue | undefined): { matched: boolean; checks: FactCheck[] } {
   const checks = sources.map((src): FactCheck => {
     try {
-      return checkFact(parseFactSelector(src), facts);
+      return checkFact(parseFactSelectorCached(src), facts);
     } catch (err) {
       return { expr: src, matched: false, reason: (err as Error).message };
     }

@@ -1,5 +1,14 @@
 import test from 'ava';
-import { checkFact, checkFacts, factValues, globMatch, parseFactNumber, parseFactSelector } from '../../src/store/fact-selector.js';
+import {
+  checkFact,
+  checkFacts,
+  FACT_SELECTOR_CACHE_MAX,
+  factValues,
+  globMatch,
+  parseFactNumber,
+  parseFactSelector,
+  parseFactSelectorCached,
+} from '../../src/store/fact-selector.js';
 import type { Facts } from '../../src/store/schema.js';
 
 // The reference agent's report shape (agent/README.md), as a QEMU VM sends it.
@@ -112,4 +121,23 @@ test('factValues fans out over lists with # and ignores missing keys', (t) => {
   t.deepEqual(factValues(FACTS, ['nics', '#']), [2]);
   t.deepEqual(factValues(FACTS, ['nics', '5', 'name']), []);
   t.deepEqual(factValues(FACTS, ['constructor']), []);
+});
+
+test('parseFactSelectorCached: one parse per expression (errors too), bounded', (t) => {
+  const a = parseFactSelectorCached('memory.total >= 4Gi');
+  t.is(parseFactSelectorCached('memory.total >= 4Gi'), a, 'the same parsed expression');
+  t.deepEqual(a, parseFactSelector('memory.total >= 4Gi'));
+  const bad = t.throws(() => parseFactSelectorCached('memory.total >>= 4'));
+  t.is(
+    t.throws(() => parseFactSelectorCached('memory.total >>= 4')),
+    bad,
+    'the same error',
+  );
+  // checkFacts reads through the cache: a parse error is a failed check naming the problem.
+  t.deepEqual(
+    checkFacts(['memory.total >>= 4'], {}).checks.map((c) => c.reason),
+    [bad!.message],
+  );
+  for (let i = 0; i < FACT_SELECTOR_CACHE_MAX; i++) parseFactSelectorCached(`cpu.count == ${i}`);
+  t.not(parseFactSelectorCached('memory.total >= 4Gi'), a, 'the oldest entries make room');
 });
