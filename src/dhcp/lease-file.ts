@@ -385,15 +385,31 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
   let compaction: Compaction | undefined;
   /** Records in the file when a failed compaction may be tried again. */
   let retryAt = 0;
+  /**
+   * Each lease's line as record() encoded it, with the lease it encodes: a compaction writes
+   * these instead of encoding the whole table again (~5 us a lease, 40-60 ms for 10,000 on the
+   * main thread). An entry counts only while its lease is the table's (a later put replaces it).
+   */
+  const lineOf = new Map<string, { lease: Lease; line: string }>();
 
   async function prepareCompaction(c: Compaction): Promise<void> {
     const snapshot = table.snapshot(now());
+    // Keys a put on the same address took out of the table.
+    for (const key of lineOf.keys()) if (!table.byKey.has(key)) lineOf.delete(key);
     const lines = [HEADER];
     // Encoded in slices with a turn of the event loop between them: tens of thousands of leases
     // encoded at once held every DHCP answer for the whole encoding. The snapshot's lease
     // objects are never changed (a put replaces them).
     for (let i = 0; i < snapshot.leases.length; i++) {
-      lines.push(encodeChange({ op: 'put', lease: snapshot.leases[i]! }));
+      const lease = snapshot.leases[i]!;
+      const cached = lineOf.get(lease.key);
+      if (cached !== undefined && cached.lease === lease) lines.push(cached.line);
+      else {
+        // Read from the file at open (or replaced meanwhile: then the newer entry stays).
+        const line = encodeChange({ op: 'put', lease });
+        if (cached === undefined) lineOf.set(lease.key, { lease, line });
+        lines.push(line);
+      }
       if (i % COMPACT_SLICE === COMPACT_SLICE - 1) {
         await options.onCompactSlice?.(i + 1, snapshot.leases.length);
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -552,6 +568,8 @@ export async function openLeaseJournal(options: LeaseJournalOptions): Promise<Le
       if (change.op === 'put' && change.lease.state === 'offered') return;
       table.apply(change);
       const line = encodeChange(change);
+      if (change.op === 'put') lineOf.set(change.lease.key, { lease: change.lease, line });
+      else if (change.op === 'drop') lineOf.delete(change.key);
       pending.push(line);
       compaction?.tail.push(line);
       counters.appends += 1;

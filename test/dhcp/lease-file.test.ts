@@ -253,6 +253,31 @@ test('journal: each append reports its time (write and fdatasync) for /metrics',
   );
 });
 
+test('journal: a compaction writes the table as it is, from the lines recorded (a lease moved or dropped is not written stale)', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'leases.json');
+  const base = Date.parse('2026-01-01T01:00:00.000Z');
+  const journal = await openLeaseJournal({ file, log: createSilentLogger(), compactFactor: 1 });
+  const k = manyLease(1, base);
+  // Another client's put on k's address takes it out of the table; a drop removes one.
+  journal.record({ op: 'put', lease: k });
+  journal.record({ op: 'put', lease: { ...manyLease(2, base), ip: k.ip } });
+  journal.record({ op: 'put', lease: manyLease(3, base) });
+  journal.record({ op: 'drop', key: manyLease(3, 0).key });
+  for (let i = 10; i < 5000; i++) journal.record({ op: 'put', lease: manyLease(i, base) });
+  journal.record({ op: 'put', lease: manyLease(10, base + 7) });
+  await journal.flush();
+  t.true(await untilCompacted(journal, 1), 'compacted');
+  await journal.close();
+  const lines = (await readFile(file, 'utf8')).trim().split('\n');
+  t.is(lines.length, 1 + 4990 + 1, 'one line per live lease');
+  const loaded = new Map((await loadLeaseFile(file)).leases.map((l) => [l.key, l]));
+  t.false(loaded.has(k.key));
+  t.false(loaded.has(manyLease(3, 0).key));
+  t.is(loaded.get(manyLease(2, 0).key)?.ip, k.ip);
+  t.is(loaded.get(manyLease(10, 0).key)?.expiresAt, base + 7);
+});
+
 test('journal: an offer is held in memory only; a binding is journaled', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'leases.json');
