@@ -61,7 +61,8 @@ interface MachineRow {
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
   summary: 'show whether an appliance is running, its version, health (problems, warnings), store and machine count',
-  description: 'Ask the running appliance (through its HTTP API) for its version, the health of its\ndatabase file and how many machines it knows.',
+  description:
+    'Ask the running appliance (through its HTTP API) for its version, its health (ok or degraded,\nwith each problem and warning), the state of its database file and how many machines it knows.',
   settings: CLIENT_SETTINGS,
   flags: [URL_FLAG, JSON_FLAG],
   epilog: 'exit codes: 0 running and the database is served, 1 not reachable or the database file is refused',
