@@ -22,6 +22,7 @@
  * Numbers compare numerically (a fact that is a numeric string counts as a number); `==` and
  * `!=` compare strings exactly otherwise; ordering against a non-number does not hold.
  */
+import { trimOldest } from '../bounded-map.js';
 import { ApplianceError } from '../errors.js';
 
 /** One reported fact value (recursive JSON; schema.ts bounds it by FACTS_LIMITS). */
@@ -237,8 +238,8 @@ export function parseFactSelectorCached(source: string): FactExpr {
     } catch (err) {
       hit = err as Error;
     }
-    if (parsedSelectors.size >= FACT_SELECTOR_CACHE_MAX) parsedSelectors.delete(parsedSelectors.keys().next().value as string);
     parsedSelectors.set(source, hit);
+    trimOldest(parsedSelectors, FACT_SELECTOR_CACHE_MAX);
   }
   if (hit instanceof Error) throw hit;
   return hit;
