@@ -6,7 +6,7 @@ import { detectAddress, detectAddress6, interfaceAddresses } from './config-addr
 import { coerceSetting, isDirectory, type SettingShape } from './config-values.js';
 import { ConfigError } from './errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from './log.js';
-import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-file.js';
+import { LEASE_SYNC_MODES, type LeaseSync } from './dhcp/lease-journal.js';
 import { BOOT_BINDINGS, type BootBinding } from './http/boot-sessions.js';
 
 /**

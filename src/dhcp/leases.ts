@@ -114,7 +114,7 @@ export interface DeclinedAddress {
 }
 
 /**
- * One change of the table, as the lease journal (lease-file.ts) records it. Replaying the
+ * One change of the table, as the lease journal (lease-journal.ts) records it. Replaying the
  * changes in order with the pool's rules (a put replaces the client's previous record and any
  * other record on the address) rebuilds the table.
  */

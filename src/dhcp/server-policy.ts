@@ -4,7 +4,7 @@
  * 4011 answered exactly as the proxy policy does, for firmware that goes there anyway.
  *
  * Layers: lease-decisions.ts decides (pure), leases.ts allocates (pure), lease-rate.ts bounds new
- * leases per segment, lease-file.ts persists; sockets, decoding and admission are the
+ * leases per segment, lease-journal.ts persists; sockets, decoding and admission are the
  * listener's (listener.ts); probing for other servers and stepping down is the service's
  * (service.ts). This file keeps the state, logs, records events and sends.
  *
@@ -31,7 +31,7 @@ import { bootConfigOf, createProxyPolicy, type BootAnswerOptions, type ProxyPoli
 import { resolveServedNetwork } from './sockets.js';
 import { ipToNumber, parseCidr, type Subnet } from './subnet.js';
 import { LeasePool, parseDhcpRange, validateRange, type DhcpRange, type Reservation } from './leases.js';
-import { openLeaseJournal, type LeaseJournal, type LeaseSync } from './lease-file.js';
+import { openLeaseJournal, type LeaseJournal, type LeaseSync } from './lease-journal.js';
 import { createLeaseRateLimiter } from './lease-rate.js';
 import { encodeReply, handleServerRequest, type LeaseNetwork, type ServerAction, type ServerModeConfig } from './lease-decisions.js';
 

@@ -1,7 +1,7 @@
 /**
  * The DHCPv6 address pool of server mode: one address per (DUID, IAID), from a range of one
  * /64 or smaller prefix. Pure (time passed in); every change is reported to `onChange`, which
- * the socket layer records in a lease journal (../dhcp/lease-file.ts, the same format as
+ * the socket layer records in a lease journal (../dhcp/lease-journal.ts, the same format as
  * DHCPv4's, keys `id:DUID:IAID`), so leases survive a restart.
  */
 import { createHash } from 'node:crypto';

@@ -11,7 +11,7 @@ import { networkInterfaces } from 'node:os';
 import { ApplianceError } from '../errors.js';
 import type { EventLog } from '../events.js';
 import type { Logger } from '../log.js';
-import { openLeaseJournal, type LeaseJournal, type LeaseSync } from '../dhcp/lease-file.js';
+import { openLeaseJournal, type LeaseJournal, type LeaseSync } from '../dhcp/lease-journal.js';
 import { createLogBudget, type LogBudget } from '../log-budget.js';
 import type { Lease6Budget, Lease6Cap } from './budget.js';
 import { formatIpv6, isLinkLocal, parseIpv6, sameIpv6Prefix } from './address.js';

@@ -3,7 +3,8 @@ import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/p
 import os from 'node:os';
 import path from 'node:path';
 import { hasCode } from '../../src/errors.js';
-import { loadLeaseFile, openLeaseJournal, parseLeases, serializeLeases } from '../../src/dhcp/lease-file.js';
+import { loadLeaseFile, parseLeases, serializeLeases } from '../../src/dhcp/lease-file.js';
+import { openLeaseJournal } from '../../src/dhcp/lease-journal.js';
 import type { Lease, LeaseSnapshot } from '../../src/dhcp/leases.js';
 import { createSilentLogger } from '../../src/log.js';
 import { captureLogger } from '../helpers/capture-logger.js';
