@@ -78,11 +78,27 @@ function fetchError(message: string, cause?: unknown): ApplianceError {
  * unpack every .deb into `cacheDir/x`. Packages of `arch` arm64 on an amd64 host get the arm64
  * dpkg architecture for the download only. Returns the unpack directory.
  */
-export async function downloadDebs(
-  packages: readonly string[],
-  cacheDir: string,
-  options: { log: Logger; run?: Runner; foreignArch?: string; release?: { name: string; archiveUri: string } },
-): Promise<string> {
+export function downloadDebs(packages: readonly string[], cacheDir: string, options: DownloadDebsOptions): Promise<string> {
+  // One download at a time in this process: two at once (the firmware matrix boots the arm64
+  // chain in proxy and server mode side by side) would fight over apt's lists lock ("Could not
+  // get lock /var/lib/apt/lists/lock"), and one could remove the foreign dpkg architecture while
+  // the other still downloads with it. The second then finds the .debs the first left.
+  const mine = debQueue.then(() => downloadDebsNow(packages, cacheDir, options));
+  debQueue = mine.catch(() => undefined);
+  return mine;
+}
+
+/** Options of downloadDebs. */
+export interface DownloadDebsOptions {
+  log: Logger;
+  run?: Runner;
+  foreignArch?: string;
+  release?: { name: string; archiveUri: string };
+}
+
+let debQueue: Promise<unknown> = Promise.resolve();
+
+async function downloadDebsNow(packages: readonly string[], cacheDir: string, options: DownloadDebsOptions): Promise<string> {
   const runner = options.run ?? defaultRunner;
   await mkdir(cacheDir, { recursive: true });
   const have = await readdir(cacheDir);

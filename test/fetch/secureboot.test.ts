@@ -9,6 +9,17 @@ const log = createSilentLogger();
 // A real signed x86-64 PE image stands in for shim and grub: Debian's kernel (EFI stub, signed).
 const SIGNED_X64 = join('/boot', readdirSync('/boot').find((n) => /^vmlinuz-.*-amd64$/.test(n)) ?? 'missing-kernel');
 
+/** What downloading grub and shim for arm64 on an amd64 host runs, in order. */
+const ARM64_DOWNLOAD = [
+  'dpkg --print-architecture',
+  'dpkg --print-foreign-architectures',
+  'dpkg --add-architecture arm64',
+  'apt-get update -qq',
+  'apt-get download grub-efi-arm64-signed shim-signed:arm64',
+  'dpkg --remove-architecture arm64',
+  'apt-get update -qq',
+];
+
 function recorder(): { run: Runner; calls: string[] } {
   const calls: string[] = [];
   const run: Runner = async (cmd, args, options) => {
@@ -63,15 +74,7 @@ test('arm64 packages: the architecture is added for the download and removed aga
   await downloadDebs(['grub-efi-arm64-signed', 'shim-signed:arm64'], join(dir, 'cache'), { log, run, foreignArch: 'arm64' });
   t.deepEqual(
     calls.filter((c) => !c.startsWith('dpkg-deb')),
-    [
-      'dpkg --print-architecture',
-      'dpkg --print-foreign-architectures',
-      'dpkg --add-architecture arm64',
-      'apt-get update -qq',
-      'apt-get download grub-efi-arm64-signed shim-signed:arm64',
-      'dpkg --remove-architecture arm64',
-      'apt-get update -qq',
-    ],
+    ARM64_DOWNLOAD,
   );
   t.is(calls.filter((c) => c.startsWith('dpkg-deb -x')).length, 2);
   // A second run finds the packages in the cache: no architecture change, no download.
@@ -80,6 +83,33 @@ test('arm64 packages: the architecture is added for the download and removed aga
   t.deepEqual(
     again.calls.filter((c) => !c.startsWith('dpkg-deb')),
     [],
+  );
+});
+
+test('two downloads at once run one after the other: apt is never run twice at once, and the second finds the packages', async (t) => {
+  const { dir, cleanup } = await tempDir('netboot-sb-');
+  t.teardown(cleanup);
+  const { run: record, calls } = recorder();
+  let running = 0;
+  let most = 0;
+  // Every command takes a turn of the event loop, as a real child process does.
+  const run: Runner = async (cmd, args, options) => {
+    running += 1;
+    most = Math.max(most, running);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    try {
+      return await record(cmd, args, options);
+    } finally {
+      running -= 1;
+    }
+  };
+  const cache = join(dir, 'cache');
+  const packages = ['grub-efi-arm64-signed', 'shim-signed:arm64'];
+  await Promise.all([downloadDebs(packages, cache, { log, run, foreignArch: 'arm64' }), downloadDebs(packages, cache, { log, run, foreignArch: 'arm64' })]);
+  t.is(most, 1, 'two commands ran at once');
+  t.deepEqual(
+    calls.filter((c) => !c.startsWith('dpkg-deb')),
+    ARM64_DOWNLOAD,
   );
 });
 
