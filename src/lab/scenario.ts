@@ -28,8 +28,15 @@ export interface BootScenarioOptions {
 /** Console milestones of a boot, in order. */
 export type BootPhase = 'ipxe' | 'bootScript' | 'kernel' | 'init' | 'dhcp' | 'cloudConfig';
 
+/**
+ * iPXE has started: its first line, or its banner. Both are needed: a serial console under TCG
+ * load can drop characters while the firmware switches consoles (a CI run lost the first line
+ * after OVMF's HTTP boot, and kept "k" of its "ok" and the banner after it).
+ */
+export const IPXE_STARTED = /iPXE initialising devices|iPXE [^\r\n]*-- Open Source Network Boot Firmware/;
+
 const PHASE_PATTERNS: ReadonlyArray<[BootPhase, RegExp]> = [
-  ['ipxe', /iPXE initialising devices/],
+  ['ipxe', IPXE_STARTED],
   // boot.ipxe is an operator template: the first thing iPXE fetches after it is the kernel.
   ['bootScript', /\[script\]/],
   ['kernel', /Linux version \d/],

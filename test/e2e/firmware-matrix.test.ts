@@ -31,6 +31,7 @@ import { startTestOsAppliance, testOsProfile, TEST_OS_PROFILE_ID, type LabApplia
 import type { BootAssets } from '../../src/lab/baseline.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { startVm, type Firmware, type Vm, type VmOptions } from '../../src/lab/qemu.js';
+import { IPXE_STARTED } from '../../src/lab/scenario.js';
 import type { BootEvent } from '../../src/events.js';
 import { fetchSecureBoot } from '../../src/fetch/secureboot.js';
 import { createSilentLogger } from '../../src/log.js';
@@ -175,7 +176,7 @@ for (const mode of MODES) {
     const serial = await bootToCloudConfig(t, vm, `uefi-http ${mode}`, BOOT_TIMEOUT_MS);
     // OVMF printed the URL it got from our offer, then iPXE started from it.
     t.regex(serial, new RegExp(`URI: http://${lab.serverAddress.replace(/\./g, '\\.')}:8080/boot/snponly\\.efi`));
-    t.regex(serial, /iPXE initialising devices/);
+    t.regex(serial, IPXE_STARTED);
     t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac}`), 'the profile script did not run');
     const events = await appliance.events(mac);
     const offer = ofType(events, 'dhcp-offer').find((e) => e.detail?.['file'] === `${appliance.baseUrl}/boot/snponly.efi`);

@@ -21,6 +21,7 @@ import test, { type ExecutionContext } from 'ava';
 import { startTestOsAppliance, type LabAppliance } from '../../src/lab/appliance.js';
 import { createLab, type Lab } from '../../src/lab/netns.js';
 import { startVm, type Vm } from '../../src/lab/qemu.js';
+import { IPXE_STARTED } from '../../src/lab/scenario.js';
 import { parseIpv6, sameIpv6Prefix } from '../../src/dhcp6/address.js';
 import type { BootEvent } from '../../src/events.js';
 import { bootToCloudConfig, KEEP_LABS, labSuite, ofType } from './lab-suite.js';
@@ -50,7 +51,7 @@ test.serial('OVMF PXEv6, proxy mode beside dnsmasq: proxy Advertise, 4011 Reply,
   const { appliance, vm, address6 } = await setUp(t, 'proxy', mac);
   const serial = await bootToCloudConfig(t, vm, 'uefi-ipv6 proxy', BOOT_TIMEOUT_MS);
   t.regex(serial, /UEFI PXEv6/);
-  t.regex(serial, /iPXE initialising devices/);
+  t.regex(serial, IPXE_STARTED);
   t.true(serial.includes(`netboot-appliance: booting lab-test-os on ${mac}`), 'the profile script did not run');
   const events = await appliance.events(mac);
   const url = `tftp://[${address6}]/snponly.efi`;
