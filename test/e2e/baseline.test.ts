@@ -8,7 +8,7 @@ import { startDnsmasqBaseline, DEFAULT_CLOUD_CONFIG, type BaselineServer } from 
 import { MARKERS } from '../../src/lab/initrd.js';
 import { assertLabPrerequisites } from '../../src/lab/prereqs.js';
 import type { Lab } from '../../src/lab/netns.js';
-import { runBootScenario, type BootScenarioResult } from '../../src/lab/scenario.js';
+import { IPXE_STARTED, runBootScenario, type BootScenarioResult } from '../../src/lab/scenario.js';
 import { startLabSession } from '../../src/lab/session.js';
 import { existsSync } from 'node:fs';
 import { cloudConfigBody } from './lab-suite.js';
@@ -198,7 +198,7 @@ test.serial('two VMs on one lab bridge boot side by side through one boot server
     // ... so its configuration ends on the RA rather than its ~16 s timeout (logged, not
     // asserted: under CPU contention TCG alone can take that long).
     const bootScript = vm.timeOf(/\[script\]/) ?? NaN;
-    const ipxe = vm.timeOf(/iPXE initialising devices/) ?? NaN;
+    const ipxe = vm.timeOf(IPXE_STARTED) ?? NaN;
     t.log(`${vm.name}: iPXE start to boot.ipxe ${((bootScript - ipxe) / 1000).toFixed(1)} s`);
   }
   const leases = session.lab.upstreamLogPath;
