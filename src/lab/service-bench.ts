@@ -203,6 +203,18 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
         theirs: storm(addr, 200),
         target: atMost(anchor === 'dnsmasq' ? 1.3 : 1.0),
       });
+      if (anchor === 'tftpd-hpa') {
+        // The same storm through the bare Node dgram loop: one thread among the storm's curl
+        // processes, as the appliance is, against tftpd-hpa's process per transfer.
+        cases.push({
+          section: 'tftp',
+          what: 'TFTP storm 200 x 170 KB (curl): bare Node dgram loop, the floor',
+          anchor,
+          ours: storm(ADDR.floor, 200),
+          theirs: storm(addr, 200),
+          oursPid: floor.pid,
+        });
+      }
     }
     cases.push({
       section: 'tftp',
