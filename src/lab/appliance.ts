@@ -18,7 +18,7 @@ import { startProcessBootServer } from './process-server.js';
  * The node flags bin/appliance's `#!` line and the systemd units run the appliance with (see
  * bin/appliance); the benches run it the same way.
  */
-export const APPLIANCE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
+export const APPLIANCE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128', '--interrupt-budget=8192'];
 /** The appliance's entry point (imports the compiled `dist/`; `npm run build` first). */
 export const APPLIANCE_BIN = join(APPLIANCE_HOME, 'bin', 'appliance');
 /** The bench's bare-Node floor server (src/lab/floor-server.ts), compiled like the appliance. */
