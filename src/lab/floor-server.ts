@@ -6,30 +6,34 @@
  *   node dist/src/lab/floor-server.js ADDRESS ROOT [--dhcp]
  *
  * - TFTP on ADDRESS:69: lock-step RRQs, as src/lab/tftp-floor.ts serves them;
- * - HTTP on ADDRESS:8080: GET /assets/NAME streams ROOT/NAME with 1 MiB reads;
+ * - HTTP on ADDRESS:8080: GET /assets/NAME streams ROOT/NAME through the appliance's own
+ *   streamFileRange (1 MiB reads into reused buffers), with no Koa, routing, limits or ranges;
  * - with --dhcp, a ProxyDHCP-shaped responder on ADDRESS:67 that answers every relayed
  *   DISCOVER with a fixed OFFER (xid, giaddr and chaddr copied in) sent to the relay.
  */
-import { createReadStream } from 'node:fs';
+import { statSync } from 'node:fs';
 import dgram from 'node:dgram';
 import { createServer } from 'node:http';
 import { basename, join } from 'node:path';
+import { streamFileRange } from '../http/file-stream.js';
 import { serveFloor } from './tftp-floor.js';
 
 const [address = '127.0.0.1', root = '.', ...rest] = process.argv.slice(2);
 
 function http(): void {
   createServer((req, res) => {
-    const name = basename(req.url ?? '');
-    const stream = createReadStream(join(root, name), { highWaterMark: 1 << 20 });
-    stream.once('error', () => {
+    const file = join(root, basename(req.url ?? ''));
+    let size: number;
+    try {
+      size = statSync(file).size;
+    } catch {
       res.statusCode = 404;
       res.end();
-    });
-    stream.once('open', () => {
-      res.setHeader('content-type', 'application/octet-stream');
-      stream.pipe(res);
-    });
+      return;
+    }
+    res.setHeader('content-type', 'application/octet-stream');
+    res.setHeader('content-length', size);
+    streamFileRange(file, 0, size - 1, res).catch(() => res.destroy());
   }).listen(8080, address);
 }
 

@@ -136,7 +136,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
     ]);
     const nginx = inNs('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
     // The least a Node process spends on the same requests (src/lab/floor-server.ts: lock-step
-    // TFTP as src/lab/tftp-floor.ts serves it, HTTP with 1 MiB reads): how much of the appliance's
+    // TFTP as src/lab/tftp-floor.ts serves it, HTTP through the appliance's streamFileRange): how much of the appliance's
     // gap to dnsmasq and nginx is Node's own cost.
     const floor = inNs(process.execPath, [FLOOR_SERVER, ADDR.floor, root]);
     await waitUntilServing(ns, progress);
