@@ -14,6 +14,7 @@ import { instrumentEventLog, leaseJournalWriteHistogram } from './http/metrics.j
 import { createHttpServer, type HttpServer } from './http/server.js';
 import { createHttpApp } from './http/app.js';
 import dgram from 'node:dgram';
+import { availableParallelism } from 'node:os';
 import { findInterface6 } from './dhcp6/server.js';
 import { createDhcp6Service } from './dhcp6/service.js';
 import { createLease6Budget } from './dhcp6/budget.js';
@@ -30,6 +31,7 @@ import type { LegacyMachineState } from './store/file-store.js';
 import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
+import { transferThreadCount } from './tftp/transfer-threads.js';
 import { createGrubFiles } from './boot/grub-files.js';
 import { createBootSessions } from './http/boot-sessions.js';
 import { grantCallback } from './http/callback-grant.js';
@@ -311,6 +313,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
       port: config.tftpPort,
       maxTransfers: config.tftpMaxTransfers,
       maxPerClient: config.tftpMaxTransfersPerClient,
+      threads: transferThreadCount(config.tftpThreads, availableParallelism()),
       fallbackDirs,
       blksizeMax: config.tftpBlksizeMax,
       log,

@@ -48,6 +48,7 @@ export interface Config {
   readonly httpMaxConnectionsPerClient: number;
   readonly tftpMaxTransfers: number;
   readonly tftpMaxTransfersPerClient: number;
+  readonly tftpThreads: number;
   readonly dhcpPort: number;
   readonly proxyPort: number;
   readonly dhcpMode: DhcpMode;
@@ -178,6 +179,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 100_000,
     default: 32,
     help: 'concurrent TFTP transfers per client address',
+  },
+  {
+    key: 'tftpThreads',
+    flag: 'tftp-threads',
+    kind: 'int',
+    min: 0,
+    max: 64,
+    default: 0,
+    help: 'threads that send TFTP transfers of cached boot files, the main one included (0: one per core, at most 4; 1: the main thread only)',
   },
   { key: 'dhcpPort', flag: 'dhcp-port', kind: 'port', default: 67, help: 'DHCP port (67 needs root or cap_net_bind_service)' },
   { key: 'proxyPort', flag: 'proxy-port', kind: 'port', default: 4011, help: 'PXE boot-server (ProxyDHCP) port' },

@@ -31,7 +31,15 @@ export interface ServiceBenchOptions {
   match?: RegExp;
 }
 
-const ADDR = { ours: '127.0.0.10', dnsmasq: '127.0.0.11', tftpdHpa: '127.0.0.12', atftpd: '127.0.0.13', nginx: '127.0.0.14', floor: '127.0.0.15' } as const;
+const ADDR = {
+  ours: '127.0.0.10',
+  dnsmasq: '127.0.0.11',
+  tftpdHpa: '127.0.0.12',
+  atftpd: '127.0.0.13',
+  nginx: '127.0.0.14',
+  floor: '127.0.0.15',
+  oneThread: '127.0.0.16',
+} as const;
 
 /**
  * atftpd conflicts with tftpd-hpa as a Debian package (both ship /usr/sbin/in.tftpd), so
@@ -79,13 +87,13 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       `worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${dir}/nginx.err;\nevents { worker_connections 1024; }\nhttp { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${ADDR.nginx}:8080; root ${root}; location /assets/ { alias ${root}/; } } }\n`,
     );
 
-    const appliance = inNs(process.execPath, [
+    const applianceArgs = (address: string, state: string, extra: string[] = []): string[] => [
       ...APPLIANCE_NODE_FLAGS,
       APPLIANCE_BIN,
       '--dhcp-mode',
       'off',
       '--address',
-      ADDR.ours,
+      address,
       '--tftp-port',
       '69',
       '--http-port',
@@ -95,7 +103,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       '--assets',
       root,
       '--db',
-      join(dir, 'state', 'db.json'),
+      join(dir, state, 'db.json'),
       '--log-level',
       'warn',
       // Every bench client comes from one address (curl's TFTP socket binds the wildcard address,
@@ -107,7 +115,13 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       '1000',
       '--http-max-connections-per-client',
       '1000',
-    ]);
+      ...extra,
+    ];
+    const appliance = inNs(process.execPath, applianceArgs(ADDR.ours, 'state'));
+    // The same appliance sending every transfer from its main thread (--tftp-threads 1): the row
+    // beside the storm shows what the transfer threads (src/tftp/transfer-threads.ts) change.
+    mkdirSync(join(dir, 'state-one-thread'));
+    const oneThread = inNs(process.execPath, applianceArgs(ADDR.oneThread, 'state-one-thread', ['--tftp-threads', '1']));
     const dnsmasq = inNs('dnsmasq', [
       '-k',
       '--port=0',
@@ -214,6 +228,14 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
           theirs: storm(addr, 200),
           oursPid: floor.pid,
         });
+        cases.push({
+          section: 'tftp',
+          what: 'TFTP storm 200 x 170 KB (curl): the appliance with --tftp-threads 1',
+          anchor,
+          ours: storm(ADDR.oneThread, 200),
+          theirs: storm(addr, 200),
+          oursPid: oneThread.pid,
+        });
       }
     }
     cases.push({
@@ -304,7 +326,7 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
 /** Wait (bounded) until every server answers a small request. */
 async function waitUntilServing(ns: string, progress: (line: string) => void): Promise<void> {
   const checks = [
-    ...[ADDR.ours, ADDR.dnsmasq, ADDR.tftpdHpa, ADDR.atftpd, ADDR.floor].map((a) => `curl -sf --max-time 2 -o /dev/null tftp://${a}/boot170`),
+    ...[ADDR.ours, ADDR.dnsmasq, ADDR.tftpdHpa, ADDR.atftpd, ADDR.floor, ADDR.oneThread].map((a) => `curl -sf --max-time 2 -o /dev/null tftp://${a}/boot170`),
     ...[ADDR.ours, ADDR.nginx, ADDR.floor].map((a) => `curl -sf --max-time 2 -o /dev/null http://${a}:8080/assets/boot170`),
   ];
   for (const check of checks) {

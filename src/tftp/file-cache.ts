@@ -52,9 +52,12 @@ function keyOf(file: LocatedFile): string {
   return `${file.dev}:${file.ino}:${file.size}:${file.mtimeMs}:${file.ctimeMs}:${file.path}`;
 }
 
-/** Read exactly `size` bytes from the start of `handle` (fewer if the file shrank meanwhile). */
+/**
+ * Read exactly `size` bytes from the start of `handle` (fewer if the file shrank meanwhile), into
+ * shared memory: a transfer thread sends from the same bytes without a copy (transfer-threads.ts).
+ */
 async function readWhole(handle: FileHandle, size: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(size);
+  const buf = Buffer.from(new SharedArrayBuffer(size));
   let at = 0;
   while (at < size) {
     const { bytesRead } = await handle.read(buf, at, size - at, at);

@@ -62,6 +62,8 @@ export type ReadSource =
       size: number | undefined;
       /** Where it came from: `virtual` or the directory it was found in. */
       label: string;
+      /** The whole file, when it is an octet read of the boot-file cache (a transfer thread can send it). */
+      content?: Buffer;
     }
   | { kind: 'refused'; code: number; message: string; reason: string; level: 'info' | 'warn' | 'error' }
   | { kind: 'aborted' };
@@ -104,6 +106,7 @@ export async function openReadSource(
   let reader: BlockReader | undefined;
   let size: number | undefined;
   let label = '';
+  let content: Buffer | undefined;
   if (ctx.virtualFiles) {
     let source: TftpSource | undefined;
     try {
@@ -128,6 +131,7 @@ export async function openReadSource(
     if (cached) {
       reader = createBufferReader(cached);
       size = cached.length;
+      content = cached;
     } else {
       const opened = await openLocated(located);
       if (opened.kind === 'refused') {
@@ -136,7 +140,7 @@ export async function openReadSource(
       }
       if (ctx.cache.fits(opened.size)) {
         try {
-          const content = await ctx.cache.load({ ...located, size: opened.size }, opened.handle);
+          content = await ctx.cache.load({ ...located, size: opened.size }, opened.handle);
           reader = createBufferReader(content);
           size = content.length;
         } finally {
@@ -155,5 +159,5 @@ export async function openReadSource(
     return { kind: 'aborted' };
   }
   if (mode === 'netascii') return { kind: 'ready', name, reader: createNetasciiReader(reader), size: undefined, label };
-  return { kind: 'ready', name, reader, size, label };
+  return { kind: 'ready', name, reader, size, label, ...definedFields({ content }) };
 }

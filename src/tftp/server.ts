@@ -24,6 +24,8 @@
  *   reached, the oldest transfer that never got an ACK (abandoned, or a spoofed request) is
  *   reaped for the new one; only when every slot is a live transfer is the request refused with
  *   error 0 "server busy". A transfer never acknowledged holds its slot `pendingMs` at most.
+ * - Threads: with `threads` above 1, transfers of cached boot files are spread over that many
+ *   threads, this one included (transfer-threads.ts); requests, limits, logs and events stay here.
  * - IPv4 only (udp4), as PXE.
  */
 import dgram from 'node:dgram';
@@ -38,6 +40,7 @@ import { BLKSIZE_MAX, BLKSIZE_MIN, type NegotiationLimits } from './negotiate.js
 import type { VirtualFiles } from './read-source.js';
 import { createRecentRequests } from './recent-requests.js';
 import { sameRequest, Transfer, type TftpSocketFactory, type TransferContext } from './transfer.js';
+import { createTransferThreads, type TransferThreads } from './transfer-threads.js';
 
 export type { TftpSource } from './files.js';
 export type { TftpSocketFactory } from './transfer.js';
@@ -83,6 +86,11 @@ export interface TftpServerOptions {
   log: Logger;
   events?: EventLog;
   virtualFiles?: VirtualFiles;
+  /**
+   * Threads that send transfers of cached boot files, this one included (transfer-threads.ts);
+   * default 1 (all on this thread). Ignored with a `socketFactory` (its sockets live here).
+   */
+  threads?: number;
   /** Fault-injection seam; default `dgram.createSocket('udp4')`. */
   socketFactory?: TftpSocketFactory;
 }
@@ -94,6 +102,8 @@ export interface TftpServerStats {
   reaped: number;
   refusedBusy: number;
   cache: ReturnType<FileCache['stats']>;
+  /** Transfers handed to transfer threads since start, and threads running. */
+  threads: ReturnType<TransferThreads['stats']>;
 }
 
 /** A running (or startable) TFTP server. */
@@ -141,6 +151,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
   const pendingMs = checkRange('pendingMs', options.pendingMs ?? limits.timeoutMs * (retries + 1), 10, 3_600_000);
   const maxTransfers = checkRange('maxTransfers', options.maxTransfers ?? 1000, 1, 100_000);
   const maxPerClient = checkRange('maxPerClient', options.maxPerClient ?? 32, 1, 100_000);
+  const threadCount = options.socketFactory ? 1 : checkRange('threads', options.threads ?? 1, 1, 64);
   const cache = createFileCache({
     maxFileBytes: checkRange('cacheFileBytes', options.cacheFileBytes ?? 8 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     maxTotalBytes: checkRange('cacheTotalBytes', options.cacheTotalBytes ?? 64 * 1024 * 1024, 0, 4 * 1024 * 1024 * 1024),
@@ -157,6 +168,8 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
   let main: dgram.Socket | undefined;
   let startPromise: Promise<{ port: number }> | undefined;
   let boundPort: number | undefined;
+  /** Started with the listening socket, ended with it. */
+  let threads: TransferThreads | undefined;
 
   // Warnings a flood could repeat thousands of times a second: one a second, the rest at debug.
   const warnBudget = createLogBudget(1, 1000);
@@ -211,6 +224,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       return recentRequests.askedSince(address, name, since);
     },
     warnLimited,
+    offload: (transfer, handed) => threads?.offload(transfer, handed),
   };
 
   // When each client address last asked for each name (recent-requests.ts).
@@ -277,7 +291,7 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
     recentRequests.note(client.address, request.filename);
     // A new request from another port of the same client: a transfer still waiting only for its
     // final ACK was received (the client reads one file at a time).
-    for (const other of byAddress.get(client.address) ?? []) other.clientMovedOn();
+    for (const other of byAddress.get(client.address) ?? []) other.clientMovedOn(request.filename);
     if (!admit(client.address, key, request.filename)) {
       ctx.sendFromMain({ op: 'error', code: TFTP_ERROR.NOT_DEFINED, message: 'server busy' }, client);
       return;
@@ -334,71 +348,101 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
     }
   }
 
+  /** Bind the listening socket (start(), once the transfer threads are ready). */
+  function listen(): Promise<{ port: number }> {
+    return new Promise<{ port: number }>((resolve, reject) => {
+      const socket = createSocket('listen');
+      const onBindError = (err: Error): void => {
+        startPromise = undefined;
+        try {
+          socket.close();
+        } catch {
+          // never bound
+        }
+        reject(
+          new ApplianceError(
+            'ERR_TFTP_BIND',
+            `cannot listen for tftp on ${host}:${options.port}: ${err.message}; pick another port or run with CAP_NET_BIND_SERVICE for port 69`,
+            { host, port: options.port },
+            { cause: err },
+          ),
+        );
+      };
+      socket.once('error', onBindError);
+      socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+        try {
+          onMainMessage(msg, rinfo);
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'tftp request handler failed');
+        }
+      });
+      try {
+        socket.bind(options.port, host, () => {
+          socket.off('error', onBindError);
+          socket.on('error', (err: Error) => log.error({ err: err.message }, 'tftp socket error'));
+          main = socket;
+          boundPort = socket.address().port;
+          try {
+            // A lab full of machines powering on at once sends a burst of requests; a larger
+            // receive buffer (capped by net.core.rmem_max) keeps the kernel from dropping them.
+            socket.setRecvBufferSize(1024 * 1024);
+          } catch (err) {
+            log.debug({ err: (err as Error).message }, 'tftp receive buffer left at the default');
+          }
+          log.info(
+            {
+              host,
+              port: boundPort,
+              root: options.root,
+              blksizeMax: limits.blksizeMax,
+              windowsizeMax: limits.windowsizeMax,
+              maxTransfers,
+              maxPerClient,
+              timeoutMaxMs: limits.timeoutMaxMs,
+              threads: threadCount,
+            },
+            'tftp listening',
+          );
+          resolve({ port: boundPort });
+        });
+      } catch (err) {
+        onBindError(err as Error);
+      }
+    });
+  }
+
   return {
     get port() {
       return boundPort ?? options.port;
     },
-    stats: () => ({ transfers: transfers.size, pending: pending.size, reaped: counters.reaped, refusedBusy: counters.refusedBusy, cache: cache.stats() }),
+    stats: () => ({
+      transfers: transfers.size,
+      pending: pending.size,
+      reaped: counters.reaped,
+      refusedBusy: counters.refusedBusy,
+      cache: cache.stats(),
+      threads: threads?.stats() ?? { handedOver: 0, running: 0 },
+    }),
     start() {
       if (startPromise) return startPromise;
-      startPromise = new Promise<{ port: number }>((resolve, reject) => {
-        const socket = createSocket('listen');
-        const onBindError = (err: Error): void => {
-          startPromise = undefined;
-          try {
-            socket.close();
-          } catch {
-            // never bound
-          }
-          reject(
-            new ApplianceError(
-              'ERR_TFTP_BIND',
-              `cannot listen for tftp on ${host}:${options.port}: ${err.message}; pick another port or run with CAP_NET_BIND_SERVICE for port 69`,
-              { host, port: options.port },
-              { cause: err },
-            ),
-          );
-        };
-        socket.once('error', onBindError);
-        socket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
-          try {
-            onMainMessage(msg, rinfo);
-          } catch (err) {
-            log.error({ err: (err as Error).message }, 'tftp request handler failed');
-          }
-        });
-        try {
-          socket.bind(options.port, host, () => {
-            socket.off('error', onBindError);
-            socket.on('error', (err: Error) => log.error({ err: err.message }, 'tftp socket error'));
-            main = socket;
-            boundPort = socket.address().port;
-            try {
-              // A lab full of machines powering on at once sends a burst of requests; a larger
-              // receive buffer (capped by net.core.rmem_max) keeps the kernel from dropping them.
-              socket.setRecvBufferSize(1024 * 1024);
-            } catch (err) {
-              log.debug({ err: (err as Error).message }, 'tftp receive buffer left at the default');
-            }
-            log.info(
-              {
-                host,
-                port: boundPort,
-                root: options.root,
-                blksizeMax: limits.blksizeMax,
-                windowsizeMax: limits.windowsizeMax,
-                maxTransfers,
-                maxPerClient,
-                timeoutMaxMs: limits.timeoutMaxMs,
-              },
-              'tftp listening',
-            );
-            resolve({ port: boundPort });
-          });
-        } catch (err) {
-          onBindError(err as Error);
-        }
+      // The transfer threads load first, so the first transfers find them ready.
+      const started = createTransferThreads(threadCount, {
+        log,
+        settings: { host, limits, retries, pendingMs },
+        record: ctx.record,
+        warnLimited,
+        sendFromMain: ctx.sendFromMain,
       });
+      threads = started;
+      startPromise = started
+        .ready()
+        .then(listen)
+        .catch(async (err: unknown) => {
+          startPromise = undefined;
+          if (threads === started) threads = undefined;
+          await started.stop();
+          throw err;
+        });
       return startPromise;
     },
     async stop() {
@@ -410,6 +454,9 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       pending.clear();
       byAddress.clear();
       cache.clear();
+      const running = threads;
+      threads = undefined;
+      await running?.stop();
       if (socket) {
         await new Promise<void>((resolve) => socket.close(() => resolve()));
         log.info({ port: boundPort }, 'tftp stopped');

@@ -57,9 +57,50 @@ export interface TransferContext {
   requestedAgain(address: string, name: string, since: number): boolean;
   /** A warning that a flood could repeat: logged at most once a second, the rest at debug. */
   warnLimited(fields: Record<string, unknown>, msg: string): void;
+  /**
+   * Hand a resolved transfer of an in-memory file to a transfer thread (transfer-threads.ts):
+   * the handle this transfer then forwards to, or undefined to send it from this thread.
+   */
+  offload?(transfer: Transfer, handed: HandedTransfer): RemotePeer | undefined;
 }
 
-type TransferState = 'resolving' | 'negotiating' | 'sending' | 'done';
+/** What a transfer starts sending with, once its request is resolved and its options agreed. */
+export interface PreparedTransfer {
+  name: string;
+  /** Where it came from (read-source.ts). */
+  label: string;
+  mac: string | undefined;
+  reader: BlockReader;
+  negotiated: Negotiated;
+}
+
+/** A transfer handed to a transfer thread: what its sending needs, all of it cloneable (the content shared, not copied). */
+export interface HandedTransfer {
+  request: RequestPacket;
+  client: { address: string; port: number };
+  name: string;
+  label: string;
+  mac: string | undefined;
+  negotiated: Negotiated;
+  /** The whole file, a view of a SharedArrayBuffer. */
+  content: Uint8Array;
+}
+
+/** What the main thread's side of a handed-over transfer tells the thread that sends it. */
+export interface RemotePeer {
+  /** The client repeated its request (see repeatFirstReply). */
+  repeat(request: RequestPacket): void;
+  /** The client asked for `name` from another port (see clientMovedOn). */
+  movedOn(name: string): void;
+  /** Stop silently (superseded, reaped, server stopping). */
+  abort(reason: string): void;
+}
+
+/** The levels a transfer logs at. */
+export type TransferLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** `remote`: resolved here, sent by a transfer thread (this object forwards to it). */
+type TransferState = 'resolving' | 'negotiating' | 'sending' | 'remote' | 'done';
 
 /** True when two requests are the same (a client repeating its RRQ). */
 export function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
@@ -83,6 +124,8 @@ export class Transfer {
   private sourceLabel = '';
   private mac: string | undefined;
   private retryRequest: RequestPacket | undefined;
+  /** The thread sending this transfer, in state `remote`. */
+  private remote: RemotePeer | undefined;
   private gotAck = false;
   // Window state, in absolute block numbers (wire number = abs & 0xffff, RFC 1350 rollover).
   // Blocks acked+1 .. readCount, kept until acknowledged, are window[windowHead ...]: an ACK
@@ -137,7 +180,9 @@ export class Transfer {
   repeatFirstReply(request: RequestPacket): void {
     this.retryRequest = request;
     this.repeatedRequests += 1;
-    if (this.state === 'negotiating') {
+    if (this.state === 'remote') {
+      this.remote?.repeat(request);
+    } else if (this.state === 'negotiating') {
       this.sendOack();
     } else if (this.state === 'sending' && this.window[this.windowHead] !== undefined && this.acked === 0) {
       this.sendBlock(1);
@@ -157,30 +202,50 @@ export class Transfer {
 
   private async prepare(): Promise<void> {
     const { request, ctx } = this;
-    this.mac = ctx.events?.macForIp(this.client.address);
-    const source = await openReadSource(ctx, request, this.client, this.mac, () => this.isDone());
+    const mac = ctx.events?.macForIp(this.client.address);
+    this.mac = mac;
+    const source = await openReadSource(ctx, request, this.client, mac, () => this.isDone());
     if (source.kind === 'aborted') return;
     if (source.kind === 'refused') {
       this.refuse(source.code, source.message, source.reason, source.level);
       return;
     }
-    const { reader, size } = source;
-    this.name = source.name;
-    this.sourceLabel = source.label;
-    this.reader = reader;
-    this.negotiated = negotiateOptions(request.options, ctx.limits, size);
+    const negotiated = negotiateOptions(request.options, ctx.limits, source.size);
     this.log.debug(
       {
-        file: this.name,
-        mac: this.mac,
+        file: source.name,
+        mac,
         mode: request.mode.toLowerCase(),
-        blksize: this.negotiated.blksize,
-        windowsize: this.negotiated.windowsize,
-        tsize: this.negotiated.tsize,
-        source: this.sourceLabel,
+        blksize: negotiated.blksize,
+        windowsize: negotiated.windowsize,
+        tsize: negotiated.tsize,
+        source: source.label,
       },
       'tftp read request',
     );
+    if (source.content !== undefined && ctx.offload) {
+      const handed = { request, client: this.client, name: source.name, label: source.label, mac, negotiated, content: source.content };
+      const peer = ctx.offload(this, handed);
+      if (peer) {
+        this.remote = peer;
+        this.name = source.name;
+        this.negotiated = negotiated;
+        this.state = 'remote';
+        await source.reader.close().catch(() => undefined);
+        return;
+      }
+    }
+    await this.start({ name: source.name, label: source.label, mac, reader: source.reader, negotiated });
+  }
+
+  /** Open the transfer socket and send the first reply (here, or on a transfer thread for a handed-over transfer). */
+  async start(prepared: PreparedTransfer): Promise<void> {
+    const { ctx } = this;
+    this.name = prepared.name;
+    this.sourceLabel = prepared.label;
+    this.mac = prepared.mac;
+    this.reader = prepared.reader;
+    this.negotiated = prepared.negotiated;
     await this.io.open(ctx.createSocket, ctx.host, this.client, {
       message: (msg, rinfo) => this.onMessage(msg, rinfo),
       error: (err) => this.onSocketError(err),
@@ -198,6 +263,21 @@ export class Transfer {
       this.state = 'sending';
       this.pump();
     }
+  }
+
+  /** A handed-over transfer's thread logged a line: written here, with this transfer's fields. */
+  remoteLog(level: TransferLogLevel, fields: Record<string, unknown>, msg: string): void {
+    this.log[level](fields, msg);
+  }
+
+  /** A handed-over transfer's client acknowledged for the first time. */
+  remoteAcknowledged(): void {
+    if (this.state === 'remote') this.firstAck();
+  }
+
+  /** A handed-over transfer ended on its thread; `retry` as in end(). */
+  remoteEnded(retry: RequestPacket | undefined): void {
+    if (this.state === 'remote') this.end(retry);
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {
@@ -442,8 +522,9 @@ export class Transfer {
    * The client asked for another file from another port: a client reads one file at a time, so
    * if only the final ACK of this transfer is missing, it had the file and moved on.
    */
-  clientMovedOn(): void {
-    if (this.state === 'sending' && this.onlyFinalAckMissing()) this.completeUnconfirmed('new-request');
+  clientMovedOn(name: string): void {
+    if (this.state === 'remote') this.remote?.movedOn(name);
+    else if (this.state === 'sending' && this.onlyFinalAckMissing()) this.completeUnconfirmed('new-request');
   }
 
   /** Sent in full, last block unacknowledged (see onlyFinalAckMissing): complete, logged as such. */
@@ -556,7 +637,9 @@ export class Transfer {
   /** Stop silently (server stopping, request superseded, slot reaped). */
   abort(reason: string): void {
     if (this.state === 'done') return;
-    this.log.debug({ file: this.name || clip(this.request.filename), reason }, 'tftp transfer aborted');
+    // A handed-over transfer is aborted (and logged) on its thread.
+    if (this.state === 'remote') this.remote?.abort(reason);
+    else this.log.debug({ file: this.name || clip(this.request.filename), reason }, 'tftp transfer aborted');
     this.end();
   }
 

@@ -63,6 +63,8 @@ export async function startServer(options: Partial<TftpServerOptions> = {}): Pro
   const events = options.events ?? createEventLog();
   const server = createTftpServer({
     fallbackDirs: [],
+    // The *-threads.test.ts files run their suite again with transfers on transfer threads.
+    ...(process.env.TFTP_TEST_THREADS !== undefined ? { threads: Number(process.env.TFTP_TEST_THREADS) } : {}),
     ...options,
     root,
     host: '127.0.0.1',
