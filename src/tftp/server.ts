@@ -108,7 +108,7 @@ export interface TftpServerStats {
 
 /** A running (or startable) TFTP server. */
 export interface TftpServer {
-  /** Bind the listening socket; resolves with the bound port, rejects (ERR_TFTP_BIND) on error. */
+  /** Start the transfer threads and bind the listening socket; resolves with the bound port, rejects (ERR_TFTP_BIND) on error, or (ERR_TFTP_STOPPED) when stop() came first. */
   start(): Promise<{ port: number }>;
   /** Close the listening socket and abort every transfer. */
   stop(): Promise<void>;
@@ -436,7 +436,10 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       threads = started;
       startPromise = started
         .ready()
-        .then(listen)
+        // stop() while the threads were loading: nothing is bound.
+        .then(() =>
+          threads === started ? listen() : Promise.reject(new ApplianceError('ERR_TFTP_STOPPED', 'tftp server stopped before it listened', { host })),
+        )
         .catch(async (err: unknown) => {
           startPromise = undefined;
           if (threads === started) threads = undefined;

@@ -12,7 +12,11 @@
  *
  * Transfers go round-robin over the threads and the main thread (`threads` in all, the main one
  * included). The threads start with the server, which listens once they have loaded; one that
- * dies ends its transfers (logged, an event each) and is not used again. Only cached octet reads are handed over: a large file read from
+ * dies ends its transfers (logged, an event each) and is not used again.
+ *
+ * The main thread learns of a thread's first ACK by message, so a transfer acknowledged a moment
+ * ago can still be taken for unacknowledged when a limit is reached in that moment and be reaped:
+ * its client times out and asks again, as for any reaped transfer. Only cached octet reads are handed over: a large file read from
  * disk, netascii and virtual files are sent from the main thread.
  */
 import path from 'node:path';
