@@ -14,10 +14,12 @@
  * included). The threads start with the server, which listens once they have loaded; one that
  * dies ends its transfers (logged, an event each) and is not used again.
  *
+ * Only cached octet reads are handed over: a large file read from disk, netascii and virtual
+ * files are sent from the main thread.
+ *
  * The main thread learns of a thread's first ACK by message, so a transfer acknowledged a moment
  * ago can still be taken for unacknowledged when a limit is reached in that moment and be reaped:
- * its client times out and asks again, as for any reaped transfer. Only cached octet reads are handed over: a large file read from
- * disk, netascii and virtual files are sent from the main thread.
+ * its client times out and asks again, as for any reaped transfer.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,6 +103,7 @@ function spawn(): Worker {
 const THREAD_HEAP = { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 };
 
 interface Thread {
+  /** Undefined once the thread has died or was stopped. */
   worker: Worker | undefined;
   dead: boolean;
   transfers: Map<number, Transfer>;
@@ -109,19 +112,15 @@ interface Thread {
   markLoaded(): void;
 }
 
-/** `threads` in all, the main thread included: 1 hands nothing over. */
+/** `threads` in all, the main thread included: 1 hands nothing over. The threads start at once. */
 export function createTransferThreads(threads: number, host: ThreadHost): TransferThreads {
-  const pool: Thread[] = [];
-  for (let i = 1; i < threads; i++) {
-    let markLoaded = (): void => undefined;
-    const loaded = new Promise<void>((resolve) => (markLoaded = resolve));
-    pool.push({ worker: undefined, dead: false, transfers: new Map(), loaded, markLoaded });
-  }
   // The first transfer goes to a thread, then the main thread, and so on.
-  let turn = pool.length > 0 ? 1 : 0;
+  let turn = threads > 1 ? 1 : 0;
   let nextId = 1;
   let handedOver = 0;
   let stopped = false;
+  // The log level is set at start and never changes: the levels a thread forwards are known now.
+  const levels = LEVELS.filter((level) => host.log.isLevelEnabled(level));
 
   function onMessage(thread: Thread, msg: FromThread): void {
     switch (msg.t) {
@@ -166,14 +165,16 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
     thread.transfers.clear();
   }
 
-  function workerOf(thread: Thread): Worker {
-    if (thread.worker) return thread.worker;
+  function startThread(): Thread {
+    let markLoaded = (): void => undefined;
+    const loaded = new Promise<void>((resolve) => (markLoaded = resolve));
+    const thread: Thread = { worker: undefined, dead: false, transfers: new Map(), loaded, markLoaded };
     let worker: Worker;
     try {
       worker = spawn();
     } catch (err) {
       died(thread, (err as Error).message);
-      throw err;
+      return thread;
     }
     worker.unref();
     worker.on('message', (msg: FromThread) => {
@@ -186,11 +187,14 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
     worker.on('error', (err) => died(thread, err.message));
     worker.on('exit', (code) => died(thread, `exit code ${code}`));
     thread.worker = worker;
-    return worker;
+    return thread;
   }
 
+  const pool: Thread[] = [];
+  for (let i = 1; i < threads; i++) pool.push(startThread());
+
   function post(thread: Thread, msg: ToThread): void {
-    if (!thread.dead) thread.worker?.postMessage(msg);
+    thread.worker?.postMessage(msg);
   }
 
   return {
@@ -199,11 +203,11 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
       const slot = turn;
       turn = (turn + 1) % (pool.length + 1);
       const thread = slot === 0 ? undefined : pool[slot - 1];
-      if (!thread || thread.dead) return undefined;
+      const worker = thread?.worker;
+      if (!thread || !worker) return undefined;
       const id = nextId++;
-      const levels = LEVELS.filter((level) => host.log.isLevelEnabled(level));
       try {
-        workerOf(thread).postMessage({ t: 'start', id, handed, settings: host.settings, levels } satisfies ToThread);
+        worker.postMessage({ t: 'start', id, handed, settings: host.settings, levels } satisfies ToThread);
       } catch (err) {
         died(thread, (err as Error).message);
         return undefined;
@@ -218,13 +222,7 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
       };
     },
     async ready() {
-      for (const thread of pool) {
-        try {
-          workerOf(thread);
-        } catch {
-          // died() logged it; its turns go to the main thread
-        }
-      }
+      // A thread that failed to start or load is dead (died() logged it): its turns go to the main thread.
       await Promise.all(pool.map((t) => t.loaded));
     },
     stats: () => ({ handedOver, running: pool.filter((t) => t.worker !== undefined).length }),
