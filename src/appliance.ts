@@ -32,6 +32,7 @@ import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
 import { transferThreadCount } from './tftp/transfer-threads.js';
+import { sendfileNative, sendfileUnavailableReason } from './http/sendfile.js';
 import { createGrubFiles } from './boot/grub-files.js';
 import { createBootSessions } from './http/boot-sessions.js';
 import { grantCallback } from './http/callback-grant.js';
@@ -226,9 +227,13 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         templates: config.templates,
         db: config.db,
         sources: config.sources,
+        httpSendfile: sendfileNative() !== undefined,
       },
       'starting netboot appliance',
     );
+    const noSendfile = sendfileUnavailableReason();
+    if (noSendfile)
+      log.warn({ reason: noSendfile }, 'http assets are sent by copying them through the process, not by sendfile (about twice the CPU per byte)');
     logBootFiles();
     checkServerModeSettings(config);
     if (config.dhcpMode !== 'server' && config.secureBoot) {

@@ -16,7 +16,7 @@ import { createBootSessions, dhcpAddress } from './boot-sessions.js';
 import { grantCallback } from './callback-grant.js';
 import type { HttpDeps, RouteEnv } from './context.js';
 import { errorMiddleware } from './errors.js';
-import { createHttpMetrics, isInstrumented, registerFactsIndexMetrics } from './metrics.js';
+import { createHttpMetrics, isInstrumented, registerFactsIndexMetrics, registerFileStreamMetrics } from './metrics.js';
 import { createDigestCache } from './asset-files.js';
 import { createRenderer } from './render.js';
 import { assetsMiddleware } from './routes/assets.js';
@@ -67,6 +67,7 @@ export function createHttpApp(deps: HttpDeps): Koa {
   const grants = { sessions, lifetimeSeconds: deps.callbackTokenSeconds ?? DEFAULT_CALLBACK_TOKEN_SECONDS };
   const metrics = createHttpMetrics(deps.registry);
   if (deps.factsIndexStatus) registerFactsIndexMetrics(metrics.registry, deps.factsIndexStatus);
+  registerFileStreamMetrics(metrics.registry);
   const countEvents = !isInstrumented(deps.events);
   const env: RouteEnv = {
     deps,

@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventLog } from '../events.js';
 import type { FactsIndexStatus } from '../store/facts-index.js';
+import { fileStreamStats } from './file-stream.js';
 
 const BOOT_EVENTS = 'netboot_boot_events_total';
 
@@ -41,6 +42,28 @@ export function createHttpMetrics(registry: Registry = new Registry()): HttpMetr
     }),
     bootEvents: bootEventsCounter(registry),
   };
+}
+
+/**
+ * Asset bytes sent by sendfile(2) and by copying through the process (src/http/file-stream.ts),
+ * process-wide, read at each scrape: a copy share above a few per cent means sendfile is off
+ * or clients are slow (each full send buffer costs one 64 KiB copy).
+ */
+export function registerFileStreamMetrics(registry: Registry): void {
+  const name = 'netboot_http_asset_bytes_total';
+  registry.removeSingleMetric(name);
+  new Counter({
+    name,
+    help: 'Asset bytes sent, by how: sendfile (the kernel copies page cache to the socket) or copy (read into the process, then written)',
+    labelNames: ['how'],
+    registers: [registry],
+    collect() {
+      const stats = fileStreamStats();
+      this.reset();
+      this.inc({ how: 'sendfile' }, stats.sendfileBytes);
+      this.inc({ how: 'copy' }, stats.copiedBytes);
+    },
+  });
 }
 
 /**

@@ -7,7 +7,8 @@
  *
  * - TFTP on ADDRESS:69: lock-step RRQs, as src/lab/tftp-floor.ts serves them;
  * - HTTP on ADDRESS:8080: GET /assets/NAME streams ROOT/NAME through the appliance's own
- *   streamFileRange (1 MiB reads into reused buffers), with no Koa, routing, limits or ranges;
+ *   streamFileRange (sendfile where the addon is built, else 1 MiB reads into reused buffers),
+ *   with no Koa, routing, limits or ranges;
  * - with --dhcp, a ProxyDHCP-shaped responder on ADDRESS:67 that answers every relayed
  *   DISCOVER with a fixed OFFER (xid, giaddr and chaddr copied in) sent to the relay.
  */

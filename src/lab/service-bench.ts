@@ -118,10 +118,12 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       ...extra,
     ];
     const appliance = inNs(process.execPath, applianceArgs(ADDR.ours, 'state'));
-    // The same appliance sending every transfer from its main thread (--tftp-threads 1): the row
-    // beside the storm shows what the transfer threads (src/tftp/transfer-threads.ts) change.
+    // The same appliance sending every TFTP transfer from its main thread (--tftp-threads 1) and
+    // HTTP assets by copying them through the process (NETBOOT_SENDFILE=0): the rows beside the
+    // storm and the HTTP cases show what the transfer threads (src/tftp/transfer-threads.ts) and
+    // sendfile (src/http/sendfile.ts) change. env execs node, so the pid is the appliance's.
     mkdirSync(join(dir, 'state-one-thread'));
-    const oneThread = inNs(process.execPath, applianceArgs(ADDR.oneThread, 'state-one-thread', ['--tftp-threads', '1']));
+    const oneThread = inNs('env', ['NETBOOT_SENDFILE=0', process.execPath, ...applianceArgs(ADDR.oneThread, 'state-one-thread', ['--tftp-threads', '1'])]);
     const dnsmasq = inNs('dnsmasq', [
       '-k',
       '--port=0',
@@ -199,14 +201,16 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
         });
       }
       if (anchor === 'dnsmasq') {
-        cases.push({
-          section: 'tftp',
-          what: 'TFTP 32 MiB lock-step, blksize 1468 (curl): bare Node dgram loop, the floor',
-          anchor,
-          ours: curlTftp(ADDR.floor, 'big32', 1468),
-          theirs: curlTftp(addr, 'big32', 1468),
-          oursPid: floor.pid,
-        });
+        for (const blksize of [1468, 512]) {
+          cases.push({
+            section: 'tftp',
+            what: `TFTP 32 MiB lock-step, blksize ${blksize} (curl): bare Node dgram loop, the floor`,
+            anchor,
+            ours: curlTftp(ADDR.floor, 'big32', blksize),
+            theirs: curlTftp(addr, 'big32', blksize),
+            oursPid: floor.pid,
+          });
+        }
       }
       cases.push({ section: 'tftp', what: 'TFTP storm 50 x 170 KB (curl)', anchor, ours: storm(ADDR.ours, 50), theirs: storm(addr, 50) });
       cases.push({
@@ -257,7 +261,15 @@ export async function runServiceBench(options: ServiceBenchOptions = {}): Promis
       if (n > 1) {
         cases.push({
           section: 'http',
-          what: `HTTP ${n} x 64 MiB initrd (curl): bare Node http + 1 MiB reads, the floor`,
+          what: `HTTP ${n} x 64 MiB initrd (curl): the appliance copying, NETBOOT_SENDFILE=0`,
+          anchor: 'nginx-light',
+          ours: http(`http://${ADDR.oneThread}:8080/assets/initrd64`, n),
+          theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n),
+          oursPid: oneThread.pid,
+        });
+        cases.push({
+          section: 'http',
+          what: `HTTP ${n} x 64 MiB initrd (curl): bare Node http + streamFileRange, the floor`,
           anchor: 'nginx-light',
           ours: http(`http://${ADDR.floor}:8080/assets/initrd64`, n),
           theirs: http(`http://${ADDR.nginx}:8080/assets/initrd64`, n),

@@ -127,12 +127,19 @@ test('If-Range: matching ETag gives 206, stale ETag gives the whole file; If-Non
   t.is(bad.headers['content-range'], `bytes */${kernel.length}`);
 });
 
-test('a full download streams the exact file and records an http-asset event for the MAC at that IP', async (t) => {
+test('a full download streams the exact file by sendfile (counted in /metrics) and records an http-asset event for the MAC at that IP', async (t) => {
   const { base, kernel, events } = await setup(t);
   events.record({ mac: '52:54:00:00:00:42', type: 'dhcp-ack', ip: '127.0.0.1' });
+  const sent = async (): Promise<number> => {
+    const m = await curl([`${base}/metrics`]);
+    return Number(/^netboot_http_asset_bytes_total\{how="sendfile"\} (\d+)$/m.exec(m.body.toString())?.[1]);
+  };
+  const before = await sent();
   const r = await curl([`${base}/assets/os/v1/vmlinuz`]);
   t.is(r.status, 200);
   t.is(createHash('sha256').update(r.body).digest('hex'), createHash('sha256').update(kernel).digest('hex'));
+  // All but the first 64 KiB (which carries the header) went out by sendfile (other tests' downloads only add).
+  t.true((await sent()) - before >= kernel.length - 65_536);
   const ev = events.list({ mac: '52:54:00:00:00:42' }).filter((e) => e.type === 'http-asset');
   t.is(ev.length, 1);
   t.like(ev[0]!.detail, { file: '/assets/os/v1/vmlinuz', status: 200 });
