@@ -175,8 +175,11 @@ async function sendRange(kernel: SendfileFn, fd: number, handle: FileHandle, pat
     position += first;
     let turn = 0;
     while (position <= end && !gone) {
+      // Checked in the same synchronous step as the call: a destroyed socket's descriptor is
+      // closed at once and its number may already belong to another connection or file.
       if (socket === null || socket.destroyed || socket.writableLength > 0) {
-        // Someone else wrote to the socket (nothing should): finish by copying, in order.
+        // Destroyed: the copy's write fails and ends this. Someone else wrote to the socket
+        // (nothing should): finish by copying, in order.
         const n = await copyChunk(position);
         if (n === 0) return shrank();
         position += n;

@@ -38,6 +38,7 @@ import { clip, DEFAULT_FALLBACK_DIRS } from './files.js';
 import { decodePacket, encodePacket, TFTP_ERROR, TftpDecodeError, type RequestPacket, type TftpPacket } from './packet.js';
 import { BLKSIZE_MAX, BLKSIZE_MIN, type NegotiationLimits } from './negotiate.js';
 import type { VirtualFiles } from './read-source.js';
+import { trimOldest } from '../bounded-map.js';
 import { createRecentRequests } from './recent-requests.js';
 import { sameRequest, Transfer, type TftpSocketFactory, type TransferContext } from './transfer.js';
 import { createTransferThreads, type TransferThreads } from './transfer-threads.js';
@@ -116,6 +117,9 @@ export interface TftpServer {
   readonly port: number;
   stats(): TftpServerStats;
 }
+
+/** How long after a transfer went out in full an identical request from its port is taken for a late copy. */
+const LATE_COPY_MS = 1000;
 
 function checkRange(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -211,7 +215,14 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       if (pending.get(transfer.key) === transfer) pending.delete(transfer.key);
     },
     finished(transfer, client, retry) {
-      if (transfers.get(transfer.key) === transfer) transfers.delete(transfer.key);
+      if (transfers.get(transfer.key) === transfer) {
+        transfers.delete(transfer.key);
+        if (transfer.completed) {
+          completedLately.delete(transfer.key);
+          completedLately.set(transfer.key, { request: transfer.request, at: Date.now() });
+          trimOldest(completedLately, 4096);
+        }
+      }
       if (pending.get(transfer.key) === transfer) pending.delete(transfer.key);
       const mine = byAddress.get(client.address);
       if (mine) {
@@ -229,6 +240,14 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
 
   // When each client address last asked for each name (recent-requests.ts).
   const recentRequests = createRecentRequests();
+  // Transfers that went out in full a moment ago, by client address:port. A copy of the request
+  // that the client repeated while our first reply was on its way can reach us after the
+  // transfer it started has ended: with transfer threads the blocks and ACKs bypass the main
+  // thread, so a busy main thread may read the copy only after the thread's transfer finished.
+  // Started again it would send block 1 to a client that is done. A client asking for the same
+  // file again from the same port (RFC 1350 wants a new port per transfer; tftp-hpa's
+  // interactive client keeps one) within LATE_COPY_MS is served when it repeats its request.
+  const completedLately = new Map<string, { request: RequestPacket; at: number }>();
 
   /**
    * Make room for a transfer of `address`: within the per-client and the total limit, reaping the
@@ -287,6 +306,12 @@ export function createTftpServer(options: TftpServerOptions): TftpServer {
       }
       // Same client port, different (or later) request: the client has moved on.
       existing.abort('superseded by a new request');
+    } else {
+      const done = completedLately.get(key);
+      if (done && Date.now() - done.at < LATE_COPY_MS && sameRequest(done.request, request)) {
+        log.debug({ client: key, file: clip(request.filename) }, 'tftp repeated request for a transfer that just completed ignored');
+        return;
+      }
     }
     recentRequests.note(client.address, request.filename);
     // A new request from another port of the same client: a transfer still waiting only for its

@@ -53,9 +53,9 @@ function start(msg: Extract<ToThread, { t: 'start' }>): void {
     sendFromMain: (packet, to) => send({ t: 'send-main', packet, to }),
     record: (type, address, detail) => send({ t: 'record', type, address, detail }),
     acknowledged: () => send({ t: 'acked', id }),
-    finished(_transfer, _client, retry) {
+    finished(transfer, _client, retry) {
       transfers.delete(id);
-      send({ t: 'finished', id, retry });
+      send({ t: 'finished', id, retry, completed: transfer.completed });
     },
     requestedAgain: (address, name, since) => recent.askedSince(address, name, since),
     warnLimited: (fields, msg) => send({ t: 'warn', fields, msg }),

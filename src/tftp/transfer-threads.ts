@@ -51,7 +51,7 @@ export type FromThread =
   | { t: 'warn'; fields: Record<string, unknown>; msg: string }
   | { t: 'send-main'; packet: TftpPacket; to: { address: string; port: number } }
   | { t: 'acked'; id: number }
-  | { t: 'finished'; id: number; retry: RequestPacket | undefined }
+  | { t: 'finished'; id: number; retry: RequestPacket | undefined; completed: boolean }
   | { t: 'ready' };
 
 /** What the threads do on the main thread's behalf. */
@@ -142,7 +142,7 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
       case 'finished': {
         const transfer = thread.transfers.get(msg.id);
         thread.transfers.delete(msg.id);
-        transfer?.remoteEnded(msg.retry);
+        transfer?.remoteEnded(msg.retry, msg.completed);
         return;
       }
       case 'ready':
@@ -160,7 +160,7 @@ export function createTransferThreads(threads: number, host: ThreadHost): Transf
     host.log.error({ err: why, transfers: thread.transfers.size }, 'tftp transfer thread ended; its transfers failed, the rest are sent from the main thread');
     for (const [, transfer] of thread.transfers) {
       host.record('tftp-error', transfer.client.address, { file: transfer.request.filename, reason: 'thread-exit' });
-      transfer.remoteEnded(undefined);
+      transfer.remoteEnded(undefined, false);
     }
     thread.transfers.clear();
   }

@@ -63,9 +63,16 @@ test.serial('OVMF PXEv6, proxy mode beside dnsmasq: proxy Advertise, 4011 Reply,
     ofType(events, 'dhcp6-reply').some((e) => e.detail?.['bootUrl'] === url && e.detail?.['message'] === 'proxy boot-server reply (4011)'),
     'EDK2 did not complete on port 4011',
   );
-  const all = (await appliance.getJson('/api/events?limit=1000')) as BootEvent[];
-  const tftp = ofType(all, 'tftp-file').find((e) => e.detail?.['file'] === 'snponly.efi');
-  t.truthy(tftp, 'snponly.efi was not served');
+  // A transfer whose final ACK never came is recorded only when its retries run out (after
+  // iPXE may already have fetched the cloud-config): wait for the record a little.
+  let all: BootEvent[] = [];
+  let tftp: BootEvent | undefined;
+  for (let i = 0; i < 40 && !tftp; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+    all = (await appliance.getJson('/api/events?limit=1000')) as BootEvent[];
+    tftp = ofType(all, 'tftp-file').find((e) => e.detail?.['file'] === 'snponly.efi');
+  }
+  t.truthy(tftp, `snponly.efi was not served: ${JSON.stringify(all.filter((e) => e.type.startsWith('tftp')).map((e) => [e.type, e.ip, e.detail]))}`);
   t.truthy(tftp?.ip && parseIpv6(tftp.ip), `snponly.efi went over ipv4 (${tftp?.ip})`);
   t.truthy(ofType(events, 'http-cloud-config')[0], 'the test OS did not fetch its cloud-config');
 });

@@ -383,3 +383,18 @@ export async function waitFor(predicate: () => boolean, ms = 5000): Promise<bool
   }
   return predicate();
 }
+
+/** A server (torn down with the test) holding `name` of `size` random bytes, and a raw peer. */
+export async function serverWithFile(
+  t: { teardown(fn: () => unknown): void },
+  name: string,
+  size: number,
+  options: Partial<TftpServerOptions> = {},
+): Promise<{ s: TestServer; content: Buffer; peer: RawPeer }> {
+  const s = await startServer(options);
+  t.teardown(() => s.close());
+  const content = await s.put(name, size);
+  const peer = await rawPeer();
+  t.teardown(() => peer.close());
+  return { s, content, peer };
+}

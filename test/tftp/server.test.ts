@@ -7,7 +7,7 @@ import { encodePacket, type TftpPacket } from '../../src/tftp/packet.js';
 import { createTftpServer, type VirtualFileRequest } from '../../src/tftp/server.js';
 import { createSilentLogger } from '../../src/log.js';
 import { DEFAULT_FALLBACK_DIRS } from '../../src/tftp/files.js';
-import { delay, EDK2_RRQ_OPTIONS, rawPeer, rrq, sha256, startServer, tempDir, tftpGet, waitFor } from './helpers.js';
+import { delay, EDK2_RRQ_OPTIONS, rawPeer, rrq, serverWithFile, sha256, startServer, tempDir, tftpGet, waitFor } from './helpers.js';
 
 const MAC = '52:54:00:aa:bb:cc';
 
@@ -606,6 +606,32 @@ test('a 60 000-byte file name is refused and logged clipped, not whole', async (
   const line = s.logs.find((l) => l.msg === 'tftp request refused');
   t.true(String(line?.file).length <= 260);
   t.true(JSON.stringify(s.logs).length < 20_000);
+});
+
+test('a copy of the request read just after its transfer completed is ignored; the same request a second later is served', async (t) => {
+  const { s, content, peer } = await serverWithFile(t, 'g', 700, { timeoutMs: 2000 });
+  const request: TftpPacket = rrq('g');
+  // Lock-step from the peer's one port until the short block (700 bytes: two blocks).
+  const fetch = async (): Promise<Buffer> => {
+    peer.send(request, s.port);
+    const parts: Buffer[] = [];
+    for (let block = 1; block <= 2; block++) {
+      const got = await peer.next();
+      if (got?.packet?.op !== 'data' || got.packet.block !== block) throw new Error(`expected block ${block}, got ${JSON.stringify(got?.packet)}`);
+      parts.push(got.packet.data);
+      peer.send({ op: 'ack', block }, got.from);
+    }
+    return Buffer.concat(parts);
+  };
+  t.is(sha256(await fetch()), sha256(content));
+  t.true(await waitFor(() => s.logs.some((l) => l.msg === 'tftp transfer complete')));
+  // What a busy main thread does when it reads the client's repeated request only after a
+  // transfer thread finished the transfer.
+  peer.send(request, s.port);
+  t.deepEqual(await peer.collect(300), [], 'no second transfer started');
+  t.true(s.logs.some((l) => l.msg === 'tftp repeated request for a transfer that just completed ignored'));
+  await delay(800);
+  t.is(sha256(await fetch()), sha256(content), 'asked again later, from the same port: served');
 });
 
 test('a late copy of the request from the same port does not restart a running transfer', async (t) => {
