@@ -32,7 +32,7 @@ import { findBootFiles } from './tftp/boot-files.js';
 import { DEFAULT_FALLBACK_DIRS } from './tftp/files.js';
 import { createTftpServer, type TftpServer } from './tftp/server.js';
 import { transferThreadCount } from './tftp/transfer-threads.js';
-import { sendfileNative, sendfileUnavailableReason } from './http/sendfile.js';
+import { sendfileUnavailableReason } from './http/sendfile.js';
 import { createGrubFiles } from './boot/grub-files.js';
 import { createBootSessions } from './http/boot-sessions.js';
 import { grantCallback } from './http/callback-grant.js';
@@ -217,6 +217,7 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
     const diagnosisLog = log.child({ subsystem: 'diagnosis' });
     const events = withGrubWatch(withBootDiagnosis(instrumentEventLog(timeline, registry), diagnosisLog), diagnosisLog);
     consoleStatus = { warnings: [] };
+    const noSendfile = sendfileUnavailableReason();
     log.info(
       {
         address: config.address,
@@ -227,11 +228,10 @@ export function createAppliance(config: Config, deps: ApplianceDeps): Appliance 
         templates: config.templates,
         db: config.db,
         sources: config.sources,
-        httpSendfile: sendfileNative() !== undefined,
+        httpSendfile: noSendfile === undefined,
       },
       'starting netboot appliance',
     );
-    const noSendfile = sendfileUnavailableReason();
     if (noSendfile)
       log.warn({ reason: noSendfile }, 'http assets are sent by copying them through the process, not by sendfile (about twice the CPU per byte)');
     logBootFiles();

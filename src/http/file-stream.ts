@@ -58,6 +58,23 @@ export function fileStreamStats(): { sendfileBytes: number; copiedBytes: number 
   return { sendfileBytes: sentByKernel, copiedBytes: sentByCopy };
 }
 
+/** Read up to `bytes` at `at` into a pooled buffer (returned to the pool if the read fails). */
+async function readChunk(handle: FileHandle, at: number, bytes: number): Promise<{ buf: Buffer; n: number }> {
+  const buf = takeBuffer();
+  try {
+    const { bytesRead } = await handle.read(buf, 0, bytes, at);
+    return { buf, n: bytesRead };
+  } catch (err) {
+    giveBuffer(buf);
+    throw err;
+  }
+}
+
+/** The file shrank since its size was sent: end the connection rather than send less silently. */
+function destroyShrunk(res: ServerResponse, path: string): void {
+  res.destroy(new Error(`${path} shrank while being sent`));
+}
+
 export interface StreamOptions {
   /** Use sendfile(2) where the addon is built (default true). */
   sendfile?: boolean;
@@ -84,25 +101,15 @@ export async function streamFileRange(path: string, start: number, end: number, 
   const onDrain = (): void => wake?.();
   res.on('close', onClose);
   res.on('drain', onDrain);
-  const read = async (at: number): Promise<{ buf: Buffer; n: number }> => {
-    const buf = takeBuffer();
-    try {
-      const { bytesRead } = await handle.read(buf, 0, Math.min(CHUNK_BYTES, end - at + 1), at);
-      return { buf, n: bytesRead };
-    } catch (err) {
-      giveBuffer(buf);
-      throw err;
-    }
-  };
+  const read = (at: number): Promise<{ buf: Buffer; n: number }> => readChunk(handle, at, Math.min(CHUNK_BYTES, end - at + 1));
   try {
     let position = start;
     let next = position <= end ? read(position) : undefined;
     while (next && !gone) {
       const { buf, n } = await next;
       if (n === 0) {
-        // The file shrank since its size was sent: end the connection rather than send less silently.
         giveBuffer(buf);
-        res.destroy(new Error(`${path} shrank while being sent`));
+        destroyShrunk(res, path);
         return;
       }
       position += n;
@@ -147,14 +154,7 @@ async function sendRange(kernel: SendfileFn, fd: number, handle: FileHandle, pat
   res.on('close', onClose);
   /** Copy up to COPY_BYTES at `at` through Node's write; 0 when the file ended early. */
   const copyChunk = async (at: number): Promise<number> => {
-    const buf = takeBuffer();
-    let n: number;
-    try {
-      ({ bytesRead: n } = await handle.read(buf, 0, Math.min(COPY_BYTES, end - at + 1), at));
-    } catch (err) {
-      giveBuffer(buf);
-      throw err;
-    }
+    const { buf, n } = await readChunk(handle, at, Math.min(COPY_BYTES, end - at + 1));
     if (n === 0) {
       giveBuffer(buf);
       return 0;
@@ -162,10 +162,7 @@ async function sendRange(kernel: SendfileFn, fd: number, handle: FileHandle, pat
     await writeCopy(res, buf, n);
     return n;
   };
-  const shrank = (): void => {
-    // The file shrank since its size was sent: end the connection rather than send less silently.
-    res.destroy(new Error(`${path} shrank while being sent`));
-  };
+  const shrank = (): void => destroyShrunk(res, path);
   try {
     let position = start;
     // The first chunk carries the header; once its write callback runs, nothing of Node's is

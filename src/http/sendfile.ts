@@ -7,11 +7,13 @@
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { constants } from 'node:os';
 
 /** sendfile(socketFd, fileFd, offset, count): bytes sent, or -errno. */
 export type SendfileFn = (socketFd: number, fileFd: number, offset: number, count: number) => number;
 
-export const EAGAIN = 11;
+/** The errno sendfile returns (negated) when the socket's send buffer is full. */
+export const EAGAIN = constants.errno.EAGAIN;
 
 interface Loaded {
   fn: SendfileFn | undefined;

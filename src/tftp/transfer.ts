@@ -147,7 +147,7 @@ export class Transfer {
   private filling = false;
   private duplicateAcks = 0;
   /** Sent in full (complete or completeUnconfirmed; for a handed-over transfer, as its thread said). */
-  private done = false;
+  private sentInFull = false;
   private retransmits = 0;
   private repeatedRequests = 0;
   /** After the last block went out, the client acknowledged the block before it again: it lacks the last one. */
@@ -280,13 +280,13 @@ export class Transfer {
   /** A handed-over transfer ended on its thread; `retry` as in end(). */
   remoteEnded(retry: RequestPacket | undefined, completed: boolean): void {
     if (this.state !== 'remote') return;
-    this.done = completed;
+    this.sentInFull = completed;
     this.end(retry);
   }
 
   /** Whether the file went out in full (server.ts ignores a late copy of its request for a moment). */
   get completed(): boolean {
-    return this.done;
+    return this.sentInFull;
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {
@@ -538,7 +538,7 @@ export class Transfer {
 
   /** Sent in full, last block unacknowledged (see onlyFinalAckMissing): complete, logged as such. */
   private completeUnconfirmed(why: 'client-silent' | 'new-request'): void {
-    this.done = true;
+    this.sentInFull = true;
     const ms = Date.now() - this.startedAt;
     const detail = {
       file: this.name,
@@ -621,7 +621,7 @@ export class Transfer {
   }
 
   private complete(): void {
-    this.done = true;
+    this.sentInFull = true;
     const ms = Date.now() - this.startedAt;
     const detail = { file: this.name, bytes: this.bytesRead, blksize: this.negotiated.blksize, windowsize: this.negotiated.windowsize, ms };
     this.log.info(

@@ -635,11 +635,7 @@ test('a copy of the request read just after its transfer completed is ignored; t
 });
 
 test('a late copy of the request from the same port does not restart a running transfer', async (t) => {
-  const s = await startServer({ timeoutMs: 2000 });
-  t.teardown(() => s.close());
-  const content = await s.put('f', 1500);
-  const peer = await rawPeer();
-  t.teardown(() => peer.close());
+  const { s, content, peer } = await serverWithFile(t, 'f', 1500, { timeoutMs: 2000 });
   const request: TftpPacket = rrq('f');
   peer.send(request, s.port);
   const d1 = await peer.next();
